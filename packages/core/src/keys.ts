@@ -1,0 +1,111 @@
+import { createHash } from 'node:crypto';
+
+import { InvalidRequestError } from './errors.js';
+import type { BatchRequest, JsonValue, Params } from './model.js';
+
+/** Every key, derived or chosen, matches this: safe as a URL segment, a file name and an S3 name. */
+export const KEY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
+/** Format names (`csv`, `xlsx`, `tar.gz`). */
+export const FORMAT_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$/;
+/** Group names. */
+export const GROUP_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+const KEY_VERSION = 'armlib-key-v1';
+const HASH_HEX_CHARS = 32; // 128 bits
+const PREFIX_MAX = 60;
+
+/** Checks a key against {@link KEY_PATTERN}; throws {@link InvalidRequestError} naming `field`. */
+export function assertValidKey(key: unknown, field = 'key'): asserts key is string {
+  if (typeof key !== 'string') throw new InvalidRequestError(field, `must be a string, got ${typeof key}`);
+  if (!KEY_PATTERN.test(key) || key.endsWith('.') || key.includes('..')) {
+    throw new InvalidRequestError(
+      field,
+      `'${printable(key)}' is not a valid key: 1-200 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit, no '..' and no trailing '.'`,
+    );
+  }
+}
+
+/** Checks a format name against {@link FORMAT_PATTERN}. */
+export function assertValidFormat(format: unknown, field = 'format'): asserts format is string {
+  if (typeof format !== 'string' || !FORMAT_PATTERN.test(format) || format.includes('..') || format.endsWith('.')) {
+    throw new InvalidRequestError(
+      field,
+      `'${printable(String(format))}' is not a valid format: 1-32 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit`,
+    );
+  }
+}
+
+/**
+ * Sorted, de-aliased parameters: names sorted, each value list sorted, single strings turned into
+ * one-element lists, names with no values dropped (as an HTTP query would).
+ */
+export function canonicalParams(params: Params | undefined): [string, string[]][] {
+  if (params === undefined) return [];
+  const out: [string, string[]][] = [];
+  for (const name of Object.keys(params).sort(compareStrings)) {
+    const raw = params[name];
+    const values = typeof raw === 'string' ? [raw] : [...(raw ?? [])].sort(compareStrings);
+    if (values.length > 0) out.push([name, values]);
+  }
+  return out;
+}
+
+/**
+ * Derives the key of a request: a readable prefix from the uri, then 128 bits of SHA-256 over a
+ * canonical, unambiguous JSON encoding of (uri, sorted params with sorted values, body).
+ * sticky, group, priority, estimatedMs and owner are not part of it.
+ */
+export function deriveKey(request: Pick<BatchRequest, 'uri' | 'params' | 'body'>): string {
+  const canonical = canonicalJson([KEY_VERSION, request.uri, canonicalParams(request.params), request.body ?? null]);
+  const hash = createHash('sha256').update(canonical, 'utf8').digest('hex').slice(0, HASH_HEX_CHARS);
+  const prefix = readablePrefix(request.uri);
+  return prefix === '' ? hash : `${prefix}-${hash}`;
+}
+
+/** The key a request is stored under: its own `key` if given (validated), else the derived one. */
+export function keyOf(request: BatchRequest): string {
+  if (request.key !== undefined) {
+    assertValidKey(request.key, 'key');
+    return request.key;
+  }
+  return deriveKey(request);
+}
+
+/** JSON with object keys sorted at every level: one text per value. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(sortDeep(value));
+}
+
+function sortDeep(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sortDeep);
+  if (value !== null && typeof value === 'object') {
+    const obj = value as Record<string, unknown>;
+    const out: Record<string, unknown> = {};
+    for (const k of Object.keys(obj).sort(compareStrings)) out[k] = sortDeep(obj[k]);
+    return out;
+  }
+  return value;
+}
+
+function readablePrefix(uri: string): string {
+  const slug = uri
+    .replace(/^[a-z][a-z0-9+.-]*:\/\//i, '')
+    .replace(/[?#].*$/, '')
+    .replace(/[^A-Za-z0-9]+/g, '_')
+    .replace(/^_+|_+$/g, '');
+  return slug.slice(0, PREFIX_MAX).replace(/_+$/, '');
+}
+
+/** Code-unit order, independent of locale. */
+export function compareStrings(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Shows control characters in error messages instead of printing them. */
+export function printable(s: string): string {
+  const shown = s.length > 80 ? `${s.slice(0, 80)}…` : s;
+  // eslint-disable-next-line no-control-regex
+  return shown.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+export type { JsonValue };

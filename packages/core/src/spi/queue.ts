@@ -1,0 +1,269 @@
+import type { ErrorInfo, QueueState } from '../model.js';
+import type { NormalizedRequest } from '../request.js';
+
+/**
+ * One request as the queue stores it. Times are epoch milliseconds of the injected clock.
+ * Adapters store it as they like but must give it back with these fields.
+ */
+export interface QueueRecord {
+  readonly key: string;
+  readonly request: NormalizedRequest;
+  readonly state: QueueState;
+  readonly group: string;
+  readonly priority: number;
+  readonly owner?: string;
+  /** Ties within a priority are served in `seq` order (FIFO); assigned by the adapter. */
+  readonly seq: number;
+  readonly submittedAt: number;
+  /** Not claimable before this (retry backoff). */
+  readonly readyAt: number;
+  /** A pending record still pending at this time becomes `expired`. */
+  readonly pendingExpiresAt?: number;
+  readonly startedAt?: number;
+  readonly finishedAt?: number;
+  /** Claims so far (a lease that ran out counts). */
+  readonly attempts: number;
+  /** After this many attempts a failure or lease loss is final. */
+  readonly maxAttempts: number;
+  readonly leaseToken?: string;
+  readonly leaseExpiresAt?: number;
+  readonly workerId?: string;
+  readonly progress?: number;
+  readonly message?: string;
+  readonly cancelRequested?: boolean;
+  readonly error?: ErrorInfo;
+  /** A finished record is dropped (and reads ignore it) after this time. */
+  readonly retainUntil?: number;
+}
+
+/** What the manager asks an adapter to enqueue. */
+export interface NewQueueEntry {
+  readonly key: string;
+  readonly request: NormalizedRequest;
+  readonly maxAttempts: number;
+  readonly pendingExpiresAt?: number;
+}
+
+/** Caps checked atomically with the insert. Absent means unlimited. */
+export interface QueueLimits {
+  /** Pending + running records, all groups. */
+  readonly maxQueueLength?: number;
+  /** Pending + running records of the entry's group. */
+  readonly groupMaxQueueLength?: number;
+  /** Pending records of the entry's owner. */
+  readonly maxPendingPerOwner?: number;
+}
+
+/** Options of {@link QueueManager.enqueue}. */
+export interface EnqueueOptions {
+  readonly limits: QueueLimits;
+}
+
+/** `created`: a new pending record. `existing`: a pending or running record was already there. */
+export type EnqueueOutcome = 'created' | 'existing';
+
+/** Result of {@link QueueManager.enqueue}. */
+export interface EnqueueResult {
+  readonly outcome: EnqueueOutcome;
+  readonly record: QueueRecord;
+}
+
+/** Scheduling policy of one group (SharQ interval plus a concurrency cap). */
+export interface GroupPolicy {
+  /** Minimum ms between two claims in this group. */
+  readonly minIntervalMs?: number;
+  /** At most this many running at once in this group. */
+  readonly maxConcurrent?: number;
+  /** Cap on pending + running in this group. */
+  readonly maxQueueLength?: number;
+}
+
+/** Options of {@link QueueManager.claim}. */
+export interface ClaimOptions {
+  readonly workerId: string;
+  readonly leaseMs: number;
+  /** Only claim from these groups (all when absent). */
+  readonly groups?: readonly string[];
+  /** Policies by group name; groups not named here are unconstrained. */
+  readonly policies: Readonly<Record<string, GroupPolicy>>;
+}
+
+/** A claimed request and the lease token that fences every later call about it. */
+export interface Lease {
+  readonly token: string;
+  readonly record: QueueRecord;
+}
+
+/** Options of {@link QueueManager.heartbeat}. */
+export interface HeartbeatOptions {
+  readonly leaseMs: number;
+  readonly progress?: number;
+  readonly message?: string;
+}
+
+/** Result of {@link QueueManager.heartbeat}. */
+export interface HeartbeatResult {
+  readonly cancelRequested: boolean;
+  readonly leaseExpiresAt: number;
+}
+
+/** Options of {@link QueueManager.complete}. */
+export interface CompleteOptions {
+  /** Run time, fed to the per-uri duration statistics. */
+  readonly durationMs: number;
+  readonly retainUntil?: number;
+}
+
+/** Options of {@link QueueManager.fail}. */
+export interface FailOptions {
+  readonly error: ErrorInfo;
+  /** When set, the record goes back to `pending`, claimable from this time; else it is `failed`. */
+  readonly retryAt?: number;
+  readonly retainUntil?: number;
+}
+
+/** Options of {@link QueueManager.release}. */
+export interface ReleaseOptions {
+  /** Whether the abandoned run counts as an attempt. */
+  readonly countAttempt: boolean;
+}
+
+/** Options of {@link QueueManager.cancel} and {@link QueueManager.acknowledgeCancel}. */
+export interface CancelOptions {
+  readonly retainUntil?: number;
+}
+
+/**
+ * `cancelled`: was pending, now cancelled. `requested`: running, the holder is asked to stop.
+ * `unchanged`: already terminal (or cancel already requested). `missing`: no record.
+ */
+export type CancelOutcome = 'cancelled' | 'requested' | 'unchanged' | 'missing';
+
+/** Result of {@link QueueManager.cancel}. */
+export interface CancelResult {
+  readonly outcome: CancelOutcome;
+  readonly record?: QueueRecord;
+}
+
+/** Query of {@link QueueManager.list}. Results come in serving order for pending, else newest first. */
+export interface QueueListQuery {
+  readonly states?: readonly QueueState[];
+  readonly group?: string;
+  readonly owner?: string;
+  readonly limit: number;
+  readonly cursor?: string;
+}
+
+/** A page of records. */
+export interface QueueListPage {
+  readonly items: QueueRecord[];
+  readonly cursor?: string;
+}
+
+/** Record counts by state, overall and per group. */
+export interface QueueCounts {
+  readonly byState: Readonly<Record<QueueState, number>>;
+  readonly byGroup: Readonly<Record<string, Readonly<Record<QueueState, number>>>>;
+}
+
+/** Transitions made by {@link QueueManager.sweep}, so the manager can emit events for them. */
+export interface SweepResult {
+  /** Leases that ran out: back to pending. */
+  readonly requeued: QueueRecord[];
+  /** Leases that ran out on the last attempt. */
+  readonly failed: QueueRecord[];
+  /** Pending past `pendingExpiresAt`. */
+  readonly expired: QueueRecord[];
+  /** Finished records dropped past `retainUntil`. */
+  readonly dropped: number;
+}
+
+/** Per-minute transition counts. */
+export interface ActivityCounts {
+  submitted: number;
+  claimed: number;
+  completed: number;
+  failed: number;
+}
+
+/** One minute of activity, overall and per group. */
+export interface ActivityBucket {
+  /** Start of the minute (epoch ms). */
+  readonly minute: number;
+  readonly total: ActivityCounts;
+  readonly byGroup: Readonly<Record<string, ActivityCounts>>;
+}
+
+/** Learned durations of one uri. */
+export interface UriStats {
+  readonly uri: string;
+  readonly count: number;
+  /** Exponential moving average, ms. */
+  readonly avgMs: number;
+  readonly p50Ms: number;
+  readonly p95Ms: number;
+}
+
+/** Live worker capacity, as reported by workers' heartbeats. */
+export interface WorkerCapacity {
+  readonly workers: number;
+  readonly slots: number;
+}
+
+/** What an adapter can and cannot do exactly; the conformance suite adapts to it. */
+export interface QueueCapabilities {
+  /** `position` is exact (memory, file) rather than an estimate (DynamoDB). */
+  readonly exactPosition: boolean;
+  /** Several processes can share this queue. */
+  readonly sharedAcrossProcesses: boolean;
+  /** Smallest time step the adapter distinguishes, ms. */
+  readonly clockGranularityMs: number;
+}
+
+/**
+ * The queue SPI: the storage primitives a backend implements. Every transition is atomic with
+ * its condition; every call about a claimed request presents the lease token and throws
+ * `LeaseLostError` when it is not the current one. No SDK types cross this interface.
+ */
+export interface QueueManager {
+  readonly capabilities: QueueCapabilities;
+  /** Conditional create: returns the live record when one is pending or running, else creates a pending one (replacing a finished one). Checks `limits` atomically; throws QueueFullError / QuotaExceededError. */
+  enqueue(entry: NewQueueEntry, options: EnqueueOptions): Promise<EnqueueResult>;
+  /** The record, or undefined (also when past `retainUntil`). */
+  get(key: string): Promise<QueueRecord | undefined>;
+  /** 1-based position among pending in serving order (priority desc, then seq); undefined unless pending. */
+  position(key: string): Promise<number | undefined>;
+  /** Atomically claims the best ready request respecting pause, groups, intervals and caps; issues a fresh token. */
+  claim(options: ClaimOptions): Promise<Lease | undefined>;
+  /** Extends the lease and records progress; tells whether cancel was requested. */
+  heartbeat(key: string, token: string, options: HeartbeatOptions): Promise<HeartbeatResult>;
+  /** running → completed. */
+  complete(key: string, token: string, options: CompleteOptions): Promise<QueueRecord>;
+  /** running → pending at `retryAt`, or → failed. */
+  fail(key: string, token: string, options: FailOptions): Promise<QueueRecord>;
+  /** running → pending, claimable at once (graceful shutdown). */
+  release(key: string, token: string, options: ReleaseOptions): Promise<QueueRecord>;
+  /** running with cancel requested → cancelled. */
+  acknowledgeCancel(key: string, token: string, options: CancelOptions): Promise<QueueRecord>;
+  /** pending → cancelled; running → cancel requested. */
+  cancel(key: string, options: CancelOptions): Promise<CancelResult>;
+  list(query: QueueListQuery): Promise<QueueListPage>;
+  counts(): Promise<QueueCounts>;
+  /** Returns expired leases to pending (or failed), expires old pending records, drops records past retention. */
+  sweep(): Promise<SweepResult>;
+  /** Drops finished records that finished before the time. Returns how many. */
+  prune(finishedBefore: number): Promise<number>;
+  setPaused(paused: boolean): Promise<void>;
+  isPaused(): Promise<boolean>;
+  /** Per-minute counts for the last `minutes` minutes, oldest first. */
+  activity(minutes: number): Promise<ActivityBucket[]>;
+  /** Duration statistics for one uri, or for all uris when none is given. */
+  uriStats(uri?: string): Promise<UriStats[]>;
+  /** A worker announces its capacity; it counts until `ttlMs` passes without another report. */
+  reportWorker(workerId: string, slots: number, ttlMs: number): Promise<void>;
+  /** A worker leaves. */
+  removeWorker(workerId: string): Promise<void>;
+  /** Live capacity from reports. */
+  capacity(): Promise<WorkerCapacity>;
+  close(): Promise<void>;
+}
