@@ -13,6 +13,7 @@ export const ERROR_CODES = {
   PERMANENT: 'PERMANENT',
   TIMEOUT: 'TIMEOUT',
   CLOSED: 'CLOSED',
+  ABORTED: 'ABORTED',
 } as const;
 
 /** One of the stable codes of {@link ERROR_CODES}. */
@@ -191,5 +192,25 @@ export class ClosedError extends ArmError {
   static override readonly code = ERROR_CODES.CLOSED;
   constructor(message = 'request manager is closed', options?: ArmErrorOptions) {
     super(ERROR_CODES.CLOSED, message, options);
+  }
+}
+
+/** Why a job's signal aborted. */
+export type AbortReason = 'cancelled' | 'lease-lost' | 'shutdown';
+
+/**
+ * The `reason` of an aborted `job.signal`: the request was cancelled, the worker lost its lease,
+ * or the worker is shutting down. A handler may let it propagate (`signal.throwIfAborted()`).
+ */
+export class AbortedError extends ArmError {
+  static override readonly code = ERROR_CODES.ABORTED;
+  /** Which of the three causes it was. */
+  readonly reason: AbortReason;
+  /** The request whose job was aborted. */
+  readonly key: string;
+  constructor(key: string, reason: AbortReason, options?: ArmErrorOptions) {
+    super(ERROR_CODES.ABORTED, `job '${key}' aborted: ${reason}`, options);
+    this.key = key;
+    this.reason = reason;
   }
 }

@@ -1,8 +1,32 @@
 import 'reflect-metadata';
 
 export { ManualClock, SystemClock } from './clock.js';
+export { CONFIG_SCHEMA } from './config/schema.js';
+export { DEFAULT_CONFIG } from './config/defaults.js';
+export { ENV_VARS, settingEnvVar } from './config/env.js';
+export { loadConfig } from './config/load.js';
+export type { LoadConfigOptions } from './config/load.js';
+export type { AdapterConfig, ArmConfig, ResolvedAdapterConfig, ResolvedConfig } from './config/types.js';
+export { BUILTIN_ADAPTER_PACKAGES, isAdapterPlugin, loadAdapterPlugin } from './container/adapter-registry.js';
+export { buildContainer } from './container/build-container.js';
+export type { BuildContainerOptions } from './container/build-container.js';
+export { memoryAdapter } from './container/memory-plugin.js';
+export { contentTypeFor, DEFAULT_CONTENT_TYPE } from './content-type.js';
+export { createRequestManager } from './create-request-manager.js';
+export type { CreateRequestManagerOptions } from './create-request-manager.js';
+export { buildRequestManager } from './manager/build.js';
+export type { RequestManagerParts } from './manager/build.js';
+export { DefaultRequestManager } from './manager/default-request-manager.js';
+export { MEMORY_CACHE_DEFAULTS, MemoryCacheManager } from './memory/memory-cache-manager.js';
+export { MemoryQueueManager } from './memory/memory-queue-manager.js';
+export type { MemoryQueueManagerOptions } from './memory/memory-queue-manager.js';
+export type { MemoryCacheManagerOptions } from './memory/memory-cache-manager.js';
+export { chunksOf, countingIterable, readAll, sliceRange } from './util/bytes.js';
+export type { CountingIterable, ResolvedRange } from './util/bytes.js';
+export { retryDelay } from './worker/backoff.js';
 export type { Clock, TimerHandle } from './clock.js';
 export {
+  AbortedError,
   ArmError,
   BackendError,
   ClosedError,
@@ -17,7 +41,7 @@ export {
   QuotaExceededError,
   TimeoutError,
 } from './errors.js';
-export type { ArmErrorOptions, ConfigIssue, ErrorCode } from './errors.js';
+export type { AbortReason, ArmErrorOptions, ConfigIssue, ErrorCode } from './errors.js';
 export {
   assertValidFormat,
   assertValidKey,
@@ -50,8 +74,8 @@ export type { GroupPolicies, ManagerSettings } from './settings.js';
 export { TOKENS } from './tokens.js';
 export { TypedEmitter } from './util/emitter.js';
 export type { Listener } from './util/emitter.js';
+export type { AdapterPlugin } from './spi/plugin.js';
 export type {
-  AbortReason,
   Handler,
   Job,
   ListQuery,

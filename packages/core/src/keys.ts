@@ -80,7 +80,8 @@ function sortDeep(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(sortDeep);
   if (value !== null && typeof value === 'object') {
     const obj = value as Record<string, unknown>;
-    const out: Record<string, unknown> = {};
+    // A null-prototype target keeps a `__proto__` member as data; on `{}` it would be lost and collide with `{}`.
+    const out = Object.create(null) as Record<string, unknown>;
     for (const k of Object.keys(obj).sort(compareStrings)) out[k] = sortDeep(obj[k]);
     return out;
   }
@@ -109,3 +110,11 @@ export function printable(s: string): string {
 }
 
 export type { JsonValue };
+
+/** A short, safe rendering of any input for error messages. */
+export function showValue(value: unknown): string {
+  if (typeof value === 'string') return `'${printable(value)}'`;
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  if (value === null) return 'null';
+  return Array.isArray(value) ? 'an array' : typeof value;
+}

@@ -53,7 +53,10 @@ export function normalizeRequest(input: unknown): NormalizedRequest {
     validateJson(req['body'], 'body', 0);
     const size = Buffer.byteLength(JSON.stringify(req['body']), 'utf8');
     if (size > REQUEST_LIMITS.bodyBytes) {
-      throw new InvalidRequestError('body', `${String(size)} bytes is over the ${String(REQUEST_LIMITS.bodyBytes)} byte limit`);
+      throw new InvalidRequestError(
+        'body',
+        `${String(size)} bytes is over the ${String(REQUEST_LIMITS.bodyBytes)} byte limit`,
+      );
     }
     out.body = structuredClone(req['body']) as JsonValue;
   }
@@ -69,15 +72,19 @@ export function normalizeRequest(input: unknown): NormalizedRequest {
   }
   if (req['group'] !== undefined) {
     const group = req['group'];
-    if (typeof group !== 'string' || !GROUP_PATTERN.test(group)) {
-      throw new InvalidRequestError('group', `'${printable(String(group))}' must match ${String(GROUP_PATTERN)}`);
+    if (typeof group !== 'string') throw new InvalidRequestError('group', `must be a string, got ${describe(group)}`);
+    if (!GROUP_PATTERN.test(group)) {
+      throw new InvalidRequestError('group', `'${printable(group)}' must match ${String(GROUP_PATTERN)}`);
     }
     out.group = group;
   }
   if (req['priority'] !== undefined) {
     const p = req['priority'];
     if (typeof p !== 'number' || !Number.isInteger(p) || Math.abs(p) > REQUEST_LIMITS.maxPriority) {
-      throw new InvalidRequestError('priority', `must be an integer between -${String(REQUEST_LIMITS.maxPriority)} and ${String(REQUEST_LIMITS.maxPriority)}`);
+      throw new InvalidRequestError(
+        'priority',
+        `must be an integer between -${String(REQUEST_LIMITS.maxPriority)} and ${String(REQUEST_LIMITS.maxPriority)}`,
+      );
     }
     out.priority = p;
   }
@@ -91,7 +98,10 @@ export function normalizeRequest(input: unknown): NormalizedRequest {
   if (req['owner'] !== undefined) {
     const o = req['owner'];
     if (typeof o !== 'string' || o.length === 0 || o.length > REQUEST_LIMITS.ownerLength || CONTROL.test(o)) {
-      throw new InvalidRequestError('owner', `must be a string of 1-${String(REQUEST_LIMITS.ownerLength)} printable characters`);
+      throw new InvalidRequestError(
+        'owner',
+        `must be a string of 1-${String(REQUEST_LIMITS.ownerLength)} printable characters`,
+      );
     }
     out.owner = o;
   }
@@ -106,10 +116,14 @@ function validateParams(params: unknown): Params {
   if (entries.length > REQUEST_LIMITS.paramNames) {
     throw new InvalidRequestError('params', `more than ${String(REQUEST_LIMITS.paramNames)} names`);
   }
-  const checked: Record<string, string | string[]> = {};
+  // Null prototype: a parameter named `__proto__` must stay a parameter, not vanish into the prototype slot.
+  const checked = Object.create(null) as Record<string, string | string[]>;
   for (const [name, value] of entries) {
     if (name.length === 0 || name.length > REQUEST_LIMITS.paramLength || CONTROL.test(name)) {
-      throw new InvalidRequestError(`params['${printable(name)}']`, 'parameter names must be 1-4096 printable characters');
+      throw new InvalidRequestError(
+        `params['${printable(name)}']`,
+        'parameter names must be 1-4096 printable characters',
+      );
     }
     if (typeof value === 'string') {
       checkValue(value, `params.${name}`);
@@ -123,11 +137,16 @@ function validateParams(params: unknown): Params {
       });
       checked[name] = [...(value as string[])];
     } else {
-      throw new InvalidRequestError(`params.${name}`, `must be a string or an array of strings, got ${describe(value)}`);
+      throw new InvalidRequestError(
+        `params.${name}`,
+        `must be a string or an array of strings, got ${describe(value)}`,
+      );
     }
   }
   // Store in canonical order so equal requests look equal when listed.
-  return Object.fromEntries(canonicalParams(checked).map(([n, v]) => [n, v.length === 1 && typeof checked[n] === 'string' ? v[0] ?? '' : v]));
+  return Object.fromEntries(
+    canonicalParams(checked).map(([n, v]) => [n, v.length === 1 && typeof checked[n] === 'string' ? (v[0] ?? '') : v]),
+  );
 }
 
 function checkValue(value: unknown, field: string): void {
@@ -138,7 +157,8 @@ function checkValue(value: unknown, field: string): void {
 }
 
 function validateJson(value: unknown, field: string, depth: number): void {
-  if (depth > REQUEST_LIMITS.bodyDepth) throw new InvalidRequestError(field, `nested deeper than ${String(REQUEST_LIMITS.bodyDepth)}`);
+  if (depth > REQUEST_LIMITS.bodyDepth)
+    throw new InvalidRequestError(field, `nested deeper than ${String(REQUEST_LIMITS.bodyDepth)}`);
   if (value === null || typeof value === 'string' || typeof value === 'boolean') return;
   if (typeof value === 'number') {
     if (!Number.isFinite(value)) throw new InvalidRequestError(field, 'numbers must be finite');
@@ -152,7 +172,8 @@ function validateJson(value: unknown, field: string, depth: number): void {
   }
   if (typeof value === 'object') {
     const proto: unknown = Object.getPrototypeOf(value);
-    if (proto !== Object.prototype && proto !== null) throw new InvalidRequestError(field, 'must be a plain JSON object');
+    if (proto !== Object.prototype && proto !== null)
+      throw new InvalidRequestError(field, 'must be a plain JSON object');
     for (const [k, v] of Object.entries(value)) validateJson(v, `${field}.${k}`, depth + 1);
     return;
   }

@@ -22,9 +22,9 @@ export const TOKENS = {
   /** Group policies by name. */
   GroupPolicies: Symbol.for('@armlib/core/GroupPolicies') as ServiceIdentifier<GroupPolicies>,
   /** Options object of the queue adapter, as given in config (`queue.options`). */
-  QueueOptions: Symbol.for('@armlib/core/QueueOptions') as ServiceIdentifier<unknown>,
+  QueueOptions: Symbol.for('@armlib/core/QueueOptions') as ServiceIdentifier,
   /** Options object of the cache adapter, as given in config (`cache.options`). */
-  CacheOptions: Symbol.for('@armlib/core/CacheOptions') as ServiceIdentifier<unknown>,
+  CacheOptions: Symbol.for('@armlib/core/CacheOptions') as ServiceIdentifier,
   /** The {@link RequestManager}. */
   RequestManager: Symbol.for('@armlib/core/RequestManager') as ServiceIdentifier<RequestManager>,
 } as const;

@@ -1,19 +1,365 @@
-// Placeholder so that other parts compile while the manager is written.
 import { inject, injectable } from 'inversify';
 
-import type { Clock } from '../clock.js';
+import type { Clock, TimerHandle } from '../clock.js';
+import { ClosedError, InvalidRequestError } from '../errors.js';
+import { assertValidFormat, assertValidKey, GROUP_PATTERN, showValue } from '../keys.js';
+import type { BatchRequest, QueueState, RequestStatus, ResultBody } from '../model.js';
+import { QUEUE_STATES } from '../model.js';
+import { normalizeRequest } from '../request.js';
+import { DEFAULT_SETTINGS } from '../settings.js';
 import type { GroupPolicies, ManagerSettings } from '../settings.js';
-import type { CacheManager } from '../spi/cache.js';
-import type { QueueManager } from '../spi/queue.js';
+import type { CacheManager, ResultManifest } from '../spi/cache.js';
+import type { GroupPolicy, QueueManager, QueueRecord, QueueLimits } from '../spi/queue.js';
 import { TOKENS } from '../tokens.js';
+import { TypedEmitter } from '../util/emitter.js';
+import { WorkerRuntime } from '../worker/worker-runtime.js';
+import type { WorkerHost } from '../worker/worker-runtime.js';
+import { computeMetrics } from './metrics.js';
+import { completedStatus, recordStatus } from './status.js';
+import type {
+  Handler,
+  ListQuery,
+  ManagerEvents,
+  Metrics,
+  RequestManager,
+  SubmitOptions,
+  WaitOptions,
+  Worker,
+  WorkerOptions,
+} from './types.js';
+import { waitForTerminal } from './wait.js';
 
+const MAX_LIST_LIMIT = 1000;
+const DEFAULT_URL_EXPIRY_SEC = 3600;
+
+/**
+ * The request manager: armlib's behaviour (§3 of the spec) written once over the two SPIs.
+ * Adapters only store; dedupe, status, ETA, retries, cancellation and events live here.
+ */
 @injectable()
-export class DefaultRequestManager {
+export class DefaultRequestManager implements RequestManager, WorkerHost {
+  readonly events = new TypedEmitter<ManagerEvents>();
+  readonly settings: Readonly<ManagerSettings>;
+  readonly #groups: GroupPolicies;
+  readonly #workers = new Set<WorkerRuntime>();
+  #sweepTimer: TimerHandle | undefined;
+  #closed: Promise<void> | undefined;
+
   constructor(
     @inject(TOKENS.QueueManager) readonly queue: QueueManager,
     @inject(TOKENS.CacheManager) readonly cache: CacheManager,
     @inject(TOKENS.Clock) readonly clock: Clock,
-    @inject(TOKENS.Settings) readonly settings: ManagerSettings,
-    @inject(TOKENS.GroupPolicies) readonly groups: GroupPolicies,
-  ) {}
+    @inject(TOKENS.Settings) settings: Partial<ManagerSettings>,
+    @inject(TOKENS.GroupPolicies) groups: GroupPolicies,
+  ) {
+    this.settings = Object.freeze({ ...DEFAULT_SETTINGS, ...settings });
+    this.#groups = {};
+    for (const [name, policy] of Object.entries(groups)) this.configureGroup(name, policy);
+    this.#scheduleSweep();
+  }
+
+  async submit(input: BatchRequest, options: SubmitOptions = {}): Promise<RequestStatus> {
+    this.#assertOpen();
+    const request = normalizeRequest(input);
+    const { key } = request;
+    if (options.force !== true) {
+      const manifest = await this.cache.head(key);
+      if (manifest !== undefined) {
+        let found = manifest;
+        if (request.sticky === true && manifest.area === 'temporary' && (await this.cache.promote(key))) {
+          found = { ...manifest, area: 'persistent' };
+        }
+        const record = await this.queue.get(key);
+        const status = isLive(record) ? await this.#liveStatus(record) : completedStatus(record, found);
+        this.events.emit('deduplicated', { key, status });
+        return status;
+      }
+    }
+    const now = this.clock.now();
+    const { pendingTtlMs, maxAttempts } = this.settings;
+    const result = await this.queue.enqueue(
+      { key, request, maxAttempts, ...(pendingTtlMs > 0 ? { pendingExpiresAt: now + pendingTtlMs } : {}) },
+      { limits: this.#limitsFor(request.group, request.owner) },
+    );
+    if (result.outcome === 'created') this.#wakeWorkers();
+    const status = await this.#statusOf(key, result.record, undefined);
+    this.events.emit(result.outcome === 'created' ? 'submitted' : 'deduplicated', { key, status });
+    return status;
+  }
+
+  async status(key: string): Promise<RequestStatus> {
+    this.#assertOpen();
+    assertValidKey(key);
+    const [record, manifest] = await Promise.all([this.queue.get(key), this.cache.head(key)]);
+    return this.#statusOf(key, record, manifest);
+  }
+
+  async cancel(key: string): Promise<RequestStatus> {
+    this.#assertOpen();
+    assertValidKey(key);
+    const retainUntil = this.retainUntil();
+    const result = await this.queue.cancel(key, retainUntil === undefined ? {} : { retainUntil });
+    if (result.outcome === 'cancelled') this.events.emit('cancelled', { key, running: false });
+    if (result.outcome === 'requested') for (const worker of this.#workers) worker.notifyCancel(key);
+    return this.status(key);
+  }
+
+  async list(query: ListQuery = {}): Promise<{ items: RequestStatus[]; cursor?: string }> {
+    this.#assertOpen();
+    const limit = query.limit ?? 100;
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT) {
+      throw new InvalidRequestError('limit', `must be an integer from 1 to ${String(MAX_LIST_LIMIT)}`);
+    }
+    const states = query.state === undefined ? undefined : Array.isArray(query.state) ? query.state : [query.state];
+    states?.forEach((s, i) => {
+      if (!(QUEUE_STATES as readonly string[]).includes(s)) {
+        throw new InvalidRequestError(
+          `state[${String(i)}]`,
+          `${showValue(s)} is not one of ${QUEUE_STATES.join(', ')}`,
+        );
+      }
+    });
+    if (query.group !== undefined && !GROUP_PATTERN.test(query.group)) {
+      throw new InvalidRequestError('group', `'${query.group}' is not a valid group name`);
+    }
+    if (query.cursor !== undefined && typeof query.cursor !== 'string')
+      throw new InvalidRequestError('cursor', 'must be a string');
+    const page = await this.queue.list({
+      limit,
+      ...(states === undefined ? {} : { states }),
+      ...(query.group === undefined ? {} : { group: query.group }),
+      ...(query.owner === undefined ? {} : { owner: query.owner }),
+      ...(query.cursor === undefined ? {} : { cursor: query.cursor }),
+    });
+    const items = await Promise.all(
+      page.items.map(async (record) =>
+        this.#statusOf(
+          record.key,
+          record,
+          record.state === 'completed' ? await this.cache.head(record.key) : undefined,
+        ),
+      ),
+    );
+    return page.cursor === undefined ? { items } : { items, cursor: page.cursor };
+  }
+
+  async waitFor(key: string, options: WaitOptions = {}): Promise<RequestStatus> {
+    this.#assertOpen();
+    assertValidKey(key);
+    return waitForTerminal(this, key, options);
+  }
+
+  async read(key: string, format?: string): Promise<ResultBody | undefined> {
+    this.#assertOpen();
+    assertValidKey(key);
+    const name = format ?? this.settings.defaultFormat;
+    assertValidFormat(name);
+    const found = await this.cache.get(key, name);
+    if (found === undefined) return undefined;
+    const body: ResultBody = { body: found.body, contentType: found.contentType, size: found.size };
+    if (found.contentEncoding !== undefined) body.contentEncoding = found.contentEncoding;
+    return body;
+  }
+
+  async resultUrl(key: string, format?: string, options: { expiresInSec?: number } = {}): Promise<string | undefined> {
+    this.#assertOpen();
+    assertValidKey(key);
+    const name = format ?? this.settings.defaultFormat;
+    assertValidFormat(name);
+    const expiresInSec = options.expiresInSec ?? DEFAULT_URL_EXPIRY_SEC;
+    if (!Number.isInteger(expiresInSec) || expiresInSec < 1 || expiresInSec > 7 * 24 * 3600) {
+      throw new InvalidRequestError('expiresInSec', 'must be an integer from 1 to 604800 (7 days)');
+    }
+    return this.cache.url(key, name, { expiresInSec });
+  }
+
+  process(handler: Handler, options?: WorkerOptions): Worker {
+    this.#assertOpen();
+    const worker = new WorkerRuntime(this, handler, options);
+    this.#workers.add(worker);
+    worker.start();
+    return worker;
+  }
+
+  async pause(): Promise<void> {
+    this.#assertOpen();
+    await this.queue.setPaused(true);
+  }
+
+  async resume(): Promise<void> {
+    this.#assertOpen();
+    await this.queue.setPaused(false);
+    this.#wakeWorkers();
+  }
+
+  async clearTemporary(options: { olderThan?: Date } = {}): Promise<number> {
+    this.#assertOpen();
+    if (options.olderThan === undefined) return this.cache.clear('temporary');
+    return this.cache.sweep('temporary', dateMs(options.olderThan, 'olderThan'));
+  }
+
+  async clearAll(): Promise<void> {
+    this.#assertOpen();
+    await this.cache.clear('persistent');
+    await this.cache.clear('temporary');
+  }
+
+  async prune(options: { finishedBefore?: Date } = {}): Promise<number> {
+    this.#assertOpen();
+    const before =
+      options.finishedBefore === undefined ? Number.MAX_SAFE_INTEGER : dateMs(options.finishedBefore, 'finishedBefore');
+    return this.queue.prune(before);
+  }
+
+  async metrics(): Promise<Metrics> {
+    this.#assertOpen();
+    return computeMetrics(this.queue, this.clock.now(), this.settings);
+  }
+
+  configureGroup(group: string, policy: GroupPolicy): void {
+    if (typeof group !== 'string' || !GROUP_PATTERN.test(group)) {
+      throw new InvalidRequestError('group', `${showValue(group)} is not a valid group name`);
+    }
+    const checked: { -readonly [K in keyof GroupPolicy]: GroupPolicy[K] } = {};
+    for (const field of ['minIntervalMs', 'maxConcurrent', 'maxQueueLength'] as const) {
+      const value = (policy as Record<string, unknown>)[field];
+      if (value === undefined) continue;
+      const min = field === 'minIntervalMs' ? 0 : 1;
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
+        throw new InvalidRequestError(`groups.${group}.${field}`, `must be an integer >= ${String(min)}`);
+      }
+      checked[field] = value;
+    }
+    this.#groups[group] = checked;
+    this.#wakeWorkers();
+  }
+
+  async sweep(): Promise<void> {
+    const result = await this.queue.sweep();
+    for (const r of result.requeued) this.events.emit('requeued', { key: r.key, reason: 'lease-expired' });
+    for (const r of result.expired) this.events.emit('expired', { key: r.key });
+    for (const r of result.cancelled) this.events.emit('cancelled', { key: r.key, running: true });
+    for (const r of result.failed) {
+      if (r.error !== undefined) this.events.emit('failed', { key: r.key, error: r.error, attempts: r.attempts });
+    }
+    if (result.requeued.length > 0) this.#wakeWorkers();
+  }
+
+  close(): Promise<void> {
+    this.#closed ??= this.#close();
+    return this.#closed;
+  }
+
+  // WorkerHost
+  groupPolicies(): Readonly<Record<string, GroupPolicy>> {
+    return this.#groups;
+  }
+
+  retainUntil(): number | undefined {
+    const ms = this.settings.finishedRetentionMs;
+    return ms > 0 ? this.clock.now() + ms : undefined;
+  }
+
+  detach(worker: WorkerRuntime): void {
+    this.#workers.delete(worker);
+  }
+
+  /** True once `close()` was called. */
+  get closed(): boolean {
+    return this.#closed !== undefined;
+  }
+
+  async #close(): Promise<void> {
+    if (this.#sweepTimer !== undefined) this.clock.clearTimeout(this.#sweepTimer);
+    this.#sweepTimer = undefined;
+    await Promise.all([...this.#workers].map((w) => w.stop({ graceMs: 0 })));
+    await Promise.allSettled([this.queue.close(), this.cache.close()]);
+    this.events.removeAllListeners();
+  }
+
+  #scheduleSweep(): void {
+    if (this.#closed !== undefined) return;
+    this.#sweepTimer = this.clock.setTimeout(() => {
+      this.#sweepTimer = undefined;
+      this.sweep()
+        .catch((error: unknown) => {
+          if (!ClosedError.is(error)) this.events.emit('error', { error, context: 'sweep' });
+        })
+        .finally(() => {
+          this.#scheduleSweep();
+        });
+    }, this.settings.sweepMs);
+    this.#sweepTimer.unref?.();
+  }
+
+  #wakeWorkers(): void {
+    for (const worker of this.#workers) worker.wake();
+  }
+
+  #limitsFor(group: string, owner: string | undefined): QueueLimits {
+    const { maxQueueLength, maxPendingPerOwner } = this.settings;
+    const groupCap = this.#groups[group]?.maxQueueLength;
+    return {
+      ...(maxQueueLength > 0 ? { maxQueueLength } : {}),
+      ...(groupCap === undefined ? {} : { groupMaxQueueLength: groupCap }),
+      ...(owner !== undefined && maxPendingPerOwner > 0 ? { maxPendingPerOwner } : {}),
+    };
+  }
+
+  async #statusOf(
+    key: string,
+    record: QueueRecord | undefined,
+    manifest: ResultManifest | undefined,
+  ): Promise<RequestStatus> {
+    // A live record (even a forced rebuild of a cached key) describes what happens now.
+    if (isLive(record)) return this.#liveStatus(record);
+    if (manifest !== undefined) return completedStatus(record, manifest);
+    if (record === undefined || record.state === 'completed') {
+      // Completed but its result is gone (cleared): nothing to serve, so unknown (submit re-queues).
+      return { key, state: 'unknown', attempts: 0 };
+    }
+    return recordStatus(record);
+  }
+
+  async #liveStatus(record: QueueRecord): Promise<RequestStatus> {
+    const status = recordStatus(record);
+    const [stats, capacity, position] = await Promise.all([
+      this.queue.uriStats(record.request.uri),
+      this.queue.capacity(),
+      record.state === 'pending' ? this.queue.position(record.key) : Promise.resolve(0),
+    ]);
+    const durationMs = stats[0]?.avgMs ?? record.request.estimatedMs ?? this.settings.defaultEstimatedMs;
+    const now = this.clock.now();
+    if (record.state === 'running') {
+      status.position = 0;
+      const elapsed = Math.max(0, now - (record.startedAt ?? now));
+      const progress = record.progress ?? 0;
+      const remaining =
+        progress > 0 && progress < 100 ? (elapsed * (100 - progress)) / progress : Math.max(0, durationMs - elapsed);
+      status.etaMs = Math.round(remaining);
+    } else if (position !== undefined) {
+      status.position = position;
+      const slots = Math.max(1, capacity.slots);
+      const waves = Math.floor((position - 1) / slots) + 1;
+      const notBefore = Math.max(0, record.readyAt - now);
+      status.etaMs = Math.round(Math.max(notBefore, (waves - 1) * durationMs) + durationMs);
+    }
+    return status;
+  }
+
+  #assertOpen(): void {
+    if (this.#closed !== undefined) throw new ClosedError();
+  }
 }
+
+function isLive(record: QueueRecord | undefined): record is QueueRecord & { state: 'pending' | 'running' } {
+  return record !== undefined && (record.state === 'pending' || record.state === 'running');
+}
+
+function dateMs(value: unknown, field: string): number {
+  if (!(value instanceof Date) || Number.isNaN(value.getTime()))
+    throw new InvalidRequestError(field, 'must be a valid Date');
+  return value.getTime();
+}
+
+export type { QueueState };

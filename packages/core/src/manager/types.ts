@@ -68,9 +68,6 @@ export interface Worker {
   stop(options?: { graceMs?: number }): Promise<void>;
 }
 
-/** Why a job's signal aborted. */
-export type AbortReason = 'cancelled' | 'lease-lost' | 'shutdown';
-
 /** Per-minute counts in {@link Metrics}. */
 export interface MinuteCounts {
   minute: string;

@@ -174,6 +174,8 @@ export interface SweepResult {
   readonly failed: QueueRecord[];
   /** Pending past `pendingExpiresAt`. */
   readonly expired: QueueRecord[];
+  /** Running with cancel requested whose lease ran out: now cancelled. */
+  readonly cancelled: QueueRecord[];
   /** Finished records dropped past `retainUntil`. */
   readonly dropped: number;
 }

@@ -30,18 +30,19 @@ export class TypedEmitter<E extends { error: { error: unknown; context: string }
   }
 
   /** Number of listeners of an event. */
-  listenerCount<K extends keyof E & string>(event: K): number {
+  listenerCount(event: keyof E & string): number {
     return this.#inner.listenerCount(event);
   }
 
   /** Emits to every listener; returns whether any listened. */
   emit<K extends keyof E & string>(event: K, payload: E[K]): boolean {
     if (this.#inner.listenerCount(event) === 0) return false;
-    for (const listener of this.#inner.listeners(event) as Listener<E, K>[]) {
+    // rawListeners keeps `once` wrappers, so calling one also removes it (listeners() would unwrap it).
+    for (const listener of this.#inner.rawListeners(event) as Listener<E, K>[]) {
       try {
         listener(payload);
       } catch (error) {
-        if (event !== 'error') this.emit('error', { error, context: `listener of '${event}'` } as E['error' & K]);
+        if (event !== 'error') this.emit('error', { error, context: `listener of '${event}'` });
       }
     }
     return true;

@@ -1,0 +1,128 @@
+import path from 'node:path';
+
+import { loadAdapterPlugin, moduleFactoryFor } from '../container/adapter-registry.js';
+import type { AdapterRole } from '../container/adapter-registry.js';
+import { ArmError, ConfigError } from '../errors.js';
+import type { ConfigIssue } from '../errors.js';
+import { DEFAULT_SETTINGS } from '../settings.js';
+import type { GroupPolicies, ManagerSettings } from '../settings.js';
+import { DEFAULT_CONFIG } from './defaults.js';
+import { applyEnvOverrides, attributeIssue, ENV_VARS } from './env.js';
+import { readJsonFile } from './json-file.js';
+import type { ArmConfig, ResolvedAdapterConfig, ResolvedConfig } from './types.js';
+import { pointer, validateConfigShape } from './validate.js';
+
+/** Options of {@link loadConfig}. */
+export interface LoadConfigOptions {
+  /** Environment to read `ARMLIB_*` overrides from (default `process.env`). */
+  env?: NodeJS.ProcessEnv;
+  /** Directory relative paths resolve against (default `process.cwd()`). */
+  cwd?: string;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Sections the config leaves out come from the default configuration. */
+function withDefaultSections(raw: unknown): unknown {
+  if (!isPlainObject(raw)) return raw;
+  return { queue: DEFAULT_CONFIG.queue, cache: DEFAULT_CONFIG.cache, ...raw };
+}
+
+function checkSettings(settings: ManagerSettings): ConfigIssue[] {
+  if (settings.retryMaxMs >= settings.retryBaseMs) return [];
+  return [
+    {
+      path: '/manager/retryMaxMs',
+      message: `must be >= retryBaseMs (${settings.retryBaseMs}), got ${settings.retryMaxMs}`,
+    },
+  ];
+}
+
+function prefixIssue(prefix: string, issue: ConfigIssue): ConfigIssue {
+  const rest = issue.path === '' || issue.path.startsWith('/') ? issue.path : `/${issue.path}`;
+  return { path: `${prefix}${rest}`, message: issue.message };
+}
+
+/** Loads the adapter of one side and lets it check its options; every problem becomes an issue. */
+async function checkAdapter(section: unknown, role: AdapterRole, baseDir: string): Promise<ConfigIssue[]> {
+  if (!isPlainObject(section)) return [];
+  const { adapter, options } = section;
+  if (typeof adapter !== 'string' || adapter === '') return [];
+  try {
+    const plugin = await loadAdapterPlugin(adapter, baseDir);
+    moduleFactoryFor(plugin, role, adapter);
+    const validate =
+      role === 'queue' ? plugin.validateQueueOptions?.bind(plugin) : plugin.validateCacheOptions?.bind(plugin);
+    // Options of the wrong type were already reported by the schema.
+    if (validate === undefined || (options !== undefined && !isPlainObject(options))) return [];
+    const optionsPath = pointer(role, 'options');
+    return validate(options ?? {}).map((issue) => prefixIssue(optionsPath, issue));
+  } catch (error) {
+    if (!ArmError.is(error)) throw error;
+    if (ConfigError.is(error) && error.issues.length > 0) {
+      return error.issues.map((issue) => prefixIssue(pointer(role, 'options'), issue));
+    }
+    return [{ path: pointer(role, 'adapter'), message: error.message }];
+  }
+}
+
+function resolveAdapter(section: unknown): ResolvedAdapterConfig {
+  const { adapter, options } = section as { adapter: string; options?: Record<string, unknown> };
+  return { adapter, options: options ?? {} };
+}
+
+/**
+ * Loads, completes and validates a configuration. `input` is a config object or the path of a
+ * JSON file; without it, the file named by `ARMLIB_CONFIG` is used, else the default
+ * configuration. Environment overrides (see `ENV_VARS`) apply on top. Every problem — schema,
+ * environment, adapter loading, adapter options — is collected into one {@link ConfigError}
+ * whose issues name each bad field by its JSON-pointer path. Nothing is constructed here.
+ */
+export async function loadConfig(input?: ArmConfig | string, options: LoadConfigOptions = {}): Promise<ResolvedConfig> {
+  const env = options.env ?? process.env;
+  const cwd = path.resolve(options.cwd ?? process.cwd());
+  const fromEnv = env[ENV_VARS.config];
+  const given = input ?? (fromEnv === undefined || fromEnv === '' ? DEFAULT_CONFIG : fromEnv);
+
+  let raw: unknown = given;
+  let baseDir = cwd;
+  let source: string | undefined;
+  if (typeof given === 'string') {
+    source = path.resolve(cwd, given);
+    baseDir = path.dirname(source);
+    raw = await readJsonFile(source);
+  }
+
+  const overridden = applyEnvOverrides(withDefaultSections(raw), env);
+  const config = overridden.config;
+  const issues = validateConfigShape(config);
+  const shapeOk = issues.length === 0 && overridden.issues.length === 0;
+  const typed = config as ArmConfig;
+  const manager = shapeOk ? { ...DEFAULT_SETTINGS, ...typed.manager } : DEFAULT_SETTINGS;
+  if (shapeOk) issues.push(...checkSettings(manager));
+  if (isPlainObject(config)) {
+    const [queueIssues, cacheIssues] = await Promise.all([
+      checkAdapter(config['queue'], 'queue', baseDir),
+      checkAdapter(config['cache'], 'cache', baseDir),
+    ]);
+    issues.push(...queueIssues, ...cacheIssues);
+  }
+
+  if (issues.length > 0 || overridden.issues.length > 0) {
+    const where = source === undefined ? '' : ` in ${source}`;
+    throw new ConfigError(`invalid armlib configuration${where}`, [
+      ...overridden.issues,
+      ...issues.map((issue) => attributeIssue(issue, overridden.sources)),
+    ]);
+  }
+  const resolved: ResolvedConfig = {
+    queue: resolveAdapter(typed.queue),
+    cache: resolveAdapter(typed.cache),
+    manager: Object.freeze(manager),
+    groups: { ...(typed.groups as GroupPolicies | undefined) },
+    baseDir,
+  };
+  return source === undefined ? resolved : { ...resolved, source };
+}

@@ -1,0 +1,427 @@
+import { Readable } from 'node:stream';
+
+import { inject, injectable } from 'inversify';
+import { LRUCache } from 'lru-cache';
+
+import { SystemClock } from '../clock.js';
+import type { Clock } from '../clock.js';
+import { BackendError, ClosedError, ConfigError, ConflictError, InvalidRequestError } from '../errors.js';
+import type { ConfigIssue } from '../errors.js';
+import { assertValidFormat, assertValidKey, compareStrings } from '../keys.js';
+import { CACHE_AREAS } from '../model.js';
+import type { CacheArea, FormatInfo } from '../model.js';
+import type {
+  CacheCapabilities,
+  CachedBody,
+  CacheGetOptions,
+  CacheListPage,
+  CacheManager,
+  CacheUrlOptions,
+  CacheWriteOptions,
+  ResultManifest,
+  StagedResult,
+} from '../spi/cache.js';
+import { TOKENS } from '../tokens.js';
+import { chunksOf, readAll, sliceRange } from '../util/bytes.js';
+
+/** Options of {@link MemoryCacheManager} (the `cache.options` of a config using the `memory` adapter). */
+export interface MemoryCacheManagerOptions {
+  /** Bytes of temporary results kept; least recently used results are evicted beyond it. Default 256 MiB. */
+  maxTemporaryBytes?: number;
+  /** Prefix of routed result URLs (the host serves them through RequestManager.read). Default '/results/'. */
+  urlPrefix?: string;
+}
+
+/** Defaults of {@link MemoryCacheManagerOptions}. */
+export const MEMORY_CACHE_DEFAULTS: Readonly<Required<MemoryCacheManagerOptions>> = Object.freeze({
+  maxTemporaryBytes: 256 * 1024 * 1024,
+  urlPrefix: '/results/',
+});
+
+// Bookkeeping charged per result and per format, so that many tiny (or empty) results are bounded too.
+const RESULT_OVERHEAD_BYTES = 256;
+const FORMAT_OVERHEAD_BYTES = 64;
+const CURSOR_PREFIX = 'mem1:';
+
+interface StoredResult {
+  readonly manifest: ResultManifest;
+  readonly data: ReadonlyMap<string, Buffer>;
+  /** Bytes charged against `maxTemporaryBytes`. */
+  readonly charge: number;
+}
+
+interface StagedFormat {
+  readonly info: FormatInfo;
+  readonly data: Buffer;
+}
+
+/**
+ * The in-memory {@link CacheManager}: fast, exact, one process only.
+ *
+ * Temporary results live in a byte-sized LRU (`maxTemporaryBytes`, data plus a small per-result and
+ * per-format overhead); committing past the limit evicts the least recently read results, and a single
+ * result bigger than the limit is refused at commit. Persistent results are never evicted: that area
+ * is unbounded and holds whatever is committed or promoted to it. Routed URLs are
+ * `${urlPrefix}${key}/${format}`, to be served by the host through `RequestManager.read`.
+ *
+ * Unknown option names are ignored, so that switching `cache.adapter` (e.g. by environment variable)
+ * does not fail on options meant for another adapter.
+ */
+@injectable()
+export class MemoryCacheManager implements CacheManager {
+  /** Routed URLs only; nothing is shared across processes. */
+  readonly capabilities: CacheCapabilities = Object.freeze({ signedUrls: false, sharedAcrossProcesses: false });
+
+  readonly #options: Readonly<Required<MemoryCacheManagerOptions>>;
+  readonly #clock: Clock;
+  readonly #persistent = new Map<string, StoredResult>();
+  readonly #temporary: LRUCache<string, StoredResult>;
+  #closed = false;
+
+  constructor(
+    @inject(TOKENS.CacheOptions) options: MemoryCacheManagerOptions = {},
+    @inject(TOKENS.Clock) clock: Clock = new SystemClock(),
+  ) {
+    this.#options = resolveOptions(options);
+    this.#clock = clock;
+    this.#temporary = new LRUCache<string, StoredResult>({
+      maxSize: this.#options.maxTemporaryBytes,
+      sizeCalculation: (stored) => stored.charge,
+    });
+  }
+
+  stage(key: string): Promise<StagedResult> {
+    return run(() => {
+      this.#assertOpen();
+      assertValidKey(key);
+      return new MemoryStagedResult(key, {
+        assertOpen: () => {
+          this.#assertOpen();
+        },
+        publish: (area, formats) => this.#publish(key, area, formats),
+      });
+    });
+  }
+
+  head(key: string, area?: CacheArea): Promise<ResultManifest | undefined> {
+    return run(() => this.#find(key, area)?.manifest);
+  }
+
+  get(key: string, format: string, options: CacheGetOptions = {}): Promise<CachedBody | undefined> {
+    return run(() => {
+      this.#assertOpen();
+      assertValidFormat(format);
+      const stored = this.#find(key);
+      const data = stored?.data.get(format);
+      const info = stored?.manifest.formats[format];
+      if (stored === undefined || data === undefined || info === undefined) return undefined;
+      const { start, end, length } = sliceRange(data.byteLength, options.range);
+      return {
+        body: Readable.from(chunksOf(data.subarray(start, end + 1)), { objectMode: false }),
+        size: length,
+        totalSize: data.byteLength,
+        contentType: info.contentType,
+        ...(info.contentEncoding === undefined ? {} : { contentEncoding: info.contentEncoding }),
+        area: stored.manifest.area,
+      };
+    });
+  }
+
+  url(key: string, format: string, options: CacheUrlOptions): Promise<string | undefined> {
+    return run(() => {
+      this.#assertOpen();
+      assertValidFormat(format);
+      // Routed URLs do not expire, but a nonsensical expiry is still the caller's bug.
+      const expires = (options as Partial<CacheUrlOptions> | undefined)?.expiresInSec;
+      if (typeof expires !== 'number' || !(expires > 0) || !Number.isFinite(expires)) {
+        throw new InvalidRequestError('expiresInSec', `must be a positive number of seconds, got ${String(expires)}`);
+      }
+      const stored = this.#find(key);
+      if (stored?.data.has(format) !== true) return undefined;
+      return `${this.#options.urlPrefix}${key}/${format}`;
+    });
+  }
+
+  promote(key: string): Promise<boolean> {
+    return run(() => {
+      this.#assertOpen();
+      assertValidKey(key);
+      const stored = this.#temporary.peek(key);
+      if (stored === undefined) return false;
+      const manifest = freezeManifest({ ...stored.manifest, area: 'persistent' });
+      this.#persistent.set(key, { ...stored, manifest });
+      this.#temporary.delete(key);
+      return true;
+    });
+  }
+
+  delete(key: string, area?: CacheArea): Promise<number> {
+    return run(() => {
+      this.#assertOpen();
+      assertValidKey(key);
+      let deleted = 0;
+      for (const a of areasOf(area)) if (this.#area(a).delete(key)) deleted++;
+      return deleted;
+    });
+  }
+
+  clear(area: CacheArea): Promise<number> {
+    return run(() => {
+      this.#assertOpen();
+      const store = this.#area(checkArea(area));
+      const count = store.size;
+      store.clear();
+      return count;
+    });
+  }
+
+  sweep(area: CacheArea, olderThan: number): Promise<number> {
+    return run(() => {
+      this.#assertOpen();
+      const store = this.#area(checkArea(area));
+      if (typeof olderThan !== 'number' || Number.isNaN(olderThan)) {
+        throw new InvalidRequestError('olderThan', `must be a time in epoch ms, got ${String(olderThan)}`);
+      }
+      // Collected first, so nothing is deleted while iterating (LRUCache#entries does not count as a use).
+      const doomed = [...store.entries()].filter(([, s]) => s.manifest.createdAt < olderThan).map(([k]) => k);
+      for (const key of doomed) store.delete(key);
+      return doomed.length;
+    });
+  }
+
+  list(area: CacheArea, options: { limit: number; cursor?: string }): Promise<CacheListPage> {
+    return run(() => {
+      this.#assertOpen();
+      const store = this.#area(checkArea(area));
+      const { limit, cursor } = options;
+      if (!Number.isSafeInteger(limit) || limit < 1) {
+        throw new InvalidRequestError('limit', `must be a positive integer, got ${String(limit)}`);
+      }
+      const after = cursor === undefined ? undefined : decodeCursor(cursor);
+      const keys = [...store.keys()].filter((k) => after === undefined || k > after).sort(compareStrings);
+      const items: ResultManifest[] = [];
+      for (const key of keys.slice(0, limit)) {
+        const stored = peek(store, key);
+        if (stored !== undefined) items.push(stored.manifest);
+      }
+      const last = items.at(-1);
+      return keys.length > limit && last !== undefined ? { items, cursor: encodeCursor(last.key) } : { items };
+    });
+  }
+
+  close(): Promise<void> {
+    this.#closed = true;
+    this.#persistent.clear();
+    this.#temporary.clear();
+    return Promise.resolve();
+  }
+
+  /** Looks a key up (persistent first, or only `area`); a temporary hit counts as a use for the LRU. */
+  #find(key: string, area?: CacheArea): StoredResult | undefined {
+    this.#assertOpen();
+    assertValidKey(key);
+    if (area === undefined || checkArea(area) === 'persistent') {
+      const hit = this.#persistent.get(key);
+      if (hit !== undefined || area !== undefined) return hit;
+    }
+    return this.#temporary.get(key);
+  }
+
+  /** The commit point: synchronous, so no reader ever sees the key in both areas or half-written. */
+  #publish(key: string, area: CacheArea, formats: ReadonlyMap<string, StagedFormat>): ResultManifest {
+    this.#assertOpen();
+    checkArea(area);
+    const data = new Map<string, Buffer>();
+    const infos: Record<string, FormatInfo> = {};
+    let bytes = 0;
+    for (const [format, staged] of formats) {
+      data.set(format, staged.data);
+      infos[format] = staged.info;
+      bytes += staged.data.byteLength;
+    }
+    const max = this.#options.maxTemporaryBytes;
+    if (area === 'temporary' && bytes > max) {
+      throw new BackendError(
+        `result '${key}' is ${bytes} bytes, more than the memory cache's maxTemporaryBytes (${max}); ` +
+          'raise maxTemporaryBytes or commit it to the persistent area',
+        { retryable: false },
+      );
+    }
+    const manifest = freezeManifest({ key, area, createdAt: this.#clock.now(), formats: infos });
+    // The overhead is capped so that any result whose data fits is admitted (lru-cache would drop it silently).
+    const charge = Math.min(bytes + RESULT_OVERHEAD_BYTES + FORMAT_OVERHEAD_BYTES * data.size, max);
+    this.#persistent.delete(key);
+    this.#temporary.delete(key);
+    this.#area(area).set(key, { manifest, data, charge });
+    return manifest;
+  }
+
+  #area(area: CacheArea): Map<string, StoredResult> | LRUCache<string, StoredResult> {
+    return area === 'persistent' ? this.#persistent : this.#temporary;
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new ClosedError('memory cache manager is closed');
+  }
+}
+
+type StagedState = 'open' | 'committed' | 'aborted';
+
+interface StagingHost {
+  assertOpen(): void;
+  publish(area: CacheArea, formats: ReadonlyMap<string, StagedFormat>): ResultManifest;
+}
+
+/**
+ * Formats of one staged write, held in memory until commit. An over-size temporary commit leaves
+ * it open, so the caller can still abort it or commit it to the persistent area.
+ */
+class MemoryStagedResult implements StagedResult {
+  readonly key: string;
+  readonly #host: StagingHost;
+  readonly #formats = new Map<string, StagedFormat>();
+  #state: StagedState = 'open';
+  #writing = 0;
+
+  constructor(key: string, host: StagingHost) {
+    this.key = key;
+    this.#host = host;
+  }
+
+  async write(format: string, data: AsyncIterable<Uint8Array>, options: CacheWriteOptions): Promise<FormatInfo> {
+    this.#assertWritable('write');
+    assertValidFormat(format);
+    const info = formatInfo(options);
+    this.#writing++;
+    let bytes: Buffer;
+    try {
+      bytes = await readAll(data);
+    } finally {
+      this.#writing--;
+    }
+    // An abort (or close) while the data streamed in must win over this write.
+    this.#assertWritable('write');
+    const stored = Object.freeze({ ...info, size: bytes.byteLength });
+    this.#formats.set(format, { info: stored, data: bytes });
+    return { ...stored };
+  }
+
+  formats(): Readonly<Record<string, FormatInfo>> {
+    return Object.fromEntries([...this.#formats].map(([format, staged]) => [format, staged.info]));
+  }
+
+  commit(area: CacheArea): Promise<ResultManifest> {
+    return run(() => {
+      this.#assertWritable('commit');
+      if (this.#writing > 0) {
+        throw new ConflictError(`cannot commit '${this.key}' while ${this.#writing} write(s) are still in progress`);
+      }
+      const manifest = this.#host.publish(area, this.#formats);
+      this.#state = 'committed';
+      return manifest;
+    });
+  }
+
+  abort(): Promise<void> {
+    if (this.#state === 'open') {
+      this.#state = 'aborted';
+      this.#formats.clear();
+    }
+    return Promise.resolve();
+  }
+
+  #assertWritable(operation: string): void {
+    this.#host.assertOpen();
+    if (this.#state !== 'open') {
+      throw new ConflictError(`cannot ${operation} staged result '${this.key}': it was already ${this.#state}`);
+    }
+  }
+}
+
+function formatInfo(options: CacheWriteOptions): Omit<FormatInfo, 'size'> {
+  const { contentType, contentEncoding } = (options as Partial<CacheWriteOptions> | undefined) ?? {};
+  if (typeof contentType !== 'string' || contentType.trim() === '') {
+    throw new InvalidRequestError('contentType', 'must be a non-empty string');
+  }
+  if (contentEncoding === undefined) return { contentType };
+  if (typeof contentEncoding !== 'string' || contentEncoding.trim() === '') {
+    throw new InvalidRequestError('contentEncoding', 'must be a non-empty string when given');
+  }
+  return { contentType, contentEncoding };
+}
+
+function freezeManifest(manifest: ResultManifest): ResultManifest {
+  const formats = Object.freeze(
+    Object.fromEntries(Object.entries(manifest.formats).map(([f, info]) => [f, Object.freeze({ ...info })])),
+  );
+  return Object.freeze({ ...manifest, formats });
+}
+
+function resolveOptions(raw: unknown): Readonly<Required<MemoryCacheManagerOptions>> {
+  if (raw === undefined || raw === null) return MEMORY_CACHE_DEFAULTS;
+  if (typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new ConfigError('invalid memory cache options', [{ path: '', message: 'must be an object' }]);
+  }
+  const { maxTemporaryBytes, urlPrefix } = raw as Record<string, unknown>;
+  const issues: ConfigIssue[] = [];
+  if (maxTemporaryBytes !== undefined && !(Number.isSafeInteger(maxTemporaryBytes) && Number(maxTemporaryBytes) > 0)) {
+    issues.push({
+      path: '/maxTemporaryBytes',
+      message: `must be a positive integer, got ${describe(maxTemporaryBytes)}`,
+    });
+  }
+  if (urlPrefix !== undefined && (typeof urlPrefix !== 'string' || !urlPrefix.endsWith('/'))) {
+    issues.push({ path: '/urlPrefix', message: `must be a string ending with '/', got ${describe(urlPrefix)}` });
+  }
+  if (issues.length > 0) throw new ConfigError('invalid memory cache options', issues);
+  return Object.freeze({
+    maxTemporaryBytes: (maxTemporaryBytes as number | undefined) ?? MEMORY_CACHE_DEFAULTS.maxTemporaryBytes,
+    urlPrefix: (urlPrefix as string | undefined) ?? MEMORY_CACHE_DEFAULTS.urlPrefix,
+  });
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return `'${value}'`;
+  return value === undefined || typeof value === 'function' ? String(value) : JSON.stringify(value);
+}
+
+function checkArea(area: unknown): CacheArea {
+  if (!CACHE_AREAS.includes(area as CacheArea)) {
+    throw new InvalidRequestError('area', `must be 'persistent' or 'temporary', got ${describe(area)}`);
+  }
+  return area as CacheArea;
+}
+
+function areasOf(area: CacheArea | undefined): readonly CacheArea[] {
+  return area === undefined ? CACHE_AREAS : [checkArea(area)];
+}
+
+function peek(
+  store: Map<string, StoredResult> | LRUCache<string, StoredResult>,
+  key: string,
+): StoredResult | undefined {
+  return store instanceof Map ? store.get(key) : store.peek(key);
+}
+
+function encodeCursor(lastKey: string): string {
+  return Buffer.from(`${CURSOR_PREFIX}${lastKey}`, 'utf8').toString('base64url');
+}
+
+function decodeCursor(cursor: unknown): string {
+  const text = typeof cursor === 'string' ? Buffer.from(cursor, 'base64url').toString('utf8') : '';
+  const key = text.startsWith(CURSOR_PREFIX) ? text.slice(CURSOR_PREFIX.length) : '';
+  try {
+    assertValidKey(key);
+  } catch {
+    throw new InvalidRequestError('cursor', 'is not a cursor returned by list() of this cache');
+  }
+  return key;
+}
+
+/** Runs synchronous work as an async SPI call, so that every failure is a rejection, never a throw. */
+function run<T>(fn: () => T): Promise<T> {
+  // A throwing executor rejects the promise; fn still runs synchronously, before run() returns.
+  return new Promise<T>((resolve) => {
+    resolve(fn());
+  });
+}

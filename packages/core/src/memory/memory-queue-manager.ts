@@ -1,0 +1,720 @@
+import { randomUUID } from 'node:crypto';
+
+import { inject, injectable } from 'inversify';
+import { LRUCache } from 'lru-cache';
+
+import type { Clock } from '../clock.js';
+import { SystemClock } from '../clock.js';
+import {
+  ClosedError,
+  ConfigError,
+  ConflictError,
+  InvalidRequestError,
+  LeaseLostError,
+  QueueFullError,
+  QuotaExceededError,
+} from '../errors.js';
+import { QUEUE_STATES } from '../model.js';
+import type { ErrorInfo, QueueState } from '../model.js';
+import type {
+  ActivityBucket,
+  CancelOptions,
+  CancelResult,
+  ClaimOptions,
+  CompleteOptions,
+  EnqueueOptions,
+  EnqueueResult,
+  FailOptions,
+  HeartbeatOptions,
+  HeartbeatResult,
+  Lease,
+  NewQueueEntry,
+  QueueCapabilities,
+  QueueCounts,
+  QueueListPage,
+  QueueListQuery,
+  QueueManager,
+  QueueRecord,
+  ReleaseOptions,
+  SweepResult,
+  UriStats,
+  WorkerCapacity,
+} from '../spi/queue.js';
+import { TOKENS } from '../tokens.js';
+import { ActivityTracker } from '../util/activity.js';
+import { DurationStats } from '../util/duration-stats.js';
+import { delayedHeap, Entry, GroupState, zeroCounts } from './queue-index/entry.js';
+import type { StateCounts } from './queue-index/entry.js';
+import type { IndexedHeap } from './queue-index/indexed-heap.js';
+import { PendingRank } from './queue-index/pending-rank.js';
+import { estimateRecordBytes } from './queue-index/record-size.js';
+import {
+  cancelRequestedRecord,
+  finishedRecord,
+  heartbeatRecord,
+  newPendingRecord,
+  pendingAgainRecord,
+  runningRecord,
+} from './queue-index/records.js';
+import { SeqIndex } from './queue-index/seq-index.js';
+import { TimeQueue } from './queue-index/time-queue.js';
+
+/** Options of {@link MemoryQueueManager} (`queue.options` when the adapter is `memory`). */
+export interface MemoryQueueManagerOptions {
+  /** Bytes of finished records kept (LRU, approximate size); default 64 MiB. 0 keeps none. */
+  maxFinishedBytes?: number;
+}
+
+const DEFAULT_MAX_FINISHED_BYTES = 64 * 1024 * 1024;
+/** Transitions buffered for the next sweep, per kind; beyond this they are applied but not reported. */
+const MAX_BUFFERED = 100_000;
+const LEASE_EXPIRED: ErrorInfo = Object.freeze({
+  code: 'LEASE_EXPIRED',
+  message: 'lease expired on the last attempt',
+  retryable: false,
+});
+const STATE_SET: ReadonlySet<string> = new Set(QUEUE_STATES);
+
+interface WorkerReport {
+  slots: number;
+  expiresAt: number;
+}
+
+function validateOptions(options: unknown): { maxFinishedBytes: number } {
+  if (options === undefined || options === null) return { maxFinishedBytes: DEFAULT_MAX_FINISHED_BYTES };
+  if (typeof options !== 'object' || Array.isArray(options)) {
+    throw new ConfigError('invalid memory queue options', [{ path: '', message: 'must be an object' }]);
+  }
+  const issues: { path: string; message: string }[] = [];
+  for (const name of Object.keys(options)) {
+    if (name !== 'maxFinishedBytes') issues.push({ path: `/${name}`, message: 'unknown option (expected maxFinishedBytes)' });
+  }
+  const max = (options as MemoryQueueManagerOptions).maxFinishedBytes ?? DEFAULT_MAX_FINISHED_BYTES;
+  if (typeof max !== 'number' || !Number.isSafeInteger(max) || max < 0) {
+    issues.push({ path: '/maxFinishedBytes', message: `must be an integer number of bytes >= 0, got ${String(max)}` });
+  }
+  if (issues.length > 0) throw new ConfigError('invalid memory queue options', issues);
+  return { maxFinishedBytes: max };
+}
+
+function encodeCursor(seq: number): string {
+  return Buffer.from(String(seq), 'utf8').toString('base64url');
+}
+
+function decodeCursor(cursor: string): number {
+  const text = Buffer.from(cursor, 'base64url').toString('utf8');
+  const seq = /^\d{1,16}$/.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isSafeInteger(seq) || encodeCursor(seq) !== cursor) {
+    throw new InvalidRequestError('cursor', 'is not a cursor returned by a previous list call');
+  }
+  return seq;
+}
+
+/**
+ * The in-memory queue: fast, exact, single process. Pending and running records live in a map
+ * with heaps for claiming (per group) and for every timed transition (readiness, pending expiry,
+ * lease expiry, retention), so due transitions cost O(log n) each and nothing scans the queue.
+ * Exact positions come from per-priority Fenwick trees. Finished records live in a byte-sized
+ * LRU and may be evicted (then they are simply absent).
+ *
+ * Due transitions are applied lazily at the start of every call, so reads are exact without a
+ * sweep; {@link MemoryQueueManager.sweep} reports them (and applies any still due).
+ */
+@injectable()
+export class MemoryQueueManager implements QueueManager {
+  /** Exact positions, one process, 1 ms resolution. */
+  readonly capabilities: QueueCapabilities = Object.freeze({
+    exactPosition: true,
+    sharedAcrossProcesses: false,
+    clockGranularityMs: 1,
+  });
+
+  readonly #clock: Clock;
+  readonly #maxFinishedBytes: number;
+  #closed = false;
+  #paused = false;
+  #seq = 0;
+  #claimSeq = 0;
+
+  /** Pending and running records. */
+  readonly #live = new Map<string, Entry>();
+  /** Finished records; removal from here (any reason) un-indexes them through `dispose`. */
+  readonly #finished: LRUCache<string, Entry>;
+  readonly #groups = new Map<string, GroupState>();
+  /** Groups with at least one ready pending record. */
+  readonly #readyGroups = new Set<GroupState>();
+  #groupGcAt = 64;
+  readonly #ownerPending = new Map<string, number>();
+  readonly #byState: StateCounts = zeroCounts();
+
+  readonly #rank = new PendingRank<Entry>();
+  readonly #bySeq = new SeqIndex<Entry>();
+  readonly #delayed = delayedHeap();
+  readonly #pendingExpiry = new TimeQueue<Entry>(
+    (e) => e.expireAt,
+    (e) => e.expiryPos,
+    (e, p) => (e.expiryPos = p),
+  );
+  readonly #leases = new TimeQueue<Entry>(
+    (e) => e.leaseAt,
+    (e) => e.leasePos,
+    (e, p) => (e.leasePos = p),
+  );
+  readonly #retention = new TimeQueue<Entry>(
+    (e) => e.retainAt,
+    (e) => e.retainPos,
+    (e, p) => (e.retainPos = p),
+  );
+
+  readonly #activity = new ActivityTracker();
+  readonly #durations = new DurationStats();
+  readonly #workers = new Map<string, WorkerReport>();
+
+  #requeued: QueueRecord[] = [];
+  #failed: QueueRecord[] = [];
+  #expired: QueueRecord[] = [];
+  #cancelled: QueueRecord[] = [];
+  #dropped = 0;
+
+  /**
+   * @param options - see {@link MemoryQueueManagerOptions}; invalid values throw `ConfigError`.
+   * @param clock - time source of every timestamp and expiry.
+   */
+  constructor(
+    @inject(TOKENS.QueueOptions) options: MemoryQueueManagerOptions = {},
+    @inject(TOKENS.Clock) clock: Clock = new SystemClock(),
+  ) {
+    this.#maxFinishedBytes = validateOptions(options).maxFinishedBytes;
+    this.#clock = clock;
+    this.#finished = new LRUCache<string, Entry>({
+      // lru-cache needs a positive size; records that do not fit are never inserted (see #keepFinished).
+      maxSize: Math.max(1, this.#maxFinishedBytes),
+      dispose: (entry) => {
+        this.#forgetFinished(entry);
+      },
+    });
+  }
+
+  async enqueue(entry: NewQueueEntry, options: EnqueueOptions): Promise<EnqueueResult> {
+    const now = this.#begin();
+    const existing = this.#live.get(entry.key);
+    if (existing !== undefined) return { outcome: 'existing', record: existing.record };
+
+    if (!Number.isSafeInteger(entry.maxAttempts) || entry.maxAttempts < 1) {
+      throw new InvalidRequestError('maxAttempts', `must be an integer >= 1, got ${String(entry.maxAttempts)}`);
+    }
+    const request = entry.request;
+    const limits = options.limits;
+    let group = this.#groups.get(request.group);
+    if (limits.maxQueueLength !== undefined && this.#byState.pending + this.#byState.running >= limits.maxQueueLength) {
+      throw new QueueFullError(limits.maxQueueLength);
+    }
+    if (
+      limits.groupMaxQueueLength !== undefined &&
+      (group === undefined ? 0 : group.counts.pending + group.counts.running) >= limits.groupMaxQueueLength
+    ) {
+      throw new QueueFullError(limits.groupMaxQueueLength, request.group);
+    }
+    const owner = request.owner;
+    if (
+      owner !== undefined &&
+      limits.maxPendingPerOwner !== undefined &&
+      (this.#ownerPending.get(owner) ?? 0) >= limits.maxPendingPerOwner
+    ) {
+      throw new QuotaExceededError(owner, limits.maxPendingPerOwner);
+    }
+
+    this.#finished.delete(entry.key);
+    if (group === undefined) {
+      group = new GroupState(request.group);
+      this.#groups.set(group.name, group);
+    }
+    const record = newPendingRecord(entry, ++this.#seq, now);
+    const e = new Entry(record, group);
+    this.#live.set(e.key, e);
+    this.#bySeq.append(e, e.seq);
+    this.#rank.add(e, true);
+    this.#byState.pending++;
+    group.counts.pending++;
+    if (owner !== undefined) this.#ownerPending.set(owner, (this.#ownerPending.get(owner) ?? 0) + 1);
+    this.#schedule(e, now);
+    if (e.expireAt !== Infinity) this.#pendingExpiry.push(e);
+    this.#activity.record('submitted', group.name, now);
+    return { outcome: 'created', record };
+  }
+
+  async get(key: string): Promise<QueueRecord | undefined> {
+    this.#begin();
+    return (this.#live.get(key) ?? this.#finished.get(key))?.record;
+  }
+
+  async position(key: string): Promise<number | undefined> {
+    this.#begin();
+    const e = this.#live.get(key);
+    return e === undefined || e.record.state !== 'pending' ? undefined : this.#rank.rank(e);
+  }
+
+  async claim(options: ClaimOptions): Promise<Lease | undefined> {
+    const now = this.#begin();
+    if (!(options.leaseMs > 0) || !Number.isFinite(options.leaseMs)) {
+      throw new InvalidRequestError('leaseMs', `must be a positive number of ms, got ${String(options.leaseMs)}`);
+    }
+    if (this.#paused) return undefined;
+    const group = this.#pickGroup(options, now);
+    if (group === undefined) return undefined;
+    const e = group.ready.pop() as Entry;
+    if (group.ready.size === 0) this.#readyGroups.delete(group);
+    e.sched = undefined;
+
+    const prev = e.record;
+    const token = randomUUID();
+    e.leaseAt = now + options.leaseMs;
+    const record = runningRecord(prev, now, token, e.leaseAt, options.workerId);
+    e.record = record;
+    this.#rank.setPending(e, false);
+    this.#byState.pending--;
+    this.#byState.running++;
+    group.counts.pending--;
+    group.counts.running++;
+    this.#ownerLeftPending(record.owner);
+    this.#leases.push(e);
+    group.lastClaimAt = now;
+    group.lastClaimSeq = ++this.#claimSeq;
+    this.#activity.record('claimed', group.name, now);
+    return { token, record };
+  }
+
+  async heartbeat(key: string, token: string, options: HeartbeatOptions): Promise<HeartbeatResult> {
+    const now = this.#begin();
+    if (!(options.leaseMs > 0) || !Number.isFinite(options.leaseMs)) {
+      throw new InvalidRequestError('leaseMs', `must be a positive number of ms, got ${String(options.leaseMs)}`);
+    }
+    const e = this.#leased(key, token, now);
+    this.#leases.remove(e);
+    e.leaseAt = now + options.leaseMs;
+    const record = heartbeatRecord(e.record, e.leaseAt, options.progress, options.message);
+    e.record = record;
+    this.#leases.push(e);
+    return { cancelRequested: record.cancelRequested === true, leaseExpiresAt: e.leaseAt };
+  }
+
+  async complete(key: string, token: string, options: CompleteOptions): Promise<QueueRecord> {
+    const now = this.#begin();
+    const e = this.#leased(key, token, now);
+    const record = finishedRecord(e.record, 'completed', now, options.retainUntil, undefined);
+    this.#finish(e, record, now);
+    this.#durations.record(record.request.uri, options.durationMs);
+    this.#activity.record('completed', e.group.name, now);
+    return record;
+  }
+
+  async fail(key: string, token: string, options: FailOptions): Promise<QueueRecord> {
+    const now = this.#begin();
+    const e = this.#leased(key, token, now);
+    const prev = e.record;
+    if (options.retryAt !== undefined) {
+      if (Number.isNaN(options.retryAt)) throw new InvalidRequestError('retryAt', 'must be a time in epoch ms');
+      const record = pendingAgainRecord(prev, options.retryAt, prev.attempts, options.error);
+      this.#requeue(e, record, now);
+      return record;
+    }
+    const record = finishedRecord(prev, 'failed', now, options.retainUntil, options.error);
+    this.#finish(e, record, now);
+    this.#activity.record('failed', e.group.name, now);
+    return record;
+  }
+
+  async release(key: string, token: string, options: ReleaseOptions): Promise<QueueRecord> {
+    const now = this.#begin();
+    const e = this.#leased(key, token, now);
+    const prev = e.record;
+    const attempts = options.countAttempt ? prev.attempts : Math.max(0, prev.attempts - 1);
+    const record = pendingAgainRecord(prev, now, attempts, undefined);
+    this.#requeue(e, record, now);
+    return record;
+  }
+
+  async acknowledgeCancel(key: string, token: string, options: CancelOptions): Promise<QueueRecord> {
+    const now = this.#begin();
+    const e = this.#leased(key, token, now);
+    if (e.record.cancelRequested !== true) {
+      throw new ConflictError(`cannot acknowledge a cancel of '${key}': no cancel was requested`);
+    }
+    const record = finishedRecord(e.record, 'cancelled', now, options.retainUntil, undefined);
+    this.#finish(e, record, now);
+    return record;
+  }
+
+  async cancel(key: string, options: CancelOptions): Promise<CancelResult> {
+    const now = this.#begin();
+    const live = this.#live.get(key);
+    if (live === undefined) {
+      const finished = this.#finished.get(key);
+      return finished === undefined ? { outcome: 'missing' } : { outcome: 'unchanged', record: finished.record };
+    }
+    const prev = live.record;
+    if (prev.state === 'pending') {
+      const record = finishedRecord(prev, 'cancelled', now, options.retainUntil, undefined);
+      this.#finish(live, record, now);
+      return { outcome: 'cancelled', record };
+    }
+    if (prev.cancelRequested === true) return { outcome: 'unchanged', record: prev };
+    const record = cancelRequestedRecord(prev);
+    live.record = record;
+    return { outcome: 'requested', record };
+  }
+
+  async list(query: QueueListQuery): Promise<QueueListPage> {
+    this.#begin();
+    const limit = query.limit;
+    if (!Number.isSafeInteger(limit) || limit < 1) {
+      throw new InvalidRequestError('limit', `must be an integer >= 1, got ${String(limit)}`);
+    }
+    let states: ReadonlySet<string> | undefined;
+    if (query.states !== undefined && query.states.length > 0) {
+      for (const s of query.states) {
+        if (!STATE_SET.has(s)) throw new InvalidRequestError('states', `unknown state '${String(s)}'`);
+      }
+      states = new Set(query.states);
+    }
+    const { group, owner } = query;
+    const index = this.#bySeq;
+    let slot = query.cursor === undefined ? 0 : index.slotAfter(decodeCursor(query.cursor));
+    const items: QueueRecord[] = [];
+    let more = false;
+    for (const end = index.length; slot < end; slot++) {
+      const r = index.at(slot)?.record;
+      if (r === undefined) continue;
+      if (states !== undefined && !states.has(r.state)) continue;
+      if (group !== undefined && r.group !== group) continue;
+      if (owner !== undefined && r.owner !== owner) continue;
+      if (items.length === limit) {
+        more = true;
+        break;
+      }
+      items.push(r);
+    }
+    const last = items[items.length - 1];
+    return more && last !== undefined ? { items, cursor: encodeCursor(last.seq) } : { items };
+  }
+
+  async counts(): Promise<QueueCounts> {
+    this.#begin();
+    const byGroup: Record<string, Record<QueueState, number>> = {};
+    for (const g of this.#groups.values()) if (g.total() > 0) byGroup[g.name] = { ...g.counts };
+    return { byState: { ...this.#byState }, byGroup };
+  }
+
+  async sweep(): Promise<SweepResult> {
+    const now = this.#begin();
+    this.#collectGroups(now);
+    const result: SweepResult = {
+      requeued: this.#requeued,
+      failed: this.#failed,
+      expired: this.#expired,
+      cancelled: this.#cancelled,
+      dropped: this.#dropped,
+    };
+    this.#requeued = [];
+    this.#failed = [];
+    this.#expired = [];
+    this.#cancelled = [];
+    this.#dropped = 0;
+    return result;
+  }
+
+  async prune(finishedBefore: number): Promise<number> {
+    this.#begin();
+    if (Number.isNaN(finishedBefore)) throw new InvalidRequestError('finishedBefore', 'must be a time in epoch ms');
+    const doomed: string[] = [];
+    for (const e of this.#finished.values()) {
+      if ((e.record.finishedAt ?? -Infinity) < finishedBefore) doomed.push(e.key);
+    }
+    for (const key of doomed) this.#finished.delete(key);
+    return doomed.length;
+  }
+
+  async setPaused(paused: boolean): Promise<void> {
+    this.#begin();
+    this.#paused = paused;
+  }
+
+  async isPaused(): Promise<boolean> {
+    this.#begin();
+    return this.#paused;
+  }
+
+  async activity(minutes: number): Promise<ActivityBucket[]> {
+    const now = this.#begin();
+    return this.#activity.buckets(minutes, now);
+  }
+
+  async uriStats(uri?: string): Promise<UriStats[]> {
+    this.#begin();
+    if (uri === undefined) return this.#durations.all();
+    const stats = this.#durations.get(uri);
+    return stats === undefined ? [] : [stats];
+  }
+
+  async reportWorker(workerId: string, slots: number, ttlMs: number): Promise<void> {
+    const now = this.#begin();
+    if (!Number.isSafeInteger(slots) || slots < 0) {
+      throw new InvalidRequestError('slots', `must be an integer >= 0, got ${String(slots)}`);
+    }
+    if (!(ttlMs > 0)) throw new InvalidRequestError('ttlMs', `must be a positive number of ms, got ${String(ttlMs)}`);
+    this.#workers.set(workerId, { slots, expiresAt: now + ttlMs });
+  }
+
+  async removeWorker(workerId: string): Promise<void> {
+    this.#begin();
+    this.#workers.delete(workerId);
+  }
+
+  async capacity(): Promise<WorkerCapacity> {
+    const now = this.#begin();
+    let workers = 0;
+    let slots = 0;
+    for (const [id, report] of this.#workers) {
+      if (report.expiresAt <= now) {
+        this.#workers.delete(id);
+        continue;
+      }
+      workers++;
+      slots += report.slots;
+    }
+    return { workers, slots };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    // Set first: the LRU's dispose hook sees it and skips the per-record bookkeeping.
+    this.#closed = true;
+    this.#finished.clear();
+    this.#live.clear();
+    this.#groups.clear();
+    this.#readyGroups.clear();
+    this.#ownerPending.clear();
+    this.#rank.clear();
+    this.#bySeq.clear();
+    this.#delayed.clear();
+    this.#pendingExpiry.clear();
+    this.#leases.clear();
+    this.#retention.clear();
+    this.#workers.clear();
+    this.#activity.clear();
+    this.#durations.clear();
+    this.#requeued = [];
+    this.#failed = [];
+    this.#expired = [];
+    this.#cancelled = [];
+  }
+
+  /** Throws once closed; applies due transitions; returns the time of the call. */
+  #begin(): number {
+    if (this.#closed) throw new ClosedError('memory queue is closed');
+    const now = this.#clock.now();
+    this.#advance(now);
+    return now;
+  }
+
+  /** Applies every timed transition due at `now`, buffering them for the next sweep. */
+  #advance(now: number): void {
+    let e: Entry | undefined;
+    while ((e = this.#retention.peek()) !== undefined && e.retainAt <= now) {
+      this.#retention.pop();
+      this.#finished.delete(e.key);
+      this.#dropped++;
+    }
+    while ((e = this.#leases.peek()) !== undefined && e.leaseAt <= now) {
+      this.#leases.pop();
+      this.#leaseExpired(e, now);
+    }
+    while ((e = this.#pendingExpiry.peek()) !== undefined && e.expireAt <= now) {
+      this.#pendingExpiry.pop();
+      // A running record leaves this heap when its time passes; it comes back if it is requeued.
+      if (e.record.state !== 'pending') continue;
+      const record = finishedRecord(e.record, 'expired', now, undefined, undefined);
+      this.#finish(e, record, now);
+      buffer(this.#expired, record);
+    }
+    while ((e = this.#delayed.peek()) !== undefined && e.readyAt <= now) {
+      this.#delayed.pop();
+      this.#makeReady(e);
+    }
+  }
+
+  #leaseExpired(e: Entry, now: number): void {
+    const prev = e.record;
+    if (prev.cancelRequested === true) {
+      // The holder was asked to stop and then vanished: the cancel wins.
+      const record = finishedRecord(prev, 'cancelled', now, undefined, undefined);
+      this.#finish(e, record, now);
+      buffer(this.#cancelled, record);
+    } else if (prev.attempts >= prev.maxAttempts) {
+      const record = finishedRecord(prev, 'failed', now, undefined, LEASE_EXPIRED);
+      this.#finish(e, record, now);
+      this.#activity.record('failed', e.group.name, now);
+      buffer(this.#failed, record);
+    } else {
+      // The claim already counted the attempt.
+      const record = pendingAgainRecord(prev, now, prev.attempts, undefined);
+      this.#requeue(e, record, now);
+      buffer(this.#requeued, record);
+    }
+  }
+
+  /** The entry when `token` is its current, unexpired lease; else LeaseLostError. */
+  #leased(key: string, token: string, now: number): Entry {
+    const e = this.#live.get(key);
+    const r = e?.record;
+    if (e === undefined || r === undefined || r.state !== 'running' || r.leaseToken !== token || !(e.leaseAt > now)) {
+      throw new LeaseLostError(key);
+    }
+    return e;
+  }
+
+  /** The best group to claim from now, or undefined when none may be claimed from. */
+  #pickGroup(options: ClaimOptions, now: number): GroupState | undefined {
+    const policies = options.policies;
+    let best: GroupState | undefined;
+    let bestPriority = 0;
+    let bestReadyAt = 0;
+    const consider = (g: GroupState): void => {
+      const top = g.ready.peek();
+      if (top === undefined) return;
+      let interval = 0;
+      if (Object.hasOwn(policies, g.name)) {
+        const policy = policies[g.name];
+        if (policy?.maxConcurrent !== undefined && g.counts.running >= policy.maxConcurrent) return;
+        interval = policy?.minIntervalMs ?? 0;
+        if (interval > g.maxIntervalMs) g.maxIntervalMs = interval;
+      }
+      const readyAt = g.lastClaimAt + interval;
+      if (readyAt > now) return;
+      if (
+        best === undefined ||
+        top.priority > bestPriority ||
+        (top.priority === bestPriority &&
+          (readyAt < bestReadyAt ||
+            (readyAt === bestReadyAt &&
+              (g.lastClaimSeq < best.lastClaimSeq || (g.lastClaimSeq === best.lastClaimSeq && g.name < best.name)))))
+      ) {
+        best = g;
+        bestPriority = top.priority;
+        bestReadyAt = readyAt;
+      }
+    };
+    if (options.groups === undefined) {
+      for (const g of this.#readyGroups) consider(g);
+    } else {
+      for (const name of options.groups) {
+        const g = this.#groups.get(name);
+        if (g !== undefined) consider(g);
+      }
+    }
+    return best;
+  }
+
+  /** Puts a pending entry where claims find it: its group's ready heap, or the delayed heap. */
+  #schedule(e: Entry, now: number): void {
+    if (e.readyAt <= now) this.#makeReady(e);
+    else {
+      e.sched = this.#delayed;
+      this.#delayed.push(e);
+    }
+  }
+
+  #makeReady(e: Entry): void {
+    const ready = e.group.ready;
+    e.sched = ready;
+    ready.push(e);
+    if (ready.size === 1) this.#readyGroups.add(e.group);
+  }
+
+  #unschedule(e: Entry): void {
+    const heap: IndexedHeap<Entry> | undefined = e.sched;
+    if (heap === undefined) return;
+    heap.remove(e);
+    e.sched = undefined;
+    if (heap === e.group.ready && heap.size === 0) this.#readyGroups.delete(e.group);
+  }
+
+  /** running → pending (retry, release, lease expiry) at its old place in the order. */
+  #requeue(e: Entry, record: QueueRecord, now: number): void {
+    this.#leases.remove(e);
+    e.record = record;
+    e.readyAt = record.readyAt;
+    this.#rank.setPending(e, true);
+    this.#byState.running--;
+    this.#byState.pending++;
+    e.group.counts.running--;
+    e.group.counts.pending++;
+    const owner = record.owner;
+    if (owner !== undefined) this.#ownerPending.set(owner, (this.#ownerPending.get(owner) ?? 0) + 1);
+    this.#schedule(e, now);
+    if (e.expireAt !== Infinity && !this.#pendingExpiry.has(e)) this.#pendingExpiry.push(e);
+  }
+
+  /** pending/running → a terminal state: leaves every live index, then is kept in the LRU. */
+  #finish(e: Entry, record: QueueRecord, now: number): void {
+    const prevState = e.record.state;
+    this.#live.delete(e.key);
+    this.#rank.remove(e);
+    this.#unschedule(e);
+    this.#pendingExpiry.remove(e);
+    this.#leases.remove(e);
+    this.#byState[prevState]--;
+    e.group.counts[prevState]--;
+    if (prevState === 'pending') this.#ownerLeftPending(record.owner);
+    e.record = record;
+
+    const retainUntil = record.retainUntil;
+    const size = estimateRecordBytes(record);
+    if ((retainUntil !== undefined && retainUntil <= now) || size > this.#maxFinishedBytes) {
+      // Already past retention, or too big to keep: absent from the start.
+      if (retainUntil !== undefined && retainUntil <= now) this.#dropped++;
+      this.#bySeq.remove(e);
+      return;
+    }
+    this.#byState[record.state]++;
+    e.group.counts[record.state]++;
+    this.#finished.set(e.key, e, { size });
+    if (retainUntil !== undefined) {
+      e.retainAt = retainUntil;
+      this.#retention.push(e);
+    }
+  }
+
+  /** Un-indexes a finished record leaving the LRU (eviction, retention, prune, re-enqueue). */
+  #forgetFinished(e: Entry): void {
+    if (this.#closed) return;
+    const state = e.record.state;
+    this.#byState[state]--;
+    e.group.counts[state]--;
+    this.#bySeq.remove(e);
+    this.#retention.remove(e);
+  }
+
+  #ownerLeftPending(owner: string | undefined): void {
+    if (owner === undefined) return;
+    const n = (this.#ownerPending.get(owner) ?? 0) - 1;
+    if (n <= 0) this.#ownerPending.delete(owner);
+    else this.#ownerPending.set(owner, n);
+  }
+
+  /**
+   * Forgets groups with no records once their claim interval has passed (the interval must
+   * outlive the records). Runs only when groups doubled since the last pass: amortised O(1).
+   */
+  #collectGroups(now: number): void {
+    if (this.#groups.size < this.#groupGcAt) return;
+    for (const [name, g] of this.#groups) {
+      if (g.total() === 0 && g.lastClaimAt + g.maxIntervalMs <= now) this.#groups.delete(name);
+    }
+    this.#groupGcAt = Math.max(64, this.#groups.size * 2);
+  }
+}
+
+function buffer(list: QueueRecord[], record: QueueRecord): void {
+  if (list.length < MAX_BUFFERED) list.push(record);
+}

@@ -1,0 +1,110 @@
+import type { QueueState } from '../../model.js';
+import type { QueueRecord } from '../../spi/queue.js';
+import { IndexedHeap } from './indexed-heap.js';
+import type { RankItem } from './pending-rank.js';
+import type { SeqItem } from './seq-index.js';
+
+/** Record counts by state. */
+export type StateCounts = Record<QueueState, number>;
+
+/** A fresh all-zero {@link StateCounts}. */
+export function zeroCounts(): StateCounts {
+  return { pending: 0, running: 0, completed: 0, failed: 0, cancelled: 0, expired: 0 };
+}
+
+/**
+ * The memory queue's mutable bookkeeping around one record: the current (immutable) record plus
+ * its positions in every index and the time keys those indexes sort by. One entry lives from
+ * enqueue until the record is dropped; a re-enqueue of the key makes a new entry.
+ */
+export class Entry implements RankItem, SeqItem {
+  record: QueueRecord;
+  readonly key: string;
+  readonly priority: number;
+  readonly seq: number;
+  readonly group: GroupState;
+  /** Claimable from (pending). */
+  readyAt: number;
+  /** Becomes expired at, while pending; Infinity when never. */
+  readonly expireAt: number;
+  /** Lease runs out at (running). */
+  leaseAt = 0;
+  /** Dropped at (finished); Infinity when kept until pruned or evicted. */
+  retainAt = Infinity;
+  /** The heap (group ready or global delayed) the entry waits in while pending. */
+  sched: IndexedHeap<Entry> | undefined = undefined;
+  schedPos = -1;
+  expiryPos = -1;
+  leasePos = -1;
+  retainPos = -1;
+  rankSlot = -1;
+  listSlot = -1;
+
+  constructor(record: QueueRecord, group: GroupState) {
+    this.record = record;
+    this.key = record.key;
+    this.priority = record.priority;
+    this.seq = record.seq;
+    this.group = group;
+    this.readyAt = record.readyAt;
+    this.expireAt = record.pendingExpiresAt ?? Infinity;
+  }
+}
+
+/** Claim order within a group: priority high first, then FIFO by seq. */
+function servedBefore(a: Entry, b: Entry): boolean {
+  return a.priority > b.priority || (a.priority === b.priority && a.seq < b.seq);
+}
+
+function getSched(e: Entry): number {
+  return e.schedPos;
+}
+
+function setSched(e: Entry, pos: number): void {
+  e.schedPos = pos;
+}
+
+/** A min-heap of entries by a time key, ties in seq order (so sweeps report in a stable order). */
+export function timeHeap(
+  time: (e: Entry) => number,
+  getPos: (e: Entry) => number,
+  setPos: (e: Entry, pos: number) => void,
+): IndexedHeap<Entry> {
+  return new IndexedHeap<Entry>(
+    (a, b) => {
+      const ta = time(a);
+      const tb = time(b);
+      return ta < tb || (ta === tb && a.seq < b.seq);
+    },
+    getPos,
+    setPos,
+  );
+}
+
+/** The delayed heap shares the entry's `sched` position with the group ready heaps. */
+export function delayedHeap(): IndexedHeap<Entry> {
+  return timeHeap((e) => e.readyAt, getSched, setSched);
+}
+
+/** One scheduling group: its claimable records, its counts and its claim history. */
+export class GroupState {
+  readonly name: string;
+  /** Pending records that are ready, in claim order. */
+  readonly ready = new IndexedHeap<Entry>(servedBefore, getSched, setSched);
+  readonly counts: StateCounts = zeroCounts();
+  lastClaimAt = -Infinity;
+  /** Global claim counter at the last claim: orders groups whose ready times tie within a ms. */
+  lastClaimSeq = 0;
+  /** Largest `minIntervalMs` seen for this group: the group is kept at least that long after a claim. */
+  maxIntervalMs = 0;
+
+  constructor(name: string) {
+    this.name = name;
+  }
+
+  /** Records of any state. */
+  total(): number {
+    const c = this.counts;
+    return c.pending + c.running + c.completed + c.failed + c.cancelled + c.expired;
+  }
+}

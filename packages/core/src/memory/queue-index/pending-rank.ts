@@ -1,0 +1,186 @@
+import { FenwickFlags } from './fenwick.js';
+
+/** What {@link PendingRank} needs from an item: its priority and a slot field it may write. */
+export interface RankItem {
+  readonly priority: number;
+  /** Slot in the item's priority lane; owned by the index (`-1` when not indexed). */
+  rankSlot: number;
+}
+
+const INITIAL_CAPACITY = 16;
+/** A lane that empties with more capacity than this gives the memory back. */
+const SHRINK_ABOVE = 4096;
+/** Empty lanes are forgotten once there are more than this many of them. */
+const MAX_EMPTY_LANES = 16;
+
+/**
+ * One priority: its items in arrival order in append-only slots (arrival order is `seq` order),
+ * with a Fenwick tree of which of them are pending. Dead slots are reclaimed by compaction when
+ * the slots run out, so each append costs amortised O(1) plus the O(log n) tree update.
+ */
+class Lane<T extends RankItem> {
+  readonly priority: number;
+  /** Items per slot; `undefined` once an item left. */
+  items: (T | undefined)[] = [];
+  /** Slots used so far (live or dead). */
+  length = 0;
+  /** Items indexed (pending or not). */
+  live = 0;
+  /** Items indexed and pending. */
+  pending = 0;
+  readonly flags = new FenwickFlags(INITIAL_CAPACITY);
+
+  constructor(priority: number) {
+    this.priority = priority;
+  }
+
+  append(item: T, pending: boolean): void {
+    if (this.length === this.flags.capacity) this.#makeRoom();
+    const slot = this.length++;
+    this.items[slot] = item;
+    item.rankSlot = slot;
+    this.live++;
+    if (pending) {
+      this.flags.set(slot, true);
+      this.pending++;
+    }
+  }
+
+  setPending(item: T, pending: boolean): void {
+    const slot = item.rankSlot;
+    if (this.flags.get(slot) === pending) return;
+    this.flags.set(slot, pending);
+    this.pending += pending ? 1 : -1;
+  }
+
+  remove(item: T): void {
+    const slot = item.rankSlot;
+    this.setPending(item, false);
+    this.items[slot] = undefined;
+    item.rankSlot = -1;
+    this.live--;
+    if (this.live === 0) {
+      // Every flag is clear, so the tree is all zeros already: only the slots need resetting.
+      this.length = 0;
+      if (this.flags.capacity > SHRINK_ABOVE) {
+        this.items = [];
+        this.flags.reset(INITIAL_CAPACITY);
+      } else {
+        this.items.length = 0;
+      }
+    }
+  }
+
+  /** Pending items in this lane up to and including the item. */
+  prefix(item: T): number {
+    return this.flags.prefix(item.rankSlot);
+  }
+
+  /** Compacts live items to the front, doubling the capacity when more than half is live. */
+  #makeRoom(): void {
+    const capacity = this.flags.capacity;
+    const newCapacity = this.live * 2 > capacity ? capacity * 2 : capacity;
+    const items: (T | undefined)[] = [];
+    const flags = new Uint8Array(newCapacity);
+    let n = 0;
+    for (let i = 0; i < this.length; i++) {
+      const item = this.items[i];
+      if (item === undefined) continue;
+      flags[n] = this.flags.get(i) ? 1 : 0;
+      item.rankSlot = n;
+      items[n++] = item;
+    }
+    this.items = items;
+    this.length = n;
+    this.flags.reset(newCapacity, flags);
+  }
+}
+
+/**
+ * Exact queue position in O(log n + distinct priorities): the 1-based rank of a pending item
+ * among all pending items ordered by priority (high first), then arrival order. Items that are
+ * indexed but not pending (running) keep their slot, so a retried item goes back to its old place.
+ */
+export class PendingRank<T extends RankItem> {
+  readonly #lanes = new Map<number, Lane<T>>();
+  /** Lanes by priority, highest first. */
+  #ordered: Lane<T>[] = [];
+  #emptyLanes = 0;
+
+  /** Pending items over all priorities. */
+  get pending(): number {
+    let n = 0;
+    for (const lane of this.#ordered) n += lane.pending;
+    return n;
+  }
+
+  /** Indexes an item at the end of its priority (it must arrive in `seq` order). */
+  add(item: T, pending: boolean): void {
+    let lane = this.#lanes.get(item.priority);
+    if (lane === undefined) {
+      lane = new Lane<T>(item.priority);
+      this.#lanes.set(item.priority, lane);
+      this.#insertOrdered(lane);
+    } else if (lane.live === 0) {
+      this.#emptyLanes--;
+    }
+    lane.append(item, pending);
+  }
+
+  /** Marks an indexed item pending (counted) or not (running). */
+  setPending(item: T, pending: boolean): void {
+    this.#laneOf(item).setPending(item, pending);
+  }
+
+  /** Forgets an item. */
+  remove(item: T): void {
+    if (item.rankSlot < 0) return;
+    const lane = this.#laneOf(item);
+    lane.remove(item);
+    if (lane.live === 0 && ++this.#emptyLanes > MAX_EMPTY_LANES) this.#dropEmptyLanes();
+  }
+
+  /** 1-based position of a pending item, or undefined when the item is not pending here. */
+  rank(item: T): number | undefined {
+    if (item.rankSlot < 0) return undefined;
+    const lane = this.#laneOf(item);
+    if (!lane.flags.get(item.rankSlot)) return undefined;
+    let ahead = 0;
+    for (const other of this.#ordered) {
+      if (other === lane) break;
+      ahead += other.pending;
+    }
+    return ahead + lane.prefix(item);
+  }
+
+  /** Empties the index. */
+  clear(): void {
+    this.#lanes.clear();
+    this.#ordered = [];
+    this.#emptyLanes = 0;
+  }
+
+  #laneOf(item: T): Lane<T> {
+    const lane = this.#lanes.get(item.priority);
+    if (lane === undefined || lane.items[item.rankSlot] !== item) {
+      throw new Error(`internal: item is not in the rank index (priority ${item.priority})`);
+    }
+    return lane;
+  }
+
+  #insertOrdered(lane: Lane<T>): void {
+    const ordered = this.#ordered;
+    let i = ordered.length;
+    while (i > 0 && (ordered[i - 1] as Lane<T>).priority < lane.priority) i--;
+    ordered.splice(i, 0, lane);
+  }
+
+  #dropEmptyLanes(): void {
+    this.#ordered = this.#ordered.filter((lane) => {
+      if (lane.live > 0) return true;
+      this.#lanes.delete(lane.priority);
+      return false;
+    });
+    this.#emptyLanes = 0;
+  }
+}

@@ -1,0 +1,151 @@
+import type { Clock } from '../clock.js';
+import { contentTypeFor } from '../content-type.js';
+import { AbortedError, ClosedError, ConflictError, InvalidRequestError, LeaseLostError } from '../errors.js';
+import type { AbortReason } from '../errors.js';
+import { assertValidFormat } from '../keys.js';
+import type { CacheArea } from '../model.js';
+import type { Job, WriteData } from '../manager/types.js';
+import type { NormalizedRequest } from '../request.js';
+import type { CacheManager, ResultManifest, StagedResult } from '../spi/cache.js';
+import { toByteChunks } from '../util/streams.js';
+
+/** Callbacks from a job to the worker that runs it. */
+export interface JobHost {
+  readonly cache: CacheManager;
+  readonly clock: Clock;
+  /** Sends progress now (fenced); the worker throttles and folds it into heartbeats. */
+  reportProgress(job: JobContext, percent: number, message: string | undefined): Promise<void>;
+}
+
+/**
+ * One claimed request as its handler sees it. Owns the staged result: every `write` streams into
+ * it, and the worker commits it (all formats at once) or discards it when the handler is done.
+ */
+export class JobContext implements Job {
+  readonly key: string;
+  readonly request: NormalizedRequest;
+  readonly attempt: number;
+  readonly token: string;
+  readonly startedAt: number;
+  /** Lease expiry as last confirmed by the queue. */
+  leaseExpiresAt: number;
+  /** Progress not yet sent to the queue. */
+  unsentProgress: { percent: number; message: string | undefined } | undefined;
+  lastProgressSentAt = Number.NEGATIVE_INFINITY;
+
+  readonly #controller = new AbortController();
+  readonly #host: JobHost;
+  #staged: Promise<StagedResult> | undefined;
+  readonly #writes = new Set<Promise<unknown>>();
+  #closed = false;
+
+  constructor(
+    host: JobHost,
+    key: string,
+    request: NormalizedRequest,
+    attempt: number,
+    token: string,
+    leaseExpiresAt: number,
+  ) {
+    this.#host = host;
+    this.key = key;
+    this.request = request;
+    this.attempt = attempt;
+    this.token = token;
+    this.leaseExpiresAt = leaseExpiresAt;
+    this.startedAt = host.clock.now();
+  }
+
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  /** Why the job was aborted, if it was. */
+  get abortReason(): AbortReason | undefined {
+    return this.#controller.signal.aborted ? (this.#controller.signal.reason as AbortedError).reason : undefined;
+  }
+
+  /** Aborts the handler's signal (first reason wins). */
+  abort(reason: AbortReason): void {
+    if (!this.#controller.signal.aborted) this.#controller.abort(new AbortedError(this.key, reason));
+  }
+
+  async progress(percent: number, message?: string): Promise<void> {
+    this.#assertUsable('progress');
+    if (typeof percent !== 'number' || !Number.isFinite(percent) || percent < 0 || percent > 100) {
+      throw new InvalidRequestError('percent', `progress must be a number from 0 to 100, got ${String(percent)}`);
+    }
+    if (message !== undefined && typeof message !== 'string') {
+      throw new InvalidRequestError('message', 'progress message must be a string');
+    }
+    await this.#host.reportProgress(this, percent, message?.slice(0, 1000));
+  }
+
+  async write(format: string, data: WriteData, options?: { contentType?: string }): Promise<void> {
+    this.#assertUsable('write');
+    assertValidFormat(format, 'format');
+    if (!isWritable(data)) {
+      throw new InvalidRequestError(
+        'data',
+        'write() takes a string, a Uint8Array, a Readable or an AsyncIterable of bytes',
+      );
+    }
+    const contentType = options?.contentType ?? contentTypeFor(format);
+    const pending = this.#stage().then((staged) => staged.write(format, toByteChunks(data), { contentType }));
+    this.#writes.add(pending);
+    try {
+      await pending;
+    } finally {
+      this.#writes.delete(pending);
+    }
+  }
+
+  /** No more writes or progress: the handler has returned. */
+  close(): void {
+    this.#closed = true;
+  }
+
+  /** Waits for writes the handler did not await; throws the first failure. */
+  async settleWrites(): Promise<void> {
+    const results = await Promise.allSettled([...this.#writes]);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+
+  /** Publishes every written format (the commit point). */
+  async commit(area: CacheArea): Promise<ResultManifest> {
+    const staged = await this.#stage();
+    return staged.commit(area);
+  }
+
+  /** Throws the staged output away. Never throws. */
+  async discard(): Promise<void> {
+    if (this.#staged === undefined) return;
+    try {
+      const staged = await this.#staged;
+      await staged.abort();
+    } catch {
+      // Staging that failed or was already aborted holds nothing visible.
+    }
+  }
+
+  #stage(): Promise<StagedResult> {
+    this.#staged ??= this.#host.cache.stage(this.key);
+    return this.#staged;
+  }
+
+  #assertUsable(what: string): void {
+    if (this.#closed) {
+      throw new ConflictError(`job '${this.key}' already finished: ${what}() after the handler returned`);
+    }
+    const reason = this.abortReason;
+    if (reason === 'lease-lost') throw new LeaseLostError(this.key);
+    if (reason === 'cancelled') throw new ConflictError(`request '${this.key}' was cancelled: ${what}() refused`);
+    if (reason === 'shutdown') throw new ClosedError(`worker is stopping: ${what}() on '${this.key}' refused`);
+  }
+}
+
+function isWritable(data: unknown): data is WriteData {
+  if (typeof data === 'string' || data instanceof Uint8Array) return true;
+  return typeof data === 'object' && data !== null && Symbol.asyncIterator in data;
+}

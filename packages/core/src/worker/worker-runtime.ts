@@ -1,0 +1,365 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+
+import type { Clock, TimerHandle } from '../clock.js';
+import { ArmError, ClosedError, InvalidRequestError, LeaseLostError } from '../errors.js';
+import type { AbortReason } from '../errors.js';
+import { GROUP_PATTERN, showValue } from '../keys.js';
+import type { Handler, ManagerEvents, Worker, WorkerOptions } from '../manager/types.js';
+import type { ManagerSettings } from '../settings.js';
+import type { CacheManager } from '../spi/cache.js';
+import type { GroupPolicy, Lease, QueueManager } from '../spi/queue.js';
+import type { TypedEmitter } from '../util/emitter.js';
+import { retryDelay } from './backoff.js';
+import { toErrorInfo } from './error-info.js';
+import { completedStatus } from '../manager/status.js';
+import { JobContext } from './job-context.js';
+import type { JobHost } from './job-context.js';
+
+/** What a worker needs from the manager that owns it. */
+export interface WorkerHost {
+  readonly queue: QueueManager;
+  readonly cache: CacheManager;
+  readonly clock: Clock;
+  readonly settings: Readonly<ManagerSettings>;
+  readonly events: TypedEmitter<ManagerEvents>;
+  /** Current group policies (they may change at run time). */
+  groupPolicies(): Readonly<Record<string, GroupPolicy>>;
+  /** Retention deadline for a record finishing now. */
+  retainUntil(): number | undefined;
+  /** Called when the worker has stopped. */
+  detach(worker: WorkerRuntime): void;
+}
+
+/** Progress is sent to the queue at most this often; later values ride on the next send. */
+const PROGRESS_SEND_INTERVAL_MS = 1000;
+const MAX_CONCURRENCY = 10_000;
+
+/**
+ * The worker loop of `RequestManager.process`: claims while slots are free, runs the handler,
+ * renews every lease from one heartbeat timer, and finishes each job with a fenced commit.
+ */
+export class WorkerRuntime implements Worker, JobHost {
+  readonly id: string;
+  readonly #host: WorkerHost;
+  readonly #handler: Handler;
+  readonly #concurrency: number;
+  readonly #groups: readonly string[] | undefined;
+  readonly #leaseMs: number;
+  readonly #pollMs: number;
+  readonly #jobs = new Map<string, { job: JobContext; done: Promise<void> }>();
+  #pumping = false;
+  #again = false;
+  #pollTimer: TimerHandle | undefined;
+  #heartbeatTimer: TimerHandle | undefined;
+  #stopping = false;
+  #stopped: Promise<void> | undefined;
+
+  constructor(host: WorkerHost, handler: Handler, options: WorkerOptions = {}) {
+    if (typeof handler !== 'function') throw new InvalidRequestError('handler', 'process() needs a handler function');
+    this.#host = host;
+    this.#handler = handler;
+    this.#concurrency = intOption(options.concurrency, 'concurrency', 1, 1, MAX_CONCURRENCY);
+    this.#leaseMs = intOption(options.leaseMs, 'leaseMs', host.settings.leaseMs, 10, 24 * 3600_000);
+    this.#pollMs = intOption(options.pollMs, 'pollMs', host.settings.pollMs, 1, 3600_000);
+    if (options.groups !== undefined) {
+      if (!Array.isArray(options.groups) || options.groups.length === 0) {
+        throw new InvalidRequestError('groups', 'must be a non-empty array of group names');
+      }
+      options.groups.forEach((g, i) => {
+        if (typeof g !== 'string' || !GROUP_PATTERN.test(g)) {
+          throw new InvalidRequestError(`groups[${String(i)}]`, `${showValue(g)} is not a valid group name`);
+        }
+      });
+      this.#groups = [...options.groups];
+    }
+    this.id = `${hostname()}-${String(process.pid)}-${randomUUID().slice(0, 8)}`;
+  }
+
+  get cache(): CacheManager {
+    return this.#host.cache;
+  }
+
+  get clock(): Clock {
+    return this.#host.clock;
+  }
+
+  get active(): number {
+    return this.#jobs.size;
+  }
+
+  /** Begins claiming. */
+  start(): void {
+    this.#scheduleHeartbeat();
+    this.#report();
+    this.wake();
+  }
+
+  /** Claims at once if a slot is free (new work was submitted in this process). */
+  wake(): void {
+    if (this.#stopping) return;
+    if (this.#pumping) {
+      this.#again = true;
+      return;
+    }
+    if (this.#jobs.size >= this.#concurrency) return;
+    this.#pumping = true;
+    void this.#pump();
+  }
+
+  /** A cancel was requested in this process: abort the job at once if it runs here. */
+  notifyCancel(key: string): void {
+    this.#jobs.get(key)?.job.abort('cancelled');
+  }
+
+  stop(options: { graceMs?: number } = {}): Promise<void> {
+    this.#stopped ??= this.#stop(options.graceMs ?? this.#leaseMs);
+    return this.#stopped;
+  }
+
+  async reportProgress(job: JobContext, percent: number, message: string | undefined): Promise<void> {
+    job.unsentProgress = { percent, message };
+    this.#host.events.emit('progress', {
+      key: job.key,
+      progress: percent,
+      ...(message === undefined ? {} : { message }),
+    });
+    if (this.clock.now() - job.lastProgressSentAt >= PROGRESS_SEND_INTERVAL_MS) await this.#beat(job);
+  }
+
+  async #pump(): Promise<void> {
+    try {
+      do {
+        this.#again = false;
+        while (!this.#stopping && this.#jobs.size < this.#concurrency) {
+          if (this.#groups?.length === 0) break;
+          const lease = await this.#host.queue.claim({
+            workerId: this.id,
+            leaseMs: this.#leaseMs,
+            policies: this.#host.groupPolicies(),
+            ...(this.#groups === undefined ? {} : { groups: this.#groups }),
+          });
+          if (lease === undefined) break;
+          this.#startJob(lease);
+        }
+      } while (this.#wakeRequested() && !this.#stopping && this.#jobs.size < this.#concurrency);
+    } catch (error) {
+      if (!ClosedError.is(error)) this.#host.events.emit('error', { error, context: `worker ${this.id}: claim` });
+    } finally {
+      this.#pumping = false;
+    }
+    if (!this.#stopping && this.#jobs.size < this.#concurrency) this.#schedulePoll();
+  }
+
+  /** Read through a method: the flag changes while the claim loop awaits. */
+  #wakeRequested(): boolean {
+    return this.#again;
+  }
+
+  #schedulePoll(): void {
+    if (this.#pollTimer !== undefined) return;
+    this.#pollTimer = this.clock.setTimeout(() => {
+      this.#pollTimer = undefined;
+      this.wake();
+    }, this.#pollMs);
+  }
+
+  #startJob(lease: Lease): void {
+    const { record, token } = lease;
+    const job = new JobContext(
+      this,
+      record.key,
+      record.request,
+      record.attempts,
+      token,
+      record.leaseExpiresAt ?? this.clock.now() + this.#leaseMs,
+    );
+    const entry = { job, done: Promise.resolve() };
+    this.#jobs.set(record.key, entry);
+    this.#host.events.emit('claimed', { key: record.key, attempt: record.attempts, workerId: this.id });
+    entry.done = this.#run(job, record.maxAttempts).finally(() => {
+      this.#jobs.delete(record.key);
+      this.wake();
+    });
+  }
+
+  async #run(job: JobContext, maxAttempts: number): Promise<void> {
+    let failure: { error: unknown } | undefined;
+    try {
+      await this.#handler(job);
+      await job.settleWrites();
+    } catch (error) {
+      failure = { error };
+    }
+    job.close();
+    try {
+      await this.#finish(job, failure, maxAttempts);
+    } catch (error) {
+      await job.discard();
+      if (LeaseLostError.is(error)) job.abort('lease-lost');
+      else if (!ClosedError.is(error))
+        this.#host.events.emit('error', { error, context: `worker ${this.id}: finishing '${job.key}'` });
+    }
+  }
+
+  async #finish(job: JobContext, failure: { error: unknown } | undefined, maxAttempts: number): Promise<void> {
+    const { queue } = this.#host;
+    const reason: AbortReason | undefined = job.abortReason;
+    if (reason === 'lease-lost' || reason === 'shutdown') {
+      // Someone else may hold the request now (or will, once stop() released it): touch nothing.
+      await job.discard();
+      return;
+    }
+    if (reason === 'cancelled') {
+      await this.#acknowledgeCancel(job);
+      return;
+    }
+    if (failure === undefined) {
+      // Fence the commit: make sure the lease is ours and fresh before the result becomes visible.
+      if (job.leaseExpiresAt - this.clock.now() < this.#leaseMs / 2 || job.unsentProgress !== undefined) {
+        const beat = await queue.heartbeat(job.key, job.token, { leaseMs: this.#leaseMs });
+        job.leaseExpiresAt = beat.leaseExpiresAt;
+        if (beat.cancelRequested) {
+          await this.#acknowledgeCancel(job);
+          return;
+        }
+      }
+      const area = job.request.sticky === true ? 'persistent' : 'temporary';
+      const manifest = await job.commit(area);
+      const durationMs = this.clock.now() - job.startedAt;
+      const retainUntil = this.#host.retainUntil();
+      const record = await queue.complete(job.key, job.token, {
+        durationMs,
+        ...(retainUntil === undefined ? {} : { retainUntil }),
+      });
+      this.#host.events.emit('completed', { key: job.key, status: completedStatus(record, manifest) });
+      return;
+    }
+    await job.discard();
+    const error = toErrorInfo(failure.error);
+    const { retryBaseMs, retryMaxMs } = this.#host.settings;
+    if (error.retryable && job.attempt < maxAttempts) {
+      const retryAt = this.clock.now() + retryDelay(job.attempt, retryBaseMs, retryMaxMs);
+      await queue.fail(job.key, job.token, { error, retryAt });
+      this.#host.events.emit('retried', {
+        key: job.key,
+        error,
+        attempt: job.attempt,
+        retryAt: new Date(retryAt).toISOString(),
+      });
+      return;
+    }
+    const retainUntil = this.#host.retainUntil();
+    await queue.fail(job.key, job.token, { error, ...(retainUntil === undefined ? {} : { retainUntil }) });
+    this.#host.events.emit('failed', { key: job.key, error, attempts: job.attempt });
+  }
+
+  async #acknowledgeCancel(job: JobContext): Promise<void> {
+    await job.discard();
+    const retainUntil = this.#host.retainUntil();
+    await this.#host.queue.acknowledgeCancel(job.key, job.token, retainUntil === undefined ? {} : { retainUntil });
+    this.#host.events.emit('cancelled', { key: job.key, running: true });
+  }
+
+  /** One fenced heartbeat for one job: renews the lease, sends progress, learns of cancel. */
+  async #beat(job: JobContext): Promise<void> {
+    if (job.signal.aborted) return;
+    const progress = job.unsentProgress;
+    job.unsentProgress = undefined;
+    job.lastProgressSentAt = this.clock.now();
+    try {
+      const result = await this.#host.queue.heartbeat(job.key, job.token, {
+        leaseMs: this.#leaseMs,
+        ...(progress === undefined ? {} : { progress: progress.percent }),
+        ...(progress?.message === undefined ? {} : { message: progress.message }),
+      });
+      job.leaseExpiresAt = result.leaseExpiresAt;
+      if (result.cancelRequested) job.abort('cancelled');
+    } catch (error) {
+      if (LeaseLostError.is(error)) {
+        job.abort('lease-lost');
+        return;
+      }
+      if (progress !== undefined) job.unsentProgress ??= progress;
+      // A backend hiccup: keep going while the lease is still ours by our own clock.
+      if (this.clock.now() >= job.leaseExpiresAt) job.abort('lease-lost');
+      if (!ClosedError.is(error))
+        this.#host.events.emit('error', { error, context: `worker ${this.id}: heartbeat '${job.key}'` });
+    }
+  }
+
+  #scheduleHeartbeat(): void {
+    if (this.#stopping) return;
+    this.#heartbeatTimer = this.clock.setTimeout(
+      () => {
+        this.#heartbeatTimer = undefined;
+        void this.#heartbeatAll().finally(() => {
+          this.#scheduleHeartbeat();
+        });
+      },
+      Math.max(1, Math.floor(this.#leaseMs / 3)),
+    );
+    this.#heartbeatTimer.unref?.();
+  }
+
+  async #heartbeatAll(): Promise<void> {
+    const jobs = [...this.#jobs.values()].map((e) => e.job);
+    await Promise.all(jobs.map((job) => this.#beat(job)));
+    this.#report();
+  }
+
+  #report(): void {
+    this.#host.queue.reportWorker(this.id, this.#concurrency, this.#leaseMs).catch((error: unknown) => {
+      if (!ClosedError.is(error)) this.#host.events.emit('error', { error, context: `worker ${this.id}: report` });
+    });
+  }
+
+  async #stop(graceMs: number): Promise<void> {
+    this.#stopping = true;
+    if (this.#pollTimer !== undefined) this.clock.clearTimeout(this.#pollTimer);
+    this.#pollTimer = undefined;
+    const running = () => [...this.#jobs.values()].map((e) => e.done);
+    if (this.#jobs.size > 0 && graceMs > 0) {
+      let timer: TimerHandle | undefined;
+      const grace = new Promise<void>((resolve) => {
+        timer = this.clock.setTimeout(resolve, graceMs);
+      });
+      await Promise.race([Promise.all(running()), grace]);
+      if (timer !== undefined) this.clock.clearTimeout(timer);
+    }
+    // Jobs still running past the grace period: abort them and hand their leases back at once.
+    await Promise.all(
+      [...this.#jobs.values()].map(async ({ job }) => {
+        if (job.signal.aborted) return;
+        job.abort('shutdown');
+        try {
+          await this.#host.queue.release(job.key, job.token, { countAttempt: false });
+          this.#host.events.emit('requeued', { key: job.key, reason: 'released' });
+        } catch (error) {
+          if (!LeaseLostError.is(error) && !ClosedError.is(error)) {
+            this.#host.events.emit('error', { error, context: `worker ${this.id}: release '${job.key}'` });
+          }
+        }
+      }),
+    );
+    if (this.#heartbeatTimer !== undefined) this.clock.clearTimeout(this.#heartbeatTimer);
+    this.#heartbeatTimer = undefined;
+    try {
+      await this.#host.queue.removeWorker(this.id);
+    } catch (error) {
+      if (!ArmError.is(error)) throw error;
+    }
+    this.#host.detach(this);
+  }
+}
+
+function intOption(value: unknown, field: string, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new InvalidRequestError(
+      field,
+      `must be an integer from ${String(min)} to ${String(max)}, got ${typeof value === 'number' ? String(value) : typeof value}`,
+    );
+  }
+  return value;
+}

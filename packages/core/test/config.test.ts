@@ -1,0 +1,375 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { expect, use } from 'chai';
+import chaiAsPromised from 'chai-as-promised';
+
+import { DEFAULT_CONFIG } from '../src/config/defaults.js';
+import { applyEnvOverrides, settingEnvVar } from '../src/config/env.js';
+import { jsonErrorOffset } from '../src/config/json-file.js';
+import { loadConfig } from '../src/config/load.js';
+import { ConfigError } from '../src/errors.js';
+import { DEFAULT_SETTINGS } from '../src/settings.js';
+
+use(chaiAsPromised);
+
+const FIXTURES = fileURLToPath(new URL('../../../../test-fixtures/config/', import.meta.url));
+const CUSTOM_ADAPTER = fileURLToPath(new URL('./fixtures/custom-adapter.js', import.meta.url));
+const NO_ENV = {};
+
+async function configError(promise: Promise<unknown>): Promise<ConfigError> {
+  const error: unknown = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(ConfigError.is(error), `expected a ConfigError, got ${String(error)}`).to.equal(true);
+  return error as ConfigError;
+}
+
+function paths(error: ConfigError): string[] {
+  return error.issues.map((issue) => issue.path);
+}
+
+function issueAt(error: ConfigError, path: string): string {
+  const issue = error.issues.find((i) => i.path === path);
+  expect(issue, `no issue at ${path}; issues: ${error.message}`).to.not.equal(undefined);
+  return issue!.message;
+}
+
+describe('config', () => {
+  let tmp: string;
+
+  before(async () => {
+    tmp = await mkdtemp(path.join(os.tmpdir(), 'armlib-config-'));
+  });
+
+  after(async () => {
+    await rm(tmp, { recursive: true, force: true });
+  });
+
+  describe('loadConfig defaults', () => {
+    it('uses the default configuration and default settings when given nothing', async () => {
+      const config = await loadConfig(undefined, { env: NO_ENV, cwd: tmp });
+      expect(config.queue).to.deep.equal({ adapter: DEFAULT_CONFIG.queue?.adapter, options: {} });
+      expect(config.cache).to.deep.equal({ adapter: DEFAULT_CONFIG.cache?.adapter, options: {} });
+      expect(config.manager).to.deep.equal(DEFAULT_SETTINGS);
+      expect(config.groups).to.deep.equal({});
+      expect(config.baseDir).to.equal(tmp);
+      expect(config.source).to.equal(undefined);
+    });
+
+    it('fills missing sections from the default configuration and missing settings from the defaults', async () => {
+      const config = await loadConfig({ manager: { leaseMs: 9000 } }, { env: NO_ENV });
+      expect(config.queue.adapter).to.equal(DEFAULT_CONFIG.queue?.adapter);
+      expect(config.cache.adapter).to.equal(DEFAULT_CONFIG.cache?.adapter);
+      expect(config.manager).to.deep.equal({ ...DEFAULT_SETTINGS, leaseMs: 9000 });
+    });
+
+    it('keeps adapter options by reference (clients and other objects survive)', async () => {
+      const client = new (class FakeClient {})();
+      const config = await loadConfig(
+        { queue: { adapter: 'memory' }, cache: { adapter: 'memory', options: { maxTemporaryBytes: 1024, client } } },
+        { env: NO_ENV },
+      );
+      expect(config.cache.options['client']).to.equal(client);
+    });
+  });
+
+  describe('JSON files', () => {
+    it('loads a full valid file and records where it came from', async () => {
+      const file = path.join(FIXTURES, 'valid-memory.json');
+      const config = await loadConfig(file, { env: NO_ENV });
+      expect(config.source).to.equal(file);
+      expect(config.baseDir).to.equal(path.dirname(file));
+      expect(config.cache).to.deep.equal({ adapter: 'memory', options: { maxTemporaryBytes: 1048576 } });
+      expect(config.manager.pendingTtlMs).to.equal(7200000);
+      expect(config.manager.pollMs).to.equal(DEFAULT_SETTINGS.pollMs);
+      expect(config.groups).to.deep.equal({ reports: { minIntervalMs: 0, maxConcurrent: 2, maxQueueLength: 1000 } });
+    });
+
+    it('resolves a relative file path against cwd', async () => {
+      const config = await loadConfig('valid-memory.json', { env: NO_ENV, cwd: FIXTURES });
+      expect(config.source).to.equal(path.join(FIXTURES, 'valid-memory.json'));
+    });
+
+    it('reads ARMLIB_CONFIG when given no config', async () => {
+      const config = await loadConfig(undefined, { env: { ARMLIB_CONFIG: 'valid-memory.json' }, cwd: FIXTURES });
+      expect(config.source).to.equal(path.join(FIXTURES, 'valid-memory.json'));
+      expect(config.groups).to.have.property('reports');
+    });
+
+    it('names the file when it does not exist', async () => {
+      const file = path.join(tmp, 'nope.json');
+      const error = await configError(loadConfig(file, { env: NO_ENV }));
+      expect(error.message).to.include(file);
+      expect(error.message).to.include('does not exist');
+    });
+
+    it('names the file, line and column of broken JSON', async () => {
+      const file = path.join(tmp, 'broken.json');
+      await writeFile(file, '{\n  "queue": { "adapter": "memory" },\n  "manager": { "leaseMs": 10 },\n}\n');
+      const error = await configError(loadConfig(file, { env: NO_ENV }));
+      expect(error.message).to.include(file);
+      expect(error.message).to.include('line 4, column 1');
+    });
+
+    it('gives a position even when V8 does not (unexpected token)', async () => {
+      const file = path.join(tmp, 'token.json');
+      await writeFile(file, '{\n  "queue": nope\n}');
+      const error = await configError(loadConfig(file, { env: NO_ENV }));
+      expect(error.message).to.include(file);
+      expect(error.message).to.include('line 2, column 12');
+    });
+
+    it('reports a file holding something other than an object', async () => {
+      const file = path.join(tmp, 'array.json');
+      await writeFile(file, '[1, 2]');
+      const error = await configError(loadConfig(file, { env: NO_ENV }));
+      expect(issueAt(error, '')).to.include('an object');
+    });
+  });
+
+  describe('jsonErrorOffset', () => {
+    it('finds the first syntax error, or -1 for valid JSON', () => {
+      expect(jsonErrorOffset('{"a": [1, 2, {"b": null}], "c": "\\u00e9"}')).to.equal(-1);
+      expect(jsonErrorOffset('{"a": x}')).to.equal(6);
+      expect(jsonErrorOffset('{"a": 1,}')).to.equal(8);
+      expect(jsonErrorOffset('[1 2]')).to.equal(3);
+      expect(jsonErrorOffset('{"a": 1} x')).to.equal(9);
+      expect(jsonErrorOffset('"\\q"')).to.equal(2);
+      expect(jsonErrorOffset('{"a": 1')).to.equal(7);
+    });
+  });
+
+  describe('validation', () => {
+    it('collects every bad field of a file into one ConfigError, each by its path', async () => {
+      const error = await configError(loadConfig(path.join(FIXTURES, 'invalid-many.json'), { env: NO_ENV }));
+      const found = paths(error);
+      for (const expected of [
+        '/bogus', // unknown top-level key
+        '/queue/adapter', // adapter missing
+        '/manager/leaseMs', // negative ms
+        '/manager/maxAttempts', // wrong type
+        '/manager/retryBaseMs', // not an integer
+        '/manager/defaultFormat', // bad format name
+        '/manager/leasMs', // typo
+        '/groups/bad name', // bad group name
+        '/groups/reports/maxConcurrent', // below minimum
+        '/groups/reports/rate', // unknown group field
+        '/cache/options/maxTemporaryBytes', // rejected by the memory adapter itself
+      ]) {
+        expect(found, error.message).to.include(expected);
+      }
+      expect(found).to.have.length(11);
+      expect(error.message).to.include(path.join(FIXTURES, 'invalid-many.json'));
+    });
+
+    it('says what was expected and what was found', async () => {
+      const error = await configError(loadConfig(path.join(FIXTURES, 'invalid-many.json'), { env: NO_ENV }));
+      expect(issueAt(error, '/manager/leaseMs')).to.match(/^must be an integer from 1 to \d+, got -5$/);
+      expect(issueAt(error, '/manager/maxAttempts')).to.equal('must be an integer >= 1, got "three"');
+      expect(issueAt(error, '/manager/defaultFormat')).to.include('format name').and.include('"c s v"');
+      expect(issueAt(error, '/manager/leasMs')).to.include("did you mean 'leaseMs'");
+      expect(issueAt(error, '/bogus')).to.include('unknown field').and.include('queue, cache, manager, groups');
+      expect(issueAt(error, '/queue/adapter')).to.include('is required');
+      expect(issueAt(error, '/groups/bad name')).to.include('group name');
+    });
+
+    it('escapes keys in paths as JSON pointers', async () => {
+      const error = await configError(loadConfig({ 'a/b~c': 1 } as never, { env: NO_ENV }));
+      expect(paths(error)).to.deep.equal(['/a~1b~0c']);
+    });
+
+    it('rejects wrongly typed sections', async () => {
+      const error = await configError(
+        loadConfig({ queue: 'memory', cache: { adapter: '' }, groups: [] } as never, { env: NO_ENV }),
+      );
+      expect(paths(error)).to.have.members(['/queue', '/cache/adapter', '/groups']);
+    });
+
+    it('checks that retryMaxMs is not below retryBaseMs', async () => {
+      const error = await configError(loadConfig({ manager: { retryBaseMs: 5000, retryMaxMs: 100 } }, { env: NO_ENV }));
+      expect(paths(error)).to.deep.equal(['/manager/retryMaxMs']);
+    });
+  });
+
+  describe('adapters', () => {
+    it('names the package to install for a built-in adapter that is not installed', async () => {
+      const error = await configError(
+        loadConfig({ queue: { adapter: 'file' }, cache: { adapter: 'dynamodb' } }, { env: NO_ENV }),
+      );
+      expect(issueAt(error, '/queue/adapter')).to.include('npm install @armlib/file');
+      expect(issueAt(error, '/cache/adapter')).to.include('npm install @armlib/dynamodb');
+    });
+
+    it('reports schema and adapter problems together', async () => {
+      const error = await configError(
+        loadConfig({ queue: { adapter: 's3' }, manager: { pollMs: 0 } }, { env: NO_ENV }),
+      );
+      expect(paths(error)).to.have.members(['/queue/adapter', '/manager/pollMs']);
+      expect(issueAt(error, '/queue/adapter')).to.include('@armlib/s3');
+    });
+
+    it('names a package that is not installed', async () => {
+      const error = await configError(loadConfig({ queue: { adapter: 'armlib-no-such-adapter/x' } }, { env: NO_ENV }));
+      expect(issueAt(error, '/queue/adapter')).to.include('npm install armlib-no-such-adapter');
+    });
+
+    it('reports a missing module file', async () => {
+      const error = await configError(loadConfig({ queue: { adapter: './missing.js' } }, { env: NO_ENV, cwd: tmp }));
+      expect(issueAt(error, '/queue/adapter')).to.include(path.join(tmp, 'missing.js'));
+    });
+
+    it('reports a module that exports no plugin', async () => {
+      const notAdapter = fileURLToPath(new URL('./fixtures/not-an-adapter.js', import.meta.url));
+      const error = await configError(loadConfig({ queue: { adapter: notAdapter } }, { env: NO_ENV }));
+      expect(issueAt(error, '/queue/adapter')).to.include('armlibAdapter');
+    });
+
+    it('reports a plugin that cannot back the side it was configured for', async () => {
+      const cacheOnly = fileURLToPath(new URL('./fixtures/cache-only-adapter.js', import.meta.url));
+      const error = await configError(
+        loadConfig({ queue: { adapter: cacheOnly }, cache: { adapter: cacheOnly } }, { env: NO_ENV }),
+      );
+      expect(paths(error)).to.deep.equal(['/queue/adapter']);
+      expect(issueAt(error, '/queue/adapter')).to.include('queueModule');
+    });
+
+    it("reports a plugin's own option issues under the options path", async () => {
+      const error = await configError(
+        loadConfig({ queue: { adapter: CUSTOM_ADAPTER, options: { label: 5 } } }, { env: NO_ENV }),
+      );
+      expect(paths(error)).to.deep.equal(['/queue/options/label']);
+    });
+  });
+
+  describe('environment', () => {
+    it('maps settings to SCREAMING_SNAKE_CASE variables', () => {
+      expect(settingEnvVar('leaseMs')).to.equal('ARMLIB_LEASE_MS');
+      expect(settingEnvVar('maxPendingPerOwner')).to.equal('ARMLIB_MAX_PENDING_PER_OWNER');
+      expect(settingEnvVar('defaultFormat')).to.equal('ARMLIB_DEFAULT_FORMAT');
+    });
+
+    it('overrides settings, coercing numbers', async () => {
+      const config = await loadConfig(path.join(FIXTURES, 'valid-memory.json'), {
+        env: { ARMLIB_LEASE_MS: '5000', ARMLIB_MAX_ATTEMPTS: ' 7 ', ARMLIB_DEFAULT_FORMAT: 'json', ARMLIB_POLL_MS: '' },
+      });
+      expect(config.manager.leaseMs).to.equal(5000);
+      expect(config.manager.maxAttempts).to.equal(7);
+      expect(config.manager.defaultFormat).to.equal('json');
+      expect(config.manager.pollMs).to.equal(DEFAULT_SETTINGS.pollMs);
+      expect(config.manager.retryMaxMs).to.equal(60000);
+    });
+
+    it('names the variable behind a bad value', async () => {
+      const error = await configError(
+        loadConfig(undefined, { env: { ARMLIB_LEASE_MS: '12abc', ARMLIB_MAX_ATTEMPTS: '1.5' } }),
+      );
+      expect(issueAt(error, '/manager/leaseMs (from ARMLIB_LEASE_MS)')).to.include('"12abc"');
+      expect(issueAt(error, '/manager/maxAttempts (from ARMLIB_MAX_ATTEMPTS)')).to.include('1.5');
+      expect(error.message).to.include('ARMLIB_LEASE_MS');
+    });
+
+    it('switches adapters and merges options', async () => {
+      const config = await loadConfig(
+        { queue: { adapter: 'memory' }, cache: { adapter: 'memory', options: { maxTemporaryBytes: 10 } } },
+        {
+          env: {
+            ARMLIB_QUEUE_ADAPTER: CUSTOM_ADAPTER,
+            ARMLIB_QUEUE_OPTIONS: '{"label":"env"}',
+            ARMLIB_CACHE_OPTIONS: '{"urlPrefix":"/r/"}',
+          },
+        },
+      );
+      expect(config.queue).to.deep.equal({ adapter: CUSTOM_ADAPTER, options: { label: 'env' } });
+      expect(config.cache.options).to.deep.equal({ maxTemporaryBytes: 10, urlPrefix: '/r/' });
+    });
+
+    it('drops the options written for another adapter when the variable switches adapter', async () => {
+      const config = await loadConfig(
+        { queue: { adapter: CUSTOM_ADAPTER, options: { label: 'file' } } },
+        { env: { ARMLIB_QUEUE_ADAPTER: 'memory' } },
+      );
+      expect(config.queue).to.deep.equal({ adapter: 'memory', options: {} });
+    });
+
+    it('replaces groups with ARMLIB_GROUPS', async () => {
+      const config = await loadConfig(path.join(FIXTURES, 'valid-memory.json'), {
+        env: { ARMLIB_GROUPS: '{"nightly":{"maxConcurrent":1}}' },
+      });
+      expect(config.groups).to.deep.equal({ nightly: { maxConcurrent: 1 } });
+    });
+
+    it('names the variable behind broken JSON, bad groups, bad options and an uninstalled adapter', async () => {
+      const error = await configError(
+        loadConfig(undefined, {
+          env: {
+            ARMLIB_GROUPS: '{"bad name":{}}',
+            ARMLIB_QUEUE_OPTIONS: '{oops',
+            ARMLIB_CACHE_OPTIONS: '{"maxTemporaryBytes":"big"}',
+            ARMLIB_QUEUE_ADAPTER: 'file',
+          },
+        }),
+      );
+      expect(paths(error)).to.have.members([
+        '/queue/options (from ARMLIB_QUEUE_OPTIONS)',
+        '/groups/bad name (from ARMLIB_GROUPS)',
+        '/cache/options/maxTemporaryBytes (from ARMLIB_CACHE_OPTIONS)',
+        '/queue/adapter (from ARMLIB_QUEUE_ADAPTER)',
+      ]);
+      expect(issueAt(error, '/queue/options (from ARMLIB_QUEUE_OPTIONS)')).to.include('invalid JSON');
+      expect(issueAt(error, '/queue/adapter (from ARMLIB_QUEUE_ADAPTER)')).to.include('npm install @armlib/file');
+    });
+
+    it('rejects JSON that is not an object', async () => {
+      const error = await configError(loadConfig(undefined, { env: { ARMLIB_GROUPS: '[1]' } }));
+      expect(issueAt(error, '/groups (from ARMLIB_GROUPS)')).to.include('must be a JSON object, got an array');
+    });
+
+    it('ignores unknown ARMLIB_ variables', async () => {
+      const config = await loadConfig(undefined, { env: { ARMLIB_NOT_A_THING: 'x', ARMLIB_: '1' } });
+      expect(config.manager).to.deep.equal(DEFAULT_SETTINGS);
+    });
+
+    it('sets the dir of file adapters only, below the options variables', () => {
+      const raw = {
+        queue: { adapter: 'file', options: { dir: './from-file', fsync: true } },
+        cache: { adapter: 'memory' },
+      };
+      const { config, sources } = applyEnvOverrides(raw, { ARMLIB_DIR: '/data/armlib' });
+      expect(config).to.deep.equal({
+        queue: { adapter: 'file', options: { dir: '/data/armlib', fsync: true } },
+        cache: { adapter: 'memory' },
+      });
+      expect(sources.get('/queue/options/dir')).to.equal('ARMLIB_DIR');
+      expect(raw.queue.options.dir).to.equal('./from-file');
+
+      const both = applyEnvOverrides(raw, { ARMLIB_DIR: '/data/armlib', ARMLIB_QUEUE_OPTIONS: '{"dir":"/q"}' });
+      expect(both.config).to.have.nested.property('queue.options.dir', '/q');
+
+      const switched = applyEnvOverrides({}, { ARMLIB_CACHE_ADAPTER: 'file', ARMLIB_DIR: '/d' });
+      expect(switched.config).to.deep.equal({ cache: { adapter: 'file', options: { dir: '/d' } } });
+    });
+
+    it('leaves a malformed section for validation to report', async () => {
+      const error = await configError(loadConfig({ queue: 5 } as never, { env: { ARMLIB_QUEUE_ADAPTER: 'memory' } }));
+      expect(paths(error)).to.deep.equal(['/queue']);
+    });
+  });
+
+  describe('relative adapter specifiers', () => {
+    it('resolve against the config file directory, not cwd', async () => {
+      const dir = path.join(tmp, 'conf', 'sub');
+      await mkdir(dir, { recursive: true });
+      const specifier = path.relative(dir, CUSTOM_ADAPTER).split(path.sep).join('/');
+      expect(specifier.startsWith('../')).to.equal(true);
+      const file = path.join(dir, 'armlib.json');
+      await writeFile(file, JSON.stringify({ queue: { adapter: specifier } }));
+      const config = await loadConfig(file, { env: NO_ENV, cwd: os.tmpdir() });
+      expect(config.queue.adapter).to.equal(specifier);
+      expect(config.baseDir).to.equal(dir);
+    });
+  });
+});

@@ -1,0 +1,208 @@
+import { expect, use } from 'chai';
+import chaiAsPromised from 'chai-as-promised';
+
+import { ManualClock } from '../src/clock.js';
+import { ClosedError, ConflictError, InvalidRequestError, LeaseLostError, TimeoutError } from '../src/errors.js';
+import { buildRequestManager } from '../src/manager/build.js';
+import type { Job, ManagerEvents, RequestManager } from '../src/manager/types.js';
+import { MemoryCacheManager } from '../src/memory/memory-cache-manager.js';
+import { MemoryQueueManager } from '../src/memory/memory-queue-manager.js';
+import { retryDelay } from '../src/worker/backoff.js';
+import { toErrorInfo } from '../src/worker/error-info.js';
+import { BackendError, PermanentError } from '../src/errors.js';
+
+use(chaiAsPromised);
+
+interface Rig {
+  clock: ManualClock;
+  rm: RequestManager;
+  queue: MemoryQueueManager;
+}
+
+function rig(settings: Parameters<typeof buildRequestManager>[0]['settings'] = {}): Rig {
+  const clock = new ManualClock();
+  const queue = new MemoryQueueManager({}, clock);
+  const cache = new MemoryCacheManager({}, clock);
+  const rm = buildRequestManager({ queue, cache, clock, settings: { leaseMs: 3000, ...settings } });
+  return { clock, rm, queue };
+}
+
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+function record<K extends keyof ManagerEvents>(rm: RequestManager, name: K): ManagerEvents[K][] {
+  const seen: ManagerEvents[K][] = [];
+  rm.events.on(name, (p) => seen.push(p));
+  return seen;
+}
+
+describe('DefaultRequestManager', () => {
+  let r: Rig;
+  afterEach(async () => {
+    await r.rm.close();
+  });
+
+  describe('.submit / .status', () => {
+    it('runs a request end to end and serves its result', async () => {
+      r = rig();
+      const submitted = record(r.rm, 'submitted');
+      const completed = record(r.rm, 'completed');
+      const s = await r.rm.submit({ uri: '/reports/sales', params: { year: '2025' } });
+      expect(s.state).to.equal('pending');
+      expect(s.position).to.equal(1);
+      expect(s.etaMs).to.be.a('number');
+      r.rm.process(async (job) => {
+        await job.progress(50, 'half');
+        await job.write('csv', 'a,b\n1,2\n');
+      });
+      const done = await r.rm.waitFor(s.key);
+      expect(done.state).to.equal('completed');
+      expect(done.attempts).to.equal(1);
+      expect(done.result?.formats['csv']?.size).to.equal(8);
+      expect(done.result?.formats['csv']?.contentType).to.match(/^text\/csv/);
+      expect(submitted).to.have.length(1);
+      expect(completed).to.have.length(1);
+      const body = await r.rm.read(s.key);
+      const chunks: Buffer[] = [];
+      for await (const c of body!.body) chunks.push(c as Buffer);
+      expect(Buffer.concat(chunks).toString()).to.equal('a,b\n1,2\n');
+    });
+
+    it('rejects a malformed request with a typed error and queues nothing', async () => {
+      r = rig();
+      await expect(r.rm.submit({ uri: '/x', key: '../etc' })).to.be.rejectedWith(InvalidRequestError, /key/);
+      const m = await r.rm.metrics();
+      expect(m.queueLength).to.equal(0);
+    });
+
+    it('reports a completed key whose result was cleared as unknown, and re-queues it on submit', async () => {
+      r = rig();
+      r.rm.process(async (job) => job.write('csv', 'x'));
+      const s = await r.rm.submit({ uri: '/a' });
+      await r.rm.waitFor(s.key);
+      await r.rm.clearTemporary();
+      expect((await r.rm.status(s.key)).state).to.equal('unknown');
+      expect((await r.rm.submit({ uri: '/a' })).state).to.be.oneOf(['pending', 'running']);
+    });
+  });
+
+  describe('job misuse', () => {
+    it('refuses write() and progress() after the handler returned', async () => {
+      r = rig();
+      let kept: Job | undefined;
+      r.rm.process(async (job) => {
+        kept = job;
+        await job.write('csv', 'ok');
+      });
+      const s = await r.rm.submit({ uri: '/late' });
+      await r.rm.waitFor(s.key);
+      await expect(kept!.write('csv', 'again')).to.be.rejectedWith(ConflictError);
+      await expect(kept!.progress(10)).to.be.rejectedWith(ConflictError);
+      const body = await r.rm.read(s.key);
+      expect(body?.size).to.equal(2);
+    });
+
+    it('fails a job that reports progress out of range, without retry', async () => {
+      r = rig();
+      r.rm.process(async (job) => job.progress(150));
+      const s = await r.rm.submit({ uri: '/bad-progress' });
+      const done = await r.rm.waitFor(s.key);
+      expect(done.state).to.equal('failed');
+      expect(done.attempts).to.equal(1);
+      expect(done.error?.code).to.equal('INVALID_REQUEST');
+    });
+
+    it('rejects bad worker options by field', () => {
+      r = rig();
+      expect(() => r.rm.process(async () => undefined, { concurrency: 0 })).to.throw(
+        InvalidRequestError,
+        /concurrency/,
+      );
+      expect(() => r.rm.process(async () => undefined, { groups: ['no spaces'] })).to.throw(
+        InvalidRequestError,
+        /groups\[0\]/,
+      );
+    });
+  });
+
+  describe('.waitFor', () => {
+    it('times out on the injected clock', async () => {
+      r = rig();
+      const s = await r.rm.submit({ uri: '/never' });
+      const waiting = r.rm.waitFor(s.key, { timeoutMs: 1000 });
+      const check = expect(waiting).to.be.rejectedWith(TimeoutError);
+      await r.clock.advance(1000);
+      await check;
+    });
+
+    it('stops when its signal aborts', async () => {
+      r = rig();
+      const s = await r.rm.submit({ uri: '/never' });
+      const ac = new AbortController();
+      const waiting = r.rm.waitFor(s.key, { signal: ac.signal });
+      ac.abort(new Error('enough'));
+      await expect(waiting).to.be.rejectedWith('enough');
+    });
+  });
+
+  describe('worker.stop', () => {
+    it('releases a job still running after the grace period without counting an attempt', async () => {
+      r = rig();
+      const started = deferred();
+      const reasons: unknown[] = [];
+      const worker = r.rm.process(async (job) => {
+        started.resolve();
+        await new Promise<void>((resolve) => {
+          job.signal.addEventListener('abort', () => {
+            resolve();
+          });
+        });
+        reasons.push(job.signal.reason);
+      });
+      const s = await r.rm.submit({ uri: '/slow' });
+      await started.promise;
+      const stopping = worker.stop({ graceMs: 500 });
+      await r.clock.advance(500);
+      await stopping;
+      const after = await r.rm.status(s.key);
+      expect(after.state).to.equal('pending');
+      expect(after.attempts).to.equal(0);
+      expect((reasons[0] as { reason: string }).reason).to.equal('shutdown');
+    });
+  });
+
+  describe('.close', () => {
+    it('refuses calls after close with ClosedError', async () => {
+      r = rig();
+      await r.rm.close();
+      await expect(r.rm.submit({ uri: '/x' })).to.be.rejectedWith(ClosedError);
+      await expect(r.rm.status('abc')).to.be.rejectedWith(ClosedError);
+    });
+  });
+});
+
+describe('retryDelay', () => {
+  it('stays within [d/2, d] and doubles up to the cap', () => {
+    expect(retryDelay(1, 1000, 60000, () => 0)).to.equal(500);
+    expect(retryDelay(1, 1000, 60000, () => 1)).to.equal(1000);
+    expect(retryDelay(3, 1000, 60000, () => 1)).to.equal(4000);
+    expect(retryDelay(20, 1000, 60000, () => 1)).to.equal(60000);
+  });
+});
+
+describe('toErrorInfo', () => {
+  it('marks PermanentError and conflicts final, backend errors by their flag, others retryable', () => {
+    expect(toErrorInfo(new PermanentError('no'))).to.deep.equal({ code: 'PERMANENT', message: 'no', retryable: false });
+    expect(toErrorInfo(new BackendError('slow', { retryable: true })).retryable).to.equal(true);
+    expect(toErrorInfo(new LeaseLostError('k')).retryable).to.equal(true);
+    expect(toErrorInfo(Object.assign(new Error('gone'), { code: 'ENOENT' }))).to.deep.equal({
+      code: 'ENOENT',
+      message: 'gone',
+      retryable: true,
+    });
+    expect(toErrorInfo('weird').code).to.equal('HANDLER_ERROR');
+  });
+});
