@@ -6,7 +6,7 @@ export interface ManagerSettings {
   leaseMs: number;
   /** Claims per request before a failure is final (lease expiries count). */
   maxAttempts: number;
-  /** First retry delay, ms (doubles each attempt, with full jitter). */
+  /** First retry delay, ms: retry n waits between d/2 and d, d = min(retryMaxMs, retryBaseMs * 2^(n-1)) (equal jitter). */
   retryBaseMs: number;
   /** Cap on the retry delay, ms. */
   retryMaxMs: number;

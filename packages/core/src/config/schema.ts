@@ -47,7 +47,7 @@ const MANAGER_PROPERTIES: Record<keyof ManagerSettings, ConfigSchema> = {
 const GROUP_PROPERTIES: Record<keyof GroupPolicy, ConfigSchema> = {
   minIntervalMs: int(0, MAX_TIMER_MS),
   maxConcurrent: int(1),
-  maxQueueLength: int(0),
+  maxQueueLength: int(1),
 };
 
 function adapterSchema(): ConfigSchema {

@@ -81,8 +81,9 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
       { key, request, maxAttempts, ...(pendingTtlMs > 0 ? { pendingExpiresAt: now + pendingTtlMs } : {}) },
       { limits: this.#limitsFor(request.group, request.owner) },
     );
-    if (result.outcome === 'created') this.#wakeWorkers();
+    // Status first: a worker woken in this process could claim the request before we read it.
     const status = await this.#statusOf(key, result.record, undefined);
+    if (result.outcome === 'created') this.#wakeWorkers();
     this.events.emit(result.outcome === 'created' ? 'submitted' : 'deduplicated', { key, status });
     return status;
   }

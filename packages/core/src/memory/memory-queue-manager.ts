@@ -56,6 +56,7 @@ import {
   pendingAgainRecord,
   runningRecord,
 } from './queue-index/records.js';
+import { LazyTimeQueue } from './queue-index/lazy-time-queue.js';
 import { SeqIndex } from './queue-index/seq-index.js';
 import { TimeQueue } from './queue-index/time-queue.js';
 
@@ -138,8 +139,11 @@ export class MemoryQueueManager implements QueueManager {
 
   /** Pending and running records. */
   readonly #live = new Map<string, Entry>();
-  /** Finished records; removal from here (any reason) un-indexes them through `dispose`. */
-  readonly #finished: LRUCache<string, Entry>;
+  /**
+   * Finished records, bare (their entry is let go, so the hot lifecycle leaves one small object
+   * behind). Removal for any reason un-indexes them through `dispose`.
+   */
+  readonly #finished: LRUCache<string, QueueRecord>;
   readonly #groups = new Map<string, GroupState>();
   /** Groups with at least one ready pending record. */
   readonly #readyGroups = new Set<GroupState>();
@@ -148,7 +152,8 @@ export class MemoryQueueManager implements QueueManager {
   readonly #byState: StateCounts = zeroCounts();
 
   readonly #rank = new PendingRank<Entry>();
-  readonly #bySeq = new SeqIndex<Entry>();
+  /** Every record by seq: entries while live, bare records once finished. */
+  readonly #bySeq = new SeqIndex<Entry | QueueRecord>();
   readonly #delayed = delayedHeap();
   readonly #pendingExpiry = new TimeQueue<Entry>(
     (e) => e.expireAt,
@@ -160,11 +165,12 @@ export class MemoryQueueManager implements QueueManager {
     (e) => e.leasePos,
     (e, p) => (e.leasePos = p),
   );
-  readonly #retention = new TimeQueue<Entry>(
-    (e) => e.retainAt,
-    (e) => e.retainPos,
-    (e, p) => (e.retainPos = p),
-  );
+  /** Finished records with a `retainUntil`; a record evicted from the LRU is dead here. */
+  readonly #retention = new LazyTimeQueue<QueueRecord>({
+    time: (r) => r.retainUntil ?? Infinity,
+    seq: (r) => r.seq,
+    isLive: (r) => this.#finished.peek(r.key) === r,
+  });
 
   readonly #activity = new ActivityTracker();
   readonly #durations = new DurationStats();
@@ -186,11 +192,11 @@ export class MemoryQueueManager implements QueueManager {
   ) {
     this.#maxFinishedBytes = validateOptions(options).maxFinishedBytes;
     this.#clock = clock;
-    this.#finished = new LRUCache<string, Entry>({
-      // lru-cache needs a positive size; records that do not fit are never inserted (see #keepFinished).
+    this.#finished = new LRUCache<string, QueueRecord>({
+      // lru-cache needs a positive size; records that do not fit are never inserted (see #finish).
       maxSize: Math.max(1, this.#maxFinishedBytes),
-      dispose: (entry) => {
-        this.#forgetFinished(entry);
+      dispose: (record) => {
+        this.#forgetFinished(record);
       },
     });
   }
@@ -245,7 +251,7 @@ export class MemoryQueueManager implements QueueManager {
 
   async get(key: string): Promise<QueueRecord | undefined> {
     this.#begin();
-    return (this.#live.get(key) ?? this.#finished.get(key))?.record;
+    return this.#live.get(key)?.record ?? this.#finished.get(key);
   }
 
   async position(key: string): Promise<number | undefined> {
@@ -350,7 +356,7 @@ export class MemoryQueueManager implements QueueManager {
     const live = this.#live.get(key);
     if (live === undefined) {
       const finished = this.#finished.get(key);
-      return finished === undefined ? { outcome: 'missing' } : { outcome: 'unchanged', record: finished.record };
+      return finished === undefined ? { outcome: 'missing' } : { outcome: 'unchanged', record: finished };
     }
     const prev = live.record;
     if (prev.state === 'pending') {
@@ -383,8 +389,9 @@ export class MemoryQueueManager implements QueueManager {
     const items: QueueRecord[] = [];
     let more = false;
     for (const end = index.length; slot < end; slot++) {
-      const r = index.at(slot)?.record;
-      if (r === undefined) continue;
+      const item = index.at(slot);
+      if (item === undefined) continue;
+      const r = item instanceof Entry ? item.record : item;
       if (states !== undefined && !states.has(r.state)) continue;
       if (group !== undefined && r.group !== group) continue;
       if (owner !== undefined && r.owner !== owner) continue;
@@ -427,8 +434,8 @@ export class MemoryQueueManager implements QueueManager {
     this.#begin();
     if (Number.isNaN(finishedBefore)) throw new InvalidRequestError('finishedBefore', 'must be a time in epoch ms');
     const doomed: string[] = [];
-    for (const e of this.#finished.values()) {
-      if ((e.record.finishedAt ?? -Infinity) < finishedBefore) doomed.push(e.key);
+    for (const r of this.#finished.values()) {
+      if ((r.finishedAt ?? -Infinity) < finishedBefore) doomed.push(r.key);
     }
     for (const key of doomed) this.#finished.delete(key);
     return doomed.length;
@@ -519,12 +526,13 @@ export class MemoryQueueManager implements QueueManager {
 
   /** Applies every timed transition due at `now`, buffering them for the next sweep. */
   #advance(now: number): void {
-    let e: Entry | undefined;
-    while ((e = this.#retention.peek()) !== undefined && e.retainAt <= now) {
+    let r: QueueRecord | undefined;
+    while ((r = this.#retention.peek()) !== undefined && (r.retainUntil ?? Infinity) <= now) {
       this.#retention.pop();
-      this.#finished.delete(e.key);
+      this.#finished.delete(r.key);
       this.#dropped++;
     }
+    let e: Entry | undefined;
     while ((e = this.#leases.peek()) !== undefined && e.leaseAt <= now) {
       this.#leases.pop();
       this.#leaseExpired(e, now);
@@ -673,26 +681,28 @@ export class MemoryQueueManager implements QueueManager {
     if ((retainUntil !== undefined && retainUntil <= now) || size > this.#maxFinishedBytes) {
       // Already past retention, or too big to keep: absent from the start.
       if (retainUntil !== undefined && retainUntil <= now) this.#dropped++;
-      this.#bySeq.remove(e);
+      this.#bySeq.remove(e.seq);
       return;
     }
     this.#byState[record.state]++;
     e.group.counts[record.state]++;
-    this.#finished.set(e.key, e, { size });
+    this.#bySeq.replace(e.seq, record);
+    this.#finished.set(e.key, record, { size });
     if (retainUntil !== undefined) {
-      e.retainAt = retainUntil;
-      this.#retention.push(e);
+      this.#retention.push(record);
+      this.#retention.compactIfSparse(this.#finished.size);
     }
   }
 
   /** Un-indexes a finished record leaving the LRU (eviction, retention, prune, re-enqueue). */
-  #forgetFinished(e: Entry): void {
+  #forgetFinished(record: QueueRecord): void {
     if (this.#closed) return;
-    const state = e.record.state;
+    const state = record.state;
     this.#byState[state]--;
-    e.group.counts[state]--;
-    this.#bySeq.remove(e);
-    this.#retention.remove(e);
+    const group = this.#groups.get(record.group);
+    if (group !== undefined) group.counts[state]--;
+    this.#bySeq.remove(record.seq);
+    // The retention queue finds out through isLive.
   }
 
   #ownerLeftPending(owner: string | undefined): void {

@@ -2,7 +2,6 @@ import type { QueueState } from '../../model.js';
 import type { QueueRecord } from '../../spi/queue.js';
 import { IndexedHeap } from './indexed-heap.js';
 import type { RankItem } from './pending-rank.js';
-import type { SeqItem } from './seq-index.js';
 
 /** Record counts by state. */
 export type StateCounts = Record<QueueState, number>;
@@ -13,11 +12,11 @@ export function zeroCounts(): StateCounts {
 }
 
 /**
- * The memory queue's mutable bookkeeping around one record: the current (immutable) record plus
- * its positions in every index and the time keys those indexes sort by. One entry lives from
- * enqueue until the record is dropped; a re-enqueue of the key makes a new entry.
+ * The memory queue's mutable bookkeeping around one live record: the current (immutable) record
+ * plus its positions in every index and the time keys those indexes sort by. One entry lives from
+ * enqueue until the record finishes; finished records are kept bare, without an entry.
  */
-export class Entry implements RankItem, SeqItem {
+export class Entry implements RankItem {
   record: QueueRecord;
   readonly key: string;
   readonly priority: number;
@@ -29,16 +28,12 @@ export class Entry implements RankItem, SeqItem {
   readonly expireAt: number;
   /** Lease runs out at (running). */
   leaseAt = 0;
-  /** Dropped at (finished); Infinity when kept until pruned or evicted. */
-  retainAt = Infinity;
   /** The heap (group ready or global delayed) the entry waits in while pending. */
   sched: IndexedHeap<Entry> | undefined = undefined;
   schedPos = -1;
   expiryPos = -1;
   leasePos = -1;
-  retainPos = -1;
   rankSlot = -1;
-  listSlot = -1;
 
   constructor(record: QueueRecord, group: GroupState) {
     this.record = record;

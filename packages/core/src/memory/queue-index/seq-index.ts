@@ -1,27 +1,22 @@
-/** What {@link SeqIndex} needs from an item: a slot field it may write. */
-export interface SeqItem {
-  /** Slot in the index; owned by the index (`-1` when not indexed). */
-  listSlot: number;
-}
-
-const COMPACT_MIN_DEAD = 1024;
+const COMPACT_MIN_HOLES = 1024;
 
 /**
- * Items in ascending `seq` order for paging: append-only slots with a binary-searchable seq per
- * slot. Removal leaves a hole; holes are compacted away once they outnumber the live items, so
- * removal is amortised O(1) and a page costs O(log n + slots scanned).
+ * Items in ascending `seq` order for paging: append-only slots with the seq of each slot, found
+ * again by binary search (so items carry no bookkeeping and may be immutable values). Removal
+ * leaves a hole; holes are compacted away once they outnumber the live items, so removal costs
+ * O(log n) amortised and a page costs O(log n + slots scanned).
  */
-export class SeqIndex<T extends SeqItem> {
+export class SeqIndex<T> {
   #seqs: number[] = [];
   #items: (T | undefined)[] = [];
-  #dead = 0;
+  #holes = 0;
 
   /** Live items. */
   get size(): number {
-    return this.#items.length - this.#dead;
+    return this.#items.length - this.#holes;
   }
 
-  /** Slots, live or dead; iterate `0..length-1` with {@link SeqIndex.at}. */
+  /** Slots, live or holes; iterate `0..length-1` with {@link SeqIndex.at}. */
   get length(): number {
     return this.#items.length;
   }
@@ -30,19 +25,26 @@ export class SeqIndex<T extends SeqItem> {
   append(item: T, seq: number): void {
     const last = this.#seqs[this.#seqs.length - 1];
     if (last !== undefined && seq <= last) throw new Error(`internal: seq ${seq} appended after ${last}`);
-    item.listSlot = this.#items.length;
     this.#items.push(item);
     this.#seqs.push(seq);
   }
 
-  /** Removes an item (no-op when not indexed). */
-  remove(item: T): void {
-    const slot = item.listSlot;
-    if (slot < 0 || this.#items[slot] !== item) return;
+  /** Replaces the item stored for `seq` (e.g. by its next version); returns whether it was there. */
+  replace(seq: number, item: T): boolean {
+    const slot = this.#find(seq);
+    if (slot < 0) return false;
+    this.#items[slot] = item;
+    return true;
+  }
+
+  /** Removes the item stored for `seq`; returns whether it was there. */
+  remove(seq: number): boolean {
+    const slot = this.#find(seq);
+    if (slot < 0) return false;
     this.#items[slot] = undefined;
-    item.listSlot = -1;
-    this.#dead++;
-    if (this.#dead >= COMPACT_MIN_DEAD && this.#dead * 2 > this.#items.length) this.#compact();
+    this.#holes++;
+    if (this.#holes >= COMPACT_MIN_HOLES && this.#holes * 2 > this.#items.length) this.#compact();
+    return true;
   }
 
   /** The item in a slot, or undefined for a hole. */
@@ -67,7 +69,13 @@ export class SeqIndex<T extends SeqItem> {
   clear(): void {
     this.#seqs = [];
     this.#items = [];
-    this.#dead = 0;
+    this.#holes = 0;
+  }
+
+  /** The live slot holding `seq`, or -1. */
+  #find(seq: number): number {
+    const slot = this.slotAfter(seq) - 1;
+    return slot >= 0 && this.#seqs[slot] === seq && this.#items[slot] !== undefined ? slot : -1;
   }
 
   #compact(): void {
@@ -76,12 +84,11 @@ export class SeqIndex<T extends SeqItem> {
     for (let i = 0; i < this.#items.length; i++) {
       const item = this.#items[i];
       if (item === undefined) continue;
-      item.listSlot = items.length;
       items.push(item);
       seqs.push(this.#seqs[i] as number);
     }
     this.#seqs = seqs;
     this.#items = items;
-    this.#dead = 0;
+    this.#holes = 0;
   }
 }

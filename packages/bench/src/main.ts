@@ -1,0 +1,165 @@
+// Entry point of `npm run bench` (node --expose-gc packages/bench/dist/src/main.js):
+//   [--quick] [--count=<lifecycles per run>] [--seconds=<cap per run>] [--out=<dir>]
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+
+import { armlibSystem } from './armlib-system.js';
+import { bareSystem } from './bare-system.js';
+import { drive } from './drive.js';
+import type { DriveOptions, LifecycleSystem, ThroughputResult } from './drive.js';
+import { fixed, int, machineInfo, mib, table, writeResults } from './report.js';
+import { collectGarbage } from './stats.js';
+import { measureStatusReads } from './status-read.js';
+import type { StatusReadResult } from './status-read.js';
+
+const { values } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    count: { type: 'string' },
+    seconds: { type: 'string' },
+    out: { type: 'string', default: 'bench-results' },
+  },
+});
+
+const quick = values.quick;
+const count = positive('count', values.count ?? (quick ? '20000' : '200000'));
+const maxMs = positive('seconds', values.seconds ?? (quick ? '3' : '8')) * 1000;
+const CONCURRENCIES = [1, 10, 100] as const;
+const BASELINE_CONCURRENCY = 10;
+const QUEUE_SIZES = quick ? [1_000, 100_000] : [1_000, 1_000_000];
+const GOAL_LIFECYCLES_PER_SECOND = 100_000;
+const GOAL_STATUS_RATIO = 2;
+/** The 1 KB csv every job writes. */
+const PAYLOAD = Buffer.from(`id,region,amount\n${'0123456789,EU,42.00\n'.repeat(60)}`.slice(0, 1024));
+const driveOptions: DriveOptions = { count, maxMs, batch: 500, window: 2000 };
+
+function positive(name: string, raw: string): number {
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n <= 0) {
+    process.stderr.write(`--${name} must be a positive number, got '${raw}'\n`);
+    process.exit(2);
+  }
+  return n;
+}
+
+function say(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+async function measure(system: LifecycleSystem, options: DriveOptions): Promise<ThroughputResult> {
+  try {
+    return await drive(system, options);
+  } finally {
+    await system.close();
+    collectGarbage();
+  }
+}
+
+const startedAt = new Date();
+const machine = machineInfo();
+say(
+  `armlib bench: ${String(machine.cpus)} × ${machine.cpuModel}, node ${machine.node}${machine.exposeGc ? '' : ' (no --expose-gc: heap figures skipped)'}`,
+);
+say(`load average ${fixed(machine.loadAverage1m, 2)} at start (other processes skew every figure)`);
+say(`lifecycle runs: up to ${int(count)} lifecycles or ${String(maxMs / 1000)} s each, 1 KB csv result per job`);
+say('');
+
+// Warm-up so the first measured run is not paying for JIT compilation.
+await measure(armlibSystem(10, PAYLOAD, 'warmup'), { ...driveOptions, count: Math.min(count, 10_000), maxMs: 2000 });
+await measure(bareSystem(10, PAYLOAD, 'warmup'), { ...driveOptions, count: Math.min(count, 10_000), maxMs: 2000 });
+
+const lifecycle: (ThroughputResult & { system: string; concurrency: number })[] = [];
+for (const concurrency of CONCURRENCIES) {
+  say(`armlib memory, concurrency ${String(concurrency)}…`);
+  const result = await measure(armlibSystem(concurrency, PAYLOAD, `c${String(concurrency)}`), driveOptions);
+  lifecycle.push({ system: 'armlib memory', concurrency, ...result });
+}
+say(`bare in-process queue (baseline), concurrency ${String(BASELINE_CONCURRENCY)}…`);
+const baseline = await measure(bareSystem(BASELINE_CONCURRENCY, PAYLOAD, 'baseline'), driveOptions);
+lifecycle.push({ system: 'bare queue (baseline)', concurrency: BASELINE_CONCURRENCY, ...baseline });
+
+// A discarded pass, so the first measured size does not pay for compiling the read path.
+await measureStatusReads({ pending: QUEUE_SIZES[0] ?? 1000, reads: 20_000, maxMs: 1000 });
+const statusReads: StatusReadResult[] = [];
+for (const pending of QUEUE_SIZES) {
+  say(`status reads with ${int(pending)} pending…`);
+  statusReads.push(await measureStatusReads({ pending, reads: 50_000, maxMs: 3000 }));
+  collectGarbage();
+}
+const smallest = statusReads[0];
+const largest = statusReads[statusReads.length - 1];
+const statusRatio = smallest !== undefined && largest !== undefined ? largest.statusUs / smallest.statusUs : Number.NaN;
+const bestArmlib = Math.max(...lifecycle.filter((r) => r.system === 'armlib memory').map((r) => r.perSecond));
+
+say('');
+say('Lifecycle: submit → claim → write 1 KB csv → complete → status read (latency: submit → completed event)');
+for (const line of table(
+  ['system', 'concurrency', 'lifecycles', 'seconds', 'lifecycles/s', 'p50 ms', 'p99 ms', 'bad reads'],
+  lifecycle.map((r) => [
+    r.system,
+    String(r.concurrency),
+    int(r.lifecycles),
+    fixed(r.elapsedMs / 1000, 2),
+    int(r.perSecond),
+    fixed(r.p50Ms, 2),
+    fixed(r.p99Ms, 2),
+    String(r.badReads),
+  ]),
+)) {
+  say(`  ${line}`);
+}
+say(
+  `  goal ≥ ${int(GOAL_LIFECYCLES_PER_SECOND)}/s: best armlib ${int(bestArmlib)}/s (${bestArmlib >= GOAL_LIFECYCLES_PER_SECOND ? 'met' : 'not met'})`,
+);
+say('');
+say('Status with position (keys spread across the queue)');
+for (const line of table(
+  ['pending', 'fill s', 'reads', 'status µs/read', 'position µs/read', 'heapUsed after fill'],
+  statusReads.map((r) => [
+    int(r.pending),
+    fixed(r.fillMs / 1000, 2),
+    int(r.reads),
+    fixed(r.statusUs, 2),
+    fixed(r.positionUs, 2),
+    mib(r.heapAfterBytes),
+  ]),
+)) {
+  say(`  ${line}`);
+}
+say(
+  `  ratio ${int(largest?.pending ?? Number.NaN)} vs ${int(smallest?.pending ?? Number.NaN)} pending: ${fixed(statusRatio, 2)}× ` +
+    `(goal ≤ ${String(GOAL_STATUS_RATIO)}×: ${statusRatio <= GOAL_STATUS_RATIO ? 'met' : 'not met'})`,
+);
+if (largest !== undefined && machine.exposeGc) {
+  const perEntry = (largest.heapAfterBytes - largest.heapBeforeBytes) / largest.pending;
+  say(
+    `  memory: heapUsed ${mib(largest.heapAfterBytes)} with ${int(largest.pending)} pending (≈${int(perEntry)} bytes per pending request)`,
+  );
+}
+
+const path = await writeResults(resolve(values.out), startedAt, {
+  date: startedAt.toISOString(),
+  machine,
+  settings: { ...driveOptions, payloadBytes: PAYLOAD.length, quick },
+  lifecycle,
+  statusReads,
+  statusRatio,
+  memory:
+    largest === undefined
+      ? undefined
+      : {
+          pending: largest.pending,
+          heapUsedBytes: largest.heapAfterBytes,
+          bytesPerPending: (largest.heapAfterBytes - largest.heapBeforeBytes) / largest.pending,
+        },
+  goals: {
+    lifecyclesPerSecond: {
+      goal: GOAL_LIFECYCLES_PER_SECOND,
+      best: bestArmlib,
+      met: bestArmlib >= GOAL_LIFECYCLES_PER_SECOND,
+    },
+    statusRatio: { goal: GOAL_STATUS_RATIO, measured: statusRatio, met: statusRatio <= GOAL_STATUS_RATIO },
+  },
+});
+say('');
+say(`Results written to ${path} (${String(Math.round((Date.now() - startedAt.getTime()) / 1000))} s in all).`);

@@ -1,0 +1,118 @@
+import { performance } from 'node:perf_hooks';
+
+import {
+  buildRequestManager,
+  MemoryCacheManager,
+  MemoryQueueManager,
+  normalizeRequest,
+  SystemClock,
+} from '@armlib/core';
+
+import { collectGarbage } from './stats.js';
+
+/** Options of {@link measureStatusReads}. */
+export interface StatusReadOptions {
+  /** Pending requests to fill the queue with. */
+  readonly pending: number;
+  /** Status reads to time at most (split into rounds, after a warm-up round). */
+  readonly reads: number;
+  /** Time budget for the reads of one measurement, ms. */
+  readonly maxMs: number;
+}
+
+/** What {@link measureStatusReads} measured. */
+export interface StatusReadResult {
+  readonly pending: number;
+  readonly fillMs: number;
+  /** heapUsed after a full GC, before the fill and after it (NaN without `--expose-gc`). */
+  readonly heapBeforeBytes: number;
+  readonly heapAfterBytes: number;
+  readonly reads: number;
+  /** `status(key)` (with position and ETA) through the request manager, µs per read (median round). */
+  readonly statusUs: number;
+  /** The queue SPI's `position(key)` alone, µs per read (median round). */
+  readonly positionUs: number;
+}
+
+/** Large prime stride: consecutive reads land far apart in the queue, so no position is favoured. */
+const STRIDE = 1_000_003;
+
+/**
+ * Fills fresh memory adapters with `pending` requests through the queue SPI (`enqueue`, the
+ * fast path), then times `status(key)` reads of keys spread across the whole queue.
+ */
+export async function measureStatusReads(options: StatusReadOptions): Promise<StatusReadResult> {
+  const clock = new SystemClock();
+  const queue = new MemoryQueueManager({}, clock);
+  const cache = new MemoryCacheManager({}, clock);
+  const rm = buildRequestManager({ queue, cache, clock, settings: { maxQueueLength: 0, maxPendingPerOwner: 0 } });
+  const keyAt = (i: number): string => `status-${String(i)}`;
+  try {
+    const measuredHeap = collectGarbage();
+    const heapBeforeBytes = measuredHeap ? process.memoryUsage().heapUsed : Number.NaN;
+    const fillStart = performance.now();
+    for (let i = 0; i < options.pending; i++) {
+      const request = normalizeRequest({ uri: '/bench/status', key: keyAt(i), group: `g${String(i % 4)}` });
+      await queue.enqueue({ key: request.key, request, maxAttempts: 3 }, { limits: {} });
+    }
+    const fillMs = performance.now() - fillStart;
+    collectGarbage();
+    const heapAfterBytes = measuredHeap ? process.memoryUsage().heapUsed : Number.NaN;
+
+    const spread = (j: number): string => keyAt((j * STRIDE) % options.pending);
+    const statusTiming = await timeReads(options, async (j) => {
+      const status = await rm.status(spread(j));
+      if (status.state !== 'pending' || status.position === undefined) {
+        throw new Error(`status of ${status.key} is ${status.state} without a position`);
+      }
+    });
+    const positionTiming = await timeReads(options, async (j) => {
+      if ((await queue.position(spread(j))) === undefined) throw new Error(`no position for ${spread(j)}`);
+    });
+    return {
+      pending: options.pending,
+      fillMs,
+      heapBeforeBytes,
+      heapAfterBytes,
+      reads: statusTiming.reads,
+      statusUs: statusTiming.usPerRead,
+      positionUs: positionTiming.usPerRead,
+    };
+  } finally {
+    await rm.close();
+  }
+}
+
+/** Timed rounds per measurement; the median round is reported, which shrugs off GC pauses and JIT hiccups. */
+const ROUNDS = 5;
+
+/** Warms the read path up, then times {@link ROUNDS} rounds of reads and returns the median µs per read. */
+async function timeReads(
+  options: StatusReadOptions,
+  read: (j: number) => Promise<void>,
+): Promise<{ reads: number; usPerRead: number }> {
+  let j = 0;
+  await readFor(Math.max(1, Math.floor(options.reads / ROUNDS)), options.maxMs / (ROUNDS + 1));
+  const rounds: number[] = [];
+  let reads = 0;
+  for (let r = 0; r < ROUNDS; r++) {
+    const start = performance.now();
+    const n = await readFor(Math.max(1, Math.floor(options.reads / ROUNDS)), options.maxMs / (ROUNDS + 1));
+    rounds.push(((performance.now() - start) * 1000) / n);
+    reads += n;
+  }
+  rounds.sort((a, b) => a - b);
+  return { reads, usPerRead: rounds[Math.floor(ROUNDS / 2)] ?? Number.NaN };
+
+  async function readFor(max: number, ms: number): Promise<number> {
+    const deadline = performance.now() + ms;
+    let n = 0;
+    while (n < max) {
+      await read(j++);
+      n++;
+      // Checking the clock on every read would weigh on sub-µs reads.
+      if ((n & 255) === 0 && performance.now() > deadline) break;
+    }
+    return n;
+  }
+}

@@ -1,0 +1,291 @@
+import { expect } from 'chai';
+
+import { ConflictError, PermanentError } from '@armlib/core';
+import type { Job } from '@armlib/core';
+
+import { resolveContext, useEnv } from './context.js';
+import {
+  bytesOf,
+  collect,
+  completeWithWorker,
+  generatedBytes,
+  hashStream,
+  putResult,
+  readText,
+  rejectionOf,
+  req,
+  untilTerminal,
+} from './helpers.js';
+import type { ConformanceOptions } from './types.js';
+
+/** §3.1 complete and §4 cache SPI: all-or-none visibility, streaming, areas, promotion, clearing, ranges, URLs. */
+export function cacheTests(options: ConformanceOptions): void {
+  const ctx = resolveContext(options);
+  describe('cache', function () {
+    const open = useEnv(ctx);
+
+    it('keeps staged formats invisible until the handler returns, then shows all of them', async function () {
+      const env = await open();
+      const manager = env.manager();
+      const gate = env.defer();
+      let wrote = false;
+      manager.process(async (job) => {
+        await job.write('csv', 'a,b\n1,2\n', { contentType: 'text/csv' });
+        await job.write('json', '[{"a":1,"b":2}]', { contentType: 'application/json' });
+        wrote = true;
+        await gate.promise;
+      });
+      await manager.submit(req('two-formats'));
+      await env.until(() => wrote, { stepMs: env.settings.pollMs, what: 'both formats written' });
+      expect(await manager.read('two-formats', 'csv')).to.equal(undefined);
+      expect(await manager.read('two-formats', 'json')).to.equal(undefined);
+      expect(await manager.resultUrl('two-formats', 'csv')).to.equal(undefined);
+      expect(await env.cache.head('two-formats')).to.equal(undefined);
+      const running = await manager.status('two-formats');
+      expect(running.state).to.equal('running');
+      expect(running.result).to.equal(undefined);
+      gate.resolve();
+      await untilTerminal(env, manager, ['two-formats'], env.settings.pollMs);
+      const status = await manager.status('two-formats');
+      expect(status.state).to.equal('completed');
+      expect(status.result?.area).to.equal('temporary');
+      expect(Object.keys(status.result?.formats ?? {}).sort()).to.deep.equal(['csv', 'json']);
+      expect(status.result?.formats['csv']?.size).to.equal(8);
+      expect(status.result?.formats['json']?.contentType).to.equal('application/json');
+      const csv = await manager.read('two-formats', 'csv');
+      expect(csv?.contentType).to.equal('text/csv');
+      expect(csv?.size).to.equal(8);
+      expect(await readText(csv)).to.equal('a,b\n1,2\n');
+      expect(await readText(await manager.read('two-formats', 'json'))).to.equal('[{"a":1,"b":2}]');
+      // The default format is manager.defaultFormat (csv).
+      expect(await readText(await manager.read('two-formats'))).to.equal('a,b\n1,2\n');
+      expect(await manager.read('two-formats', 'xlsx')).to.equal(undefined);
+    });
+
+    it('leaves nothing readable when the handler writes and then throws', async function () {
+      const env = await open();
+      const manager = env.manager();
+      manager.process(async (job) => {
+        await job.write('csv', 'half a result');
+        throw new PermanentError('broke after writing');
+      });
+      await manager.submit(req('torn'));
+      await untilTerminal(env, manager, ['torn'], env.settings.pollMs);
+      const status = await manager.status('torn');
+      expect(status.state).to.equal('failed');
+      expect(status.result).to.equal(undefined);
+      expect(await manager.read('torn', 'csv')).to.equal(undefined);
+      expect(await env.cache.head('torn')).to.equal(undefined);
+    });
+
+    it('streams a large result in and out in bounded chunks', async function () {
+      this.timeout(120_000);
+      const env = await open();
+      const manager = env.manager();
+      const total = ctx.capabilities.largeResultBytes;
+      const source = generatedBytes(total, 64 * 1024);
+      manager.process(async (job) => {
+        await job.write('bin', source.chunks, { contentType: 'application/octet-stream' });
+      });
+      await manager.submit(req('large', { sticky: true }));
+      await untilTerminal(env, manager, ['large'], 0, undefined, 110_000);
+      const status = await manager.status('large');
+      expect(status.state).to.equal('completed');
+      expect(status.result?.area).to.equal('persistent');
+      expect(status.result?.formats['bin']?.size).to.equal(total);
+      const body = await manager.read('large', 'bin');
+      expect(body?.size).to.equal(total);
+      if (body === undefined) return;
+      const read = await hashStream(body.body);
+      expect(read.bytes).to.equal(total);
+      expect(read.sha256).to.equal(source.sha256());
+      expect(read.maxChunk, 'largest chunk read').to.be.at.most(Math.min(total, 8 * 1024 * 1024));
+    });
+
+    it('gives a URL for a stored format only', async function () {
+      const env = await open();
+      const manager = env.manager();
+      await completeWithWorker(env, manager, [req('linked')]);
+      const url = await manager.resultUrl('linked', 'csv');
+      expect(url).to.be.a('string').and.not.equal('');
+      expect(await manager.resultUrl('linked')).to.be.a('string');
+      expect(await manager.resultUrl('linked', 'json')).to.equal(undefined);
+      expect(await manager.resultUrl('not-there', 'csv')).to.equal(undefined);
+      expect(await env.cache.url('linked', 'csv', { expiresInSec: 60 })).to.be.a('string');
+    });
+
+    it('clears temporary results by age, then everything', async function () {
+      const env = await open();
+      const manager = env.manager();
+      await completeWithWorker(env, manager, [req('old-temp')]);
+      const cutoff = env.clock.now() + env.t(5_000);
+      await env.clock.advance(env.t(10_000));
+      await completeWithWorker(env, manager, [req('new-temp'), req('kept', { sticky: true })]);
+      expect((await manager.status('kept')).result?.area).to.equal('persistent');
+      expect(await manager.clearTemporary({ olderThan: new Date(cutoff) })).to.equal(1);
+      expect(await manager.read('old-temp', 'csv')).to.equal(undefined);
+      expect(await readText(await manager.read('new-temp', 'csv'))).to.equal('result of new-temp');
+      expect(await manager.clearTemporary()).to.equal(1);
+      expect(await manager.read('new-temp', 'csv')).to.equal(undefined);
+      expect(await readText(await manager.read('kept', 'csv'))).to.equal('result of kept');
+      await manager.clearAll();
+      expect(await manager.read('kept', 'csv')).to.equal(undefined);
+      expect(await env.cache.head('kept')).to.equal(undefined);
+    });
+
+    it('refuses a write after the job completed with ConflictError', async function () {
+      const env = await open();
+      const manager = env.manager();
+      let kept: Job | undefined;
+      manager.process(async (job) => {
+        kept = job;
+        await job.write('csv', 'final');
+      });
+      await manager.submit(req('sealed'));
+      await untilTerminal(env, manager, ['sealed'], env.settings.pollMs);
+      const job = kept;
+      expect(job).to.not.equal(undefined);
+      if (job === undefined) return;
+      const error = await rejectionOf(job.write('csv', 'tampered'));
+      expect(ConflictError.is(error), String(error)).to.equal(true);
+      expect(await rejectionOf(job.write('json', '{}'))).to.be.instanceOf(Error);
+      expect(await readText(await manager.read('sealed', 'csv'))).to.equal('final');
+      expect(await manager.read('sealed', 'json')).to.equal(undefined);
+    });
+
+    it('publishes staged formats atomically and discards aborted ones (SPI)', async function () {
+      const env = await open();
+      const { cache } = env;
+      const staged = await cache.stage('atomic');
+      const csvInfo = await staged.write('csv', bytesOf('x,y\n'), { contentType: 'text/csv' });
+      expect(csvInfo.size).to.equal(4);
+      await staged.write('json', bytesOf('{"x":1}'), { contentType: 'application/json' });
+      expect(Object.keys(staged.formats()).sort()).to.deep.equal(['csv', 'json']);
+      expect(await cache.head('atomic')).to.equal(undefined);
+      expect(await cache.get('atomic', 'csv')).to.equal(undefined);
+      const manifest = await staged.commit('temporary');
+      expect(manifest.area).to.equal('temporary');
+      expect(manifest.createdAt).to.equal(env.clock.now());
+      expect(Object.keys(manifest.formats).sort()).to.deep.equal(['csv', 'json']);
+      const head = await cache.head('atomic');
+      expect(head?.area).to.equal('temporary');
+      expect(head?.formats['csv']).to.deep.include({ size: 4, contentType: 'text/csv' });
+      const got = await cache.get('atomic', 'json');
+      expect(got?.contentType).to.equal('application/json');
+      expect(got?.area).to.equal('temporary');
+      expect((await collect(got?.body ?? emptyStream())).toString()).to.equal('{"x":1}');
+
+      const aborted = await cache.stage('never');
+      await aborted.write('csv', bytesOf('nope'), { contentType: 'text/csv' });
+      await aborted.abort();
+      await aborted.abort();
+      expect(await cache.head('never')).to.equal(undefined);
+      expect(await cache.get('never', 'csv')).to.equal(undefined);
+
+      // A second write of a format in one staging replaces the first.
+      const rewrite = await cache.stage('rewritten');
+      await rewrite.write('csv', bytesOf('first version'), { contentType: 'text/csv' });
+      await rewrite.write('csv', bytesOf('second'), { contentType: 'text/csv' });
+      await rewrite.commit('persistent');
+      expect((await collect((await cache.get('rewritten', 'csv'))?.body ?? emptyStream())).toString()).to.equal(
+        'second',
+      );
+      expect((await cache.head('rewritten'))?.formats['csv']?.size).to.equal(6);
+    });
+
+    it('replaces an earlier result in both areas on commit, and promotes temporary results (SPI)', async function () {
+      const env = await open();
+      const { cache } = env;
+      await putResult(env, 'k', 'temporary', { csv: 'temp csv' });
+      await putResult(env, 'k', 'persistent', { json: '{"v":2}' });
+      expect(await cache.head('k', 'temporary')).to.equal(undefined);
+      const head = await cache.head('k');
+      expect(head?.area).to.equal('persistent');
+      expect(Object.keys(head?.formats ?? {})).to.deep.equal(['json']);
+      expect(await cache.get('k', 'csv')).to.equal(undefined);
+
+      await putResult(env, 'p', 'temporary', { csv: 'promote me' });
+      expect(await cache.promote('p')).to.equal(true);
+      expect((await cache.head('p'))?.area).to.equal('persistent');
+      expect(await cache.head('p', 'temporary')).to.equal(undefined);
+      expect((await cache.head('p', 'persistent'))?.formats['csv']?.size).to.equal(10);
+      expect((await collect((await cache.get('p', 'csv'))?.body ?? emptyStream())).toString()).to.equal('promote me');
+      expect(await cache.promote('p')).to.equal(false);
+      expect(await cache.promote('absent')).to.equal(false);
+    });
+
+    it('serves byte ranges (SPI)', async function () {
+      const env = await open();
+      const { cache } = env;
+      await putResult(env, 'ranged', 'temporary', { csv: '0123456789' });
+      const middle = await cache.get('ranged', 'csv', { range: { start: 2, end: 5 } });
+      expect(middle?.size).to.equal(4);
+      expect(middle?.totalSize).to.equal(10);
+      expect((await collect(middle?.body ?? emptyStream())).toString()).to.equal('2345');
+      const tail = await cache.get('ranged', 'csv', { range: { start: 7 } });
+      expect(tail?.size).to.equal(3);
+      expect((await collect(tail?.body ?? emptyStream())).toString()).to.equal('789');
+      const whole = await cache.get('ranged', 'csv');
+      expect(whole?.size).to.equal(10);
+      expect(whole?.totalSize).to.equal(10);
+      await collect(whole?.body ?? emptyStream());
+    });
+
+    it('deletes, clears, sweeps by age and lists results per area (SPI)', async function () {
+      const env = await open();
+      const { cache } = env;
+      await putResult(env, 'old-1', 'temporary');
+      await putResult(env, 'old-2', 'temporary');
+      await putResult(env, 'sticky-old', 'persistent');
+      await env.clock.advance(env.t(60_000));
+      const cutoff = env.clock.now();
+      await env.clock.advance(env.t(1_000));
+      await putResult(env, 'new-1', 'temporary');
+      await putResult(env, 'sticky-new', 'persistent');
+
+      const temp = await listAll(cache, 'temporary');
+      expect(temp.sort()).to.deep.equal(['new-1', 'old-1', 'old-2']);
+      expect(await cache.sweep('temporary', cutoff)).to.equal(2);
+      expect((await listAll(cache, 'temporary')).sort()).to.deep.equal(['new-1']);
+      expect(await cache.sweep('persistent', cutoff)).to.equal(1);
+      expect(await cache.head('sticky-old')).to.equal(undefined);
+      expect(await cache.delete('new-1')).to.equal(1);
+      expect(await cache.delete('new-1')).to.equal(0);
+      expect(await cache.delete('sticky-new', 'temporary')).to.equal(0);
+      expect(await cache.clear('persistent')).to.equal(1);
+      expect(await listAll(cache, 'persistent')).to.deep.equal([]);
+      for (let i = 0; i < 7; i++) await putResult(env, `many-${String(i)}`, 'temporary');
+      expect((await listAll(cache, 'temporary', 3)).sort()).to.deep.equal(
+        Array.from({ length: 7 }, (_, i) => `many-${String(i)}`),
+      );
+      expect(await cache.clear('temporary')).to.equal(7);
+    });
+  });
+}
+
+async function listAll(
+  cache: {
+    list(
+      area: 'persistent' | 'temporary',
+      o: { limit: number; cursor?: string },
+    ): Promise<{ items: { key: string }[]; cursor?: string }>;
+  },
+  area: 'persistent' | 'temporary',
+  limit = 100,
+): Promise<string[]> {
+  const keys: string[] = [];
+  let cursor: string | undefined;
+  for (let page = 0; page < 100; page++) {
+    const result = await cache.list(area, cursor === undefined ? { limit } : { limit, cursor });
+    expect(result.items.length).to.be.at.most(limit);
+    keys.push(...result.items.map((m) => m.key));
+    cursor = result.cursor;
+    if (cursor === undefined) return keys;
+  }
+  throw new Error('list never ended');
+}
+
+/** Stands in for a missing body, so that a failed expectation above reports first. */
+async function* emptyStream(): AsyncGenerator<Uint8Array> {
+  // Nothing to yield.
+}

@@ -1,0 +1,125 @@
+import { expect } from 'chai';
+
+import { PermanentError } from '@armlib/core';
+import type { Job, RequestManager } from '@armlib/core';
+
+import { resolveContext, useEnv } from './context.js';
+import type { TestEnv } from './context.js';
+import { completeWithWorker, EventLog, readText, req, untilTerminal } from './helpers.js';
+import type { ConformanceOptions } from './types.js';
+
+/** §3.1 cancel: pending at once, running through the worker's signal, terminal unchanged. */
+export function cancelTests(options: ConformanceOptions): void {
+  const ctx = resolveContext(options);
+  describe('cancel', function () {
+    const open = useEnv(ctx);
+
+    it('cancels a pending request at once and never runs it', async function () {
+      const env = await open();
+      const manager = env.manager();
+      const log = new EventLog(env, manager);
+      await manager.submit(req('not-needed'));
+      const status = await manager.cancel('not-needed');
+      expect(status.state).to.equal('cancelled');
+      expect((await manager.status('not-needed')).state).to.equal('cancelled');
+      expect(log.of('cancelled', 'not-needed')).to.deep.equal([{ key: 'not-needed', running: false }]);
+      let ran = false;
+      manager.process(async () => {
+        await Promise.resolve();
+        ran = true;
+      });
+      await env.clock.advance(env.settings.pollMs * 5);
+      expect(ran).to.equal(false);
+      expect((await manager.metrics()).byState.pending).to.equal(0);
+    });
+
+    for (const where of ['the same process', 'another process'] as const) {
+      it(`stops a running request cancelled from ${where} within one heartbeat and discards its output`, async function () {
+        const env = await open();
+        const manager = env.manager();
+        const canceller = where === 'the same process' ? manager : await env.otherProcess();
+        const log = new EventLog(env, manager, ...(canceller === manager ? [] : [canceller]));
+        const job = await startHeldJob(env, manager, 'stop-me');
+        const status = await canceller.cancel('stop-me');
+        expect(status.state).to.equal('running');
+        expect(status.cancelRequested).to.equal(true);
+        expect((await manager.status('stop-me')).cancelRequested).to.equal(true);
+        await env.clock.advance(env.settings.leaseMs / 3);
+        expect(job.signal.aborted, 'signal aborted within leaseMs/3').to.equal(true);
+        await untilTerminal(env, manager, ['stop-me'], env.settings.pollMs);
+        const final = await manager.status('stop-me');
+        expect(final.state).to.equal('cancelled');
+        expect(final.result).to.equal(undefined);
+        expect(await manager.read('stop-me', 'csv')).to.equal(undefined);
+        expect(await env.cache.head('stop-me')).to.equal(undefined);
+        const events = log.of('cancelled', 'stop-me');
+        expect(events.length).to.be.at.least(1);
+        expect(log.of('completed', 'stop-me')).to.have.length(0);
+      });
+    }
+
+    it('leaves a terminal request unchanged and says so', async function () {
+      const env = await open();
+      const manager = env.manager();
+      await completeWithWorker(env, manager, [req('finished')]);
+      const log = new EventLog(env, manager);
+      const completed = await manager.cancel('finished');
+      expect(completed.state).to.equal('completed');
+      expect(completed.cancelRequested ?? false).to.equal(false);
+      expect(await readText(await manager.read('finished', 'csv'))).to.equal('result of finished');
+
+      const worker = manager.process(async () => {
+        await Promise.resolve();
+        throw new PermanentError('nope');
+      });
+      await manager.submit(req('broken'));
+      await untilTerminal(env, manager, ['broken'], env.settings.pollMs);
+      await env.drive(worker.stop(), { stepMs: env.settings.pollMs });
+      const failed = await manager.cancel('broken');
+      expect(failed.state).to.equal('failed');
+      expect(failed.error?.message).to.equal('nope');
+
+      await manager.submit(req('twice'));
+      await manager.cancel('twice');
+      expect((await manager.cancel('twice')).state).to.equal('cancelled');
+      expect(log.of('cancelled', 'finished')).to.have.length(0);
+      expect(log.of('cancelled', 'broken')).to.have.length(0);
+      expect(log.of('cancelled', 'twice')).to.have.length(1);
+    });
+
+    it('reports an unknown key as unknown when cancelling it, and changes nothing', async function () {
+      const env = await open();
+      const manager = env.manager();
+      const log = new EventLog(env, manager);
+      const status = await manager.cancel('no-such-key');
+      expect(status.state).to.equal('unknown');
+      expect(status.key).to.equal('no-such-key');
+      expect((await manager.status('no-such-key')).state).to.equal('unknown');
+      expect((await manager.metrics()).queueLength).to.equal(0);
+      expect(log.entries).to.have.length(0);
+    });
+  });
+}
+
+/** Starts a worker whose job writes partial output and then waits for its signal to abort. */
+async function startHeldJob(env: TestEnv, manager: RequestManager, key: string): Promise<Job> {
+  let held: Job | undefined;
+  manager.process(async (job) => {
+    held = job;
+    await job.write('csv', 'partial output');
+    await new Promise<void>((resolve) => {
+      if (job.signal.aborted) resolve();
+      job.signal.addEventListener('abort', () => {
+        resolve();
+      });
+    });
+    // A handler that ignores the abort and returns must still not complete the request.
+  });
+  await manager.submit(req(key));
+  await env.until(() => held !== undefined, { stepMs: env.settings.pollMs, what: `${key} to start` });
+  const job = held;
+  if (job === undefined) throw new Error('unreachable');
+  // Let the partial write land in staging before the cancel.
+  await env.clock.tick();
+  return job;
+}

@@ -1,0 +1,359 @@
+import type { QueueLimits, QueueState } from '@armlib/core';
+
+/** One record of the reference model: the observable part of a `QueueRecord`. */
+export interface ModelRecord {
+  key: string;
+  state: QueueState;
+  group: string;
+  priority: number;
+  owner?: string;
+  seq: number;
+  submittedAt: number;
+  readyAt: number;
+  pendingExpiresAt?: number;
+  attempts: number;
+  maxAttempts: number;
+  token?: string;
+  leaseExpiresAt?: number;
+  cancelRequested: boolean;
+  progress?: number;
+  errorCode?: string;
+  finishedAt?: number;
+  retainUntil?: number;
+}
+
+/** Error codes the model predicts (the `code` of the armlib error an adapter must throw). */
+export type ModelErrorCode = 'LEASE_LOST' | 'CONFLICT' | 'QUEUE_FULL' | 'QUOTA_EXCEEDED';
+
+/** What an operation does according to the model. */
+export type ModelOutcome<T> = { ok: true; value: T } | { ok: false; code: ModelErrorCode };
+
+/** What the model enqueues. */
+export interface ModelEntry {
+  key: string;
+  group: string;
+  priority: number;
+  owner?: string;
+  maxAttempts: number;
+  pendingExpiresAt?: number;
+}
+
+/** Group policy as the model reads it. */
+export interface ModelPolicy {
+  minIntervalMs?: number;
+  maxConcurrent?: number;
+}
+
+/** Keys moved by a sweep. */
+export interface ModelSweep {
+  requeued: string[];
+  failed: string[];
+  expired: string[];
+  cancelled: string[];
+}
+
+interface GroupHistory {
+  lastClaimAt: number;
+  lastClaimSeq: number;
+}
+
+const FINISHED: ReadonlySet<QueueState> = new Set(['completed', 'failed', 'cancelled', 'expired']);
+
+/** Serving order within the pending set: priority high first, then FIFO by seq. */
+function servedBefore(a: ModelRecord, b: ModelRecord): number {
+  return b.priority - a.priority || a.seq - b.seq;
+}
+
+/**
+ * The reference semantics of the queue SPI, kept deliberately naive (scans everything) so that
+ * it is easy to read against SPEC §3-§4. Time is passed in; nothing here is asynchronous.
+ */
+export class QueueModel {
+  readonly #records = new Map<string, ModelRecord>();
+  readonly #groups = new Map<string, GroupHistory>();
+  #paused = false;
+  #seq = 0;
+  #claimSeq = 0;
+
+  /** The record as reads see it: a finished record past `retainUntil` is absent. */
+  get(key: string, now: number): ModelRecord | undefined {
+    const r = this.#records.get(key);
+    if (r === undefined) return undefined;
+    if (FINISHED.has(r.state) && r.retainUntil !== undefined && r.retainUntil <= now) {
+      this.#records.delete(key);
+      return undefined;
+    }
+    return r;
+  }
+
+  /** Every record reads would see. */
+  all(now: number): ModelRecord[] {
+    return [...this.#records.keys()].map((k) => this.get(k, now)).filter((r) => r !== undefined);
+  }
+
+  enqueue(entry: ModelEntry, limits: QueueLimits, now: number): ModelOutcome<'created' | 'existing'> {
+    const existing = this.get(entry.key, now);
+    if (existing !== undefined && (existing.state === 'pending' || existing.state === 'running')) {
+      return { ok: true, value: 'existing' };
+    }
+    const live = this.all(now).filter((r) => r.state === 'pending' || r.state === 'running');
+    if (limits.maxQueueLength !== undefined && live.length >= limits.maxQueueLength) {
+      return { ok: false, code: 'QUEUE_FULL' };
+    }
+    if (
+      limits.groupMaxQueueLength !== undefined &&
+      live.filter((r) => r.group === entry.group).length >= limits.groupMaxQueueLength
+    ) {
+      return { ok: false, code: 'QUEUE_FULL' };
+    }
+    if (
+      entry.owner !== undefined &&
+      limits.maxPendingPerOwner !== undefined &&
+      live.filter((r) => r.state === 'pending' && r.owner === entry.owner).length >= limits.maxPendingPerOwner
+    ) {
+      return { ok: false, code: 'QUOTA_EXCEEDED' };
+    }
+    const record: ModelRecord = {
+      key: entry.key,
+      state: 'pending',
+      group: entry.group,
+      priority: entry.priority,
+      seq: ++this.#seq,
+      submittedAt: now,
+      readyAt: now,
+      attempts: 0,
+      maxAttempts: entry.maxAttempts,
+      cancelRequested: false,
+    };
+    if (entry.owner !== undefined) record.owner = entry.owner;
+    if (entry.pendingExpiresAt !== undefined) record.pendingExpiresAt = entry.pendingExpiresAt;
+    this.#records.set(entry.key, record);
+    return { ok: true, value: 'created' };
+  }
+
+  /**
+   * Keys a correct claim may return now (empty: it must return nothing). Among groups with a ready
+   * pending record, under `maxConcurrent`, whose ready time (last claim + `minIntervalMs`, -∞ when
+   * never claimed) has come: the highest head priority, then the earliest ready time; a tie is
+   * broken by group name or by the least recent claim (either is accepted). Within the group:
+   * priority, then seq.
+   */
+  claimable(
+    options: { groups?: readonly string[]; policies: Readonly<Record<string, ModelPolicy>> },
+    now: number,
+  ): string[] {
+    if (this.#paused) return [];
+    const records = this.all(now);
+    const candidates: { group: string; head: ModelRecord; readyAt: number; lastClaimSeq: number }[] = [];
+    const groups = new Set(records.filter((r) => r.state === 'pending' && r.readyAt <= now).map((r) => r.group));
+    for (const group of groups) {
+      if (options.groups !== undefined && !options.groups.includes(group)) continue;
+      const policy = Object.hasOwn(options.policies, group) ? options.policies[group] : undefined;
+      const running = records.filter((r) => r.group === group && r.state === 'running').length;
+      if (policy?.maxConcurrent !== undefined && running >= policy.maxConcurrent) continue;
+      const history = this.#groups.get(group) ?? { lastClaimAt: -Infinity, lastClaimSeq: 0 };
+      const readyAt = history.lastClaimAt + (policy?.minIntervalMs ?? 0);
+      if (readyAt > now) continue;
+      const head = records
+        .filter((r) => r.group === group && r.state === 'pending' && r.readyAt <= now)
+        .sort(servedBefore)[0];
+      if (head !== undefined) candidates.push({ group, head, readyAt, lastClaimSeq: history.lastClaimSeq });
+    }
+    if (candidates.length === 0) return [];
+    const topPriority = Math.max(...candidates.map((c) => c.head.priority));
+    const byPriority = candidates.filter((c) => c.head.priority === topPriority);
+    const earliest = Math.min(...byPriority.map((c) => c.readyAt));
+    const tied = byPriority.filter((c) => c.readyAt === earliest);
+    const byName = [...tied].sort((a, b) => (a.group < b.group ? -1 : a.group > b.group ? 1 : 0))[0];
+    const byRecency = [...tied].sort(
+      (a, b) => a.lastClaimSeq - b.lastClaimSeq || (a.group < b.group ? -1 : a.group > b.group ? 1 : 0),
+    )[0];
+    return [...new Set([byName?.head.key, byRecency?.head.key])].filter((k) => k !== undefined);
+  }
+
+  /** Applies a claim the adapter made (of a key {@link claimable} allowed). */
+  claim(key: string, token: string, leaseMs: number, now: number): ModelRecord {
+    const r = this.#must(key, now);
+    r.state = 'running';
+    r.attempts++;
+    r.token = token;
+    r.leaseExpiresAt = now + leaseMs;
+    r.cancelRequested = false;
+    delete r.progress;
+    this.#groups.set(r.group, { lastClaimAt: now, lastClaimSeq: ++this.#claimSeq });
+    return r;
+  }
+
+  heartbeat(
+    key: string,
+    token: string,
+    leaseMs: number,
+    progress: number | undefined,
+    now: number,
+  ): ModelOutcome<{ cancelRequested: boolean; leaseExpiresAt: number }> {
+    const r = this.#leased(key, token, now);
+    if (r === undefined) return { ok: false, code: 'LEASE_LOST' };
+    r.leaseExpiresAt = now + leaseMs;
+    if (progress !== undefined) r.progress = progress;
+    return { ok: true, value: { cancelRequested: r.cancelRequested, leaseExpiresAt: r.leaseExpiresAt } };
+  }
+
+  complete(key: string, token: string, retainUntil: number | undefined, now: number): ModelOutcome<ModelRecord> {
+    const r = this.#leased(key, token, now);
+    if (r === undefined) return { ok: false, code: 'LEASE_LOST' };
+    this.#finish(r, 'completed', now, retainUntil);
+    return { ok: true, value: r };
+  }
+
+  fail(
+    key: string,
+    token: string,
+    options: { code: string; retryAt?: number; retainUntil?: number },
+    now: number,
+  ): ModelOutcome<ModelRecord> {
+    const r = this.#leased(key, token, now);
+    if (r === undefined) return { ok: false, code: 'LEASE_LOST' };
+    r.errorCode = options.code;
+    if (options.retryAt !== undefined) this.#pendingAgain(r, options.retryAt, r.attempts);
+    else this.#finish(r, 'failed', now, options.retainUntil);
+    return { ok: true, value: r };
+  }
+
+  release(key: string, token: string, countAttempt: boolean, now: number): ModelOutcome<ModelRecord> {
+    const r = this.#leased(key, token, now);
+    if (r === undefined) return { ok: false, code: 'LEASE_LOST' };
+    this.#pendingAgain(r, now, countAttempt ? r.attempts : Math.max(0, r.attempts - 1));
+    return { ok: true, value: r };
+  }
+
+  acknowledgeCancel(
+    key: string,
+    token: string,
+    retainUntil: number | undefined,
+    now: number,
+  ): ModelOutcome<ModelRecord> {
+    const r = this.#leased(key, token, now);
+    if (r === undefined) return { ok: false, code: 'LEASE_LOST' };
+    if (!r.cancelRequested) return { ok: false, code: 'CONFLICT' };
+    this.#finish(r, 'cancelled', now, retainUntil);
+    return { ok: true, value: r };
+  }
+
+  cancel(
+    key: string,
+    retainUntil: number | undefined,
+    now: number,
+  ): 'cancelled' | 'requested' | 'unchanged' | 'missing' {
+    const r = this.get(key, now);
+    if (r === undefined) return 'missing';
+    if (r.state === 'pending') {
+      this.#finish(r, 'cancelled', now, retainUntil);
+      return 'cancelled';
+    }
+    if (r.state === 'running' && !r.cancelRequested) {
+      r.cancelRequested = true;
+      return 'requested';
+    }
+    return 'unchanged';
+  }
+
+  /** Lease expiry (cancel wins, then the last attempt fails, else back to pending), then pending expiry. */
+  sweep(now: number): ModelSweep {
+    const out: ModelSweep = { requeued: [], failed: [], expired: [], cancelled: [] };
+    const bySeq = this.all(now).sort((a, b) => a.seq - b.seq);
+    for (const r of bySeq) {
+      if (r.state !== 'running' || (r.leaseExpiresAt ?? Infinity) > now) continue;
+      if (r.cancelRequested) {
+        this.#finish(r, 'cancelled', now, undefined);
+        out.cancelled.push(r.key);
+      } else if (r.attempts >= r.maxAttempts) {
+        r.errorCode = 'LEASE_EXPIRED';
+        this.#finish(r, 'failed', now, undefined);
+        out.failed.push(r.key);
+      } else {
+        this.#pendingAgain(r, now, r.attempts);
+        out.requeued.push(r.key);
+      }
+    }
+    for (const r of bySeq) {
+      if (r.state === 'pending' && r.pendingExpiresAt !== undefined && r.pendingExpiresAt <= now) {
+        this.#finish(r, 'expired', now, undefined);
+        out.expired.push(r.key);
+      }
+    }
+    return out;
+  }
+
+  prune(finishedBefore: number, now: number): number {
+    let n = 0;
+    for (const r of this.all(now)) {
+      if (FINISHED.has(r.state) && (r.finishedAt ?? -Infinity) < finishedBefore) {
+        this.#records.delete(r.key);
+        n++;
+      }
+    }
+    return n;
+  }
+
+  setPaused(paused: boolean): void {
+    this.#paused = paused;
+  }
+
+  /** 1-based rank among all pending records (priority, then seq); undefined unless pending. */
+  position(key: string, now: number): number | undefined {
+    const r = this.get(key, now);
+    if (r?.state !== 'pending') return undefined;
+    const pending = this.all(now).filter((p) => p.state === 'pending');
+    return pending.filter((p) => servedBefore(p, r) < 0).length + 1;
+  }
+
+  /** Counts by state, overall and per group (groups with no record left out). */
+  counts(now: number): { byState: Record<QueueState, number>; byGroup: Record<string, Record<QueueState, number>> } {
+    const zero = (): Record<QueueState, number> => ({
+      pending: 0,
+      running: 0,
+      completed: 0,
+      failed: 0,
+      cancelled: 0,
+      expired: 0,
+    });
+    const byState = zero();
+    const byGroup: Record<string, Record<QueueState, number>> = {};
+    for (const r of this.all(now)) {
+      byState[r.state]++;
+      (byGroup[r.group] ??= zero())[r.state]++;
+    }
+    return { byState, byGroup };
+  }
+
+  #must(key: string, now: number): ModelRecord {
+    const r = this.get(key, now);
+    if (r === undefined) throw new Error(`model has no record '${key}'`);
+    return r;
+  }
+
+  #leased(key: string, token: string, now: number): ModelRecord | undefined {
+    const r = this.get(key, now);
+    return r?.state === 'running' && r.token === token && (r.leaseExpiresAt ?? -Infinity) > now ? r : undefined;
+  }
+
+  #pendingAgain(r: ModelRecord, readyAt: number, attempts: number): void {
+    r.state = 'pending';
+    r.readyAt = readyAt;
+    r.attempts = attempts;
+    r.cancelRequested = false;
+    delete r.token;
+    delete r.leaseExpiresAt;
+    delete r.progress;
+  }
+
+  #finish(r: ModelRecord, state: QueueState, now: number, retainUntil: number | undefined): void {
+    r.state = state;
+    r.finishedAt = now;
+    delete r.token;
+    delete r.leaseExpiresAt;
+    if (retainUntil === undefined) delete r.retainUntil;
+    else r.retainUntil = retainUntil;
+    if (retainUntil !== undefined && retainUntil <= now) this.#records.delete(r.key);
+  }
+}

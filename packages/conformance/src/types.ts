@@ -1,0 +1,40 @@
+import type { CacheManager, Clock, QueueManager } from '@armlib/core';
+
+/** One adapter under test: a queue and a cache over fresh, isolated storage. */
+export interface AdapterInstance {
+  queue: QueueManager;
+  cache: CacheManager;
+  /**
+   * Another instance over the SAME storage, as a second process would open it (shared backends
+   * only). The suite closes what it returns; the storage itself is released by {@link close}.
+   */
+  peer?(): Promise<{ queue: QueueManager; cache: CacheManager }>;
+  /** Releases the storage (temporary directory, table, bucket) after the adapters were closed. */
+  close?(): Promise<void>;
+}
+
+/**
+ * Builds a fresh, isolated {@link AdapterInstance} whose adapters read time from `env.clock`
+ * (a `ManualClock` the suite moves). Called once per test.
+ */
+export type AdapterFactory = (env: { clock: Clock }) => Promise<AdapterInstance>;
+
+/** What a backend legitimately cannot do; the suite adapts its checks to it. */
+export interface ConformanceCapabilities {
+  /** Positions are exact; defaults to `queue.capabilities.exactPosition`. */
+  exactPosition?: boolean;
+  /** Smallest time step the backend distinguishes, ms; defaults to `queue.capabilities.clockGranularityMs`. */
+  clockGranularityMs?: number;
+  /** Sequences run by the model-based queue test (default 1000; the cache model runs a fifth of it). */
+  propertyRuns?: number;
+  /** Size of the result streamed through the cache in the streaming test (default 8 MiB). */
+  largeResultBytes?: number;
+}
+
+/** What {@link runConformance} and every group function take. */
+export interface ConformanceOptions {
+  /** Shown in the top-level `describe`, e.g. `memory`. */
+  name: string;
+  create: AdapterFactory;
+  capabilities?: ConformanceCapabilities;
+}

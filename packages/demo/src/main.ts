@@ -1,0 +1,27 @@
+// Entry point of `npm start`: runs the demo on the default configuration, results into ./out.
+//   node packages/demo/dist/src/main.js [--work-scale=<factor>] [--out=<dir>] [--plain]
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+
+import { runDemo } from './demo.js';
+
+const { values } = parseArgs({
+  options: {
+    'work-scale': { type: 'string', default: '1' },
+    out: { type: 'string', default: 'out' },
+    plain: { type: 'boolean', default: false },
+  },
+});
+
+const workScale = Number(values['work-scale']);
+if (!Number.isFinite(workScale) || workScale < 0) {
+  process.stderr.write(`--work-scale must be a number >= 0, got '${values['work-scale']}'\n`);
+  process.exit(2);
+}
+
+try {
+  await runDemo({ outDir: resolve(values.out), workScale, ...(values.plain ? { live: false } : {}) });
+} catch (error) {
+  process.stderr.write(`demo failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exitCode = 1;
+}
