@@ -119,6 +119,11 @@ export class TestEnv {
   #adaptersOwned = false;
   #settings: ManagerSettings = { ...DEFAULT_SETTINGS };
 
+  /**
+   * @param context - the suite's options with defaults applied.
+   * @param clock - the manual clock the instance was built with.
+   * @param instance - what the factory returned.
+   */
   constructor(
     readonly context: ConformanceContext,
     clock: ManualClock,
@@ -130,10 +135,12 @@ export class TestEnv {
     this.scale = Math.max(1, Math.ceil(granularity / 10));
   }
 
+  /** The queue adapter under test. */
   get queue(): QueueManager {
     return this.instance.queue;
   }
 
+  /** The cache adapter under test. */
   get cache(): CacheManager {
     return this.instance.cache;
   }

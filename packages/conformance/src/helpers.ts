@@ -82,9 +82,7 @@ export class EventLog {
 }
 
 function keyOfPayload(payload: unknown): string | undefined {
-  return typeof payload === 'object' && payload !== null && 'key' in payload
-    ? String(payload.key)
-    : undefined;
+  return typeof payload === 'object' && payload !== null && 'key' in payload ? String(payload.key) : undefined;
 }
 
 /** Resolves with the first payload of `name` that concerns `key`. */

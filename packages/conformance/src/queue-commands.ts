@@ -272,13 +272,14 @@ export async function runQueueSequence(
         const got = lease?.record.key;
         if (got === undefined ? allowed.length > 0 : !allowed.includes(got)) {
           throw new ModelMismatch(
-            `${where}: claim returned ${String(got)}, expected ${allowed.length === 0 ? 'nothing' : allowed.join(' or ')}`,
+            `${where}: claim differs from the model: returned ${String(got)}, expected ${allowed.length === 0 ? 'nothing' : allowed.join(' or ')}`,
           );
         }
         if (lease !== undefined) {
           const claimed = model.claim(lease.record.key, lease.token, s(cmd.leaseMs), now);
           const issued = tokens.get(lease.record.key) ?? [];
-          if (issued.includes(lease.token)) throw new ModelMismatch(`${where}: claim reused a lease token`);
+          if (issued.includes(lease.token))
+            throw new ModelMismatch(`${where}: claim differs from the model: it reused a lease token`);
           tokens.set(lease.record.key, [...issued, lease.token]);
           compareRecord(where, 'claimed record', claimed, lease.record, now, true);
         }

@@ -1,13 +1,10 @@
-import { expect, use } from 'chai';
-import chaiAsPromised from 'chai-as-promised';
+import { expect } from 'chai';
 import fc from 'fast-check';
 
 import { ManualClock, MemoryCacheManager, MemoryQueueManager } from '@armlib/core';
 import type { CacheManager, QueueManager } from '@armlib/core';
 
 import { cacheCommandArb, policyArb, queueCommandArb, runCacheSequence, runQueueSequence } from '../src/index.js';
-
-use(chaiAsPromised);
 
 /** The adapter with some methods replaced, as a buggy backend would behave. */
 function mutate<T extends object>(target: T, overrides: Partial<Record<keyof T, (inner: T) => unknown>>): T {
@@ -53,6 +50,18 @@ async function cacheProperty(wrap: (cache: CacheManager) => CacheManager, numRun
     }),
     { numRuns, seed: 42 },
   );
+}
+
+/** Expects fast-check to report a counterexample whose cause is a divergence from the model. */
+async function expectDivergence(run: Promise<void>): Promise<void> {
+  const error: unknown = await run.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error, 'the broken adapter passed').to.be.instanceOf(Error);
+  const messages: string[] = [];
+  for (let e: unknown = error; e instanceof Error; e = e.cause) messages.push(e.message);
+  expect(messages.join('\n')).to.match(/differs from the model/);
 }
 
 // The model-based tests are only worth something if they catch a wrong adapter: each case here
@@ -109,7 +118,7 @@ describe('conformance self-check: the reference models catch broken adapters', f
   ];
   for (const [name, wrap] of queueMutants) {
     it(`catches a queue with ${name}`, async function () {
-      await expect(queueProperty(wrap, 1_000)).to.be.rejectedWith(/differs from the model|isPaused/);
+      await expectDivergence(queueProperty(wrap, 1_000));
     });
   }
 
@@ -120,7 +129,7 @@ describe('conformance self-check: the reference models catch broken adapters', f
   ];
   for (const [name, wrap] of cacheMutants) {
     it(`catches a cache with ${name}`, async function () {
-      await expect(cacheProperty(wrap, 500)).to.be.rejectedWith(/differs from the model/);
+      await expectDivergence(cacheProperty(wrap, 500));
     });
   }
 });

@@ -1,3 +1,4 @@
+import * as crypto from 'node:crypto';
 import { createHash } from 'node:crypto';
 
 import { InvalidRequestError } from './errors.js';
@@ -56,8 +57,10 @@ export function canonicalParams(params: Params | undefined): [string, string[]][
  * sticky, group, priority, estimatedMs and owner are not part of it.
  */
 export function deriveKey(request: Pick<BatchRequest, 'uri' | 'params' | 'body'>): string {
-  const canonical = canonicalJson([KEY_VERSION, request.uri, canonicalParams(request.params), request.body ?? null]);
-  const hash = createHash('sha256').update(canonical, 'utf8').digest('hex').slice(0, HASH_HEX_CHARS);
+  // Same text as canonicalJson of the tuple: params are already in canonical order, only the body needs sorting.
+  const body = request.body === undefined ? null : sortDeep(request.body);
+  const canonical = JSON.stringify([KEY_VERSION, request.uri, canonicalParams(request.params), body]);
+  const hash = sha256Hex(canonical).slice(0, HASH_HEX_CHARS);
   const prefix = readablePrefix(request.uri);
   return prefix === '' ? hash : `${prefix}-${hash}`;
 }
@@ -88,7 +91,27 @@ function sortDeep(value: unknown): unknown {
   return value;
 }
 
+// One-shot hashing (Node >= 20.12) skips the Hash object; fall back where it is missing.
+const oneShot = (crypto as { hash?: (algorithm: string, data: string, encoding: 'hex') => string }).hash;
+function sha256Hex(text: string): string {
+  return oneShot === undefined ? createHash('sha256').update(text, 'utf8').digest('hex') : oneShot('sha256', text, 'hex');
+}
+
+// Uris repeat far more than they vary: remember recent prefixes (bounded).
+const prefixes = new Map<string, string>();
+const PREFIX_MEMO = 1024;
+
 function readablePrefix(uri: string): string {
+  let prefix = prefixes.get(uri);
+  if (prefix === undefined) {
+    if (prefixes.size >= PREFIX_MEMO) prefixes.clear();
+    prefix = slugOf(uri);
+    prefixes.set(uri, prefix);
+  }
+  return prefix;
+}
+
+function slugOf(uri: string): string {
   const slug = uri
     .replace(/^[a-z][a-z0-9+.-]*:\/\//i, '')
     .replace(/[?#].*$/, '')

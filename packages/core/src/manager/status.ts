@@ -4,8 +4,19 @@ import type { QueueRecord } from '../spi/queue.js';
 
 /** ISO 8601 UTC text of an epoch-ms time. */
 export function iso(ms: number | undefined): string | undefined {
-  return ms === undefined ? undefined : new Date(ms).toISOString();
+  if (ms === undefined) return undefined;
+  // Formatting a Date is costly and many transitions share a millisecond under load: memoise the last few.
+  const slot = ms & (ISO_SLOTS - 1);
+  if (isoKeys[slot] === ms) return isoValues[slot];
+  const text = new Date(ms).toISOString();
+  isoKeys[slot] = ms;
+  isoValues[slot] = text;
+  return text;
 }
+
+const ISO_SLOTS = 64;
+const isoKeys = new Float64Array(ISO_SLOTS).fill(Number.NaN);
+const isoValues: (string | undefined)[] = new Array<string | undefined>(ISO_SLOTS);
 
 /** The public view of a manifest. */
 export function resultInfo(manifest: ResultManifest): ResultInfo {

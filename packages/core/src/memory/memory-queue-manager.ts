@@ -526,11 +526,13 @@ export class MemoryQueueManager implements QueueManager {
 
   /** Applies every timed transition due at `now`, buffering them for the next sweep. */
   #advance(now: number): void {
-    let r: QueueRecord | undefined;
-    while ((r = this.#retention.peek()) !== undefined && (r.retainUntil ?? Infinity) <= now) {
-      this.#retention.pop();
-      this.#finished.delete(r.key);
-      this.#dropped++;
+    if (this.#retention.nextTime() <= now) {
+      let r: QueueRecord | undefined;
+      while ((r = this.#retention.peek()) !== undefined && (r.retainUntil ?? Infinity) <= now) {
+        this.#retention.pop();
+        this.#finished.delete(r.key);
+        this.#dropped++;
+      }
     }
     let e: Entry | undefined;
     while ((e = this.#leases.peek()) !== undefined && e.leaseAt <= now) {

@@ -21,6 +21,10 @@ interface UriState {
   /** Ring of recent samples; grows up to the window, then wraps. */
   samples: number[];
   next: number;
+  /** Percentiles as last computed, and the sample count they were computed at. */
+  p50: number;
+  p95: number;
+  sortedAt: number;
 }
 
 /**
@@ -56,7 +60,7 @@ export class DurationStats {
     const ms = durationMs < 0 ? 0 : durationMs;
     const state = this.#uris.get(uri);
     if (state === undefined) {
-      this.#uris.set(uri, { count: 1, avg: ms, samples: [ms], next: 1 % this.#window });
+      this.#uris.set(uri, { count: 1, avg: ms, samples: [ms], next: 1 % this.#window, p50: ms, p95: ms, sortedAt: 1 });
       return;
     }
     state.count++;
@@ -69,13 +73,13 @@ export class DurationStats {
   /** Statistics of one uri, or undefined when none were recorded (or it was forgotten). */
   get(uri: string): UriStats | undefined {
     const state = this.#uris.peek(uri);
-    return state === undefined ? undefined : toStats(uri, state);
+    return state === undefined ? undefined : this.#toStats(uri, state);
   }
 
   /** Statistics of every tracked uri, by uri. */
   all(): UriStats[] {
     const out: UriStats[] = [];
-    for (const [uri, state] of this.#uris.entries()) out.push(toStats(uri, state));
+    for (const [uri, state] of this.#uris.entries()) out.push(this.#toStats(uri, state));
     return out.sort((a, b) => compareStrings(a.uri, b.uri));
   }
 
@@ -88,11 +92,18 @@ export class DurationStats {
   clear(): void {
     this.#uris.clear();
   }
-}
 
-function toStats(uri: string, state: UriState): UriStats {
-  const sorted = Float64Array.from(state.samples).sort();
-  return { uri, count: state.count, avgMs: state.avg, p50Ms: percentile(sorted, 0.5), p95Ms: percentile(sorted, 0.95) };
+  #toStats(uri: string, state: UriState): UriStats {
+    // Sorting the window on every status read would dominate a busy queue: refresh the
+    // percentiles once a sixteenth of the window has been replaced (and always while it is small).
+    if (state.count !== state.sortedAt && (state.count - state.sortedAt >= this.#window / 16 || state.count < 16)) {
+      const sorted = Float64Array.from(state.samples).sort();
+      state.p50 = percentile(sorted, 0.5);
+      state.p95 = percentile(sorted, 0.95);
+      state.sortedAt = state.count;
+    }
+    return { uri, count: state.count, avgMs: state.avg, p50Ms: state.p50, p95Ms: state.p95 };
+  }
 }
 
 /** Nearest-rank percentile of sorted samples. */

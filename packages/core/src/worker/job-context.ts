@@ -33,7 +33,9 @@ export class JobContext implements Job {
   unsentProgress: { percent: number; message: string | undefined } | undefined;
   lastProgressSentAt = Number.NEGATIVE_INFINITY;
 
-  readonly #controller = new AbortController();
+  // Created on first use of `signal`: most handlers never look at it, and a controller is not free.
+  #controller: AbortController | undefined;
+  #abortReason: AbortReason | undefined;
   readonly #host: JobHost;
   #staged: Promise<StagedResult> | undefined;
   readonly #writes = new Set<Promise<unknown>>();
@@ -57,17 +59,28 @@ export class JobContext implements Job {
   }
 
   get signal(): AbortSignal {
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController();
+      if (this.#abortReason !== undefined) this.#controller.abort(new AbortedError(this.key, this.#abortReason));
+    }
     return this.#controller.signal;
   }
 
   /** Why the job was aborted, if it was. */
   get abortReason(): AbortReason | undefined {
-    return this.#controller.signal.aborted ? (this.#controller.signal.reason as AbortedError).reason : undefined;
+    return this.#abortReason;
+  }
+
+  /** True once aborted for any reason. */
+  get aborted(): boolean {
+    return this.#abortReason !== undefined;
   }
 
   /** Aborts the handler's signal (first reason wins). */
   abort(reason: AbortReason): void {
-    if (!this.#controller.signal.aborted) this.#controller.abort(new AbortedError(this.key, reason));
+    if (this.#abortReason !== undefined) return;
+    this.#abortReason = reason;
+    this.#controller?.abort(new AbortedError(this.key, reason));
   }
 
   async progress(percent: number, message?: string): Promise<void> {
@@ -107,6 +120,7 @@ export class JobContext implements Job {
 
   /** Waits for writes the handler did not await; throws the first failure. */
   async settleWrites(): Promise<void> {
+    if (this.#writes.size === 0) return;
     const results = await Promise.allSettled([...this.#writes]);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;

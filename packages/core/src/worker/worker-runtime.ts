@@ -263,7 +263,7 @@ export class WorkerRuntime implements Worker, JobHost {
 
   /** One fenced heartbeat for one job: renews the lease, sends progress, learns of cancel. */
   async #beat(job: JobContext): Promise<void> {
-    if (job.signal.aborted) return;
+    if (job.aborted) return;
     const progress = job.unsentProgress;
     job.unsentProgress = undefined;
     job.lastProgressSentAt = this.clock.now();
@@ -330,7 +330,7 @@ export class WorkerRuntime implements Worker, JobHost {
     // Jobs still running past the grace period: abort them and hand their leases back at once.
     await Promise.all(
       [...this.#jobs.values()].map(async ({ job }) => {
-        if (job.signal.aborted) return;
+        if (job.aborted) return;
         job.abort('shutdown');
         try {
           await this.#host.queue.release(job.key, job.token, { countAttempt: false });

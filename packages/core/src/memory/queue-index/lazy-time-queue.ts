@@ -45,6 +45,18 @@ export class LazyTimeQueue<T> {
     }
   }
 
+  /**
+   * A lower bound of the earliest live item's time (Infinity when empty), found without checking
+   * liveness: when it is in the future, nothing is due and `isLive` need not be asked.
+   */
+  nextTime(): number {
+    const first = this.#deque[this.#head];
+    const top = this.#heap[0];
+    const tf = first === undefined ? Infinity : this.#o.time(first);
+    const tt = top === undefined ? Infinity : this.#o.time(top);
+    return tf < tt ? tf : tt;
+  }
+
   /** The earliest live item, without removing it (dead items in front are discarded). */
   peek(): T | undefined {
     const first = this.#liveHead();
