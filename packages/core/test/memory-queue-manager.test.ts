@@ -425,17 +425,32 @@ describe('MemoryQueueManager', () => {
     it('expires pending records and drops finished ones past retention', async () => {
       await add('old', {}, { pendingExpiresAt: T0 + 100 });
       await add('fresh', {}, { pendingExpiresAt: T0 + 10_000 });
-      await add('done');
-      const lease = await claim({ groups: ['default'] });
-      expect(lease.record.key).to.equal('old');
-      await queue.release('old', lease.token, { countAttempt: false });
+      await add('done', { priority: 1 });
       const run = await claim();
-      await queue.complete(run.record.key, run.token, { durationMs: 1, retainUntil: T0 + 50 });
+      await queue.complete('done', run.token, { durationMs: 1, retainUntil: T0 + 50 });
       await clock.advance(100);
       const result = await queue.sweep();
+      expect(result.expired.map((r) => r.key)).to.deep.equal(['old']);
       expect(result.dropped).to.equal(1);
-      expect(await queue.get(run.record.key)).to.equal(undefined);
-      expect(result.expired.map((r) => r.key)).to.deep.equal(['fresh'].filter(() => false).concat(result.expired.map((r) => r.key)));
+      expect(await queue.get('done')).to.equal(undefined);
+      expect((await queue.get('fresh'))?.state).to.equal('pending');
+      expect((await queue.counts()).byState).to.deep.equal({
+        pending: 1,
+        running: 0,
+        completed: 0,
+        failed: 0,
+        cancelled: 0,
+        expired: 1,
+      });
+    });
+
+    it('expires a requeued record whose pendingExpiresAt has passed', async () => {
+      await add('k', {}, { pendingExpiresAt: T0 + 100 });
+      const lease = await claim();
+      await clock.advance(150);
+      await queue.release('k', lease.token, { countAttempt: false });
+      expect((await queue.get('k'))?.state).to.equal('expired');
+      expect((await queue.sweep()).expired.map((r) => r.key)).to.deep.equal(['k']);
     });
 
     it('expires a pending record at pendingExpiresAt and applies due transitions before any read', async () => {

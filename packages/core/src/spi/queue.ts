@@ -145,7 +145,7 @@ export interface CancelResult {
   readonly record?: QueueRecord;
 }
 
-/** Query of {@link QueueManager.list}. Results come in serving order for pending, else newest first. */
+/** Query of {@link QueueManager.list}. Results come in submission order (seq ascending). */
 export interface QueueListQuery {
   readonly states?: readonly QueueState[];
   readonly group?: string;
