@@ -4,7 +4,15 @@ import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
   {
-    ignores: ['**/dist/**', '**/node_modules/**', 'out/**', 'var/**', 'bench-results/**', '**/*.cjs', 'eslint.config.js'],
+    ignores: [
+      '**/dist/**',
+      '**/node_modules/**',
+      'out/**',
+      'var/**',
+      'bench-results/**',
+      '**/*.cjs',
+      'eslint.config.js',
+    ],
   },
   eslint.configs.recommended,
   ...tseslint.configs.strictTypeChecked,
@@ -25,7 +33,10 @@ export default tseslint.config(
       '@typescript-eslint/require-await': 'off',
       'no-restricted-syntax': [
         'error',
-        { selector: "CallExpression[callee.object.name=/^(describe|it|context)$/][callee.property.name='only']", message: 'No focused tests.' },
+        {
+          selector: "CallExpression[callee.object.name=/^(describe|it|context)$/][callee.property.name='only']",
+          message: 'No focused tests.',
+        },
         { selector: 'ExportAllDeclaration', message: 'Use explicit named exports.' },
       ],
     },
@@ -35,7 +46,14 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': [
         'error',
-        { patterns: [{ group: ['@aws-sdk/*', '@armlib/file', '@armlib/dynamodb', '@armlib/s3'], message: 'Core never imports an adapter or an SDK.' }] },
+        {
+          patterns: [
+            {
+              group: ['@aws-sdk/*', '@armlib/file', '@armlib/dynamodb', '@armlib/s3'],
+              message: 'Core never imports an adapter or an SDK.',
+            },
+          ],
+        },
       ],
     },
   },

@@ -94,7 +94,9 @@ function sortDeep(value: unknown): unknown {
 // One-shot hashing (Node >= 20.12) skips the Hash object; fall back where it is missing.
 const oneShot = (crypto as { hash?: (algorithm: string, data: string, encoding: 'hex') => string }).hash;
 function sha256Hex(text: string): string {
-  return oneShot === undefined ? createHash('sha256').update(text, 'utf8').digest('hex') : oneShot('sha256', text, 'hex');
+  return oneShot === undefined
+    ? createHash('sha256').update(text, 'utf8').digest('hex')
+    : oneShot('sha256', text, 'hex');
 }
 
 // Uris repeat far more than they vary: remember recent prefixes (bounded).

@@ -77,7 +77,11 @@ describe('MemoryQueueManager', () => {
 
   describe('construction', () => {
     it('states its capabilities', () => {
-      expect(queue.capabilities).to.deep.equal({ exactPosition: true, sharedAcrossProcesses: false, clockGranularityMs: 1 });
+      expect(queue.capabilities).to.deep.equal({
+        exactPosition: true,
+        sharedAcrossProcesses: false,
+        clockGranularityMs: 1,
+      });
     });
 
     it('rejects bad options with the path of each bad field', () => {
@@ -168,8 +172,12 @@ describe('MemoryQueueManager', () => {
       const before = await queue.counts();
 
       const globalFull = queue.enqueue(entry('x', { group: 'c' }), { limits: { maxQueueLength: 3 } });
-      await expect(globalFull).to.be.rejectedWith(QueueFullError).and.eventually.include({ limit: 3, group: undefined });
-      const groupFull = queue.enqueue(entry('x', { group: 'a' }), { limits: { maxQueueLength: 4, groupMaxQueueLength: 2 } });
+      await expect(globalFull)
+        .to.be.rejectedWith(QueueFullError)
+        .and.eventually.include({ limit: 3, group: undefined });
+      const groupFull = queue.enqueue(entry('x', { group: 'a' }), {
+        limits: { maxQueueLength: 4, groupMaxQueueLength: 2 },
+      });
       await expect(groupFull).to.be.rejectedWith(QueueFullError).and.eventually.include({ limit: 2, group: 'a' });
       const quota = queue.enqueue(entry('x', { group: 'b', owner: 'ann' }), { limits: { maxPendingPerOwner: 2 } });
       await expect(quota).to.be.rejectedWith(QuotaExceededError).and.eventually.include({ owner: 'ann', limit: 2 });
@@ -313,7 +321,12 @@ describe('MemoryQueueManager', () => {
       const lease = await claim();
       await clock.advance(250);
       const done = await queue.complete('k', lease.token, { durationMs: 250, retainUntil: T0 + 60_000 });
-      expect(done).to.deep.include({ state: 'completed', startedAt: T0, finishedAt: T0 + 250, retainUntil: T0 + 60_000 });
+      expect(done).to.deep.include({
+        state: 'completed',
+        startedAt: T0,
+        finishedAt: T0 + 250,
+        retainUntil: T0 + 60_000,
+      });
       expect(done).to.not.have.any.keys('leaseToken', 'leaseExpiresAt');
       expect(await queue.get('k')).to.deep.equal(done);
       expect(await queue.uriStats('/reports/sales')).to.deep.equal([
@@ -482,7 +495,11 @@ describe('MemoryQueueManager', () => {
     it('handles a large queue: positions and due transitions stay exact', async () => {
       const n = 20_000;
       for (let i = 0; i < n; i++) {
-        await add(`k${String(i)}`, { priority: i % 3 }, { pendingExpiresAt: T0 + 1_000 + (i % 10 === 0 ? 0 : 1_000_000) });
+        await add(
+          `k${String(i)}`,
+          { priority: i % 3 },
+          { pendingExpiresAt: T0 + 1_000 + (i % 10 === 0 ? 0 : 1_000_000) },
+        );
       }
       // Rank: priority 2 first (i % 3 === 2), in seq order.
       expect(await queue.position('k2')).to.equal(1);
@@ -573,7 +590,14 @@ describe('MemoryQueueManager', () => {
       await claim({ groups: ['g2'] });
       await queue.cancel('c', {});
       const counts = await queue.counts();
-      expect(counts.byState).to.deep.equal({ pending: 1, running: 1, completed: 0, failed: 0, cancelled: 1, expired: 0 });
+      expect(counts.byState).to.deep.equal({
+        pending: 1,
+        running: 1,
+        completed: 0,
+        failed: 0,
+        cancelled: 1,
+        expired: 0,
+      });
       expect(counts.byGroup).to.deep.equal({
         g1: { pending: 1, running: 0, completed: 0, failed: 0, cancelled: 0, expired: 0 },
         g2: { pending: 0, running: 1, completed: 0, failed: 0, cancelled: 1, expired: 0 },

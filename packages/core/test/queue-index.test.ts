@@ -20,7 +20,11 @@ function byKeyThenSeq(a: { key: number; seq: number }, b: { key: number; seq: nu
 }
 
 /** Operations drawn by fast-check: add with a key, or act on the n-th item held (modulo). */
-type Op = { kind: 'add'; key: number } | { kind: 'pop' } | { kind: 'remove'; index: number } | { kind: 'rekey'; index: number; key: number };
+type Op =
+  | { kind: 'add'; key: number }
+  | { kind: 'pop' }
+  | { kind: 'remove'; index: number }
+  | { kind: 'rekey'; index: number; key: number };
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 4, arbitrary: fc.record({ kind: fc.constant('add' as const), key: fc.integer({ min: 0, max: 40 }) }) },
@@ -28,7 +32,11 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('remove' as const), index: fc.nat() }) },
   {
     weight: 1,
-    arbitrary: fc.record({ kind: fc.constant('rekey' as const), index: fc.nat(), key: fc.integer({ min: 0, max: 40 }) }),
+    arbitrary: fc.record({
+      kind: fc.constant('rekey' as const),
+      index: fc.nat(),
+      key: fc.integer({ min: 0, max: 40 }),
+    }),
   },
 );
 
@@ -125,16 +133,18 @@ describe('queue index', () => {
       readonly priority: number;
       readonly seq: number;
       rankSlot: number;
+      rankPending: boolean;
       pending: boolean;
     }
 
     type RankOp =
-      | { kind: 'add'; priority: number }
-      | { kind: 'toggle'; index: number }
-      | { kind: 'remove'; index: number };
+      { kind: 'add'; priority: number } | { kind: 'toggle'; index: number } | { kind: 'remove'; index: number };
 
     const rankOp: fc.Arbitrary<RankOp> = fc.oneof(
-      { weight: 5, arbitrary: fc.record({ kind: fc.constant('add' as const), priority: fc.integer({ min: -3, max: 3 }) }) },
+      {
+        weight: 5,
+        arbitrary: fc.record({ kind: fc.constant('add' as const), priority: fc.integer({ min: -3, max: 3 }) }),
+      },
       { weight: 2, arbitrary: fc.record({ kind: fc.constant('toggle' as const), index: fc.nat() }) },
       { weight: 3, arbitrary: fc.record({ kind: fc.constant('remove' as const), index: fc.nat() }) },
     );
@@ -153,7 +163,7 @@ describe('queue index', () => {
           let seq = 0;
           for (const op of ops) {
             if (op.kind === 'add') {
-              const item = { priority: op.priority, seq: seq++, rankSlot: -1, pending: true };
+              const item = { priority: op.priority, seq: seq++, rankSlot: -1, rankPending: false, pending: true };
               index.add(item, true);
               items.push(item);
             } else if (items.length > 0) {
@@ -181,7 +191,7 @@ describe('queue index', () => {
       const live: RankTestItem[] = [];
       let seq = 0;
       for (let round = 0; round < 20_000; round++) {
-        const item = { priority: round % 3, seq: seq++, rankSlot: -1, pending: true };
+        const item = { priority: round % 3, seq: seq++, rankSlot: -1, rankPending: false, pending: true };
         index.add(item, true);
         live.push(item);
         if (round % 5 !== 0) index.remove(live.shift()!);
@@ -196,15 +206,15 @@ describe('queue index', () => {
       for (const item of live) index.remove(item);
       expect(index.pending).to.equal(0);
       // An emptied index starts afresh.
-      const again = { priority: 1, seq: seq++, rankSlot: -1, pending: true };
+      const again = { priority: 1, seq, rankSlot: -1, rankPending: false, pending: true };
       index.add(again, true);
       expect(index.rank(again)).to.equal(1);
     });
 
     it('returns undefined for an item that is not pending or not indexed', () => {
       const index = new PendingRank<RankTestItem>();
-      const a = { priority: 0, seq: 1, rankSlot: -1, pending: true };
-      const b = { priority: 0, seq: 2, rankSlot: -1, pending: true };
+      const a = { priority: 0, seq: 1, rankSlot: -1, rankPending: false, pending: true };
+      const b = { priority: 0, seq: 2, rankSlot: -1, rankPending: false, pending: true };
       expect(index.rank(a)).to.equal(undefined);
       index.add(a, true);
       index.add(b, true);
@@ -338,6 +348,26 @@ describe('queue index', () => {
           }
         }),
       );
+    });
+
+    it('removes an item at the front at once, without asking isLive', () => {
+      let asked = 0;
+      const q = new LazyTimeQueue<number>({
+        time: (i) => i,
+        seq: (i) => i,
+        isLive: () => {
+          asked++;
+          return true;
+        },
+      });
+      for (const i of [5, 6, 7, 1]) q.push(i); // 1 is out of order: heap
+      expect(q.removeIfFirst(6)).to.equal(false);
+      expect(q.removeIfFirst(5)).to.equal(true);
+      expect(q.removeIfFirst(1)).to.equal(true);
+      expect(q.size).to.equal(2);
+      expect(asked).to.equal(0);
+      expect(q.pop()).to.equal(6);
+      expect(q.pop()).to.equal(7);
     });
 
     it('keeps memory within a constant factor of the live items', () => {

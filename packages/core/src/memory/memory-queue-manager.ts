@@ -88,7 +88,8 @@ function validateOptions(options: unknown): { maxFinishedBytes: number } {
   }
   const issues: { path: string; message: string }[] = [];
   for (const name of Object.keys(options)) {
-    if (name !== 'maxFinishedBytes') issues.push({ path: `/${name}`, message: 'unknown option (expected maxFinishedBytes)' });
+    if (name !== 'maxFinishedBytes')
+      issues.push({ path: `/${name}`, message: 'unknown option (expected maxFinishedBytes)' });
   }
   const max = (options as MemoryQueueManagerOptions).maxFinishedBytes ?? DEFAULT_MAX_FINISHED_BYTES;
   if (typeof max !== 'number' || !Number.isSafeInteger(max) || max < 0) {
@@ -113,10 +114,10 @@ function decodeCursor(cursor: string): number {
 
 /**
  * The in-memory queue: fast, exact, single process. Pending and running records live in a map
- * with heaps for claiming (per group) and for every timed transition (readiness, pending expiry,
- * lease expiry, retention), so due transitions cost O(log n) each and nothing scans the queue.
- * Exact positions come from per-priority Fenwick trees. Finished records live in a byte-sized
- * LRU and may be evicted (then they are simply absent).
+ * with heaps for claiming (per group) and time-ordered queues for every timed transition
+ * (readiness, pending expiry, lease expiry, retention), so a due transition costs O(log n) at
+ * most and nothing scans the queue. Exact positions come from per-priority Fenwick trees.
+ * Finished records live in a byte-sized LRU and may be evicted (then they are simply absent).
  *
  * Due transitions are applied lazily at the start of every call, so reads are exact without a
  * sweep; {@link MemoryQueueManager.sweep} reports them (and applies any still due).
@@ -149,6 +150,7 @@ export class MemoryQueueManager implements QueueManager {
   readonly #readyGroups = new Set<GroupState>();
   #groupGcAt = 64;
   readonly #ownerPending = new Map<string, number>();
+  #ownerGcAt = 64;
   readonly #byState: StateCounts = zeroCounts();
 
   readonly #rank = new PendingRank<Entry>();
@@ -257,7 +259,8 @@ export class MemoryQueueManager implements QueueManager {
   async position(key: string): Promise<number | undefined> {
     this.#begin();
     const e = this.#live.get(key);
-    return e === undefined || e.record.state !== 'pending' ? undefined : this.#rank.rank(e);
+    // The rank index knows whether the entry is pending: no need to touch the record.
+    return e === undefined ? undefined : this.#rank.rank(e);
   }
 
   async claim(options: ClaimOptions): Promise<Lease | undefined> {
@@ -379,7 +382,7 @@ export class MemoryQueueManager implements QueueManager {
     let states: ReadonlySet<string> | undefined;
     if (query.states !== undefined && query.states.length > 0) {
       for (const s of query.states) {
-        if (!STATE_SET.has(s)) throw new InvalidRequestError('states', `unknown state '${String(s)}'`);
+        if (!STATE_SET.has(s)) throw new InvalidRequestError('states', `unknown state '${s}'`);
       }
       states = new Set(query.states);
     }
@@ -587,39 +590,24 @@ export class MemoryQueueManager implements QueueManager {
   #pickGroup(options: ClaimOptions, now: number): GroupState | undefined {
     const policies = options.policies;
     let best: GroupState | undefined;
-    let bestPriority = 0;
     let bestReadyAt = 0;
-    const consider = (g: GroupState): void => {
-      const top = g.ready.peek();
-      if (top === undefined) return;
-      let interval = 0;
-      if (Object.hasOwn(policies, g.name)) {
-        const policy = policies[g.name];
-        if (policy?.maxConcurrent !== undefined && g.counts.running >= policy.maxConcurrent) return;
-        interval = policy?.minIntervalMs ?? 0;
-        if (interval > g.maxIntervalMs) g.maxIntervalMs = interval;
-      }
-      const readyAt = g.lastClaimAt + interval;
-      if (readyAt > now) return;
-      if (
-        best === undefined ||
-        top.priority > bestPriority ||
-        (top.priority === bestPriority &&
-          (readyAt < bestReadyAt ||
-            (readyAt === bestReadyAt &&
-              (g.lastClaimSeq < best.lastClaimSeq || (g.lastClaimSeq === best.lastClaimSeq && g.name < best.name)))))
-      ) {
-        best = g;
-        bestPriority = top.priority;
-        bestReadyAt = readyAt;
-      }
-    };
     if (options.groups === undefined) {
-      for (const g of this.#readyGroups) consider(g);
+      for (const g of this.#readyGroups) {
+        const readyAt = claimableAt(g, policies, now);
+        if (readyAt !== undefined && (best === undefined || outranks(g, readyAt, best, bestReadyAt))) {
+          best = g;
+          bestReadyAt = readyAt;
+        }
+      }
     } else {
       for (const name of options.groups) {
         const g = this.#groups.get(name);
-        if (g !== undefined) consider(g);
+        if (g === undefined) continue;
+        const readyAt = claimableAt(g, policies, now);
+        if (readyAt !== undefined && (best === undefined || outranks(g, readyAt, best, bestReadyAt))) {
+          best = g;
+          bestReadyAt = readyAt;
+        }
       }
     }
     return best;
@@ -704,27 +692,64 @@ export class MemoryQueueManager implements QueueManager {
     const group = this.#groups.get(record.group);
     if (group !== undefined) group.counts[state]--;
     this.#bySeq.remove(record.seq);
-    // The retention queue finds out through isLive.
+    // Usually the oldest record goes first, which is the front of the retention queue; any
+    // other is found dead there later (isLive) and compacted away.
+    if (record.retainUntil !== undefined) this.#retention.removeIfFirst(record);
   }
 
   #ownerLeftPending(owner: string | undefined): void {
-    if (owner === undefined) return;
-    const n = (this.#ownerPending.get(owner) ?? 0) - 1;
-    if (n <= 0) this.#ownerPending.delete(owner);
-    else this.#ownerPending.set(owner, n);
+    // Zeros stay (a busy owner would otherwise be deleted and re-added on every claim); sweeps collect them.
+    if (owner !== undefined) this.#ownerPending.set(owner, (this.#ownerPending.get(owner) ?? 1) - 1);
   }
 
   /**
-   * Forgets groups with no records once their claim interval has passed (the interval must
-   * outlive the records). Runs only when groups doubled since the last pass: amortised O(1).
+   * Forgets owners with nothing pending, and groups with no records once their claim interval
+   * has passed (the interval must outlive the records). Each pass runs only when the map doubled
+   * since the last one: amortised O(1).
    */
   #collectGroups(now: number): void {
+    if (this.#ownerPending.size >= this.#ownerGcAt) {
+      for (const [owner, n] of this.#ownerPending) if (n === 0) this.#ownerPending.delete(owner);
+      this.#ownerGcAt = Math.max(64, this.#ownerPending.size * 2);
+    }
     if (this.#groups.size < this.#groupGcAt) return;
     for (const [name, g] of this.#groups) {
       if (g.total() === 0 && g.lastClaimAt + g.maxIntervalMs <= now) this.#groups.delete(name);
     }
     this.#groupGcAt = Math.max(64, this.#groups.size * 2);
   }
+}
+
+/**
+ * When the group may next be claimed from (SharQ's ready time: last claim + interval), or
+ * undefined when it cannot be claimed from now (nothing ready, at its concurrency cap, or
+ * still in its interval).
+ */
+function claimableAt(g: GroupState, policies: ClaimOptions['policies'], now: number): number | undefined {
+  if (g.ready.size === 0) return undefined;
+  let interval = 0;
+  if (Object.hasOwn(policies, g.name)) {
+    const policy = policies[g.name];
+    if (policy?.maxConcurrent !== undefined && g.counts.running >= policy.maxConcurrent) return undefined;
+    interval = policy?.minIntervalMs ?? 0;
+    if (interval > g.maxIntervalMs) g.maxIntervalMs = interval;
+  }
+  const readyAt = g.lastClaimAt + interval;
+  return readyAt > now ? undefined : readyAt;
+}
+
+/**
+ * Whether group `g` should be claimed from before `best`: its best record's priority, then the
+ * earlier ready time (fairness), then the earlier last claim (ready times that tie within a ms),
+ * then the name.
+ */
+function outranks(g: GroupState, readyAt: number, best: GroupState, bestReadyAt: number): boolean {
+  const p = (g.ready.peek() as Entry).priority;
+  const q = (best.ready.peek() as Entry).priority;
+  if (p !== q) return p > q;
+  if (readyAt !== bestReadyAt) return readyAt < bestReadyAt;
+  if (g.lastClaimSeq !== best.lastClaimSeq) return g.lastClaimSeq < best.lastClaimSeq;
+  return g.name < best.name;
 }
 
 function buffer(list: QueueRecord[], record: QueueRecord): void {

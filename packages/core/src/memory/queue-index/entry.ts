@@ -34,6 +34,7 @@ export class Entry implements RankItem {
   expiryPos = -1;
   leasePos = -1;
   rankSlot = -1;
+  rankPending = false;
 
   constructor(record: QueueRecord, group: GroupState) {
     this.record = record;

@@ -81,11 +81,6 @@ export class IndexedHeap<T> {
     this.#items.length = 0;
   }
 
-  /** The items in heap (not sorted) order; for tests and rebuilds. */
-  toArray(): T[] {
-    return this.#items.slice();
-  }
-
   #place(pos: number, item: T): void {
     if (pos > 0) {
       const parent = this.#items[(pos - 1) >> 1] as T;

@@ -78,6 +78,23 @@ export class LazyTimeQueue<T> {
     return first;
   }
 
+  /**
+   * Takes the item out when it is at the front (of the deque or the heap); returns whether it
+   * was. A caller that removes items in roughly time order (an LRU evicting old records) keeps
+   * the queue free of dead items this way, without asking `isLive`.
+   */
+  removeIfFirst(item: T): boolean {
+    if (this.#head < this.#deque.length && this.#deque[this.#head] === item) {
+      this.#shift();
+      return true;
+    }
+    if (this.#heap[0] === item) {
+      this.#heapPop();
+      return true;
+    }
+    return false;
+  }
+
   /** Drops dead items when they are more than half of at least `COMPACT_MIN`, given a bound on the live count. */
   compactIfSparse(liveAtMost: number): void {
     const size = this.size;

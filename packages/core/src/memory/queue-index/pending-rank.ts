@@ -1,10 +1,12 @@
 import { FenwickFlags } from './fenwick.js';
 
-/** What {@link PendingRank} needs from an item: its priority and a slot field it may write. */
+/** What {@link PendingRank} needs from an item: its priority and fields it may write. */
 export interface RankItem {
   readonly priority: number;
   /** Slot in the item's priority lane; owned by the index (`-1` when not indexed). */
   rankSlot: number;
+  /** Whether the index counts the item as pending; owned by the index. */
+  rankPending: boolean;
 }
 
 const INITIAL_CAPACITY = 16;
@@ -40,6 +42,7 @@ class Lane<T extends RankItem> {
     this.items[slot] = item;
     item.rankSlot = slot;
     this.live++;
+    item.rankPending = pending;
     if (pending) {
       this.flags.set(slot, true);
       this.pending++;
@@ -47,9 +50,9 @@ class Lane<T extends RankItem> {
   }
 
   setPending(item: T, pending: boolean): void {
-    const slot = item.rankSlot;
-    if (this.flags.get(slot) === pending) return;
-    this.flags.set(slot, pending);
+    if (item.rankPending === pending) return;
+    item.rankPending = pending;
+    this.flags.set(item.rankSlot, pending);
     this.pending += pending ? 1 : -1;
   }
 
@@ -142,9 +145,11 @@ export class PendingRank<T extends RankItem> {
 
   /** 1-based position of a pending item, or undefined when the item is not pending here. */
   rank(item: T): number | undefined {
-    if (item.rankSlot < 0) return undefined;
-    const lane = this.#laneOf(item);
-    if (!lane.flags.get(item.rankSlot)) return undefined;
+    // Reads only the item and its lane's tree: at a million items every other memory access is
+    // a likely cache miss, and this runs on every status read.
+    if (item.rankSlot < 0 || !item.rankPending) return undefined;
+    const lane = this.#lanes.get(item.priority);
+    if (lane === undefined) return undefined;
     let ahead = 0;
     for (const other of this.#ordered) {
       if (other === lane) break;
