@@ -250,8 +250,9 @@ export class MemoryCacheManager implements CacheManager {
     const manifest = freezeManifest({ key, area, createdAt: this.#clock.now(), formats: infos });
     // The overhead is capped so that any result whose data fits is admitted (lru-cache would drop it silently).
     const charge = Math.min(bytes + RESULT_OVERHEAD_BYTES + FORMAT_OVERHEAD_BYTES * data.size, max);
-    this.#persistent.delete(key);
-    this.#temporary.delete(key);
+    // Setting a key replaces it in its own area; only the other area needs an explicit delete.
+    if (area === 'persistent') this.#temporary.delete(key);
+    else this.#persistent.delete(key);
     this.#area(area).set(key, { manifest, data, charge });
     return manifest;
   }
@@ -351,10 +352,12 @@ function formatInfo(options: CacheWriteOptions): Omit<FormatInfo, 'size'> {
 }
 
 function freezeManifest(manifest: ResultManifest): ResultManifest {
-  const formats = Object.freeze(
-    Object.fromEntries(Object.entries(manifest.formats).map(([f, info]) => [f, Object.freeze({ ...info })])),
-  );
-  return Object.freeze({ ...manifest, formats });
+  const formats: Record<string, FormatInfo> = {};
+  for (const name in manifest.formats) {
+    const info = manifest.formats[name];
+    if (info !== undefined) formats[name] = Object.isFrozen(info) ? info : Object.freeze({ ...info });
+  }
+  return Object.freeze({ key: manifest.key, area: manifest.area, createdAt: manifest.createdAt, formats: Object.freeze(formats) });
 }
 
 function resolveOptions(raw: unknown): Readonly<Required<MemoryCacheManagerOptions>> {

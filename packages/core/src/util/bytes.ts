@@ -16,12 +16,23 @@ export interface ResolvedRange {
 export async function readAll(source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let total = 0;
-  for await (const chunk of checkIterable(source)) {
-    const copy = Buffer.from(checkChunk(chunk));
-    chunks.push(copy);
-    total += copy.byteLength;
+  const checked = checkIterable(source);
+  if (Symbol.iterator in checked) {
+    // In-memory chunks: no promise per chunk.
+    for (const chunk of checked) total += pushCopy(chunks, chunk);
+  } else {
+    for await (const chunk of checked) total += pushCopy(chunks, chunk);
   }
   return chunks.length === 1 && chunks[0] !== undefined ? chunks[0] : Buffer.concat(chunks, total);
+}
+
+function pushCopy(chunks: Buffer[], chunk: unknown): number {
+  const view = checkChunk(chunk);
+  // allocUnsafe draws small copies from Node's pool; every byte is overwritten at once.
+  const copy = Buffer.allocUnsafe(view.byteLength);
+  copy.set(view);
+  chunks.push(copy);
+  return view.byteLength;
 }
 
 /**

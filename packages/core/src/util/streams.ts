@@ -1,15 +1,29 @@
 import type { WriteData } from '../manager/types.js';
 
-/** Turns anything a handler may write into a stream of byte chunks, without buffering it whole. */
-export function toByteChunks(data: WriteData): AsyncIterable<Uint8Array> {
-  if (typeof data === 'string') return once(Buffer.from(data, 'utf8'));
-  if (data instanceof Uint8Array) return once(data);
-  return normalize(data as AsyncIterable<unknown>);
+/**
+ * Chunks already in memory, iterable both ways. Adapters that can take bytes synchronously
+ * (memory, file) use the sync iterator and skip a promise per chunk; others see a normal stream.
+ */
+export class ByteChunks implements AsyncIterable<Uint8Array>, Iterable<Uint8Array> {
+  constructor(readonly chunks: readonly Uint8Array[]) {}
+
+  [Symbol.iterator](): Iterator<Uint8Array> {
+    return this.chunks[Symbol.iterator]();
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
+    const inner = this.chunks[Symbol.iterator]();
+    return {
+      next: () => Promise.resolve(inner.next()),
+    };
+  }
 }
 
-async function* once(chunk: Uint8Array): AsyncIterable<Uint8Array> {
-  await Promise.resolve();
-  yield chunk;
+/** Turns anything a handler may write into a stream of byte chunks, without buffering it whole. */
+export function toByteChunks(data: WriteData): AsyncIterable<Uint8Array> {
+  if (typeof data === 'string') return new ByteChunks([Buffer.from(data, 'utf8')]);
+  if (data instanceof Uint8Array) return new ByteChunks([data]);
+  return normalize(data as AsyncIterable<unknown>);
 }
 
 async function* normalize(source: AsyncIterable<unknown>): AsyncIterable<Uint8Array> {

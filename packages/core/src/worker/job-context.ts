@@ -38,6 +38,8 @@ export class JobContext implements Job {
   #abortReason: AbortReason | undefined;
   readonly #host: JobHost;
   #staged: Promise<StagedResult> | undefined;
+  /** The staged result once `#staged` settled: later writes and the commit skip an await. */
+  #stagedResult: StagedResult | undefined;
   readonly #writes = new Set<Promise<unknown>>();
   #closed = false;
 
@@ -104,7 +106,7 @@ export class JobContext implements Job {
       );
     }
     const contentType = options?.contentType ?? contentTypeFor(format);
-    const pending = this.#stage().then((staged) => staged.write(format, toByteChunks(data), { contentType }));
+    const pending = this.#writeStaged(format, data, contentType);
     this.#writes.add(pending);
     try {
       await pending;
@@ -128,7 +130,7 @@ export class JobContext implements Job {
 
   /** Publishes every written format (the commit point). */
   async commit(area: CacheArea): Promise<ResultManifest> {
-    const staged = await this.#stage();
+    const staged = this.#stagedResult ?? (await this.#stage());
     return staged.commit(area);
   }
 
@@ -143,8 +145,13 @@ export class JobContext implements Job {
     }
   }
 
+  async #writeStaged(format: string, data: WriteData, contentType: string): Promise<void> {
+    const staged = this.#stagedResult ?? (await this.#stage());
+    await staged.write(format, toByteChunks(data), { contentType });
+  }
+
   #stage(): Promise<StagedResult> {
-    this.#staged ??= this.#host.cache.stage(this.key);
+    this.#staged ??= this.#host.cache.stage(this.key).then((staged) => (this.#stagedResult = staged));
     return this.#staged;
   }
 
