@@ -8,7 +8,10 @@ import type { TestEnv } from './context.js';
 import { completeWithWorker, EventLog, readText, req, untilTerminal } from './helpers.js';
 import type { ConformanceOptions } from './types.js';
 
-/** §3.1 cancel: pending at once, running through the worker's signal, terminal unchanged. */
+/**
+ * §3.1 cancel: pending at once, running through the worker's signal, terminal unchanged. A cancel
+ * request is never lost: a run that fails or is handed back before it notices ends `cancelled`.
+ */
 export function cancelTests(options: ConformanceOptions): void {
   const ctx = resolveContext(options);
   describe('cancel', function () {
@@ -57,6 +60,63 @@ export function cancelTests(options: ConformanceOptions): void {
         expect(log.of('completed', 'stop-me')).to.have.length(0);
       });
     }
+
+    it('ends cancelled, not retried, a job cancelled from another process that then throws', async function () {
+      const env = await open();
+      const manager = env.manager({ settings: { maxAttempts: 3 } });
+      const canceller = await env.otherProcess();
+      const log = new EventLog(env, manager, canceller);
+      const gate = env.defer();
+      let runs = 0;
+      manager.process(async () => {
+        runs++;
+        await gate.promise;
+        // A retryable failure: without the cancel it would run again.
+        throw new Error('upstream timed out');
+      });
+      await manager.submit(req('cancel-then-throw'));
+      await env.until(() => runs === 1, { stepMs: env.settings.pollMs, what: 'cancel-then-throw to start' });
+      // The clock stands still: no heartbeat can tell the worker before its job throws.
+      expect((await canceller.cancel('cancel-then-throw')).cancelRequested).to.equal(true);
+      gate.resolve();
+      await untilTerminal(env, manager, ['cancel-then-throw']);
+      const final = await manager.status('cancel-then-throw');
+      expect(final.state).to.equal('cancelled');
+      expect(final.attempts).to.equal(1);
+      expect(log.of('retried', 'cancel-then-throw')).to.have.length(0);
+      expect(log.of('cancelled', 'cancel-then-throw')).to.deep.equal([{ key: 'cancel-then-throw', running: true }]);
+      await env.clock.advance(env.t(30_000));
+      expect(runs).to.equal(1);
+      expect((await manager.status('cancel-then-throw')).state).to.equal('cancelled');
+    });
+
+    it('ends cancelled, not requeued, a job cancelled from another process that a stopping worker hands back', async function () {
+      const env = await open();
+      const manager = env.manager();
+      const canceller = await env.otherProcess();
+      const log = new EventLog(env, manager, canceller);
+      const gate = env.defer();
+      let runs = 0;
+      const worker = manager.process(async () => {
+        runs++;
+        await gate.promise;
+      });
+      await manager.submit(req('cancel-then-stop'));
+      await env.until(() => runs === 1, { stepMs: env.settings.pollMs, what: 'cancel-then-stop to start' });
+      expect((await canceller.cancel('cancel-then-stop')).cancelRequested).to.equal(true);
+      // No grace: the worker hands the lease back before any heartbeat tells it of the cancel.
+      await worker.stop({ graceMs: 0 });
+      const final = await manager.status('cancel-then-stop');
+      expect(final.state).to.equal('cancelled');
+      expect(log.of('requeued', 'cancel-then-stop')).to.have.length(0);
+      expect(log.of('cancelled', 'cancel-then-stop')).to.deep.equal([{ key: 'cancel-then-stop', running: true }]);
+      manager.process(async () => {
+        await Promise.resolve();
+        runs++;
+      });
+      await env.clock.advance(env.settings.pollMs * 5);
+      expect(runs).to.equal(1);
+    });
 
     it('leaves a terminal request unchanged and says so', async function () {
       const env = await open();

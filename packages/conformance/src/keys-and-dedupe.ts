@@ -168,6 +168,32 @@ export function keysAndDedupeTests(options: ConformanceOptions): void {
       expect(await readText(await manager.read('promote-me', 'csv'))).to.equal('cached promote-me');
     });
 
+    it('makes a pending entry sticky when a sticky submit joins it, so its result is persistent', async function () {
+      const env = await open();
+      const manager = env.manager();
+      const log = new EventLog(env, manager);
+      const first = await manager.submit(req('shared-report'));
+      expect(first.request?.sticky ?? false).to.equal(false);
+      const sticky = await manager.submit(req('shared-report', { sticky: true }));
+      expect(sticky.state).to.equal('pending');
+      expect(sticky.request?.sticky).to.equal(true);
+      expect(log.of('deduplicated', 'shared-report')).to.have.length(1);
+      // A later non-sticky submit does not take it back.
+      expect((await manager.submit(req('shared-report'))).request?.sticky).to.equal(true);
+      expect((await manager.metrics()).byState.pending).to.equal(1);
+      const worker = manager.process(async (job) => {
+        expect(job.request.sticky).to.equal(true);
+        await job.write('csv', 'shared');
+      });
+      await untilTerminal(env, manager, ['shared-report'], env.settings.pollMs);
+      await env.drive(worker.stop(), { stepMs: env.settings.pollMs, what: 'worker.stop()' });
+      const done = await manager.status('shared-report');
+      expect(done.state).to.equal('completed');
+      expect(done.result?.area).to.equal('persistent');
+      expect((await env.cache.head('shared-report', 'persistent'))?.area).to.equal('persistent');
+      expect(await env.cache.head('shared-report', 'temporary')).to.equal(undefined);
+    });
+
     it('re-queues failed, cancelled and expired keys as new pending entries', async function () {
       const env = await open();
       const manager = env.manager({ settings: { pendingTtlMs: 1_000 } });

@@ -1,10 +1,13 @@
 import { expect } from 'chai';
 
 import { resolveContext, useEnv } from './context.js';
-import { EventLog, GatedHandler, req, untilTerminal } from './helpers.js';
+import { entry, EventLog, GatedHandler, req, untilTerminal } from './helpers.js';
 import type { ConformanceOptions } from './types.js';
 
-/** §3.1 expiry: a request pending longer than pendingTtlMs becomes expired; it can be submitted again. */
+/**
+ * §3.1 expiry: a request pending longer than pendingTtlMs becomes expired; it can be submitted
+ * again. Only a request never started expires: one back in pending after a run never does.
+ */
 export function pendingExpiryTests(options: ConformanceOptions): void {
   const ctx = resolveContext(options);
   describe('pending expiry', function () {
@@ -55,6 +58,67 @@ export function pendingExpiryTests(options: ConformanceOptions): void {
       gated.open('slow-job');
       await untilTerminal(env, manager, ['slow-job'], env.settings.pollMs);
       expect((await manager.status('slow-job')).state).to.equal('completed');
+    });
+
+    it('never expires a request back in pending after a retry, however long it waits', async function () {
+      const env = await open();
+      const ttl = 1_000;
+      // The retry waits 5-10 s: far past the TTL.
+      const manager = env.manager({ settings: { pendingTtlMs: ttl, retryBaseMs: 10_000, retryMaxMs: 10_000 } });
+      const log = new EventLog(env, manager);
+      let runs = 0;
+      manager.process(async (job) => {
+        await Promise.resolve();
+        runs++;
+        if (job.attempt === 1) throw new Error('busy, try later');
+        await job.write('csv', 'second time lucky');
+      });
+      await manager.submit(req('retry-later'));
+      await env.until(() => log.of('retried', 'retry-later').length === 1, {
+        stepMs: env.settings.pollMs,
+        what: 'the first attempt to fail',
+      });
+      const retryAt = Date.parse(log.of('retried', 'retry-later')[0]?.retryAt ?? '');
+      expect(retryAt - env.clock.now()).to.be.greaterThan(env.t(ttl) * 3);
+      await env.clock.advance(env.t(ttl) * 3);
+      await manager.sweep();
+      const waiting = await manager.status('retry-later');
+      expect(waiting.state).to.equal('pending');
+      expect(waiting.attempts).to.equal(1);
+      expect(log.of('expired', 'retry-later')).to.have.length(0);
+      await untilTerminal(env, manager, ['retry-later'], env.settings.pollMs);
+      const final = await manager.status('retry-later');
+      expect(final.state).to.equal('completed');
+      expect(final.attempts).to.equal(2);
+      expect(runs).to.equal(2);
+      expect(log.of('expired', 'retry-later')).to.have.length(0);
+    });
+
+    it('never expires a record once claimed: not after a lease expiry, not after a release (SPI)', async function () {
+      const env = await open();
+      const { queue } = env;
+      const lease = { workerId: 'w', leaseMs: env.t(1_000), policies: {} };
+      await queue.enqueue(entry('lost', {}, { pendingExpiresAt: env.clock.now() + env.t(500) }), { limits: {} });
+      await queue.enqueue(entry('handed-back', {}, { pendingExpiresAt: env.clock.now() + env.t(500) }), {
+        limits: {},
+      });
+      const lost = await queue.claim(lease);
+      const handedBack = await queue.claim(lease);
+      expect([lost?.record.key, handedBack?.record.key]).to.deep.equal(['lost', 'handed-back']);
+      if (handedBack === undefined) throw new Error('unreachable');
+      await env.clock.advance(env.t(600));
+      // Given back without counting the attempt: attempts is 0 again, yet the request has started.
+      const released = await queue.release('handed-back', handedBack.token, { countAttempt: false });
+      expect(released.state).to.equal('pending');
+      expect(released.attempts).to.equal(0);
+      await env.clock.advance(env.t(1_000));
+      const swept = await queue.sweep();
+      expect(swept.requeued.map((r) => r.key)).to.deep.equal(['lost']);
+      expect(swept.expired).to.deep.equal([]);
+      await env.clock.advance(env.t(10_000));
+      expect((await queue.sweep()).expired).to.deep.equal([]);
+      expect((await queue.get('lost'))?.state).to.equal('pending');
+      expect((await queue.get('handed-back'))?.state).to.equal('pending');
     });
   });
 }

@@ -15,7 +15,8 @@ export type TokenChoice = 'current' | 'stale' | 'bogus';
 /**
  * One step of a model-based queue sequence (plain data, so fast-check prints and shrinks it).
  * Fenced calls name a `target`: the n-th running key (modulo), or the n-th key when none runs, so
- * that most of them meet a live lease.
+ * that most of them meet a live lease. Every step ends with a sweep; `sweep` lets `ms` pass first
+ * and gives that closing sweep a `retainUntil` (`retainMs` from then), the other steps give none.
  */
 export type QueueCommand =
   | {
@@ -25,6 +26,7 @@ export type QueueCommand =
       priority: number;
       owner?: string;
       ttlMs?: number;
+      sticky?: boolean;
       maxAttempts: number;
       limits: QueueLimits;
     }
@@ -32,11 +34,11 @@ export type QueueCommand =
   | { op: 'heartbeat'; target: number; token: TokenChoice; leaseMs: number; progress?: number }
   | { op: 'complete'; target: number; token: TokenChoice; retainMs?: number }
   | { op: 'fail'; target: number; token: TokenChoice; retryInMs?: number; retainMs?: number }
-  | { op: 'release'; target: number; token: TokenChoice; countAttempt: boolean }
+  | { op: 'release'; target: number; token: TokenChoice; countAttempt: boolean; retainMs?: number }
   | { op: 'acknowledgeCancel'; target: number; token: TokenChoice; retainMs?: number }
   | { op: 'cancel'; key: string; retainMs?: number }
   | { op: 'advance'; ms: number }
-  | { op: 'sweep' }
+  | { op: 'sweep'; ms: number; retainMs?: number }
   | { op: 'prune'; agoMs: number }
   | { op: 'pause'; paused: boolean };
 
@@ -63,6 +65,7 @@ export function queueCommandArb(): fc.Arbitrary<QueueCommand> {
           priority: fc.integer({ min: 0, max: 2 }),
           owner: fc.constantFrom('o1', 'o2'),
           ttlMs: fc.constantFrom(300, 2_000, 10_000),
+          sticky: fc.boolean(),
           maxAttempts: fc.integer({ min: 1, max: 3 }),
           limits: fc.oneof(
             { weight: 3, arbitrary: fc.constant({}) },
@@ -124,7 +127,10 @@ export function queueCommandArb(): fc.Arbitrary<QueueCommand> {
     },
     {
       weight: 2,
-      arbitrary: fc.record({ op: fc.constant('release' as const), target, token, countAttempt: fc.boolean() }),
+      arbitrary: fc.record(
+        { op: fc.constant('release' as const), target, token, countAttempt: fc.boolean(), retainMs: retain },
+        { requiredKeys: ['op', 'target', 'token', 'countAttempt'] },
+      ),
     },
     {
       weight: 2,
@@ -147,7 +153,13 @@ export function queueCommandArb(): fc.Arbitrary<QueueCommand> {
         ms: fc.constantFrom(1, 50, 99, 100, 400, 1_000, 3_000),
       }),
     },
-    { weight: 1, arbitrary: fc.constant({ op: 'sweep' as const }) },
+    {
+      weight: 3,
+      arbitrary: fc.record(
+        { op: fc.constant('sweep' as const), ms: fc.constantFrom(50, 100, 400, 1_000, 3_000), retainMs: retain },
+        { requiredKeys: ['op', 'ms'] },
+      ),
+    },
     { weight: 1, arbitrary: fc.record({ op: fc.constant('prune' as const), agoMs: fc.constantFrom(0, 200, 2_000) }) },
     { weight: 1, arbitrary: fc.record({ op: fc.constant('pause' as const), paused: fc.boolean() }) },
   );
@@ -225,6 +237,7 @@ export async function runQueueSequence(
           group: cmd.group,
           priority: cmd.priority,
           ...(cmd.owner === undefined ? {} : { owner: cmd.owner }),
+          ...(cmd.sticky === undefined ? {} : { sticky: cmd.sticky }),
         });
         const pendingExpiresAt = cmd.ttlMs === undefined ? undefined : now + s(cmd.ttlMs);
         const expected = model.enqueue(
@@ -234,6 +247,7 @@ export async function runQueueSequence(
             priority: cmd.priority,
             maxAttempts: cmd.maxAttempts,
             ...(cmd.owner === undefined ? {} : { owner: cmd.owner }),
+            ...(cmd.sticky === undefined ? {} : { sticky: cmd.sticky }),
             ...(pendingExpiresAt === undefined ? {} : { pendingExpiresAt }),
           },
           cmd.limits,
@@ -256,6 +270,11 @@ export async function runQueueSequence(
           describeOutcome(expected),
           describeOutcome(actual, (r) => r.outcome),
         );
+        // The returned record is the live one, as the enqueue left it (a sticky upgrade shows).
+        const enqueued = model.get(cmd.key, now);
+        if (actual.ok && enqueued !== undefined) {
+          compareRecord(where, 'enqueued record', enqueued, actual.value.record, now, false);
+        }
         break;
       }
       case 'claim': {
@@ -347,8 +366,16 @@ export async function runQueueSequence(
       case 'release': {
         const k = fencedKey ?? 'k0';
         const t = pick(k, cmd.token);
-        const expected = model.release(k, t, cmd.countAttempt, now);
-        const actual = await outcome(queue.release(k, t, { countAttempt: cmd.countAttempt }));
+        const r = retainUntil(cmd.retainMs);
+        const expected = model.release(
+          k,
+          t,
+          { countAttempt: cmd.countAttempt, ...(r === undefined ? {} : { retainUntil: r }) },
+          now,
+        );
+        const actual = await outcome(
+          queue.release(k, t, { countAttempt: cmd.countAttempt, ...(r === undefined ? {} : { retainUntil: r }) }),
+        );
         same(
           where,
           'release',
@@ -382,6 +409,7 @@ export async function runQueueSequence(
         await clock.advance(s(cmd.ms));
         break;
       case 'sweep':
+        await clock.advance(s(cmd.ms));
         break;
       case 'prune': {
         const before = now - s(cmd.agoMs);
@@ -397,8 +425,9 @@ export async function runQueueSequence(
     // Every step ends with a sweep, so that adapters applying due transitions lazily (memory) and
     // adapters applying them in sweeps only (DynamoDB) are observed in the same state.
     const at = clock.now();
-    const expectedSweep = model.sweep(at);
-    const actualSweep = await queue.sweep();
+    const sweepRetainUntil = cmd.op === 'sweep' && cmd.retainMs !== undefined ? at + s(cmd.retainMs) : undefined;
+    const expectedSweep = model.sweep(at, sweepRetainUntil);
+    const actualSweep = await queue.sweep(sweepRetainUntil === undefined ? {} : { retainUntil: sweepRetainUntil });
     compareSweep(where, expectedSweep, actualSweep);
     await compareAll(where, target, model);
   }
@@ -471,8 +500,10 @@ function compareRecord(
       maxAttempts: number;
     },
     errorCode: string | undefined,
+    sticky: boolean,
   ): Record<string, unknown> => ({
     state: r.state,
+    sticky,
     attempts: r.attempts,
     maxAttempts: r.maxAttempts,
     group: r.group,
@@ -486,7 +517,12 @@ function compareRecord(
     finishedAt: r.state === 'pending' || r.state === 'running' ? undefined : r.finishedAt,
     errorCode: r.state === 'failed' ? errorCode : undefined,
   });
-  same(where, what, view(expected, expected.errorCode), view(actual, actual.error?.code));
+  same(
+    where,
+    what,
+    view(expected, expected.errorCode, expected.sticky),
+    view(actual, actual.error?.code, actual.request.sticky === true),
+  );
 }
 
 function compareSweep(

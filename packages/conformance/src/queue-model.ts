@@ -10,9 +10,12 @@ export interface ModelRecord {
   seq: number;
   submittedAt: number;
   readyAt: number;
+  /** Cleared by the first claim: only a request never started expires. */
   pendingExpiresAt?: number;
   attempts: number;
   maxAttempts: number;
+  /** `request.sticky`; a sticky enqueue onto a live record sets it. */
+  sticky: boolean;
   token?: string;
   leaseExpiresAt?: number;
   cancelRequested: boolean;
@@ -36,6 +39,7 @@ export interface ModelEntry {
   owner?: string;
   maxAttempts: number;
   pendingExpiresAt?: number;
+  sticky?: boolean;
 }
 
 /** Group policy as the model reads it. */
@@ -94,6 +98,8 @@ export class QueueModel {
   enqueue(entry: ModelEntry, limits: QueueLimits, now: number): ModelOutcome<'created' | 'existing'> {
     const existing = this.get(entry.key, now);
     if (existing !== undefined && (existing.state === 'pending' || existing.state === 'running')) {
+      // A sticky caller must get a persistent result even when it joins a non-sticky entry.
+      if (entry.sticky === true) existing.sticky = true;
       return { ok: true, value: 'existing' };
     }
     const live = this.all(now).filter((r) => r.state === 'pending' || r.state === 'running');
@@ -123,6 +129,7 @@ export class QueueModel {
       readyAt: now,
       attempts: 0,
       maxAttempts: entry.maxAttempts,
+      sticky: entry.sticky === true,
       cancelRequested: false,
     };
     if (entry.owner !== undefined) record.owner = entry.owner;
@@ -180,6 +187,8 @@ export class QueueModel {
     r.leaseExpiresAt = now + leaseMs;
     r.cancelRequested = false;
     delete r.progress;
+    // Pending expiry is for requests never started: once claimed, the deadline is gone for good.
+    delete r.pendingExpiresAt;
     this.#groups.set(r.group, { lastClaimAt: now, lastClaimSeq: ++this.#claimSeq });
     return r;
   }
@@ -214,15 +223,23 @@ export class QueueModel {
     const r = this.#leased(key, token, now);
     if (r === undefined) return { ok: false, code: 'LEASE_LOST' };
     r.errorCode = options.code;
-    if (options.retryAt !== undefined) this.#pendingAgain(r, options.retryAt, r.attempts);
-    else this.#finish(r, 'failed', now, options.retainUntil);
+    if (options.retryAt === undefined) this.#finish(r, 'failed', now, options.retainUntil);
+    // A retry would lose the cancel request: the cancel wins.
+    else if (r.cancelRequested) this.#finish(r, 'cancelled', now, options.retainUntil);
+    else this.#pendingAgain(r, options.retryAt, r.attempts);
     return { ok: true, value: r };
   }
 
-  release(key: string, token: string, countAttempt: boolean, now: number): ModelOutcome<ModelRecord> {
+  release(
+    key: string,
+    token: string,
+    options: { countAttempt: boolean; retainUntil?: number },
+    now: number,
+  ): ModelOutcome<ModelRecord> {
     const r = this.#leased(key, token, now);
     if (r === undefined) return { ok: false, code: 'LEASE_LOST' };
-    this.#pendingAgain(r, now, countAttempt ? r.attempts : Math.max(0, r.attempts - 1));
+    if (r.cancelRequested) this.#finish(r, 'cancelled', now, options.retainUntil);
+    else this.#pendingAgain(r, now, options.countAttempt ? r.attempts : Math.max(0, r.attempts - 1));
     return { ok: true, value: r };
   }
 
@@ -257,18 +274,21 @@ export class QueueModel {
     return 'unchanged';
   }
 
-  /** Lease expiry (cancel wins, then the last attempt fails, else back to pending), then pending expiry. */
-  sweep(now: number): ModelSweep {
+  /**
+   * Lease expiry (cancel wins, then the last attempt fails, else back to pending), then pending
+   * expiry (only records never claimed carry a deadline). What it finishes gets `retainUntil`.
+   */
+  sweep(now: number, retainUntil: number | undefined): ModelSweep {
     const out: ModelSweep = { requeued: [], failed: [], expired: [], cancelled: [] };
     const bySeq = this.all(now).sort((a, b) => a.seq - b.seq);
     for (const r of bySeq) {
       if (r.state !== 'running' || (r.leaseExpiresAt ?? Infinity) > now) continue;
       if (r.cancelRequested) {
-        this.#finish(r, 'cancelled', now, undefined);
+        this.#finish(r, 'cancelled', now, retainUntil);
         out.cancelled.push(r.key);
       } else if (r.attempts >= r.maxAttempts) {
         r.errorCode = 'LEASE_EXPIRED';
-        this.#finish(r, 'failed', now, undefined);
+        this.#finish(r, 'failed', now, retainUntil);
         out.failed.push(r.key);
       } else {
         this.#pendingAgain(r, now, r.attempts);
@@ -277,7 +297,7 @@ export class QueueModel {
     }
     for (const r of bySeq) {
       if (r.state === 'pending' && r.pendingExpiresAt !== undefined && r.pendingExpiresAt <= now) {
-        this.#finish(r, 'expired', now, undefined);
+        this.#finish(r, 'expired', now, retainUntil);
         out.expired.push(r.key);
       }
     }

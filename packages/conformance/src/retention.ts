@@ -3,10 +3,13 @@ import { expect } from 'chai';
 import { PermanentError } from '@armlib/core';
 
 import { resolveContext, useEnv } from './context.js';
-import { GatedHandler, req, untilTerminal } from './helpers.js';
+import { EventLog, GatedHandler, req, untilTerminal } from './helpers.js';
 import type { ConformanceOptions } from './types.js';
 
-/** §3.1 retention: finished records go after finishedRetentionMs; prune drops older finished ones only. */
+/**
+ * §3.1 retention: finished records go after finishedRetentionMs, whoever finished them (a worker,
+ * a cancel, or the sweep); prune drops older finished ones only.
+ */
 export function retentionTests(options: ConformanceOptions): void {
   const ctx = resolveContext(options);
   describe('retention and prune', function () {
@@ -39,6 +42,41 @@ export function retentionTests(options: ConformanceOptions): void {
       expect((await manager.status('keep-done')).state).to.equal('completed');
       const listed = await manager.list({ state: ['failed', 'cancelled'] });
       expect(listed.items).to.have.length(0);
+    });
+
+    it('drops records the sweep finished (expired, lease lost, cancelled on lease loss) after finishedRetentionMs', async function () {
+      const env = await open();
+      const retention = 60_000;
+      const manager = env.manager({
+        settings: { finishedRetentionMs: retention, pendingTtlMs: 1_000, maxAttempts: 1 },
+      });
+      const log = new EventLog(env, manager);
+      // Two runs whose worker vanishes (claimed through the SPI, never renewed), one never claimed.
+      const claim = async (key: string): Promise<void> => {
+        await manager.submit(req(key));
+        const lease = await env.queue.claim({ workerId: 'vanished', leaseMs: env.t(1_000), policies: {} });
+        expect(lease?.record.key).to.equal(key);
+      };
+      await claim('lease-lost');
+      await claim('cancel-lost');
+      await manager.cancel('cancel-lost');
+      await manager.submit(req('never-run'));
+      await untilTerminal(env, manager, ['lease-lost', 'cancel-lost', 'never-run'], env.settings.sweepMs / 2);
+      expect((await manager.status('lease-lost')).state).to.equal('failed');
+      expect((await manager.status('cancel-lost')).state).to.equal('cancelled');
+      expect((await manager.status('never-run')).state).to.equal('expired');
+      expect(log.of('expired', 'never-run')).to.have.length(1);
+      await env.clock.advance(env.t(retention) - env.t(1_000));
+      await manager.sweep();
+      expect((await manager.status('lease-lost')).state).to.equal('failed');
+      expect((await manager.status('cancel-lost')).state).to.equal('cancelled');
+      expect((await manager.status('never-run')).state).to.equal('expired');
+      await env.clock.advance(env.t(1_000) + env.settings.sweepMs * 2);
+      for (const key of ['lease-lost', 'cancel-lost', 'never-run']) {
+        expect((await manager.status(key)).state, key).to.equal('unknown');
+        expect(await env.queue.get(key), key).to.equal(undefined);
+      }
+      expect((await manager.list({ state: ['failed', 'cancelled', 'expired'] })).items).to.have.length(0);
     });
 
     it('never drops pending or running records, however old', async function () {

@@ -106,6 +106,19 @@ describe('conformance self-check: the reference models catch broken adapters', f
       (q) => mutate(q, { setPaused: () => () => Promise.resolve(), isPaused: () => () => Promise.resolve(false) }),
     ],
     [
+      'enqueue that never makes a live record sticky',
+      (q) =>
+        mutate(q, {
+          enqueue:
+            (inner) => async (e: Parameters<QueueManager['enqueue']>[0], o: Parameters<QueueManager['enqueue']>[1]) => {
+              const live = await inner.get(e.key);
+              const joins = live?.state === 'pending' || live?.state === 'running';
+              return inner.enqueue(joins ? { ...e, request: { ...e.request, sticky: false } } : e, o);
+            },
+        }),
+    ],
+    ['sweep that ignores retainUntil', (q) => mutate(q, { sweep: (inner) => () => inner.sweep() })],
+    [
       'positions off by one',
       (q) =>
         mutate(q, {

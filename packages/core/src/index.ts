@@ -126,6 +126,7 @@ export type {
   QueueManager,
   QueueRecord,
   ReleaseOptions,
+  SweepOptions,
   SweepResult,
   UriStats,
   WorkerCapacity,

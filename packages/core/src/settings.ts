@@ -10,7 +10,7 @@ export interface ManagerSettings {
   retryBaseMs: number;
   /** Cap on the retry delay, ms. */
   retryMaxMs: number;
-  /** A request pending longer than this becomes `expired`, ms (0: never). */
+  /** A request still waiting for its first claim this long after submit becomes `expired`, ms (0: never). Retries never expire. */
   pendingTtlMs: number;
   /** Finished records are dropped this long after finishing, ms (0: kept until pruned). */
   finishedRetentionMs: number;

@@ -151,6 +151,28 @@ describe('MemoryQueueManager', () => {
       expect(whileRunning.record).to.equal(lease.record);
     });
 
+    it('makes a live record sticky when a sticky enqueue finds it, and never the other way', async () => {
+      const first = await add('k', { priority: 2 });
+      const upgraded = await queue.enqueue(entry('k', { sticky: true, priority: 9 }), NO_LIMITS);
+      expect(upgraded.outcome).to.equal('existing');
+      expect(upgraded.record).to.deep.equal({ ...first, request: { ...first.request, sticky: true } });
+      expect(first.request).to.not.have.property('sticky');
+      expect(await queue.get('k')).to.deep.equal(upgraded.record);
+      const lease = await claim();
+      expect(lease.record.request.sticky).to.equal(true);
+      const notDowngraded = await queue.enqueue(entry('k', { sticky: false }), NO_LIMITS);
+      expect(notDowngraded.record).to.equal(lease.record);
+      await add('r');
+      const running = await claim();
+      const upgradedRunning = await queue.enqueue(entry('r', { sticky: true }), NO_LIMITS);
+      expect(upgradedRunning.record).to.deep.equal({
+        ...running.record,
+        request: { ...running.record.request, sticky: true },
+      });
+      // The lease stays valid across the upgrade.
+      await queue.heartbeat('r', running.token, { leaseMs: LEASE_MS });
+    });
+
     it('replaces a finished record with a new pending one, later in the order', async () => {
       const first = await add('k');
       await add('other');
@@ -372,6 +394,22 @@ describe('MemoryQueueManager', () => {
       expect(counted.attempts).to.equal(1);
     });
 
+    it('fail with retryAt and release finish a record whose cancel was requested as cancelled', async () => {
+      const error = { code: 'HTTP_503', message: 'busy', retryable: true };
+      await add('retry');
+      await add('release');
+      const retry = await claim();
+      const release = await claim();
+      await queue.cancel('retry', {});
+      await queue.cancel('release', {});
+      const cancelled = await queue.fail('retry', retry.token, { error, retryAt: T0 + 5_000, retainUntil: T0 + 10 });
+      expect(cancelled).to.deep.include({ state: 'cancelled', finishedAt: T0, retainUntil: T0 + 10, error });
+      const released = await queue.release('release', release.token, { countAttempt: false, retainUntil: T0 + 20 });
+      expect(released).to.deep.include({ state: 'cancelled', finishedAt: T0, retainUntil: T0 + 20, attempts: 1 });
+      expect((await queue.counts()).byState).to.include({ pending: 0, running: 0, cancelled: 2 });
+      expect(await queue.claim(claimOptions())).to.equal(undefined);
+    });
+
     it('acknowledgeCancel needs a requested cancel', async () => {
       await add('k');
       const lease = await claim();
@@ -457,13 +495,50 @@ describe('MemoryQueueManager', () => {
       });
     });
 
-    it('expires a requeued record whose pendingExpiresAt has passed', async () => {
+    it('never expires a record once claimed, even released with its attempt given back', async () => {
       await add('k', {}, { pendingExpiresAt: T0 + 100 });
       const lease = await claim();
+      expect(lease.record).to.not.have.property('pendingExpiresAt');
       await clock.advance(150);
-      await queue.release('k', lease.token, { countAttempt: false });
+      const released = await queue.release('k', lease.token, { countAttempt: false });
+      expect(released).to.deep.include({ state: 'pending', attempts: 0 });
+      expect(released).to.not.have.property('pendingExpiresAt');
+      await clock.advance(10_000);
+      expect((await queue.get('k'))?.state).to.equal('pending');
+      expect((await queue.sweep()).expired).to.deep.equal([]);
+    });
+
+    it('gives the records it finishes its retainUntil, also those a read finished before it', async () => {
+      await add('read-first', {}, { pendingExpiresAt: T0 + 100 });
+      await add('swept', {}, { pendingExpiresAt: T0 + 200 });
+      await clock.advance(100);
+      // A read applies the expiry before any sweep, without knowing the retention yet.
+      expect(await queue.get('read-first')).to.not.have.property('retainUntil');
+      await clock.advance(100);
+      const result = await queue.sweep({ retainUntil: T0 + 1_000 });
+      expect(result.expired.map((r) => [r.key, r.retainUntil])).to.deep.equal([
+        ['read-first', T0 + 1_000],
+        ['swept', T0 + 1_000],
+      ]);
+      expect((await queue.get('read-first'))?.retainUntil).to.equal(T0 + 1_000);
+      expect((await queue.list({ limit: 10 })).items.map((r) => r.retainUntil)).to.deep.equal([T0 + 1_000, T0 + 1_000]);
+      await clock.advance(800);
+      expect(await queue.get('read-first')).to.equal(undefined);
+      expect(await queue.get('swept')).to.equal(undefined);
+      expect((await queue.counts()).byState.expired).to.equal(0);
+      expect((await queue.sweep()).dropped).to.equal(2);
+    });
+
+    it('drops at once what it finishes with a retainUntil already past', async () => {
+      await add('k', {}, { pendingExpiresAt: T0 + 100 });
+      await clock.advance(100);
       expect((await queue.get('k'))?.state).to.equal('expired');
-      expect((await queue.sweep()).expired.map((r) => r.key)).to.deep.equal(['k']);
+      const result = await queue.sweep({ retainUntil: T0 + 100 });
+      expect(result.expired.map((r) => r.key)).to.deep.equal(['k']);
+      expect(result.dropped).to.equal(1);
+      expect(await queue.get('k')).to.equal(undefined);
+      expect((await queue.counts()).byState.expired).to.equal(0);
+      await expect(queue.sweep({ retainUntil: Number.NaN })).to.be.rejectedWith(InvalidRequestError, /retainUntil/);
     });
 
     it('expires a pending record at pendingExpiresAt and applies due transitions before any read', async () => {

@@ -236,7 +236,8 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
   }
 
   async sweep(): Promise<void> {
-    const result = await this.queue.sweep();
+    const retainUntil = this.retainUntil();
+    const result = await this.queue.sweep(retainUntil === undefined ? {} : { retainUntil });
     for (const r of result.requeued) this.events.emit('requeued', { key: r.key, reason: 'lease-expired' });
     for (const r of result.expired) this.events.emit('expired', { key: r.key });
     for (const r of result.cancelled) this.events.emit('cancelled', { key: r.key, running: true });

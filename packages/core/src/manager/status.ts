@@ -22,7 +22,7 @@ const isoValues: (string | undefined)[] = new Array<string | undefined>(ISO_SLOT
 export function resultInfo(manifest: ResultManifest): ResultInfo {
   // A frozen manifest (as the memory cache keeps them) can be shared; anything else is copied.
   if (Object.isFrozen(manifest.formats)) {
-    return { area: manifest.area, formats: manifest.formats as ResultInfo['formats'] };
+    return { area: manifest.area, formats: manifest.formats };
   }
   const formats: ResultInfo['formats'] = {};
   for (const [name, info] of Object.entries(manifest.formats)) formats[name] = { ...info };

@@ -357,7 +357,12 @@ function freezeManifest(manifest: ResultManifest): ResultManifest {
     const info = manifest.formats[name];
     if (info !== undefined) formats[name] = Object.isFrozen(info) ? info : Object.freeze({ ...info });
   }
-  return Object.freeze({ key: manifest.key, area: manifest.area, createdAt: manifest.createdAt, formats: Object.freeze(formats) });
+  return Object.freeze({
+    key: manifest.key,
+    area: manifest.area,
+    createdAt: manifest.createdAt,
+    formats: Object.freeze(formats),
+  });
 }
 
 function resolveOptions(raw: unknown): Readonly<Required<MemoryCacheManagerOptions>> {

@@ -36,6 +36,7 @@ import type {
   QueueManager,
   QueueRecord,
   ReleaseOptions,
+  SweepOptions,
   SweepResult,
   UriStats,
   WorkerCapacity,
@@ -55,6 +56,7 @@ import {
   newPendingRecord,
   pendingAgainRecord,
   runningRecord,
+  stickyRecord,
 } from './queue-index/records.js';
 import { LazyTimeQueue } from './queue-index/lazy-time-queue.js';
 import { SeqIndex } from './queue-index/seq-index.js';
@@ -120,7 +122,8 @@ function decodeCursor(cursor: string): number {
  * Finished records live in a byte-sized LRU and may be evicted (then they are simply absent).
  *
  * Due transitions are applied lazily at the start of every call, so reads are exact without a
- * sweep; {@link MemoryQueueManager.sweep} reports them (and applies any still due).
+ * sweep; {@link MemoryQueueManager.sweep} reports them (and applies any still due), giving the
+ * records they finished its `retainUntil` then.
  */
 @injectable()
 export class MemoryQueueManager implements QueueManager {
@@ -206,7 +209,12 @@ export class MemoryQueueManager implements QueueManager {
   async enqueue(entry: NewQueueEntry, options: EnqueueOptions): Promise<EnqueueResult> {
     const now = this.#begin();
     const existing = this.#live.get(entry.key);
-    if (existing !== undefined) return { outcome: 'existing', record: existing.record };
+    if (existing !== undefined) {
+      if (entry.request.sticky === true && existing.record.request.sticky !== true) {
+        existing.record = stickyRecord(existing.record);
+      }
+      return { outcome: 'existing', record: existing.record };
+    }
 
     if (!Number.isSafeInteger(entry.maxAttempts) || entry.maxAttempts < 1) {
       throw new InvalidRequestError('maxAttempts', `must be an integer >= 1, got ${String(entry.maxAttempts)}`);
@@ -280,6 +288,11 @@ export class MemoryQueueManager implements QueueManager {
     e.leaseAt = now + options.leaseMs;
     const record = runningRecord(prev, now, token, e.leaseAt, options.workerId);
     e.record = record;
+    if (e.expireAt !== Infinity) {
+      // Only a request never started expires: the deadline goes with the first claim.
+      this.#pendingExpiry.remove(e);
+      e.expireAt = Infinity;
+    }
     this.#rank.setPending(e, false);
     this.#byState.pending--;
     this.#byState.running++;
@@ -323,6 +336,8 @@ export class MemoryQueueManager implements QueueManager {
     const prev = e.record;
     if (options.retryAt !== undefined) {
       if (Number.isNaN(options.retryAt)) throw new InvalidRequestError('retryAt', 'must be a time in epoch ms');
+      // A retry would drop the cancel request: the cancel wins.
+      if (prev.cancelRequested === true) return this.#cancelRunning(e, now, options.retainUntil, options.error);
       const record = pendingAgainRecord(prev, options.retryAt, prev.attempts, options.error);
       this.#requeue(e, record, now);
       return record;
@@ -337,6 +352,7 @@ export class MemoryQueueManager implements QueueManager {
     const now = this.#begin();
     const e = this.#leased(key, token, now);
     const prev = e.record;
+    if (prev.cancelRequested === true) return this.#cancelRunning(e, now, options.retainUntil, undefined);
     const attempts = options.countAttempt ? prev.attempts : Math.max(0, prev.attempts - 1);
     const record = pendingAgainRecord(prev, now, attempts, undefined);
     this.#requeue(e, record, now);
@@ -415,16 +431,20 @@ export class MemoryQueueManager implements QueueManager {
     return { byState: { ...this.#byState }, byGroup };
   }
 
-  async sweep(): Promise<SweepResult> {
-    const now = this.#begin();
+  async sweep(options: SweepOptions = {}): Promise<SweepResult> {
+    const retainUntil = options.retainUntil;
+    if (retainUntil !== undefined && Number.isNaN(retainUntil)) {
+      throw new InvalidRequestError('retainUntil', 'must be a time in epoch ms');
+    }
+    const now = this.#begin(retainUntil);
     this.#collectGroups(now);
-    const result: SweepResult = {
-      requeued: this.#requeued,
-      failed: this.#failed,
-      expired: this.#expired,
-      cancelled: this.#cancelled,
-      dropped: this.#dropped,
-    };
+    // Transitions applied lazily by earlier calls did not know this retention; they get it now.
+    const retained = (list: QueueRecord[]): QueueRecord[] =>
+      retainUntil === undefined ? list : list.map((r) => this.#retain(r, retainUntil, now));
+    const failed = retained(this.#failed);
+    const expired = retained(this.#expired);
+    const cancelled = retained(this.#cancelled);
+    const result: SweepResult = { requeued: this.#requeued, failed, expired, cancelled, dropped: this.#dropped };
     this.#requeued = [];
     this.#failed = [];
     this.#expired = [];
@@ -519,16 +539,19 @@ export class MemoryQueueManager implements QueueManager {
     this.#cancelled = [];
   }
 
-  /** Throws once closed; applies due transitions; returns the time of the call. */
-  #begin(): number {
+  /**
+   * Throws once closed; applies due transitions (records they finish get `retainUntil`, which
+   * only a sweep passes); returns the time of the call.
+   */
+  #begin(retainUntil?: number): number {
     if (this.#closed) throw new ClosedError('memory queue is closed');
     const now = this.#clock.now();
-    this.#advance(now);
+    this.#advance(now, retainUntil);
     return now;
   }
 
   /** Applies every timed transition due at `now`, buffering them for the next sweep. */
-  #advance(now: number): void {
+  #advance(now: number, retainUntil: number | undefined): void {
     if (this.#retention.nextTime() <= now) {
       let r: QueueRecord | undefined;
       while ((r = this.#retention.peek()) !== undefined && (r.retainUntil ?? Infinity) <= now) {
@@ -540,13 +563,12 @@ export class MemoryQueueManager implements QueueManager {
     let e: Entry | undefined;
     while ((e = this.#leases.peek()) !== undefined && e.leaseAt <= now) {
       this.#leases.pop();
-      this.#leaseExpired(e, now);
+      this.#leaseExpired(e, now, retainUntil);
     }
     while ((e = this.#pendingExpiry.peek()) !== undefined && e.expireAt <= now) {
       this.#pendingExpiry.pop();
-      // A running record leaves this heap when its time passes; it comes back if it is requeued.
-      if (e.record.state !== 'pending') continue;
-      const record = finishedRecord(e.record, 'expired', now, undefined, undefined);
+      // Only never-claimed pending entries are here: a claim takes its entry out for good.
+      const record = finishedRecord(e.record, 'expired', now, retainUntil, undefined);
       this.#finish(e, record, now);
       buffer(this.#expired, record);
     }
@@ -556,15 +578,15 @@ export class MemoryQueueManager implements QueueManager {
     }
   }
 
-  #leaseExpired(e: Entry, now: number): void {
+  #leaseExpired(e: Entry, now: number, retainUntil: number | undefined): void {
     const prev = e.record;
     if (prev.cancelRequested === true) {
       // The holder was asked to stop and then vanished: the cancel wins.
-      const record = finishedRecord(prev, 'cancelled', now, undefined, undefined);
+      const record = finishedRecord(prev, 'cancelled', now, retainUntil, undefined);
       this.#finish(e, record, now);
       buffer(this.#cancelled, record);
     } else if (prev.attempts >= prev.maxAttempts) {
-      const record = finishedRecord(prev, 'failed', now, undefined, LEASE_EXPIRED);
+      const record = finishedRecord(prev, 'failed', now, retainUntil, LEASE_EXPIRED);
       this.#finish(e, record, now);
       this.#activity.record('failed', e.group.name, now);
       buffer(this.#failed, record);
@@ -574,6 +596,36 @@ export class MemoryQueueManager implements QueueManager {
       this.#requeue(e, record, now);
       buffer(this.#requeued, record);
     }
+  }
+
+  /** running with a cancel request → cancelled, where a retry or a release would have lost the request. */
+  #cancelRunning(e: Entry, now: number, retainUntil: number | undefined, error: ErrorInfo | undefined): QueueRecord {
+    const record = finishedRecord(e.record, 'cancelled', now, retainUntil, error);
+    this.#finish(e, record, now);
+    return record;
+  }
+
+  /**
+   * A record finished lazily before this sweep, with the sweep's retention: swapped in place of
+   * the kept one (same seq, same key in the LRU). Returned as is when it has a retention already or is
+   * no longer kept (evicted, pruned, replaced by a new enqueue).
+   */
+  #retain(record: QueueRecord, retainUntil: number, now: number): QueueRecord {
+    if (record.retainUntil !== undefined || this.#finished.peek(record.key) !== record) return record;
+    const retained: QueueRecord = { ...record, retainUntil };
+    const size = estimateRecordBytes(retained);
+    if (retainUntil <= now || size > this.#maxFinishedBytes) {
+      // The LRU's dispose un-indexes it.
+      this.#finished.delete(record.key);
+      if (retainUntil <= now) this.#dropped++;
+      return retained;
+    }
+    this.#bySeq.replace(record.seq, retained);
+    // The replaced record must not be un-indexed: the new one takes its place everywhere.
+    this.#finished.set(record.key, retained, { size, noDisposeOnSet: true });
+    this.#retention.push(retained);
+    this.#retention.compactIfSparse(this.#finished.size);
+    return retained;
   }
 
   /** The entry when `token` is its current, unexpired lease; else LeaseLostError. */
@@ -650,7 +702,6 @@ export class MemoryQueueManager implements QueueManager {
     const owner = record.owner;
     if (owner !== undefined) this.#ownerPending.set(owner, (this.#ownerPending.get(owner) ?? 0) + 1);
     this.#schedule(e, now);
-    if (e.expireAt !== Infinity && !this.#pendingExpiry.has(e)) this.#pendingExpiry.push(e);
   }
 
   /** pending/running → a terminal state: leaves every live index, then is kept in the LRU. */

@@ -7,6 +7,10 @@ import type { NormalizedRequest } from '../request.js';
  */
 export interface QueueRecord {
   readonly key: string;
+  /**
+   * The request as first enqueued, except that `sticky` only ever goes from absent/false to true:
+   * a sticky enqueue that finds this record live upgrades it (see {@link QueueManager.enqueue}).
+   */
   readonly request: NormalizedRequest;
   readonly state: QueueState;
   readonly group: string;
@@ -17,7 +21,12 @@ export interface QueueRecord {
   readonly submittedAt: number;
   /** Not claimable before this (retry backoff). */
   readonly readyAt: number;
-  /** A pending record still pending at this time becomes `expired`. */
+  /**
+   * A pending record still pending at this time becomes `expired`, but only a request never
+   * started: the deadline applies while no claim has ever happened (so `attempts === 0`). The
+   * first claim clears it, so a record back in pending after a retry, a lease expiry or a release
+   * (even one that gives the attempt back, making `attempts` 0 again) never expires by TTL.
+   */
   readonly pendingExpiresAt?: number;
   readonly startedAt?: number;
   readonly finishedAt?: number;
@@ -41,6 +50,10 @@ export interface NewQueueEntry {
   readonly key: string;
   readonly request: NormalizedRequest;
   readonly maxAttempts: number;
+  /**
+   * When the request expires if no worker has claimed it by then. It only ever expires a request
+   * never started (see {@link QueueRecord.pendingExpiresAt}): the first claim clears it for good.
+   */
   readonly pendingExpiresAt?: number;
 }
 
@@ -59,7 +72,10 @@ export interface EnqueueOptions {
   readonly limits: QueueLimits;
 }
 
-/** `created`: a new pending record. `existing`: a pending or running record was already there. */
+/**
+ * `created`: a new pending record. `existing`: a pending or running record was already there
+ * (possibly upgraded to sticky by this call).
+ */
 export type EnqueueOutcome = 'created' | 'existing';
 
 /** Result of {@link QueueManager.enqueue}. */
@@ -117,8 +133,12 @@ export interface CompleteOptions {
 /** Options of {@link QueueManager.fail}. */
 export interface FailOptions {
   readonly error: ErrorInfo;
-  /** When set, the record goes back to `pending`, claimable from this time; else it is `failed`. */
+  /**
+   * When set, the record goes back to `pending`, claimable from this time (or, when a cancel was
+   * requested, it is `cancelled`); else it is `failed`.
+   */
   readonly retryAt?: number;
+  /** Retention of the record when this call finishes it (`failed`, or `cancelled` instead of a retry). */
   readonly retainUntil?: number;
 }
 
@@ -126,6 +146,8 @@ export interface FailOptions {
 export interface ReleaseOptions {
   /** Whether the abandoned run counts as an attempt. */
   readonly countAttempt: boolean;
+  /** Retention of the record when a requested cancel makes this call finish it as `cancelled`. */
+  readonly retainUntil?: number;
 }
 
 /** Options of {@link QueueManager.cancel} and {@link QueueManager.acknowledgeCancel}. */
@@ -166,13 +188,22 @@ export interface QueueCounts {
   readonly byGroup: Readonly<Record<string, Readonly<Record<QueueState, number>>>>;
 }
 
+/** Options of {@link QueueManager.sweep}. */
+export interface SweepOptions {
+  /**
+   * Retention of every record the sweep finishes (expired, failed on lease loss, cancelled on
+   * lease loss). Absent: they are kept until pruned (or evicted, where the adapter bounds storage).
+   */
+  readonly retainUntil?: number;
+}
+
 /** Transitions made by {@link QueueManager.sweep}, so the manager can emit events for them. */
 export interface SweepResult {
   /** Leases that ran out: back to pending. */
   readonly requeued: QueueRecord[];
   /** Leases that ran out on the last attempt. */
   readonly failed: QueueRecord[];
-  /** Pending past `pendingExpiresAt`. */
+  /** Pending past `pendingExpiresAt` (never started). */
   readonly expired: QueueRecord[];
   /** Running with cancel requested whose lease ran out: now cancelled. */
   readonly cancelled: QueueRecord[];
@@ -229,21 +260,42 @@ export interface QueueCapabilities {
  */
 export interface QueueManager {
   readonly capabilities: QueueCapabilities;
-  /** Conditional create: returns the live record when one is pending or running, else creates a pending one (replacing a finished one). Checks `limits` atomically; throws QueueFullError / QuotaExceededError. */
+  /**
+   * Conditional create: returns the live record when one is pending or running, else creates a
+   * pending one (replacing a finished one). Checks `limits` atomically; throws QueueFullError /
+   * QuotaExceededError (never for an `existing` outcome).
+   *
+   * Sticky upgrade: when the live record's `request.sticky` is not true and `entry.request.sticky`
+   * is, the same atomic step makes the record's request sticky (nothing else of the entry is
+   * taken) and the returned record shows it, so a sticky caller deduplicated onto a non-sticky
+   * entry still gets a persistent result. A worker reads stickiness from the record it claims:
+   * an upgrade of a running record is honoured only by a later claim (a retry), not by the run
+   * in progress, which commits to the area chosen at its claim.
+   */
   enqueue(entry: NewQueueEntry, options: EnqueueOptions): Promise<EnqueueResult>;
   /** The record, or undefined (also when past `retainUntil`). */
   get(key: string): Promise<QueueRecord | undefined>;
   /** 1-based position among pending in serving order (priority desc, then seq); undefined unless pending. */
   position(key: string): Promise<number | undefined>;
-  /** Atomically claims the best ready request respecting pause, groups, intervals and caps; issues a fresh token. */
+  /**
+   * Atomically claims the best ready request respecting pause, groups, intervals and caps; issues
+   * a fresh token. Clears `pendingExpiresAt`: a request once started never expires by TTL.
+   */
   claim(options: ClaimOptions): Promise<Lease | undefined>;
   /** Extends the lease and records progress; tells whether cancel was requested. */
   heartbeat(key: string, token: string, options: HeartbeatOptions): Promise<HeartbeatResult>;
   /** running → completed. */
   complete(key: string, token: string, options: CompleteOptions): Promise<QueueRecord>;
-  /** running → pending at `retryAt`, or → failed. */
+  /**
+   * running → pending at `retryAt`, or → failed. A cancel request is never lost: with `retryAt`
+   * on a record whose `cancelRequested` is true, the record becomes `cancelled` instead
+   * (`finishedAt` now, `retainUntil` from the options, the error kept).
+   */
   fail(key: string, token: string, options: FailOptions): Promise<QueueRecord>;
-  /** running → pending, claimable at once (graceful shutdown). */
+  /**
+   * running → pending, claimable at once (graceful shutdown). When a cancel was requested, the
+   * record becomes `cancelled` instead (`finishedAt` now, `retainUntil` from the options).
+   */
   release(key: string, token: string, options: ReleaseOptions): Promise<QueueRecord>;
   /** running with cancel requested → cancelled. */
   acknowledgeCancel(key: string, token: string, options: CancelOptions): Promise<QueueRecord>;
@@ -251,8 +303,14 @@ export interface QueueManager {
   cancel(key: string, options: CancelOptions): Promise<CancelResult>;
   list(query: QueueListQuery): Promise<QueueListPage>;
   counts(): Promise<QueueCounts>;
-  /** Returns expired leases to pending (or failed), expires old pending records, drops records past retention. */
-  sweep(): Promise<SweepResult>;
+  /**
+   * Applies what time alone causes: an expired lease → `cancelled` when a cancel was requested,
+   * else `failed` (`LEASE_EXPIRED`) on the last attempt, else back to pending; a never-started
+   * pending record past `pendingExpiresAt` → `expired`; finished records past `retainUntil` are
+   * dropped. Records it finishes get `options.retainUntil`. An adapter that applies due
+   * transitions lazily at other calls gives them that retention when this call reports them.
+   */
+  sweep(options?: SweepOptions): Promise<SweepResult>;
   /** Drops finished records that finished before the time. Returns how many. */
   prune(finishedBefore: number): Promise<number>;
   setPaused(paused: boolean): Promise<void>;

@@ -177,10 +177,12 @@ export class WorkerRuntime implements Worker, JobHost {
     const entry = { job, done: Promise.resolve() };
     this.#jobs.set(record.key, entry);
     this.#host.events.emit('claimed', { key: record.key, attempt: record.attempts, workerId: this.id });
-    entry.done = this.#run(job, record.maxAttempts).finally(() => {
+    const settle = (): void => {
       this.#jobs.delete(record.key);
       this.wake();
-    });
+    };
+    // #run never rejects: it reports its own errors.
+    entry.done = this.#run(job, record.maxAttempts).then(settle, settle);
   }
 
   async #run(job: JobContext, maxAttempts: number): Promise<void> {
@@ -240,7 +242,17 @@ export class WorkerRuntime implements Worker, JobHost {
     const { retryBaseMs, retryMaxMs } = this.#host.settings;
     if (error.retryable && job.attempt < maxAttempts) {
       const retryAt = this.clock.now() + retryDelay(job.attempt, retryBaseMs, retryMaxMs);
-      await queue.fail(job.key, job.token, { error, retryAt });
+      // The retainUntil applies if a cancel requested elsewhere wins over the retry.
+      const retainUntil = this.#host.retainUntil();
+      const record = await queue.fail(job.key, job.token, {
+        error,
+        retryAt,
+        ...(retainUntil === undefined ? {} : { retainUntil }),
+      });
+      if (record.state === 'cancelled') {
+        this.#host.events.emit('cancelled', { key: job.key, running: true });
+        return;
+      }
       this.#host.events.emit('retried', {
         key: job.key,
         error,
@@ -333,8 +345,13 @@ export class WorkerRuntime implements Worker, JobHost {
         if (job.aborted) return;
         job.abort('shutdown');
         try {
-          await this.#host.queue.release(job.key, job.token, { countAttempt: false });
-          this.#host.events.emit('requeued', { key: job.key, reason: 'released' });
+          const retainUntil = this.#host.retainUntil();
+          const record = await this.#host.queue.release(job.key, job.token, {
+            countAttempt: false,
+            ...(retainUntil === undefined ? {} : { retainUntil }),
+          });
+          if (record.state === 'cancelled') this.#host.events.emit('cancelled', { key: job.key, running: true });
+          else this.#host.events.emit('requeued', { key: job.key, reason: 'released' });
         } catch (error) {
           if (!LeaseLostError.is(error) && !ClosedError.is(error)) {
             this.#host.events.emit('error', { error, context: `worker ${this.id}: release '${job.key}'` });

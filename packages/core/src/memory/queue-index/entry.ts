@@ -24,8 +24,8 @@ export class Entry implements RankItem {
   readonly group: GroupState;
   /** Claimable from (pending). */
   readyAt: number;
-  /** Becomes expired at, while pending; Infinity when never. */
-  readonly expireAt: number;
+  /** Becomes expired at, while pending; Infinity when never, and from the first claim on. */
+  expireAt: number;
   /** Lease runs out at (running). */
   leaseAt = 0;
   /** The heap (group ready or global delayed) the entry waits in while pending. */

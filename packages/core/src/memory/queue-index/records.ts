@@ -6,6 +6,8 @@ type MutableRecord = { -readonly [K in keyof QueueRecord]: QueueRecord[K] };
 // Every transition builds a fresh record (callers may keep the old one), always assigning fields
 // in the same order so that records share a few hidden classes and stay fast to read.
 
+// `pendingExpiresAt` is carried only by records never claimed: `base` leaves it out, so a claim
+// drops it for good; only a pending record finishing (cancel, expiry) keeps it, for the history.
 function base(prev: QueueRecord, state: QueueState, readyAt: number, attempts: number): MutableRecord {
   const r: MutableRecord = {
     key: prev.key,
@@ -20,7 +22,6 @@ function base(prev: QueueRecord, state: QueueState, readyAt: number, attempts: n
     maxAttempts: prev.maxAttempts,
   };
   if (prev.owner !== undefined) r.owner = prev.owner;
-  if (prev.pendingExpiresAt !== undefined) r.pendingExpiresAt = prev.pendingExpiresAt;
   return r;
 }
 
@@ -44,7 +45,10 @@ export function newPendingRecord(entry: NewQueueEntry, seq: number, now: number)
   return r;
 }
 
-/** pending → running under a fresh lease; progress, message and cancel request start blank. */
+/**
+ * pending → running under a fresh lease; progress, message and cancel request start blank, and
+ * the pending deadline goes for good (only a request never started expires).
+ */
 export function runningRecord(
   prev: QueueRecord,
   now: number,
@@ -73,6 +77,11 @@ export function heartbeatRecord(
   if (progress !== undefined) r.progress = progress;
   if (message !== undefined) r.message = message;
   return r;
+}
+
+/** The live record with its request made sticky (a sticky enqueue joined it). */
+export function stickyRecord(prev: QueueRecord): QueueRecord {
+  return { ...prev, request: { ...prev.request, sticky: true } };
 }
 
 /** A running record whose holder is asked to stop. */
@@ -120,6 +129,7 @@ export function finishedRecord(
   error: ErrorInfo | undefined,
 ): QueueRecord {
   const r = base(prev, state, prev.readyAt, prev.attempts);
+  if (prev.pendingExpiresAt !== undefined) r.pendingExpiresAt = prev.pendingExpiresAt;
   if (prev.startedAt !== undefined) r.startedAt = prev.startedAt;
   r.finishedAt = now;
   if (prev.workerId !== undefined) r.workerId = prev.workerId;
