@@ -17,6 +17,9 @@ const PREFIX_MAX = 60;
 
 /** Checks a key against {@link KEY_PATTERN}; throws {@link InvalidRequestError} naming `field`. */
 export function assertValidKey(key: unknown, field = 'key'): asserts key is string {
+  // A key is checked several times in a row on the hot path (manager, then each adapter call):
+  // the last valid key is remembered ('' is never valid, so the initial value passes nothing).
+  if (key === lastValidKey) return;
   if (typeof key !== 'string') throw new InvalidRequestError(field, `must be a string, got ${typeof key}`);
   if (!KEY_PATTERN.test(key) || key.endsWith('.') || key.includes('..')) {
     throw new InvalidRequestError(
@@ -24,17 +27,25 @@ export function assertValidKey(key: unknown, field = 'key'): asserts key is stri
       `'${printable(key)}' is not a valid key: 1-200 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit, no '..' and no trailing '.'`,
     );
   }
+  lastValidKey = key;
 }
+
+let lastValidKey = '';
 
 /** Checks a format name against {@link FORMAT_PATTERN}. */
 export function assertValidFormat(format: unknown, field = 'format'): asserts format is string {
+  // Checked by the job and again by the adapter on every write: remember the last valid one.
+  if (format === lastValidFormat) return;
   if (typeof format !== 'string' || !FORMAT_PATTERN.test(format) || format.includes('..') || format.endsWith('.')) {
     throw new InvalidRequestError(
       field,
       `'${printable(String(format))}' is not a valid format: 1-32 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit`,
     );
   }
+  lastValidFormat = format;
 }
+
+let lastValidFormat = '';
 
 /**
  * Sorted, de-aliased parameters: names sorted, each value list sorted, single strings turned into
@@ -57,11 +68,22 @@ export function canonicalParams(params: Params | undefined): [string, string[]][
  * sticky, group, priority, estimatedMs and owner are not part of it.
  */
 export function deriveKey(request: Pick<BatchRequest, 'uri' | 'params' | 'body'>): string {
+  return deriveKeyFromCanonical(request.uri, canonicalParams(request.params), request.body);
+}
+
+/**
+ * {@link deriveKey} for a caller that already holds the {@link canonicalParams} of the request
+ * (request validation builds them anyway), so they are not sorted twice on every submit.
+ */
+export function deriveKeyFromCanonical(
+  uri: string,
+  params: readonly (readonly [string, readonly string[]])[],
+  body: JsonValue | undefined,
+): string {
   // Same text as canonicalJson of the tuple: params are already in canonical order, only the body needs sorting.
-  const body = request.body === undefined ? null : sortDeep(request.body);
-  const canonical = JSON.stringify([KEY_VERSION, request.uri, canonicalParams(request.params), body]);
+  const canonical = JSON.stringify([KEY_VERSION, uri, params, body === undefined ? null : sortDeep(body)]);
   const hash = sha256Hex(canonical).slice(0, HASH_HEX_CHARS);
-  const prefix = readablePrefix(request.uri);
+  const prefix = readablePrefix(uri);
   return prefix === '' ? hash : `${prefix}-${hash}`;
 }
 

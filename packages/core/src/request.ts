@@ -1,5 +1,5 @@
 import { InvalidRequestError } from './errors.js';
-import { assertValidKey, canonicalParams, deriveKey, GROUP_PATTERN, printable } from './keys.js';
+import { assertValidKey, compareStrings, deriveKeyFromCanonical, GROUP_PATTERN, printable } from './keys.js';
 import type { BatchRequest, JsonValue, Params } from './model.js';
 
 /** A validated request with its key, group and priority filled in. */
@@ -48,7 +48,13 @@ export function normalizeRequest(input: unknown): NormalizedRequest {
 
   const out: NormalizedRequest = { uri, key: '', group: 'default', priority: 0 };
   const params = req['params'];
-  if (params !== undefined) out.params = validateParams(params);
+  let canonical: [string, string[]][] = [];
+  if (params !== undefined) {
+    // Canonicalised once: the stored params and the key are both built from it.
+    const checked = checkParams(params);
+    canonical = checked.canonical;
+    out.params = checked.stored;
+  }
   if (req['body'] !== undefined) {
     validateJson(req['body'], 'body', 0);
     const size = Buffer.byteLength(JSON.stringify(req['body']), 'utf8');
@@ -64,7 +70,7 @@ export function normalizeRequest(input: unknown): NormalizedRequest {
     assertValidKey(req['key'], 'key');
     out.key = req['key'];
   } else {
-    out.key = deriveKey(out);
+    out.key = deriveKeyFromCanonical(uri, canonical, out.body);
   }
   if (req['sticky'] !== undefined) {
     if (typeof req['sticky'] !== 'boolean') throw new InvalidRequestError('sticky', 'must be a boolean');
@@ -108,7 +114,18 @@ export function normalizeRequest(input: unknown): NormalizedRequest {
   return out;
 }
 
-function validateParams(params: unknown): Params {
+/** Validated params: the canonical pairs the key is derived from, and the object stored with the request. */
+interface CheckedParams {
+  readonly canonical: [string, string[]][];
+  readonly stored: Params;
+}
+
+/**
+ * Validates params and canonicalises them in one pass (this runs on every submit): names sorted,
+ * value lists copied and sorted, names without values dropped. The stored object keeps a name
+ * given as one string as one string, in canonical order so equal requests look equal when listed.
+ */
+function checkParams(params: unknown): CheckedParams {
   if (params === null || typeof params !== 'object' || Array.isArray(params)) {
     throw new InvalidRequestError('params', 'must be an object of name -> string | string[]');
   }
@@ -116,8 +133,6 @@ function validateParams(params: unknown): Params {
   if (entries.length > REQUEST_LIMITS.paramNames) {
     throw new InvalidRequestError('params', `more than ${String(REQUEST_LIMITS.paramNames)} names`);
   }
-  // Null prototype: a parameter named `__proto__` must stay a parameter, not vanish into the prototype slot.
-  const checked = Object.create(null) as Record<string, string | string[]>;
   for (const [name, value] of entries) {
     if (name.length === 0 || name.length > REQUEST_LIMITS.paramLength || CONTROL.test(name)) {
       throw new InvalidRequestError(
@@ -126,16 +141,12 @@ function validateParams(params: unknown): Params {
       );
     }
     if (typeof value === 'string') {
-      checkValue(value, `params.${name}`);
-      checked[name] = value;
+      checkValue(value, name, -1);
     } else if (Array.isArray(value)) {
       if (value.length > REQUEST_LIMITS.paramValues) {
         throw new InvalidRequestError(`params.${name}`, `more than ${String(REQUEST_LIMITS.paramValues)} values`);
       }
-      value.forEach((v: unknown, i) => {
-        checkValue(v, `params.${name}[${String(i)}]`);
-      });
-      checked[name] = [...(value as string[])];
+      for (let i = 0; i < value.length; i++) checkValue(value[i], name, i);
     } else {
       throw new InvalidRequestError(
         `params.${name}`,
@@ -143,17 +154,50 @@ function validateParams(params: unknown): Params {
       );
     }
   }
-  // Store in canonical order so equal requests look equal when listed.
-  return Object.fromEntries(
-    canonicalParams(checked).map(([n, v]) => [n, v.length === 1 && typeof checked[n] === 'string' ? (v[0] ?? '') : v]),
-  );
+  // Own property names are unique, so ordering the pairs by name is canonicalParams' order.
+  sortByName(entries);
+  const canonical: [string, string[]][] = [];
+  const stored: Record<string, string | string[]> = {};
+  for (const [name, value] of entries) {
+    const single = typeof value === 'string';
+    const values = single ? [value] : [...(value as string[])].sort(compareStrings);
+    if (values.length === 0) continue;
+    canonical.push([name, values]);
+    setParam(stored, name, single ? value : values);
+  }
+  return { canonical, stored };
 }
 
-function checkValue(value: unknown, field: string): void {
-  if (typeof value !== 'string') throw new InvalidRequestError(field, `must be a string, got ${describe(value)}`);
-  if (value.length > REQUEST_LIMITS.paramLength) {
-    throw new InvalidRequestError(field, `longer than ${String(REQUEST_LIMITS.paramLength)} characters`);
+/** Sorts pairs by name; requests have a few params, and Array#sort allocates a work area on every call. */
+function sortByName(entries: [string, unknown][]): void {
+  if (entries.length > INSERTION_SORT_MAX) {
+    entries.sort((a, b) => compareStrings(a[0], b[0]));
+    return;
   }
+  for (let i = 1; i < entries.length; i++) {
+    const item = entries[i] as [string, unknown];
+    let j = i - 1;
+    for (; j >= 0 && (entries[j] as [string, unknown])[0] > item[0]; j--)
+      entries[j + 1] = entries[j] as [string, unknown];
+    entries[j + 1] = item;
+  }
+}
+
+const INSERTION_SORT_MAX = 16;
+
+function setParam(target: Record<string, string | string[]>, name: string, value: string | string[]): void {
+  // A parameter named `__proto__` must stay a parameter, not vanish into the prototype slot.
+  if (name === '__proto__')
+    Object.defineProperty(target, name, { value, enumerable: true, writable: true, configurable: true });
+  else target[name] = value;
+}
+
+/** Checks one value of param `name` (`index` -1 for a single string); the field name is built only on error. */
+function checkValue(value: unknown, name: string, index: number): void {
+  if (typeof value === 'string' && value.length <= REQUEST_LIMITS.paramLength) return;
+  const field = index < 0 ? `params.${name}` : `params.${name}[${String(index)}]`;
+  if (typeof value !== 'string') throw new InvalidRequestError(field, `must be a string, got ${describe(value)}`);
+  throw new InvalidRequestError(field, `longer than ${String(REQUEST_LIMITS.paramLength)} characters`);
 }
 
 function validateJson(value: unknown, field: string, depth: number): void {

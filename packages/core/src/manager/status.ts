@@ -8,15 +8,38 @@ export function iso(ms: number | undefined): string | undefined {
   // Formatting a Date is costly and many transitions share a millisecond under load: memoise the last few.
   const slot = ms & (ISO_SLOTS - 1);
   if (isoKeys[slot] === ms) return isoValues[slot];
-  const text = new Date(ms).toISOString();
+  const text = isoText(ms);
   isoKeys[slot] = ms;
   isoValues[slot] = text;
   return text;
 }
 
+/**
+ * `new Date(ms).toISOString()`, from a memoised per-second prefix ('…T12:34:56.') plus the
+ * milliseconds. Reads of a long queue hit records submitted over many distinct milliseconds but
+ * few seconds, so the millisecond memo above misses and this one does not.
+ */
+function isoText(ms: number): string {
+  // Only whole milliseconds split exactly (Date truncates fractions toward zero; NaN throws).
+  if (!Number.isInteger(ms)) return new Date(ms).toISOString();
+  const second = Math.floor(ms / 1000);
+  const slot = second & (ISO_SLOTS - 1);
+  let prefix = prefixValues[slot];
+  if (prefixKeys[slot] !== second || prefix === undefined) {
+    // Drop 'sssZ'; the text before the milliseconds depends on the second only.
+    prefix = new Date(second * 1000).toISOString().slice(0, -4);
+    prefixKeys[slot] = second;
+    prefixValues[slot] = prefix;
+  }
+  const milli = ms - second * 1000;
+  return `${prefix}${milli < 10 ? '00' : milli < 100 ? '0' : ''}${String(milli)}Z`;
+}
+
 const ISO_SLOTS = 64;
 const isoKeys = new Float64Array(ISO_SLOTS).fill(Number.NaN);
 const isoValues: (string | undefined)[] = new Array<string | undefined>(ISO_SLOTS);
+const prefixKeys = new Float64Array(ISO_SLOTS).fill(Number.NaN);
+const prefixValues: (string | undefined)[] = new Array<string | undefined>(ISO_SLOTS);
 
 /** The public view of a manifest. */
 export function resultInfo(manifest: ResultManifest): ResultInfo {
@@ -47,8 +70,68 @@ export function recordStatus(record: QueueRecord): RequestStatus {
   return status;
 }
 
+/**
+ * Status of a pending record in line: {@link recordStatus} plus position and ETA. A record never
+ * started (the usual case: every submit) is built as one literal, so the object is allocated
+ * once at its final size instead of growing field by field.
+ */
+export function queuedStatus(record: QueueRecord, position: number, etaMs: number): RequestStatus {
+  if (
+    record.startedAt === undefined &&
+    record.finishedAt === undefined &&
+    record.progress === undefined &&
+    record.message === undefined &&
+    record.cancelRequested !== true &&
+    record.error === undefined
+  ) {
+    return {
+      key: record.key,
+      state: record.state,
+      request: record.request,
+      attempts: record.attempts,
+      submittedAt: iso(record.submittedAt) ?? '',
+      position,
+      etaMs,
+    };
+  }
+  const status = recordStatus(record);
+  status.position = position;
+  status.etaMs = etaMs;
+  return status;
+}
+
 /** Status of a key whose result is in the cache; the queue record adds history when it still exists. */
 export function completedStatus(record: QueueRecord | undefined, manifest: ResultManifest): RequestStatus {
+  if (record?.state === 'completed' && record.startedAt !== undefined && record.finishedAt !== undefined) {
+    // The usual case (every completion event, every read of a finished key): one literal in the
+    // same field order as the general path below, instead of a copy grown field by field and then
+    // pruned with deletes.
+    return {
+      key: record.key,
+      state: 'completed',
+      request: record.request,
+      attempts: record.attempts,
+      submittedAt: iso(record.submittedAt) ?? '',
+      startedAt: iso(record.startedAt) ?? '',
+      finishedAt: iso(record.finishedAt) ?? '',
+      progress: 100,
+      result: resultInfo(manifest),
+    };
+  }
+  if (record?.state === 'completed') {
+    const status: RequestStatus = {
+      key: record.key,
+      state: 'completed',
+      request: record.request,
+      attempts: record.attempts,
+    };
+    assign(status, 'submittedAt', iso(record.submittedAt));
+    assign(status, 'startedAt', iso(record.startedAt));
+    assign(status, 'finishedAt', iso(record.finishedAt));
+    status.progress = 100;
+    status.result = resultInfo(manifest);
+    return status;
+  }
   const base: RequestStatus =
     record === undefined ? { key: manifest.key, state: 'completed', attempts: 0 } : recordStatus(record);
   base.state = 'completed';
@@ -56,10 +139,8 @@ export function completedStatus(record: QueueRecord | undefined, manifest: Resul
   delete base.error;
   delete base.progress;
   delete base.message;
-  if (record === undefined || record.state !== 'completed') {
-    // The record describes a later run (forced rebuild that failed, …) or is gone: the cache speaks.
-    base.finishedAt = iso(manifest.createdAt) ?? '';
-  }
+  // The record describes a later run (forced rebuild that failed, …) or is gone: the cache speaks.
+  base.finishedAt = iso(manifest.createdAt) ?? '';
   base.progress = 100;
   base.result = resultInfo(manifest);
   return base;

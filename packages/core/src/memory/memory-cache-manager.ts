@@ -22,7 +22,7 @@ import type {
   StagedResult,
 } from '../spi/cache.js';
 import { TOKENS } from '../tokens.js';
-import { chunksOf, readAll, sliceRange } from '../util/bytes.js';
+import { chunksOf, isSyncIterable, readAll, readAllSync, sliceRange } from '../util/bytes.js';
 
 /** Options of {@link MemoryCacheManager} (the `cache.options` of a config using the `memory` adapter). */
 export interface MemoryCacheManagerOptions {
@@ -45,14 +45,14 @@ const CURSOR_PREFIX = 'mem1:';
 
 interface StoredResult {
   readonly manifest: ResultManifest;
-  readonly data: ReadonlyMap<string, Buffer>;
+  /**
+   * Bytes by format, as staged (the staged result never touches them again). A plain object, not
+   * a Map: every kept result holds one, and a one-entry Map weighs several times more. Formats
+   * such as `constructor` are valid names, so lookups go through `Object.hasOwn`.
+   */
+  readonly data: Readonly<Record<string, Buffer>>;
   /** Bytes charged against `maxTemporaryBytes`. */
   readonly charge: number;
-}
-
-interface StagedFormat {
-  readonly info: FormatInfo;
-  readonly data: Buffer;
 }
 
 /**
@@ -76,6 +76,8 @@ export class MemoryCacheManager implements CacheManager {
   readonly #clock: Clock;
   readonly #persistent = new Map<string, StoredResult>();
   readonly #temporary: LRUCache<string, StoredResult>;
+  /** Shared by every staged result of this cache: no closures per write. */
+  readonly #staging: StagingHost;
   #closed = false;
 
   constructor(
@@ -88,23 +90,31 @@ export class MemoryCacheManager implements CacheManager {
       maxSize: this.#options.maxTemporaryBytes,
       sizeCalculation: (stored) => stored.charge,
     });
+    this.#staging = {
+      assertOpen: () => {
+        this.#assertOpen();
+      },
+      publish: (key, area, formats) => this.#publish(key, area, formats),
+    };
   }
 
   stage(key: string): Promise<StagedResult> {
-    return run(() => {
+    try {
       this.#assertOpen();
       assertValidKey(key);
-      return new MemoryStagedResult(key, {
-        assertOpen: () => {
-          this.#assertOpen();
-        },
-        publish: (area, formats) => this.#publish(key, area, formats),
-      });
-    });
+      return Promise.resolve(new MemoryStagedResult(key, this.#staging));
+    } catch (error) {
+      return rejected(error);
+    }
   }
 
   head(key: string, area?: CacheArea): Promise<ResultManifest | undefined> {
-    return run(() => this.#find(key, area)?.manifest);
+    // On every submit and status read: no closure, no executor (see run()).
+    try {
+      return Promise.resolve(this.#find(key, area)?.manifest);
+    } catch (error) {
+      return rejected(error);
+    }
   }
 
   get(key: string, format: string, options: CacheGetOptions = {}): Promise<CachedBody | undefined> {
@@ -112,7 +122,7 @@ export class MemoryCacheManager implements CacheManager {
       this.#assertOpen();
       assertValidFormat(format);
       const stored = this.#find(key);
-      const data = stored?.data.get(format);
+      const data = stored !== undefined && Object.hasOwn(stored.data, format) ? stored.data[format] : undefined;
       const info = stored?.manifest.formats[format];
       if (stored === undefined || data === undefined || info === undefined) return undefined;
       const { start, end, length } = sliceRange(data.byteLength, options.range);
@@ -137,7 +147,7 @@ export class MemoryCacheManager implements CacheManager {
         throw new InvalidRequestError('expiresInSec', `must be a positive number of seconds, got ${String(expires)}`);
       }
       const stored = this.#find(key);
-      if (stored?.data.has(format) !== true) return undefined;
+      if (stored === undefined || !Object.hasOwn(stored.data, format)) return undefined;
       return `${this.#options.urlPrefix}${key}/${format}`;
     });
   }
@@ -228,16 +238,15 @@ export class MemoryCacheManager implements CacheManager {
   }
 
   /** The commit point: synchronous, so no reader ever sees the key in both areas or half-written. */
-  #publish(key: string, area: CacheArea, formats: ReadonlyMap<string, StagedFormat>): ResultManifest {
+  #publish(key: string, area: CacheArea, staged: StagedFormats): ResultManifest {
     this.#assertOpen();
     checkArea(area);
-    const data = new Map<string, Buffer>();
-    const infos: Record<string, FormatInfo> = {};
+    const { infos, data } = staged;
     let bytes = 0;
-    for (const [format, staged] of formats) {
-      data.set(format, staged.data);
-      infos[format] = staged.info;
-      bytes += staged.data.byteLength;
+    let count = 0;
+    for (const format in data) {
+      bytes += (data[format] as Buffer).byteLength;
+      count++;
     }
     const max = this.#options.maxTemporaryBytes;
     if (area === 'temporary' && bytes > max) {
@@ -247,9 +256,16 @@ export class MemoryCacheManager implements CacheManager {
         { retryable: false },
       );
     }
-    const manifest = freezeManifest({ key, area, createdAt: this.#clock.now(), formats: infos });
+    // The staged objects become the committed ones (nothing writes to them after a commit): the
+    // infos (each frozen already) are frozen as the manifest's formats, the bytes kept as they are.
+    const manifest: ResultManifest = Object.freeze({
+      key,
+      area,
+      createdAt: this.#clock.now(),
+      formats: Object.freeze(infos),
+    });
     // The overhead is capped so that any result whose data fits is admitted (lru-cache would drop it silently).
-    const charge = Math.min(bytes + RESULT_OVERHEAD_BYTES + FORMAT_OVERHEAD_BYTES * data.size, max);
+    const charge = Math.min(bytes + RESULT_OVERHEAD_BYTES + FORMAT_OVERHEAD_BYTES * count, max);
     // Setting a key replaces it in its own area; only the other area needs an explicit delete.
     if (area === 'persistent') this.#temporary.delete(key);
     else this.#persistent.delete(key);
@@ -268,9 +284,15 @@ export class MemoryCacheManager implements CacheManager {
 
 type StagedState = 'open' | 'committed' | 'aborted';
 
+/** The formats of a staged result: the same names in both records. */
+interface StagedFormats {
+  readonly infos: Record<string, FormatInfo>;
+  readonly data: Record<string, Buffer>;
+}
+
 interface StagingHost {
   assertOpen(): void;
-  publish(area: CacheArea, formats: ReadonlyMap<string, StagedFormat>): ResultManifest;
+  publish(key: string, area: CacheArea, staged: StagedFormats): ResultManifest;
 }
 
 /**
@@ -280,7 +302,8 @@ interface StagingHost {
 class MemoryStagedResult implements StagedResult {
   readonly key: string;
   readonly #host: StagingHost;
-  readonly #formats = new Map<string, StagedFormat>();
+  /** Staged formats; replaced (not emptied) by an abort, since a commit hands them over. */
+  #formats: StagedFormats = { infos: {}, data: {} };
   #state: StagedState = 'open';
   #writing = 0;
 
@@ -289,10 +312,25 @@ class MemoryStagedResult implements StagedResult {
     this.#host = host;
   }
 
-  async write(format: string, data: AsyncIterable<Uint8Array>, options: CacheWriteOptions): Promise<FormatInfo> {
-    this.#assertWritable('write');
-    assertValidFormat(format);
-    const info = formatInfo(options);
+  write(format: string, data: AsyncIterable<Uint8Array>, options: CacheWriteOptions): Promise<FormatInfo> {
+    let info: Omit<FormatInfo, 'size'>;
+    try {
+      this.#assertWritable('write');
+      assertValidFormat(format);
+      info = formatInfo(options);
+      // Chunks already in memory (what jobs write) are taken at once: no promise per chunk, no await.
+      if (isSyncIterable(data)) return Promise.resolve(this.#keep(format, info, readAllSync(data)));
+    } catch (error) {
+      return rejected(error);
+    }
+    return this.#writeStream(format, info, data);
+  }
+
+  async #writeStream(
+    format: string,
+    info: Omit<FormatInfo, 'size'>,
+    data: AsyncIterable<Uint8Array>,
+  ): Promise<FormatInfo> {
     this.#writing++;
     let bytes: Buffer;
     try {
@@ -302,13 +340,24 @@ class MemoryStagedResult implements StagedResult {
     }
     // An abort (or close) while the data streamed in must win over this write.
     this.#assertWritable('write');
-    const stored = Object.freeze({ ...info, size: bytes.byteLength });
-    this.#formats.set(format, { info: stored, data: bytes });
+    return this.#keep(format, info, bytes);
+  }
+
+  /** Stages one format; returns a copy of its info (the stored one is frozen and shared by the manifest). */
+  #keep(format: string, info: Omit<FormatInfo, 'size'>, bytes: Buffer): FormatInfo {
+    const size = bytes.byteLength;
+    const stored: FormatInfo =
+      info.contentEncoding === undefined
+        ? { contentType: info.contentType, size }
+        : { contentType: info.contentType, contentEncoding: info.contentEncoding, size };
+    // Plain assignment is safe: format names start with a letter or digit, so never `__proto__`.
+    this.#formats.infos[format] = Object.freeze(stored);
+    this.#formats.data[format] = bytes;
     return { ...stored };
   }
 
   formats(): Readonly<Record<string, FormatInfo>> {
-    return Object.fromEntries([...this.#formats].map(([format, staged]) => [format, staged.info]));
+    return { ...this.#formats.infos };
   }
 
   commit(area: CacheArea): Promise<ResultManifest> {
@@ -317,7 +366,7 @@ class MemoryStagedResult implements StagedResult {
       if (this.#writing > 0) {
         throw new ConflictError(`cannot commit '${this.key}' while ${this.#writing} write(s) are still in progress`);
       }
-      const manifest = this.#host.publish(area, this.#formats);
+      const manifest = this.#host.publish(this.key, area, this.#formats);
       this.#state = 'committed';
       return manifest;
     });
@@ -326,7 +375,7 @@ class MemoryStagedResult implements StagedResult {
   abort(): Promise<void> {
     if (this.#state === 'open') {
       this.#state = 'aborted';
-      this.#formats.clear();
+      this.#formats = { infos: {}, data: {} };
     }
     return Promise.resolve();
   }
@@ -428,8 +477,16 @@ function decodeCursor(cursor: unknown): string {
 
 /** Runs synchronous work as an async SPI call, so that every failure is a rejection, never a throw. */
 function run<T>(fn: () => T): Promise<T> {
-  // A throwing executor rejects the promise; fn still runs synchronously, before run() returns.
-  return new Promise<T>((resolve) => {
-    resolve(fn());
-  });
+  // Cheaper than an executor-based `new Promise`; fn still runs synchronously, before run() returns.
+  try {
+    return Promise.resolve(fn());
+  } catch (error) {
+    return rejected(error);
+  }
+}
+
+/** A rejection with whatever was thrown (always an Error here: the adapter throws typed errors). */
+function rejected<T>(error: unknown): Promise<T> {
+  // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- passes on what was thrown, as an async method would
+  return Promise.reject(error);
 }

@@ -140,6 +140,9 @@ export class MemoryQueueManager implements QueueManager {
   #paused = false;
   #seq = 0;
   #claimSeq = 0;
+  /** First 24 characters of a random UUID ('xxxxxxxx-xxxx-4xxx-yxxx-'); tokens end with a counter. */
+  readonly #tokenPrefix = randomUUID().slice(0, 24);
+  #tokenSeq = 0;
 
   /** Pending and running records. */
   readonly #live = new Map<string, Entry>();
@@ -180,6 +183,7 @@ export class MemoryQueueManager implements QueueManager {
   readonly #activity = new ActivityTracker();
   readonly #durations = new DurationStats();
   readonly #workers = new Map<string, WorkerReport>();
+  #capacityCache: { readonly value: WorkerCapacity; readonly until: number } | undefined;
 
   #requeued: QueueRecord[] = [];
   #failed: QueueRecord[] = [];
@@ -206,7 +210,18 @@ export class MemoryQueueManager implements QueueManager {
     });
   }
 
-  async enqueue(entry: NewQueueEntry, options: EnqueueOptions): Promise<EnqueueResult> {
+  // The calls of every lifecycle (enqueue, get, position, claim, complete, uriStats, capacity) are
+  // synchronous inside: each is a plain method returning a settled promise around a private one,
+  // because an async method costs a frame and a promise more on every call.
+  enqueue(entry: NewQueueEntry, options: EnqueueOptions): Promise<EnqueueResult> {
+    try {
+      return Promise.resolve(this.#enqueue(entry, options));
+    } catch (error) {
+      return rejected(error);
+    }
+  }
+
+  #enqueue(entry: NewQueueEntry, options: EnqueueOptions): EnqueueResult {
     const now = this.#begin();
     const existing = this.#live.get(entry.key);
     if (existing !== undefined) {
@@ -259,19 +274,43 @@ export class MemoryQueueManager implements QueueManager {
     return { outcome: 'created', record };
   }
 
-  async get(key: string): Promise<QueueRecord | undefined> {
+  get(key: string): Promise<QueueRecord | undefined> {
+    try {
+      return Promise.resolve(this.#get(key));
+    } catch (error) {
+      return rejected(error);
+    }
+  }
+
+  #get(key: string): QueueRecord | undefined {
     this.#begin();
     return this.#live.get(key)?.record ?? this.#finished.get(key);
   }
 
-  async position(key: string): Promise<number | undefined> {
+  position(key: string): Promise<number | undefined> {
+    try {
+      return Promise.resolve(this.#position(key));
+    } catch (error) {
+      return rejected(error);
+    }
+  }
+
+  #position(key: string): number | undefined {
     this.#begin();
     const e = this.#live.get(key);
     // The rank index knows whether the entry is pending: no need to touch the record.
     return e === undefined ? undefined : this.#rank.rank(e);
   }
 
-  async claim(options: ClaimOptions): Promise<Lease | undefined> {
+  claim(options: ClaimOptions): Promise<Lease | undefined> {
+    try {
+      return Promise.resolve(this.#claim(options));
+    } catch (error) {
+      return rejected(error);
+    }
+  }
+
+  #claim(options: ClaimOptions): Lease | undefined {
     const now = this.#begin();
     if (!(options.leaseMs > 0) || !Number.isFinite(options.leaseMs)) {
       throw new InvalidRequestError('leaseMs', `must be a positive number of ms, got ${String(options.leaseMs)}`);
@@ -284,7 +323,7 @@ export class MemoryQueueManager implements QueueManager {
     e.sched = undefined;
 
     const prev = e.record;
-    const token = randomUUID();
+    const token = this.#newToken();
     e.leaseAt = now + options.leaseMs;
     const record = runningRecord(prev, now, token, e.leaseAt, options.workerId);
     e.record = record;
@@ -320,7 +359,15 @@ export class MemoryQueueManager implements QueueManager {
     return { cancelRequested: record.cancelRequested === true, leaseExpiresAt: e.leaseAt };
   }
 
-  async complete(key: string, token: string, options: CompleteOptions): Promise<QueueRecord> {
+  complete(key: string, token: string, options: CompleteOptions): Promise<QueueRecord> {
+    try {
+      return Promise.resolve(this.#complete(key, token, options));
+    } catch (error) {
+      return rejected(error);
+    }
+  }
+
+  #complete(key: string, token: string, options: CompleteOptions): QueueRecord {
     const now = this.#begin();
     const e = this.#leased(key, token, now);
     const record = finishedRecord(e.record, 'completed', now, options.retainUntil, undefined);
@@ -479,7 +526,15 @@ export class MemoryQueueManager implements QueueManager {
     return this.#activity.buckets(minutes, now);
   }
 
-  async uriStats(uri?: string): Promise<UriStats[]> {
+  uriStats(uri?: string): Promise<UriStats[]> {
+    try {
+      return Promise.resolve(this.#uriStats(uri));
+    } catch (error) {
+      return rejected(error);
+    }
+  }
+
+  #uriStats(uri?: string): UriStats[] {
     this.#begin();
     if (uri === undefined) return this.#durations.all();
     const stats = this.#durations.get(uri);
@@ -493,17 +548,32 @@ export class MemoryQueueManager implements QueueManager {
     }
     if (!(ttlMs > 0)) throw new InvalidRequestError('ttlMs', `must be a positive number of ms, got ${String(ttlMs)}`);
     this.#workers.set(workerId, { slots, expiresAt: now + ttlMs });
+    this.#capacityCache = undefined;
   }
 
   async removeWorker(workerId: string): Promise<void> {
     this.#begin();
     this.#workers.delete(workerId);
+    this.#capacityCache = undefined;
   }
 
-  async capacity(): Promise<WorkerCapacity> {
+  capacity(): Promise<WorkerCapacity> {
+    try {
+      return Promise.resolve(this.#capacity());
+    } catch (error) {
+      return rejected(error);
+    }
+  }
+
+  #capacity(): WorkerCapacity {
     const now = this.#begin();
+    // Read on every submit and status read, changed only by reports and their expiry: the last
+    // result stands until a report comes or goes, or the first of the counted ones expires.
+    const cached = this.#capacityCache;
+    if (cached !== undefined && now < cached.until) return cached.value;
     let workers = 0;
     let slots = 0;
+    let until = Infinity;
     for (const [id, report] of this.#workers) {
       if (report.expiresAt <= now) {
         this.#workers.delete(id);
@@ -511,8 +581,11 @@ export class MemoryQueueManager implements QueueManager {
       }
       workers++;
       slots += report.slots;
+      if (report.expiresAt < until) until = report.expiresAt;
     }
-    return { workers, slots };
+    const value: WorkerCapacity = Object.freeze({ workers, slots });
+    this.#capacityCache = { value, until };
+    return value;
   }
 
   async close(): Promise<void> {
@@ -626,6 +699,16 @@ export class MemoryQueueManager implements QueueManager {
     this.#retention.push(retained);
     this.#retention.compactIfSparse(this.#finished.size);
     return retained;
+  }
+
+  /**
+   * A fresh lease token, shaped like a UUID: a random prefix drawn once per queue and a claim
+   * counter. It fences stale holders, which is all a token does in one process (where any code can
+   * read the queue anyway); a random UUID per claim cost more than the rest of the claim allocates.
+   */
+  #newToken(): string {
+    // 12 hex digits: 2^48 claims, about nine years at a million claims a second.
+    return this.#tokenPrefix + (++this.#tokenSeq).toString(16).padStart(12, '0');
   }
 
   /** The entry when `token` is its current, unexpired lease; else LeaseLostError. */
@@ -801,6 +884,12 @@ function outranks(g: GroupState, readyAt: number, best: GroupState, bestReadyAt:
   if (readyAt !== bestReadyAt) return readyAt < bestReadyAt;
   if (g.lastClaimSeq !== best.lastClaimSeq) return g.lastClaimSeq < best.lastClaimSeq;
   return g.name < best.name;
+}
+
+/** A rejection with what a synchronous operation threw (the adapter throws typed errors only). */
+function rejected<T>(error: unknown): Promise<T> {
+  // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- passes on what was thrown, as an async method would
+  return Promise.reject(error);
 }
 
 function buffer(list: QueueRecord[], record: QueueRecord): void {

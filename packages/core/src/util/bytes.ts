@@ -26,6 +26,24 @@ export async function readAll(source: AsyncIterable<Uint8Array> | Iterable<Uint8
   return chunks.length === 1 && chunks[0] !== undefined ? chunks[0] : Buffer.concat(chunks, total);
 }
 
+/**
+ * The synchronous half of {@link readAll}: an iterable of chunks already in memory (as jobs
+ * write them) read at once, so adapters that keep bytes in memory need no promise per write.
+ */
+export function readAllSync(source: Iterable<Uint8Array>): Buffer {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for (const chunk of source) total += pushCopy(chunks, chunk);
+  return chunks.length === 1 && chunks[0] !== undefined ? chunks[0] : Buffer.concat(chunks, total);
+}
+
+/** True for an object that can be iterated synchronously (strings excluded: they are not byte chunks). */
+export function isSyncIterable<T>(source: AsyncIterable<T> | Iterable<T>): source is Iterable<T> {
+  // Callers outside TypeScript may pass anything, strings and null included.
+  const s: unknown = source;
+  return typeof s === 'object' && s !== null && typeof (s as Partial<Iterable<T>>)[Symbol.iterator] === 'function';
+}
+
 function pushCopy(chunks: Buffer[], chunk: unknown): number {
   const view = checkChunk(chunk);
   // allocUnsafe draws small copies from Node's pool; every byte is overwritten at once.

@@ -25,6 +25,8 @@ interface UriState {
   p50: number;
   p95: number;
   sortedAt: number;
+  /** The statistics as last handed out, until a sample changes them (reads outnumber samples). */
+  view: UriStats | undefined;
 }
 
 /**
@@ -60,9 +62,19 @@ export class DurationStats {
     const ms = durationMs < 0 ? 0 : durationMs;
     const state = this.#uris.get(uri);
     if (state === undefined) {
-      this.#uris.set(uri, { count: 1, avg: ms, samples: [ms], next: 1 % this.#window, p50: ms, p95: ms, sortedAt: 1 });
+      this.#uris.set(uri, {
+        count: 1,
+        avg: ms,
+        samples: [ms],
+        next: 1 % this.#window,
+        p50: ms,
+        p95: ms,
+        sortedAt: 1,
+        view: undefined,
+      });
       return;
     }
+    state.view = undefined;
     state.count++;
     state.avg += this.#alpha * (ms - state.avg);
     if (state.samples.length < this.#window) state.samples.push(ms);
@@ -101,8 +113,11 @@ export class DurationStats {
       state.p50 = percentile(sorted, 0.5);
       state.p95 = percentile(sorted, 0.95);
       state.sortedAt = state.count;
+      state.view = undefined;
     }
-    return { uri, count: state.count, avgMs: state.avg, p50Ms: state.p50, p95Ms: state.p95 };
+    // Frozen, since it is shared by every read until the next sample.
+    state.view ??= Object.freeze({ uri, count: state.count, avgMs: state.avg, p50Ms: state.p50, p95Ms: state.p95 });
+    return state.view;
   }
 }
 

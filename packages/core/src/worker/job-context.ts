@@ -6,7 +6,7 @@ import { assertValidFormat } from '../keys.js';
 import type { CacheArea } from '../model.js';
 import type { Job, WriteData } from '../manager/types.js';
 import type { NormalizedRequest } from '../request.js';
-import type { CacheManager, ResultManifest, StagedResult } from '../spi/cache.js';
+import type { CacheManager, CacheWriteOptions, ResultManifest, StagedResult } from '../spi/cache.js';
 import { toByteChunks } from '../util/streams.js';
 
 /** Callbacks from a job to the worker that runs it. */
@@ -40,7 +40,8 @@ export class JobContext implements Job {
   #staged: Promise<StagedResult> | undefined;
   /** The staged result once `#staged` settled: later writes and the commit skip an await. */
   #stagedResult: StagedResult | undefined;
-  readonly #writes = new Set<Promise<unknown>>();
+  /** Writes in progress, in start order (nearly always zero or one: an array is cheaper than a Set). */
+  readonly #writes: Promise<unknown>[] = [];
   #closed = false;
 
   constructor(
@@ -105,13 +106,23 @@ export class JobContext implements Job {
         'write() takes a string, a Uint8Array, a Readable or an AsyncIterable of bytes',
       );
     }
-    const contentType = options?.contentType ?? contentTypeFor(format);
-    const pending = this.#writeStaged(format, data, contentType);
-    this.#writes.add(pending);
+    // `?? null` also catches a null from untyped callers, which means "the default" as before.
+    const contentType = options?.contentType ?? null;
+    const writeOptions = contentType === null ? defaultWriteOptions(format) : { contentType };
+    const staged = this.#stagedResult;
+    // Once staging exists, write straight to it: one async layer less on every later write.
+    const pending =
+      staged === undefined
+        ? this.#stage().then((s) => s.write(format, toByteChunks(data), writeOptions))
+        : staged.write(format, toByteChunks(data), writeOptions);
+    const writes = this.#writes;
+    writes.push(pending);
     try {
       await pending;
     } finally {
-      this.#writes.delete(pending);
+      const i = writes.indexOf(pending);
+      if (i === writes.length - 1) void writes.pop();
+      else if (i >= 0) void writes.splice(i, 1);
     }
   }
 
@@ -122,16 +133,23 @@ export class JobContext implements Job {
 
   /** Waits for writes the handler did not await; throws the first failure. */
   async settleWrites(): Promise<void> {
-    if (this.#writes.size === 0) return;
+    if (this.#writes.length === 0) return;
     const results = await Promise.allSettled([...this.#writes]);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
   }
 
+  /** True while a write the handler did not await is still in progress. */
+  get writing(): boolean {
+    return this.#writes.length > 0;
+  }
+
   /** Publishes every written format (the commit point). */
-  async commit(area: CacheArea): Promise<ResultManifest> {
-    const staged = this.#stagedResult ?? (await this.#stage());
-    return staged.commit(area);
+  commit(area: CacheArea): Promise<ResultManifest> {
+    // Not async: returning the adapter's promise from an async function would cost two more ticks.
+    const staged = this.#stagedResult;
+    if (staged !== undefined) return staged.commit(area);
+    return this.#stage().then((s) => s.commit(area));
   }
 
   /** Throws the staged output away. Never throws. */
@@ -143,11 +161,6 @@ export class JobContext implements Job {
     } catch {
       // Staging that failed or was already aborted holds nothing visible.
     }
-  }
-
-  async #writeStaged(format: string, data: WriteData, contentType: string): Promise<void> {
-    const staged = this.#stagedResult ?? (await this.#stage());
-    await staged.write(format, toByteChunks(data), { contentType });
   }
 
   #stage(): Promise<StagedResult> {
@@ -164,6 +177,21 @@ export class JobContext implements Job {
     if (reason === 'cancelled') throw new ConflictError(`request '${this.key}' was cancelled: ${what}() refused`);
     if (reason === 'shutdown') throw new ClosedError(`worker is stopping: ${what}() on '${this.key}' refused`);
   }
+}
+
+// A mime lookup per write is costly and jobs use a handful of formats: remember the (frozen)
+// write options of each (bounded).
+const defaultOptions = new Map<string, CacheWriteOptions>();
+const DEFAULT_OPTIONS_MEMO = 256;
+
+function defaultWriteOptions(format: string): CacheWriteOptions {
+  let options = defaultOptions.get(format);
+  if (options === undefined) {
+    if (defaultOptions.size >= DEFAULT_OPTIONS_MEMO) defaultOptions.clear();
+    options = Object.freeze({ contentType: contentTypeFor(format) });
+    defaultOptions.set(format, options);
+  }
+  return options;
 }
 
 function isWritable(data: unknown): data is WriteData {

@@ -8,7 +8,7 @@ import { GROUP_PATTERN, showValue } from '../keys.js';
 import type { Handler, ManagerEvents, Worker, WorkerOptions } from '../manager/types.js';
 import type { ManagerSettings } from '../settings.js';
 import type { CacheManager } from '../spi/cache.js';
-import type { GroupPolicy, Lease, QueueManager } from '../spi/queue.js';
+import type { ClaimOptions, GroupPolicy, Lease, QueueManager } from '../spi/queue.js';
 import type { TypedEmitter } from '../util/emitter.js';
 import { retryDelay } from './backoff.js';
 import { toErrorInfo } from './error-info.js';
@@ -34,6 +34,8 @@ export interface WorkerHost {
 /** Progress is sent to the queue at most this often; later values ride on the next send. */
 const PROGRESS_SEND_INTERVAL_MS = 1000;
 const MAX_CONCURRENCY = 10_000;
+/** Placeholder for a job's `done` until its run has started. */
+const STARTED: Promise<void> = Promise.resolve();
 
 /**
  * The worker loop of `RequestManager.process`: claims while slots are free, runs the handler,
@@ -54,6 +56,8 @@ export class WorkerRuntime implements Worker, JobHost {
   #heartbeatTimer: TimerHandle | undefined;
   #stopping = false;
   #stopped: Promise<void> | undefined;
+  /** Claim options, rebuilt only when the host hands out another policies object (one claim per job). */
+  #claimOptions: ClaimOptions | undefined;
 
   constructor(host: WorkerHost, handler: Handler, options: WorkerOptions = {}) {
     if (typeof handler !== 'function') throw new InvalidRequestError('handler', 'process() needs a handler function');
@@ -133,12 +137,7 @@ export class WorkerRuntime implements Worker, JobHost {
         this.#again = false;
         while (!this.#stopping && this.#jobs.size < this.#concurrency) {
           if (this.#groups?.length === 0) break;
-          const lease = await this.#host.queue.claim({
-            workerId: this.id,
-            leaseMs: this.#leaseMs,
-            policies: this.#host.groupPolicies(),
-            ...(this.#groups === undefined ? {} : { groups: this.#groups }),
-          });
+          const lease = await this.#host.queue.claim(this.#claimOptionsNow());
           if (lease === undefined) break;
           this.#startJob(lease);
         }
@@ -149,6 +148,19 @@ export class WorkerRuntime implements Worker, JobHost {
       this.#pumping = false;
     }
     if (!this.#stopping && this.#jobs.size < this.#concurrency) this.#schedulePoll();
+  }
+
+  #claimOptionsNow(): ClaimOptions {
+    const policies = this.#host.groupPolicies();
+    let options = this.#claimOptions;
+    if (options?.policies !== policies) {
+      options =
+        this.#groups === undefined
+          ? { workerId: this.id, leaseMs: this.#leaseMs, policies }
+          : { workerId: this.id, leaseMs: this.#leaseMs, policies, groups: this.#groups };
+      this.#claimOptions = options;
+    }
+    return options;
   }
 
   /** Read through a method: the flag changes while the claim loop awaits. */
@@ -174,36 +186,71 @@ export class WorkerRuntime implements Worker, JobHost {
       token,
       record.leaseExpiresAt ?? this.clock.now() + this.#leaseMs,
     );
-    const entry = { job, done: Promise.resolve() };
+    // Registered before the handler starts: it runs synchronously up to its first await.
+    const entry = { job, done: STARTED };
     this.#jobs.set(record.key, entry);
-    this.#host.events.emit('claimed', { key: record.key, attempt: record.attempts, workerId: this.id });
-    const settle = (): void => {
-      this.#jobs.delete(record.key);
-      this.wake();
-    };
-    // #run never rejects: it reports its own errors.
-    entry.done = this.#run(job, record.maxAttempts).then(settle, settle);
+    const events = this.#host.events;
+    if (events.listenerCount('claimed') > 0) {
+      events.emit('claimed', { key: record.key, attempt: record.attempts, workerId: this.id });
+    }
+    entry.done = this.#run(job, record.maxAttempts);
   }
 
+  /** Runs and finishes one job, then frees its slot. Never rejects: it reports its own errors. */
   async #run(job: JobContext, maxAttempts: number): Promise<void> {
-    let failure: { error: unknown } | undefined;
     try {
-      await this.#handler(job);
-      await job.settleWrites();
-    } catch (error) {
-      failure = { error };
-    }
-    job.close();
-    try {
-      await this.#finish(job, failure, maxAttempts);
-    } catch (error) {
-      await job.discard();
-      if (LeaseLostError.is(error)) job.abort('lease-lost');
-      else if (!ClosedError.is(error))
-        this.#host.events.emit('error', { error, context: `worker ${this.id}: finishing '${job.key}'` });
+      let failure: { error: unknown } | undefined;
+      try {
+        await this.#handler(job);
+        if (job.writing) await job.settleWrites();
+      } catch (error) {
+        failure = { error };
+      }
+      job.close();
+      try {
+        // The success path has its own small method: an async frame holds every local of its function.
+        if (failure === undefined && job.abortReason === undefined) await this.#complete(job);
+        else await this.#finish(job, failure, maxAttempts);
+      } catch (error) {
+        await job.discard();
+        if (LeaseLostError.is(error)) job.abort('lease-lost');
+        else if (!ClosedError.is(error))
+          this.#host.events.emit('error', { error, context: `worker ${this.id}: finishing '${job.key}'` });
+      }
+    } finally {
+      this.#jobs.delete(job.key);
+      this.wake();
     }
   }
 
+  /** A handler that returned, not aborted: fenced commit, then complete. */
+  async #complete(job: JobContext): Promise<void> {
+    const queue = this.#host.queue;
+    // Fence the commit: make sure the lease is ours and fresh before the result becomes visible.
+    if (job.leaseExpiresAt - this.clock.now() < this.#leaseMs / 2 || job.unsentProgress !== undefined) {
+      const beat = await queue.heartbeat(job.key, job.token, { leaseMs: this.#leaseMs });
+      job.leaseExpiresAt = beat.leaseExpiresAt;
+      if (beat.cancelRequested) {
+        await this.#acknowledgeCancel(job);
+        return;
+      }
+    }
+    const manifest = await job.commit(job.request.sticky === true ? 'persistent' : 'temporary');
+    const durationMs = this.clock.now() - job.startedAt;
+    const retainUntil = this.#host.retainUntil();
+    const record = await queue.complete(
+      job.key,
+      job.token,
+      retainUntil === undefined ? { durationMs } : { durationMs, retainUntil },
+    );
+    const events = this.#host.events;
+    // The status is built only for someone to see it.
+    if (events.listenerCount('completed') > 0) {
+      events.emit('completed', { key: job.key, status: completedStatus(record, manifest) });
+    }
+  }
+
+  /** A job aborted, or whose handler failed. */
   async #finish(job: JobContext, failure: { error: unknown } | undefined, maxAttempts: number): Promise<void> {
     const { queue } = this.#host;
     const reason: AbortReason | undefined = job.abortReason;
@@ -217,24 +264,7 @@ export class WorkerRuntime implements Worker, JobHost {
       return;
     }
     if (failure === undefined) {
-      // Fence the commit: make sure the lease is ours and fresh before the result becomes visible.
-      if (job.leaseExpiresAt - this.clock.now() < this.#leaseMs / 2 || job.unsentProgress !== undefined) {
-        const beat = await queue.heartbeat(job.key, job.token, { leaseMs: this.#leaseMs });
-        job.leaseExpiresAt = beat.leaseExpiresAt;
-        if (beat.cancelRequested) {
-          await this.#acknowledgeCancel(job);
-          return;
-        }
-      }
-      const area = job.request.sticky === true ? 'persistent' : 'temporary';
-      const manifest = await job.commit(area);
-      const durationMs = this.clock.now() - job.startedAt;
-      const retainUntil = this.#host.retainUntil();
-      const record = await queue.complete(job.key, job.token, {
-        durationMs,
-        ...(retainUntil === undefined ? {} : { retainUntil }),
-      });
-      this.#host.events.emit('completed', { key: job.key, status: completedStatus(record, manifest) });
+      await this.#complete(job);
       return;
     }
     await job.discard();
