@@ -89,6 +89,34 @@ describe('DefaultRequestManager', () => {
     });
   });
 
+  describe('running ETA', () => {
+    it('scales the expected run time by the progress left, without ballooning between updates', async () => {
+      r = rig();
+      const started = deferred();
+      const release = deferred();
+      let job: Job | undefined;
+      r.rm.process(async (j) => {
+        job = j;
+        started.resolve();
+        await release.promise;
+      });
+      const s = await r.rm.submit({ uri: '/eta', estimatedMs: 1000 });
+      await started.promise;
+      await job!.progress(5);
+      await r.clock.advance(500);
+      expect((await r.rm.status(s.key)).etaMs).to.equal(950);
+      // Long past the estimate with no new progress: the time spent becomes the expected total.
+      await r.clock.advance(4500);
+      expect((await r.rm.status(s.key)).etaMs).to.equal(4750);
+      await job!.progress(50);
+      // A heartbeat just went out, so the new progress rides on the next one, a second later.
+      await r.clock.advance(1000);
+      expect((await r.rm.status(s.key)).etaMs).to.equal(3000);
+      release.resolve();
+      await r.rm.waitFor(s.key);
+    });
+  });
+
   describe('job misuse', () => {
     it('refuses write() and progress() after the handler returned', async () => {
       r = rig();

@@ -363,8 +363,12 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
       status.position = 0;
       const elapsed = Math.max(0, now - (record.startedAt ?? now));
       const progress = record.progress ?? 0;
+      // Progress reaches the queue with a delay, so extrapolating elapsed/progress would balloon between
+      // updates; instead the expected run time (learned, or the time already spent if longer) is scaled.
       const remaining =
-        progress > 0 && progress < 100 ? (elapsed * (100 - progress)) / progress : Math.max(0, durationMs - elapsed);
+        progress > 0
+          ? (Math.max(durationMs, elapsed) * (100 - Math.min(progress, 100))) / 100
+          : Math.max(0, durationMs - elapsed);
       status.etaMs = Math.round(remaining);
       return status;
     }
