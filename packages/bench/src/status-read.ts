@@ -34,8 +34,20 @@ export interface StatusReadResult {
   readonly positionUs: number;
 }
 
-/** Large prime stride: consecutive reads land far apart in the queue, so no position is favoured. */
-const STRIDE = 1_000_003;
+/**
+ * A stride near the golden ratio of the queue length and coprime with it: consecutive reads land far
+ * apart (no position is favoured, and objects allocated in order are not read in order), and every
+ * key is visited once per pass.
+ */
+function spreadStride(n: number): number {
+  let stride = Math.max(1, Math.floor(n * 0.6180339887));
+  while (gcd(stride, n) !== 1) stride++;
+  return stride;
+}
+
+function gcd(a: number, b: number): number {
+  return b === 0 ? a : gcd(b, a % b);
+}
 
 /**
  * Fills fresh memory adapters with `pending` requests through the queue SPI (`enqueue`, the
@@ -59,7 +71,8 @@ export async function measureStatusReads(options: StatusReadOptions): Promise<St
     collectGarbage();
     const heapAfterBytes = measuredHeap ? process.memoryUsage().heapUsed : Number.NaN;
 
-    const spread = (j: number): string => keyAt((j * STRIDE) % options.pending);
+    const stride = spreadStride(options.pending);
+    const spread = (j: number): string => keyAt((j * stride) % options.pending);
     const statusTiming = await timeReads(options, async (j) => {
       const status = await rm.status(spread(j));
       if (status.state !== 'pending' || status.position === undefined) {

@@ -47,6 +47,7 @@ import { DurationStats } from '../util/duration-stats.js';
 import { delayedHeap, Entry, GroupState, zeroCounts } from './queue-index/entry.js';
 import type { StateCounts } from './queue-index/entry.js';
 import type { IndexedHeap } from './queue-index/indexed-heap.js';
+import { KeyTable } from './queue-index/key-table.js';
 import { PendingRank } from './queue-index/pending-rank.js';
 import { estimateRecordBytes } from './queue-index/record-size.js';
 import {
@@ -144,8 +145,8 @@ export class MemoryQueueManager implements QueueManager {
   readonly #tokenPrefix = randomUUID().slice(0, 24);
   #tokenSeq = 0;
 
-  /** Pending and running records. */
-  readonly #live = new Map<string, Entry>();
+  /** Pending and running records, by key. */
+  readonly #live = new KeyTable<Entry>();
   /**
    * Finished records, bare (their entry is let go, so the hot lifecycle leaves one small object
    * behind). Removal for any reason un-indexes them through `dispose`.
@@ -262,7 +263,7 @@ export class MemoryQueueManager implements QueueManager {
     }
     const record = newPendingRecord(entry, ++this.#seq, now);
     const e = new Entry(record, group);
-    this.#live.set(e.key, e);
+    this.#live.set(e);
     this.#bySeq.append(e, e.seq);
     this.#rank.add(e, true);
     this.#byState.pending++;

@@ -17,8 +17,12 @@ export function zeroCounts(): StateCounts {
  * enqueue until the record finishes; finished records are kept bare, without an entry.
  */
 export class Entry implements RankItem {
-  record: QueueRecord;
+  // Declaration order is the field order in memory: what a status read touches (the key compared
+  // by the key table, the record, the rank fields) comes first, so it usually sits in one cache line.
   readonly key: string;
+  record: QueueRecord;
+  rankSlot = -1;
+  rankPending = false;
   readonly priority: number;
   readonly seq: number;
   readonly group: GroupState;
@@ -33,12 +37,10 @@ export class Entry implements RankItem {
   schedPos = -1;
   expiryPos = -1;
   leasePos = -1;
-  rankSlot = -1;
-  rankPending = false;
 
   constructor(record: QueueRecord, group: GroupState) {
-    this.record = record;
     this.key = record.key;
+    this.record = record;
     this.priority = record.priority;
     this.seq = record.seq;
     this.group = group;
