@@ -156,8 +156,6 @@ export function printable(s: string): string {
   return shown.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
-export type { JsonValue };
-
 /** A short, safe rendering of any input for error messages. */
 export function showValue(value: unknown): string {
   if (typeof value === 'string') return `'${printable(value)}'`;

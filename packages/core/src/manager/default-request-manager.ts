@@ -3,7 +3,7 @@ import { inject, injectable } from 'inversify';
 import type { Clock, TimerHandle } from '../clock.js';
 import { ClosedError, InvalidRequestError } from '../errors.js';
 import { assertValidFormat, assertValidKey, GROUP_PATTERN, showValue } from '../keys.js';
-import type { BatchRequest, QueueState, RequestStatus, ResultBody } from '../model.js';
+import type { BatchRequest, RequestStatus, ResultBody } from '../model.js';
 import { QUEUE_STATES } from '../model.js';
 import { normalizeRequest } from '../request.js';
 import { DEFAULT_SETTINGS } from '../settings.js';
@@ -417,5 +417,3 @@ function dateMs(value: unknown, field: string): number {
     throw new InvalidRequestError(field, 'must be a valid Date');
   return value.getTime();
 }
-
-export type { QueueState };

@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 
-import type { BatchRequest, ErrorInfo, QueueState, RequestStatus, ResultBody, State } from '../model.js';
+import type { BatchRequest, ErrorInfo, QueueState, RequestStatus, ResultBody } from '../model.js';
 import type { GroupPolicy } from '../spi/queue.js';
 import type { TypedEmitter } from '../util/emitter.js';
 
@@ -150,5 +150,3 @@ export interface RequestManager {
   /** Stops workers and timers and closes the adapters. */
   close(): Promise<void>;
 }
-
-export type { State };
