@@ -2,6 +2,7 @@ import type { QueueState } from '../../model.js';
 import type { QueueRecord } from '../../spi/queue.js';
 import { IndexedHeap } from './indexed-heap.js';
 import type { RankItem } from './pending-rank.js';
+import { timeHeap } from './time-queue.js';
 
 /** Record counts by state. */
 export type StateCounts = Record<QueueState, number>;
@@ -62,26 +63,9 @@ function setSched(e: Entry, pos: number): void {
   e.schedPos = pos;
 }
 
-/** A min-heap of entries by a time key, ties in seq order (so sweeps report in a stable order). */
-export function timeHeap(
-  time: (e: Entry) => number,
-  getPos: (e: Entry) => number,
-  setPos: (e: Entry, pos: number) => void,
-): IndexedHeap<Entry> {
-  return new IndexedHeap<Entry>(
-    (a, b) => {
-      const ta = time(a);
-      const tb = time(b);
-      return ta < tb || (ta === tb && a.seq < b.seq);
-    },
-    getPos,
-    setPos,
-  );
-}
-
 /** The delayed heap shares the entry's `sched` position with the group ready heaps. */
 export function delayedHeap(): IndexedHeap<Entry> {
-  return timeHeap((e) => e.readyAt, getSched, setSched);
+  return timeHeap<Entry>((e) => e.readyAt, getSched, setSched);
 }
 
 /** One scheduling group: its claimable records, its counts and its claim history. */

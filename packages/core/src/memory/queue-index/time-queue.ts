@@ -2,6 +2,23 @@ import { IndexedHeap } from './indexed-heap.js';
 
 const COMPACT_MIN = 1024;
 
+/** A min-heap by a time key, ties in seq order (so sweeps report in a stable order). */
+export function timeHeap<T extends { readonly seq: number }>(
+  time: (item: T) => number,
+  getPos: (item: T) => number,
+  setPos: (item: T, pos: number) => void,
+): IndexedHeap<T> {
+  return new IndexedHeap<T>(
+    (a, b) => {
+      const ta = time(a);
+      const tb = time(b);
+      return ta < tb || (ta === tb && a.seq < b.seq);
+    },
+    getPos,
+    setPos,
+  );
+}
+
 /**
  * A priority queue by time, tuned for times that mostly arrive in order (`now + constant`, as
  * retention times do). In-order items go to a FIFO deque: O(1) to add, O(1) to remove (a hole,
@@ -28,15 +45,7 @@ export class TimeQueue<T extends { readonly seq: number }> {
     this.#time = time;
     this.#getPos = getPos;
     this.#setPos = setPos;
-    this.#heap = new IndexedHeap<T>(
-      (a, b) => {
-        const ta = time(a);
-        const tb = time(b);
-        return ta < tb || (ta === tb && a.seq < b.seq);
-      },
-      getPos,
-      setPos,
-    );
+    this.#heap = timeHeap(time, getPos, setPos);
   }
 
   /** Items queued. */
