@@ -1,0 +1,4 @@
+export { checkFileCacheOptions, FileCacheManager } from './cache/file-cache-manager.js';
+export type { FileCacheManagerOptions } from './cache/file-cache-manager.js';
+export { checkFileQueueOptions, FileQueueManager } from './queue/file-queue-manager.js';
+export type { FileQueueManagerOptions } from './queue/file-queue-manager.js';
