@@ -17,9 +17,14 @@ export function memoryRequestManager(): RequestManager {
 /**
  * armlib's lifecycle through its public API: `submit` (derived key), a worker from `process`
  * writing `payload` as csv, completion seen through the `completed` event, then `status`.
+ * On the memory adapters unless another request manager is given (it is closed with the system).
  */
-export function armlibSystem(concurrency: number, payload: Uint8Array, run: string): LifecycleSystem {
-  const rm = memoryRequestManager();
+export function armlibSystem(
+  concurrency: number,
+  payload: Uint8Array,
+  run: string,
+  rm: RequestManager = memoryRequestManager(),
+): LifecycleSystem {
   let worker: Worker | undefined;
   return {
     async submit(index) {

@@ -83,7 +83,11 @@ export async function startRedis(): Promise<RedisServer> {
   return {
     port,
     async stop() {
-      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      const exited = new Promise<void>((resolve) =>
+        child.once('exit', () => {
+          resolve();
+        }),
+      );
       child.kill('SIGTERM');
       await exited;
       rmSync(dir, { recursive: true, force: true });
@@ -96,7 +100,12 @@ export async function startRedis(): Promise<RedisServer> {
  * (BullMQ's own dedupe), a `Worker` whose processor returns the 1 KB csv (stored in Redis as the
  * job's return value), completion through the worker's `completed` event, then `getJobState`.
  */
-export function bullmqSystem(concurrency: number, payload: Uint8Array, run: string, redis: RedisServer): LifecycleSystem {
+export function bullmqSystem(
+  concurrency: number,
+  payload: Uint8Array,
+  run: string,
+  redis: RedisServer,
+): LifecycleSystem {
   const connection = { host: '127.0.0.1', port: redis.port, maxRetriesPerRequest: null };
   const name = `bench-${run}`;
   const queue = new Queue(name, { connection });

@@ -1,9 +1,11 @@
 // Entry point of `npm run bench` (node --expose-gc packages/bench/dist/src/main.js):
-//   [--quick] [--count=<lifecycles per run>] [--seconds=<cap per run>] [--out=<dir>]
+//   [--quick] [--count=<lifecycles per run>] [--seconds=<cap per run>] [--out=<dir>] [--memory-only]
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { armlibSystem } from './armlib-system.js';
+import { runBackendBenches } from './backends.js';
+import type { BackendResults } from './backends.js';
 import { bareSystem } from './bare-system.js';
 import { drive } from './drive.js';
 import type { DriveOptions, LifecycleSystem, ThroughputResult } from './drive.js';
@@ -18,6 +20,7 @@ const { values } = parseArgs({
     count: { type: 'string' },
     seconds: { type: 'string' },
     out: { type: 'string', default: 'bench-results' },
+    'memory-only': { type: 'boolean', default: false },
   },
 });
 
@@ -29,6 +32,10 @@ const BASELINE_CONCURRENCY = 10;
 const QUEUE_SIZES = quick ? [1_000, 100_000] : [1_000, 1_000_000];
 const GOAL_LIFECYCLES_PER_SECOND = 100_000;
 const GOAL_STATUS_RATIO = 2;
+const GOAL_STREAM_RSS_MB = 100;
+const GOAL_STREAM_COPY_RATIO = 0.8;
+const FILE_STREAM_BYTES = quick ? 128 * 2 ** 20 : 2 ** 30;
+const S3_STREAM_BYTES = quick ? 50 * 2 ** 20 : 200 * 2 ** 20;
 /** The 1 KB csv every job writes. */
 const PAYLOAD = Buffer.from(`id,region,amount\n${'0123456789,EU,42.00\n'.repeat(60)}`.slice(0, 1024));
 const driveOptions: DriveOptions = { count, maxMs, batch: 500, window: 2000 };
@@ -137,6 +144,18 @@ if (largest !== undefined && machine.exposeGc) {
   );
 }
 
+let backends: BackendResults | undefined;
+if (!values['memory-only']) {
+  say('');
+  backends = await runBackendBenches({
+    drive: driveOptions,
+    fileStreamBytes: FILE_STREAM_BYTES,
+    s3StreamBytes: S3_STREAM_BYTES,
+    say,
+  });
+  reportBackends(backends);
+}
+
 const path = await writeResults(resolve(values.out), startedAt, {
   date: startedAt.toISOString(),
   machine,
@@ -160,6 +179,82 @@ const path = await writeResults(resolve(values.out), startedAt, {
     },
     statusRatio: { goal: GOAL_STATUS_RATIO, measured: statusRatio, met: statusRatio <= GOAL_STATUS_RATIO },
   },
+  backends,
 });
 say('');
 say(`Results written to ${path} (${String(Math.round((Date.now() - startedAt.getTime()) / 1000))} s in all).`);
+
+function reportBackends(results: BackendResults): void {
+  say('');
+  say('Backends: the same lifecycle, durable (latency: submit → completed event)');
+  for (const line of table(
+    ['system', 'concurrency', 'lifecycles', 'seconds', 'lifecycles/s', 'p50 ms', 'p99 ms', 'bad reads'],
+    results.lifecycle.map((r) => [
+      r.system,
+      String(r.concurrency),
+      int(r.lifecycles),
+      fixed(r.elapsedMs / 1000, 2),
+      int(r.perSecond),
+      fixed(r.p50Ms, 2),
+      fixed(r.p99Ms, 2),
+      String(r.badReads),
+    ]),
+  )) {
+    say(`  ${line}`);
+  }
+  const best = (prefix: string): number =>
+    Math.max(0, ...results.lifecycle.filter((r) => r.system.startsWith(prefix)).map((r) => r.perSecond));
+  const file = best('armlib file');
+  const bullmq = best('BullMQ');
+  if (results.bullmqSkipped === undefined) {
+    say(`  goal file ≥ BullMQ: ${int(file)}/s vs ${int(bullmq)}/s (${file >= bullmq ? 'met' : 'not met'})`);
+  } else {
+    say(`  ${results.bullmqSkipped}`);
+  }
+  const fs = results.fileStreaming;
+  const s3 = results.s3Streaming;
+  say('');
+  say('Streaming one result through the cache (put, then get; a fresh process each)');
+  const rows: string[][] = [];
+  if (fs !== undefined) {
+    rows.push([
+      `file (${fs.durability})`,
+      mib(fs.bytes),
+      fixed(fs.putMs / 1000, 2),
+      fixed(fs.getMs / 1000, 2),
+      fixed(fs.putGetMiBps, 0),
+      `${fixed(fs.copyMiBps, 0)} (${fixed(fs.ratio, 2)}×)`,
+      fixed(fs.peakRssMiB, 1),
+    ]);
+  }
+  if (s3 !== undefined) {
+    const mibps = s3.bytes / 2 ** 20 / ((s3.putMs + s3.getMs) / 1000);
+    rows.push([
+      's3 (s3rver)',
+      mib(s3.bytes),
+      fixed(s3.putMs / 1000, 2),
+      fixed(s3.getMs / 1000, 2),
+      fixed(mibps, 0),
+      '-',
+      fixed(s3.peakRssMiB, 1),
+    ]);
+  }
+  for (const line of table(
+    ['cache', 'size', 'put s', 'get s', 'put+get MiB/s', 'plain copy MiB/s', 'peak RSS MiB'],
+    rows,
+  )) {
+    say(`  ${line}`);
+  }
+  if (fs !== undefined) {
+    const rssOk = fs.peakRssMiB * 2 ** 20 <= GOAL_STREAM_RSS_MB * 1e6;
+    say(
+      `  goal file: peak RSS ≤ ${String(GOAL_STREAM_RSS_MB)} MB (${rssOk ? 'met' : 'not met'}), ` +
+        `≥ ${String(GOAL_STREAM_COPY_RATIO)}× plain copy (${fs.ratio >= GOAL_STREAM_COPY_RATIO ? 'met' : 'not met'})`,
+    );
+  }
+  if (s3 !== undefined) {
+    const rssOk = s3.peakRssMiB * 2 ** 20 <= GOAL_STREAM_RSS_MB * 1e6;
+    say(`  goal s3: peak RSS ≤ ${String(GOAL_STREAM_RSS_MB)} MB (${rssOk ? 'met' : 'not met'})`);
+  }
+  for (const error of results.errors) say(`  error: ${error}`);
+}

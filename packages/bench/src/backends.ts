@@ -1,0 +1,121 @@
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+import { bullmqSystem, redisAvailable, startRedis } from './bullmq-system.js';
+import { drive } from './drive.js';
+import type { DriveOptions, LifecycleSystem, ThroughputResult } from './drive.js';
+import { FILE_BENCH_DURABILITY, fileSystem } from './file-system.js';
+import type { FileStreamingResult } from './file-streaming.js';
+import type { S3StreamingResult } from './s3-streaming.js';
+import { collectGarbage } from './stats.js';
+
+/** One lifecycle row of a backend. */
+export type BackendRow = ThroughputResult & { readonly system: string; readonly concurrency: number };
+
+/** What the backend section of the bench measured. */
+export interface BackendResults {
+  readonly lifecycle: BackendRow[];
+  /** Why the BullMQ rows are missing, when they are. */
+  readonly bullmqSkipped?: string;
+  readonly fileStreaming?: FileStreamingResult;
+  readonly s3Streaming?: S3StreamingResult;
+  readonly errors: string[];
+}
+
+/** Concurrencies of the backend lifecycle rows. */
+export const BACKEND_CONCURRENCIES = [10, 100] as const;
+
+async function measure(system: LifecycleSystem, options: DriveOptions): Promise<ThroughputResult> {
+  try {
+    return await drive(system, options);
+  } finally {
+    await system.close();
+    collectGarbage();
+  }
+}
+
+/** Runs one streaming measurement in a fresh node process and parses its JSON line. */
+async function inChild<T>(kind: 'file' | 's3', bytes: number): Promise<T> {
+  const script = fileURLToPath(new URL('./streaming-child.js', import.meta.url));
+  return new Promise<T>((resolve, reject) => {
+    const child = spawn(process.execPath, ['--expose-gc', '--openssl-legacy-provider', script, kind, String(bytes)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      if (code !== 0) {
+        reject(new Error(`${kind} streaming child exited with code ${String(code)}`));
+        return;
+      }
+      try {
+        resolve(JSON.parse(out.trim().split('\n').pop() ?? '') as T);
+      } catch (error) {
+        reject(error instanceof Error ? error : new Error(String(error)));
+      }
+    });
+  });
+}
+
+/**
+ * The file backend's lifecycle (durability `normal`), BullMQ's on a local redis-server with
+ * `appendfsync everysec` when one is installed, and streaming through the file and S3 caches.
+ */
+export async function runBackendBenches(options: {
+  readonly drive: DriveOptions;
+  readonly fileStreamBytes: number;
+  readonly s3StreamBytes: number;
+  readonly say: (line: string) => void;
+}): Promise<BackendResults> {
+  const { say } = options;
+  const lifecycle: BackendRow[] = [];
+  const errors: string[] = [];
+  const payload = Buffer.from(`id,region,amount\n${'0123456789,EU,42.00\n'.repeat(60)}`.slice(0, 1024));
+  await measure(fileSystem(10, payload, 'warmup'), { ...options.drive, count: 2000, maxMs: 1000 });
+  for (const concurrency of BACKEND_CONCURRENCIES) {
+    say(`armlib file (durability ${FILE_BENCH_DURABILITY}), concurrency ${String(concurrency)}…`);
+    const result = await measure(fileSystem(concurrency, payload, `f${String(concurrency)}`), options.drive);
+    lifecycle.push({ system: `armlib file (${FILE_BENCH_DURABILITY})`, concurrency, ...result });
+  }
+  let bullmqSkipped: string | undefined;
+  if (redisAvailable()) {
+    const redis = await startRedis();
+    try {
+      for (const concurrency of BACKEND_CONCURRENCIES) {
+        say(`BullMQ on redis-server (appendfsync everysec), concurrency ${String(concurrency)}…`);
+        const result = await measure(
+          bullmqSystem(concurrency, payload, `b${String(concurrency)}`, redis),
+          options.drive,
+        );
+        lifecycle.push({ system: 'BullMQ (redis everysec)', concurrency, ...result });
+      }
+    } finally {
+      await redis.stop();
+    }
+  } else {
+    bullmqSkipped = 'redis-server is not installed (apt-get install redis-server), so the BullMQ rows are skipped';
+    say(`note: ${bullmqSkipped}`);
+  }
+  let fileStreaming: FileStreamingResult | undefined;
+  say(`file cache: streaming ${String(options.fileStreamBytes / 2 ** 20)} MiB through put and get…`);
+  try {
+    fileStreaming = await inChild<FileStreamingResult>('file', options.fileStreamBytes);
+  } catch (error) {
+    errors.push(`file streaming: ${String(error)}`);
+  }
+  let s3Streaming: S3StreamingResult | undefined;
+  say(`S3 cache on s3rver: streaming ${String(options.s3StreamBytes / 2 ** 20)} MiB through put and get…`);
+  try {
+    s3Streaming = await inChild<S3StreamingResult>('s3', options.s3StreamBytes);
+  } catch (error) {
+    errors.push(`s3 streaming: ${String(error)}`);
+  }
+  return {
+    lifecycle,
+    ...(bullmqSkipped === undefined ? {} : { bullmqSkipped }),
+    ...(fileStreaming === undefined ? {} : { fileStreaming }),
+    ...(s3Streaming === undefined ? {} : { s3Streaming }),
+    errors,
+  };
+}
