@@ -2,7 +2,7 @@ import 'reflect-metadata';
 
 export { ManualClock, SystemClock } from './clock.js';
 export { CONFIG_SCHEMA } from './config/schema.js';
-export { DEFAULT_CONFIG } from './config/defaults.js';
+export { DEFAULT_CONFIG, DEFAULT_DIR } from './config/defaults.js';
 export { ENV_VARS, settingEnvVar } from './config/env.js';
 export { loadConfig } from './config/load.js';
 export type { LoadConfigOptions } from './config/load.js';

@@ -52,8 +52,12 @@ describe('config', () => {
   describe('loadConfig defaults', () => {
     it('uses the default configuration and default settings when given nothing', async () => {
       const config = await loadConfig(undefined, { env: NO_ENV, cwd: tmp });
-      expect(config.queue).to.deep.equal({ adapter: DEFAULT_CONFIG.queue?.adapter, options: {} });
-      expect(config.cache).to.deep.equal({ adapter: DEFAULT_CONFIG.cache?.adapter, options: {} });
+      expect(config.queue).to.deep.equal({ adapter: 'file', options: { dir: './var/armlib' } });
+      expect(config.cache).to.deep.equal({ adapter: 'file', options: { dir: './var/armlib' } });
+      expect(config.queue).to.deep.equal({
+        adapter: DEFAULT_CONFIG.queue?.adapter,
+        options: DEFAULT_CONFIG.queue?.options,
+      });
       expect(config.manager).to.deep.equal(DEFAULT_SETTINGS);
       expect(config.groups).to.deep.equal({});
       expect(config.baseDir).to.equal(tmp);
@@ -196,12 +200,14 @@ describe('config', () => {
   });
 
   describe('adapters', () => {
-    it('names the package to install for a built-in adapter that is not installed', async () => {
+    it('refuses a built-in adapter on a side it does not implement', async () => {
       const error = await configError(
-        loadConfig({ queue: { adapter: 'file' }, cache: { adapter: 'dynamodb' } }, { env: NO_ENV }),
+        loadConfig({ queue: { adapter: 's3' }, cache: { adapter: 'dynamodb' } }, { env: NO_ENV }),
       );
-      expect(issueAt(error, '/queue/adapter')).to.include('npm install @armlib/file');
-      expect(issueAt(error, '/cache/adapter')).to.include('npm install @armlib/dynamodb');
+      expect(issueAt(error, '/queue/adapter')).to.include("adapter 's3'").and.include('cannot be used as a queue');
+      expect(issueAt(error, '/cache/adapter'))
+        .to.include("adapter 'dynamodb'")
+        .and.include('cannot be used as a cache');
     });
 
     it('reports schema and adapter problems together', async () => {
@@ -209,7 +215,7 @@ describe('config', () => {
         loadConfig({ queue: { adapter: 's3' }, manager: { pollMs: 0 } }, { env: NO_ENV }),
       );
       expect(paths(error)).to.have.members(['/queue/adapter', '/manager/pollMs']);
-      expect(issueAt(error, '/queue/adapter')).to.include('@armlib/s3');
+      expect(issueAt(error, '/queue/adapter')).to.include('cannot be used as a queue');
     });
 
     it('names a package that is not installed', async () => {
@@ -308,8 +314,9 @@ describe('config', () => {
           env: {
             ARMLIB_GROUPS: '{"bad name":{}}',
             ARMLIB_QUEUE_OPTIONS: '{oops',
+            ARMLIB_CACHE_ADAPTER: 'memory',
             ARMLIB_CACHE_OPTIONS: '{"maxTemporaryBytes":"big"}',
-            ARMLIB_QUEUE_ADAPTER: 'file',
+            ARMLIB_QUEUE_ADAPTER: 'armlib-no-such-adapter',
           },
         }),
       );
@@ -320,7 +327,9 @@ describe('config', () => {
         '/queue/adapter (from ARMLIB_QUEUE_ADAPTER)',
       ]);
       expect(issueAt(error, '/queue/options (from ARMLIB_QUEUE_OPTIONS)')).to.include('invalid JSON');
-      expect(issueAt(error, '/queue/adapter (from ARMLIB_QUEUE_ADAPTER)')).to.include('npm install @armlib/file');
+      expect(issueAt(error, '/queue/adapter (from ARMLIB_QUEUE_ADAPTER)')).to.include(
+        'npm install armlib-no-such-adapter',
+      );
     });
 
     it('rejects JSON that is not an object', async () => {

@@ -1,27 +1,607 @@
-// STUB — replaced by the queue implementation.
+import { randomUUID } from 'node:crypto';
+
+import type Database from 'better-sqlite3';
 import { inject, injectable } from 'inversify';
 
-import { SystemClock, TOKENS } from '@armlib/core';
-import type { Clock } from '@armlib/core';
+import {
+  ClosedError,
+  ConflictError,
+  InvalidRequestError,
+  LeaseLostError,
+  QUEUE_STATES,
+  QueueFullError,
+  QuotaExceededError,
+  SystemClock,
+  TOKENS,
+} from '@armlib/core';
+import type {
+  ActivityBucket,
+  CancelOptions,
+  CancelResult,
+  ClaimOptions,
+  Clock,
+  CompleteOptions,
+  EnqueueOptions,
+  EnqueueResult,
+  ErrorInfo,
+  FailOptions,
+  HeartbeatOptions,
+  HeartbeatResult,
+  Lease,
+  NewQueueEntry,
+  NormalizedRequest,
+  QueueCapabilities,
+  QueueCounts,
+  QueueListPage,
+  QueueListQuery,
+  QueueManager,
+  QueueRecord,
+  QueueState,
+  ReleaseOptions,
+  SweepOptions,
+  SweepResult,
+  UriStats,
+  WorkerCapacity,
+} from '@armlib/core';
 
-/** Options of {@link FileQueueManager} (the `queue.options` of a config using the `file` adapter). */
-export interface FileQueueManagerOptions {
-  /** Root directory shared with the file cache. Default `./var/armlib` (or `ARMLIB_DIR`). */
-  dir?: string;
-  /** `normal`: survives any process crash (kill -9). `full`: also an OS crash or power loss (fsync per commit). */
-  durability?: 'normal' | 'full';
-}
+import { ControlStore } from './control-store.js';
+import { decodeCursor, encodeCursor } from './cursor.js';
+import { pickHead } from './group-pick.js';
+import { openQueueDatabase } from './open-database.js';
+import { resolveFileQueueOptions } from './options.js';
+import type { FileQueueManagerOptions } from './options.js';
+import { FINISHED_STATES, rowToRecord } from './record-row.js';
+import type { RecordRow } from './record-row.js';
+import { RecordStore } from './record-store.js';
+import { toArmError } from './sqlite-errors.js';
+import { StatsStore } from './stats-store.js';
 
-/** The durable multi-process queue. */
+export { checkFileQueueOptions } from './options.js';
+export type { FileQueueManagerOptions } from './options.js';
+
+const LEASE_EXPIRED: ErrorInfo = Object.freeze({
+  code: 'LEASE_EXPIRED',
+  message: 'lease expired on the last attempt',
+  retryable: false,
+});
+const STATE_SET: ReadonlySet<string> = new Set(QUEUE_STATES);
+
+/**
+ * The durable queue of the `file` adapter: one SQLite database (`<dir>/queue.sqlite`, WAL mode)
+ * shared by every process of one host that opens the same directory.
+ *
+ * Every transition is one `BEGIN IMMEDIATE` transaction, so the processes are serialised and each
+ * transition is atomic with its condition (dedupe, a single claim, fencing by lease token).
+ * Transitions due by time alone (lease expiry, pending expiry, retention) are applied by whichever
+ * call first finds them due, in any process, and journaled in the database so that the next
+ * sweep, in any process, reports each of them exactly once (as the memory queue buffers them).
+ * Reads are single statements (consistent snapshots) and never wait for writers, unless a timed
+ * transition is due, which they apply first (one index probe tells).
+ *
+ * Semantics follow `MemoryQueueManager` exactly; see the `QueueManager` SPI for the contract.
+ * One difference in freshness, not in content: activity counts are written in batches (see
+ * `StatsStore`), so another process sees them up to a second (or a sweep interval) late.
+ *
+ * Costs: every call is O(log n) but `position` (O(groups + requests ahead)), `claim`
+ * (O(groups with pending work), plus delayed retries at the head of a group), `prune` and `list`
+ * with filters (scans), and `sweep` (O(transitions due)).
+ */
 @injectable()
-export class FileQueueManager {
+export class FileQueueManager implements QueueManager {
+  /** Exact positions, shared across processes, 1 ms resolution. */
+  readonly capabilities: QueueCapabilities = Object.freeze({
+    exactPosition: true,
+    sharedAcrossProcesses: true,
+    clockGranularityMs: 1,
+  });
+
+  /** Absolute directory holding `queue.sqlite`. */
+  readonly dir: string;
+
+  readonly #clock: Clock;
+  readonly #db: Database.Database;
+  readonly #records: RecordStore;
+  readonly #control: ControlStore;
+  readonly #stats: StatsStore;
+  readonly #tx: Database.Transaction<(fn: () => unknown) => unknown>;
+  #closed = false;
+
+  /**
+   * Opens (creating when needed) the queue database under `options.dir`.
+   *
+   * @param options - see {@link FileQueueManagerOptions}; invalid values (or a symlinked
+   *   directory or database file) throw `ConfigError`, a database that cannot be opened throws
+   *   `BackendError`.
+   * @param clock - time source of every timestamp and expiry.
+   */
   constructor(
-    @inject(TOKENS.QueueOptions) readonly options: FileQueueManagerOptions = {},
-    @inject(TOKENS.Clock) readonly clock: Clock = new SystemClock(),
-  ) {}
+    @inject(TOKENS.QueueOptions) options: FileQueueManagerOptions = {},
+    @inject(TOKENS.Clock) clock: Clock = new SystemClock(),
+  ) {
+    const resolved = resolveFileQueueOptions(options);
+    this.dir = resolved.dir;
+    this.#clock = clock;
+    const db = openQueueDatabase(resolved);
+    try {
+      this.#records = new RecordStore(db);
+      this.#control = new ControlStore(db);
+      this.#stats = new StatsStore(db);
+      this.#tx = db.transaction((fn: () => unknown) => fn());
+    } catch (error) {
+      db.close();
+      throw toArmError(error, 'preparing statements');
+    }
+    this.#db = db;
+  }
+
+  enqueue(entry: NewQueueEntry, options: EnqueueOptions): Promise<EnqueueResult> {
+    return settle(() => this.#write('enqueue', (now) => this.#enqueue(entry, options, now)));
+  }
+
+  #enqueue(entry: NewQueueEntry, options: EnqueueOptions, now: number): EnqueueResult {
+    const existing = this.#records.get(entry.key);
+    if (existing !== undefined && (existing.state === 'pending' || existing.state === 'running')) {
+      let row = existing;
+      if (entry.request.sticky === true) {
+        const request = JSON.parse(row.request) as NormalizedRequest;
+        if (request.sticky !== true) row = this.#records.setRequest(row, JSON.stringify({ ...request, sticky: true }));
+      }
+      return { outcome: 'existing', record: rowToRecord(row) };
+    }
+    if (!Number.isSafeInteger(entry.maxAttempts) || entry.maxAttempts < 1) {
+      throw new InvalidRequestError('maxAttempts', `must be an integer >= 1, got ${String(entry.maxAttempts)}`);
+    }
+    const request = entry.request;
+    const limits = options.limits;
+    const owner = request.owner;
+    if (
+      limits.maxQueueLength !== undefined ||
+      limits.groupMaxQueueLength !== undefined ||
+      (owner !== undefined && limits.maxPendingPerOwner !== undefined)
+    ) {
+      const occupancy = this.#records.occupancy(request.group, owner);
+      if (limits.maxQueueLength !== undefined && occupancy.live >= limits.maxQueueLength) {
+        throw new QueueFullError(limits.maxQueueLength);
+      }
+      if (limits.groupMaxQueueLength !== undefined && occupancy.group_live >= limits.groupMaxQueueLength) {
+        throw new QueueFullError(limits.groupMaxQueueLength, request.group);
+      }
+      if (
+        owner !== undefined &&
+        limits.maxPendingPerOwner !== undefined &&
+        occupancy.owner_pending >= limits.maxPendingPerOwner
+      ) {
+        throw new QuotaExceededError(owner, limits.maxPendingPerOwner);
+      }
+    }
+    // A finished record of the key is replaced: the new one gets a new, larger seq.
+    if (existing !== undefined) this.#records.delete(existing.seq);
+    const row = this.#records.insert(entry, now);
+    this.#stats.count('submitted', request.group, now);
+    return { outcome: 'created', record: rowToRecord(row, request) };
+  }
+
+  get(key: string): Promise<QueueRecord | undefined> {
+    return settle(() =>
+      this.#read('get', () => {
+        const row = this.#records.get(key);
+        return row === undefined ? undefined : rowToRecord(row);
+      }),
+    );
+  }
+
+  position(key: string): Promise<number | undefined> {
+    return settle(() => this.#read('position', () => this.#records.position(key)));
+  }
+
+  claim(options: ClaimOptions): Promise<Lease | undefined> {
+    return settle(() => {
+      checkLeaseMs(options.leaseMs);
+      return this.#write('claim', (now) => this.#claim(options, now));
+    });
+  }
+
+  #claim(options: ClaimOptions, now: number): Lease | undefined {
+    if (this.#control.isPaused()) return undefined;
+    const picked = pickHead(this.#records.heads(now), options, now);
+    if (picked === undefined) return undefined;
+    const token = randomUUID();
+    const row = this.#records.claim(picked.head, now, token, now + options.leaseMs, options.workerId);
+    this.#control.recordClaim(row.grp, now, picked.intervalMs);
+    this.#stats.count('claimed', row.grp, now);
+    return { token, record: rowToRecord(row) };
+  }
+
+  heartbeat(key: string, token: string, options: HeartbeatOptions): Promise<HeartbeatResult> {
+    return settle(() => {
+      checkLeaseMs(options.leaseMs);
+      return this.#write('heartbeat', (now) => {
+        const row = this.#leased(key, token, now);
+        const leaseExpiresAt = now + options.leaseMs;
+        const next = this.#records.heartbeat(row, leaseExpiresAt, options.progress, options.message);
+        return { cancelRequested: next.cancel_requested === 1, leaseExpiresAt };
+      });
+    });
+  }
+
+  complete(key: string, token: string, options: CompleteOptions): Promise<QueueRecord> {
+    return settle(() =>
+      this.#write('complete', (now) => {
+        const row = this.#leased(key, token, now);
+        const record = this.#finish(row, 'completed', now, options.retainUntil, undefined);
+        this.#stats.recordDuration(record.request.uri, options.durationMs, now);
+        this.#stats.count('completed', row.grp, now);
+        return record;
+      }),
+    );
+  }
+
+  fail(key: string, token: string, options: FailOptions): Promise<QueueRecord> {
+    return settle(() =>
+      this.#write('fail', (now) => {
+        const row = this.#leased(key, token, now);
+        if (options.retryAt !== undefined) {
+          if (Number.isNaN(options.retryAt)) throw new InvalidRequestError('retryAt', 'must be a time in epoch ms');
+          // A retry would drop the cancel request: the cancel wins.
+          if (row.cancel_requested === 1)
+            return this.#finish(row, 'cancelled', now, options.retainUntil, options.error);
+          return rowToRecord(this.#records.pendingAgain(row, options.retryAt, row.attempts, options.error));
+        }
+        const record = this.#finish(row, 'failed', now, options.retainUntil, options.error);
+        this.#stats.count('failed', row.grp, now);
+        return record;
+      }),
+    );
+  }
+
+  release(key: string, token: string, options: ReleaseOptions): Promise<QueueRecord> {
+    return settle(() =>
+      this.#write('release', (now) => {
+        const row = this.#leased(key, token, now);
+        if (row.cancel_requested === 1) return this.#finish(row, 'cancelled', now, options.retainUntil, undefined);
+        const attempts = options.countAttempt ? row.attempts : Math.max(0, row.attempts - 1);
+        return rowToRecord(this.#records.pendingAgain(row, now, attempts, undefined));
+      }),
+    );
+  }
+
+  acknowledgeCancel(key: string, token: string, options: CancelOptions): Promise<QueueRecord> {
+    return settle(() =>
+      this.#write('acknowledgeCancel', (now) => {
+        const row = this.#leased(key, token, now);
+        if (row.cancel_requested !== 1) {
+          throw new ConflictError(`cannot acknowledge a cancel of '${key}': no cancel was requested`);
+        }
+        return this.#finish(row, 'cancelled', now, options.retainUntil, undefined);
+      }),
+    );
+  }
+
+  cancel(key: string, options: CancelOptions): Promise<CancelResult> {
+    return settle(() =>
+      this.#write('cancel', (now): CancelResult => {
+        const row = this.#records.get(key);
+        if (row === undefined) return { outcome: 'missing' };
+        if (row.state === 'pending') {
+          return { outcome: 'cancelled', record: this.#finish(row, 'cancelled', now, options.retainUntil, undefined) };
+        }
+        if (row.state !== 'running' || row.cancel_requested === 1) {
+          return { outcome: 'unchanged', record: rowToRecord(row) };
+        }
+        return { outcome: 'requested', record: rowToRecord(this.#records.requestCancel(row)) };
+      }),
+    );
+  }
+
+  list(query: QueueListQuery): Promise<QueueListPage> {
+    return settle(() => {
+      const limit = query.limit;
+      if (!Number.isSafeInteger(limit) || limit < 1) {
+        throw new InvalidRequestError('limit', `must be an integer >= 1, got ${String(limit)}`);
+      }
+      let states: string | null = null;
+      if (query.states !== undefined && query.states.length > 0) {
+        for (const s of query.states) {
+          if (!STATE_SET.has(s)) throw new InvalidRequestError('states', `unknown state '${s}'`);
+        }
+        states = `,${query.states.join(',')},`;
+      }
+      const after = query.cursor === undefined ? 0 : decodeCursor(query.cursor);
+      return this.#read('list', () => {
+        const rows = this.#records.list(after, states, query.group ?? null, query.owner ?? null, limit + 1);
+        const more = rows.length > limit;
+        const items = (more ? rows.slice(0, limit) : rows).map((r) => rowToRecord(r));
+        const last = items[items.length - 1];
+        return more && last !== undefined ? { items, cursor: encodeCursor(last.seq) } : { items };
+      });
+    });
+  }
+
+  counts(): Promise<QueueCounts> {
+    return settle(() =>
+      this.#read('counts', () => {
+        const byState = zeroCounts();
+        const byGroup: Record<string, Record<QueueState, number>> = {};
+        for (const row of this.#records.counts()) {
+          const counts = zeroCounts();
+          for (const state of QUEUE_STATES) {
+            counts[state] = row[state];
+            byState[state] += row[state];
+          }
+          byGroup[row.grp] = counts;
+        }
+        return { byState, byGroup };
+      }),
+    );
+  }
+
+  sweep(options: SweepOptions = {}): Promise<SweepResult> {
+    return settle(() => {
+      const retainUntil = options.retainUntil;
+      if (retainUntil !== undefined && Number.isNaN(retainUntil)) {
+        throw new InvalidRequestError('retainUntil', 'must be a time in epoch ms');
+      }
+      return this.#transaction('sweep', () => {
+        const now = this.#clock.now();
+        this.#advance(now, retainUntil);
+        this.#control.collectGroups(now);
+        this.#stats.flushActivity();
+        this.#stats.trim(now);
+        const result = { requeued: [], failed: [], expired: [], cancelled: [] } as {
+          requeued: QueueRecord[];
+          failed: QueueRecord[];
+          expired: QueueRecord[];
+          cancelled: QueueRecord[];
+        };
+        for (const { kind, record } of this.#control.takeJournal()) {
+          // Transitions applied lazily by earlier calls did not know this retention; they get it now.
+          result[kind].push(
+            kind === 'requeued' || retainUntil === undefined ? record : this.#retain(record, retainUntil, now),
+          );
+        }
+        return { ...result, dropped: this.#control.takeDropped() };
+      });
+    });
+  }
+
+  prune(finishedBefore: number): Promise<number> {
+    return settle(() => {
+      if (Number.isNaN(finishedBefore)) throw new InvalidRequestError('finishedBefore', 'must be a time in epoch ms');
+      return this.#write('prune', () => this.#records.prune(finishedBefore));
+    });
+  }
+
+  setPaused(paused: boolean): Promise<void> {
+    return settle(() => {
+      this.#write('setPaused', () => {
+        this.#control.setPaused(paused);
+      });
+    });
+  }
+
+  isPaused(): Promise<boolean> {
+    return settle(() => this.#plainRead('isPaused', () => this.#control.isPaused()));
+  }
+
+  activity(minutes: number): Promise<ActivityBucket[]> {
+    return settle(() => {
+      // This process's own counts first (they are batched), with whatever is due.
+      this.#write('activity', () => {
+        this.#stats.flushActivity();
+      });
+      return this.#plainRead('activity', () => this.#stats.buckets(minutes, this.#clock.now()));
+    });
+  }
+
+  uriStats(uri?: string): Promise<UriStats[]> {
+    return settle(() => this.#plainRead('uriStats', () => this.#stats.uriStats(uri)));
+  }
+
+  reportWorker(workerId: string, slots: number, ttlMs: number): Promise<void> {
+    return settle(() => {
+      if (!Number.isSafeInteger(slots) || slots < 0) {
+        throw new InvalidRequestError('slots', `must be an integer >= 0, got ${String(slots)}`);
+      }
+      if (!(ttlMs > 0)) throw new InvalidRequestError('ttlMs', `must be a positive number of ms, got ${String(ttlMs)}`);
+      this.#write('reportWorker', (now) => {
+        this.#stats.reportWorker(workerId, slots, now + ttlMs);
+      });
+    });
+  }
+
+  removeWorker(workerId: string): Promise<void> {
+    return settle(() => {
+      this.#write('removeWorker', () => {
+        this.#stats.removeWorker(workerId);
+      });
+    });
+  }
+
+  capacity(): Promise<WorkerCapacity> {
+    return settle(() => this.#plainRead('capacity', () => this.#stats.capacity(this.#clock.now())));
+  }
+
+  /**
+   * Writes this process's batched activity counts and closes the database (SQLite checkpoints
+   * the WAL when the last connection goes). Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    try {
+      this.#transaction('close', () => {
+        this.#stats.flushActivity();
+      });
+    } finally {
+      this.#closed = true;
+      try {
+        this.#db.close();
+      } catch (error) {
+        // eslint-disable-next-line no-unsafe-finally -- the close failure is the one to report
+        throw toArmError(error, 'close');
+      }
+    }
+  }
+
+  /**
+   * Runs `fn` in one `BEGIN IMMEDIATE` transaction after applying the transitions due now, so the
+   * call sees (and its condition is checked against) the state as of its own time.
+   */
+  #write<T>(what: string, fn: (now: number) => T): T {
+    return this.#transaction(what, () => {
+      const now = this.#clock.now();
+      if (this.#records.due(now)) this.#advance(now, undefined);
+      const result = fn(now);
+      if (this.#stats.activityDue(now)) this.#stats.flushActivity();
+      return result;
+    });
+  }
+
+  /** A read that must not see transitions that are due (applied first, in a transaction, when any). */
+  #read<T>(what: string, fn: (now: number) => T): T {
+    this.#assertOpen();
+    try {
+      const now = this.#clock.now();
+      if (this.#records.due(now)) {
+        this.#immediate(() => {
+          this.#advance(now, undefined);
+        });
+      }
+      return fn(now);
+    } catch (error) {
+      throw toArmError(error, what);
+    }
+  }
+
+  /** A read of something time-driven transitions do not change. */
+  #plainRead<T>(what: string, fn: () => T): T {
+    this.#assertOpen();
+    try {
+      return fn();
+    } catch (error) {
+      throw toArmError(error, what);
+    }
+  }
+
+  #transaction<T>(what: string, fn: () => T): T {
+    this.#assertOpen();
+    try {
+      return this.#immediate(fn);
+    } catch (error) {
+      throw toArmError(error, what);
+    }
+  }
+
+  /** One `BEGIN IMMEDIATE` transaction; the batched activity counts follow its outcome. */
+  #immediate<T>(fn: () => T): T {
+    let result: T;
+    try {
+      result = this.#tx.immediate(fn) as T;
+    } catch (error) {
+      this.#stats.rolledBack(this.#clock.now());
+      throw error;
+    }
+    this.#stats.committed(this.#clock.now());
+    return result;
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new ClosedError('file queue is closed');
+  }
+
+  /**
+   * Applies every transition due at `now` (inside the caller's transaction): expired leases,
+   * expired pending records, retention drops. Records it finishes get `retainUntil`.
+   */
+  #advance(now: number, retainUntil: number | undefined): void {
+    let dropped = 0;
+    for (const row of this.#records.dueRows(now)) {
+      if (row.state === 'running') this.#leaseExpired(row, now, retainUntil);
+      else if (row.state === 'pending') {
+        // Only never-claimed records carry a deadline: a claim clears it for good.
+        this.#control.journal('expired', this.#finish(row, 'expired', now, retainUntil, undefined));
+      } else {
+        this.#records.delete(row.seq);
+        dropped++;
+      }
+    }
+    this.#control.addDropped(dropped);
+  }
+
+  #leaseExpired(row: RecordRow, now: number, retainUntil: number | undefined): void {
+    if (row.cancel_requested === 1) {
+      // The holder was asked to stop and then vanished: the cancel wins.
+      this.#control.journal('cancelled', this.#finish(row, 'cancelled', now, retainUntil, undefined));
+    } else if (row.attempts >= row.max_attempts) {
+      const record = this.#finish(row, 'failed', now, retainUntil, LEASE_EXPIRED);
+      this.#stats.count('failed', row.grp, now);
+      this.#control.journal('failed', record);
+    } else {
+      // The claim already counted the attempt.
+      this.#control.journal('requeued', rowToRecord(this.#records.pendingAgain(row, now, row.attempts, undefined)));
+    }
+  }
+
+  #finish(
+    row: RecordRow,
+    state: QueueState,
+    now: number,
+    retainUntil: number | undefined,
+    error: ErrorInfo | undefined,
+  ): QueueRecord {
+    const finished = this.#records.finish(row, state, now, retainUntil, error);
+    if (finished.dropped) this.#control.addDropped(1);
+    return rowToRecord(finished.row);
+  }
+
+  /**
+   * A record finished lazily before this sweep, given the sweep's retention when it is still kept
+   * without one (dropped at once when that retention has passed). Returned as is otherwise.
+   */
+  #retain(record: QueueRecord, retainUntil: number, now: number): QueueRecord {
+    if (record.retainUntil !== undefined || !FINISHED_STATES.has(record.state)) return record;
+    if (retainUntil <= now) {
+      if (!this.#records.dropUnretained(record)) return record;
+      this.#control.addDropped(1);
+    } else if (!this.#records.setRetention(record, retainUntil)) {
+      return record;
+    }
+    return { ...record, retainUntil };
+  }
+
+  /** The row when `token` is its current, unexpired lease; else LeaseLostError. */
+  #leased(key: string, token: string, now: number): RecordRow {
+    const row = this.#records.get(key);
+    if (
+      row === undefined ||
+      row.state !== 'running' ||
+      row.lease_token !== token ||
+      !((row.lease_expires_at ?? -Infinity) > now)
+    ) {
+      throw new LeaseLostError(key);
+    }
+    return row;
+  }
 }
 
-/** Checks `queue.options` of the `file` adapter without opening anything; paths are relative to the options. */
-export function checkFileQueueOptions(_options: unknown): import('@armlib/core').ConfigIssue[] {
-  return _options === null ? [{ path: '', message: 'must be an object' }] : [];
+function checkLeaseMs(leaseMs: number): void {
+  if (!(leaseMs > 0) || !Number.isFinite(leaseMs)) {
+    throw new InvalidRequestError('leaseMs', `must be a positive number of ms, got ${String(leaseMs)}`);
+  }
+}
+
+function zeroCounts(): Record<QueueState, number> {
+  return { pending: 0, running: 0, completed: 0, failed: 0, cancelled: 0, expired: 0 };
+}
+
+/**
+ * The SPI's promise around a synchronous body: better-sqlite3 is synchronous, and an async
+ * method would cost a frame and a promise more on every call.
+ */
+function settle<T>(fn: () => T): Promise<T> {
+  try {
+    return Promise.resolve(fn());
+  } catch (error) {
+    // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- passes on what was thrown, as an async method would
+    return Promise.reject(error);
+  }
 }

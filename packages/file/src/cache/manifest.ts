@@ -1,0 +1,127 @@
+import * as fs from 'node:fs';
+import { join } from 'node:path';
+
+import { BackendError, FORMAT_PATTERN } from '@armlib/core';
+import type { CacheArea, FormatInfo, ResultManifest } from '@armlib/core';
+
+import { CREATE_FLAGS, fsError, isMissing, READ_FLAGS, removeQuietly, syncDir, syncFd } from './fs-util.js';
+import { COMMIT_ID_PATTERN, MANIFEST_FILE, tempManifestName } from './layout.js';
+
+/** The manifest as stored: the SPI's {@link ResultManifest} plus the commit directory holding the formats. */
+export interface StoredManifest extends ResultManifest {
+  /** Name of the commit directory next to the manifest. */
+  readonly commit: string;
+}
+
+const VERSION = 1;
+
+/**
+ * Reads the manifest of a key directory (never through a symlink); undefined when there is none.
+ * A manifest that does not describe `key` in `area` is refused: it was not written by this cache.
+ */
+export function readManifest(keyDir: string, key: string, area: CacheArea): StoredManifest | undefined {
+  const path = join(keyDir, MANIFEST_FILE);
+  let text: string;
+  try {
+    const fd = fs.openSync(path, READ_FLAGS);
+    try {
+      text = fs.readFileSync(fd, 'utf8');
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch (error) {
+    if (isMissing(error)) return undefined;
+    throw fsError(error, `reading ${path}`);
+  }
+  return parseManifest(text, key, area, path);
+}
+
+/**
+ * Writes the manifest of a key directory: a complete temporary file renamed over the old one, so
+ * that readers see the old manifest or the new one, never a part (the commit point of a result).
+ */
+export async function writeManifest(keyDir: string, manifest: StoredManifest, durable: boolean): Promise<void> {
+  const temp = join(keyDir, tempManifestName());
+  const text = JSON.stringify({
+    v: VERSION,
+    key: manifest.key,
+    area: manifest.area,
+    createdAt: manifest.createdAt,
+    commit: manifest.commit,
+    formats: manifest.formats,
+  });
+  try {
+    const fd = fs.openSync(temp, CREATE_FLAGS, 0o644);
+    try {
+      fs.writeFileSync(fd, text, 'utf8');
+      if (durable) await syncFd(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(temp, join(keyDir, MANIFEST_FILE));
+  } catch (error) {
+    removeQuietly(temp);
+    throw fsError(error, `writing the manifest in ${keyDir}`);
+  }
+  if (durable) await syncDir(keyDir);
+}
+
+/** A frozen SPI manifest (without the commit directory). */
+export function publicManifest(stored: StoredManifest): ResultManifest {
+  const formats: Record<string, FormatInfo> = {};
+  for (const name of Object.keys(stored.formats)) {
+    const info = stored.formats[name];
+    if (info !== undefined) formats[name] = Object.freeze({ ...info });
+  }
+  return Object.freeze({
+    key: stored.key,
+    area: stored.area,
+    createdAt: stored.createdAt,
+    formats: Object.freeze(formats),
+  });
+}
+
+function parseManifest(text: string, key: string, area: CacheArea, path: string): StoredManifest {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    throw corrupt(path, 'not JSON', error);
+  }
+  if (typeof raw !== 'object' || raw === null) throw corrupt(path, 'not an object');
+  const m = raw as Record<string, unknown>;
+  if (m['v'] !== VERSION) throw corrupt(path, `unknown version ${String(m['v'])}`);
+  if (m['key'] !== key || m['area'] !== area) throw corrupt(path, `it describes another key or area`);
+  const createdAt = m['createdAt'];
+  const commit = m['commit'];
+  if (typeof createdAt !== 'number' || !Number.isFinite(createdAt)) throw corrupt(path, 'bad createdAt');
+  if (typeof commit !== 'string' || !COMMIT_ID_PATTERN.test(commit)) throw corrupt(path, 'bad commit directory');
+  const rawFormats = m['formats'];
+  if (typeof rawFormats !== 'object' || rawFormats === null) throw corrupt(path, 'bad formats');
+  const formats: Record<string, FormatInfo> = {};
+  for (const [name, value] of Object.entries(rawFormats)) {
+    formats[name] = parseFormat(name, value, path);
+  }
+  return { key, area, createdAt, commit, formats };
+}
+
+function parseFormat(name: string, value: unknown, path: string): FormatInfo {
+  // The name becomes a file name: the same rule as assertValidFormat.
+  if (!FORMAT_PATTERN.test(name) || name.includes('..') || name.endsWith('.')) {
+    throw corrupt(path, 'bad format name');
+  }
+  const info = (typeof value === 'object' && value !== null ? value : {}) as Record<string, unknown>;
+  const { size, contentType, contentEncoding } = info;
+  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw corrupt(path, `bad size of ${name}`);
+  if (typeof contentType !== 'string') throw corrupt(path, `bad contentType of ${name}`);
+  if (contentEncoding === undefined) return { size, contentType };
+  if (typeof contentEncoding !== 'string') throw corrupt(path, `bad contentEncoding of ${name}`);
+  return { size, contentType, contentEncoding };
+}
+
+function corrupt(path: string, why: string, cause?: unknown): BackendError {
+  return new BackendError(
+    `file cache: ${path} is not a manifest of this cache (${why})`,
+    cause === undefined ? {} : { cause },
+  );
+}

@@ -1,0 +1,93 @@
+import path from 'node:path';
+
+import { ConfigError } from '@armlib/core';
+import type { ConfigIssue } from '@armlib/core';
+
+/** Options of the file queue (the `queue.options` of a config using the `file` adapter). */
+export interface FileQueueManagerOptions {
+  /**
+   * Root directory shared with the file cache; the queue keeps `queue.sqlite` (and SQLite's
+   * `-wal` / `-shm` files) there and nothing else. Relative paths resolve against the working
+   * directory. Default `./var/armlib` (the configuration sets it from `ARMLIB_DIR`).
+   */
+  dir?: string;
+  /**
+   * `normal` (default): every committed transition survives the crash of any process (kill -9)
+   * at any instant. `full`: also an OS crash or power loss (an fsync per commit; slower).
+   */
+  durability?: 'normal' | 'full';
+  /** How long a call waits for another process's transaction to finish before failing, ms. Default 5000. */
+  busyTimeoutMs?: number;
+}
+
+/** Options with defaults applied and the directory made absolute. */
+export interface ResolvedFileQueueOptions {
+  readonly dir: string;
+  readonly durability: 'normal' | 'full';
+  readonly busyTimeoutMs: number;
+}
+
+/** Default root directory, relative to the working directory. */
+export const DEFAULT_DIR = './var/armlib';
+const DEFAULT_BUSY_TIMEOUT_MS = 5000;
+/** Longer than any real path; keeps absurd values from reaching the file system. */
+const MAX_DIR_LENGTH = 4096;
+/** SQLite takes the busy timeout as a C int. */
+const MAX_BUSY_TIMEOUT_MS = 2_147_483_647;
+
+/**
+ * Checks `queue.options` of the `file` adapter without touching the disk. Issue paths are JSON
+ * pointers relative to the options (`/dir`, `/durability`, `/busyTimeoutMs`). Unknown option
+ * names are ignored, so that switching adapters by environment variable keeps working.
+ */
+export function checkFileQueueOptions(options: unknown): ConfigIssue[] {
+  if (options === undefined || options === null) return [];
+  if (typeof options !== 'object' || Array.isArray(options)) return [{ path: '', message: 'must be an object' }];
+  const issues: ConfigIssue[] = [];
+  const o = options as Record<string, unknown>;
+  const dir = o['dir'];
+  if (dir !== undefined) {
+    if (typeof dir !== 'string' || dir.length === 0) {
+      issues.push({ path: '/dir', message: 'must be a non-empty string (a directory path)' });
+    } else if (dir.includes('\0')) {
+      issues.push({ path: '/dir', message: 'must not contain a NUL character' });
+    } else if (dir.length > MAX_DIR_LENGTH) {
+      issues.push({ path: '/dir', message: `must be at most ${String(MAX_DIR_LENGTH)} characters long` });
+    }
+  }
+  const durability = o['durability'];
+  if (durability !== undefined && durability !== 'normal' && durability !== 'full') {
+    issues.push({ path: '/durability', message: `must be 'normal' or 'full', got ${show(durability)}` });
+  }
+  const busy = o['busyTimeoutMs'];
+  if (
+    busy !== undefined &&
+    (!Number.isSafeInteger(busy) || (busy as number) < 0 || (busy as number) > MAX_BUSY_TIMEOUT_MS)
+  ) {
+    issues.push({
+      path: '/busyTimeoutMs',
+      message: `must be an integer number of ms from 0 to ${String(MAX_BUSY_TIMEOUT_MS)}, got ${show(busy)}`,
+    });
+  }
+  return issues;
+}
+
+/** Validates (throwing `ConfigError` with every issue) and applies the defaults. */
+export function resolveFileQueueOptions(options: FileQueueManagerOptions | null | undefined): ResolvedFileQueueOptions {
+  const issues = checkFileQueueOptions(options);
+  if (issues.length > 0) throw new ConfigError('invalid file queue options', issues);
+  const o = options ?? {};
+  return {
+    dir: path.resolve(process.cwd(), o.dir ?? DEFAULT_DIR),
+    durability: o.durability ?? 'normal',
+    busyTimeoutMs: o.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS,
+  };
+}
+
+function show(value: unknown): string {
+  if (typeof value === 'string') return `'${value.length > 40 ? `${value.slice(0, 40)}…` : value}'`;
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
+  return `a ${typeof value}`;
+}

@@ -1,0 +1,75 @@
+import type { ErrorInfo, NormalizedRequest, QueueRecord, QueueState } from '@armlib/core';
+
+/** One row of the `records` table, as better-sqlite3 returns it (absent fields are null). */
+export interface RecordRow {
+  seq: number;
+  key: string;
+  state: QueueState;
+  grp: string;
+  priority: number;
+  owner: string | null;
+  submitted_at: number;
+  ready_at: number;
+  pending_expires_at: number | null;
+  started_at: number | null;
+  finished_at: number | null;
+  attempts: number;
+  max_attempts: number;
+  lease_token: string | null;
+  lease_expires_at: number | null;
+  worker_id: string | null;
+  progress: number | null;
+  message: string | null;
+  cancel_requested: number | null;
+  /** ErrorInfo as JSON. */
+  error: string | null;
+  retain_until: number | null;
+  /** Time of the next timed transition (lease expiry, pending expiry, end of retention). */
+  due_at: number | null;
+  /** NormalizedRequest as JSON. */
+  request: string;
+}
+
+type MutableRecord = { -readonly [K in keyof QueueRecord]: QueueRecord[K] };
+
+/**
+ * The SPI view of a row: optional fields present only when set, exactly as the memory queue
+ * builds its records (a claim drops `pendingExpiresAt`, a requeue drops what the run reported,
+ * a finished record keeps it), so both adapters hand out the same shapes.
+ */
+export function rowToRecord(row: RecordRow, request?: NormalizedRequest): QueueRecord {
+  const r: MutableRecord = {
+    key: row.key,
+    // The caller's object when it has one: parsing the stored JSON again would give an equal copy.
+    request: request ?? (JSON.parse(row.request) as NormalizedRequest),
+    state: row.state,
+    group: row.grp,
+    priority: row.priority,
+    seq: row.seq,
+    submittedAt: row.submitted_at,
+    readyAt: row.ready_at,
+    attempts: row.attempts,
+    maxAttempts: row.max_attempts,
+  };
+  if (row.owner !== null) r.owner = row.owner;
+  if (row.pending_expires_at !== null) r.pendingExpiresAt = row.pending_expires_at;
+  if (row.started_at !== null) r.startedAt = row.started_at;
+  if (row.finished_at !== null) r.finishedAt = row.finished_at;
+  if (row.lease_token !== null) r.leaseToken = row.lease_token;
+  if (row.lease_expires_at !== null) r.leaseExpiresAt = row.lease_expires_at;
+  if (row.worker_id !== null) r.workerId = row.worker_id;
+  if (row.progress !== null) r.progress = row.progress;
+  if (row.message !== null) r.message = row.message;
+  if (row.cancel_requested === 1) r.cancelRequested = true;
+  if (row.error !== null) r.error = JSON.parse(row.error) as ErrorInfo;
+  if (row.retain_until !== null) r.retainUntil = row.retain_until;
+  return r;
+}
+
+/** The stored form of an error: only the fields of ErrorInfo. */
+export function errorJson(error: ErrorInfo): string {
+  return JSON.stringify({ code: error.code, message: error.message, retryable: error.retryable });
+}
+
+/** States in which a record is finished (terminal). */
+export const FINISHED_STATES: ReadonlySet<QueueState> = new Set(['completed', 'failed', 'cancelled', 'expired']);

@@ -1,0 +1,232 @@
+import * as fs from 'node:fs';
+import { join } from 'node:path';
+
+import { expect } from 'chai';
+
+import { BackendError, ConfigError, InvalidRequestError } from '@armlib/core';
+import type { CacheArea } from '@armlib/core';
+
+import { FileCacheManager } from '../../src/cache/file-cache-manager.js';
+import { shardOf } from '../../src/cache/layout.js';
+import { bytes, put, rejection, tempDir, text } from './support.js';
+import type { TempDir } from './support.js';
+
+/** Issue #3, point 4: no key, format or config value reads or writes outside the root. */
+describe('file cache: confinement', function () {
+  let tmp: TempDir;
+  let root: string;
+  /** A directory outside the root that must stay empty. */
+  let sentinel: string;
+  let cache: FileCacheManager;
+
+  beforeEach(async function () {
+    tmp = await tempDir();
+    root = join(tmp.path, 'root');
+    sentinel = join(tmp.path, 'sentinel');
+    fs.mkdirSync(sentinel);
+    cache = new FileCacheManager({ dir: root });
+  });
+
+  afterEach(async function () {
+    await cache.close();
+    await tmp.remove();
+  });
+
+  /** Everything under `dir`, relative, sorted (not following symlinks). */
+  function tree(dir: string): string[] {
+    return (fs.readdirSync(dir, { recursive: true }) as string[]).sort();
+  }
+
+  function expectSentinelUntouched(): void {
+    expect(tree(sentinel), 'files outside the root').to.deep.equal([]);
+    // The root may not even exist: invalid input is refused before the disk is touched.
+    expect(fs.readdirSync(tmp.path).filter((name) => name !== 'root')).to.deep.equal(['sentinel']);
+  }
+
+  const BAD_NAMES: [string, string][] = [
+    ['..', '..'],
+    ['../../etc/passwd', '../../etc/passwd'],
+    ['../sentinel/x', '../sentinel/x'],
+    ['an absolute path', '/etc/passwd'],
+    ['a NUL byte', 'ok\0../../x'],
+    ['a backslash', 'a\\..\\..\\x'],
+    ['a slash', 'a/b'],
+    ['a leading dot', '.hidden'],
+    ['300 characters', 'k'.repeat(300)],
+    ['5000 characters', 'k'.repeat(5000)],
+    ['the empty string', ''],
+  ];
+
+  for (const [what, bad] of BAD_NAMES) {
+    it(`rejects a key with ${what} in every call, creating nothing outside`, async function () {
+      const calls: [string, () => Promise<unknown>][] = [
+        ['stage', () => cache.stage(bad)],
+        ['head', () => cache.head(bad)],
+        ['get', () => cache.get(bad, 'csv')],
+        ['url', () => cache.url(bad, 'csv', { expiresInSec: 60 })],
+        ['promote', () => cache.promote(bad)],
+        ['delete', () => cache.delete(bad)],
+      ];
+      for (const [name, call] of calls) {
+        const error = await rejection(call());
+        expect(InvalidRequestError.is(error), `${name}: ${String(error)}`).to.equal(true);
+        expect((error as InvalidRequestError).field, name).to.equal('key');
+      }
+      expectSentinelUntouched();
+    });
+
+    it(`rejects a format with ${what} in every call, creating nothing outside`, async function () {
+      await put(cache, 'good', 'temporary', { csv: 'data' });
+      const staged = await cache.stage('good');
+      const calls: [string, () => Promise<unknown>][] = [
+        ['write', () => staged.write(bad, bytes('x'), { contentType: 'text/plain' })],
+        ['get', () => cache.get('good', bad)],
+        ['url', () => cache.url('good', bad, { expiresInSec: 60 })],
+      ];
+      for (const [name, call] of calls) {
+        const error = await rejection(call());
+        expect(InvalidRequestError.is(error), `${name}: ${String(error)}`).to.equal(true);
+        expect((error as InvalidRequestError).field, name).to.equal('format');
+      }
+      await staged.abort();
+      expect(await text(cache, 'good', 'csv')).to.equal('data');
+      expectSentinelUntouched();
+    });
+  }
+
+  it('rejects a cursor that smuggles a path', async function () {
+    const cursor = Buffer.from('file1:../../etc', 'utf8').toString('base64url');
+    const error = await rejection(cache.list('temporary', { limit: 10, cursor }));
+    expect(InvalidRequestError.is(error), String(error)).to.equal(true);
+    expect((error as InvalidRequestError).field).to.equal('cursor');
+  });
+
+  it('rejects an unknown area instead of using it as a directory', async function () {
+    const error = await rejection(cache.clear('../sentinel' as CacheArea));
+    expect(InvalidRequestError.is(error), String(error)).to.equal(true);
+    expectSentinelUntouched();
+  });
+
+  describe('symlinks planted inside the root', function () {
+    /** A complete fake result outside the root, as a symlink would expose it. */
+    function plantFakeResult(dir: string, key: string, area: CacheArea): void {
+      const commit = `c${Date.now().toString(36)}.0123456789abcdef`;
+      fs.mkdirSync(join(dir, commit), { recursive: true });
+      fs.writeFileSync(join(dir, commit, 'csv'), 'SECRET');
+      fs.writeFileSync(
+        join(dir, 'manifest.json'),
+        JSON.stringify({
+          v: 1,
+          key,
+          area,
+          createdAt: 1,
+          commit,
+          formats: { csv: { size: 6, contentType: 'text/csv' } },
+        }),
+      );
+    }
+
+    function expectBackendError(error: unknown, what: string): void {
+      expect(BackendError.is(error), `${what}: ${String(error)}`).to.equal(true);
+    }
+
+    it('refuses an area directory that is a symlink, for writes and reads', async function () {
+      await put(cache, 'before', 'temporary', { csv: 'ok' });
+      fs.rmSync(join(root, 'persistent'), { recursive: true });
+      fs.symlinkSync(sentinel, join(root, 'persistent'));
+
+      const staged = await cache.stage('k');
+      await staged.write('csv', bytes('data'), { contentType: 'text/csv' });
+      expectBackendError(await rejection(staged.commit('persistent')), 'commit');
+      expectBackendError(await rejection(cache.head('k')), 'head');
+      expectBackendError(await rejection(cache.get('k', 'csv')), 'get');
+      expectBackendError(await rejection(cache.list('persistent', { limit: 10 })), 'list');
+      expectBackendError(await rejection(cache.clear('persistent')), 'clear');
+      expect(tree(sentinel)).to.deep.equal([]);
+      // Planted before the cache opens: refused at once.
+      const reopened = new FileCacheManager({ dir: root });
+      expectBackendError(await rejection(reopened.head('before')), 'head after reopen');
+      await reopened.close();
+      expect(tree(sentinel)).to.deep.equal([]);
+    });
+
+    it('does not read a result that a symlinked shard directory exposes', async function () {
+      await put(cache, 'other', 'temporary', { csv: 'ok' });
+      const key = 'victim';
+      const shardDir = join(root, 'temporary', shardOf(key));
+      fs.rmSync(shardDir, { recursive: true, force: true });
+      const outside = join(sentinel, key);
+      plantFakeResult(outside, key, 'temporary');
+      const before = tree(sentinel);
+      fs.symlinkSync(sentinel, shardDir);
+
+      expectBackendError(await rejection(cache.head(key)), 'head');
+      expectBackendError(await rejection(cache.get(key, 'csv')), 'get');
+      expectBackendError(await rejection(cache.delete(key)), 'delete');
+      const staged = await cache.stage(key);
+      await staged.write('csv', bytes('new data'), { contentType: 'text/csv' });
+      expectBackendError(await rejection(staged.commit('temporary')), 'commit');
+      expect(tree(sentinel), 'nothing written, nothing removed outside').to.deep.equal(before);
+      expect(fs.readFileSync(join(outside, 'manifest.json'), 'utf8')).to.include('"createdAt":1');
+    });
+
+    it('does not read or replace a result that a symlinked key directory exposes', async function () {
+      const key = 'victim';
+      await put(cache, key, 'persistent', { csv: 'real' });
+      const keyDir = join(root, 'persistent', shardOf(key), key);
+      fs.rmSync(keyDir, { recursive: true });
+      plantFakeResult(sentinel, key, 'persistent');
+      const before = tree(sentinel);
+      fs.symlinkSync(sentinel, keyDir);
+
+      expectBackendError(await rejection(cache.head(key)), 'head');
+      expectBackendError(await rejection(cache.get(key, 'csv')), 'get');
+      expectBackendError(await rejection(cache.url(key, 'csv', { expiresInSec: 1 })), 'url');
+      expectBackendError(await rejection(cache.list('persistent', { limit: 10 })), 'list');
+      expectBackendError(await rejection(cache.sweep('persistent', Number.MAX_SAFE_INTEGER)), 'sweep');
+      expectBackendError(await rejection(put(cache, key, 'persistent', { csv: 'new' })), 'commit');
+      expect(tree(sentinel)).to.deep.equal(before);
+    });
+
+    it('does not open a format file that is a symlink', async function () {
+      const secret = join(sentinel, 'secret');
+      fs.writeFileSync(secret, 'SECRET');
+      const manifest = await put(cache, 'k', 'temporary', { csv: 'public' });
+      const keyDir = join(root, 'temporary', shardOf('k'), 'k');
+      const commit = fs.readdirSync(keyDir).find((name) => name.startsWith('c'));
+      expect(commit).to.be.a('string');
+      const file = join(keyDir, commit ?? '', 'csv');
+      fs.unlinkSync(file);
+      fs.symlinkSync(secret, file);
+      expect(manifest.formats['csv']?.size).to.equal(6);
+      expectBackendError(await rejection(cache.get('k', 'csv')), 'get');
+      // Promotion links the symlink itself (never its target); the copy stays unreadable.
+      await cache.promote('k').catch(() => undefined);
+      expectBackendError(await rejection(cache.get('k', 'csv')), 'get after promote');
+      expect(fs.readFileSync(secret, 'utf8')).to.equal('SECRET');
+    });
+
+    it('refuses a staging directory that is a symlink', async function () {
+      await put(cache, 'k', 'temporary', { csv: 'x' });
+      fs.rmSync(join(root, 'staging'), { recursive: true });
+      fs.symlinkSync(sentinel, join(root, 'staging'));
+      const staged = cache.stage('k').then((s) => s.write('csv', bytes('data'), { contentType: 'text/csv' }));
+      expectBackendError(await rejection(staged), 'write');
+      expectBackendError(await rejection(cache.promote('k')), 'promote');
+      expectBackendError(await rejection(cache.sweep('temporary', 0)), 'sweep');
+      expect(tree(sentinel)).to.deep.equal([]);
+    });
+
+    it('refuses a root that is a symlink with a ConfigError on /dir', async function () {
+      const real = join(tmp.path, 'sentinel');
+      const link = join(tmp.path, 'link');
+      fs.symlinkSync(real, link);
+      const linked = new FileCacheManager({ dir: link });
+      const error = await rejection(linked.head('k'));
+      expect(ConfigError.is(error), String(error)).to.equal(true);
+      expect((error as ConfigError).issues.map((i) => i.path)).to.deep.equal(['/dir']);
+      await linked.close();
+      expect(tree(sentinel)).to.deep.equal([]);
+    });
+  });
+});

@@ -1,0 +1,328 @@
+import * as fs from 'node:fs';
+import { join } from 'node:path';
+
+import { expect } from 'chai';
+
+import { ManualClock } from '@armlib/core';
+
+import { FileCacheManager } from '../../src/cache/file-cache-manager.js';
+import { shardOf } from '../../src/cache/layout.js';
+import { bytes, collect, put, tempDir, text } from './support.js';
+import type { TempDir } from './support.js';
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/** Sets the mtime (and atime) of `path` to `msAgo` before now. */
+function age(path: string, msAgo: number): void {
+  const when = new Date(Date.now() - msAgo);
+  fs.utimesSync(path, when, when);
+}
+
+function commitId(msAgo: number, random: string): string {
+  return `c${(Date.now() - msAgo).toString(36)}.${random}`;
+}
+
+describe('file cache: durability', function () {
+  let tmp: TempDir;
+  let dir: string;
+  const open: FileCacheManager[] = [];
+
+  function openCache(
+    options: { durability?: 'normal' | 'full' } = {},
+    clock = new ManualClock(1_000_000),
+  ): FileCacheManager {
+    const cache = new FileCacheManager({ dir, ...options }, clock);
+    open.push(cache);
+    return cache;
+  }
+
+  beforeEach(async function () {
+    tmp = await tempDir();
+    dir = join(tmp.path, 'cache');
+  });
+
+  afterEach(async function () {
+    for (const cache of open.splice(0)) await cache.close();
+    await tmp.remove();
+  });
+
+  it('keeps results, areas and commit times across close and reopen', async function () {
+    const first = openCache();
+    await put(first, 'kept', 'persistent', { csv: 'a,b\n', json: '[]' });
+    await put(first, 'temp', 'temporary', { csv: 'temporary' });
+    await first.close();
+
+    const second = openCache();
+    const head = await second.head('kept');
+    expect(head).to.deep.include({ key: 'kept', area: 'persistent', createdAt: 1_000_000 });
+    expect(head?.formats['csv']).to.deep.equal({ size: 4, contentType: 'text/plain' });
+    expect(await text(second, 'kept', 'json')).to.equal('[]');
+    expect((await second.head('temp'))?.area).to.equal('temporary');
+    expect((await second.list('persistent', { limit: 10 })).items.map((m) => m.key)).to.deep.equal(['kept']);
+  });
+
+  it('lays results out as <dir>/<area>/<shard>/<key>/ with a manifest naming one commit directory', async function () {
+    const cache = openCache();
+    await put(cache, 'laid-out', 'temporary', { csv: 'x', 'tar.gz': 'y' });
+    const keyDir = join(dir, 'temporary', shardOf('laid-out'), 'laid-out');
+    const names = fs.readdirSync(keyDir).sort();
+    expect(names).to.have.length(2);
+    expect(names[1]).to.equal('manifest.json');
+    const manifest = JSON.parse(fs.readFileSync(join(keyDir, 'manifest.json'), 'utf8')) as { commit: string };
+    expect(manifest.commit).to.equal(names[0]);
+    expect(fs.readdirSync(join(keyDir, manifest.commit)).sort()).to.deep.equal(['csv', 'tar.gz']);
+    expect(fs.readdirSync(join(dir, 'staging'))).to.deep.equal([]);
+    expect(fs.readdirSync(dir).sort()).to.deep.equal(['persistent', 'staging', 'temporary']);
+  });
+
+  it('shows the old complete result after a crash mid-write or mid-commit, and collects the garbage', async function () {
+    const cache = openCache();
+    await put(cache, 'k', 'temporary', { csv: 'old csv', json: '"old json"' });
+    await cache.close();
+
+    // What kill -9 leaves behind: a staging directory with a half-written format (mid-write) ...
+    const staging = join(dir, 'staging', `s${Date.now().toString(36)}.00000000000000aa`);
+    fs.mkdirSync(staging);
+    fs.writeFileSync(join(staging, '.w1-csv'), 'new cs');
+    age(join(staging, '.w1-csv'), 2 * DAY_MS);
+    age(staging, 2 * DAY_MS);
+    // ... and a fresh staging directory a live writer in another process still uses.
+    const live = join(dir, 'staging', `s${Date.now().toString(36)}.00000000000000bb`);
+    fs.mkdirSync(live);
+    fs.writeFileSync(join(live, '.w1-csv'), 'in progress');
+    // Mid-commit: the staging directory was renamed in, the manifest never written (a half-written
+    // temporary manifest next to it).
+    const keyDir = join(dir, 'temporary', shardOf('k'), 'k');
+    const orphan = join(keyDir, commitId(2 * 60 * 60 * 1000, '00000000000000cc'));
+    fs.mkdirSync(orphan);
+    fs.writeFileSync(join(orphan, 'csv'), 'new csv');
+    fs.writeFileSync(join(orphan, 'json'), '"new json"');
+    const tornManifest = join(keyDir, 'manifest.json.00000000000000dd.tmp');
+    fs.writeFileSync(tornManifest, '{"v":1,"key":"k","are');
+    age(tornManifest, 2 * 60 * 60 * 1000);
+    // A commit directory younger than the garbage threshold may be a concurrent commit: kept.
+    const young = join(keyDir, commitId(1000, '00000000000000ee'));
+    fs.mkdirSync(young);
+
+    const reopened = openCache();
+    expect(await text(reopened, 'k', 'csv')).to.equal('old csv');
+    expect(await text(reopened, 'k', 'json')).to.equal('"old json"');
+    expect((await reopened.head('k'))?.formats['csv']?.size).to.equal(7);
+    // Opening collected the stale staging entry only.
+    expect(fs.existsSync(staging)).to.equal(false);
+    expect(fs.existsSync(live)).to.equal(true);
+
+    // A sweep that removes nothing still collects the orphans.
+    expect(await reopened.sweep('temporary', 0)).to.equal(0);
+    expect(fs.existsSync(orphan)).to.equal(false);
+    expect(fs.existsSync(tornManifest)).to.equal(false);
+    expect(fs.existsSync(young)).to.equal(true);
+    expect(await text(reopened, 'k', 'csv')).to.equal('old csv');
+
+    // The next commit of the key publishes over all of it.
+    await put(reopened, 'k', 'temporary', { csv: 'newest' });
+    expect(await text(reopened, 'k', 'csv')).to.equal('newest');
+    expect(await reopened.get('k', 'json')).to.equal(undefined);
+  });
+
+  it('reads the old result when a crash left the key in both areas, and sweep keeps the newer one', async function () {
+    const cache = openCache();
+    await put(cache, 'k', 'persistent', { csv: 'old persistent' });
+    const persistentDir = join(dir, 'persistent', shardOf('k'), 'k');
+    // Crash between publishing a newer temporary result and removing the persistent one:
+    // copy a complete temporary result in by hand, as the commit would have left it.
+    const tempDirOfKey = join(dir, 'temporary', shardOf('k'), 'k');
+    fs.mkdirSync(tempDirOfKey, { recursive: true });
+    const commit = commitId(-60_000, '00000000000000ff'); // newer than the persistent commit
+    fs.mkdirSync(join(tempDirOfKey, commit));
+    fs.writeFileSync(join(tempDirOfKey, commit, 'csv'), 'new temporary');
+    fs.writeFileSync(
+      join(tempDirOfKey, 'manifest.json'),
+      JSON.stringify({
+        v: 1,
+        key: 'k',
+        area: 'temporary',
+        createdAt: 2,
+        commit,
+        formats: { csv: { size: 13, contentType: 'text/plain' } },
+      }),
+    );
+    // Persistent first: the old, complete result.
+    expect(await text(cache, 'k', 'csv')).to.equal('old persistent');
+    expect(await cache.sweep('persistent', 0)).to.equal(0);
+    expect(fs.existsSync(join(persistentDir, 'manifest.json'))).to.equal(false);
+    expect(await text(cache, 'k', 'csv')).to.equal('new temporary');
+  });
+
+  it('replaces a result of the other area even when the clock stepped back since it was committed', async function () {
+    const cache = openCache();
+    // A persistent result committed "an hour from now" by the wall clock.
+    const keyDir = join(dir, 'persistent', shardOf('k'), 'k');
+    const commit = commitId(-60 * 60 * 1000, '0000000000000abc');
+    fs.mkdirSync(join(keyDir, commit), { recursive: true });
+    fs.writeFileSync(join(keyDir, commit, 'csv'), 'from the future');
+    fs.writeFileSync(
+      join(keyDir, 'manifest.json'),
+      JSON.stringify({
+        v: 1,
+        key: 'k',
+        area: 'persistent',
+        createdAt: 1,
+        commit,
+        formats: { csv: { size: 15, contentType: 'text/plain' } },
+      }),
+    );
+    expect(await text(cache, 'k', 'csv')).to.equal('from the future');
+    await put(cache, 'k', 'temporary', { csv: 'now' });
+    expect((await cache.head('k'))?.area).to.equal('temporary');
+    expect(await text(cache, 'k', 'csv')).to.equal('now');
+    expect(await cache.head('k', 'persistent')).to.equal(undefined);
+  });
+
+  it('works the same with durability full (fsync of files, manifests and directories)', async function () {
+    const clock = new ManualClock(5_000);
+    const cache = openCache({ durability: 'full' }, clock);
+    const staged = await cache.stage('durable');
+    await staged.write('csv', bytes('a,', 'b\n', Buffer.alloc(3 * 1024 * 1024, 0x41)), { contentType: 'text/csv' });
+    await staged.write('json', bytes('{}'), { contentType: 'application/json', contentEncoding: 'identity' });
+    const manifest = await staged.commit('temporary');
+    expect(manifest.formats['csv']?.size).to.equal(4 + 3 * 1024 * 1024);
+    expect(manifest.formats['json']).to.deep.equal({
+      size: 2,
+      contentType: 'application/json',
+      contentEncoding: 'identity',
+    });
+    expect(await cache.promote('durable')).to.equal(true);
+    const got = await cache.get('durable', 'json');
+    expect(got).to.deep.include({ contentType: 'application/json', contentEncoding: 'identity', area: 'persistent' });
+    expect((await collect(got?.body ?? bytes())).toString()).to.equal('{}');
+    await clock.advance(10);
+    await put(cache, 'durable', 'temporary', { csv: 'replaced' });
+    expect((await cache.head('durable'))?.area).to.equal('temporary');
+    expect(await cache.delete('durable')).to.equal(1);
+    expect(await cache.head('durable')).to.equal(undefined);
+
+    // Everything it wrote reads back in a normal-durability instance too.
+    await put(cache, 'again', 'persistent', { csv: 'full' });
+    await cache.close();
+    expect(await text(openCache(), 'again', 'csv')).to.equal('full');
+  });
+
+  it('streams a multi-block result back byte for byte, and serves ranges across block boundaries', async function () {
+    const cache = openCache();
+    const block = 1024 * 1024;
+    const chunk = Buffer.alloc(100_000);
+    for (let i = 0; i < chunk.length; i++) chunk[i] = (i * 7) % 251;
+    // Many small chunks (gathered into blocks) followed by one big chunk (written as it is).
+    const big = Buffer.alloc(2 * block + 17, 0x5a);
+    const expected = Buffer.concat([...Array.from({ length: 25 }, () => chunk), big]);
+    for (let i = 0; i < 25; i++) expected[i * chunk.length] = i;
+    async function* source(): AsyncGenerator<Uint8Array> {
+      for (let i = 0; i < 25; i++) {
+        // The same buffer every time, changed after each yield: the writer must have copied it.
+        chunk[0] = i;
+        yield chunk;
+      }
+      yield big;
+    }
+
+    const staged = await cache.stage('blocks');
+    const info = await staged.write('bin', source(), { contentType: 'application/octet-stream' });
+    expect(info.size).to.equal(expected.length);
+    await staged.commit('persistent');
+    const whole = await cache.get('blocks', 'bin');
+    expect(whole?.size).to.equal(expected.length);
+    expect((await collect(whole?.body ?? bytes())).equals(expected)).to.equal(true);
+
+    for (const [s, e] of [
+      [block - 3, block + 3],
+      [0, 0],
+      [expected.length - 1, expected.length - 1],
+      [2_499_999, 2_500_000],
+    ] as const) {
+      const part = await cache.get('blocks', 'bin', { range: { start: s, end: e } });
+      expect(part?.size, `range ${String(s)}-${String(e)}`).to.equal(e - s + 1);
+      expect(part?.totalSize).to.equal(expected.length);
+      expect((await collect(part?.body ?? bytes())).equals(expected.subarray(s, e + 1))).to.equal(true);
+    }
+    const tail = await cache.get('blocks', 'bin', {
+      range: { start: expected.length - 5, end: expected.length + 100 },
+    });
+    expect(tail?.size).to.equal(5);
+    expect((await collect(tail?.body ?? bytes())).equals(expected.subarray(-5))).to.equal(true);
+  });
+
+  it('stores and serves an empty format, and refuses a range past the end', async function () {
+    const cache = openCache();
+    await put(cache, 'empty', 'temporary', { csv: '' });
+    const got = await cache.get('empty', 'csv');
+    expect(got?.size).to.equal(0);
+    expect((await collect(got?.body ?? bytes())).length).to.equal(0);
+    const ranged = await cache.get('empty', 'csv', { range: { start: 0 } });
+    expect(ranged?.size).to.equal(0);
+    await collect(ranged?.body ?? bytes());
+    await put(cache, 'short', 'temporary', { csv: 'abc' });
+    const error = await cache.get('short', 'csv', { range: { start: 3 } }).catch((e: unknown) => e);
+    expect((error as { field?: string }).field).to.equal('range');
+  });
+
+  it('discards the partial file of a write whose source throws, and of an aborted staging', async function () {
+    const cache = openCache();
+    const staged = await cache.stage('broken');
+    async function* failing(): AsyncGenerator<Uint8Array> {
+      yield Buffer.from('partial');
+      throw new Error('source broke');
+    }
+    const error = await staged.write('csv', failing(), { contentType: 'text/csv' }).catch((e: unknown) => e);
+    expect((error as Error).message).to.equal('source broke');
+    expect(staged.formats()).to.deep.equal({});
+    const [stagingDir] = fs.readdirSync(join(dir, 'staging'));
+    expect(fs.readdirSync(join(dir, 'staging', stagingDir ?? ''))).to.deep.equal([]);
+    await staged.write('json', bytes('{}'), { contentType: 'application/json' });
+    await staged.abort();
+    expect(fs.readdirSync(join(dir, 'staging'))).to.deep.equal([]);
+    expect(await cache.head('broken')).to.equal(undefined);
+  });
+
+  it('keeps the write that finishes last when one format is written twice at once', async function () {
+    const cache = openCache();
+    for (const firstFinishesFirst of [false, true]) {
+      const key = `twice-${String(firstFinishesFirst)}`;
+      const staged = await cache.stage(key);
+      let release: () => void = () => undefined;
+      const gate = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      async function* slow(text: string): AsyncGenerator<Uint8Array> {
+        yield Buffer.from(text);
+        await gate;
+      }
+      const first = staged.write('csv', slow('first write'), { contentType: 'text/csv' });
+      const second = staged.write('csv', firstFinishesFirst ? slow('second') : bytes('second'), {
+        contentType: 'text/csv',
+      });
+      if (!firstFinishesFirst) await second;
+      release();
+      await Promise.all([first, second]);
+      expect(staged.formats()['csv']?.size, key).to.equal(6);
+      await staged.commit('temporary');
+      expect(await text(cache, key, 'csv'), key).to.equal('second');
+    }
+  });
+
+  it('removes the directories of deleted, cleared and swept results', async function () {
+    const clock = new ManualClock(1_000);
+    const cache = openCache({}, clock);
+    await put(cache, 'a', 'temporary', { csv: '1' });
+    await put(cache, 'b', 'persistent', { csv: '2' });
+    await clock.advance(100);
+    await put(cache, 'c', 'temporary', { csv: '3' });
+    expect(await cache.delete('a')).to.equal(1);
+    expect(await cache.clear('persistent')).to.equal(1);
+    expect(await cache.sweep('temporary', 2_000)).to.equal(1);
+    for (const area of ['persistent', 'temporary']) {
+      const keyDirs = fs.readdirSync(join(dir, area)).flatMap((shard) => fs.readdirSync(join(dir, area, shard)));
+      expect(keyDirs, area).to.deep.equal([]);
+    }
+  });
+});

@@ -1,0 +1,90 @@
+import * as fs from 'node:fs';
+import { join, resolve } from 'node:path';
+
+import { expect } from 'chai';
+
+import { ConfigError, ManualClock } from '@armlib/core';
+
+import { checkFileCacheOptions, FileCacheManager } from '../../src/cache/file-cache-manager.js';
+import { put, tempDir } from './support.js';
+import type { TempDir } from './support.js';
+
+describe('file cache: options', function () {
+  let tmp: TempDir;
+
+  beforeEach(async function () {
+    tmp = await tempDir();
+  });
+
+  afterEach(async function () {
+    await tmp.remove();
+  });
+
+  it('accepts valid options, no options and unknown names', function () {
+    expect(checkFileCacheOptions(undefined)).to.deep.equal([]);
+    expect(checkFileCacheOptions({})).to.deep.equal([]);
+    expect(
+      checkFileCacheOptions({ dir: './x', durability: 'full', urlPrefix: '/files/', region: 'eu-west-1' }),
+    ).to.deep.equal([]);
+  });
+
+  it('names every bad option by its path', function () {
+    const cases: [unknown, string[]][] = [
+      [{ dir: '' }, ['/dir']],
+      [{ dir: '   ' }, ['/dir']],
+      [{ dir: 42 }, ['/dir']],
+      [{ dir: 'var/a\0b' }, ['/dir']],
+      [{ durability: 'fsync' }, ['/durability']],
+      [{ urlPrefix: '/results' }, ['/urlPrefix']],
+      [{ urlPrefix: 7 }, ['/urlPrefix']],
+      [{ dir: null, durability: true, urlPrefix: null }, ['/dir', '/durability', '/urlPrefix']],
+      ['./var', ['']],
+      [['./var'], ['']],
+    ];
+    for (const [options, paths] of cases) {
+      expect(
+        checkFileCacheOptions(options).map((issue) => issue.path),
+        JSON.stringify(options),
+      ).to.deep.equal(paths);
+    }
+  });
+
+  it('throws a ConfigError with the same issues from the constructor, without touching the disk', function () {
+    const dir = join(tmp.path, 'never-created');
+    let thrown: unknown;
+    try {
+      new FileCacheManager({ dir, durability: 'sometimes' as 'full' }, new ManualClock());
+    } catch (error) {
+      thrown = error;
+    }
+    expect(ConfigError.is(thrown), String(thrown)).to.equal(true);
+    expect((thrown as ConfigError).issues.map((i) => i.path)).to.deep.equal(['/durability']);
+    // A valid instance does not create its directory until it is used either.
+    const cache = new FileCacheManager({ dir }, new ManualClock());
+    expect(fs.existsSync(dir)).to.equal(false);
+    expect(cache.dir).to.equal(resolve(dir));
+  });
+
+  it('resolves a relative dir against the working directory, defaulting to ./var/armlib', async function () {
+    expect(new FileCacheManager().dir).to.equal(resolve('var/armlib'));
+    const cwd = process.cwd();
+    process.chdir(tmp.path);
+    try {
+      const cache = new FileCacheManager({ dir: 'relative/cache' }, new ManualClock());
+      await put(cache, 'k', 'temporary', { csv: 'x' });
+      await cache.close();
+      expect(fs.existsSync(join(tmp.path, 'relative', 'cache', 'temporary'))).to.equal(true);
+    } finally {
+      process.chdir(cwd);
+    }
+  });
+
+  it('routes URLs under urlPrefix and reports its capabilities', async function () {
+    const cache = new FileCacheManager({ dir: tmp.path, urlPrefix: '/files/' }, new ManualClock());
+    expect(cache.capabilities).to.deep.equal({ signedUrls: false, sharedAcrossProcesses: true });
+    await put(cache, 'k', 'temporary', { csv: 'x' });
+    expect(await cache.url('k', 'csv', { expiresInSec: 60 })).to.equal('/files/k/csv');
+    expect(await cache.url('k', 'json', { expiresInSec: 60 })).to.equal(undefined);
+    await cache.close();
+  });
+});

@@ -1,0 +1,80 @@
+import path from 'node:path';
+
+import Database from 'better-sqlite3';
+import { expect } from 'chai';
+
+import { ManualClock } from '@armlib/core';
+
+import { FileQueueManager } from '../../src/queue/file-queue-manager.js';
+import { claimOptions, entry, NO_LIMITS, T0 } from './fixtures.js';
+import { makeTempDir, removeTempDir } from './temp-dir.js';
+
+/** Rows of a table, read straight from the database file as another process would. */
+function rows(dir: string, table: string): number {
+  const db = new Database(path.join(dir, 'queue.sqlite'), { readonly: true });
+  try {
+    return (db.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
+  } finally {
+    db.close();
+  }
+}
+
+describe('FileQueueManager: housekeeping in sweeps', function () {
+  let dir: string;
+  let clock: ManualClock;
+  let queue: FileQueueManager;
+
+  beforeEach(function () {
+    dir = makeTempDir();
+    clock = new ManualClock(T0);
+    queue = new FileQueueManager({ dir }, clock);
+  });
+
+  afterEach(async function () {
+    await queue.close();
+    removeTempDir(dir);
+  });
+
+  it('forgets the history of many empty groups once their interval passed, and keeps claiming right', async function () {
+    this.timeout(60_000);
+    const policies = { g0: { minIntervalMs: 60_000 } };
+    for (let i = 0; i < 1100; i++) {
+      const group = `g${String(i)}`;
+      await queue.enqueue(entry(`k${String(i)}`, { group }), NO_LIMITS);
+      const lease = await queue.claim(claimOptions({ groups: [group], policies }));
+      await queue.complete(`k${String(i)}`, lease?.token ?? '', { durationMs: 1 });
+    }
+    await clock.advance(1_000);
+    expect(await queue.prune(clock.now())).to.equal(1100);
+    await queue.sweep();
+    // g0's interval has not passed: its history stays, and it still holds back a claim.
+    expect(rows(dir, 'groups')).to.equal(1);
+    await queue.enqueue(entry('again', { group: 'g0' }), NO_LIMITS);
+    expect(await queue.claim(claimOptions({ policies }))).to.equal(undefined);
+    await clock.advance(60_000);
+    expect((await queue.claim(claimOptions({ policies })))?.record.key).to.equal('again');
+    expect((await queue.counts()).byState.running).to.equal(1);
+  });
+
+  it('keeps ten minutes of activity and only live worker reports', async function () {
+    await queue.reportWorker('w1', 2, 1_000);
+    for (let minute = 0; minute < 15; minute++) {
+      await queue.enqueue(entry(`k${String(minute)}`), NO_LIMITS);
+      await clock.advance(60_000);
+    }
+    await queue.sweep();
+    expect(rows(dir, 'activity')).to.be.at.most(10);
+    expect(rows(dir, 'workers')).to.equal(0);
+    const buckets = await queue.activity(10);
+    expect(buckets.map((b) => b.total.submitted)).to.deep.equal([1, 1, 1, 1, 1, 1, 1, 1, 1, 0]);
+  });
+
+  it('empties the sweep journal as it reports it', async function () {
+    await queue.enqueue(entry('a', {}, { pendingExpiresAt: T0 + 10 }), NO_LIMITS);
+    await clock.advance(10);
+    expect((await queue.get('a'))?.state).to.equal('expired');
+    expect(rows(dir, 'sweep_journal')).to.equal(1);
+    expect((await queue.sweep()).expired.map((r) => r.key)).to.deep.equal(['a']);
+    expect(rows(dir, 'sweep_journal')).to.equal(0);
+  });
+});

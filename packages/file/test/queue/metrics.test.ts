@@ -1,0 +1,107 @@
+import { expect } from 'chai';
+
+import { ManualClock, MemoryQueueManager } from '@armlib/core';
+import type { QueueManager } from '@armlib/core';
+
+import { FileQueueManager } from '../../src/queue/file-queue-manager.js';
+import { claimOptions, entry, NO_LIMITS, T0 } from './fixtures.js';
+import { makeTempDir, removeTempDir } from './temp-dir.js';
+
+/**
+ * Activity, uri statistics and capacity are not part of the conformance suite: the memory queue
+ * is their reference, so the same calls go to both and every answer must be the same.
+ */
+describe('FileQueueManager: metrics match the memory queue', function () {
+  let dir: string;
+  let clock: ManualClock;
+  let file: FileQueueManager;
+  let memory: MemoryQueueManager;
+
+  beforeEach(function () {
+    dir = makeTempDir();
+    clock = new ManualClock(T0);
+    file = new FileQueueManager({ dir }, clock);
+    memory = new MemoryQueueManager({}, clock);
+  });
+
+  afterEach(async function () {
+    await file.close();
+    await memory.close();
+    removeTempDir(dir);
+  });
+
+  async function both<T>(call: (q: QueueManager) => Promise<T>): Promise<T> {
+    const expected = await call(memory);
+    const actual = await call(file);
+    expect(actual).to.deep.equal(expected);
+    return actual;
+  }
+
+  it('learns the same durations, activity and capacity over a run of jobs', async function () {
+    let seed = 7;
+    const random = (): number => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648;
+      return seed / 2_147_483_648;
+    };
+    const uris = ['/a', '/b', '/c'];
+    for (let i = 0; i < 120; i++) {
+      const uri = uris[i % 3] ?? '/a';
+      const group = i % 4 === 0 ? 'reports' : 'default';
+      const e = entry(`k${String(i)}`, { uri, group }, { maxAttempts: 1 });
+      await both(async (q) => (await q.enqueue(e, NO_LIMITS)).outcome);
+      const file_lease = await file.claim(claimOptions());
+      const memory_lease = await memory.claim(claimOptions());
+      expect(file_lease?.record.key).to.equal(memory_lease?.record.key);
+      const durationMs = i % 17 === 0 ? -5 : Math.round(random() * 1_000);
+      if (i % 9 === 0) {
+        const error = { code: 'X', message: 'x', retryable: false };
+        await file.fail(e.key, file_lease?.token ?? '', { error });
+        await memory.fail(e.key, memory_lease?.token ?? '', { error });
+      } else {
+        await file.complete(e.key, file_lease?.token ?? '', { durationMs });
+        await memory.complete(e.key, memory_lease?.token ?? '', { durationMs });
+      }
+      await both((q) => q.uriStats(uri));
+      if (i % 10 === 0) await both((q) => q.reportWorker(`w${String(i % 3)}`, i % 5, 30_000));
+      await both((q) => q.capacity());
+      await clock.advance(Math.round(random() * 20_000));
+    }
+    await both((q) => q.uriStats());
+    await both((q) => q.activity(10));
+    await both((q) => q.activity(3));
+    await both((q) => q.activity(0));
+    await both((q) => q.activity(60));
+    await clock.advance(40_000);
+    await both((q) => q.capacity());
+  });
+
+  it('counts a lease lost on the last attempt as failed in the activity', async function () {
+    await both(async (q) => (await q.enqueue(entry('a', {}, { maxAttempts: 1 }), NO_LIMITS)).outcome);
+    await both(async (q) => (await q.claim(claimOptions({ leaseMs: 100 })))?.record.key);
+    await clock.advance(100);
+    await both((q) => q.activity(1));
+    await both(async (q) => (await q.sweep()).failed.map((r) => r.key));
+  });
+
+  it('rejects bad arguments the same way', async function () {
+    for (const call of [
+      (q: QueueManager) => q.activity(-1),
+      (q: QueueManager) => q.reportWorker('w', -1, 1_000),
+      (q: QueueManager) => q.reportWorker('w', 1, 0),
+      (q: QueueManager) => q.claim(claimOptions({ leaseMs: 0 })),
+      (q: QueueManager) => q.list({ limit: 0 }),
+      (q: QueueManager) => q.list({ limit: 1, cursor: 'nope' }),
+      (q: QueueManager) => q.prune(Number.NaN),
+      (q: QueueManager) => q.sweep({ retainUntil: Number.NaN }),
+    ]) {
+      const outcome = async (q: QueueManager): Promise<string> =>
+        call(q).then(
+          () => 'ok',
+          (error: unknown) => (error as { code?: string }).code ?? 'no code',
+        );
+      const expected = await outcome(memory);
+      expect(expected).to.equal('INVALID_REQUEST');
+      expect(await outcome(file)).to.equal(expected);
+    }
+  });
+});

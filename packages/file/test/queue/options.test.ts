@@ -1,0 +1,114 @@
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { expect } from 'chai';
+import { Container } from 'inversify';
+
+import { ConfigError, ManualClock, TOKENS } from '@armlib/core';
+
+import { checkFileQueueOptions, FileQueueManager } from '../../src/queue/file-queue-manager.js';
+import { entry, NO_LIMITS, T0 } from './fixtures.js';
+import { makeTempDir, removeTempDir } from './temp-dir.js';
+
+function configIssues(fn: () => unknown): { path: string; message: string }[] {
+  try {
+    fn();
+  } catch (error) {
+    if (ConfigError.is(error)) return [...error.issues];
+    throw error;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('FileQueueManager: options', function () {
+  let dir: string;
+
+  beforeEach(function () {
+    dir = makeTempDir();
+  });
+
+  afterEach(function () {
+    removeTempDir(dir);
+  });
+
+  it('accepts no options, empty options and valid ones, ignoring unknown names', function () {
+    expect(checkFileQueueOptions(undefined)).to.deep.equal([]);
+    expect(checkFileQueueOptions(null)).to.deep.equal([]);
+    expect(checkFileQueueOptions({})).to.deep.equal([]);
+    expect(checkFileQueueOptions({ dir: 'x', durability: 'full', busyTimeoutMs: 0 })).to.deep.equal([]);
+    expect(checkFileQueueOptions({ durability: 'normal', region: 'eu-west-1', maxFinishedBytes: 5 })).to.deep.equal([]);
+  });
+
+  it('names every bad option by its path', function () {
+    expect(checkFileQueueOptions('x').map((i) => i.path)).to.deep.equal(['']);
+    expect(checkFileQueueOptions([]).map((i) => i.path)).to.deep.equal(['']);
+    const cases: [unknown, string][] = [
+      [{ dir: '' }, '/dir'],
+      [{ dir: 5 }, '/dir'],
+      [{ dir: 'a\0b' }, '/dir'],
+      [{ dir: 'x'.repeat(5000) }, '/dir'],
+      [{ durability: 'fsync' }, '/durability'],
+      [{ durability: true }, '/durability'],
+      [{ busyTimeoutMs: -1 }, '/busyTimeoutMs'],
+      [{ busyTimeoutMs: 1.5 }, '/busyTimeoutMs'],
+      [{ busyTimeoutMs: '100' }, '/busyTimeoutMs'],
+      [{ busyTimeoutMs: 2 ** 31 }, '/busyTimeoutMs'],
+    ];
+    for (const [options, where] of cases) {
+      expect(
+        checkFileQueueOptions(options).map((i) => i.path),
+        JSON.stringify(options).slice(0, 60),
+      ).to.deep.equal([where]);
+    }
+    expect(checkFileQueueOptions({ dir: '', durability: 'x', busyTimeoutMs: -2 }).map((i) => i.path)).to.deep.equal([
+      '/dir',
+      '/durability',
+      '/busyTimeoutMs',
+    ]);
+  });
+
+  it('checks without touching the disk', function () {
+    const target = path.join(dir, 'not-yet');
+    expect(checkFileQueueOptions({ dir: target })).to.deep.equal([]);
+    expect(fs.existsSync(target)).to.equal(false);
+  });
+
+  it('throws ConfigError with the same issues from the constructor, creating nothing', function () {
+    const target = path.join(dir, 'never');
+    const issues = configIssues(
+      () => new FileQueueManager({ dir: target, durability: 'x' as 'full' }, new ManualClock(T0)),
+    );
+    expect(issues.map((i) => i.path)).to.deep.equal(['/durability']);
+    expect(fs.existsSync(target)).to.equal(false);
+  });
+
+  it('creates the directory (mkdir -p), resolves a relative dir against the working directory', async function () {
+    const nested = path.join(dir, 'a', 'b', 'c');
+    const relative = path.relative(process.cwd(), nested);
+    const q = new FileQueueManager({ dir: relative, durability: 'full', busyTimeoutMs: 100 }, new ManualClock(T0));
+    try {
+      expect(q.dir).to.equal(nested);
+      expect(fs.statSync(nested).isDirectory()).to.equal(true);
+      expect(fs.existsSync(path.join(nested, 'queue.sqlite'))).to.equal(true);
+    } finally {
+      await q.close();
+    }
+  });
+
+  it('is built by the container from the queue options and clock tokens', async function () {
+    const clock = new ManualClock(T0);
+    const container = new Container();
+    container.bind(TOKENS.QueueOptions).toConstantValue({ dir, durability: 'normal' });
+    container.bind(TOKENS.Clock).toConstantValue(clock);
+    container.bind(TOKENS.QueueManager).to(FileQueueManager).inSingletonScope();
+    const resolved = container.get(TOKENS.QueueManager);
+    expect(resolved).to.be.instanceOf(FileQueueManager);
+    try {
+      const { record } = await resolved.enqueue(entry('di'), NO_LIMITS);
+      expect(record.submittedAt).to.equal(T0);
+      expect(fs.existsSync(path.join(dir, 'queue.sqlite'))).to.equal(true);
+    } finally {
+      await resolved.close();
+    }
+  });
+});

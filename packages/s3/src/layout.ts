@@ -1,0 +1,76 @@
+import { randomBytes } from 'node:crypto';
+
+import type { CacheArea } from '@armlib/core';
+
+/** Name of a result's manifest object inside its key folder. */
+export const MANIFEST_NAME = 'manifest.json';
+
+/**
+ * Object keys of the cache (see the package README):
+ *
+ * - `<prefix><area>/<key>/manifest.json`: the committed manifest, written last (the commit point);
+ * - `<prefix><area>/<key>/<commitId>/<format>`: the data of one commit;
+ * - `<prefix>staging/<stageId>/<n>/<format>`: formats being written, copied into the area on commit.
+ *
+ * Keys and formats are restricted by core to `[A-Za-z0-9._-]` (no `/`, no `..`), and commit ids
+ * never equal `manifest.json`, so the names cannot collide.
+ */
+export class S3Layout {
+  readonly prefix: string;
+
+  constructor(prefix: string) {
+    this.prefix = prefix;
+  }
+
+  /** Everything of one area. */
+  area(area: CacheArea): string {
+    return `${this.prefix}${area}/`;
+  }
+
+  /** Everything of one key in one area. */
+  keyFolder(area: CacheArea, key: string): string {
+    return `${this.prefix}${area}/${key}/`;
+  }
+
+  manifest(area: CacheArea, key: string): string {
+    return `${this.prefix}${area}/${key}/${MANIFEST_NAME}`;
+  }
+
+  data(area: CacheArea, key: string, commitId: string, format: string): string {
+    return `${this.prefix}${area}/${key}/${commitId}/${format}`;
+  }
+
+  /** All staged writes (abandoned ones are left to the bucket's lifecycle rule). */
+  staging(): string {
+    return `${this.prefix}staging/`;
+  }
+
+  staged(stageId: string, seq: number, format: string): string {
+    return `${this.prefix}staging/${stageId}/${String(seq)}/${format}`;
+  }
+
+  /**
+   * The key of a manifest object listed under `area(area)`, or undefined for any other object
+   * (data, or something that is not armlib's).
+   */
+  keyOfManifest(area: CacheArea, objectKey: string): string | undefined {
+    const base = this.area(area);
+    const suffix = `/${MANIFEST_NAME}`;
+    if (!objectKey.startsWith(base) || !objectKey.endsWith(suffix)) return undefined;
+    const key = objectKey.slice(base.length, -suffix.length);
+    return key === '' || key.includes('/') ? undefined : key;
+  }
+
+  /** The key of a key folder (`<prefix><area>/<key>/`) listed as a common prefix. */
+  keyOfFolder(area: CacheArea, folder: string): string | undefined {
+    const base = this.area(area);
+    if (!folder.startsWith(base) || !folder.endsWith('/')) return undefined;
+    const key = folder.slice(base.length, -1);
+    return key === '' || key.includes('/') ? undefined : key;
+  }
+}
+
+/** A fresh id for a commit or a staging: time-ordered for humans reading a listing, random for uniqueness. */
+export function newId(prefix: 'c' | 's'): string {
+  return `${prefix}${Date.now().toString(36)}-${randomBytes(8).toString('hex')}`;
+}

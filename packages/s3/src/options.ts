@@ -1,0 +1,196 @@
+import { S3Client } from '@aws-sdk/client-s3';
+import type { S3ClientConfig } from '@aws-sdk/client-s3';
+
+import { ConfigError } from '@armlib/core';
+import type { ConfigIssue } from '@armlib/core';
+
+/** Options of {@link S3CacheManager} (the `cache.options` of a config using the `s3` adapter). */
+export interface S3CacheManagerOptions {
+  /** The bucket holding the cache (required). It must exist; see `S3CacheManager.ensureBucket`. */
+  bucket: string;
+  /** Prefix of every object key, e.g. `armlib/` (usually ending with `/`). Default `''`. */
+  prefix?: string;
+  /** AWS region of the client the adapter builds. Not allowed with `client`. */
+  region?: string;
+  /** Endpoint of the client the adapter builds (e.g. an emulator). Not allowed with `client`. */
+  endpoint?: string;
+  /** Path-style addressing for the client the adapter builds. Not allowed with `client`. */
+  forcePathStyle?: boolean;
+  /** A ready S3 client, shared with the application (never destroyed by the adapter). Not with `clientConfig`. */
+  client?: S3Client;
+  /** Configuration of the client the adapter builds (and destroys on close). Not with `client`. */
+  clientConfig?: S3ClientConfig;
+  /**
+   * Gzip formats on write and store them with `Content-Encoding: gzip` (formats written with a
+   * content encoding of their own are stored as given). Reads return the original bytes. Default false.
+   */
+  gzip?: boolean;
+  /** Part size of multipart uploads, bytes (at least 5 MiB). Default 5 MiB. */
+  partSizeBytes?: number;
+  /** Parts uploaded in parallel per format. Memory per write is at most `partSizeBytes × queueSize`. Default 4. */
+  queueSize?: number;
+}
+
+/** The options after validation and defaults, with the client to use. */
+export interface ResolvedS3CacheOptions {
+  readonly bucket: string;
+  readonly prefix: string;
+  readonly gzip: boolean;
+  readonly partSizeBytes: number;
+  readonly queueSize: number;
+  readonly client: S3Client;
+  /** True when the adapter built the client, and so destroys it on close. */
+  readonly ownsClient: boolean;
+}
+
+/** Defaults of the optional tuning fields of {@link S3CacheManagerOptions}. */
+export const S3_CACHE_DEFAULTS = Object.freeze({
+  prefix: '',
+  gzip: false,
+  partSizeBytes: 5 * 1024 * 1024,
+  queueSize: 4,
+});
+
+/** Smallest part S3 accepts in a multipart upload (except the last part). */
+const MIN_PART_BYTES = 5 * 1024 * 1024;
+/** Largest part S3 accepts. */
+const MAX_PART_BYTES = 5 * 1024 * 1024 * 1024;
+/** Room left in S3's 1024-byte key limit for `<area>/<key>/<commitId>/<format>`. */
+const MAX_PREFIX_LENGTH = 512;
+// S3's rules for general purpose bucket names (3-63 chars, lowercase, digits, dots, hyphens).
+const BUCKET_PATTERN = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+// Options that configure a client the adapter builds, so they make no sense next to `client`.
+const CLIENT_FIELDS = ['region', 'endpoint', 'forcePathStyle', 'clientConfig'] as const;
+
+/**
+ * Checks `cache.options` of the `s3` adapter without any I/O. Each issue's path is relative to
+ * the options object (`/bucket`, `/client`…). Unknown fields are ignored, so that switching
+ * `cache.adapter` does not fail on options meant for another adapter.
+ */
+export function checkS3CacheOptions(options: unknown): ConfigIssue[] {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    return [{ path: '', message: `must be an object with at least a bucket, got ${describe(options)}` }];
+  }
+  const o = options as Record<string, unknown>;
+  const issues: ConfigIssue[] = [];
+  if (typeof o['bucket'] !== 'string' || !BUCKET_PATTERN.test(o['bucket']) || o['bucket'].includes('..')) {
+    issues.push({
+      path: '/bucket',
+      message: `must be an S3 bucket name (3-63 lowercase letters, digits, dots, hyphens), got ${describe(o['bucket'])}`,
+    });
+  }
+  const prefix = o['prefix'];
+  if (
+    prefix !== undefined &&
+    (typeof prefix !== 'string' || prefix.startsWith('/') || prefix.length > MAX_PREFIX_LENGTH)
+  ) {
+    issues.push({
+      path: '/prefix',
+      message: `must be a string of at most ${MAX_PREFIX_LENGTH} characters not starting with '/', got ${describe(prefix)}`,
+    });
+  }
+  for (const field of ['region', 'endpoint'] as const) {
+    const value = o[field];
+    if (value !== undefined && (typeof value !== 'string' || value === '')) {
+      issues.push({ path: `/${field}`, message: `must be a non-empty string, got ${describe(value)}` });
+    }
+  }
+  const endpoint = o['endpoint'];
+  if (typeof endpoint === 'string' && endpoint !== '' && !URL.canParse(endpoint)) {
+    issues.push({
+      path: '/endpoint',
+      message: `must be a URL such as http://127.0.0.1:4568, got ${describe(endpoint)}`,
+    });
+  }
+  for (const field of ['forcePathStyle', 'gzip'] as const) {
+    const value = o[field];
+    if (value !== undefined && typeof value !== 'boolean') {
+      issues.push({ path: `/${field}`, message: `must be true or false, got ${describe(value)}` });
+    }
+  }
+  const part = o['partSizeBytes'];
+  if (
+    part !== undefined &&
+    !(Number.isSafeInteger(part) && Number(part) >= MIN_PART_BYTES && Number(part) <= MAX_PART_BYTES)
+  ) {
+    issues.push({
+      path: '/partSizeBytes',
+      message: `must be an integer from ${MIN_PART_BYTES} (5 MiB) to ${MAX_PART_BYTES} (5 GiB), got ${describe(part)}`,
+    });
+  }
+  const queue = o['queueSize'];
+  if (queue !== undefined && !(Number.isSafeInteger(queue) && Number(queue) >= 1 && Number(queue) <= 64)) {
+    issues.push({ path: '/queueSize', message: `must be an integer from 1 to 64, got ${describe(queue)}` });
+  }
+  issues.push(...clientIssues(o));
+  return issues;
+}
+
+function clientIssues(o: Record<string, unknown>): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const client = o['client'];
+  const config = o['clientConfig'];
+  if (client !== undefined && !isS3Client(client)) {
+    issues.push({ path: '/client', message: 'must be an S3Client from @aws-sdk/client-s3' });
+  }
+  if (config !== undefined && (typeof config !== 'object' || config === null || Array.isArray(config))) {
+    issues.push({ path: '/clientConfig', message: `must be an S3ClientConfig object, got ${describe(config)}` });
+  }
+  if (client !== undefined) {
+    // A given client is used as it is: settings for a client the adapter would build are a mistake.
+    for (const field of CLIENT_FIELDS) {
+      if (o[field] !== undefined) {
+        issues.push({
+          path: `/${field}`,
+          message: `cannot be combined with /client: give either a client or the settings to build one (/${field})`,
+        });
+      }
+    }
+  }
+  return issues;
+}
+
+/** Validates `raw` and builds (or takes) the client. Throws {@link ConfigError} naming every bad field. */
+export function resolveS3CacheOptions(raw: unknown): ResolvedS3CacheOptions {
+  const issues = checkS3CacheOptions(raw);
+  if (issues.length > 0) throw new ConfigError('invalid s3 cache options', issues);
+  const o = raw as S3CacheManagerOptions;
+  const given = o.client;
+  const client = given ?? new S3Client(clientConfigOf(o));
+  return Object.freeze({
+    bucket: o.bucket,
+    prefix: o.prefix ?? S3_CACHE_DEFAULTS.prefix,
+    gzip: o.gzip ?? S3_CACHE_DEFAULTS.gzip,
+    partSizeBytes: o.partSizeBytes ?? S3_CACHE_DEFAULTS.partSizeBytes,
+    queueSize: o.queueSize ?? S3_CACHE_DEFAULTS.queueSize,
+    client,
+    ownsClient: given === undefined,
+  });
+}
+
+/** `clientConfig` with the top-level `region`, `endpoint` and `forcePathStyle` laid over it. */
+function clientConfigOf(o: S3CacheManagerOptions): S3ClientConfig {
+  return {
+    ...o.clientConfig,
+    ...(o.region === undefined ? {} : { region: o.region }),
+    ...(o.endpoint === undefined ? {} : { endpoint: o.endpoint }),
+    ...(o.forcePathStyle === undefined ? {} : { forcePathStyle: o.forcePathStyle }),
+  };
+}
+
+/** True for an S3Client, also one from another copy of the SDK (duck-typed on what the adapter uses). */
+function isS3Client(value: unknown): value is S3Client {
+  if (value instanceof S3Client) return true;
+  const v = value as Partial<S3Client> | null;
+  return typeof v === 'object' && v !== null && typeof v.send === 'function' && typeof v.config === 'object';
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return `'${value}'`;
+  if (value === undefined || typeof value === 'function' || typeof value === 'bigint') return String(value);
+  try {
+    return JSON.stringify(value);
+  } catch {
+    return Object.prototype.toString.call(value);
+  }
+}

@@ -1,0 +1,580 @@
+import { Readable } from 'node:stream';
+import { setTimeout as delay } from 'node:timers/promises';
+
+import { CreateBucketCommand, HeadBucketCommand } from '@aws-sdk/client-s3';
+import type { BucketLocationConstraint } from '@aws-sdk/client-s3';
+import { inject, injectable } from 'inversify';
+
+import {
+  assertValidFormat,
+  assertValidKey,
+  BackendError,
+  CACHE_AREAS,
+  ClosedError,
+  InvalidRequestError,
+  sliceRange,
+  SystemClock,
+  TOKENS,
+} from '@armlib/core';
+import type {
+  CacheArea,
+  CacheCapabilities,
+  CachedBody,
+  CacheGetOptions,
+  CacheListPage,
+  CacheManager,
+  CacheUrlOptions,
+  CacheWriteOptions,
+  Clock,
+  ResolvedRange,
+  ResultManifest,
+  StagedResult,
+} from '@armlib/core';
+
+import { mapLimit } from './concurrency.js';
+import { gunzipRange, sliceStream } from './download.js';
+import { isNotFound, toBackendError } from './errors.js';
+import { newId, S3Layout } from './layout.js';
+import { decodeManifest, encodeManifest, publicManifest } from './manifest.js';
+import type { StoredFormat, StoredManifest } from './manifest.js';
+import { resolveS3CacheOptions } from './options.js';
+import type { ResolvedS3CacheOptions, S3CacheManagerOptions } from './options.js';
+import { S3StagedResult } from './staged-result.js';
+import type { StagedFormat, StagingHost } from './staged-result.js';
+import { S3Store } from './store.js';
+import { stageFormat } from './upload.js';
+import type { InlineFormat, UploadedFormat } from './upload.js';
+
+/**
+ * Formats up to this size stay in memory until the commit writes them in place (one PutObject
+ * instead of upload + copy + delete); larger ones stream through a staging object.
+ */
+const INLINE_MAX_BYTES = 1024 * 1024;
+/** Calls in flight for copies and manifest reads of one operation. */
+const PARALLEL_CALLS = 8;
+/** Manifest re-reads when a result's data vanished under a reader (replaced concurrently). */
+const MAX_READ_ATTEMPTS = 3;
+/** CopyObject's limit: larger formats would need a multipart copy. */
+const MAX_COPY_BYTES = 5 * 1024 * 1024 * 1024;
+/** SigV4 presigned URLs live at most 7 days. */
+const MAX_URL_SECONDS = 7 * 24 * 3600;
+/** Reads of a manifest that does not parse (torn by a concurrent rewrite on an emulator). */
+const MAX_MANIFEST_READS = 5;
+const MANIFEST_REREAD_MS = 5;
+const CURSOR_PREFIX = 's3c1:';
+/** Sorts after every character of a key folder name, so `StartAfter: <folder>~` skips the whole folder. */
+const AFTER_FOLDER = '~';
+
+/**
+ * The S3 {@link CacheManager}: results shared by every host using the bucket.
+ *
+ * Layout (under `prefix`): `<area>/<key>/manifest.json` is the commit point, written last and read
+ * first; `<area>/<key>/<commitId>/<format>` holds the data of the commit it names;
+ * `staging/<stageId>/<n>/<format>` holds formats over 1 MiB being written, streamed in with
+ * multipart uploads and copied into the area on commit (smaller ones wait in memory and are put in
+ * place by the commit). A reader that finds a commit's data gone (replaced
+ * concurrently) reads the manifest again. Formats are stored with their Content-Type (and
+ * Content-Encoding); with `gzip` they are compressed on write and decoded again by `get`.
+ *
+ * Unknown option names are ignored, so that switching `cache.adapter` does not fail on options
+ * meant for another adapter.
+ */
+@injectable()
+export class S3CacheManager implements CacheManager {
+  /** Presigned URLs; every process and host using the bucket sees the same results. */
+  readonly capabilities: CacheCapabilities = Object.freeze({ signedUrls: true, sharedAcrossProcesses: true });
+
+  readonly #options: ResolvedS3CacheOptions;
+  readonly #clock: Clock;
+  readonly #store: S3Store;
+  readonly #layout: S3Layout;
+  readonly #staging: StagingHost;
+  /** Clean-up running after a commit returned. */
+  readonly #background = new Set<Promise<void>>();
+  #closed = false;
+
+  constructor(
+    @inject(TOKENS.CacheOptions) options: S3CacheManagerOptions,
+    @inject(TOKENS.Clock) clock: Clock = new SystemClock(),
+  ) {
+    this.#options = resolveS3CacheOptions(options);
+    this.#clock = clock;
+    this.#store = new S3Store(this.#options.client, this.#options.bucket);
+    this.#layout = new S3Layout(this.#options.prefix);
+    this.#staging = {
+      assertOpen: () => {
+        this.#assertOpen();
+      },
+      stagedKey: (stageId, seq, format) => this.#layout.staged(stageId, seq, format),
+      upload: (objectKey, data, options) => this.#upload(objectKey, data, options),
+      publish: (key, area, formats, published) => this.#publish(key, area, formats, published),
+      discard: (keys) => this.#discard(keys),
+    };
+  }
+
+  /** The bucket this cache uses. */
+  get bucket(): string {
+    return this.#options.bucket;
+  }
+
+  /** The key prefix of every object of this cache. */
+  get prefix(): string {
+    return this.#options.prefix;
+  }
+
+  /**
+   * Creates the bucket unless it exists (idempotent; a provisioning step, never called implicitly).
+   * Outside us-east-1 the bucket is created in the client's region.
+   */
+  async ensureBucket(): Promise<void> {
+    this.#assertOpen();
+    const { client, bucket } = this.#options;
+    try {
+      await client.send(new HeadBucketCommand({ Bucket: bucket }));
+      return;
+    } catch (error) {
+      if (!isNotFound(error) && !isNamed(error, 'NoSuchBucket')) throw toBackendError(error, `HeadBucket ${bucket}`);
+    }
+    try {
+      const region = await client.config.region();
+      await client.send(
+        new CreateBucketCommand({
+          Bucket: bucket,
+          ...(region === 'us-east-1'
+            ? {}
+            : { CreateBucketConfiguration: { LocationConstraint: region as BucketLocationConstraint } }),
+        }),
+      );
+    } catch (error) {
+      if (isNamed(error, 'BucketAlreadyOwnedByYou')) return;
+      throw toBackendError(error, `CreateBucket ${bucket}`);
+    }
+  }
+
+  async stage(key: string): Promise<StagedResult> {
+    this.#assertOpen();
+    assertValidKey(key);
+    return new S3StagedResult(key, newId('s'), this.#staging);
+  }
+
+  async head(key: string, area?: CacheArea): Promise<ResultManifest | undefined> {
+    this.#assertOpen();
+    assertValidKey(key);
+    const found = await this.#find(key, area === undefined ? undefined : checkArea(area));
+    return found === undefined ? undefined : publicManifest(found);
+  }
+
+  async get(key: string, format: string, options: CacheGetOptions = {}): Promise<CachedBody | undefined> {
+    this.#assertOpen();
+    assertValidKey(key);
+    assertValidFormat(format);
+    let tried: string | undefined;
+    for (let attempt = 0; attempt < MAX_READ_ATTEMPTS; attempt++) {
+      const manifest = await this.#find(key);
+      const stored = manifest === undefined ? undefined : formatOf(manifest, format);
+      // The same commit twice: its data is really gone (expired, or a crashed clean-up), so absent.
+      if (manifest === undefined || stored === undefined || manifest.commitId === tried) return undefined;
+      tried = manifest.commitId;
+      const range = sliceRange(stored.info.size, options.range);
+      const body = await this.#open(manifest, format, stored, range);
+      if (body !== undefined) {
+        return {
+          body,
+          size: range.length,
+          totalSize: stored.info.size,
+          contentType: stored.info.contentType,
+          ...(stored.info.contentEncoding === undefined ? {} : { contentEncoding: stored.info.contentEncoding }),
+          area: manifest.area,
+        };
+      }
+    }
+    return undefined;
+  }
+
+  async url(key: string, format: string, options: CacheUrlOptions): Promise<string | undefined> {
+    this.#assertOpen();
+    assertValidKey(key);
+    assertValidFormat(format);
+    const expires = (options as Partial<CacheUrlOptions> | undefined)?.expiresInSec;
+    if (typeof expires !== 'number' || !Number.isInteger(expires) || expires < 1 || expires > MAX_URL_SECONDS) {
+      throw new InvalidRequestError(
+        'expiresInSec',
+        `must be an integer from 1 to ${MAX_URL_SECONDS} (7 days, the SigV4 limit), got ${String(expires)}`,
+      );
+    }
+    const manifest = await this.#find(key);
+    if (manifest === undefined || formatOf(manifest, format) === undefined) return undefined;
+    // The URL names this commit's object: it stops working once the result is replaced or deleted.
+    return this.#store.presignGet(this.#layout.data(manifest.area, key, manifest.commitId, format), expires);
+  }
+
+  async promote(key: string): Promise<boolean> {
+    this.#assertOpen();
+    assertValidKey(key);
+    const temporary = await this.#read('temporary', key);
+    if (temporary === undefined) return false;
+    const previous = await this.#read('persistent', key);
+    const { commitId } = temporary;
+    const names = Object.keys(temporary.formats);
+    // Same commit id in the persistent area: a concurrent promotion of the same result writes the same objects.
+    const copied = await mapLimit(names, PARALLEL_CALLS, (format) =>
+      this.#store.copy(
+        this.#layout.data('temporary', key, commitId, format),
+        this.#layout.data('persistent', key, commitId, format),
+      ),
+    );
+    if (copied.includes(false)) {
+      // The temporary result went while we copied (promoted, replaced or deleted by someone else).
+      const now = await this.#read('temporary', key);
+      if (now?.commitId !== commitId) return false;
+      throw new BackendError(`temporary result '${key}' has lost data objects; it cannot be promoted`, {
+        retryable: false,
+      });
+    }
+    const promoted: StoredManifest = { ...temporary, area: 'persistent' };
+    await this.#store.putText(this.#layout.manifest('persistent', key), encodeManifest(promoted), 'application/json');
+    await this.#remove(
+      [this.#layout.manifest('temporary', key)],
+      [
+        ...this.#dataKeys(temporary),
+        ...(previous === undefined || previous.commitId === commitId ? [] : this.#dataKeys(previous)),
+      ],
+    );
+    return true;
+  }
+
+  async delete(key: string, area?: CacheArea): Promise<number> {
+    this.#assertOpen();
+    assertValidKey(key);
+    let deleted = 0;
+    for (const a of area === undefined ? CACHE_AREAS : [checkArea(area)]) {
+      const manifest = await this.#read(a, key);
+      if (manifest === undefined) continue;
+      await this.#remove([this.#layout.manifest(a, key)], this.#dataKeys(manifest));
+      deleted++;
+    }
+    return deleted;
+  }
+
+  async clear(area: CacheArea): Promise<number> {
+    this.#assertOpen();
+    const prefix = this.#layout.area(checkArea(area));
+    let cleared = 0;
+    let token: string | undefined;
+    do {
+      const page = await this.#store.list(prefix, token === undefined ? {} : { token });
+      const manifests = page.objects.filter((k) => this.#layout.keyOfManifest(area, k) !== undefined);
+      const data = page.objects.filter((k) => this.#layout.keyOfManifest(area, k) === undefined);
+      // Manifests first, so that no reader finds a manifest whose data was already deleted.
+      await this.#store.deleteAllOrThrow(manifests);
+      cleared += manifests.length;
+      await this.#store.deleteAllOrThrow(data);
+      token = page.next;
+    } while (token !== undefined);
+    return cleared;
+  }
+
+  async sweep(area: CacheArea, olderThan: number): Promise<number> {
+    this.#assertOpen();
+    checkArea(area);
+    if (typeof olderThan !== 'number' || Number.isNaN(olderThan)) {
+      throw new InvalidRequestError('olderThan', `must be a time in epoch ms, got ${String(olderThan)}`);
+    }
+    let swept = 0;
+    let token: string | undefined;
+    do {
+      const page = await this.#store.list(this.#layout.area(area), {
+        delimiter: '/',
+        ...(token === undefined ? {} : { token }),
+      });
+      const keys = this.#keysOf(area, page.folders);
+      const manifests = await mapLimit(keys, PARALLEL_CALLS, (key) => this.#read(area, key));
+      const doomed = manifests.filter((m): m is StoredManifest => m !== undefined && m.createdAt < olderThan);
+      await this.#remove(
+        doomed.map((m) => this.#layout.manifest(area, m.key)),
+        doomed.flatMap((m) => this.#dataKeys(m)),
+      );
+      swept += doomed.length;
+      token = page.next;
+    } while (token !== undefined);
+    return swept;
+  }
+
+  async list(area: CacheArea, options: { limit: number; cursor?: string }): Promise<CacheListPage> {
+    this.#assertOpen();
+    checkArea(area);
+    const { limit, cursor } = options;
+    if (!Number.isSafeInteger(limit) || limit < 1) {
+      throw new InvalidRequestError('limit', `must be a positive integer, got ${String(limit)}`);
+    }
+    const after = cursor === undefined ? undefined : decodeCursor(cursor);
+    const items: ResultManifest[] = [];
+    let startAfter = after === undefined ? undefined : `${this.#layout.keyFolder(area, after)}${AFTER_FOLDER}`;
+    let token: string | undefined;
+    for (;;) {
+      const wanted = limit - items.length;
+      const page = await this.#store.list(this.#layout.area(area), {
+        delimiter: '/',
+        maxKeys: Math.min(1000, wanted),
+        ...(token === undefined ? {} : { token }),
+        ...(token === undefined && startAfter !== undefined ? { startAfter } : {}),
+      });
+      // Emulators may ignore MaxKeys with a delimiter: never take more than the page still needs.
+      const keys = this.#keysOf(area, page.folders);
+      const taken = keys.slice(0, wanted);
+      // Folders without a manifest (a commit being copied in, leftovers) are not results.
+      const manifests = await mapLimit(taken, PARALLEL_CALLS, (key) => this.#read(area, key));
+      for (const m of manifests) if (m !== undefined) items.push(publicManifest(m));
+      const lastTaken = taken.at(-1);
+      if (items.length >= limit || taken.length < keys.length) {
+        const more = taken.length < keys.length || page.next !== undefined;
+        return more && lastTaken !== undefined ? { items, cursor: encodeCursor(lastTaken) } : { items };
+      }
+      if (page.next === undefined) return { items };
+      token = page.next;
+      startAfter = undefined;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await Promise.allSettled(this.#background);
+    if (this.#options.ownsClient) this.#options.client.destroy();
+  }
+
+  /** Tracks clean-up that nobody awaits (it never rejects: see #discard), so that close() can. */
+  #inBackground(work: Promise<void>): void {
+    this.#background.add(work);
+    void work.finally(() => this.#background.delete(work));
+  }
+
+  /** The committed manifest: persistent first, or only `area`. */
+  async #find(key: string, area?: CacheArea): Promise<StoredManifest | undefined> {
+    if (area !== undefined) return this.#read(area, key);
+    // Both at once: one round trip instead of two for temporary and absent keys.
+    const [persistent, temporary] = await Promise.all([this.#read('persistent', key), this.#read('temporary', key)]);
+    return persistent ?? temporary;
+  }
+
+  async #read(area: CacheArea, key: string): Promise<StoredManifest | undefined> {
+    const objectKey = this.#layout.manifest(area, key);
+    let manifest: StoredManifest | undefined;
+    for (let attempt = 1; manifest === undefined; attempt++) {
+      const text = await this.#store.getText(objectKey);
+      if (text === undefined) return undefined;
+      try {
+        manifest = decodeManifest(text, objectKey);
+      } catch (error) {
+        // S3 replaces objects atomically, but emulators (s3rver) may serve a manifest being
+        // rewritten half-written: read again a few times before calling it corrupt.
+        if (attempt >= MAX_MANIFEST_READS) throw error;
+        await delay(MANIFEST_REREAD_MS * attempt);
+      }
+    }
+    if (manifest.key !== key) {
+      throw new BackendError(`S3 manifest '${objectKey}' names key '${manifest.key}'`, { retryable: false });
+    }
+    // The folder is the truth: a manifest copied by hand between areas still reads right.
+    return manifest.area === area ? manifest : { ...manifest, area };
+  }
+
+  /** Opens a format's data; undefined when the object is gone. */
+  async #open(
+    manifest: StoredManifest,
+    format: string,
+    stored: StoredFormat,
+    range: ResolvedRange,
+  ): Promise<Readable | undefined> {
+    const objectKey = this.#layout.data(manifest.area, manifest.key, manifest.commitId, format);
+    if (stored.storedEncoding === 'gzip') {
+      // S3 ranges address the compressed bytes: decode from the start and cut the range out.
+      const object = await this.#store.getStream(objectKey);
+      return object === undefined ? undefined : gunzipRange(object.body, range.start, range.end);
+    }
+    if (range.length === 0) {
+      // Nothing to read, but the object must still be there.
+      const object = await this.#store.getStream(objectKey);
+      object?.body.destroy();
+      return object === undefined ? undefined : Readable.from([]);
+    }
+    const whole = range.start === 0 && range.length === stored.info.size;
+    const object = await this.#store.getStream(objectKey, whole ? undefined : range);
+    if (object === undefined) return undefined;
+    // s3rver answers `bytes=0-0` with the whole object (it reads end 0 as "no end"): the start is
+    // right, so the surplus is cut off here. Fewer bytes than asked for is a real inconsistency.
+    if (object.length > range.length) return sliceStream(object.body, 0, range.length - 1);
+    if (object.length !== range.length) {
+      object.body.destroy();
+      throw new BackendError(
+        `S3 object '${objectKey}' sent ${object.length} bytes where its manifest expects ${range.length}`,
+        { retryable: false },
+      );
+    }
+    return object.body;
+  }
+
+  #upload(
+    objectKey: string,
+    data: AsyncIterable<Uint8Array>,
+    options: CacheWriteOptions,
+  ): Promise<InlineFormat | UploadedFormat> {
+    const { client, bucket, gzip, partSizeBytes, queueSize } = this.#options;
+    return stageFormat(
+      {
+        client,
+        bucket,
+        key: objectKey,
+        contentType: options.contentType,
+        ...(options.contentEncoding === undefined ? {} : { contentEncoding: options.contentEncoding }),
+        gzip,
+        partSizeBytes,
+        queueSize,
+      },
+      data,
+      INLINE_MAX_BYTES,
+    );
+  }
+
+  /**
+   * The commit: put the staged formats into `<area>/<key>/<commitId>/` (small ones from memory,
+   * the others by server-side copy), write the manifest (the
+   * commit point), then delete the other area's manifest (a failure there is reported, since the
+   * old result would still show) and, best effort, the earlier commits' data and the staged objects.
+   */
+  async #publish(
+    key: string,
+    area: CacheArea,
+    formats: ReadonlyMap<string, StagedFormat>,
+    published: () => void,
+  ): Promise<ResultManifest> {
+    this.#assertOpen();
+    checkArea(area);
+    const commitId = newId('c');
+    const entries = [...formats];
+    const targets = entries.map(([format]) => this.#layout.data(area, key, commitId, format));
+    let previous: (StoredManifest | undefined)[];
+    try {
+      // The earlier results are read while the copies run: one round trip less per commit.
+      const reads = Promise.all(CACHE_AREAS.map((a) => this.#read(a, key)));
+      const copies = mapLimit(entries, PARALLEL_CALLS, async ([format, staged], index) => {
+        if (staged.stored.storedSize > MAX_COPY_BYTES) {
+          throw new BackendError(
+            `format '${format}' of '${key}' is ${staged.stored.storedSize} bytes stored; the S3 cache commits formats of at most 5 GiB`,
+            { retryable: false },
+          );
+        }
+        const target = targets[index] as string;
+        if (staged.kind === 'inline') {
+          const { contentType, contentEncoding } = staged.stored.info;
+          const encoding = staged.stored.storedEncoding ?? contentEncoding;
+          await this.#store.putBytes(target, staged.body, contentType, encoding);
+          return;
+        }
+        if (!(await this.#store.copy(staged.objectKey, target))) {
+          throw new BackendError(
+            `staged format '${format}' of '${key}' is gone (deleted or expired before the commit)`,
+            { retryable: false },
+          );
+        }
+      });
+      [previous] = await Promise.all([reads, copies]);
+    } catch (error) {
+      await this.#discard(targets);
+      throw error;
+    }
+    const manifest: StoredManifest = {
+      key,
+      area,
+      createdAt: this.#clock.now(),
+      commitId,
+      formats: Object.fromEntries(entries.map(([format, staged]) => [format, staged.stored])),
+    };
+    await this.#store.putText(this.#layout.manifest(area, key), encodeManifest(manifest), 'application/json');
+    published();
+    const other: CacheArea = area === 'persistent' ? 'temporary' : 'persistent';
+    const otherManifest = this.#layout.manifest(other, key);
+    const garbage = [
+      ...previous.flatMap((m) => (m === undefined || m.commitId === commitId ? [] : this.#dataKeys(m))),
+      ...entries.flatMap(([, staged]) => (staged.kind === 'uploaded' ? [staged.objectKey] : [])),
+    ];
+    if (previous.some((m) => m?.area === other)) {
+      // The old result would still show from the other area: that delete is part of the commit.
+      await this.#remove([otherManifest], garbage);
+    } else {
+      // Only garbage (plus the other area's manifest, in case a concurrent commit just wrote one):
+      // deleted in the background, so the commit returns one round trip sooner. close() waits for it.
+      this.#inBackground(this.#discard([otherManifest, ...garbage]));
+    }
+    return publicManifest(manifest);
+  }
+
+  /**
+   * Deletes `critical` keys (manifests: failing to delete one is an error) together with
+   * `garbage` (data no manifest points at any more: left to `clear` and the lifecycle rule if S3
+   * refuses it). One DeleteObjects call per 1000 keys.
+   */
+  async #remove(critical: readonly string[], garbage: readonly string[]): Promise<void> {
+    const refused = await this.#store.deleteAll([...critical, ...garbage]);
+    const failed = refused.find((r) => critical.includes(r.key));
+    if (failed !== undefined) {
+      throw new BackendError(`S3 refused to delete '${failed.key}' (${failed.code})`, {
+        retryable: failed.code === 'InternalError' || failed.code === 'SlowDown',
+      });
+    }
+  }
+
+  /** Best-effort deletion of objects nothing points at (the lifecycle rule and `clear` catch leftovers). */
+  async #discard(keys: readonly string[]): Promise<void> {
+    if (keys.length === 0) return;
+    try {
+      await this.#store.deleteAll(keys);
+    } catch {
+      // Unreferenced objects: harmless if they stay (see the README's lifecycle rule).
+    }
+  }
+
+  #dataKeys(manifest: StoredManifest): string[] {
+    return Object.keys(manifest.formats).map((format) =>
+      this.#layout.data(manifest.area, manifest.key, manifest.commitId, format),
+    );
+  }
+
+  #keysOf(area: CacheArea, folders: readonly string[]): string[] {
+    return folders.map((f) => this.#layout.keyOfFolder(area, f)).filter((k): k is string => k !== undefined);
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new ClosedError('s3 cache manager is closed');
+  }
+}
+
+function formatOf(manifest: StoredManifest, format: string): StoredFormat | undefined {
+  return Object.hasOwn(manifest.formats, format) ? manifest.formats[format] : undefined;
+}
+
+function isNamed(error: unknown, name: string): boolean {
+  return typeof error === 'object' && error !== null && (error as { name?: unknown }).name === name;
+}
+
+function checkArea(area: unknown): CacheArea {
+  if (!CACHE_AREAS.includes(area as CacheArea)) {
+    throw new InvalidRequestError('area', `must be 'persistent' or 'temporary', got ${String(area)}`);
+  }
+  return area as CacheArea;
+}
+
+function encodeCursor(lastKey: string): string {
+  return Buffer.from(`${CURSOR_PREFIX}${lastKey}`, 'utf8').toString('base64url');
+}
+
+function decodeCursor(cursor: unknown): string {
+  const text = typeof cursor === 'string' ? Buffer.from(cursor, 'base64url').toString('utf8') : '';
+  const key = text.startsWith(CURSOR_PREFIX) ? text.slice(CURSOR_PREFIX.length) : '';
+  try {
+    assertValidKey(key);
+  } catch {
+    throw new InvalidRequestError('cursor', 'is not a cursor returned by list() of this cache');
+  }
+  return key;
+}

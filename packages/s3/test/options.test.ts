@@ -1,0 +1,88 @@
+import { S3Client } from '@aws-sdk/client-s3';
+import { expect } from 'chai';
+
+import { ConfigError } from '@armlib/core';
+
+import { checkS3CacheOptions, S3CacheManager } from '../src/index.js';
+
+function paths(options: unknown): string[] {
+  return checkS3CacheOptions(options).map((i) => i.path);
+}
+
+describe('@armlib/s3 options', function () {
+  it('accepts a bucket alone, and every documented field', function () {
+    expect(checkS3CacheOptions({ bucket: 'my-bucket' })).to.deep.equal([]);
+    expect(
+      checkS3CacheOptions({
+        bucket: 'my.bucket-1',
+        prefix: 'armlib/',
+        region: 'eu-west-1',
+        endpoint: 'http://127.0.0.1:4568',
+        forcePathStyle: true,
+        clientConfig: { maxAttempts: 5 },
+        gzip: true,
+        partSizeBytes: 8 * 1024 * 1024,
+        queueSize: 2,
+        somethingForAnotherAdapter: 1,
+      }),
+    ).to.deep.equal([]);
+    expect(checkS3CacheOptions({ bucket: 'b-b', client: new S3Client({ region: 'us-east-1' }) })).to.deep.equal([]);
+  });
+
+  it('names every bad field by its path', function () {
+    expect(paths(undefined)).to.deep.equal(['']);
+    expect(paths([])).to.deep.equal(['']);
+    expect(paths({})).to.deep.equal(['/bucket']);
+    expect(paths({ bucket: 'Upper_Case' })).to.deep.equal(['/bucket']);
+    expect(paths({ bucket: 'ab' })).to.deep.equal(['/bucket']);
+    expect(
+      paths({
+        bucket: 'ok-bucket',
+        prefix: '/abs',
+        region: '',
+        endpoint: 'not a url',
+        forcePathStyle: 'yes',
+        gzip: 1,
+        partSizeBytes: 1024,
+        queueSize: 0,
+        clientConfig: 'x',
+      }),
+    ).to.deep.equal([
+      '/prefix',
+      '/region',
+      '/endpoint',
+      '/forcePathStyle',
+      '/gzip',
+      '/partSizeBytes',
+      '/queueSize',
+      '/clientConfig',
+    ]);
+    const issue = checkS3CacheOptions({ bucket: 'ok-bucket', partSizeBytes: 1024 })[0];
+    expect(issue?.message).to.include('5 MiB');
+  });
+
+  it('refuses a client together with client settings, naming both paths', function () {
+    const client = new S3Client({ region: 'us-east-1' });
+    const issues = checkS3CacheOptions({
+      bucket: 'ok-bucket',
+      client,
+      clientConfig: { region: 'us-east-1' },
+      endpoint: 'http://x',
+    });
+    expect(issues.map((i) => i.path)).to.deep.equal(['/endpoint', '/clientConfig']);
+    for (const issue of issues) expect(issue.message).to.include('/client');
+    expect(paths({ bucket: 'ok-bucket', client: { not: 'a client' } })).to.deep.equal(['/client']);
+    client.destroy();
+  });
+
+  it('throws a ConfigError from the constructor, before any I/O', function () {
+    let caught: unknown;
+    try {
+      new S3CacheManager({ bucket: 'x', queueSize: 100 });
+    } catch (error) {
+      caught = error;
+    }
+    expect(ConfigError.is(caught)).to.equal(true);
+    expect((caught as ConfigError).issues.map((i) => i.path)).to.deep.equal(['/bucket', '/queueSize']);
+  });
+});

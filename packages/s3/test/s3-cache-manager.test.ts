@@ -1,0 +1,435 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { gunzipSync, gzipSync } from 'node:zlib';
+
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
+import { expect } from 'chai';
+
+import { BackendError, chunksOf, ConflictError, InvalidRequestError, ManualClock } from '@armlib/core';
+
+import { S3CacheManager } from '../src/index.js';
+import type { S3CacheManagerOptions } from '../src/index.js';
+import { injectFault, recordCommands } from './harness/faults.js';
+import { s3TestEnv } from './harness/s3-env.js';
+
+async function collect(body: Readable | undefined): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  if (body === undefined) return Buffer.alloc(0);
+  for await (const chunk of body) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+async function* bytes(text: string | Buffer): AsyncGenerator<Uint8Array> {
+  yield typeof text === 'string' ? Buffer.from(text) : text;
+}
+
+async function* chunked(data: Buffer, size = 64 * 1024): AsyncGenerator<Uint8Array> {
+  yield* chunksOf(data, size);
+}
+
+async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('@armlib/s3 S3CacheManager', function () {
+  this.timeout(60_000);
+  const opened: { cache: S3CacheManager; release: () => Promise<void> }[] = [];
+
+  /** A cache on a fresh prefix (closed after the test), and the raw client and where it writes. */
+  async function open(
+    extra: Partial<S3CacheManagerOptions> = {},
+  ): Promise<{ cache: S3CacheManager; client: S3Client; bucket: string; prefix: string; clock: ManualClock }> {
+    const env = await s3TestEnv();
+    const prefix = env.newPrefix();
+    const clock = new ManualClock(1_000_000);
+    const client = extra.client ?? env.client;
+    const cache = new S3CacheManager({ bucket: env.bucket, prefix, client, ...extra }, clock);
+    opened.push({ cache, release: () => env.release(prefix) });
+    return { cache, client, bucket: env.bucket, prefix, clock };
+  }
+
+  /**
+   * A client of its own (for middleware). `maxAttempts: 1` turns SDK retries off so that injected
+   * errors surface at once (only for tests that delete nothing: s3rver's DeleteObjects needs retries).
+   */
+  async function ownClient(maxAttempts = 3): Promise<S3Client> {
+    const env = await s3TestEnv();
+    return new S3Client({ ...env.clientConfig, maxAttempts });
+  }
+
+  async function put(
+    cache: S3CacheManager,
+    key: string,
+    formats: Record<string, string | Buffer>,
+    area: 'temporary' | 'persistent' = 'temporary',
+  ): Promise<void> {
+    const staged = await cache.stage(key);
+    for (const [format, data] of Object.entries(formats)) {
+      await staged.write(format, bytes(data), { contentType: format === 'json' ? 'application/json' : 'text/csv' });
+    }
+    await staged.commit(area);
+  }
+
+  async function listKeys(client: S3Client, bucket: string, prefix: string): Promise<string[]> {
+    const out = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix }));
+    return (out.Contents ?? []).map((c) => c.Key ?? '').sort();
+  }
+
+  afterEach(async function () {
+    for (const { cache, release } of opened.splice(0)) {
+      await cache.close();
+      await release();
+    }
+  });
+
+  describe('layout and the manifest-last commit', function () {
+    it('stores data under <prefix><area>/<key>/<commitId>/<format> and the manifest at <prefix><area>/<key>/manifest.json', async function () {
+      const { cache, client, bucket, prefix } = await open();
+      await put(cache, 'report-1', { csv: 'a,b\n', json: '[]' });
+      // The staged objects are deleted in the background after the commit; close() waits for that.
+      await cache.close();
+      const keys = await listKeys(client, bucket, prefix);
+      expect(keys).to.have.length(3);
+      expect(keys).to.include(`${prefix}temporary/report-1/manifest.json`);
+      const data = keys.filter((k) => !k.endsWith('manifest.json'));
+      for (const k of data)
+        expect(k).to.match(new RegExp(`^${prefix}temporary/report-1/c[0-9a-z]+-[0-9a-f]{16}/(csv|json)$`));
+      // Staged objects are gone after the commit.
+      expect(keys.filter((k) => k.startsWith(`${prefix}staging/`))).to.deep.equal([]);
+    });
+
+    it('writes the manifest after every data object and before any clean-up', async function () {
+      const client = await ownClient();
+      const seen = recordCommands(client);
+      const { cache, prefix } = await open({ client });
+      await put(cache, 'ordered', { csv: 'old' }, 'persistent');
+      seen.length = 0;
+      await put(cache, 'ordered', { csv: 'x', json: '{}' });
+      const manifestPut = seen.indexOf(`PutObjectCommand ${prefix}temporary/ordered/manifest.json`);
+      expect(manifestPut, seen.join('\n')).to.be.greaterThan(-1);
+      // Small formats are written in place by the commit (no staging object, no copy).
+      const dataWrites = seen
+        .map((c, i) => (c.startsWith(`PutObjectCommand ${prefix}temporary/ordered/c`) ? i : -1))
+        .filter((i) => i >= 0);
+      expect(dataWrites, seen.join('\n')).to.have.length(2);
+      for (const i of dataWrites) expect(i).to.be.lessThan(manifestPut);
+      const deletes = seen.map((s, i) => (s.startsWith('DeleteObjectsCommand') ? i : -1)).filter((i) => i >= 0);
+      expect(deletes).to.not.deep.equal([]);
+      for (const i of deletes) expect(i).to.be.greaterThan(manifestPut);
+      client.destroy();
+    });
+
+    it('shows nothing for data objects without a manifest (a crash before the commit point)', async function () {
+      const { cache, client, bucket, prefix } = await open();
+      // What a process killed between copying and writing the manifest leaves behind.
+      const orphan = `${prefix}temporary/crashed/c0-0000000000000000/csv`;
+      await client.send(new PutObjectCommand({ Bucket: bucket, Key: orphan, Body: 'half', ContentType: 'text/csv' }));
+      expect(await cache.head('crashed')).to.equal(undefined);
+      expect(await cache.get('crashed', 'csv')).to.equal(undefined);
+      expect(await cache.url('crashed', 'csv', { expiresInSec: 60 })).to.equal(undefined);
+      expect((await cache.list('temporary', { limit: 10 })).items).to.deep.equal([]);
+      expect(await cache.promote('crashed')).to.equal(false);
+      expect(await cache.delete('crashed')).to.equal(0);
+      // clear() removes such leftovers too, and counts results only.
+      expect(await cache.clear('temporary')).to.equal(0);
+      expect(await listKeys(client, bucket, `${prefix}temporary/`)).to.deep.equal([]);
+    });
+
+    it('keeps serving the earlier result when a replacement crashed before its manifest', async function () {
+      const { cache, client, bucket, prefix } = await open();
+      await put(cache, 'stable', { csv: 'committed' });
+      await client.send(
+        new PutObjectCommand({
+          Bucket: bucket,
+          Key: `${prefix}temporary/stable/c1-1111111111111111/csv`,
+          Body: 'torn',
+        }),
+      );
+      expect((await collect((await cache.get('stable', 'csv'))?.body)).toString()).to.equal('committed');
+      expect((await cache.head('stable'))?.formats['csv']?.size).to.equal(9);
+    });
+
+    it('treats a manifest whose data vanished as absent (e.g. expired by a lifecycle rule)', async function () {
+      const { cache, client, bucket, prefix } = await open();
+      await put(cache, 'expired', { csv: 'gone soon' });
+      const data = (await listKeys(client, bucket, `${prefix}temporary/expired/`)).filter(
+        (k) => !k.endsWith('manifest.json'),
+      );
+      for (const Key of data) await client.send(new DeleteObjectCommand({ Bucket: bucket, Key }));
+      expect(await cache.get('expired', 'csv')).to.equal(undefined);
+    });
+
+    it('reads the manifest again when the commit it read is replaced before its data is fetched', async function () {
+      const { cache, bucket, prefix } = await open();
+      await put(cache, 'swap', { csv: 'first' });
+      // The reader's first data GET is held until another process has replaced the result (and
+      // deleted the data of the commit the reader found): that GET then meets a 404.
+      const readerClient = await ownClient();
+      const seen = recordCommands(readerClient);
+      let replaced = false;
+      readerClient.middlewareStack.add(
+        (next) => async (args) => {
+          const key = (args.input as { Key?: unknown }).Key;
+          if (!replaced && typeof key === 'string' && key.startsWith(`${prefix}temporary/swap/c`)) {
+            replaced = true;
+            const writer = new S3CacheManager({ bucket, prefix, client: (await s3TestEnv()).client });
+            await put(writer, 'swap', { csv: 'second' });
+            await writer.close(); // waits for the clean-up that deletes the first commit's data
+          }
+          return next(args);
+        },
+        { step: 'initialize', name: 'replaceBeforeDataRead' },
+      );
+      const reader = new S3CacheManager({ bucket, prefix, client: readerClient });
+      const body = await reader.get('swap', 'csv');
+      expect((await collect(body?.body)).toString()).to.equal('second');
+      expect(replaced).to.equal(true);
+      // Manifests read twice (both areas each time), the data GET twice (404, then the new commit).
+      expect(seen.filter((c) => c.endsWith('/swap/manifest.json'))).to.have.length(4);
+      await reader.close();
+      readerClient.destroy();
+    });
+
+    it('refuses writes and commits after a commit, and cleans staged objects on abort', async function () {
+      const { cache, client, bucket, prefix } = await open();
+      const staged = await cache.stage('sealed');
+      await staged.write('csv', bytes('x'), { contentType: 'text/csv' });
+      await staged.commit('temporary');
+      expect(
+        ConflictError.is(await rejectionOf(staged.write('csv', bytes('y'), { contentType: 'text/csv' }))),
+      ).to.equal(true);
+      expect(ConflictError.is(await rejectionOf(staged.commit('persistent')))).to.equal(true);
+      // Over 1 MiB, formats stream into staging objects (smaller ones stay in memory until the commit).
+      const large = Buffer.alloc(1024 * 1024 + 1, 'n');
+      const dropped = await cache.stage('dropped');
+      await dropped.write('csv', bytes(large), { contentType: 'text/csv' });
+      await dropped.write('csv', bytes(large), { contentType: 'text/csv' });
+      expect(await listKeys(client, bucket, `${prefix}staging/`)).to.have.length(1);
+      await dropped.abort();
+      await dropped.abort();
+      expect(await listKeys(client, bucket, `${prefix}staging/`)).to.deep.equal([]);
+      expect(await cache.head('dropped')).to.equal(undefined);
+    });
+  });
+
+  describe('streaming, ranges, content type and encoding', function () {
+    it('uploads a large format in parts and serves exact ranges of it', async function () {
+      const client = await ownClient();
+      const seen = recordCommands(client);
+      const { cache } = await open({ client, partSizeBytes: 5 * 1024 * 1024, queueSize: 2 });
+      const data = randomBytes(11 * 1024 * 1024 + 7);
+      const staged = await cache.stage('big');
+      const info = await staged.write('bin', chunked(data), { contentType: 'application/octet-stream' });
+      expect(info.size).to.equal(data.byteLength);
+      await staged.commit('persistent');
+      expect(seen.filter((s) => s.startsWith('UploadPartCommand'))).to.have.length(3);
+      expect(seen.filter((s) => s.startsWith('CompleteMultipartUploadCommand'))).to.have.length(1);
+      // Streamed into staging, then copied into place server side by the commit.
+      expect(seen.filter((s) => s.startsWith('CopyObjectCommand'))).to.have.length(1);
+      const whole = await cache.get('big', 'bin');
+      expect(whole?.size).to.equal(data.byteLength);
+      expect(whole?.totalSize).to.equal(data.byteLength);
+      expect(whole?.area).to.equal('persistent');
+      const read = await collect(whole?.body);
+      expect(createHash('sha256').update(read).digest('hex')).to.equal(createHash('sha256').update(data).digest('hex'));
+      for (const [start, end] of [
+        [0, 0],
+        [5 * 1024 * 1024 - 3, 5 * 1024 * 1024 + 3],
+        [data.byteLength - 10, data.byteLength - 1],
+        [100, data.byteLength + 1000],
+      ] as const) {
+        const part = await cache.get('big', 'bin', { range: { start, end } });
+        const last = Math.min(end, data.byteLength - 1);
+        expect(part?.size).to.equal(last - start + 1);
+        expect(part?.totalSize).to.equal(data.byteLength);
+        expect((await collect(part?.body)).equals(data.subarray(start, last + 1))).to.equal(true);
+      }
+      const tail = await cache.get('big', 'bin', { range: { start: data.byteLength - 5 } });
+      expect((await collect(tail?.body)).equals(data.subarray(-5))).to.equal(true);
+      expect(
+        InvalidRequestError.is(await rejectionOf(cache.get('big', 'bin', { range: { start: data.byteLength } }))),
+      ).to.equal(true);
+      expect(
+        InvalidRequestError.is(await rejectionOf(cache.get('big', 'bin', { range: { start: 5, end: 2 } }))),
+      ).to.equal(true);
+      client.destroy();
+    });
+
+    it('stores Content-Type and the caller’s Content-Encoding on the object', async function () {
+      const { cache, client, bucket, prefix } = await open();
+      const zipped = gzipSync(Buffer.from('{"a":1}'));
+      const staged = await cache.stage('typed');
+      await staged.write('csv', bytes('x,y\n'), { contentType: 'text/csv; charset=utf-8' });
+      await staged.write('json', bytes(zipped), { contentType: 'application/json', contentEncoding: 'gzip' });
+      await staged.commit('temporary');
+      const objects = (await listKeys(client, bucket, `${prefix}temporary/typed/`)).filter(
+        (k) => !k.endsWith('manifest.json'),
+      );
+      const heads = await Promise.all(
+        objects.map((Key) => client.send(new HeadObjectCommand({ Bucket: bucket, Key }))),
+      );
+      expect(heads.map((h) => h.ContentType).sort()).to.deep.equal(['application/json', 'text/csv; charset=utf-8']);
+      expect(heads.map((h) => h.ContentEncoding ?? '-').sort()).to.deep.equal(['-', 'gzip']);
+      // Pre-encoded data is returned as stored, with its encoding.
+      const json = await cache.get('typed', 'json');
+      expect(json?.contentEncoding).to.equal('gzip');
+      expect(json?.size).to.equal(zipped.byteLength);
+      expect(gunzipSync(await collect(json?.body)).toString()).to.equal('{"a":1}');
+      expect((await cache.head('typed'))?.formats['json']).to.deep.equal({
+        contentType: 'application/json',
+        contentEncoding: 'gzip',
+        size: zipped.byteLength,
+      });
+    });
+
+    // 20,000 lines (190 kB) stay in memory until the commit; 150,000 lines (1.6 MB) stream through gzip into staging.
+    for (const lines of [20_000, 150_000]) {
+      it(`with gzip on, stores Content-Encoding gzip and returns the original bytes, ranges included (${String(lines)} lines)`, async function () {
+        const { cache, client, bucket, prefix } = await open({ gzip: true });
+        const text = 'id,value\n' + Array.from({ length: lines }, (_, i) => `${String(i)},${String(i * 7)}\n`).join('');
+        const staged = await cache.stage('zipped');
+        const info = await staged.write('csv', chunked(Buffer.from(text), 4096), { contentType: 'text/csv' });
+        expect(info).to.deep.equal({ contentType: 'text/csv', size: Buffer.byteLength(text) });
+        await staged.commit('temporary');
+        const [objectKey] = (await listKeys(client, bucket, `${prefix}temporary/zipped/`)).filter(
+          (k) => !k.endsWith('manifest.json'),
+        );
+        const raw = await client.send(new GetObjectCommand({ Bucket: bucket, Key: objectKey }));
+        expect(raw.ContentEncoding).to.equal('gzip');
+        expect(raw.ContentType).to.equal('text/csv');
+        const stored = Buffer.from((await raw.Body?.transformToByteArray()) ?? []);
+        expect(stored.byteLength).to.be.lessThan(Buffer.byteLength(text) / 2);
+        expect(gunzipSync(stored).toString()).to.equal(text);
+
+        const whole = await cache.get('zipped', 'csv');
+        expect(whole?.contentEncoding).to.equal(undefined);
+        expect(whole?.size).to.equal(Buffer.byteLength(text));
+        expect((await collect(whole?.body)).toString()).to.equal(text);
+        const part = await cache.get('zipped', 'csv', { range: { start: 100_000, end: 100_049 } });
+        expect(part?.size).to.equal(50);
+        expect(part?.totalSize).to.equal(Buffer.byteLength(text));
+        expect((await collect(part?.body)).toString()).to.equal(text.slice(100_000, 100_050));
+      });
+    }
+  });
+
+  describe('presigned URLs', function () {
+    it('downloads a format through its URL with plain fetch, with its bytes and Content-Type', async function () {
+      const { cache } = await open();
+      const csv = 'city,population\nOslo,709000\n';
+      await put(cache, 'linked', { csv });
+      const url = await cache.url('linked', 'csv', { expiresInSec: 300 });
+      expect(url).to.be.a('string');
+      const response = await fetch(url ?? '');
+      expect(response.status).to.equal(200);
+      expect(response.headers.get('content-type')).to.equal('text/csv');
+      expect(await response.text()).to.equal(csv);
+      expect(await cache.url('linked', 'json', { expiresInSec: 300 })).to.equal(undefined);
+      expect(InvalidRequestError.is(await rejectionOf(cache.url('linked', 'csv', { expiresInSec: 0 })))).to.equal(true);
+      expect(
+        InvalidRequestError.is(await rejectionOf(cache.url('linked', 'csv', { expiresInSec: 8 * 24 * 3600 }))),
+      ).to.equal(true);
+      // The URL names that commit: once the result is deleted, it no longer serves it.
+      await cache.delete('linked');
+      expect((await fetch(url ?? '')).status).to.equal(404);
+    });
+
+    it('serves a gzipped format that HTTP clients decode', async function () {
+      const { cache } = await open({ gzip: true });
+      const json = JSON.stringify(Array.from({ length: 500 }, (_, i) => ({ i })));
+      await put(cache, 'linked-gz', { json });
+      const response = await fetch((await cache.url('linked-gz', 'json', { expiresInSec: 60 })) ?? '');
+      expect(response.headers.get('content-encoding')).to.equal('gzip');
+      expect(response.headers.get('content-type')).to.equal('application/json');
+      expect(await response.text()).to.equal(json);
+    });
+  });
+
+  describe('errors', function () {
+    it('turns 403 into a BackendError that is not retryable, keeping the cause', async function () {
+      const client = await ownClient(1);
+      let failing = true;
+      injectFault(client, '*', { status: 403, code: 'AccessDenied' }, () => failing);
+      const { cache } = await open({ client });
+      const error = await rejectionOf(cache.head('secret'));
+      expect(BackendError.is(error), String(error)).to.equal(true);
+      expect((error as BackendError).retryable).to.equal(false);
+      expect((error as BackendError).message).to.include('AccessDenied');
+      expect(((error as BackendError).cause as { name?: string }).name).to.equal('AccessDenied');
+      const staged = await cache.stage('secret');
+      await staged.write('csv', bytes('x'), { contentType: 'text/csv' });
+      const commit = await rejectionOf(staged.commit('temporary'));
+      expect(BackendError.is(commit) && !commit.retryable, String(commit)).to.equal(true);
+      failing = false;
+      expect(await cache.head('secret')).to.equal(undefined);
+      client.destroy();
+    });
+
+    it('turns 503 SlowDown and 500 into retryable BackendErrors', async function () {
+      const client = await ownClient(1);
+      let reply: { status: number; code: string } | undefined = { status: 503, code: 'SlowDown' };
+      injectFault(client, '*', { status: 503, code: 'SlowDown' }, () => reply?.code === 'SlowDown');
+      injectFault(client, '*', { status: 500, code: 'InternalError' }, () => reply?.code === 'InternalError');
+      const { cache } = await open({ client });
+      const slow = await rejectionOf(cache.get('busy', 'csv'));
+      expect(BackendError.is(slow) && slow.retryable, String(slow)).to.equal(true);
+      reply = { status: 500, code: 'InternalError' };
+      const staged = await cache.stage('busy');
+      await staged.write('csv', bytes('x'), { contentType: 'text/csv' });
+      const internal = await rejectionOf(staged.commit('temporary'));
+      expect(BackendError.is(internal) && internal.retryable, String(internal)).to.equal(true);
+      expect(BackendError.is(await rejectionOf(cache.head('busy')))).to.equal(true);
+      // A format large enough to stream into staging fails at its write.
+      const streamed = await rejectionOf(
+        staged.write('bin', bytes(Buffer.alloc(2 * 1024 * 1024)), { contentType: 'application/octet-stream' }),
+      );
+      expect(BackendError.is(streamed) && streamed.retryable, String(streamed)).to.equal(true);
+      // A commit that failed before its manifest leaves the staging open: once S3 recovers it goes through.
+      reply = undefined;
+      await staged.commit('temporary');
+      expect((await cache.head('busy'))?.area).to.equal('temporary');
+      client.destroy();
+    });
+
+    it('reports a missing bucket as a BackendError, not as an absent result', async function () {
+      const { cache } = await open({ bucket: 'armlib-no-such-bucket' });
+      const error = await rejectionOf(cache.head('anything'));
+      expect(BackendError.is(error), String(error)).to.equal(true);
+      expect((error as BackendError).message).to.include('NoSuchBucket');
+    });
+
+    it('refuses calls after close with ClosedError', async function () {
+      const { cache } = await open();
+      await cache.close();
+      expect(await rejectionOf(cache.head('k'))).to.have.property('code', 'CLOSED');
+      expect(await rejectionOf(cache.stage('k'))).to.have.property('code', 'CLOSED');
+    });
+  });
+
+  describe('provisioning', function () {
+    it('ensureBucket creates a missing bucket and is idempotent', async function () {
+      const env = await s3TestEnv();
+      // On a real account the run does not create buckets: the existing test bucket takes the idempotent path.
+      const bucket = env.real ? env.bucket : `armlib-ensure-${String(Date.now() % 1_000_000)}`;
+      const cache = new S3CacheManager({ bucket, prefix: env.newPrefix(), client: env.client });
+      await cache.ensureBucket();
+      await cache.ensureBucket();
+      await put(cache, 'k', { csv: 'in the new bucket' });
+      expect((await collect((await cache.get('k', 'csv'))?.body)).toString()).to.equal('in the new bucket');
+      await cache.clear('temporary');
+      await cache.close();
+    });
+  });
+});
