@@ -21,6 +21,8 @@ import type {
   ResultManifest,
   StagedResult,
 } from '../spi/cache.js';
+import { SYNC_OPS } from '../spi/sync.js';
+import type { SyncCacheOps, SyncStagedResult } from '../spi/sync.js';
 import { TOKENS } from '../tokens.js';
 import { chunksOf, isSyncIterable, readAll, readAllSync, sliceRange } from '../util/bytes.js';
 
@@ -79,6 +81,8 @@ export class MemoryCacheManager implements CacheManager {
   /** Shared by every staged result of this cache: no closures per write. */
   readonly #staging: StagingHost;
   #closed = false;
+  /** Synchronous twins of the lifecycle calls, for the request manager (internal, see SyncCacheOps). */
+  readonly [SYNC_OPS]: SyncCacheOps;
 
   constructor(
     @inject(TOKENS.CacheOptions) options: MemoryCacheManagerOptions = {},
@@ -95,6 +99,16 @@ export class MemoryCacheManager implements CacheManager {
         this.#assertOpen();
       },
       publish: (key, area, formats) => this.#publish(key, area, formats),
+    };
+    this[SYNC_OPS] = {
+      owner: this,
+      head: (key) => this.#find(key)?.manifest,
+      stage: (key) => {
+        this.#assertOpen();
+        assertValidKey(key);
+        return new MemoryStagedResult(key, this.#staging);
+      },
+      promote: (key) => this.#promote(key),
     };
   }
 
@@ -153,16 +167,18 @@ export class MemoryCacheManager implements CacheManager {
   }
 
   promote(key: string): Promise<boolean> {
-    return run(() => {
-      this.#assertOpen();
-      assertValidKey(key);
-      const stored = this.#temporary.peek(key);
-      if (stored === undefined) return false;
-      const manifest = freezeManifest({ ...stored.manifest, area: 'persistent' });
-      this.#persistent.set(key, { ...stored, manifest });
-      this.#temporary.delete(key);
-      return true;
-    });
+    return run(() => this.#promote(key));
+  }
+
+  #promote(key: string): boolean {
+    this.#assertOpen();
+    assertValidKey(key);
+    const stored = this.#temporary.peek(key);
+    if (stored === undefined) return false;
+    const manifest = freezeManifest({ ...stored.manifest, area: 'persistent' });
+    this.#persistent.set(key, { ...stored, manifest });
+    this.#temporary.delete(key);
+    return true;
   }
 
   delete(key: string, area?: CacheArea): Promise<number> {
@@ -299,7 +315,7 @@ interface StagingHost {
  * Formats of one staged write, held in memory until commit. An over-size temporary commit leaves
  * it open, so the caller can still abort it or commit it to the persistent area.
  */
-class MemoryStagedResult implements StagedResult {
+class MemoryStagedResult implements SyncStagedResult {
   readonly key: string;
   readonly #host: StagingHost;
   /** Staged formats; replaced (not emptied) by an abort, since a commit hands them over. */
@@ -319,7 +335,7 @@ class MemoryStagedResult implements StagedResult {
       assertValidFormat(format);
       info = formatInfo(options);
       // Chunks already in memory (what jobs write) are taken at once: no promise per chunk, no await.
-      if (isSyncIterable(data)) return Promise.resolve(this.#keep(format, info, readAllSync(data)));
+      if (isSyncIterable(data)) return Promise.resolve({ ...this.#keep(format, info, readAllSync(data)) });
     } catch (error) {
       return rejected(error);
     }
@@ -340,10 +356,20 @@ class MemoryStagedResult implements StagedResult {
     }
     // An abort (or close) while the data streamed in must win over this write.
     this.#assertWritable('write');
-    return this.#keep(format, info, bytes);
+    return { ...this.#keep(format, info, bytes) };
   }
 
-  /** Stages one format; returns a copy of its info (the stored one is frozen and shared by the manifest). */
+  writeBytes(format: string, bytes: Uint8Array, options: CacheWriteOptions): FormatInfo {
+    this.#assertWritable('write');
+    assertValidFormat(format);
+    const info = formatInfo(options);
+    // Copied, as every write copies its chunks: the caller may reuse its buffer.
+    const copy = Buffer.allocUnsafe(bytes.byteLength);
+    copy.set(bytes);
+    return this.#keep(format, info, copy);
+  }
+
+  /** Stages one format; returns its info (frozen: it is shared by the manifest, so callers copy it). */
   #keep(format: string, info: Omit<FormatInfo, 'size'>, bytes: Buffer): FormatInfo {
     const size = bytes.byteLength;
     const stored: FormatInfo =
@@ -353,7 +379,7 @@ class MemoryStagedResult implements StagedResult {
     // Plain assignment is safe: format names start with a letter or digit, so never `__proto__`.
     this.#formats.infos[format] = Object.freeze(stored);
     this.#formats.data[format] = bytes;
-    return { ...stored };
+    return stored;
   }
 
   formats(): Readonly<Record<string, FormatInfo>> {
@@ -361,15 +387,17 @@ class MemoryStagedResult implements StagedResult {
   }
 
   commit(area: CacheArea): Promise<ResultManifest> {
-    return run(() => {
-      this.#assertWritable('commit');
-      if (this.#writing > 0) {
-        throw new ConflictError(`cannot commit '${this.key}' while ${this.#writing} write(s) are still in progress`);
-      }
-      const manifest = this.#host.publish(this.key, area, this.#formats);
-      this.#state = 'committed';
-      return manifest;
-    });
+    return run(() => this.commitNow(area));
+  }
+
+  commitNow(area: CacheArea): ResultManifest {
+    this.#assertWritable('commit');
+    if (this.#writing > 0) {
+      throw new ConflictError(`cannot commit '${this.key}' while ${this.#writing} write(s) are still in progress`);
+    }
+    const manifest = this.#host.publish(this.key, area, this.#formats);
+    this.#state = 'committed';
+    return manifest;
   }
 
   abort(): Promise<void> {

@@ -41,6 +41,8 @@ import type {
   UriStats,
   WorkerCapacity,
 } from '../spi/queue.js';
+import { SYNC_OPS } from '../spi/sync.js';
+import type { SyncQueueOps } from '../spi/sync.js';
 import { TOKENS } from '../tokens.js';
 import { ActivityTracker } from '../util/activity.js';
 import { DurationStats } from '../util/duration-stats.js';
@@ -186,6 +188,14 @@ export class MemoryQueueManager implements QueueManager {
   readonly #workers = new Map<string, WorkerReport>();
   #capacityCache: { readonly value: WorkerCapacity; readonly until: number } | undefined;
 
+  /** Time of the last call (its `#begin`). */
+  #lastNow = 0;
+  /** The entry the last `#get` found (or undefined): a status read asks for its position next. */
+  #lookedUp: Entry | undefined;
+
+  /** Synchronous twins of the lifecycle calls, for the request manager (internal, see SyncQueueOps). */
+  readonly [SYNC_OPS]: SyncQueueOps;
+
   #requeued: QueueRecord[] = [];
   #failed: QueueRecord[] = [];
   #expired: QueueRecord[] = [];
@@ -209,6 +219,21 @@ export class MemoryQueueManager implements QueueManager {
         this.#forgetFinished(record);
       },
     });
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the getter below reads a private field
+    const self = this;
+    this[SYNC_OPS] = {
+      owner: this,
+      enqueue: (entry, options) => this.#enqueue(entry, options),
+      lookup: (key) => this.#get(key),
+      get now() {
+        return self.#lastNow;
+      },
+      rank: (key) => this.#rankOf(key),
+      slots: () => this.#capacityAt(this.#lastNow).slots,
+      avgMs: (uri) => this.#durations.get(uri)?.avgMs,
+      claim: (options) => this.#claim(options),
+      complete: (key, token, options) => this.#complete(key, token, options),
+    };
   }
 
   // The calls of every lifecycle (enqueue, get, position, claim, complete, uriStats, capacity) are
@@ -225,6 +250,7 @@ export class MemoryQueueManager implements QueueManager {
   #enqueue(entry: NewQueueEntry, options: EnqueueOptions): EnqueueResult {
     const now = this.#begin();
     const existing = this.#live.get(entry.key);
+    this.#lookedUp = existing;
     if (existing !== undefined) {
       if (entry.request.sticky === true && existing.record.request.sticky !== true) {
         existing.record = stickyRecord(existing.record);
@@ -264,6 +290,7 @@ export class MemoryQueueManager implements QueueManager {
     const record = newPendingRecord(entry, ++this.#seq, now);
     const e = new Entry(record, group);
     this.#live.set(e);
+    this.#lookedUp = e;
     this.#bySeq.append(e, e.seq);
     this.#rank.add(e, true);
     this.#byState.pending++;
@@ -285,7 +312,16 @@ export class MemoryQueueManager implements QueueManager {
 
   #get(key: string): QueueRecord | undefined {
     this.#begin();
-    return this.#live.get(key)?.record ?? this.#finished.get(key);
+    const e = this.#live.get(key);
+    this.#lookedUp = e;
+    return e !== undefined ? e.record : this.#finished.get(key);
+  }
+
+  /** Position of a key without applying transitions; reuses the entry of the last `#get`. */
+  #rankOf(key: string): number | undefined {
+    const last = this.#lookedUp;
+    const e = last !== undefined && last.key === key ? last : this.#live.get(key);
+    return e === undefined ? undefined : this.#rank.rank(e);
   }
 
   position(key: string): Promise<number | undefined> {
@@ -567,7 +603,10 @@ export class MemoryQueueManager implements QueueManager {
   }
 
   #capacity(): WorkerCapacity {
-    const now = this.#begin();
+    return this.#capacityAt(this.#begin());
+  }
+
+  #capacityAt(now: number): WorkerCapacity {
     // Read on every submit and status read, changed only by reports and their expiry: the last
     // result stands until a report comes or goes, or the first of the counted ones expires.
     const cached = this.#capacityCache;
@@ -595,6 +634,7 @@ export class MemoryQueueManager implements QueueManager {
     this.#closed = true;
     this.#finished.clear();
     this.#live.clear();
+    this.#lookedUp = undefined;
     this.#groups.clear();
     this.#readyGroups.clear();
     this.#ownerPending.clear();
@@ -620,6 +660,7 @@ export class MemoryQueueManager implements QueueManager {
   #begin(retainUntil?: number): number {
     if (this.#closed) throw new ClosedError('memory queue is closed');
     const now = this.#clock.now();
+    this.#lastNow = now;
     this.#advance(now, retainUntil);
     return now;
   }
@@ -792,6 +833,7 @@ export class MemoryQueueManager implements QueueManager {
   #finish(e: Entry, record: QueueRecord, now: number): void {
     const prevState = e.record.state;
     this.#live.delete(e.key);
+    if (this.#lookedUp === e) this.#lookedUp = undefined;
     this.#rank.remove(e);
     this.#unschedule(e);
     this.#pendingExpiry.remove(e);

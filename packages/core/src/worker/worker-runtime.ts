@@ -10,6 +10,8 @@ import type { ManagerSettings } from '../settings.js';
 import type { CacheManager } from '../spi/cache.js';
 import type { ClaimOptions, GroupPolicy, Lease, QueueManager } from '../spi/queue.js';
 import type { TypedEmitter } from '../util/emitter.js';
+import type { ManagerSyncOps } from '../manager/default-request-manager.js';
+import type { SyncCacheOps } from '../spi/sync.js';
 import { retryDelay } from './backoff.js';
 import { toErrorInfo } from './error-info.js';
 import { completedStatus } from '../manager/status.js';
@@ -23,6 +25,8 @@ export interface WorkerHost {
   readonly clock: Clock;
   readonly settings: Readonly<ManagerSettings>;
   readonly events: TypedEmitter<ManagerEvents>;
+  /** Synchronous twins of the adapters' lifecycle calls, when both offer them. */
+  readonly sync: ManagerSyncOps | undefined;
   /** Current group policies (they may change at run time). */
   groupPolicies(): Readonly<Record<string, GroupPolicy>>;
   /** Retention deadline for a record finishing now. */
@@ -88,6 +92,10 @@ export class WorkerRuntime implements Worker, JobHost {
     return this.#host.clock;
   }
 
+  get syncCache(): SyncCacheOps | undefined {
+    return this.#host.sync?.cache;
+  }
+
   get active(): number {
     return this.#jobs.size;
   }
@@ -132,12 +140,19 @@ export class WorkerRuntime implements Worker, JobHost {
   }
 
   async #pump(): Promise<void> {
+    const sync = this.#host.sync;
     try {
+      // Claims start on a later tick even when they are synchronous: whoever woke the worker (a
+      // submit, say) finishes first, as with any adapter.
+      if (sync !== undefined) await STARTED;
       do {
         this.#again = false;
         while (!this.#stopping && this.#jobs.size < this.#concurrency) {
           if (this.#groups?.length === 0) break;
-          const lease = await this.#host.queue.claim(this.#claimOptionsNow());
+          const lease =
+            sync === undefined
+              ? await this.#host.queue.claim(this.#claimOptionsNow())
+              : sync.queue.claim(this.#claimOptionsNow());
           if (lease === undefined) break;
           this.#startJob(lease);
         }
@@ -209,8 +224,10 @@ export class WorkerRuntime implements Worker, JobHost {
       job.close();
       try {
         // The success path has its own small method: an async frame holds every local of its function.
-        if (failure === undefined && job.abortReason === undefined) await this.#complete(job);
-        else await this.#finish(job, failure, maxAttempts);
+        if (failure === undefined && job.abortReason === undefined) {
+          const sync = this.#host.sync;
+          if (sync === undefined || !this.#completeNow(job, sync)) await this.#complete(job);
+        } else await this.#finish(job, failure, maxAttempts);
       } catch (error) {
         await job.discard();
         if (LeaseLostError.is(error)) job.abort('lease-lost');
@@ -221,6 +238,28 @@ export class WorkerRuntime implements Worker, JobHost {
       this.#jobs.delete(job.key);
       this.wake();
     }
+  }
+
+  /**
+   * {@link #complete} in one synchronous step over the adapters' twins, when the lease needs no
+   * renewal first; false (nothing done) when it does. Throws what the calls throw.
+   */
+  #completeNow(job: JobContext, sync: ManagerSyncOps): boolean {
+    const now = this.clock.now();
+    if (job.leaseExpiresAt - now < this.#leaseMs / 2 || job.unsentProgress !== undefined) return false;
+    const manifest = job.commitNow(sync.cache, job.request.sticky === true ? 'persistent' : 'temporary');
+    const durationMs = now - job.startedAt;
+    const retainUntil = this.#host.retainUntil();
+    const record = sync.queue.complete(
+      job.key,
+      job.token,
+      retainUntil === undefined ? { durationMs } : { durationMs, retainUntil },
+    );
+    const events = this.#host.events;
+    if (events.listenerCount('completed') > 0) {
+      events.emit('completed', { key: job.key, status: completedStatus(record, manifest) });
+    }
+    return true;
   }
 
   /** A handler that returned, not aborted: fenced commit, then complete. */
