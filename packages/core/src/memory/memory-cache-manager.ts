@@ -1,7 +1,6 @@
 import { Readable } from 'node:stream';
 
 import { inject, injectable } from 'inversify';
-import { LRUCache } from 'lru-cache';
 
 import { SystemClock } from '../clock.js';
 import type { Clock } from '../clock.js';
@@ -24,6 +23,7 @@ import type {
 import { SYNC_OPS } from '../spi/sync.js';
 import type { SyncCacheOps, SyncStagedResult } from '../spi/sync.js';
 import { TOKENS } from '../tokens.js';
+import { ByteLru } from '../util/byte-lru.js';
 import { chunksOf, isSyncIterable, readAll, readAllSync, sliceRange } from '../util/bytes.js';
 
 /** Options of {@link MemoryCacheManager} (the `cache.options` of a config using the `memory` adapter). */
@@ -77,7 +77,7 @@ export class MemoryCacheManager implements CacheManager {
   readonly #options: Readonly<Required<MemoryCacheManagerOptions>>;
   readonly #clock: Clock;
   readonly #persistent = new Map<string, StoredResult>();
-  readonly #temporary: LRUCache<string, StoredResult>;
+  readonly #temporary: ByteLru<StoredResult>;
   /** Shared by every staged result of this cache: no closures per write. */
   readonly #staging: StagingHost;
   #closed = false;
@@ -90,10 +90,7 @@ export class MemoryCacheManager implements CacheManager {
   ) {
     this.#options = resolveOptions(options);
     this.#clock = clock;
-    this.#temporary = new LRUCache<string, StoredResult>({
-      maxSize: this.#options.maxTemporaryBytes,
-      sizeCalculation: (stored) => stored.charge,
-    });
+    this.#temporary = new ByteLru<StoredResult>(this.#options.maxTemporaryBytes);
     this.#staging = {
       assertOpen: () => {
         this.#assertOpen();
@@ -208,7 +205,7 @@ export class MemoryCacheManager implements CacheManager {
       if (typeof olderThan !== 'number' || Number.isNaN(olderThan)) {
         throw new InvalidRequestError('olderThan', `must be a time in epoch ms, got ${String(olderThan)}`);
       }
-      // Collected first, so nothing is deleted while iterating (LRUCache#entries does not count as a use).
+      // Collected first, so nothing is deleted while iterating (ByteLru#entries does not count as a use).
       const doomed = [...store.entries()].filter(([, s]) => s.manifest.createdAt < olderThan).map(([k]) => k);
       for (const key of doomed) store.delete(key);
       return doomed.length;
@@ -280,16 +277,18 @@ export class MemoryCacheManager implements CacheManager {
       createdAt: this.#clock.now(),
       formats: Object.freeze(infos),
     });
-    // The overhead is capped so that any result whose data fits is admitted (lru-cache would drop it silently).
+    // The overhead is capped so that any result whose data fits is admitted (the LRU would not store it).
     const charge = Math.min(bytes + RESULT_OVERHEAD_BYTES + FORMAT_OVERHEAD_BYTES * count, max);
     // Setting a key replaces it in its own area; only the other area needs an explicit delete.
     if (area === 'persistent') this.#temporary.delete(key);
     else this.#persistent.delete(key);
-    this.#area(area).set(key, { manifest, data, charge });
+    const stored: StoredResult = { manifest, data, charge };
+    if (area === 'persistent') this.#persistent.set(key, stored);
+    else this.#temporary.set(key, stored, charge);
     return manifest;
   }
 
-  #area(area: CacheArea): Map<string, StoredResult> | LRUCache<string, StoredResult> {
+  #area(area: CacheArea): Map<string, StoredResult> | ByteLru<StoredResult> {
     return area === 'persistent' ? this.#persistent : this.#temporary;
   }
 
@@ -481,10 +480,7 @@ function areasOf(area: CacheArea | undefined): readonly CacheArea[] {
   return area === undefined ? CACHE_AREAS : [checkArea(area)];
 }
 
-function peek(
-  store: Map<string, StoredResult> | LRUCache<string, StoredResult>,
-  key: string,
-): StoredResult | undefined {
+function peek(store: Map<string, StoredResult> | ByteLru<StoredResult>, key: string): StoredResult | undefined {
   return store instanceof Map ? store.get(key) : store.peek(key);
 }
 

@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 
 import { inject, injectable } from 'inversify';
-import { LRUCache } from 'lru-cache';
 
 import type { Clock } from '../clock.js';
 import { SystemClock } from '../clock.js';
@@ -45,6 +44,7 @@ import { SYNC_OPS } from '../spi/sync.js';
 import type { SyncQueueOps } from '../spi/sync.js';
 import { TOKENS } from '../tokens.js';
 import { ActivityTracker } from '../util/activity.js';
+import { ByteLru } from '../util/byte-lru.js';
 import { DurationStats } from '../util/duration-stats.js';
 import { delayedHeap, Entry, GroupState, zeroCounts } from './queue-index/entry.js';
 import type { StateCounts } from './queue-index/entry.js';
@@ -153,7 +153,7 @@ export class MemoryQueueManager implements QueueManager {
    * Finished records, bare (their entry is let go, so the hot lifecycle leaves one small object
    * behind). Removal for any reason un-indexes them through `dispose`.
    */
-  readonly #finished: LRUCache<string, QueueRecord>;
+  readonly #finished: ByteLru<QueueRecord>;
   readonly #groups = new Map<string, GroupState>();
   /** Groups with at least one ready pending record. */
   readonly #readyGroups = new Set<GroupState>();
@@ -212,12 +212,9 @@ export class MemoryQueueManager implements QueueManager {
   ) {
     this.#maxFinishedBytes = validateOptions(options).maxFinishedBytes;
     this.#clock = clock;
-    this.#finished = new LRUCache<string, QueueRecord>({
-      // lru-cache needs a positive size; records that do not fit are never inserted (see #finish).
-      maxSize: Math.max(1, this.#maxFinishedBytes),
-      dispose: (record) => {
-        this.#forgetFinished(record);
-      },
+    // Records that do not fit are never inserted (see #finish).
+    this.#finished = new ByteLru<QueueRecord>(this.#maxFinishedBytes, (record) => {
+      this.#forgetFinished(record);
     });
     // eslint-disable-next-line @typescript-eslint/no-this-alias -- the getter below reads a private field
     const self = this;
@@ -737,7 +734,7 @@ export class MemoryQueueManager implements QueueManager {
     }
     this.#bySeq.replace(record.seq, retained);
     // The replaced record must not be un-indexed: the new one takes its place everywhere.
-    this.#finished.set(record.key, retained, { size, noDisposeOnSet: true });
+    this.#finished.set(record.key, retained, size);
     this.#retention.push(retained);
     this.#retention.compactIfSparse(this.#finished.size);
     return retained;
@@ -854,7 +851,7 @@ export class MemoryQueueManager implements QueueManager {
     this.#byState[record.state]++;
     e.group.counts[record.state]++;
     this.#bySeq.replace(e.seq, record);
-    this.#finished.set(e.key, record, { size });
+    this.#finished.set(e.key, record, size);
     if (retainUntil !== undefined) {
       this.#retention.push(record);
       this.#retention.compactIfSparse(this.#finished.size);
