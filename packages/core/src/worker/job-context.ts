@@ -102,28 +102,36 @@ export class JobContext implements Job {
     await this.#host.reportProgress(this, percent, message?.slice(0, 1000));
   }
 
-  async write(format: string, data: WriteData, options?: { contentType?: string }): Promise<void> {
-    this.#assertUsable('write');
-    assertValidFormat(format, 'format');
-    if (!isWritable(data)) {
-      throw new InvalidRequestError(
-        'data',
-        'write() takes a string, a Uint8Array, a Readable or an AsyncIterable of bytes',
-      );
+  write(format: string, data: WriteData, options?: { contentType?: string }): Promise<void> {
+    // Not async: bytes in memory written to a cache that takes them at once need no promise of
+    // their own (the settled one is shared), and a failure is a rejection as from an async method.
+    let writeOptions: CacheWriteOptions;
+    try {
+      this.#assertUsable('write');
+      assertValidFormat(format, 'format');
+      if (!isWritable(data)) {
+        throw new InvalidRequestError(
+          'data',
+          'write() takes a string, a Uint8Array, a Readable or an AsyncIterable of bytes',
+        );
+      }
+      // `?? null` also catches a null from untyped callers, which means "the default" as before.
+      const contentType = options?.contentType ?? null;
+      writeOptions = contentType === null ? defaultWriteOptions(format) : { contentType };
+      const syncCache = this.#host.syncCache;
+      if (syncCache !== undefined && (typeof data === 'string' || data instanceof Uint8Array)) {
+        const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+        this.#stageNow(syncCache).writeBytes(format, bytes, writeOptions);
+        return WRITTEN;
+      }
+    } catch (error) {
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- passes on what was thrown
+      return Promise.reject(error);
     }
-    // `?? null` also catches a null from untyped callers, which means "the default" as before.
-    const contentType = options?.contentType ?? null;
-    const writeOptions = contentType === null ? defaultWriteOptions(format) : { contentType };
-    const syncCache = this.#host.syncCache;
-    if (syncCache !== undefined && typeof data === 'string') {
-      this.#stageNow(syncCache).writeBytes(format, Buffer.from(data, 'utf8'), writeOptions);
-      return;
-    }
-    if (syncCache !== undefined && data instanceof Uint8Array) {
-      // Bytes in memory and a cache that takes them at once: no promise, no tick.
-      this.#stageNow(syncCache).writeBytes(format, data, writeOptions);
-      return;
-    }
+    return this.#write(format, data, writeOptions);
+  }
+
+  async #write(format: string, data: WriteData, writeOptions: CacheWriteOptions): Promise<void> {
     const staged = this.#stagedResult;
     // Once staging exists, write straight to it: one async layer less on every later write.
     const pending =
@@ -220,6 +228,9 @@ export class JobContext implements Job {
     if (reason === 'shutdown') throw new ClosedError(`worker is stopping: ${what}() on '${this.key}' refused`);
   }
 }
+
+/** What a synchronous write returns: settled, shared (it carries nothing). */
+const WRITTEN: Promise<void> = Promise.resolve();
 
 // A mime lookup per write is costly and jobs use a handful of formats: remember the (frozen)
 // write options of each (bounded).

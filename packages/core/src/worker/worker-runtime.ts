@@ -236,8 +236,35 @@ export class WorkerRuntime implements Worker, JobHost {
       }
     } finally {
       this.#jobs.delete(job.key);
-      this.wake();
+      this.#refill();
     }
+  }
+
+  /**
+   * A slot was freed: claims the next jobs at once when the queue claims synchronously (this runs
+   * on the tick that finished a job, never inside a caller's submit), else wakes the claim loop.
+   */
+  #refill(): void {
+    const sync = this.#host.sync;
+    if (sync === undefined || this.#pumping || this.#stopping) {
+      this.wake();
+      return;
+    }
+    try {
+      while (this.#jobs.size < this.#concurrency && this.#groups?.length !== 0 && !this.#stopRequested()) {
+        const lease = sync.queue.claim(this.#claimOptionsNow());
+        if (lease === undefined) break;
+        this.#startJob(lease);
+      }
+    } catch (error) {
+      if (!ClosedError.is(error)) this.#host.events.emit('error', { error, context: `worker ${this.id}: claim` });
+    }
+    if (!this.#stopRequested() && this.#jobs.size < this.#concurrency) this.#schedulePoll();
+  }
+
+  /** Read through a method: a handler started by the claim loop may stop the worker. */
+  #stopRequested(): boolean {
+    return this.#stopping;
   }
 
   /**
