@@ -11,13 +11,13 @@ import type { GroupPolicies, ManagerSettings } from '../settings.js';
 import type { CacheManager, ResultManifest } from '../spi/cache.js';
 import type { EnqueueOptions, GroupPolicy, QueueManager, QueueRecord, QueueLimits } from '../spi/queue.js';
 import { syncCacheOps, syncQueueOps } from '../spi/sync.js';
-import type { SyncCacheOps, SyncQueueOps } from '../spi/sync.js';
+import type { LiveView, SyncCacheOps, SyncQueueOps } from '../spi/sync.js';
 import { TOKENS } from '../tokens.js';
 import { TypedEmitter } from '../util/emitter.js';
 import { WorkerRuntime } from '../worker/worker-runtime.js';
 import type { WorkerHost } from '../worker/worker-runtime.js';
 import { computeMetrics } from './metrics.js';
-import { completedStatus, queuedStatus, recordStatus } from './status.js';
+import { completedStatus, iso, queuedStatus, recordStatus } from './status.js';
 import type {
   Handler,
   ListQuery,
@@ -161,10 +161,12 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
       this.#assertOpen();
       assertValidKey(key);
       // The same reads as #statusAsync, in the same order, in one synchronous step.
-      const record = sync.queue.lookup(key);
+      const queue = sync.queue;
+      const live = queue.live(key);
+      const record = live === undefined ? queue.finished(key) : undefined;
       const manifest = sync.cache.head(key);
       return Promise.resolve(
-        isLive(record) ? this.#liveStatusSync(sync.queue, record) : this.#settledStatus(key, record, manifest),
+        live !== undefined ? this.#liveViewStatus(queue, live) : this.#settledStatus(key, record, manifest),
       );
     } catch (error) {
       return rejected(error);
@@ -453,6 +455,32 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     const position = queue.rank(record.key);
     if (position === undefined) return recordStatus(record);
     return this.#pendingStatus(record, position, queue.avgMs(uri), queue.slots(), queue.now);
+  }
+
+  /**
+   * {@link #liveStatusSync} of a live record as the queue holds it: a plain pending one (every
+   * request waiting in a long queue) is described from the view alone, without reading the record.
+   */
+  #liveViewStatus(queue: SyncQueueOps, live: LiveView): RequestStatus {
+    if (live.plainPending) {
+      const position = queue.rank(live.key);
+      if (position !== undefined) {
+        const durationMs = queue.avgMs(live.uri) ?? live.estimatedMs ?? this.settings.defaultEstimatedMs;
+        const waves = Math.floor((position - 1) / Math.max(1, queue.slots())) + 1;
+        const etaMs = Math.round(Math.max(queue.waitMs(live.key), (waves - 1) * durationMs) + durationMs);
+        // The same literal as queuedStatus builds for such a record.
+        return {
+          key: live.key,
+          state: 'pending',
+          request: live.request,
+          attempts: live.attempts,
+          submittedAt: iso(live.submittedSecond * 1000 + live.submittedMilli) ?? '',
+          position,
+          etaMs,
+        };
+      }
+    }
+    return this.#liveStatusSync(queue, live.record);
   }
 
   #runningStatus(record: QueueRecord, avgMs: number | undefined, now: number): RequestStatus {

@@ -222,6 +222,18 @@ export class MemoryQueueManager implements QueueManager {
       owner: this,
       enqueue: (entry, options) => this.#enqueue(entry, options),
       lookup: (key) => this.#get(key),
+      live: (key) => {
+        this.#begin();
+        const e = this.#live.get(key);
+        this.#lookedUp = e;
+        return e;
+      },
+      finished: (key) => this.#finished.get(key),
+      waitMs: (key) => {
+        const e = this.#entryOf(key);
+        // Only a delayed entry waits: its heap tells, without reading the (boxed) time.
+        return e?.sched === this.#delayed ? Math.max(0, e.readyAt - this.#lastNow) : 0;
+      },
       get now() {
         return self.#lastNow;
       },
@@ -314,11 +326,16 @@ export class MemoryQueueManager implements QueueManager {
     return e !== undefined ? e.record : this.#finished.get(key);
   }
 
-  /** Position of a key without applying transitions; reuses the entry of the last `#get`. */
+  /** Position of a key without applying transitions. */
   #rankOf(key: string): number | undefined {
-    const last = this.#lookedUp;
-    const e = last !== undefined && last.key === key ? last : this.#live.get(key);
+    const e = this.#entryOf(key);
     return e === undefined ? undefined : this.#rank.rank(e);
+  }
+
+  /** The live entry of a key without applying transitions; reuses the entry of the last lookup. */
+  #entryOf(key: string): Entry | undefined {
+    const last = this.#lookedUp;
+    return last !== undefined && last.key === key ? last : this.#live.get(key);
   }
 
   position(key: string): Promise<number | undefined> {

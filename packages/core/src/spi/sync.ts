@@ -1,4 +1,5 @@
 import type { CacheArea, FormatInfo } from '../model.js';
+import type { NormalizedRequest } from '../request.js';
 import type { CacheManager, CacheWriteOptions, ResultManifest, StagedResult } from './cache.js';
 import type {
   ClaimOptions,
@@ -31,6 +32,12 @@ export interface SyncQueueOps {
   enqueue(entry: NewQueueEntry, options: EnqueueOptions): EnqueueResult;
   /** `get(key)`. Also sets {@link SyncQueueOps.now} to the time of the read. */
   lookup(key: string): QueueRecord | undefined;
+  /** The live record of `key` (not a finished one), applying due transitions like `lookup`. */
+  live(key: string): LiveView | undefined;
+  /** The finished record of `key` as of the last call (what `lookup` returns for a key not live). */
+  finished(key: string): QueueRecord | undefined;
+  /** How long until the pending live record of `key` may be claimed (0 when it may be now), as of the last call. */
+  waitMs(key: string): number;
   /** Time of the last `lookup`, `enqueue` or `claim`, epoch ms of the adapter's clock. */
   readonly now: number;
   /** `position(key)` as of the last call. */
@@ -41,6 +48,27 @@ export interface SyncQueueOps {
   avgMs(uri: string): number | undefined;
   claim(options: ClaimOptions): Lease | undefined;
   complete(key: string, token: string, options: CompleteOptions): QueueRecord;
+}
+
+/**
+ * A live (pending or running) record as the queue holds it, for status reads. When
+ * `plainPending`, the record is pending with only a fresh submit's fields (no run history,
+ * progress, message, cancel request or error) and the other fields describe it, so that its
+ * status is built without touching the record itself (at a million records, every object touched
+ * is a likely cache miss).
+ */
+export interface LiveView {
+  readonly record: QueueRecord;
+  readonly key: string;
+  readonly plainPending: boolean;
+  readonly request: NormalizedRequest;
+  /** `request.uri` and `request.estimatedMs`. */
+  readonly uri: string;
+  readonly estimatedMs: number | undefined;
+  readonly attempts: number;
+  /** `submittedAt` as whole seconds since the epoch and milliseconds within the second. */
+  readonly submittedSecond: number;
+  readonly submittedMilli: number;
 }
 
 /** A staged result that can also be written and committed synchronously (bytes already in memory). */
