@@ -211,15 +211,49 @@ export class WorkerRuntime implements Worker, JobHost {
     entry.done = this.#run(job, record.maxAttempts);
   }
 
-  /** Runs and finishes one job, then frees its slot. Never rejects: it reports its own errors. */
-  async #run(job: JobContext, maxAttempts: number): Promise<void> {
+  /**
+   * Runs and finishes one job, then frees its slot. Never rejects: it reports its own errors. Not
+   * async: the usual job (handler returns, synchronous adapters) finishes in one callback on the
+   * handler's promise, without an async frame of its own.
+   */
+  #run(job: JobContext, maxAttempts: number): Promise<void> {
+    let result: unknown;
     try {
-      let failure: { error: unknown } | undefined;
-      try {
-        await this.#handler(job);
-        if (job.writing) await job.settleWrites();
-      } catch (error) {
-        failure = { error };
+      result = this.#handler(job);
+    } catch (error) {
+      return this.#end(job, { error }, maxAttempts);
+    }
+    return Promise.resolve(result).then(
+      () => this.#handlerReturned(job, maxAttempts),
+      (error: unknown) => this.#end(job, { error }, maxAttempts),
+    );
+  }
+
+  /** The handler returned: complete at once when nothing is left in flight, else the general path. */
+  #handlerReturned(job: JobContext, maxAttempts: number): Promise<void> | undefined {
+    const sync = this.#host.sync;
+    if (sync === undefined || job.writing || job.abortReason !== undefined)
+      return this.#end(job, undefined, maxAttempts);
+    job.close();
+    try {
+      if (!this.#completeNow(job, sync)) return this.#end(job, undefined, maxAttempts);
+    } catch (error) {
+      return this.#finishFailed(job, error);
+    }
+    this.#free(job);
+    return undefined;
+  }
+
+  /** Finishes a job whatever happened (the general path); then frees its slot. */
+  async #end(job: JobContext, handlerFailure: { error: unknown } | undefined, maxAttempts: number): Promise<void> {
+    try {
+      let failure = handlerFailure;
+      if (failure === undefined && job.writing) {
+        try {
+          await job.settleWrites();
+        } catch (error) {
+          failure = { error };
+        }
       }
       job.close();
       try {
@@ -229,15 +263,33 @@ export class WorkerRuntime implements Worker, JobHost {
           if (sync === undefined || !this.#completeNow(job, sync)) await this.#complete(job);
         } else await this.#finish(job, failure, maxAttempts);
       } catch (error) {
-        await job.discard();
-        if (LeaseLostError.is(error)) job.abort('lease-lost');
-        else if (!ClosedError.is(error))
-          this.#host.events.emit('error', { error, context: `worker ${this.id}: finishing '${job.key}'` });
+        await this.#reportFinishError(job, error);
       }
     } finally {
-      this.#jobs.delete(job.key);
-      this.#refill();
+      this.#free(job);
     }
+  }
+
+  /** Finishing a job threw: its staged output goes, and the error is told. Then frees its slot. */
+  async #finishFailed(job: JobContext, error: unknown): Promise<void> {
+    try {
+      await this.#reportFinishError(job, error);
+    } finally {
+      this.#free(job);
+    }
+  }
+
+  async #reportFinishError(job: JobContext, error: unknown): Promise<void> {
+    await job.discard();
+    if (LeaseLostError.is(error)) job.abort('lease-lost');
+    else if (!ClosedError.is(error))
+      this.#host.events.emit('error', { error, context: `worker ${this.id}: finishing '${job.key}'` });
+  }
+
+  /** The job is over: its slot goes to the next one. */
+  #free(job: JobContext): void {
+    this.#jobs.delete(job.key);
+    this.#refill();
   }
 
   /**
