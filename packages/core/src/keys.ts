@@ -21,7 +21,7 @@ export function assertValidKey(key: unknown, field = 'key'): asserts key is stri
   // the last valid key is remembered ('' is never valid, so the initial value passes nothing).
   if (key === lastValidKey) return;
   if (typeof key !== 'string') throw new InvalidRequestError(field, `must be a string, got ${typeof key}`);
-  if (!KEY_PATTERN.test(key) || key.endsWith('.') || key.includes('..')) {
+  if (!isValidKey(key)) {
     throw new InvalidRequestError(
       field,
       `'${printable(key)}' is not a valid key: 1-200 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit, no '..' and no trailing '.'`,
@@ -31,6 +31,25 @@ export function assertValidKey(key: unknown, field = 'key'): asserts key is stri
 }
 
 let lastValidKey = '';
+
+/**
+ * {@link KEY_PATTERN}, no trailing '.' and no '..', in one pass over the characters: it runs on
+ * every submit and status read, and one loop costs less than a regex and two scans.
+ */
+export function isValidKey(key: string): boolean {
+  const n = key.length;
+  if (n === 0 || n > 200) return false;
+  let prev = 0;
+  for (let i = 0; i < n; i++) {
+    const c = key.charCodeAt(i);
+    if (!((c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122))) {
+      // Dot, underscore and dash: anywhere but first; a dot never after a dot.
+      if (i === 0 || (c !== 46 && c !== 95 && c !== 45) || (c === 46 && prev === 46)) return false;
+    }
+    prev = c;
+  }
+  return prev !== 46;
+}
 
 /** Checks a format name against {@link FORMAT_PATTERN}. */
 export function assertValidFormat(format: unknown, field = 'format'): asserts format is string {

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 
 import { expect } from 'chai';
+import fc from 'fast-check';
 
 import { InvalidRequestError } from '../src/errors.js';
 import {
@@ -10,6 +11,7 @@ import {
   canonicalParams,
   compareStrings,
   deriveKey,
+  isValidKey,
   KEY_PATTERN,
   keyOf,
 } from '../src/keys.js';
@@ -101,6 +103,24 @@ describe('keys', () => {
       expect(() => keyOf({ uri: '/x', key: 'a/b' }))
         .to.throw(InvalidRequestError)
         .with.property('field', 'key');
+    });
+  });
+
+  describe('isValidKey', () => {
+    it('agrees with KEY_PATTERN plus no trailing dot and no double dot, on any string', () => {
+      const charArb = fc.constantFrom('a', 'Z', '0', '9', '.', '_', '-', '/', ' ', 'é', '\u0000', ':');
+      const keyArb = fc.oneof(
+        fc.string({ unit: charArb, maxLength: 12 }),
+        fc.string({ maxLength: 12 }),
+        fc.integer({ min: 195, max: 205 }).map((n) => 'k'.repeat(n)),
+      );
+      fc.assert(
+        fc.property(keyArb, (key) => {
+          const expected = KEY_PATTERN.test(key) && !key.endsWith('.') && !key.includes('..');
+          expect(isValidKey(key)).to.equal(expected);
+        }),
+        { numRuns: 2000 },
+      );
     });
   });
 

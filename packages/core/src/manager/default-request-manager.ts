@@ -10,12 +10,14 @@ import { DEFAULT_SETTINGS } from '../settings.js';
 import type { GroupPolicies, ManagerSettings } from '../settings.js';
 import type { CacheManager, ResultManifest } from '../spi/cache.js';
 import type { EnqueueOptions, GroupPolicy, QueueManager, QueueRecord, QueueLimits } from '../spi/queue.js';
+import { syncCacheOps, syncQueueOps } from '../spi/sync.js';
+import type { LiveView, SyncCacheOps, SyncQueueOps } from '../spi/sync.js';
 import { TOKENS } from '../tokens.js';
 import { TypedEmitter } from '../util/emitter.js';
 import { WorkerRuntime } from '../worker/worker-runtime.js';
 import type { WorkerHost } from '../worker/worker-runtime.js';
 import { computeMetrics } from './metrics.js';
-import { completedStatus, queuedStatus, recordStatus } from './status.js';
+import { completedStatus, iso, queuedStatus, recordStatus } from './status.js';
 import type {
   Handler,
   ListQuery,
@@ -30,6 +32,12 @@ import type {
 import { waitForTerminal } from './wait.js';
 
 const MAX_LIST_LIMIT = 1000;
+
+/** Both adapters' synchronous twins (see SyncQueueOps). */
+export interface ManagerSyncOps {
+  readonly queue: SyncQueueOps;
+  readonly cache: SyncCacheOps;
+}
 const DEFAULT_URL_EXPIRY_SEC = 3600;
 
 /**
@@ -47,6 +55,8 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
   /** Enqueue options without a group cap, with and without an owner quota (built on first use). */
   #plainEnqueueOptions: EnqueueOptions | undefined;
   #ownerEnqueueOptions: EnqueueOptions | undefined;
+  /** The adapters' synchronous twins, when both offer them (the memory adapters); see SyncQueueOps. */
+  readonly sync: ManagerSyncOps | undefined;
 
   constructor(
     @inject(TOKENS.QueueManager) readonly queue: QueueManager,
@@ -56,12 +66,61 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     @inject(TOKENS.GroupPolicies) groups: GroupPolicies,
   ) {
     this.settings = Object.freeze({ ...DEFAULT_SETTINGS, ...settings });
+    const syncQueue = syncQueueOps(queue);
+    const syncCache = syncCacheOps(cache);
+    this.sync = syncQueue !== undefined && syncCache !== undefined ? { queue: syncQueue, cache: syncCache } : undefined;
     this.#groups = {};
     for (const [name, policy] of Object.entries(groups)) this.configureGroup(name, policy);
     this.#scheduleSweep();
   }
 
-  async submit(input: BatchRequest, options?: SubmitOptions): Promise<RequestStatus> {
+  submit(input: BatchRequest, options?: SubmitOptions): Promise<RequestStatus> {
+    const sync = this.sync;
+    if (sync === undefined) return this.#submitAsync(input, options);
+    // Not async: with synchronous adapters the whole submit is one step, settled at once.
+    try {
+      return Promise.resolve(this.#submitSync(sync, input, options));
+    } catch (error) {
+      return rejected(error);
+    }
+  }
+
+  /** {@link submit} over the synchronous twins: the same steps as {@link #submitAsync}, without a tick between them. */
+  #submitSync(sync: ManagerSyncOps, input: BatchRequest, options: SubmitOptions | undefined): RequestStatus {
+    this.#assertOpen();
+    const request = normalizeRequest(input);
+    const { key } = request;
+    if (options?.force !== true) {
+      const manifest = sync.cache.head(key);
+      if (manifest !== undefined) {
+        let found = manifest;
+        if (request.sticky === true && manifest.area === 'temporary' && sync.cache.promote(key)) {
+          found = { ...manifest, area: 'persistent' };
+        }
+        const record = sync.queue.lookup(key);
+        const status = isLive(record) ? this.#liveStatusSync(sync.queue, record) : completedStatus(record, found);
+        this.events.emit('deduplicated', { key, status });
+        return status;
+      }
+    }
+    const { pendingTtlMs, maxAttempts } = this.settings;
+    const result = sync.queue.enqueue(
+      pendingTtlMs > 0
+        ? { key, request, maxAttempts, pendingExpiresAt: this.clock.now() + pendingTtlMs }
+        : { key, request, maxAttempts },
+      this.#enqueueOptions(request.group, request.owner),
+    );
+    const record = result.record;
+    const status = isLive(record)
+      ? this.#liveStatusSync(sync.queue, record)
+      : this.#settledStatus(key, record, undefined);
+    if (result.outcome === 'created') this.#wakeWorkers();
+    const event = result.outcome === 'created' ? 'submitted' : 'deduplicated';
+    if (this.events.listenerCount(event) > 0) this.events.emit(event, { key, status });
+    return status;
+  }
+
+  async #submitAsync(input: BatchRequest, options: SubmitOptions | undefined): Promise<RequestStatus> {
     this.#assertOpen();
     const request = normalizeRequest(input);
     const { key } = request;
@@ -95,7 +154,26 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     return status;
   }
 
-  async status(key: string): Promise<RequestStatus> {
+  status(key: string): Promise<RequestStatus> {
+    const sync = this.sync;
+    if (sync === undefined) return this.#statusAsync(key);
+    try {
+      this.#assertOpen();
+      assertValidKey(key);
+      // The same reads as #statusAsync, in the same order, in one synchronous step.
+      const queue = sync.queue;
+      const live = queue.live(key);
+      const record = live === undefined ? queue.finished(key) : undefined;
+      const manifest = sync.cache.head(key);
+      return Promise.resolve(
+        live !== undefined ? this.#liveViewStatus(queue, live) : this.#settledStatus(key, record, manifest),
+      );
+    } catch (error) {
+      return rejected(error);
+    }
+  }
+
+  async #statusAsync(key: string): Promise<RequestStatus> {
     this.#assertOpen();
     assertValidKey(key);
     // Both calls start together (see settleLater for why not Promise.all).
@@ -355,22 +433,9 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
   async #liveStatus(record: QueueRecord): Promise<RequestStatus> {
     const uri = record.request.uri;
     if (record.state === 'running') {
-      const status = recordStatus(record);
       // A running ETA needs neither the capacity nor a position: one call instead of three.
       const stats = await this.queue.uriStats(uri);
-      const durationMs = stats[0]?.avgMs ?? record.request.estimatedMs ?? this.settings.defaultEstimatedMs;
-      const now = this.clock.now();
-      status.position = 0;
-      const elapsed = Math.max(0, now - (record.startedAt ?? now));
-      const progress = record.progress ?? 0;
-      // Progress reaches the queue with a delay, so extrapolating elapsed/progress would balloon between
-      // updates; instead the expected run time (learned, or the time already spent if longer) is scaled.
-      const remaining =
-        progress > 0
-          ? (Math.max(durationMs, elapsed) * (100 - Math.min(progress, 100))) / 100
-          : Math.max(0, durationMs - elapsed);
-      status.etaMs = Math.round(remaining);
-      return status;
+      return this.#runningStatus(record, stats[0]?.avgMs, this.clock.now());
     }
     const statsRead = this.queue.uriStats(uri);
     const capacityRead = settleLater(this.queue.capacity());
@@ -380,10 +445,69 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     const position = await positionRead;
     // No longer pending when the position was read (claimed or finished meanwhile): no place in line.
     if (position === undefined) return recordStatus(record);
-    const durationMs = stats[0]?.avgMs ?? record.request.estimatedMs ?? this.settings.defaultEstimatedMs;
-    const now = this.clock.now();
-    const slots = Math.max(1, capacity.slots);
-    const waves = Math.floor((position - 1) / slots) + 1;
+    return this.#pendingStatus(record, position, stats[0]?.avgMs, capacity.slots, this.clock.now());
+  }
+
+  /** {@link #liveStatus} over the synchronous twins, right after the call that returned `record`. */
+  #liveStatusSync(queue: SyncQueueOps, record: QueueRecord): RequestStatus {
+    const uri = record.request.uri;
+    if (record.state === 'running') return this.#runningStatus(record, queue.avgMs(uri), queue.now);
+    const position = queue.rank(record.key);
+    if (position === undefined) return recordStatus(record);
+    return this.#pendingStatus(record, position, queue.avgMs(uri), queue.slots(), queue.now);
+  }
+
+  /**
+   * {@link #liveStatusSync} of a live record as the queue holds it: a plain pending one (every
+   * request waiting in a long queue) is described from the view alone, without reading the record.
+   */
+  #liveViewStatus(queue: SyncQueueOps, live: LiveView): RequestStatus {
+    if (live.plainPending) {
+      const position = queue.rank(live.key);
+      if (position !== undefined) {
+        const durationMs = queue.avgMs(live.uri) ?? live.estimatedMs ?? this.settings.defaultEstimatedMs;
+        const waves = Math.floor((position - 1) / Math.max(1, queue.slots())) + 1;
+        const etaMs = Math.round(Math.max(queue.waitMs(live.key), (waves - 1) * durationMs) + durationMs);
+        // The same literal as queuedStatus builds for such a record.
+        return {
+          key: live.key,
+          state: 'pending',
+          request: live.request,
+          attempts: live.attempts,
+          submittedAt: iso(live.submittedSecond * 1000 + live.submittedMilli) ?? '',
+          position,
+          etaMs,
+        };
+      }
+    }
+    return this.#liveStatusSync(queue, live.record);
+  }
+
+  #runningStatus(record: QueueRecord, avgMs: number | undefined, now: number): RequestStatus {
+    const status = recordStatus(record);
+    const durationMs = avgMs ?? record.request.estimatedMs ?? this.settings.defaultEstimatedMs;
+    status.position = 0;
+    const elapsed = Math.max(0, now - (record.startedAt ?? now));
+    const progress = record.progress ?? 0;
+    // Progress reaches the queue with a delay, so extrapolating elapsed/progress would balloon between
+    // updates; instead the expected run time (learned, or the time already spent if longer) is scaled.
+    const remaining =
+      progress > 0
+        ? (Math.max(durationMs, elapsed) * (100 - Math.min(progress, 100))) / 100
+        : Math.max(0, durationMs - elapsed);
+    status.etaMs = Math.round(remaining);
+    return status;
+  }
+
+  #pendingStatus(
+    record: QueueRecord,
+    position: number,
+    avgMs: number | undefined,
+    slots: number,
+    now: number,
+  ): RequestStatus {
+    const durationMs = avgMs ?? record.request.estimatedMs ?? this.settings.defaultEstimatedMs;
+    const waves = Math.floor((position - 1) / Math.max(1, slots)) + 1;
     const notBefore = Math.max(0, record.readyAt - now);
     return queuedStatus(record, position, Math.round(Math.max(notBefore, (waves - 1) * durationMs) + durationMs));
   }
@@ -402,6 +526,12 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
 function settleLater<T>(promise: Promise<T>): Promise<T> {
   promise.catch(ignore);
   return promise;
+}
+
+/** A rejection with what a synchronous step threw, as an async method would reject. */
+function rejected<T>(error: unknown): Promise<T> {
+  // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- passes on what was thrown
+  return Promise.reject(error);
 }
 
 function ignore(): void {

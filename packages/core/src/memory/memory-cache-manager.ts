@@ -1,7 +1,6 @@
 import { Readable } from 'node:stream';
 
 import { inject, injectable } from 'inversify';
-import { LRUCache } from 'lru-cache';
 
 import { SystemClock } from '../clock.js';
 import type { Clock } from '../clock.js';
@@ -21,7 +20,10 @@ import type {
   ResultManifest,
   StagedResult,
 } from '../spi/cache.js';
+import { SYNC_OPS } from '../spi/sync.js';
+import type { SyncCacheOps, SyncStagedResult } from '../spi/sync.js';
 import { TOKENS } from '../tokens.js';
+import { ByteLru } from '../util/byte-lru.js';
 import { chunksOf, isSyncIterable, readAll, readAllSync, sliceRange } from '../util/bytes.js';
 
 /** Options of {@link MemoryCacheManager} (the `cache.options` of a config using the `memory` adapter). */
@@ -75,10 +77,12 @@ export class MemoryCacheManager implements CacheManager {
   readonly #options: Readonly<Required<MemoryCacheManagerOptions>>;
   readonly #clock: Clock;
   readonly #persistent = new Map<string, StoredResult>();
-  readonly #temporary: LRUCache<string, StoredResult>;
+  readonly #temporary: ByteLru<StoredResult>;
   /** Shared by every staged result of this cache: no closures per write. */
   readonly #staging: StagingHost;
   #closed = false;
+  /** Synchronous twins of the lifecycle calls, for the request manager (internal, see SyncCacheOps). */
+  readonly [SYNC_OPS]: SyncCacheOps;
 
   constructor(
     @inject(TOKENS.CacheOptions) options: MemoryCacheManagerOptions = {},
@@ -86,15 +90,22 @@ export class MemoryCacheManager implements CacheManager {
   ) {
     this.#options = resolveOptions(options);
     this.#clock = clock;
-    this.#temporary = new LRUCache<string, StoredResult>({
-      maxSize: this.#options.maxTemporaryBytes,
-      sizeCalculation: (stored) => stored.charge,
-    });
+    this.#temporary = new ByteLru<StoredResult>(this.#options.maxTemporaryBytes);
     this.#staging = {
       assertOpen: () => {
         this.#assertOpen();
       },
       publish: (key, area, formats) => this.#publish(key, area, formats),
+    };
+    this[SYNC_OPS] = {
+      owner: this,
+      head: (key) => this.#find(key)?.manifest,
+      stage: (key) => {
+        this.#assertOpen();
+        assertValidKey(key);
+        return new MemoryStagedResult(key, this.#staging);
+      },
+      promote: (key) => this.#promote(key),
     };
   }
 
@@ -153,16 +164,18 @@ export class MemoryCacheManager implements CacheManager {
   }
 
   promote(key: string): Promise<boolean> {
-    return run(() => {
-      this.#assertOpen();
-      assertValidKey(key);
-      const stored = this.#temporary.peek(key);
-      if (stored === undefined) return false;
-      const manifest = freezeManifest({ ...stored.manifest, area: 'persistent' });
-      this.#persistent.set(key, { ...stored, manifest });
-      this.#temporary.delete(key);
-      return true;
-    });
+    return run(() => this.#promote(key));
+  }
+
+  #promote(key: string): boolean {
+    this.#assertOpen();
+    assertValidKey(key);
+    const stored = this.#temporary.peek(key);
+    if (stored === undefined) return false;
+    const manifest = freezeManifest({ ...stored.manifest, area: 'persistent' });
+    this.#persistent.set(key, { ...stored, manifest });
+    this.#temporary.delete(key);
+    return true;
   }
 
   delete(key: string, area?: CacheArea): Promise<number> {
@@ -192,7 +205,7 @@ export class MemoryCacheManager implements CacheManager {
       if (typeof olderThan !== 'number' || Number.isNaN(olderThan)) {
         throw new InvalidRequestError('olderThan', `must be a time in epoch ms, got ${String(olderThan)}`);
       }
-      // Collected first, so nothing is deleted while iterating (LRUCache#entries does not count as a use).
+      // Collected first, so nothing is deleted while iterating (ByteLru#entries does not count as a use).
       const doomed = [...store.entries()].filter(([, s]) => s.manifest.createdAt < olderThan).map(([k]) => k);
       for (const key of doomed) store.delete(key);
       return doomed.length;
@@ -264,16 +277,18 @@ export class MemoryCacheManager implements CacheManager {
       createdAt: this.#clock.now(),
       formats: Object.freeze(infos),
     });
-    // The overhead is capped so that any result whose data fits is admitted (lru-cache would drop it silently).
+    // The overhead is capped so that any result whose data fits is admitted (the LRU would not store it).
     const charge = Math.min(bytes + RESULT_OVERHEAD_BYTES + FORMAT_OVERHEAD_BYTES * count, max);
     // Setting a key replaces it in its own area; only the other area needs an explicit delete.
     if (area === 'persistent') this.#temporary.delete(key);
     else this.#persistent.delete(key);
-    this.#area(area).set(key, { manifest, data, charge });
+    const stored: StoredResult = { manifest, data, charge };
+    if (area === 'persistent') this.#persistent.set(key, stored);
+    else this.#temporary.set(key, stored, charge);
     return manifest;
   }
 
-  #area(area: CacheArea): Map<string, StoredResult> | LRUCache<string, StoredResult> {
+  #area(area: CacheArea): Map<string, StoredResult> | ByteLru<StoredResult> {
     return area === 'persistent' ? this.#persistent : this.#temporary;
   }
 
@@ -299,7 +314,7 @@ interface StagingHost {
  * Formats of one staged write, held in memory until commit. An over-size temporary commit leaves
  * it open, so the caller can still abort it or commit it to the persistent area.
  */
-class MemoryStagedResult implements StagedResult {
+class MemoryStagedResult implements SyncStagedResult {
   readonly key: string;
   readonly #host: StagingHost;
   /** Staged formats; replaced (not emptied) by an abort, since a commit hands them over. */
@@ -319,7 +334,7 @@ class MemoryStagedResult implements StagedResult {
       assertValidFormat(format);
       info = formatInfo(options);
       // Chunks already in memory (what jobs write) are taken at once: no promise per chunk, no await.
-      if (isSyncIterable(data)) return Promise.resolve(this.#keep(format, info, readAllSync(data)));
+      if (isSyncIterable(data)) return Promise.resolve({ ...this.#keep(format, info, readAllSync(data)) });
     } catch (error) {
       return rejected(error);
     }
@@ -340,10 +355,20 @@ class MemoryStagedResult implements StagedResult {
     }
     // An abort (or close) while the data streamed in must win over this write.
     this.#assertWritable('write');
-    return this.#keep(format, info, bytes);
+    return { ...this.#keep(format, info, bytes) };
   }
 
-  /** Stages one format; returns a copy of its info (the stored one is frozen and shared by the manifest). */
+  writeBytes(format: string, bytes: Uint8Array, options: CacheWriteOptions): FormatInfo {
+    this.#assertWritable('write');
+    assertValidFormat(format);
+    const info = formatInfo(options);
+    // Copied, as every write copies its chunks: the caller may reuse its buffer.
+    const copy = Buffer.allocUnsafe(bytes.byteLength);
+    copy.set(bytes);
+    return this.#keep(format, info, copy);
+  }
+
+  /** Stages one format; returns its info (frozen: it is shared by the manifest, so callers copy it). */
   #keep(format: string, info: Omit<FormatInfo, 'size'>, bytes: Buffer): FormatInfo {
     const size = bytes.byteLength;
     const stored: FormatInfo =
@@ -353,7 +378,7 @@ class MemoryStagedResult implements StagedResult {
     // Plain assignment is safe: format names start with a letter or digit, so never `__proto__`.
     this.#formats.infos[format] = Object.freeze(stored);
     this.#formats.data[format] = bytes;
-    return { ...stored };
+    return stored;
   }
 
   formats(): Readonly<Record<string, FormatInfo>> {
@@ -361,15 +386,17 @@ class MemoryStagedResult implements StagedResult {
   }
 
   commit(area: CacheArea): Promise<ResultManifest> {
-    return run(() => {
-      this.#assertWritable('commit');
-      if (this.#writing > 0) {
-        throw new ConflictError(`cannot commit '${this.key}' while ${this.#writing} write(s) are still in progress`);
-      }
-      const manifest = this.#host.publish(this.key, area, this.#formats);
-      this.#state = 'committed';
-      return manifest;
-    });
+    return run(() => this.commitNow(area));
+  }
+
+  commitNow(area: CacheArea): ResultManifest {
+    this.#assertWritable('commit');
+    if (this.#writing > 0) {
+      throw new ConflictError(`cannot commit '${this.key}' while ${this.#writing} write(s) are still in progress`);
+    }
+    const manifest = this.#host.publish(this.key, area, this.#formats);
+    this.#state = 'committed';
+    return manifest;
   }
 
   abort(): Promise<void> {
@@ -453,10 +480,7 @@ function areasOf(area: CacheArea | undefined): readonly CacheArea[] {
   return area === undefined ? CACHE_AREAS : [checkArea(area)];
 }
 
-function peek(
-  store: Map<string, StoredResult> | LRUCache<string, StoredResult>,
-  key: string,
-): StoredResult | undefined {
+function peek(store: Map<string, StoredResult> | ByteLru<StoredResult>, key: string): StoredResult | undefined {
   return store instanceof Map ? store.get(key) : store.peek(key);
 }
 

@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 
 import { inject, injectable } from 'inversify';
-import { LRUCache } from 'lru-cache';
 
 import type { Clock } from '../clock.js';
 import { SystemClock } from '../clock.js';
@@ -41,8 +40,11 @@ import type {
   UriStats,
   WorkerCapacity,
 } from '../spi/queue.js';
+import { SYNC_OPS } from '../spi/sync.js';
+import type { SyncQueueOps } from '../spi/sync.js';
 import { TOKENS } from '../tokens.js';
 import { ActivityTracker } from '../util/activity.js';
+import { ByteLru } from '../util/byte-lru.js';
 import { DurationStats } from '../util/duration-stats.js';
 import { delayedHeap, Entry, GroupState, zeroCounts } from './queue-index/entry.js';
 import type { StateCounts } from './queue-index/entry.js';
@@ -151,7 +153,7 @@ export class MemoryQueueManager implements QueueManager {
    * Finished records, bare (their entry is let go, so the hot lifecycle leaves one small object
    * behind). Removal for any reason un-indexes them through `dispose`.
    */
-  readonly #finished: LRUCache<string, QueueRecord>;
+  readonly #finished: ByteLru<QueueRecord>;
   readonly #groups = new Map<string, GroupState>();
   /** Groups with at least one ready pending record. */
   readonly #readyGroups = new Set<GroupState>();
@@ -186,6 +188,14 @@ export class MemoryQueueManager implements QueueManager {
   readonly #workers = new Map<string, WorkerReport>();
   #capacityCache: { readonly value: WorkerCapacity; readonly until: number } | undefined;
 
+  /** Time of the last call (its `#begin`). */
+  #lastNow = 0;
+  /** The entry the last `#get` found (or undefined): a status read asks for its position next. */
+  #lookedUp: Entry | undefined;
+
+  /** Synchronous twins of the lifecycle calls, for the request manager (internal, see SyncQueueOps). */
+  readonly [SYNC_OPS]: SyncQueueOps;
+
   #requeued: QueueRecord[] = [];
   #failed: QueueRecord[] = [];
   #expired: QueueRecord[] = [];
@@ -202,13 +212,37 @@ export class MemoryQueueManager implements QueueManager {
   ) {
     this.#maxFinishedBytes = validateOptions(options).maxFinishedBytes;
     this.#clock = clock;
-    this.#finished = new LRUCache<string, QueueRecord>({
-      // lru-cache needs a positive size; records that do not fit are never inserted (see #finish).
-      maxSize: Math.max(1, this.#maxFinishedBytes),
-      dispose: (record) => {
-        this.#forgetFinished(record);
-      },
+    // Records that do not fit are never inserted (see #finish).
+    this.#finished = new ByteLru<QueueRecord>(this.#maxFinishedBytes, (record) => {
+      this.#forgetFinished(record);
     });
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the getter below reads a private field
+    const self = this;
+    this[SYNC_OPS] = {
+      owner: this,
+      enqueue: (entry, options) => this.#enqueue(entry, options),
+      lookup: (key) => this.#get(key),
+      live: (key) => {
+        this.#begin();
+        const e = this.#live.get(key);
+        this.#lookedUp = e;
+        return e;
+      },
+      finished: (key) => this.#finished.get(key),
+      waitMs: (key) => {
+        const e = this.#entryOf(key);
+        // Only a delayed entry waits: its heap tells, without reading the (boxed) time.
+        return e?.sched === this.#delayed ? Math.max(0, e.readyAt - this.#lastNow) : 0;
+      },
+      get now() {
+        return self.#lastNow;
+      },
+      rank: (key) => this.#rankOf(key),
+      slots: () => this.#capacityAt(this.#lastNow).slots,
+      avgMs: (uri) => this.#durations.get(uri)?.avgMs,
+      claim: (options) => this.#claim(options),
+      complete: (key, token, options) => this.#complete(key, token, options),
+    };
   }
 
   // The calls of every lifecycle (enqueue, get, position, claim, complete, uriStats, capacity) are
@@ -225,6 +259,7 @@ export class MemoryQueueManager implements QueueManager {
   #enqueue(entry: NewQueueEntry, options: EnqueueOptions): EnqueueResult {
     const now = this.#begin();
     const existing = this.#live.get(entry.key);
+    this.#lookedUp = existing;
     if (existing !== undefined) {
       if (entry.request.sticky === true && existing.record.request.sticky !== true) {
         existing.record = stickyRecord(existing.record);
@@ -264,6 +299,7 @@ export class MemoryQueueManager implements QueueManager {
     const record = newPendingRecord(entry, ++this.#seq, now);
     const e = new Entry(record, group);
     this.#live.set(e);
+    this.#lookedUp = e;
     this.#bySeq.append(e, e.seq);
     this.#rank.add(e, true);
     this.#byState.pending++;
@@ -285,7 +321,21 @@ export class MemoryQueueManager implements QueueManager {
 
   #get(key: string): QueueRecord | undefined {
     this.#begin();
-    return this.#live.get(key)?.record ?? this.#finished.get(key);
+    const e = this.#live.get(key);
+    this.#lookedUp = e;
+    return e !== undefined ? e.record : this.#finished.get(key);
+  }
+
+  /** Position of a key without applying transitions. */
+  #rankOf(key: string): number | undefined {
+    const e = this.#entryOf(key);
+    return e === undefined ? undefined : this.#rank.rank(e);
+  }
+
+  /** The live entry of a key without applying transitions; reuses the entry of the last lookup. */
+  #entryOf(key: string): Entry | undefined {
+    const last = this.#lookedUp;
+    return last !== undefined && last.key === key ? last : this.#live.get(key);
   }
 
   position(key: string): Promise<number | undefined> {
@@ -567,7 +617,10 @@ export class MemoryQueueManager implements QueueManager {
   }
 
   #capacity(): WorkerCapacity {
-    const now = this.#begin();
+    return this.#capacityAt(this.#begin());
+  }
+
+  #capacityAt(now: number): WorkerCapacity {
     // Read on every submit and status read, changed only by reports and their expiry: the last
     // result stands until a report comes or goes, or the first of the counted ones expires.
     const cached = this.#capacityCache;
@@ -595,6 +648,7 @@ export class MemoryQueueManager implements QueueManager {
     this.#closed = true;
     this.#finished.clear();
     this.#live.clear();
+    this.#lookedUp = undefined;
     this.#groups.clear();
     this.#readyGroups.clear();
     this.#ownerPending.clear();
@@ -620,6 +674,7 @@ export class MemoryQueueManager implements QueueManager {
   #begin(retainUntil?: number): number {
     if (this.#closed) throw new ClosedError('memory queue is closed');
     const now = this.#clock.now();
+    this.#lastNow = now;
     this.#advance(now, retainUntil);
     return now;
   }
@@ -696,7 +751,7 @@ export class MemoryQueueManager implements QueueManager {
     }
     this.#bySeq.replace(record.seq, retained);
     // The replaced record must not be un-indexed: the new one takes its place everywhere.
-    this.#finished.set(record.key, retained, { size, noDisposeOnSet: true });
+    this.#finished.set(record.key, retained, size);
     this.#retention.push(retained);
     this.#retention.compactIfSparse(this.#finished.size);
     return retained;
@@ -792,6 +847,7 @@ export class MemoryQueueManager implements QueueManager {
   #finish(e: Entry, record: QueueRecord, now: number): void {
     const prevState = e.record.state;
     this.#live.delete(e.key);
+    if (this.#lookedUp === e) this.#lookedUp = undefined;
     this.#rank.remove(e);
     this.#unschedule(e);
     this.#pendingExpiry.remove(e);
@@ -812,7 +868,7 @@ export class MemoryQueueManager implements QueueManager {
     this.#byState[record.state]++;
     e.group.counts[record.state]++;
     this.#bySeq.replace(e.seq, record);
-    this.#finished.set(e.key, record, { size });
+    this.#finished.set(e.key, record, size);
     if (retainUntil !== undefined) {
       this.#retention.push(record);
       this.#retention.compactIfSparse(this.#finished.size);

@@ -1,8 +1,7 @@
-import { LRUCache } from 'lru-cache';
-
 import { ConfigError } from '../errors.js';
 import type { ConfigIssue } from '../errors.js';
 import { compareStrings } from '../keys.js';
+import { ByteLru } from './byte-lru.js';
 import type { UriStats } from '../spi/queue.js';
 
 /** Options of {@link DurationStats}. */
@@ -36,7 +35,8 @@ interface UriState {
 export class DurationStats {
   readonly #window: number;
   readonly #alpha: number;
-  readonly #uris: LRUCache<string, UriState>;
+  /** Counted one unit per uri, so the byte bound is a count bound. */
+  readonly #uris: ByteLru<UriState>;
 
   constructor(options: DurationStatsOptions = {}) {
     const window = options.window ?? 256;
@@ -53,7 +53,7 @@ export class DurationStats {
     if (issues.length > 0) throw new ConfigError('invalid duration statistics options', issues);
     this.#window = window;
     this.#alpha = alpha;
-    this.#uris = new LRUCache<string, UriState>({ max: maxUris });
+    this.#uris = new ByteLru<UriState>(maxUris);
   }
 
   /** Adds one run time. Non-finite values are ignored; negative ones count as 0. */
@@ -62,16 +62,20 @@ export class DurationStats {
     const ms = durationMs < 0 ? 0 : durationMs;
     const state = this.#uris.get(uri);
     if (state === undefined) {
-      this.#uris.set(uri, {
-        count: 1,
-        avg: ms,
-        samples: [ms],
-        next: 1 % this.#window,
-        p50: ms,
-        p95: ms,
-        sortedAt: 1,
-        view: undefined,
-      });
+      this.#uris.set(
+        uri,
+        {
+          count: 1,
+          avg: ms,
+          samples: [ms],
+          next: 1 % this.#window,
+          p50: ms,
+          p95: ms,
+          sortedAt: 1,
+          view: undefined,
+        },
+        1,
+      );
       return;
     }
     state.view = undefined;

@@ -7,12 +7,15 @@ import type { CacheArea } from '../model.js';
 import type { Job, WriteData } from '../manager/types.js';
 import type { NormalizedRequest } from '../request.js';
 import type { CacheManager, CacheWriteOptions, ResultManifest, StagedResult } from '../spi/cache.js';
+import type { SyncCacheOps, SyncStagedResult } from '../spi/sync.js';
 import { toByteChunks } from '../util/streams.js';
 
 /** Callbacks from a job to the worker that runs it. */
 export interface JobHost {
   readonly cache: CacheManager;
   readonly clock: Clock;
+  /** The cache's synchronous twins, when the adapters offer them (see SyncCacheOps). */
+  readonly syncCache: SyncCacheOps | undefined;
   /** Sends progress now (fenced); the worker throttles and folds it into heartbeats. */
   reportProgress(job: JobContext, percent: number, message: string | undefined): Promise<void>;
 }
@@ -40,6 +43,8 @@ export class JobContext implements Job {
   #staged: Promise<StagedResult> | undefined;
   /** The staged result once `#staged` settled: later writes and the commit skip an await. */
   #stagedResult: StagedResult | undefined;
+  /** The staged result when the cache stages synchronously (then it is staged at first use, at once). */
+  #syncStaged: SyncStagedResult | undefined;
   /** Writes in progress, in start order (nearly always zero or one: an array is cheaper than a Set). */
   readonly #writes: Promise<unknown>[] = [];
   #closed = false;
@@ -97,18 +102,36 @@ export class JobContext implements Job {
     await this.#host.reportProgress(this, percent, message?.slice(0, 1000));
   }
 
-  async write(format: string, data: WriteData, options?: { contentType?: string }): Promise<void> {
-    this.#assertUsable('write');
-    assertValidFormat(format, 'format');
-    if (!isWritable(data)) {
-      throw new InvalidRequestError(
-        'data',
-        'write() takes a string, a Uint8Array, a Readable or an AsyncIterable of bytes',
-      );
+  write(format: string, data: WriteData, options?: { contentType?: string }): Promise<void> {
+    // Not async: bytes in memory written to a cache that takes them at once need no promise of
+    // their own (the settled one is shared), and a failure is a rejection as from an async method.
+    let writeOptions: CacheWriteOptions;
+    try {
+      this.#assertUsable('write');
+      assertValidFormat(format, 'format');
+      if (!isWritable(data)) {
+        throw new InvalidRequestError(
+          'data',
+          'write() takes a string, a Uint8Array, a Readable or an AsyncIterable of bytes',
+        );
+      }
+      // `?? null` also catches a null from untyped callers, which means "the default" as before.
+      const contentType = options?.contentType ?? null;
+      writeOptions = contentType === null ? defaultWriteOptions(format) : { contentType };
+      const syncCache = this.#host.syncCache;
+      if (syncCache !== undefined && (typeof data === 'string' || data instanceof Uint8Array)) {
+        const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+        this.#stageNow(syncCache).writeBytes(format, bytes, writeOptions);
+        return WRITTEN;
+      }
+    } catch (error) {
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- passes on what was thrown
+      return Promise.reject(error);
     }
-    // `?? null` also catches a null from untyped callers, which means "the default" as before.
-    const contentType = options?.contentType ?? null;
-    const writeOptions = contentType === null ? defaultWriteOptions(format) : { contentType };
+    return this.#write(format, data, writeOptions);
+  }
+
+  async #write(format: string, data: WriteData, writeOptions: CacheWriteOptions): Promise<void> {
     const staged = this.#stagedResult;
     // Once staging exists, write straight to it: one async layer less on every later write.
     const pending =
@@ -144,6 +167,11 @@ export class JobContext implements Job {
     return this.#writes.length > 0;
   }
 
+  /** {@link commit} through the cache's synchronous twins; throws what `commit` would reject with. */
+  commitNow(syncCache: SyncCacheOps, area: CacheArea): ResultManifest {
+    return this.#stageNow(syncCache).commitNow(area);
+  }
+
   /** Publishes every written format (the commit point). */
   commit(area: CacheArea): Promise<ResultManifest> {
     // Not async: returning the adapter's promise from an async function would cost two more ticks.
@@ -164,8 +192,30 @@ export class JobContext implements Job {
   }
 
   #stage(): Promise<StagedResult> {
-    this.#staged ??= this.#host.cache.stage(this.key).then((staged) => (this.#stagedResult = staged));
-    return this.#staged;
+    if (this.#staged !== undefined) return this.#staged;
+    const syncCache = this.#host.syncCache;
+    if (syncCache === undefined) {
+      this.#staged = this.#host.cache.stage(this.key).then((staged) => (this.#stagedResult = staged));
+      return this.#staged;
+    }
+    try {
+      return Promise.resolve(this.#stageNow(syncCache));
+    } catch (error) {
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- passes on what staging threw
+      return Promise.reject(error);
+    }
+  }
+
+  /** Stages at once through the cache's synchronous twins (one staged result per job, whichever way it came). */
+  #stageNow(syncCache: SyncCacheOps): SyncStagedResult {
+    let staged = this.#syncStaged;
+    if (staged === undefined) {
+      staged = syncCache.stage(this.key);
+      this.#syncStaged = staged;
+      this.#stagedResult = staged;
+      this.#staged = Promise.resolve(staged);
+    }
+    return staged;
   }
 
   #assertUsable(what: string): void {
@@ -178,6 +228,9 @@ export class JobContext implements Job {
     if (reason === 'shutdown') throw new ClosedError(`worker is stopping: ${what}() on '${this.key}' refused`);
   }
 }
+
+/** What a synchronous write returns: settled, shared (it carries nothing). */
+const WRITTEN: Promise<void> = Promise.resolve();
 
 // A mime lookup per write is costly and jobs use a handful of formats: remember the (frozen)
 // write options of each (bounded).

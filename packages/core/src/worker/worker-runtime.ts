@@ -10,6 +10,8 @@ import type { ManagerSettings } from '../settings.js';
 import type { CacheManager } from '../spi/cache.js';
 import type { ClaimOptions, GroupPolicy, Lease, QueueManager } from '../spi/queue.js';
 import type { TypedEmitter } from '../util/emitter.js';
+import type { ManagerSyncOps } from '../manager/default-request-manager.js';
+import type { SyncCacheOps } from '../spi/sync.js';
 import { retryDelay } from './backoff.js';
 import { toErrorInfo } from './error-info.js';
 import { completedStatus } from '../manager/status.js';
@@ -23,6 +25,8 @@ export interface WorkerHost {
   readonly clock: Clock;
   readonly settings: Readonly<ManagerSettings>;
   readonly events: TypedEmitter<ManagerEvents>;
+  /** Synchronous twins of the adapters' lifecycle calls, when both offer them. */
+  readonly sync: ManagerSyncOps | undefined;
   /** Current group policies (they may change at run time). */
   groupPolicies(): Readonly<Record<string, GroupPolicy>>;
   /** Retention deadline for a record finishing now. */
@@ -88,6 +92,10 @@ export class WorkerRuntime implements Worker, JobHost {
     return this.#host.clock;
   }
 
+  get syncCache(): SyncCacheOps | undefined {
+    return this.#host.sync?.cache;
+  }
+
   get active(): number {
     return this.#jobs.size;
   }
@@ -132,12 +140,19 @@ export class WorkerRuntime implements Worker, JobHost {
   }
 
   async #pump(): Promise<void> {
+    const sync = this.#host.sync;
     try {
+      // Claims start on a later tick even when they are synchronous: whoever woke the worker (a
+      // submit, say) finishes first, as with any adapter.
+      if (sync !== undefined) await STARTED;
       do {
         this.#again = false;
         while (!this.#stopping && this.#jobs.size < this.#concurrency) {
           if (this.#groups?.length === 0) break;
-          const lease = await this.#host.queue.claim(this.#claimOptionsNow());
+          const lease =
+            sync === undefined
+              ? await this.#host.queue.claim(this.#claimOptionsNow())
+              : sync.queue.claim(this.#claimOptionsNow());
           if (lease === undefined) break;
           this.#startJob(lease);
         }
@@ -196,31 +211,134 @@ export class WorkerRuntime implements Worker, JobHost {
     entry.done = this.#run(job, record.maxAttempts);
   }
 
-  /** Runs and finishes one job, then frees its slot. Never rejects: it reports its own errors. */
-  async #run(job: JobContext, maxAttempts: number): Promise<void> {
+  /**
+   * Runs and finishes one job, then frees its slot. Never rejects: it reports its own errors. Not
+   * async: the usual job (handler returns, synchronous adapters) finishes in one callback on the
+   * handler's promise, without an async frame of its own.
+   */
+  #run(job: JobContext, maxAttempts: number): Promise<void> {
+    let result: unknown;
     try {
-      let failure: { error: unknown } | undefined;
-      try {
-        await this.#handler(job);
-        if (job.writing) await job.settleWrites();
-      } catch (error) {
-        failure = { error };
+      result = this.#handler(job);
+    } catch (error) {
+      return this.#end(job, { error }, maxAttempts);
+    }
+    return Promise.resolve(result).then(
+      () => this.#handlerReturned(job, maxAttempts),
+      (error: unknown) => this.#end(job, { error }, maxAttempts),
+    );
+  }
+
+  /** The handler returned: complete at once when nothing is left in flight, else the general path. */
+  #handlerReturned(job: JobContext, maxAttempts: number): Promise<void> | undefined {
+    const sync = this.#host.sync;
+    if (sync === undefined || job.writing || job.abortReason !== undefined)
+      return this.#end(job, undefined, maxAttempts);
+    job.close();
+    try {
+      if (!this.#completeNow(job, sync)) return this.#end(job, undefined, maxAttempts);
+    } catch (error) {
+      return this.#finishFailed(job, error);
+    }
+    this.#free(job);
+    return undefined;
+  }
+
+  /** Finishes a job whatever happened (the general path); then frees its slot. */
+  async #end(job: JobContext, handlerFailure: { error: unknown } | undefined, maxAttempts: number): Promise<void> {
+    try {
+      let failure = handlerFailure;
+      if (failure === undefined && job.writing) {
+        try {
+          await job.settleWrites();
+        } catch (error) {
+          failure = { error };
+        }
       }
       job.close();
       try {
         // The success path has its own small method: an async frame holds every local of its function.
-        if (failure === undefined && job.abortReason === undefined) await this.#complete(job);
-        else await this.#finish(job, failure, maxAttempts);
+        if (failure === undefined && job.abortReason === undefined) {
+          const sync = this.#host.sync;
+          if (sync === undefined || !this.#completeNow(job, sync)) await this.#complete(job);
+        } else await this.#finish(job, failure, maxAttempts);
       } catch (error) {
-        await job.discard();
-        if (LeaseLostError.is(error)) job.abort('lease-lost');
-        else if (!ClosedError.is(error))
-          this.#host.events.emit('error', { error, context: `worker ${this.id}: finishing '${job.key}'` });
+        await this.#reportFinishError(job, error);
       }
     } finally {
-      this.#jobs.delete(job.key);
-      this.wake();
+      this.#free(job);
     }
+  }
+
+  /** Finishing a job threw: its staged output goes, and the error is told. Then frees its slot. */
+  async #finishFailed(job: JobContext, error: unknown): Promise<void> {
+    try {
+      await this.#reportFinishError(job, error);
+    } finally {
+      this.#free(job);
+    }
+  }
+
+  async #reportFinishError(job: JobContext, error: unknown): Promise<void> {
+    await job.discard();
+    if (LeaseLostError.is(error)) job.abort('lease-lost');
+    else if (!ClosedError.is(error))
+      this.#host.events.emit('error', { error, context: `worker ${this.id}: finishing '${job.key}'` });
+  }
+
+  /** The job is over: its slot goes to the next one. */
+  #free(job: JobContext): void {
+    this.#jobs.delete(job.key);
+    this.#refill();
+  }
+
+  /**
+   * A slot was freed: claims the next jobs at once when the queue claims synchronously (this runs
+   * on the tick that finished a job, never inside a caller's submit), else wakes the claim loop.
+   */
+  #refill(): void {
+    const sync = this.#host.sync;
+    if (sync === undefined || this.#pumping || this.#stopping) {
+      this.wake();
+      return;
+    }
+    try {
+      while (this.#jobs.size < this.#concurrency && this.#groups?.length !== 0 && !this.#stopRequested()) {
+        const lease = sync.queue.claim(this.#claimOptionsNow());
+        if (lease === undefined) break;
+        this.#startJob(lease);
+      }
+    } catch (error) {
+      if (!ClosedError.is(error)) this.#host.events.emit('error', { error, context: `worker ${this.id}: claim` });
+    }
+    if (!this.#stopRequested() && this.#jobs.size < this.#concurrency) this.#schedulePoll();
+  }
+
+  /** Read through a method: a handler started by the claim loop may stop the worker. */
+  #stopRequested(): boolean {
+    return this.#stopping;
+  }
+
+  /**
+   * {@link #complete} in one synchronous step over the adapters' twins, when the lease needs no
+   * renewal first; false (nothing done) when it does. Throws what the calls throw.
+   */
+  #completeNow(job: JobContext, sync: ManagerSyncOps): boolean {
+    const now = this.clock.now();
+    if (job.leaseExpiresAt - now < this.#leaseMs / 2 || job.unsentProgress !== undefined) return false;
+    const manifest = job.commitNow(sync.cache, job.request.sticky === true ? 'persistent' : 'temporary');
+    const durationMs = now - job.startedAt;
+    const retainUntil = this.#host.retainUntil();
+    const record = sync.queue.complete(
+      job.key,
+      job.token,
+      retainUntil === undefined ? { durationMs } : { durationMs, retainUntil },
+    );
+    const events = this.#host.events;
+    if (events.listenerCount('completed') > 0) {
+      events.emit('completed', { key: job.key, status: completedStatus(record, manifest) });
+    }
+    return true;
   }
 
   /** A handler that returned, not aborted: fenced commit, then complete. */

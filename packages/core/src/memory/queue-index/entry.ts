@@ -1,5 +1,7 @@
 import type { QueueState } from '../../model.js';
+import type { NormalizedRequest } from '../../request.js';
 import type { QueueRecord } from '../../spi/queue.js';
+import type { LiveView } from '../../spi/sync.js';
 import { IndexedHeap } from './indexed-heap.js';
 import type { RankItem } from './pending-rank.js';
 import { timeHeap } from './time-queue.js';
@@ -17,14 +19,23 @@ export function zeroCounts(): StateCounts {
  * plus its positions in every index and the time keys those indexes sort by. One entry lives from
  * enqueue until the record finishes; finished records are kept bare, without an entry.
  */
-export class Entry implements RankItem {
+export class Entry implements RankItem, LiveView {
   // Declaration order is the field order in memory: what a status read touches (the key compared
-  // by the key table, the record, the rank fields) comes first, so it usually sits in one cache line.
+  // by the key table, the rank fields, the status mirrors) comes first, so it sits in a line or two.
   readonly key: string;
-  record: QueueRecord;
+  #record: QueueRecord;
   rankSlot = -1;
   rankPending = false;
   readonly priority: number;
+  // Mirrors of the record (set with it) for the status of a plain pending record: a status read of
+  // a long queue then touches the entry only, not the record, its request or its boxed times.
+  plainPending = false;
+  request: NormalizedRequest;
+  uri: string;
+  estimatedMs: number | undefined;
+  attempts = 0;
+  submittedSecond = 0;
+  submittedMilli = 0;
   readonly seq: number;
   readonly group: GroupState;
   /** Claimable from (pending). */
@@ -41,12 +52,49 @@ export class Entry implements RankItem {
 
   constructor(record: QueueRecord, group: GroupState) {
     this.key = record.key;
-    this.record = record;
+    this.#record = record;
     this.priority = record.priority;
+    this.request = record.request;
+    this.uri = record.request.uri;
+    this.estimatedMs = record.request.estimatedMs;
     this.seq = record.seq;
     this.group = group;
     this.readyAt = record.readyAt;
     this.expireAt = record.pendingExpiresAt ?? Infinity;
+    this.#mirror(record);
+  }
+
+  /** The current record (immutable; replaced on every transition). */
+  get record(): QueueRecord {
+    return this.#record;
+  }
+
+  set record(record: QueueRecord) {
+    this.#record = record;
+    this.#mirror(record);
+  }
+
+  #mirror(record: QueueRecord): void {
+    const submittedAt = record.submittedAt;
+    // Whole seconds of an epoch-ms time fit a small integer (until 2038), so no boxed double.
+    const second = Math.floor(submittedAt / 1000);
+    this.plainPending =
+      record.state === 'pending' &&
+      Number.isInteger(submittedAt) &&
+      second <= 0x7fffffff &&
+      second >= 0 &&
+      record.startedAt === undefined &&
+      record.finishedAt === undefined &&
+      record.progress === undefined &&
+      record.message === undefined &&
+      record.cancelRequested !== true &&
+      record.error === undefined;
+    this.request = record.request;
+    this.uri = record.request.uri;
+    this.estimatedMs = record.request.estimatedMs;
+    this.attempts = record.attempts;
+    this.submittedSecond = second;
+    this.submittedMilli = submittedAt - second * 1000;
   }
 }
 

@@ -1,5 +1,10 @@
 /** Smallest table, in slots. */
 const MIN_CAPACITY = 16;
+/**
+ * A table shrinks only above this many slots (half a megabyte of slots): a queue that fills and
+ * drains by the thousand would otherwise reallocate its table on every wave.
+ */
+const SHRINK_ABOVE = 1 << 15;
 
 /**
  * Items by their string `key`: an open-addressing hash table with linear probing. Each slot is a
@@ -90,7 +95,7 @@ export class KeyTable<T extends { readonly key: string }> {
     this.#size--;
     // A drained queue gives its memory back (the bound leaves room so that a size hovering
     // around a threshold does not resize back and forth).
-    if (capacity > MIN_CAPACITY && this.#size * 8 < capacity) this.#resize(capacity / 2);
+    if (capacity > SHRINK_ABOVE && this.#size * 8 < capacity) this.#resize(capacity / 2);
     return true;
   }
 

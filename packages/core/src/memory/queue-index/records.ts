@@ -28,6 +28,24 @@ function base(prev: QueueRecord, state: QueueState, readyAt: number, attempts: n
 /** A new pending record for an enqueued entry. */
 export function newPendingRecord(entry: NewQueueEntry, seq: number, now: number): QueueRecord {
   const request = entry.request;
+  const expiresAt = entry.pendingExpiresAt;
+  if (request.owner === undefined && expiresAt !== undefined) {
+    // The usual submit, as one literal: allocated at its final size (a field added later goes to
+    // a separate property store, one more object per record).
+    return {
+      key: entry.key,
+      request,
+      state: 'pending',
+      group: request.group,
+      priority: request.priority,
+      seq,
+      submittedAt: now,
+      readyAt: now,
+      attempts: 0,
+      maxAttempts: entry.maxAttempts,
+      pendingExpiresAt: expiresAt,
+    };
+  }
   const r: MutableRecord = {
     key: entry.key,
     request,
@@ -56,6 +74,25 @@ export function runningRecord(
   leaseExpiresAt: number,
   workerId: string,
 ): QueueRecord {
+  if (prev.owner === undefined && prev.error === undefined) {
+    // The usual claim, as one literal (see newPendingRecord).
+    return {
+      key: prev.key,
+      request: prev.request,
+      state: 'running',
+      group: prev.group,
+      priority: prev.priority,
+      seq: prev.seq,
+      submittedAt: prev.submittedAt,
+      readyAt: prev.readyAt,
+      attempts: prev.attempts + 1,
+      maxAttempts: prev.maxAttempts,
+      startedAt: now,
+      leaseToken: token,
+      leaseExpiresAt,
+      workerId,
+    };
+  }
   const r = base(prev, 'running', prev.readyAt, prev.attempts + 1);
   r.startedAt = now;
   r.leaseToken = token;
@@ -128,6 +165,37 @@ export function finishedRecord(
   retainUntil: number | undefined,
   error: ErrorInfo | undefined,
 ): QueueRecord {
+  const { startedAt, workerId } = prev;
+  if (
+    startedAt !== undefined &&
+    workerId !== undefined &&
+    retainUntil !== undefined &&
+    error === undefined &&
+    prev.owner === undefined &&
+    prev.pendingExpiresAt === undefined &&
+    prev.progress === undefined &&
+    prev.message === undefined &&
+    prev.cancelRequested === undefined &&
+    prev.error === undefined
+  ) {
+    // The usual completion of a run, as one literal (see newPendingRecord), same field order.
+    return {
+      key: prev.key,
+      request: prev.request,
+      state,
+      group: prev.group,
+      priority: prev.priority,
+      seq: prev.seq,
+      submittedAt: prev.submittedAt,
+      readyAt: prev.readyAt,
+      attempts: prev.attempts,
+      maxAttempts: prev.maxAttempts,
+      startedAt,
+      finishedAt: now,
+      workerId,
+      retainUntil,
+    };
+  }
   const r = base(prev, state, prev.readyAt, prev.attempts);
   if (prev.pendingExpiresAt !== undefined) r.pendingExpiresAt = prev.pendingExpiresAt;
   if (prev.startedAt !== undefined) r.startedAt = prev.startedAt;
