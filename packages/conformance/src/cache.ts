@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 
-import { ConflictError, PermanentError } from '@armlib/core';
+import { ConflictError, LeaseLostError, PermanentError } from '@armlib/core';
 import type { Job } from '@armlib/core';
 
 import { resolveContext, useEnv } from './context.js';
@@ -192,6 +192,38 @@ export function cacheTests(options: ConformanceOptions): void {
         'second',
       );
       expect((await cache.head('rewritten'))?.formats['csv']?.size).to.equal(6);
+    });
+
+    it('refuses a commit fenced lower than the current result, in either area (SPI)', async function () {
+      const env = await open();
+      const { cache } = env;
+      // Two holders of one key: the stale one (claimed first, fence 100) stalls; the later one
+      // (fence 200) publishes first. The stale commit must not replace it, in either area.
+      const stale = await cache.stage('fenced');
+      await stale.write('csv', bytesOf('stale'), { contentType: 'text/csv' });
+      const stalePersistent = await cache.stage('fenced');
+      await stalePersistent.write('csv', bytesOf('stale too'), { contentType: 'text/csv' });
+      const fresh = await cache.stage('fenced');
+      await fresh.write('csv', bytesOf('fresh'), { contentType: 'text/csv' });
+      const published = await fresh.commit('temporary', { fence: 200 });
+      expect(published.fence).to.equal(200);
+      for (const [staged, area] of [
+        [stale, 'temporary'],
+        [stalePersistent, 'persistent'],
+      ] as const) {
+        const error = await rejectionOf(staged.commit(area, { fence: 100 }));
+        expect(LeaseLostError.is(error), String(error)).to.equal(true);
+      }
+      expect((await cache.head('fenced'))?.area).to.equal('temporary');
+      expect(await readText(await cache.get('fenced', 'csv'))).to.equal('fresh');
+      // An equal or higher fence, or none, may replace it.
+      const again = await cache.stage('fenced');
+      await again.write('csv', bytesOf('rebuilt'), { contentType: 'text/csv' });
+      expect((await again.commit('persistent', { fence: 200 })).fence).to.equal(200);
+      const unfenced = await cache.stage('fenced');
+      await unfenced.write('csv', bytesOf('unfenced'), { contentType: 'text/csv' });
+      await unfenced.commit('temporary');
+      expect(await readText(await cache.get('fenced', 'csv'))).to.equal('unfenced');
     });
 
     it('replaces an earlier result in both areas on commit, and promotes temporary results (SPI)', async function () {

@@ -98,6 +98,7 @@ export type {
   CacheManager,
   CacheUrlOptions,
   CacheWriteOptions,
+  CommitOptions,
   ResultManifest,
   StagedResult,
 } from './spi/cache.js';

@@ -19,6 +19,8 @@ export interface StoredManifest {
   /** The folder `<area>/<key>/<commitId>/` holding this commit's formats. */
   readonly commitId: string;
   readonly formats: Readonly<Record<string, StoredFormat>>;
+  /** The commit's fence (see CommitOptions.fence in core), when it had one. */
+  readonly fence?: number;
 }
 
 /** Version of the manifest object's JSON; bumped on incompatible changes. */
@@ -30,6 +32,7 @@ interface ManifestJson {
   area: CacheArea;
   createdAt: number;
   commitId: string;
+  fence?: number;
   formats: Record<
     string,
     { size: number; contentType: string; contentEncoding?: string; stored?: { encoding: 'gzip'; size: number } }
@@ -53,6 +56,7 @@ export function encodeManifest(m: StoredManifest): string {
     area: m.area,
     createdAt: m.createdAt,
     commitId: m.commitId,
+    ...(m.fence === undefined ? {} : { fence: m.fence }),
     formats,
   };
   return JSON.stringify(json);
@@ -87,14 +91,23 @@ export function decodeManifest(text: string, objectKey: string): StoredManifest 
         ? { info, storedEncoding: 'gzip', storedSize: f.stored.size }
         : { info, storedSize: f.size };
   }
-  return { key: j.key, area: j.area as CacheArea, createdAt: j.createdAt, commitId: j.commitId, formats };
+  const base = { key: j.key, area: j.area as CacheArea, createdAt: j.createdAt, commitId: j.commitId, formats };
+  if (j.fence === undefined) return base;
+  if (typeof j.fence !== 'number' || !Number.isFinite(j.fence)) throw corrupt(objectKey, 'bad fence');
+  return { ...base, fence: j.fence };
 }
 
 /** The SPI view of a stored manifest (fresh, frozen objects: callers cannot reach the adapter's state). */
 export function publicManifest(m: StoredManifest): ResultManifest {
   const formats: Record<string, FormatInfo> = {};
   for (const [name, f] of Object.entries(m.formats)) formats[name] = Object.freeze({ ...f.info });
-  return Object.freeze({ key: m.key, area: m.area, createdAt: m.createdAt, formats: Object.freeze(formats) });
+  return Object.freeze({
+    key: m.key,
+    area: m.area,
+    createdAt: m.createdAt,
+    formats: Object.freeze(formats),
+    ...(m.fence === undefined ? {} : { fence: m.fence }),
+  });
 }
 
 function corrupt(objectKey: string, why: string, cause?: unknown): BackendError {

@@ -12,6 +12,7 @@ import {
   CACHE_AREAS,
   ClosedError,
   InvalidRequestError,
+  LeaseLostError,
   sliceRange,
   SystemClock,
   TOKENS,
@@ -107,7 +108,7 @@ export class S3CacheManager implements CacheManager {
       },
       stagedKey: (stageId, seq, format) => this.#layout.staged(stageId, seq, format),
       upload: (objectKey, data, options) => this.#upload(objectKey, data, options),
-      publish: (key, area, formats, published) => this.#publish(key, area, formats, published),
+      publish: (key, area, formats, published, fence) => this.#publish(key, area, formats, published, fence),
       discard: (keys) => this.#discard(keys),
     };
   }
@@ -447,6 +448,7 @@ export class S3CacheManager implements CacheManager {
     area: CacheArea,
     formats: ReadonlyMap<string, StagedFormat>,
     published: () => void,
+    fence?: number,
   ): Promise<ResultManifest> {
     this.#assertOpen();
     checkArea(area);
@@ -483,12 +485,20 @@ export class S3CacheManager implements CacheManager {
       await this.#discard(targets);
       throw error;
     }
+    // Fencing: a holder that stalled past its lease finds the later claim's result and publishes
+    // nothing. The check and the manifest write are two requests (S3 emulators have no conditional
+    // writes), so a stall between them is still a window: see the package README.
+    if (fence !== undefined && previous.some((m) => (m?.fence ?? Number.NEGATIVE_INFINITY) > fence)) {
+      await this.#discard(targets);
+      throw new LeaseLostError(key, `commit of '${key}' refused: a later claim already published its result`);
+    }
     const manifest: StoredManifest = {
       key,
       area,
       createdAt: this.#clock.now(),
       commitId,
       formats: Object.fromEntries(entries.map(([format, staged]) => [format, staged.stored])),
+      ...(fence === undefined ? {} : { fence }),
     };
     await this.#store.putText(this.#layout.manifest(area, key), encodeManifest(manifest), 'application/json');
     published();

@@ -1,5 +1,12 @@
-import { assertValidFormat, ConflictError, InvalidRequestError } from '@armlib/core';
-import type { CacheArea, CacheWriteOptions, FormatInfo, ResultManifest, StagedResult } from '@armlib/core';
+import { assertValidFormat, ConflictError, InvalidRequestError, LeaseLostError } from '@armlib/core';
+import type {
+  CacheArea,
+  CacheWriteOptions,
+  CommitOptions,
+  FormatInfo,
+  ResultManifest,
+  StagedResult,
+} from '@armlib/core';
 
 import type { StoredFormat } from './manifest.js';
 import type { InlineFormat, UploadedFormat } from './upload.js';
@@ -32,6 +39,7 @@ export interface StagingHost {
     area: CacheArea,
     formats: ReadonlyMap<string, StagedFormat>,
     published: () => void,
+    fence: number | undefined,
   ): Promise<ResultManifest>;
   /** Best-effort deletion of staged objects (leftovers expire under the lifecycle rule). */
   discard(objectKeys: readonly string[]): Promise<void>;
@@ -100,19 +108,27 @@ export class S3StagedResult implements StagedResult {
     return out;
   }
 
-  async commit(area: CacheArea): Promise<ResultManifest> {
+  async commit(area: CacheArea, options?: CommitOptions): Promise<ResultManifest> {
     this.#assertWritable('commit');
     if (this.#writing > 0) {
       throw new ConflictError(`cannot commit '${this.key}' while ${this.#writing} write(s) are still in progress`);
     }
     this.#state = 'committing';
     try {
-      return await this.#host.publish(this.key, area, this.#formats, () => {
-        this.#state = 'committed';
-      });
+      return await this.#host.publish(
+        this.key,
+        area,
+        this.#formats,
+        () => {
+          this.#state = 'committed';
+        },
+        options?.fence,
+      );
     } catch (error) {
       // Failed before the manifest was written: still open, so the caller may retry or abort.
       if (this.#isCommitting()) this.#state = 'open';
+      // A fenced-off commit can never succeed: its staged objects go.
+      if (LeaseLostError.is(error)) await this.abort();
       throw error;
     }
   }

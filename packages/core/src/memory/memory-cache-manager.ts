@@ -4,7 +4,14 @@ import { inject, injectable } from 'inversify';
 
 import { SystemClock } from '../clock.js';
 import type { Clock } from '../clock.js';
-import { BackendError, ClosedError, ConfigError, ConflictError, InvalidRequestError } from '../errors.js';
+import {
+  BackendError,
+  ClosedError,
+  ConfigError,
+  ConflictError,
+  InvalidRequestError,
+  LeaseLostError,
+} from '../errors.js';
 import type { ConfigIssue } from '../errors.js';
 import { assertValidFormat, assertValidKey, compareStrings } from '../keys.js';
 import { CACHE_AREAS } from '../model.js';
@@ -17,6 +24,7 @@ import type {
   CacheManager,
   CacheUrlOptions,
   CacheWriteOptions,
+  CommitOptions,
   ResultManifest,
   StagedResult,
 } from '../spi/cache.js';
@@ -95,7 +103,7 @@ export class MemoryCacheManager implements CacheManager {
       assertOpen: () => {
         this.#assertOpen();
       },
-      publish: (key, area, formats) => this.#publish(key, area, formats),
+      publish: (key, area, formats, fence) => this.#publish(key, area, formats, fence),
     };
     this[SYNC_OPS] = {
       owner: this,
@@ -251,9 +259,15 @@ export class MemoryCacheManager implements CacheManager {
   }
 
   /** The commit point: synchronous, so no reader ever sees the key in both areas or half-written. */
-  #publish(key: string, area: CacheArea, staged: StagedFormats): ResultManifest {
+  #publish(key: string, area: CacheArea, staged: StagedFormats, fence?: number): ResultManifest {
     this.#assertOpen();
     checkArea(area);
+    if (fence !== undefined) {
+      const current = (this.#persistent.get(key) ?? this.#temporary.peek(key))?.manifest.fence;
+      if (current !== undefined && current > fence) {
+        throw new LeaseLostError(key, `commit of '${key}' refused: a later claim already published its result`);
+      }
+    }
     const { infos, data } = staged;
     let bytes = 0;
     let count = 0;
@@ -271,12 +285,11 @@ export class MemoryCacheManager implements CacheManager {
     }
     // The staged objects become the committed ones (nothing writes to them after a commit): the
     // infos (each frozen already) are frozen as the manifest's formats, the bytes kept as they are.
-    const manifest: ResultManifest = Object.freeze({
-      key,
-      area,
-      createdAt: this.#clock.now(),
-      formats: Object.freeze(infos),
-    });
+    const manifest: ResultManifest = Object.freeze(
+      fence === undefined
+        ? { key, area, createdAt: this.#clock.now(), formats: Object.freeze(infos) }
+        : { key, area, createdAt: this.#clock.now(), formats: Object.freeze(infos), fence },
+    );
     // The overhead is capped so that any result whose data fits is admitted (the LRU would not store it).
     const charge = Math.min(bytes + RESULT_OVERHEAD_BYTES + FORMAT_OVERHEAD_BYTES * count, max);
     // Setting a key replaces it in its own area; only the other area needs an explicit delete.
@@ -307,7 +320,7 @@ interface StagedFormats {
 
 interface StagingHost {
   assertOpen(): void;
-  publish(key: string, area: CacheArea, staged: StagedFormats): ResultManifest;
+  publish(key: string, area: CacheArea, staged: StagedFormats, fence?: number): ResultManifest;
 }
 
 /**
@@ -385,16 +398,16 @@ class MemoryStagedResult implements SyncStagedResult {
     return { ...this.#formats.infos };
   }
 
-  commit(area: CacheArea): Promise<ResultManifest> {
-    return run(() => this.commitNow(area));
+  commit(area: CacheArea, options?: CommitOptions): Promise<ResultManifest> {
+    return run(() => this.commitNow(area, options?.fence));
   }
 
-  commitNow(area: CacheArea): ResultManifest {
+  commitNow(area: CacheArea, fence?: number): ResultManifest {
     this.#assertWritable('commit');
     if (this.#writing > 0) {
       throw new ConflictError(`cannot commit '${this.key}' while ${this.#writing} write(s) are still in progress`);
     }
-    const manifest = this.#host.publish(this.key, area, this.#formats);
+    const manifest = this.#host.publish(this.key, area, this.#formats, fence);
     this.#state = 'committed';
     return manifest;
   }

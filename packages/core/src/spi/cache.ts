@@ -9,6 +9,21 @@ export interface ResultManifest {
   /** Commit time, epoch ms. */
   readonly createdAt: number;
   readonly formats: Readonly<Record<string, FormatInfo>>;
+  /** The fence the result was committed with (see {@link CommitOptions.fence}), when it had one. */
+  readonly fence?: number;
+}
+
+/** Options of {@link StagedResult.commit}. */
+export interface CommitOptions {
+  /**
+   * Orders commits of one key by the claims that made them: the worker runtime passes the time
+   * its claim started, so a later claim of the same key has a higher fence. A commit whose fence
+   * is lower than that of the key's current result (in either area) is refused with
+   * `LeaseLostError` and publishes nothing: a worker that stalled past its lease cannot replace
+   * the result of the worker that took the request over. Absent: no check (and the result has
+   * no fence, so any later commit may replace it).
+   */
+  readonly fence?: number;
 }
 
 /** Options of {@link StagedResult.write}. */
@@ -28,8 +43,11 @@ export interface StagedResult {
   write(format: string, data: AsyncIterable<Uint8Array>, options: CacheWriteOptions): Promise<FormatInfo>;
   /** Formats written so far. */
   formats(): Readonly<Record<string, FormatInfo>>;
-  /** Publishes every written format atomically in `area`. */
-  commit(area: CacheArea): Promise<ResultManifest>;
+  /**
+   * Publishes every written format atomically in `area`, unless `options.fence` is lower than the
+   * fence of the key's current result (then it throws `LeaseLostError` and publishes nothing).
+   */
+  commit(area: CacheArea, options?: CommitOptions): Promise<ResultManifest>;
   /** Discards the staged formats. Safe to call more than once. */
   abort(): Promise<void>;
 }

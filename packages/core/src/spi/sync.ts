@@ -75,8 +75,8 @@ export interface LiveView {
 export interface SyncStagedResult extends StagedResult {
   /** `write` of bytes already in memory (copied, as `write` copies each chunk). */
   writeBytes(format: string, bytes: Uint8Array, options: CacheWriteOptions): FormatInfo;
-  /** `commit(area)`. */
-  commitNow(area: CacheArea): ResultManifest;
+  /** `commit(area, { fence })`. */
+  commitNow(area: CacheArea, fence?: number): ResultManifest;
 }
 
 /** Synchronous twins of the cache calls a lifecycle makes. */

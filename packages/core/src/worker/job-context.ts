@@ -169,15 +169,17 @@ export class JobContext implements Job {
 
   /** {@link commit} through the cache's synchronous twins; throws what `commit` would reject with. */
   commitNow(syncCache: SyncCacheOps, area: CacheArea): ResultManifest {
-    return this.#stageNow(syncCache).commitNow(area);
+    return this.#stageNow(syncCache).commitNow(area, this.startedAt);
   }
 
   /** Publishes every written format (the commit point). */
   commit(area: CacheArea): Promise<ResultManifest> {
     // Not async: returning the adapter's promise from an async function would cost two more ticks.
+    // The fence orders this commit after those of earlier claims of the key (see CommitOptions).
+    const options = { fence: this.startedAt };
     const staged = this.#stagedResult;
-    if (staged !== undefined) return staged.commit(area);
-    return this.#stage().then((s) => s.commit(area));
+    if (staged !== undefined) return staged.commit(area, options);
+    return this.#stage().then((s) => s.commit(area, options));
   }
 
   /** Throws the staged output away. Never throws. */

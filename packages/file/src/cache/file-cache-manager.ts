@@ -14,6 +14,7 @@ import {
   ClosedError,
   ConfigError,
   InvalidRequestError,
+  LeaseLostError,
   KEY_PATTERN,
   sliceRange,
   SystemClock,
@@ -125,7 +126,7 @@ export class FileCacheManager implements CacheManager {
         this.#assertOpen();
       },
       createStagingDir: () => this.#createStagingDir(),
-      publish: (key, area, dir, formats) => this.#publish(key, area, dir, formats, this.#clock.now()),
+      publish: (key, area, dir, formats, fence) => this.#publish(key, area, dir, formats, this.#clock.now(), fence),
       release: (staged) => this.#open.delete(staged),
     };
   }
@@ -233,7 +234,14 @@ export class FileCacheManager implements CacheManager {
         if (attempt < READ_ATTEMPTS) continue;
         throw new BackendError(`file cache: '${key}' kept changing while it was promoted`, { retryable: true });
       }
-      await this.#publish(key, 'persistent', dir, found.manifest.formats, found.manifest.createdAt);
+      await this.#publish(
+        key,
+        'persistent',
+        dir,
+        found.manifest.formats,
+        found.manifest.createdAt,
+        found.manifest.fence,
+      );
       return true;
     }
   }
@@ -414,6 +422,7 @@ export class FileCacheManager implements CacheManager {
     dir: string,
     formats: Readonly<Record<string, FormatInfo>>,
     createdAt: number,
+    fence?: number,
   ): Promise<ResultManifest> {
     this.#assertOpen();
     checkArea(area);
@@ -438,7 +447,22 @@ export class FileCacheManager implements CacheManager {
     if (this.#durable) await syncDir(keyDir);
     // A key directory made just now has no earlier result (the usual case: a new key).
     const previous = fresh ? undefined : readQuietly(keyDir, key, area);
-    const stored: StoredManifest = { key, area, createdAt, commit, formats: copyFormats(formats) };
+    // The fence check runs right before the manifest rename, with no await in between (unless
+    // durable, where the manifest file is fsynced first): a holder that stalled past its lease
+    // finds the result of the later claim and publishes nothing.
+    if (fence !== undefined && this.#fencedOff(key, fence, previous, other)) {
+      removeQuietly(join(keyDir, commit));
+      collectKeyDir(keyDir, previous?.commit);
+      throw new LeaseLostError(key, `commit of '${key}' refused: a later claim already published its result`);
+    }
+    const stored: StoredManifest = {
+      key,
+      area,
+      createdAt,
+      commit,
+      formats: copyFormats(formats),
+      ...(fence === undefined ? {} : { fence }),
+    };
     await writeManifest(keyDir, stored, this.#durable);
     // The result this one replaced goes (no manifest names it any more, none ever will again).
     if (previous !== undefined && previous.commit !== commit) removeQuietly(join(keyDir, previous.commit));
@@ -457,6 +481,12 @@ export class FileCacheManager implements CacheManager {
       else await this.#remove(other, key, rival.manifest.commit);
     }
     return publicManifest(stored);
+  }
+
+  /** True when the key's current result, in either area, was committed with a fence above `fence`. */
+  #fencedOff(key: string, fence: number, sameArea: StoredManifest | undefined, other: CacheArea): boolean {
+    const rival = this.#find(key, other)?.manifest;
+    return (sameArea?.fence ?? Number.NEGATIVE_INFINITY) > fence || (rival?.fence ?? Number.NEGATIVE_INFINITY) > fence;
   }
 
   /**

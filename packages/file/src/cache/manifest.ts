@@ -49,6 +49,7 @@ export async function writeManifest(keyDir: string, manifest: StoredManifest, du
     createdAt: manifest.createdAt,
     commit: manifest.commit,
     formats: manifest.formats,
+    ...(manifest.fence === undefined ? {} : { fence: manifest.fence }),
   });
   try {
     const fd = fs.openSync(temp, CREATE_FLAGS, 0o644);
@@ -78,6 +79,7 @@ export function publicManifest(stored: StoredManifest): ResultManifest {
     area: stored.area,
     createdAt: stored.createdAt,
     formats: Object.freeze(formats),
+    ...(stored.fence === undefined ? {} : { fence: stored.fence }),
   });
 }
 
@@ -102,7 +104,10 @@ function parseManifest(text: string, key: string, area: CacheArea, path: string)
   for (const [name, value] of Object.entries(rawFormats)) {
     formats[name] = parseFormat(name, value, path);
   }
-  return { key, area, createdAt, commit, formats };
+  const fence = m['fence'];
+  if (fence === undefined) return { key, area, createdAt, commit, formats };
+  if (typeof fence !== 'number' || !Number.isFinite(fence)) throw corrupt(path, 'bad fence');
+  return { key, area, createdAt, commit, formats, fence };
 }
 
 function parseFormat(name: string, value: unknown, path: string): FormatInfo {

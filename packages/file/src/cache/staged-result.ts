@@ -1,8 +1,15 @@
 import * as fs from 'node:fs';
 import { join } from 'node:path';
 
-import { assertValidFormat, ConflictError, InvalidRequestError } from '@armlib/core';
-import type { CacheArea, CacheWriteOptions, FormatInfo, ResultManifest, StagedResult } from '@armlib/core';
+import { assertValidFormat, ConflictError, InvalidRequestError, LeaseLostError } from '@armlib/core';
+import type {
+  CacheArea,
+  CacheWriteOptions,
+  CommitOptions,
+  FormatInfo,
+  ResultManifest,
+  StagedResult,
+} from '@armlib/core';
 
 import { fsError, removeQuietly } from './fs-util.js';
 import { writeNewFile } from './write-file.js';
@@ -19,6 +26,7 @@ export interface StagingHost {
     area: CacheArea,
     dir: string,
     formats: Readonly<Record<string, FormatInfo>>,
+    fence: number | undefined,
   ): Promise<ResultManifest>;
   /** The staging is finished (committed or aborted): the cache stops tracking it. */
   release(staged: FileStagedResult): void;
@@ -104,7 +112,7 @@ export class FileStagedResult implements StagedResult {
     return copy;
   }
 
-  async commit(area: CacheArea): Promise<ResultManifest> {
+  async commit(area: CacheArea, options?: CommitOptions): Promise<ResultManifest> {
     this.#assertWritable('commit');
     if (this.#writing > 0) {
       throw new ConflictError(
@@ -112,7 +120,14 @@ export class FileStagedResult implements StagedResult {
       );
     }
     const dir = this.#stagingDir();
-    const manifest = await this.#host.publish(this.key, area, dir, this.#formats);
+    let manifest: ResultManifest;
+    try {
+      manifest = await this.#host.publish(this.key, area, dir, this.#formats, options?.fence);
+    } catch (error) {
+      // A refused (fenced-off) commit discards its staging: nothing of it may ever show.
+      if (LeaseLostError.is(error)) await this.abort();
+      throw error;
+    }
     this.#state = 'committed';
     this.#host.release(this);
     return manifest;

@@ -1,4 +1,5 @@
 import type {
+  CommitOptions,
   CacheArea,
   CacheCapabilities,
   CachedBody,
@@ -49,12 +50,12 @@ class LoggingStagedResult implements StagedResult {
     return this.#inner.formats();
   }
 
-  async commit(area: CacheArea): Promise<ResultManifest> {
+  async commit(area: CacheArea, options?: CommitOptions): Promise<ResultManifest> {
     const t0 = Date.now();
     this.#log.write({ ev: 'commit-start', key: this.key });
     this.#onPhase?.('commit', this.key);
     try {
-      const manifest = await this.#inner.commit(area);
+      const manifest = await this.#inner.commit(area, options);
       this.#log.write({ ev: 'commit', t0, key: this.key, formats: Object.keys(manifest.formats).sort() });
       return manifest;
     } catch (error) {
