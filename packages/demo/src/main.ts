@@ -19,6 +19,14 @@ if (!Number.isFinite(workScale) || workScale < 0) {
   process.exit(2);
 }
 
+const dir = process.env['ARMLIB_DIR'] ?? './var/armlib';
+process.stdout.write(
+  process.env['ARMLIB_CONFIG'] === undefined
+    ? `Backend: the default configuration, the file backend under ${dir}. Results of earlier runs are ` +
+        `served from its cache; delete ${dir} to start over.\n\n`
+    : `Backend: the configuration in ${process.env['ARMLIB_CONFIG']}.\n\n`,
+);
+
 try {
   await runDemo({ outDir: resolve(values.out), workScale, ...(values.plain ? { live: false } : {}) });
 } catch (error) {
