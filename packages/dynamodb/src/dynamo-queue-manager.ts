@@ -1,0 +1,1149 @@
+import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import {
+  ClosedError,
+  ConflictError,
+  InvalidRequestError,
+  LeaseLostError,
+  QUEUE_STATES,
+  QueueFullError,
+  QuotaExceededError,
+  SystemClock,
+  TOKENS,
+} from '@armlib/core';
+import type {
+  ActivityBucket,
+  CancelOptions,
+  CancelResult,
+  ClaimOptions,
+  Clock,
+  CompleteOptions,
+  EnqueueOptions,
+  EnqueueResult,
+  ErrorInfo,
+  FailOptions,
+  HeartbeatOptions,
+  HeartbeatResult,
+  Lease,
+  NewQueueEntry,
+  QueueCapabilities,
+  QueueCounts,
+  QueueListPage,
+  QueueListQuery,
+  QueueManager,
+  QueueRecord,
+  QueueState,
+  ReleaseOptions,
+  SweepOptions,
+  SweepResult,
+  UriStats,
+  WorkerCapacity,
+} from '@armlib/core';
+import { inject, injectable } from 'inversify';
+
+import { A, decodeRecord, encodeError, encodeRequest, isExpired, isFinished, ttlSeconds } from './codec.js';
+import type { Item } from './codec.js';
+import { Db } from './db.js';
+import { Expr } from './expr.js';
+import { GroupSlots, needsGroupItem, policyOf } from './groups.js';
+import type { GroupItemState } from './groups.js';
+import {
+  KEY_ATTRS,
+  leasePk,
+  leaseSk,
+  leaseSkBound,
+  leaseSkDeadline,
+  PAUSE_SK,
+  pauseKey,
+  PENDING_SK_MIN,
+  pendingPk,
+  pendingSk,
+  recordPk,
+  recordSk,
+  SeqSource,
+  WORK_INDEX,
+  workShard,
+} from './layout.js';
+import { resolveClient, resolveDynamoOptions } from './options.js';
+import type { DynamoQueueManagerOptions, ResolvedDynamoOptions } from './options.js';
+import { LiveCounts } from './live-counts.js';
+import { ActivityBuffer, DurationBuffer, WorkerRegistry } from './side-stats.js';
+import { ensureTable } from './table.js';
+import type { EnsureTableResult } from './table.js';
+
+const LEASE_EXPIRED: ErrorInfo = Object.freeze({
+  code: 'LEASE_EXPIRED',
+  message: 'lease expired on the last attempt',
+  retryable: false,
+});
+const STATE_SET: ReadonlySet<string> = new Set(QUEUE_STATES);
+/** Pending-index pages read per shard by one claim when no candidate was found yet. */
+const MAX_CLAIM_PAGES = 10;
+const CLAIM_PAGE = 100;
+/** Conditional claim attempts per call before giving up (the worker polls again). */
+const MAX_CLAIM_TRIES = 16;
+/** Least time between two passes of the group-slot repair (and before a stale slot goes), ms. */
+const SLOT_REPAIR_MS = 60_000;
+/** How long a record read by `get` is reused by `position` (same status read), ms of real time. */
+const READ_REUSE_MS = 250;
+
+/** Pending item of the work index, as a claim sees it. */
+interface Candidate {
+  readonly key: string;
+  readonly group: string;
+  readonly readyAt: number;
+  readonly sk: string;
+}
+
+function encodeCursor(seq: number): string {
+  return Buffer.from(String(seq), 'utf8').toString('base64url');
+}
+
+function decodeCursor(cursor: string): number {
+  const text = Buffer.from(cursor, 'base64url').toString('utf8');
+  const seq = /^\d{1,16}$/.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isSafeInteger(seq) || encodeCursor(seq) !== cursor) {
+    throw new InvalidRequestError('cursor', 'is not a cursor returned by a previous list call');
+  }
+  return seq;
+}
+
+function checkLeaseMs(leaseMs: number): void {
+  if (!(leaseMs > 0) || !Number.isFinite(leaseMs)) {
+    throw new InvalidRequestError('leaseMs', `must be a positive number of ms, got ${String(leaseMs)}`);
+  }
+}
+
+/**
+ * The DynamoDB queue: many processes on many hosts share one table.
+ *
+ * - Records live in `R#<n>` partitions (n from a hash of the key), so a key is one GetItem away
+ *   and list/counts/prune Query the partitions — there is no Scan anywhere.
+ * - Pending records carry the keys of the sparse, sharded `work` index (`P#<shard>`, sorted by
+ *   inverted priority then seq); a claim Queries the shards, picks the best ready candidate
+ *   (priority, FIFO, group fairness, intervals, caps, pause) and claims it with a conditional
+ *   UpdateItem that issues a fresh random lease token and moves the entry to the lease partition
+ *   (`L#<shard>`, sorted by the first lease deadline) where sweeps find expired leases.
+ * - Every transition is a conditional write; every fenced call conditions on `leaseToken = :t`.
+ * - Finished records carry a TTL attribute (`xt`, epoch seconds) from `retainUntil`; reads ignore
+ *   records past it, as DynamoDB deletes them lazily.
+ * - Seq numbers come from the clock (ms × 2^11 + random bits), not from a counter item; activity and
+ *   duration statistics are buffered in the process and flushed periodically.
+ *
+ * Due transitions happen in {@link DynamoQueueManager.sweep} only. See the package README for the
+ * request-unit cost of a lifecycle and the bounds of what is approximate.
+ */
+@injectable()
+export class DynamoQueueManager implements QueueManager {
+  /** Positions are estimates; shared by every process on the table; 1 ms resolution. */
+  readonly capabilities: QueueCapabilities = Object.freeze({
+    exactPosition: false,
+    sharedAcrossProcesses: true,
+    clockGranularityMs: 1,
+  });
+
+  /** The table this queue uses. */
+  readonly tableName: string;
+  /** This instance's id (names its activity items). */
+  readonly instanceId = randomUUID();
+
+  readonly #clock: Clock;
+  readonly #options: ResolvedDynamoOptions;
+  readonly #client: DynamoDBClient;
+  readonly #ownsClient: boolean;
+  readonly #db: Db;
+  readonly #seq = new SeqSource();
+  readonly #groups: GroupSlots;
+  readonly #activity: ActivityBuffer;
+  readonly #durations: DurationBuffer;
+  readonly #workers: WorkerRegistry;
+  readonly #live: LiveCounts;
+  /** Last claim per group by this process (fairness between groups without a policy item). */
+  readonly #lastClaim = new Map<string, { at: number; seq: number }>();
+  #claimSeq = 0;
+  #ready: Promise<EnsureTableResult | undefined> | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #flushing: Promise<void> | undefined;
+  #closed = false;
+  #lastRead: { key: string; record: QueueRecord | undefined; at: number } | undefined;
+
+  /**
+   * @param options - see {@link DynamoQueueManagerOptions}; invalid values throw `ConfigError`.
+   * @param clock - time source of every timestamp and expiry.
+   */
+  constructor(
+    @inject(TOKENS.QueueOptions) options: DynamoQueueManagerOptions = {},
+    @inject(TOKENS.Clock) clock: Clock = new SystemClock(),
+  ) {
+    this.#options = resolveDynamoOptions(options);
+    this.tableName = this.#options.tableName;
+    this.#clock = clock;
+    const { client, owned } = resolveClient(options);
+    this.#client = client;
+    this.#ownsClient = owned;
+    this.#db = new Db(client, this.tableName);
+    this.#groups = new GroupSlots(this.#db);
+    this.#activity = new ActivityBuffer(this.#db, this.instanceId);
+    this.#durations = new DurationBuffer(this.#db, this.#options.statsCacheMs);
+    this.#workers = new WorkerRegistry(this.#db, this.#options.statsCacheMs);
+    this.#live = new LiveCounts(this.#db, this.#options.shards, this.#options.capsRefreshMs);
+  }
+
+  /** The underlying SDK client (for middleware in tests and the cost helper). */
+  get client(): DynamoDBClient {
+    return this.#client;
+  }
+
+  /** Creates the table when missing (idempotent); see {@link ensureTable}. */
+  async ensureTable(): Promise<EnsureTableResult> {
+    return ensureTable(this.#client, this.tableName);
+  }
+
+  // ---------------------------------------------------------------- enqueue
+
+  async enqueue(entry: NewQueueEntry, options: EnqueueOptions): Promise<EnqueueResult> {
+    const now = await this.#begin();
+    if (!Number.isSafeInteger(entry.maxAttempts) || entry.maxAttempts < 1) {
+      throw new InvalidRequestError('maxAttempts', `must be an integer >= 1, got ${String(entry.maxAttempts)}`);
+    }
+    const request = entry.request;
+    const key = entry.key;
+    const limits = options.limits;
+    const capped =
+      limits.maxQueueLength !== undefined ||
+      limits.groupMaxQueueLength !== undefined ||
+      (limits.maxPendingPerOwner !== undefined && request.owner !== undefined);
+    for (let attempt = 0; attempt < 8; attempt++) {
+      if (capped) {
+        const refusal = await this.#live.check(limits, request.group, request.owner, now);
+        if (refusal !== undefined) {
+          // A live record is returned as is, without any cap check.
+          const live = await this.#readLive(key, now);
+          if (live !== undefined)
+            return { outcome: 'existing', record: (await this.#joinSticky(live, entry, now)) ?? live };
+          if (refusal.kind === 'owner') throw new QuotaExceededError(refusal.owner, refusal.limit);
+          throw refusal.group === undefined
+            ? new QueueFullError(refusal.limit)
+            : new QueueFullError(refusal.limit, refusal.group);
+        }
+      }
+      const seq = this.#seq.next(now);
+      const shard = workShard(key, this.#options.shards);
+      const sk = pendingSk(request.priority, seq);
+      const item: Item = {
+        [KEY_ATTRS.pk]: recordPk(key, this.#options.recordShards),
+        [KEY_ATTRS.sk]: recordSk(key),
+        [A.key]: key,
+        [A.request]: encodeRequest(request),
+        [A.state]: 'pending',
+        [A.group]: request.group,
+        [A.priority]: request.priority,
+        [A.seq]: seq,
+        [A.submittedAt]: now,
+        [A.readyAt]: now,
+        [A.attempts]: 0,
+        [A.maxAttempts]: entry.maxAttempts,
+        ps: sk,
+        [KEY_ATTRS.workPk]: pendingPk(shard),
+        [KEY_ATTRS.workSk]: sk,
+      };
+      if (request.sticky === true) item[A.sticky] = true;
+      if (request.owner !== undefined) item[A.owner] = request.owner;
+      if (entry.pendingExpiresAt !== undefined) item[A.pendingExpiresAt] = entry.pendingExpiresAt;
+      const e = new Expr();
+      const condition = `attribute_not_exists(${e.n(KEY_ATTRS.pk)}) OR NOT (${e.n(A.state)} IN (${e.v('pending')}, ${e.v('running')}))`;
+      const out = await this.#db.put(
+        { Item: item, ConditionExpression: condition, ...e.attributes() },
+        'PutItem(enqueue)',
+      );
+      this.#forget(key);
+      // DynamoDB returns the item that failed the condition; dynalite does not, so it is read.
+      const old = out.ok
+        ? undefined
+        : decodeRecord(out.old ?? (await this.#db.get(this.#recordKey(key), 'GetItem(record)')));
+      // A retried put whose first attempt landed (its answer was lost) finds its own record.
+      if (out.ok || (old?.seq === seq && old.state === 'pending')) {
+        this.#live.adjust(request.group, request.owner, undefined, 'pending');
+        this.#activity.record('submitted', request.group, now);
+        this.#scheduleFlush();
+        const record = decodeRecord(item);
+        if (record === undefined) throw new Error('unreachable: a fresh record item did not decode');
+        return { outcome: 'created', record };
+      }
+      const live = old !== undefined && !isFinished(old.state) ? old : await this.#readLive(key, now);
+      if (live === undefined) continue; // finished meanwhile: try the put again
+      const joined = await this.#joinSticky(live, entry, now);
+      if (joined !== undefined) return { outcome: 'existing', record: joined };
+    }
+    throw new ConflictError(`enqueue of '${key}' kept racing with other writers; try again`);
+  }
+
+  /** The live record, made sticky when the entry is and it is not; undefined when it finished meanwhile. */
+  async #joinSticky(live: QueueRecord, entry: NewQueueEntry, now: number): Promise<QueueRecord | undefined> {
+    if (entry.request.sticky !== true || live.request.sticky === true) return live;
+    const e = new Expr();
+    e.set(A.sticky, true);
+    const out = await this.#db.update(
+      {
+        Key: this.#recordKey(live.key),
+        UpdateExpression: e.update(),
+        ConditionExpression: `${e.n(A.state)} IN (${e.v('pending')}, ${e.v('running')})`,
+        ...e.attributes(),
+      },
+      'UpdateItem(sticky)',
+    );
+    this.#forget(live.key);
+    if (!out.ok) {
+      const again = await this.#readLive(live.key, now);
+      return again === undefined ? undefined : this.#joinSticky(again, entry, now);
+    }
+    return decodeRecord(out.item);
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  async get(key: string): Promise<QueueRecord | undefined> {
+    const now = await this.#begin();
+    const record = await this.#read(key, now);
+    this.#lastRead = { key, record, at: performance.now() };
+    return record;
+  }
+
+  async position(key: string): Promise<number | undefined> {
+    const now = await this.#begin();
+    // The manager reads the record and then its position: the record just read is reused.
+    const last = this.#lastRead;
+    const record =
+      last !== undefined && last.key === key && performance.now() - last.at < READ_REUSE_MS
+        ? last.record
+        : await this.#read(key, now);
+    if (record?.state !== 'pending') return undefined;
+    const mine = pendingSk(record.priority, record.seq);
+    // Every shard counts its entries up to this one (its own shard includes it): one small Query each.
+    const counts = await Promise.all(
+      Array.from({ length: this.#options.shards }, async (_, shard) => {
+        const { count } = await this.#db.queryAll(
+          {
+            IndexName: WORK_INDEX,
+            KeyConditionExpression: '#gk = :gk AND #gs BETWEEN :lo AND :hi',
+            ExpressionAttributeNames: { '#gk': KEY_ATTRS.workPk, '#gs': KEY_ATTRS.workSk },
+            ExpressionAttributeValues: { ':gk': pendingPk(shard), ':lo': PENDING_SK_MIN, ':hi': mine },
+            Select: 'COUNT',
+          },
+          'Query(position)',
+        );
+        return count;
+      }),
+    );
+    return Math.max(
+      1,
+      counts.reduce((a, b) => a + b, 0),
+    );
+  }
+
+  // ---------------------------------------------------------------- claim
+
+  async claim(options: ClaimOptions): Promise<Lease | undefined> {
+    const now = await this.#begin();
+    checkLeaseMs(options.leaseMs);
+    const allowed = options.groups === undefined ? undefined : new Set(options.groups);
+    const policyGroups = Object.keys(options.policies).filter(
+      (g) => needsGroupItem(options.policies[g]) && (allowed === undefined || allowed.has(g)),
+    );
+    const groupItems = policyGroups.length > 0 ? await this.#groups.readAll() : new Map<string, GroupItemState>();
+    const blocked = new Set<string>();
+    const readyTime = (group: string): number | undefined => {
+      const policy = policyOf(options, group);
+      const item = groupItems.get(group);
+      if (policy?.maxConcurrent !== undefined && (item?.running ?? 0) >= policy.maxConcurrent) return undefined;
+      const last = Math.max(this.#lastClaim.get(group)?.at ?? -Infinity, item?.lastClaimAt ?? -Infinity);
+      const ready = last + (policy?.minIntervalMs ?? 0);
+      return ready > now ? undefined : ready;
+    };
+    const eligible = (c: Candidate): boolean =>
+      c.readyAt <= now &&
+      (allowed === undefined || allowed.has(c.group)) &&
+      !blocked.has(c.group) &&
+      readyTime(c.group) !== undefined;
+
+    const read = await this.#readCandidates(eligible);
+    if (read === 'paused') return undefined;
+    const candidates = read.filter(eligible);
+    const tried = new Set<string>();
+    for (let tries = 0; tries < MAX_CLAIM_TRIES; tries++) {
+      const pick = this.#pick(candidates, tried, blocked, readyTime);
+      if (pick === undefined) return undefined;
+      tried.add(pick.key);
+      const lease = await this.#claimOne(pick, options, now, groupItems);
+      if (lease === 'group-blocked') {
+        blocked.add(pick.group);
+        continue;
+      }
+      if (lease !== undefined) return lease;
+    }
+    return undefined;
+  }
+
+  /** Reads the head of every pending shard, more pages where nothing eligible was found; 'paused' when a pause marker is there. */
+  async #readCandidates(eligible: (c: Candidate) => boolean): Promise<Candidate[] | 'paused'> {
+    // Set by any shard's reader (an object, so the flow analysis sees the writes in the callbacks).
+    const seen = { paused: false };
+    const perShard = await Promise.all(
+      Array.from({ length: this.#options.shards }, async (_, shard) => {
+        const out: Candidate[] = [];
+        let start: Item | undefined;
+        for (let page = 0; page < MAX_CLAIM_PAGES; page++) {
+          const res = await this.#db.queryPage(
+            {
+              IndexName: WORK_INDEX,
+              KeyConditionExpression: '#gk = :gk',
+              ExpressionAttributeNames: { '#gk': KEY_ATTRS.workPk },
+              ExpressionAttributeValues: { ':gk': pendingPk(shard) },
+              Limit: CLAIM_PAGE,
+              ...(start === undefined ? {} : { ExclusiveStartKey: start }),
+            },
+            'Query(claim)',
+          );
+          let found = false;
+          for (const item of res.items) {
+            const sk = item[KEY_ATTRS.workSk];
+            if (sk === PAUSE_SK) {
+              seen.paused = true;
+              return out;
+            }
+            const key = item[A.key];
+            const group = item[A.group];
+            const readyAt = item[A.readyAt];
+            if (typeof key !== 'string' || typeof group !== 'string' || typeof sk !== 'string') continue;
+            const c: Candidate = { key, group, readyAt: typeof readyAt === 'number' ? readyAt : 0, sk };
+            out.push(c);
+            if (eligible(c)) found = true;
+          }
+          start = res.next;
+          if (found || start === undefined) break;
+        }
+        return out;
+      }),
+    );
+    return seen.paused ? 'paused' : perShard.flat();
+  }
+
+  /**
+   * The next candidate to try: per group its head (lowest sort key: priority, then seq); the
+   * group with the highest head priority, then the earliest ready time (fairness), then the one
+   * claimed least recently here, then the name.
+   */
+  #pick(
+    candidates: Candidate[],
+    tried: Set<string>,
+    blocked: Set<string>,
+    readyTime: (group: string) => number | undefined,
+  ): Candidate | undefined {
+    const heads = new Map<string, Candidate>();
+    for (const c of candidates) {
+      if (tried.has(c.key) || blocked.has(c.group)) continue;
+      const head = heads.get(c.group);
+      if (head === undefined || c.sk < head.sk) heads.set(c.group, c);
+    }
+    let best: { c: Candidate; ready: number; last: number } | undefined;
+    for (const c of heads.values()) {
+      const ready = readyTime(c.group);
+      if (ready === undefined) continue;
+      const last = this.#lastClaim.get(c.group)?.seq ?? -1;
+      if (best === undefined) {
+        best = { c, ready, last };
+        continue;
+      }
+      // Sort keys start with the inverted priority, so comparing their first 7 characters compares priorities.
+      const p = c.sk.slice(0, 7);
+      const q = best.c.sk.slice(0, 7);
+      const better =
+        p !== q
+          ? p < q
+          : ready !== best.ready
+            ? ready < best.ready
+            : last !== best.last
+              ? last < best.last
+              : c.group < best.c.group;
+      if (better) best = { c, ready, last };
+    }
+    return best?.c;
+  }
+
+  async #claimOne(
+    c: Candidate,
+    options: ClaimOptions,
+    now: number,
+    groupItems: Map<string, GroupItemState>,
+  ): Promise<Lease | undefined | 'group-blocked'> {
+    const token = randomUUID();
+    const leaseExpiresAt = now + options.leaseMs;
+    const policy = policyOf(options, c.group);
+    let slot: { prevLc: number | undefined } | undefined;
+    if (needsGroupItem(policy) && policy !== undefined) {
+      const taken = await this.#groups.take(c.group, policy, c.key, token, now);
+      if (taken === false) return 'group-blocked';
+      slot = taken;
+    }
+    const shard = workShard(c.key, this.#options.shards);
+    const e = new Expr();
+    e.set(A.state, 'running')
+      .setRaw(`${e.n(A.attempts)} = ${e.n(A.attempts)} + ${e.v(1)}`)
+      .set(A.startedAt, now)
+      .set(A.leaseToken, token)
+      .set(A.leaseExpiresAt, leaseExpiresAt)
+      .set(A.workerId, options.workerId)
+      .set(KEY_ATTRS.workPk, leasePk(shard))
+      .set(KEY_ATTRS.workSk, leaseSk(leaseExpiresAt, c.key))
+      .remove(A.pendingExpiresAt, A.progress, A.message, A.cancelRequested);
+    if (slot === undefined) e.remove(A.groupSlot);
+    else e.set(A.groupSlot, true);
+    const condition = `${e.n(A.state)} = ${e.v('pending')} AND ${e.n(KEY_ATTRS.workSk)} = ${e.v(c.sk)} AND ${e.n(A.readyAt)} <= ${e.v(now)}`;
+    const out = await this.#db.update(
+      { Key: this.#recordKey(c.key), UpdateExpression: e.update(), ConditionExpression: condition, ...e.attributes() },
+      'UpdateItem(claim)',
+    );
+    this.#forget(c.key);
+    // A retried update whose first attempt landed shows this claim's token: it is ours.
+    const current = out.ok ? undefined : (out.old ?? (await this.#db.get(this.#recordKey(c.key), 'GetItem(record)')));
+    const landed = current?.[A.leaseToken] === token ? current : undefined;
+    if (!out.ok && landed === undefined) {
+      if (slot !== undefined) await this.#groups.release(c.group, c.key, token, { prev: slot.prevLc, now });
+      return undefined;
+    }
+    const record = decodeRecord(out.ok ? out.item : landed);
+    if (record === undefined) throw new Error('unreachable: a claimed record did not decode');
+    if (slot !== undefined) {
+      const item = groupItems.get(c.group);
+      groupItems.set(c.group, { running: (item?.running ?? 0) + 1, lastClaimAt: now });
+    }
+    this.#lastClaim.set(c.group, { at: now, seq: ++this.#claimSeq });
+    this.#live.adjust(record.group, record.owner, 'pending', 'running');
+    this.#activity.record('claimed', record.group, now);
+    this.#scheduleFlush();
+    return { token, record };
+  }
+
+  // ---------------------------------------------------------------- fenced calls
+
+  async heartbeat(key: string, token: string, options: HeartbeatOptions): Promise<HeartbeatResult> {
+    const now = await this.#begin();
+    checkLeaseMs(options.leaseMs);
+    const leaseExpiresAt = now + options.leaseMs;
+    const e = new Expr();
+    e.set(A.leaseExpiresAt, leaseExpiresAt);
+    if (options.progress !== undefined) e.set(A.progress, options.progress);
+    if (options.message !== undefined) e.set(A.message, options.message);
+    const item = await this.#fenced(key, token, now, e, 'UpdateItem(heartbeat)', false);
+    if (leaseSkDeadline(item[KEY_ATTRS.workSk]) > leaseExpiresAt) {
+      // A lease shortened below its index deadline: the index entry must come due no later than it,
+      // or a sweep would miss it (rare: workers keep one lease length).
+      const f = new Expr();
+      f.set(KEY_ATTRS.workSk, leaseSk(leaseExpiresAt, key));
+      await this.#db.update(
+        {
+          Key: this.#recordKey(key),
+          UpdateExpression: f.update(),
+          ConditionExpression: `${f.n(A.state)} = ${f.v('running')} AND ${f.n(A.leaseToken)} = ${f.v(token)}`,
+          ...f.attributes(),
+          ReturnValues: 'NONE',
+        },
+        'UpdateItem(lease index)',
+      );
+    }
+    return { cancelRequested: item[A.cancelRequested] === true, leaseExpiresAt };
+  }
+
+  async complete(key: string, token: string, options: CompleteOptions): Promise<QueueRecord> {
+    const now = await this.#begin();
+    const e = new Expr();
+    this.#finishExpr(e, 'completed', now, options.retainUntil, undefined);
+    const record = await this.#finished(
+      await this.#fenced(key, token, now, e, 'UpdateItem(complete)'),
+      token,
+      'running',
+    );
+    this.#durations.record(record.request.uri, options.durationMs);
+    this.#activity.record('completed', record.group, now);
+    this.#scheduleFlush();
+    return record;
+  }
+
+  async fail(key: string, token: string, options: FailOptions): Promise<QueueRecord> {
+    const now = await this.#begin();
+    if (options.retryAt === undefined) {
+      const e = new Expr();
+      this.#finishExpr(e, 'failed', now, options.retainUntil, options.error);
+      const record = await this.#finished(await this.#fenced(key, token, now, e, 'UpdateItem(fail)'), token, 'running');
+      this.#activity.record('failed', record.group, now);
+      this.#scheduleFlush();
+      return record;
+    }
+    if (Number.isNaN(options.retryAt)) throw new InvalidRequestError('retryAt', 'must be a time in epoch ms');
+    const e = new Expr();
+    this.#pendingAgainExpr(e, key, options.retryAt, options.error, 0);
+    const item = await this.#fencedUnlessCancel(key, token, now, e, 'UpdateItem(retry)');
+    if (item !== undefined) return this.#requeued(item, token);
+    // A retry would drop the cancel request: the cancel wins.
+    return this.#cancelRunning(key, token, now, options.retainUntil, options.error);
+  }
+
+  async release(key: string, token: string, options: ReleaseOptions): Promise<QueueRecord> {
+    const now = await this.#begin();
+    const e = new Expr();
+    this.#pendingAgainExpr(e, key, now, undefined, options.countAttempt ? 0 : -1);
+    const item = await this.#fencedUnlessCancel(key, token, now, e, 'UpdateItem(release)');
+    if (item !== undefined) return this.#requeued(item, token);
+    return this.#cancelRunning(key, token, now, options.retainUntil, undefined);
+  }
+
+  async acknowledgeCancel(key: string, token: string, options: CancelOptions): Promise<QueueRecord> {
+    const now = await this.#begin();
+    return this.#cancelRunning(key, token, now, options.retainUntil, undefined, true);
+  }
+
+  async #cancelRunning(
+    key: string,
+    token: string,
+    now: number,
+    retainUntil: number | undefined,
+    error: ErrorInfo | undefined,
+    acknowledging = false,
+  ): Promise<QueueRecord> {
+    const e = new Expr();
+    this.#finishExpr(e, 'cancelled', now, retainUntil, error);
+    const writeId = randomUUID();
+    e.set(A.writeId, writeId);
+    const out = await this.#db.update(
+      {
+        Key: this.#recordKey(key),
+        UpdateExpression: e.update(),
+        ConditionExpression: `${this.#leaseCondition(e, token, now)} AND ${e.n(A.cancelRequested)} = ${e.v(true)}`,
+        ...e.attributes(),
+      },
+      'UpdateItem(cancelled)',
+    );
+    this.#forget(key);
+    if (!out.ok) {
+      const landed = await this.#landed(key, writeId, out.old);
+      if (landed !== undefined) return this.#finished(landed, token, 'running');
+      const current = await this.#read(key, now);
+      if (acknowledging && current !== undefined && leaseValid(current, token, now)) {
+        throw new ConflictError(`cannot acknowledge a cancel of '${key}': no cancel was requested`);
+      }
+      throw new LeaseLostError(key);
+    }
+    return this.#finished(out.item, token, 'running');
+  }
+
+  async cancel(key: string, options: CancelOptions): Promise<CancelResult> {
+    const now = await this.#begin();
+    for (let attempt = 0; attempt < 8; attempt++) {
+      const prev = await this.#read(key, now);
+      if (prev === undefined) return { outcome: 'missing' };
+      if (prev.state === 'pending') {
+        const e = new Expr();
+        this.#finishExpr(e, 'cancelled', now, options.retainUntil, undefined);
+        const out = await this.#db.update(
+          {
+            Key: this.#recordKey(key),
+            UpdateExpression: e.update(),
+            ConditionExpression: `${e.n(A.state)} = ${e.v('pending')} AND ${e.n(A.seq)} = ${e.v(prev.seq)}`,
+            ...e.attributes(),
+          },
+          'UpdateItem(cancel)',
+        );
+        this.#forget(key);
+        if (out.ok) return { outcome: 'cancelled', record: await this.#finished(out.item, undefined, 'pending') };
+        continue;
+      }
+      if (prev.state === 'running') {
+        if (prev.cancelRequested === true) return { outcome: 'unchanged', record: prev };
+        const e = new Expr();
+        e.set(A.cancelRequested, true);
+        const out = await this.#db.update(
+          {
+            Key: this.#recordKey(key),
+            UpdateExpression: e.update(),
+            ConditionExpression: `${e.n(A.state)} = ${e.v('running')} AND ${e.n(A.leaseToken)} = ${e.v(prev.leaseToken ?? '')}`,
+            ...e.attributes(),
+          },
+          'UpdateItem(cancel request)',
+        );
+        this.#forget(key);
+        const record = out.ok ? decodeRecord(out.item) : undefined;
+        if (record !== undefined) return { outcome: 'requested', record };
+        continue;
+      }
+      return { outcome: 'unchanged', record: prev };
+    }
+    throw new ConflictError(`cancel of '${key}' kept racing with other writers; try again`);
+  }
+
+  // ---------------------------------------------------------------- list, counts, prune
+
+  async list(query: QueueListQuery): Promise<QueueListPage> {
+    const now = await this.#begin();
+    const limit = query.limit;
+    if (!Number.isSafeInteger(limit) || limit < 1) {
+      throw new InvalidRequestError('limit', `must be an integer >= 1, got ${String(limit)}`);
+    }
+    let states: ReadonlySet<string> | undefined;
+    if (query.states !== undefined && query.states.length > 0) {
+      for (const s of query.states) {
+        if (!STATE_SET.has(s)) throw new InvalidRequestError('states', `unknown state '${s}'`);
+      }
+      states = new Set(query.states);
+    }
+    const after = query.cursor === undefined ? -1 : decodeCursor(query.cursor);
+    const records = (await this.#allRecords(now))
+      .filter(
+        (r) =>
+          r.seq > after &&
+          (states === undefined || states.has(r.state)) &&
+          (query.group === undefined || r.group === query.group) &&
+          (query.owner === undefined || r.owner === query.owner),
+      )
+      .sort((a, b) => a.seq - b.seq);
+    const items = records.slice(0, limit);
+    const last = items[items.length - 1];
+    return records.length > limit && last !== undefined ? { items, cursor: encodeCursor(last.seq) } : { items };
+  }
+
+  async counts(): Promise<QueueCounts> {
+    const now = await this.#begin();
+    const zero = (): Record<QueueState, number> =>
+      Object.fromEntries(QUEUE_STATES.map((s) => [s, 0])) as Record<QueueState, number>;
+    const byState = zero();
+    const byGroup: Record<string, Record<QueueState, number>> = {};
+    for (const r of await this.#allRecords(now)) {
+      byState[r.state]++;
+      (byGroup[r.group] ??= zero())[r.state]++;
+    }
+    return { byState, byGroup };
+  }
+
+  async prune(finishedBefore: number): Promise<number> {
+    const now = await this.#begin();
+    if (Number.isNaN(finishedBefore)) throw new InvalidRequestError('finishedBefore', 'must be a time in epoch ms');
+    let dropped = 0;
+    for (const r of await this.#allRecords(now)) {
+      if (!isFinished(r.state) || (r.finishedAt ?? -Infinity) >= finishedBefore) continue;
+      const e = new Expr();
+      const out = await this.#db.delete(
+        {
+          Key: this.#recordKey(r.key),
+          ConditionExpression: `${e.n(A.state)} = ${e.v(r.state)} AND ${e.n(A.seq)} = ${e.v(r.seq)}`,
+          ...e.attributes(),
+        },
+        'DeleteItem(prune)',
+      );
+      this.#forget(r.key);
+      if (out.ok) dropped++;
+    }
+    return dropped;
+  }
+
+  /** Every visible record: one Query per record partition (no Scan), expired ones left out. */
+  async #allRecords(now: number): Promise<QueueRecord[]> {
+    const pages = await Promise.all(
+      Array.from({ length: this.#options.recordShards }, async (_, n) => {
+        const { items } = await this.#db.queryAll(
+          {
+            KeyConditionExpression: '#pk = :pk',
+            ExpressionAttributeNames: { '#pk': KEY_ATTRS.pk },
+            ExpressionAttributeValues: { ':pk': `R#${String(n)}` },
+            ConsistentRead: true,
+          },
+          'Query(records)',
+        );
+        return items;
+      }),
+    );
+    const out: QueueRecord[] = [];
+    for (const item of pages.flat()) {
+      const r = decodeRecord(item);
+      if (r !== undefined && !isExpired(r, now)) out.push(r);
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------------- sweep
+
+  async sweep(options: SweepOptions = {}): Promise<SweepResult> {
+    const retainUntil = options.retainUntil;
+    if (retainUntil !== undefined && Number.isNaN(retainUntil)) {
+      throw new InvalidRequestError('retainUntil', 'must be a time in epoch ms');
+    }
+    const now = await this.#begin();
+    const result = {
+      requeued: [] as QueueRecord[],
+      failed: [] as QueueRecord[],
+      expired: [] as QueueRecord[],
+      cancelled: [] as QueueRecord[],
+      dropped: 0,
+    };
+    // Both index reads at once (one round trip), then the transitions: leases first, as the model has it.
+    const [leaseKeys, expiredKeys] = await Promise.all([
+      this.#queryWork((shard) => leasePk(shard), '#gs < :bound', { ':bound': leaseSkBound(now) }),
+      this.#queryWork((shard) => pendingPk(shard), '#gs >= :lo', { ':lo': PENDING_SK_MIN }, now),
+    ]);
+    await this.#sweepLeases(leaseKeys, now, retainUntil, result);
+    await this.#sweepPendingExpiry(expiredKeys, now, retainUntil, result);
+    await this.#groups.repair(now, SLOT_REPAIR_MS, async (key) => {
+      const r = await this.#read(key, now);
+      return r?.state === 'running' ? r.leaseToken : undefined;
+    });
+    await this.#flush();
+    return result;
+  }
+
+  async #sweepLeases(keys: string[], now: number, retainUntil: number | undefined, result: SweepResult): Promise<void> {
+    for (const key of keys) {
+      const r = await this.#read(key, now);
+      if (r?.state !== 'running' || r.leaseToken === undefined || (r.leaseExpiresAt ?? Infinity) > now) continue;
+      const token = r.leaseToken;
+      const e = new Expr();
+      let kind: 'cancelled' | 'failed' | 'requeued';
+      if (r.cancelRequested === true) {
+        kind = 'cancelled';
+        this.#finishExpr(e, 'cancelled', now, retainUntil, undefined);
+      } else if (r.attempts >= r.maxAttempts) {
+        kind = 'failed';
+        this.#finishExpr(e, 'failed', now, retainUntil, LEASE_EXPIRED);
+      } else {
+        kind = 'requeued';
+        this.#pendingAgainExpr(e, key, now, undefined, 0);
+      }
+      const out = await this.#db.update(
+        {
+          Key: this.#recordKey(key),
+          UpdateExpression: e.update(),
+          ConditionExpression: `${e.n(A.state)} = ${e.v('running')} AND ${e.n(A.leaseToken)} = ${e.v(token)} AND ${e.n(A.leaseExpiresAt)} <= ${e.v(now)}`,
+          ...e.attributes(),
+        },
+        'UpdateItem(lease expiry)',
+      );
+      this.#forget(key);
+      if (!out.ok) continue;
+      if (kind === 'requeued') {
+        result.requeued.push(await this.#requeued(out.item, token));
+      } else {
+        const record = await this.#finished(out.item, token, 'running');
+        if (kind === 'failed') {
+          this.#activity.record('failed', record.group, now);
+          result.failed.push(record);
+        } else result.cancelled.push(record);
+      }
+    }
+  }
+
+  async #sweepPendingExpiry(
+    keys: string[],
+    now: number,
+    retainUntil: number | undefined,
+    result: SweepResult,
+  ): Promise<void> {
+    for (const key of keys) {
+      const e = new Expr();
+      this.#finishExpr(e, 'expired', now, retainUntil, undefined);
+      const out = await this.#db.update(
+        {
+          Key: this.#recordKey(key),
+          UpdateExpression: e.update(),
+          ConditionExpression: `${e.n(A.state)} = ${e.v('pending')} AND ${e.n(A.pendingExpiresAt)} <= ${e.v(now)} AND ${e.n(A.attempts)} = ${e.v(0)}`,
+          ...e.attributes(),
+        },
+        'UpdateItem(expire)',
+      );
+      this.#forget(key);
+      if (out.ok) result.expired.push(await this.#finished(out.item, undefined, 'pending'));
+    }
+  }
+
+  /** Keys in the work index partitions matching a sort-key condition (and, with `expiredAt`, a pending deadline passed). */
+  async #queryWork(
+    pk: (shard: number) => string,
+    skCondition: string,
+    values: Record<string, unknown>,
+    expiredAt?: number,
+  ): Promise<string[]> {
+    const shards = await Promise.all(
+      Array.from({ length: this.#options.shards }, async (_, shard) => {
+        const { items } = await this.#db.queryAll(
+          {
+            IndexName: WORK_INDEX,
+            KeyConditionExpression: `#gk = :gk AND ${skCondition}`,
+            ExpressionAttributeNames: {
+              '#gk': KEY_ATTRS.workPk,
+              '#gs': KEY_ATTRS.workSk,
+              ...(expiredAt === undefined ? {} : { '#pe': A.pendingExpiresAt }),
+            },
+            ExpressionAttributeValues: {
+              ':gk': pk(shard),
+              ...values,
+              ...(expiredAt === undefined ? {} : { ':now': expiredAt }),
+            },
+            ...(expiredAt === undefined ? {} : { FilterExpression: '#pe <= :now' }),
+          },
+          'Query(sweep)',
+        );
+        return items.map((i) => i[A.key]).filter((k): k is string => typeof k === 'string');
+      }),
+    );
+    return shards.flat();
+  }
+
+  // ---------------------------------------------------------------- pause
+
+  async setPaused(paused: boolean): Promise<void> {
+    await this.#begin();
+    // A marker at the head of every pending shard: claims see it in the Query they make anyway.
+    await Promise.all(
+      Array.from({ length: this.#options.shards }, async (_, shard) => {
+        const key = pauseKey(shard);
+        if (paused) {
+          await this.#db.put(
+            { Item: { ...key, [KEY_ATTRS.workPk]: pendingPk(shard), [KEY_ATTRS.workSk]: PAUSE_SK } },
+            'PutItem(pause)',
+          );
+        } else {
+          await this.#db.delete({ Key: key }, 'DeleteItem(pause)');
+        }
+      }),
+    );
+  }
+
+  async isPaused(): Promise<boolean> {
+    await this.#begin();
+    return (await this.#db.get(pauseKey(0), 'GetItem(pause)')) !== undefined;
+  }
+
+  // ---------------------------------------------------------------- statistics
+
+  async activity(minutes: number): Promise<ActivityBucket[]> {
+    const now = await this.#begin();
+    await this.#flush();
+    return this.#activity.read(minutes, now);
+  }
+
+  async uriStats(uri?: string): Promise<UriStats[]> {
+    const now = await this.#begin();
+    return this.#durations.read(uri, now);
+  }
+
+  async reportWorker(workerId: string, slots: number, ttlMs: number): Promise<void> {
+    const now = await this.#begin();
+    if (!Number.isSafeInteger(slots) || slots < 0) {
+      throw new InvalidRequestError('slots', `must be an integer >= 0, got ${String(slots)}`);
+    }
+    if (!(ttlMs > 0)) throw new InvalidRequestError('ttlMs', `must be a positive number of ms, got ${String(ttlMs)}`);
+    await this.#workers.report(workerId, slots, ttlMs, now);
+  }
+
+  async removeWorker(workerId: string): Promise<void> {
+    await this.#begin();
+    await this.#workers.remove(workerId);
+  }
+
+  async capacity(): Promise<WorkerCapacity> {
+    const now = await this.#begin();
+    return this.#workers.capacity(now);
+  }
+
+  /** Writes buffered counters now (also done periodically, on sweeps and on close). */
+  async flush(): Promise<void> {
+    await this.#begin();
+    await this.#flush();
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#timer = undefined;
+    try {
+      await this.#flush();
+    } catch {
+      // Counters only feed metrics and ETAs; closing must not fail on them.
+    } finally {
+      if (this.#ownsClient) this.#client.destroy();
+    }
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  async #begin(): Promise<number> {
+    if (this.#closed) throw new ClosedError('dynamodb queue is closed');
+    if (this.#options.ensureTable) {
+      this.#ready ??= this.ensureTable().catch((error: unknown) => {
+        this.#ready = undefined;
+        throw error;
+      });
+      await this.#ready;
+    }
+    return this.#clock.now();
+  }
+
+  #recordKey(key: string): Item {
+    return { [KEY_ATTRS.pk]: recordPk(key, this.#options.recordShards), [KEY_ATTRS.sk]: recordSk(key) };
+  }
+
+  /** Drops the record kept for `position` after this process changed it. */
+  #forget(key: string): void {
+    if (this.#lastRead?.key === key) this.#lastRead = undefined;
+  }
+
+  async #read(key: string, now: number): Promise<QueueRecord | undefined> {
+    const record = decodeRecord(await this.#db.get(this.#recordKey(key), 'GetItem(record)'));
+    return record === undefined || isExpired(record, now) ? undefined : record;
+  }
+
+  async #readLive(key: string, now: number): Promise<QueueRecord | undefined> {
+    const r = await this.#read(key, now);
+    return r !== undefined && !isFinished(r.state) ? r : undefined;
+  }
+
+  #leaseCondition(e: Expr, token: string, now: number): string {
+    return `${e.n(A.state)} = ${e.v('running')} AND ${e.n(A.leaseToken)} = ${e.v(token)} AND ${e.n(A.leaseExpiresAt)} > ${e.v(now)}`;
+  }
+
+  /** A fenced update: the lease must be the current, unexpired one, else LeaseLostError. */
+  async #fenced(key: string, token: string, now: number, e: Expr, op: string, transition = true): Promise<Item> {
+    const writeId = randomUUID();
+    if (transition) e.set(A.writeId, writeId);
+    const out = await this.#db.update(
+      {
+        Key: this.#recordKey(key),
+        UpdateExpression: e.update(),
+        ConditionExpression: this.#leaseCondition(e, token, now),
+        ...e.attributes(),
+      },
+      op,
+    );
+    this.#forget(key);
+    if (out.ok && out.item !== undefined) return out.item;
+    const landed = transition ? await this.#landed(key, writeId, out.ok ? undefined : out.old) : undefined;
+    if (landed !== undefined) return landed;
+    throw new LeaseLostError(key);
+  }
+
+  /**
+   * The item when this call's own write already landed — a retried write (after a dropped
+   * connection or a timeout) whose first attempt landed — else undefined.
+   */
+  async #landed(key: string, writeId: string, old: Item | undefined): Promise<Item | undefined> {
+    const item = old ?? (await this.#db.get(this.#recordKey(key), 'GetItem(record)'));
+    return item !== undefined && item[A.writeId] === writeId ? item : undefined;
+  }
+
+  /**
+   * A fenced update that must not happen when a cancel was requested: the new item, or undefined
+   * when the lease holds but a cancel is requested (the caller cancels instead); LeaseLostError else.
+   */
+  async #fencedUnlessCancel(key: string, token: string, now: number, e: Expr, op: string): Promise<Item | undefined> {
+    const writeId = randomUUID();
+    e.set(A.writeId, writeId);
+    const out = await this.#db.update(
+      {
+        Key: this.#recordKey(key),
+        UpdateExpression: e.update(),
+        ConditionExpression: `${this.#leaseCondition(e, token, now)} AND attribute_not_exists(${e.n(A.cancelRequested)})`,
+        ...e.attributes(),
+      },
+      op,
+    );
+    this.#forget(key);
+    if (out.ok && out.item !== undefined) return out.item;
+    const landed = await this.#landed(key, writeId, out.ok ? undefined : out.old);
+    // Landed as the pending-again it asked for (a cancel that finished it instead is its own path).
+    if (landed !== undefined && landed[A.state] === 'pending') return landed;
+    const current = !out.ok && out.old !== undefined ? decodeRecord(out.old) : await this.#read(key, now);
+    if (current !== undefined && leaseValid(current, token, now) && current.cancelRequested === true) return undefined;
+    throw new LeaseLostError(key);
+  }
+
+  /** SET/REMOVE of a transition to a terminal state (lease fields and index keys go; the run's report stays). */
+  #finishExpr(
+    e: Expr,
+    state: QueueState,
+    now: number,
+    retainUntil: number | undefined,
+    error: ErrorInfo | undefined,
+  ): void {
+    e.set(A.state, state).set(A.finishedAt, now);
+    if (retainUntil !== undefined) e.set(A.retainUntil, retainUntil).set(A.ttl, ttlSeconds(retainUntil));
+    if (error !== undefined) e.set(A.error, encodeError(error));
+    e.remove(A.leaseToken, A.leaseExpiresAt, KEY_ATTRS.workPk, KEY_ATTRS.workSk);
+  }
+
+  /** SET/REMOVE of running → pending at `readyAt`, at its old place (the stored pending sort key). */
+  #pendingAgainExpr(e: Expr, key: string, readyAt: number, error: ErrorInfo | undefined, attemptDelta: number): void {
+    e.set(A.state, 'pending')
+      .set(A.readyAt, readyAt)
+      .set(KEY_ATTRS.workPk, pendingPk(workShard(key, this.#options.shards)))
+      .setRaw(`${e.n(KEY_ATTRS.workSk)} = ${e.n('ps')}`)
+      .remove(A.leaseToken, A.leaseExpiresAt, A.workerId, A.progress, A.message, A.cancelRequested, A.startedAt);
+    if (attemptDelta !== 0) e.setRaw(`${e.n(A.attempts)} = ${e.n(A.attempts)} + ${e.v(attemptDelta)}`);
+    if (error !== undefined) e.set(A.error, encodeError(error));
+  }
+
+  /** Bookkeeping after a record went back to pending; returns it. */
+  async #requeued(item: Item | undefined, token: string): Promise<QueueRecord> {
+    const record = decodeRecord(item);
+    if (record === undefined || item === undefined) throw new Error('unreachable: a requeued record did not decode');
+    this.#live.adjust(record.group, record.owner, 'running', 'pending');
+    await this.#releaseSlotOf(item, record, token);
+    return record;
+  }
+
+  /** Bookkeeping after a record finished; returns it. */
+  async #finished(
+    item: Item | undefined,
+    token: string | undefined,
+    from: 'pending' | 'running',
+  ): Promise<QueueRecord> {
+    const record = decodeRecord(item);
+    if (record === undefined || item === undefined) throw new Error('unreachable: a finished record did not decode');
+    this.#live.adjust(record.group, record.owner, from, record.state);
+    if (token !== undefined) await this.#releaseSlotOf(item, record, token);
+    return record;
+  }
+
+  /** Gives the group slot back when the claim took one (the flag stays on the item until the next claim). */
+  async #releaseSlotOf(item: Item, record: QueueRecord, token: string): Promise<void> {
+    if (item[A.groupSlot] !== true) return;
+    await this.#groups.release(record.group, record.key, token);
+  }
+
+  #scheduleFlush(): void {
+    if (this.#timer !== undefined || this.#closed) return;
+    this.#timer = setInterval(() => {
+      this.#flush().catch(() => {
+        // Kept in the buffers for the next flush.
+      });
+    }, this.#options.flushIntervalMs);
+    this.#timer.unref();
+  }
+
+  async #flush(): Promise<void> {
+    // One flush at a time: a second caller waits for the running one, then flushes what is left.
+    while (this.#flushing !== undefined) await this.#flushing;
+    if (!this.#activity.dirty && !this.#durations.dirty) return;
+    this.#flushing = (async () => {
+      await this.#activity.flush();
+      await this.#durations.flush();
+    })();
+    try {
+      await this.#flushing;
+    } finally {
+      this.#flushing = undefined;
+    }
+  }
+}
+
+function leaseValid(r: QueueRecord, token: string, now: number): boolean {
+  return r.state === 'running' && r.leaseToken === token && (r.leaseExpiresAt ?? -Infinity) > now;
+}

@@ -1,0 +1,175 @@
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { DynamoDBClientConfig } from '@aws-sdk/client-dynamodb';
+import { ConfigError } from '@armlib/core';
+import type { ConfigIssue } from '@armlib/core';
+
+/** Suffix appended to `tablePrefix` when no `tableName` is given. */
+export const TABLE_SUFFIX = 'armlib-queue';
+
+/** Options of {@link DynamoQueueManager} (`queue.options` when the adapter is `dynamodb`). */
+export interface DynamoQueueManagerOptions {
+  /** Full table name. Give this or `tablePrefix`; with neither the table is `armlib-queue`. */
+  tableName?: string;
+  /** Table name prefix: the table is `<tablePrefix>armlib-queue` (e.g. `prod-` → `prod-armlib-queue`). */
+  tablePrefix?: string;
+  /** AWS region of the client armlib builds (ignored with `client`). */
+  region?: string;
+  /** Endpoint URL of the client armlib builds, e.g. DynamoDB Local (ignored with `client`). */
+  endpoint?: string;
+  /** A ready DynamoDB client to use; never together with `clientConfig`. Not closed by armlib. */
+  client?: DynamoDBClient;
+  /** Configuration of the client armlib builds (and destroys on close); never together with `client`. */
+  clientConfig?: DynamoDBClientConfig;
+  /** Shards of the work index (pending and running entries); default 4. Fixed for the life of a table. */
+  shards?: number;
+  /** Partitions the records are spread over (list, counts and prune Query each); default 16. Fixed for the life of a table. */
+  recordShards?: number;
+  /** Create the table at first use when it does not exist (idempotent); default false. */
+  ensureTable?: boolean;
+  /** How often buffered counters (activity, durations) are written, ms of real time; default 1000. */
+  flushIntervalMs?: number;
+  /** How long duration statistics and worker capacity read from the table are reused, ms; default 2000. */
+  statsCacheMs?: number;
+  /** How long the live-record counts behind `maxQueueLength` / `maxPendingPerOwner` are reused, ms; default 5000. */
+  capsRefreshMs?: number;
+}
+
+/** Options with defaults applied (the client is resolved separately). */
+export interface ResolvedDynamoOptions {
+  readonly tableName: string;
+  readonly shards: number;
+  readonly recordShards: number;
+  readonly ensureTable: boolean;
+  readonly flushIntervalMs: number;
+  readonly statsCacheMs: number;
+  readonly capsRefreshMs: number;
+}
+
+const KNOWN = new Set([
+  'tableName',
+  'tablePrefix',
+  'region',
+  'endpoint',
+  'client',
+  'clientConfig',
+  'shards',
+  'recordShards',
+  'ensureTable',
+  'flushIntervalMs',
+  'statsCacheMs',
+  'capsRefreshMs',
+]);
+const TABLE_NAME = /^[A-Za-z0-9_.-]{3,255}$/;
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function checkInteger(o: Record<string, unknown>, name: string, min: number, max: number, issues: ConfigIssue[]): void {
+  const v = o[name];
+  if (v === undefined) return;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) {
+    issues.push({ path: `/${name}`, message: `must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}` });
+  }
+}
+
+function checkString(o: Record<string, unknown>, name: string, issues: ConfigIssue[]): void {
+  const v = o[name];
+  if (v !== undefined && (typeof v !== 'string' || v.length === 0)) {
+    issues.push({ path: `/${name}`, message: `must be a non-empty string, got ${JSON.stringify(v)}` });
+  }
+}
+
+/**
+ * Checks DynamoDB queue options without any I/O; each issue's path is relative to the options
+ * object (`/clientConfig`, `/shards`, …). An empty list means the options are usable.
+ */
+export function checkDynamoQueueOptions(options: unknown): ConfigIssue[] {
+  if (options === undefined || options === null) return [];
+  if (!isObject(options)) return [{ path: '', message: 'must be an object' }];
+  const issues: ConfigIssue[] = [];
+  for (const name of Object.keys(options)) {
+    if (!KNOWN.has(name) && options[name] !== undefined) {
+      issues.push({ path: `/${name}`, message: `unknown option (expected one of ${[...KNOWN].join(', ')})` });
+    }
+  }
+  checkString(options, 'tableName', issues);
+  checkString(options, 'tablePrefix', issues);
+  checkString(options, 'region', issues);
+  checkString(options, 'endpoint', issues);
+  if (options['tableName'] !== undefined && options['tablePrefix'] !== undefined) {
+    issues.push({ path: '/tablePrefix', message: 'give either /tableName or /tablePrefix, not both' });
+  }
+  const name = tableNameOf(options);
+  if (name !== undefined && !TABLE_NAME.test(name)) {
+    issues.push({
+      path: options['tableName'] === undefined ? '/tablePrefix' : '/tableName',
+      message: `table name '${name}' must be 3 to 255 characters of A-Z a-z 0-9 _ . -`,
+    });
+  }
+  if (typeof options['endpoint'] === 'string') {
+    try {
+      new URL(options['endpoint']);
+    } catch {
+      issues.push({ path: '/endpoint', message: `must be a URL, got ${JSON.stringify(options['endpoint'])}` });
+    }
+  }
+  if (options['client'] !== undefined && options['clientConfig'] !== undefined) {
+    issues.push({
+      path: '/client',
+      message: 'give either /client or /clientConfig, not both (/client and /clientConfig are both set)',
+    });
+  }
+  if (options['client'] !== undefined && !(options['client'] instanceof DynamoDBClient)) {
+    issues.push({ path: '/client', message: 'must be a DynamoDBClient instance' });
+  }
+  if (options['clientConfig'] !== undefined && !isObject(options['clientConfig'])) {
+    issues.push({ path: '/clientConfig', message: 'must be an object (a DynamoDBClientConfig)' });
+  }
+  checkInteger(options, 'shards', 1, 256, issues);
+  checkInteger(options, 'recordShards', 1, 1024, issues);
+  checkInteger(options, 'flushIntervalMs', 10, 3_600_000, issues);
+  checkInteger(options, 'statsCacheMs', 0, 3_600_000, issues);
+  checkInteger(options, 'capsRefreshMs', 0, 3_600_000, issues);
+  if (options['ensureTable'] !== undefined && typeof options['ensureTable'] !== 'boolean') {
+    issues.push({ path: '/ensureTable', message: 'must be a boolean' });
+  }
+  return issues;
+}
+
+function tableNameOf(o: Record<string, unknown>): string | undefined {
+  const name = o['tableName'];
+  if (typeof name === 'string') return name;
+  const prefix = o['tablePrefix'];
+  if (typeof prefix === 'string') return `${prefix}${TABLE_SUFFIX}`;
+  return undefined;
+}
+
+/** Validates (throwing {@link ConfigError} with every issue) and applies defaults. */
+export function resolveDynamoOptions(options: DynamoQueueManagerOptions | undefined): ResolvedDynamoOptions {
+  const issues = checkDynamoQueueOptions(options);
+  if (issues.length > 0) throw new ConfigError('invalid dynamodb queue options', issues);
+  const o = options ?? {};
+  return {
+    tableName: tableNameOf(o as Record<string, unknown>) ?? TABLE_SUFFIX,
+    shards: o.shards ?? 4,
+    recordShards: o.recordShards ?? 16,
+    ensureTable: o.ensureTable ?? false,
+    flushIntervalMs: o.flushIntervalMs ?? 1000,
+    statsCacheMs: o.statsCacheMs ?? 2000,
+    capsRefreshMs: o.capsRefreshMs ?? 5000,
+  };
+}
+
+/** The client to use and whether armlib owns it (built here, destroyed on close). */
+export function resolveClient(options: DynamoQueueManagerOptions | undefined): {
+  client: DynamoDBClient;
+  owned: boolean;
+} {
+  const o = options ?? {};
+  if (o.client !== undefined) return { client: o.client, owned: false };
+  const config: DynamoDBClientConfig = { ...(o.clientConfig ?? {}) };
+  if (o.region !== undefined) config.region = o.region;
+  if (o.endpoint !== undefined) config.endpoint = o.endpoint;
+  return { client: new DynamoDBClient(config), owned: true };
+}

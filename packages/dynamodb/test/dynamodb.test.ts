@@ -1,0 +1,378 @@
+import { GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { BackendError, ConfigError, createRequestManager, LeaseLostError, ManualClock } from '@armlib/core';
+import type { NormalizedRequest } from '@armlib/core';
+import * as chai from 'chai';
+import chaiAsPromised from 'chai-as-promised';
+
+import {
+  armlibAdapter,
+  attachCommandCounter,
+  checkDynamoQueueOptions,
+  DynamoQueueManager,
+  dynamodbAdapter,
+  ensureTable,
+  measureLifecycleCost,
+} from '../src/index.js';
+import { recordPk, recordSk } from '../src/layout.js';
+import { selectedBackends, uniqueTableName } from './harness/emulator.js';
+import { createTestTable, useBackend } from './harness/fixture.js';
+import type { TestTable } from './harness/fixture.js';
+
+chai.use(chaiAsPromised);
+const { expect } = chai;
+
+function request(key: string, extra: Partial<NormalizedRequest> = {}): NormalizedRequest {
+  return { uri: '/test', key, group: 'default', priority: 0, ...extra };
+}
+
+describe('@armlib/dynamodb options', function () {
+  it('rejects a client together with a clientConfig, naming both paths', function () {
+    const options = { tableName: 'armlib-x', client: undefined as unknown, clientConfig: { region: 'us-east-1' } };
+    const table = `t-${String(Date.now())}`;
+    const issues = checkDynamoQueueOptions({ ...options, client: {}, tableName: table });
+    const both = issues.find((i) => i.path === '/client');
+    expect(both?.message).to.include('/client').and.include('/clientConfig');
+    expect(() => new DynamoQueueManager({ tableName: table, client: {} as never, clientConfig: {} }))
+      .to.throw(ConfigError)
+      .with.property('message')
+      .that.includes('/clientConfig');
+  });
+
+  it('names every bad field by its path and accepts good options', function () {
+    const issues = checkDynamoQueueOptions({
+      tableName: 'a',
+      tablePrefix: 'b',
+      shards: 0,
+      endpoint: 'not a url',
+      ensureTable: 'yes',
+      bogus: 1,
+    });
+    const paths = issues.map((i) => i.path).sort();
+    expect(paths).to.include.members(['/tableName', '/tablePrefix', '/shards', '/endpoint', '/ensureTable', '/bogus']);
+    expect(checkDynamoQueueOptions({ tablePrefix: 'prod-', region: 'eu-west-1', shards: 8 })).to.deep.equal([]);
+    expect(checkDynamoQueueOptions(undefined)).to.deep.equal([]);
+    expect(new DynamoQueueManager({ tablePrefix: 'prod-', region: 'eu-west-1' }, new ManualClock()).tableName).to.equal(
+      'prod-armlib-queue',
+    );
+  });
+
+  it('exports the adapter plugin as armlibAdapter and default', async function () {
+    const mod = await import('../src/index.js');
+    expect(armlibAdapter).to.equal(dynamodbAdapter);
+    expect(mod.default).to.equal(dynamodbAdapter);
+    expect(dynamodbAdapter.name).to.equal('dynamodb');
+    expect(dynamodbAdapter.validateQueueOptions?.({ shards: -1 })).to.have.length(1);
+  });
+});
+
+for (const kind of selectedBackends()) {
+  describe(`@armlib/dynamodb on ${kind}`, function () {
+    const backend = useBackend(kind);
+    let table: TestTable;
+    let clock: ManualClock;
+    let queue: DynamoQueueManager;
+
+    beforeEach(async function () {
+      table = await createTestTable(backend());
+      clock = new ManualClock();
+      queue = table.queue(clock);
+    });
+
+    afterEach(async function () {
+      await queue.close();
+      await table.drop();
+    });
+
+    it('ensureTable is idempotent', async function () {
+      const again = await ensureTable(table.client, table.name);
+      expect(again.created).to.equal(false);
+      expect(again.ttlEnabled).to.equal(kind !== 'dynalite');
+      const fresh = uniqueTableName();
+      const first = await ensureTable(table.client, fresh);
+      const second = await ensureTable(table.client, fresh);
+      expect([first.created, second.created]).to.deep.equal([true, false]);
+      const q = table.queue(clock, { tableName: fresh });
+      await q.enqueue({ key: 'k', request: request('k'), maxAttempts: 1 }, { limits: {} });
+      expect((await q.get('k'))?.state).to.equal('pending');
+      await q.close();
+      const { deleteTable } = await import('../src/index.js');
+      await deleteTable(table.client, fresh);
+    });
+
+    it('sends no Scan through a whole lifecycle, list, counts, sweep, prune and metrics reads', async function () {
+      const counter = attachCommandCounter(table.client);
+      try {
+        for (const key of ['a', 'b', 'c']) {
+          await queue.enqueue(
+            { key, request: request(key, { owner: 'o' }), maxAttempts: 2 },
+            { limits: { maxQueueLength: 10, maxPendingPerOwner: 5 } },
+          );
+        }
+        const lease = await queue.claim({
+          workerId: 'w',
+          leaseMs: 1000,
+          policies: { default: { maxConcurrent: 2, minIntervalMs: 1 } },
+        });
+        expect(lease?.record.key).to.equal('a');
+        if (lease === undefined) return;
+        await queue.heartbeat('a', lease.token, { leaseMs: 1000, progress: 10 });
+        await queue.complete('a', lease.token, { durationMs: 5, retainUntil: clock.now() + 1000 });
+        await queue.position('b');
+        await queue.list({ limit: 2 });
+        await queue.counts();
+        await queue.cancel('c', {});
+        await clock.advance(5000);
+        await queue.sweep({ retainUntil: clock.now() + 10 });
+        await queue.prune(clock.now() + 1);
+        await queue.activity(10);
+        await queue.uriStats();
+        await queue.capacity();
+        await queue.setPaused(true);
+        expect(await queue.isPaused()).to.equal(true);
+        const snapshot = counter.snapshot();
+        expect(snapshot.requests).to.be.greaterThan(20);
+        expect(snapshot.commands).to.not.have.property('Scan');
+        expect(snapshot.scans).to.equal(0);
+      } finally {
+        counter.detach();
+      }
+    });
+
+    it('claims across every shard in priority, then FIFO order, and positions follow that order', async function () {
+      const keys = Array.from({ length: 12 }, (_, i) => `s-${String(i)}`);
+      for (const [i, key] of keys.entries()) {
+        await queue.enqueue(
+          { key, request: request(key, { priority: i % 3 === 0 ? 5 : 0 }), maxAttempts: 1 },
+          { limits: {} },
+        );
+        await clock.advance(1);
+      }
+      const expected = [...keys.filter((_, i) => i % 3 === 0), ...keys.filter((_, i) => i % 3 !== 0)];
+      const positions = await Promise.all(expected.map((k) => queue.position(k)));
+      expect(positions).to.deep.equal(expected.map((_, i) => i + 1));
+      const claimed: string[] = [];
+      for (;;) {
+        const lease = await queue.claim({ workerId: 'w', leaseMs: 10_000, policies: {} });
+        if (lease === undefined) break;
+        claimed.push(lease.record.key);
+      }
+      expect(claimed).to.deep.equal(expected);
+    });
+
+    it('writes the TTL attribute on finished records and hides them once past retainUntil', async function () {
+      await queue.enqueue({ key: 't', request: request('t'), maxAttempts: 1 }, { limits: {} });
+      const lease = await queue.claim({ workerId: 'w', leaseMs: 10_000, policies: {} });
+      if (lease === undefined) throw new Error('nothing claimed');
+      const retainUntil = clock.now() + 60_000;
+      await queue.complete('t', lease.token, { durationMs: 1, retainUntil });
+      const raw = await table.client.send(
+        new GetItemCommand({ TableName: table.name, Key: rawKey('t'), ConsistentRead: true }),
+      );
+      expect(raw.Item?.['xt']?.N).to.equal(String(Math.ceil(retainUntil / 1000)));
+      expect(raw.Item?.['gk']).to.equal(undefined);
+      expect((await queue.get('t'))?.state).to.equal('completed');
+      await clock.advance(60_000);
+      // DynamoDB deletes expired items lazily (dynalite never): every read ignores them meanwhile.
+      expect(await queue.get('t')).to.equal(undefined);
+      expect((await queue.list({ limit: 10 })).items).to.deep.equal([]);
+      expect((await queue.counts()).byState.completed).to.equal(0);
+      expect((await queue.cancel('t', {})).outcome).to.equal('missing');
+      const again = await queue.enqueue({ key: 't', request: request('t'), maxAttempts: 1 }, { limits: {} });
+      expect(again.outcome).to.equal('created');
+    });
+
+    it('fences every call with the lease token', async function () {
+      await queue.enqueue({ key: 'f', request: request('f'), maxAttempts: 3 }, { limits: {} });
+      const lease = await queue.claim({ workerId: 'w', leaseMs: 1000, policies: {} });
+      if (lease === undefined) throw new Error('nothing claimed');
+      await expect(queue.heartbeat('f', 'stale', { leaseMs: 1000 })).to.be.rejectedWith(LeaseLostError);
+      await expect(queue.complete('f', 'stale', { durationMs: 1 })).to.be.rejectedWith(LeaseLostError);
+      await clock.advance(1000);
+      await expect(queue.heartbeat('f', lease.token, { leaseMs: 1000 })).to.be.rejectedWith(LeaseLostError);
+      const swept = await queue.sweep();
+      expect(swept.requeued.map((r) => r.key)).to.deep.equal(['f']);
+      const next = await queue.claim({ workerId: 'w2', leaseMs: 1000, policies: {} });
+      expect(next?.token).to.be.a('string').and.not.equal(lease.token);
+      expect(next?.record.attempts).to.equal(2);
+    });
+
+    it('finds an expired lease that a heartbeat shortened below its first deadline', async function () {
+      await queue.enqueue({ key: 'short', request: request('short'), maxAttempts: 1 }, { limits: {} });
+      const lease = await queue.claim({ workerId: 'w', leaseMs: 60_000, policies: {} });
+      if (lease === undefined) throw new Error('nothing claimed');
+      await queue.heartbeat('short', lease.token, { leaseMs: 100 });
+      await clock.advance(100);
+      const swept = await queue.sweep();
+      expect(swept.failed.map((r) => [r.key, r.error?.code])).to.deep.equal([['short', 'LEASE_EXPIRED']]);
+    });
+
+    it('treats a retried write whose first attempt landed as done (enqueue, claim, complete)', async function () {
+      // After the next matching write lands, its answer is "lost": the SDK retries, and the retry
+      // meets a failed condition that the adapter must recognise as its own write.
+      let dropNext: string | undefined;
+      const name = 'armlibDropAnswer';
+      table.client.middlewareStack.add(
+        (next) => async (args) => {
+          const result = await next(args);
+          const target = (args.request as { headers?: Record<string, string> }).headers?.['x-amz-target'] ?? '';
+          if (dropNext !== undefined && target.endsWith(dropNext)) {
+            dropNext = undefined;
+            throw Object.assign(new Error('connection reset after the write'), {
+              name: 'TimeoutError',
+              code: 'ECONNRESET',
+              $metadata: {},
+            });
+          }
+          return result;
+        },
+        { step: 'deserialize', name, override: true },
+      );
+      try {
+        dropNext = '.PutItem';
+        const created = await queue.enqueue({ key: 'r', request: request('r'), maxAttempts: 2 }, { limits: {} });
+        expect(created.outcome).to.equal('created');
+        dropNext = '.UpdateItem';
+        const lease = await queue.claim({ workerId: 'w', leaseMs: 10_000, policies: {} });
+        expect(lease?.record.key).to.equal('r');
+        if (lease === undefined) return;
+        dropNext = '.UpdateItem';
+        const done = await queue.complete('r', lease.token, { durationMs: 1 });
+        expect(done.state).to.equal('completed');
+        expect(dropNext).to.equal(undefined);
+        await expect(queue.complete('r', 'another-token', { durationMs: 1 })).to.be.rejectedWith(LeaseLostError);
+      } finally {
+        table.client.middlewareStack.remove(name);
+      }
+    });
+
+    it('gives back a group slot leaked by a process that died between its two writes', async function () {
+      const policies = { g: { maxConcurrent: 1 } };
+      await queue.enqueue({ key: 'a', request: request('a', { group: 'g' }), maxAttempts: 1 }, { limits: {} });
+      // The leak: a slot held for a request that is not running under that token.
+      await table.client.send(
+        new UpdateItemCommand({
+          TableName: table.name,
+          Key: { pk: { S: 'GROUPS' }, sk: { S: 'g' } },
+          UpdateExpression: 'SET #run = :run',
+          ExpressionAttributeNames: { '#run': 'run' },
+          ExpressionAttributeValues: { ':run': { M: { ghost: { S: 'dead-token' } } } },
+        }),
+      );
+      expect(await queue.claim({ workerId: 'w', leaseMs: 10_000, policies })).to.equal(undefined);
+      await queue.sweep();
+      expect(await queue.claim({ workerId: 'w', leaseMs: 10_000, policies })).to.equal(undefined);
+      await clock.advance(60_000);
+      await queue.sweep();
+      const lease = await queue.claim({ workerId: 'w', leaseMs: 10_000, policies });
+      expect(lease?.record.key).to.equal('a');
+    });
+
+    it('translates SDK errors into BackendError with retryable set', async function () {
+      const cases: { error: Error; retryable: boolean }[] = [
+        { error: sdkError('ThrottlingException', 400), retryable: true },
+        { error: sdkError('ProvisionedThroughputExceededException', 400), retryable: true },
+        { error: sdkError('RequestLimitExceeded', 400), retryable: true },
+        { error: sdkError('InternalServerError', 500), retryable: true },
+        { error: sdkError('ServiceUnavailable', 503), retryable: true },
+        { error: Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }), retryable: true },
+        { error: sdkError('TimeoutError', undefined), retryable: true },
+        { error: sdkError('AccessDeniedException', 403), retryable: false },
+        { error: sdkError('ValidationException', 400), retryable: false },
+        { error: sdkError('ResourceNotFoundException', 400), retryable: false },
+      ];
+      for (const { error, retryable } of cases) {
+        const name = 'armlibInjectFault';
+        table.client.middlewareStack.add(() => () => Promise.reject(error), {
+          step: 'initialize',
+          name,
+          override: true,
+        });
+        try {
+          const failure: unknown = await queue.get('x').then(
+            () => undefined,
+            (e: unknown) => e,
+          );
+          expect(BackendError.is(failure), `${error.name} gives a BackendError`).to.equal(true);
+          expect((failure as BackendError).retryable, `${error.name} retryable`).to.equal(retryable);
+          expect((failure as BackendError).cause).to.equal(error);
+        } finally {
+          table.client.middlewareStack.remove(name);
+        }
+      }
+      // And a real one: a table that does not exist.
+      const missing = table.queue(clock, { tableName: uniqueTableName('armlib-missing') });
+      const failure: unknown = await missing.get('x').then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(BackendError.is(failure)).to.equal(true);
+      expect((failure as BackendError).retryable).to.equal(false);
+      await missing.close();
+    });
+
+    it('measures the request units of one lifecycle', async function () {
+      const cost = await measureLifecycleCost(queue);
+      const { total } = cost;
+      console.log(
+        `      [${kind}] lifecycle: ${String(total.requests)} requests, ${String(total.writeUnits)} WCU, ${String(total.readUnits)} RCU, ${String(total.scans)} scans; ` +
+          Object.entries(cost.steps)
+            .map(([s, t]) => `${s} ${String(t.writeUnits)}W/${String(t.readUnits)}R/${String(t.requests)}req`)
+            .join(', ') +
+          `; flush ${String(cost.flush.writeUnits)}W/${String(cost.flush.readUnits)}R; pending status ${String(cost.pendingStatus.readUnits)}R/${String(cost.pendingStatus.requests)}req`,
+      );
+      expect(total.scans).to.equal(0);
+      expect(total.requests).to.be.at.least(5);
+      if (kind !== 'dynalite') {
+        // dynalite reports no index units; DynamoDB Local and AWS do.
+        expect(total.writeUnits).to.be.at.most(8);
+        expect(total.readUnits).to.be.at.most(3);
+      }
+    });
+
+    it('loads as the "dynamodb" adapter through createRequestManager', async function () {
+      const b = backend();
+      const name = uniqueTableName();
+      const manager = await createRequestManager(
+        {
+          queue: {
+            adapter: 'dynamodb',
+            options: {
+              tableName: name,
+              ensureTable: true,
+              region: 'us-east-1',
+              ...(b.endpoint === undefined ? {} : { endpoint: b.endpoint }),
+              ...(b.kind === 'aws'
+                ? {}
+                : { clientConfig: { credentials: { accessKeyId: 'fake', secretAccessKey: 'fake' } } }),
+            },
+          },
+          cache: { adapter: 'memory' },
+        },
+        { clock },
+      );
+      try {
+        const status = await manager.submit({ uri: '/plugin', key: 'plugin-1' });
+        expect(status.state).to.equal('pending');
+        expect((await manager.status('plugin-1')).position).to.be.at.least(1);
+        expect((await manager.metrics()).queueLength).to.equal(1);
+      } finally {
+        await manager.close();
+        const { deleteTable } = await import('../src/index.js');
+        await deleteTable(table.client, name);
+      }
+    });
+  });
+}
+
+function rawKey(key: string): Record<string, { S: string }> {
+  // Default layout: 16 record partitions.
+  return { pk: { S: recordPk(key, 16) }, sk: { S: recordSk(key) } };
+}
+
+function sdkError(name: string, status: number | undefined): Error {
+  return Object.assign(new Error(`injected ${name}`), {
+    name,
+    $fault: status !== undefined && status >= 500 ? 'server' : 'client',
+    $metadata: status === undefined ? {} : { httpStatusCode: status },
+  });
+}
