@@ -3,6 +3,8 @@ import { fileURLToPath } from 'node:url';
 
 import { bullmqSystem, redisAvailable, startRedis } from './bullmq-system.js';
 import { drive } from './drive.js';
+import { measureDynamoCost } from './dynamo-cost.js';
+import type { DynamoCostResult } from './dynamo-cost.js';
 import type { DriveOptions, LifecycleSystem, ThroughputResult } from './drive.js';
 import { FILE_BENCH_DURABILITY, fileSystem } from './file-system.js';
 import type { FileStreamingResult } from './file-streaming.js';
@@ -19,6 +21,7 @@ export interface BackendResults {
   readonly bullmqSkipped?: string;
   readonly fileStreaming?: FileStreamingResult;
   readonly s3Streaming?: S3StreamingResult;
+  readonly dynamoCost?: DynamoCostResult;
   readonly errors: string[];
 }
 
@@ -111,8 +114,16 @@ export async function runBackendBenches(options: {
   } catch (error) {
     errors.push(`s3 streaming: ${String(error)}`);
   }
+  let dynamoCost: DynamoCostResult | undefined;
+  say('DynamoDB Local: requests and capacity units of one lifecycle…');
+  try {
+    dynamoCost = await measureDynamoCost();
+  } catch (error) {
+    errors.push(`dynamodb cost: ${String(error)}`);
+  }
   return {
     lifecycle,
+    ...(dynamoCost === undefined ? {} : { dynamoCost }),
     ...(bullmqSkipped === undefined ? {} : { bullmqSkipped }),
     ...(fileStreaming === undefined ? {} : { fileStreaming }),
     ...(s3Streaming === undefined ? {} : { s3Streaming }),

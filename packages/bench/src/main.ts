@@ -33,6 +33,8 @@ const QUEUE_SIZES = quick ? [1_000, 100_000] : [1_000, 1_000_000];
 const GOAL_LIFECYCLES_PER_SECOND = 100_000;
 const GOAL_STATUS_RATIO = 2;
 const GOAL_STREAM_RSS_MB = 100;
+const GOAL_DYNAMO_WRITE_UNITS = 6;
+const GOAL_DYNAMO_READ_UNITS = 3;
 const GOAL_STREAM_COPY_RATIO = 0.8;
 const FILE_STREAM_BYTES = quick ? 128 * 2 ** 20 : 2 ** 30;
 const S3_STREAM_BYTES = quick ? 50 * 2 ** 20 : 200 * 2 ** 20;
@@ -255,6 +257,39 @@ function reportBackends(results: BackendResults): void {
   if (s3 !== undefined) {
     const rssOk = s3.peakRssMiB * 2 ** 20 <= GOAL_STREAM_RSS_MB * 1e6;
     say(`  goal s3: peak RSS ≤ ${String(GOAL_STREAM_RSS_MB)} MB (${rssOk ? 'met' : 'not met'})`);
+  }
+  const dc = results.dynamoCost;
+  say('');
+  if (dc?.measured === true) {
+    say(
+      `DynamoDB: one lifecycle on ${dc.backend}, ${String(dc.shards)} work-index shards (ReturnConsumedCapacity + command counter)`,
+    );
+    const steps = Object.entries(dc.cost.steps).map(([name, t]) => [
+      name,
+      String(t.requests),
+      Object.entries(t.commands)
+        .map(([op, n]) => `${op}×${String(n)}`)
+        .join(' '),
+      fixed(t.writeUnits, 1),
+      fixed(t.readUnits, 1),
+      String(t.scans),
+    ]);
+    const t = dc.cost.total;
+    steps.push(['total', String(t.requests), '', fixed(t.writeUnits, 1), fixed(t.readUnits, 1), String(t.scans)]);
+    for (const line of table(['step', 'requests', 'commands', 'write units', 'read units', 'scans'], steps)) {
+      say(`  ${line}`);
+    }
+    say(
+      `  goal ≤ ${String(GOAL_DYNAMO_WRITE_UNITS)} write units: ${fixed(t.writeUnits, 1)} (${t.writeUnits <= GOAL_DYNAMO_WRITE_UNITS ? 'met' : 'not met'}); ` +
+        `≤ ${String(GOAL_DYNAMO_READ_UNITS)} read units: ${fixed(t.readUnits, 1)} (${t.readUnits <= GOAL_DYNAMO_READ_UNITS ? 'met' : 'not met'}); ` +
+        `0 scans (${t.scans === 0 ? 'met' : 'not met'})`,
+    );
+    say(
+      `  at on-demand prices ($0.625 per million write units, $0.125 per million read units): ` +
+        `$${fixed(t.writeUnits * 0.625 + t.readUnits * 0.125, 2)} per million lifecycles`,
+    );
+  } else if (dc !== undefined) {
+    say(`DynamoDB cost: skipped: ${dc.reason}`);
   }
   for (const error of results.errors) say(`  error: ${error}`);
 }
