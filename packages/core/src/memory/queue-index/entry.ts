@@ -27,6 +27,8 @@ export class Entry implements RankItem, LiveView {
   rankSlot = -1;
   rankPending = false;
   readonly priority: number;
+  /** Where the entry waits while pending: its group's ready queue or the global delayed heap. */
+  sched: IndexedHeap<Entry> | TimeQueue<Entry> | undefined = undefined;
   // Mirrors of the record (set with it) for the status of a plain pending record: a status read of
   // a long queue then touches the entry only, not the record, its request or its boxed times.
   plainPending = false;
@@ -44,8 +46,6 @@ export class Entry implements RankItem, LiveView {
   expireAt: number;
   /** Lease runs out at (running). */
   leaseAt = 0;
-  /** Where the entry waits while pending: its group's ready queue or the global delayed heap. */
-  sched: IndexedHeap<Entry> | TimeQueue<Entry> | undefined = undefined;
   schedPos = -1;
   expiryPos = -1;
   leasePos = -1;
