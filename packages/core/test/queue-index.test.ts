@@ -307,6 +307,23 @@ describe('queue index', () => {
       );
     });
 
+    it('orders equal times by seq even when an older seq arrives later (a retried record)', () => {
+      fc.assert(
+        fc.property(
+          fc.uniqueArray(fc.nat(1000), { minLength: 1, maxLength: 60 }),
+          fc.array(fc.integer({ min: -1, max: 1 }), { minLength: 60, maxLength: 60 }),
+          (seqs, times) => {
+            const q = queue();
+            const items = seqs.map((seq, i) => ({ key: times[i] ?? 0, seq, pos: -1 }));
+            for (const item of items) q.push(item);
+            const popped: Item[] = [];
+            for (let item = q.pop(); item !== undefined; item = q.pop()) popped.push(item);
+            expect(popped).to.deep.equal([...items].sort(byKeyThenSeq));
+          },
+        ),
+      );
+    });
+
     it('compacts holes left by removals without losing order', () => {
       const q = queue();
       const items = Array.from({ length: 5000 }, (_, i) => ({ key: i, seq: i, pos: -1 }));

@@ -48,7 +48,6 @@ import { ByteLru } from '../util/byte-lru.js';
 import { DurationStats } from '../util/duration-stats.js';
 import { delayedHeap, Entry, GroupState, zeroCounts } from './queue-index/entry.js';
 import type { StateCounts } from './queue-index/entry.js';
-import type { IndexedHeap } from './queue-index/indexed-heap.js';
 import { KeyTable } from './queue-index/key-table.js';
 import { PendingRank } from './queue-index/pending-rank.js';
 import { estimateRecordBytes } from './queue-index/record-size.js';
@@ -821,7 +820,7 @@ export class MemoryQueueManager implements QueueManager {
   }
 
   #unschedule(e: Entry): void {
-    const heap: IndexedHeap<Entry> | undefined = e.sched;
+    const heap = e.sched;
     if (heap === undefined) return;
     heap.remove(e);
     e.sched = undefined;

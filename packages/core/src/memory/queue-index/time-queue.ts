@@ -35,6 +35,7 @@ export class TimeQueue<T extends { readonly seq: number }> {
   #head = 0;
   #holes = 0;
   #tailTime = -Infinity;
+  #tailSeq = -Infinity;
 
   /**
    * @param time - the item's time key (must not change while queued).
@@ -63,8 +64,10 @@ export class TimeQueue<T extends { readonly seq: number }> {
   /** Adds an item that is not queued yet. */
   push(item: T): void {
     const t = this.#time(item);
-    if (t >= this.#tailTime) {
+    // In order only when after the tail in (time, seq) order: ties must still come out by seq.
+    if (t > this.#tailTime || (t === this.#tailTime && item.seq > this.#tailSeq)) {
       this.#tailTime = t;
+      this.#tailSeq = item.seq;
       this.#setPos(item, -2 - this.#deque.length);
       this.#deque.push(item);
     } else {
@@ -120,6 +123,7 @@ export class TimeQueue<T extends { readonly seq: number }> {
     this.#head = 0;
     this.#holes = 0;
     this.#tailTime = -Infinity;
+    this.#tailSeq = -Infinity;
     this.#heap.clear();
   }
 
@@ -138,6 +142,7 @@ export class TimeQueue<T extends { readonly seq: number }> {
       this.#head = 0;
       this.#holes = 0;
       this.#tailTime = -Infinity;
+      this.#tailSeq = -Infinity;
     }
     return undefined;
   }
