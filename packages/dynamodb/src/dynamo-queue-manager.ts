@@ -475,10 +475,14 @@ export class DynamoQueueManager implements QueueManager {
   async #claimOne(
     c: Candidate,
     options: ClaimOptions,
-    now: number,
+    queriedAt: number,
     groupItems: Map<string, GroupItemState>,
   ): Promise<Lease | undefined | 'group-blocked'> {
     const token = randomUUID();
+    // The lease starts now, not when the index was queried: on a slow backend the queries and the
+    // earlier candidates' attempts can take longer than a lease, which would hand out a lease that
+    // has already run out (and a sweep elsewhere would take the request back before it starts).
+    const now = Math.max(queriedAt, this.#clock.now());
     const leaseExpiresAt = now + options.leaseMs;
     const policy = policyOf(options, c.group);
     let slot: { prevLc: number | undefined } | undefined;

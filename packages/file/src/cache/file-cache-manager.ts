@@ -57,7 +57,7 @@ export { checkFileCacheOptions, FILE_CACHE_DEFAULTS } from './options.js';
 export type { FileCacheManagerOptions } from './options.js';
 
 /** Largest chunk a read stream hands out (the SPI promises bounded chunks). */
-const READ_CHUNK_BYTES = 1024 * 1024;
+const READ_CHUNK_BYTES = 64 * 1024;
 /** Reads retried when a concurrent commit or delete removed the files a manifest named. */
 const READ_ATTEMPTS = 8;
 /** Commits retried when a concurrent delete removed the key directory in between. */

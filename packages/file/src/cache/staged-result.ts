@@ -119,7 +119,9 @@ export class FileStagedResult implements StagedResult {
         `cannot commit '${this.key}' while ${String(this.#writing)} write(s) are still in progress`,
       );
     }
-    const dir = this.#stagingDir();
+    // Not touched (as a write touches it): the rename that publishes it follows at once.
+    this.#dir ??= this.#host.createStagingDir();
+    const dir = this.#dir;
     let manifest: ResultManifest;
     try {
       manifest = await this.#host.publish(this.key, area, dir, this.#formats, options?.fence);

@@ -15,6 +15,21 @@ const BLOCK_BYTES = 1024 * 1024;
  * goes asynchronously so that a big buffer does not hold the event loop.
  */
 const SYNC_BYTES = 256 * 1024;
+/**
+ * Blocks kept for the next writes: allocating two fresh 1 MiB blocks per write cost more than a
+ * small result's whole write (page faults, then garbage collection), and reuse keeps the resident
+ * memory of a long stream flat.
+ */
+const POOLED_BLOCKS = 4;
+const blockPool: Buffer[] = [];
+
+function takeBlock(): Buffer {
+  return blockPool.pop() ?? Buffer.allocUnsafe(BLOCK_BYTES);
+}
+
+function giveBlock(block: Buffer | undefined): void {
+  if (block !== undefined && blockPool.length < POOLED_BLOCKS) blockPool.push(block);
+}
 
 /** Options of {@link writeNewFile}. */
 export interface WriteFileOptions {
@@ -67,14 +82,17 @@ export async function writeNewFile(
     // it, or the write could land in whatever file reuses the number.
     await writer.drain();
     fs.closeSync(fd);
+    // Only now: no write of a block is in flight any more.
+    writer.releaseBlocks();
   }
 }
 
 /** Gathers chunks into blocks and keeps at most one block write in flight. */
 class BlockWriter {
   position = 0;
-  #block = Buffer.allocUnsafe(BLOCK_BYTES);
-  #spare = Buffer.allocUnsafe(BLOCK_BYTES);
+  // Taken on the first small chunk of an asynchronous source: in-memory results never need them.
+  #block: Buffer | undefined;
+  #spare: Buffer | undefined;
   #filled = 0;
   #inFlight: Promise<void> | undefined;
   readonly #fd: number;
@@ -114,6 +132,7 @@ class BlockWriter {
       let taken = 0;
       while (taken < chunk.byteLength) {
         const n = Math.min(chunk.byteLength - taken, BLOCK_BYTES - this.#filled);
+        this.#block ??= takeBlock();
         // Copied, because producers may reuse a chunk's buffer once they get control back.
         this.#block.set(chunk.subarray(taken, taken + n), this.#filled);
         this.#filled += n;
@@ -130,7 +149,7 @@ class BlockWriter {
 
   /** Starts writing the filled block (after the previous one is done) and switches to the spare. */
   async #flush(): Promise<void> {
-    if (this.#filled === 0) return;
+    if (this.#filled === 0 || this.#block === undefined) return;
     await this.#settle();
     const stop = this.#stopped();
     if (stop !== undefined) throw stop;
@@ -142,6 +161,14 @@ class BlockWriter {
     this.position += this.#filled;
     [this.#block, this.#spare] = [this.#spare, this.#block];
     this.#filled = 0;
+  }
+
+  /** Returns the blocks to the pool (once no write of them is in flight). */
+  releaseBlocks(): void {
+    giveBlock(this.#block);
+    giveBlock(this.#spare);
+    this.#block = undefined;
+    this.#spare = undefined;
   }
 
   /** Waits for the write in flight, if any, ignoring its outcome (for clean-up after a failure). */

@@ -82,7 +82,8 @@ const STATE_SET: ReadonlySet<string> = new Set(QUEUE_STATES);
  * One difference in freshness, not in content: activity counts are written in batches (see
  * `StatsStore`), so another process sees them up to a second (or a sweep interval) late.
  *
- * Costs: every call is O(log n) but `position` (O(groups + requests ahead)), `claim`
+ * Costs: every call is O(log n) but `position` (O(groups + the shorter side of the line: the
+ * requests ahead or those behind)), `claim`
  * (O(groups with pending work), plus delayed retries at the head of a group), `prune` and `list`
  * with filters (scans), and `sweep` (O(transitions due)).
  */

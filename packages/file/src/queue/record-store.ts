@@ -94,15 +94,31 @@ export class RecordStore {
     this.#dropUnretained = db.prepare(
       'DELETE FROM records WHERE seq = ? AND key = ? AND finished_at = ? AND retain_until IS NULL',
     );
-    // Records ahead in serving order, group by group: two range counts on the claim index per group
+    // Records ahead in serving order, group by group: range counts on the claim index per group
     // with pending work, so no second index over all pending records is written on every claim.
+    // Every other pending record is either ahead or behind, and the groups table counts them all:
+    // so the shorter side is counted, as the record's place among its group and priority suggests
+    // (a fresh submit, at the tail, counts next to nothing instead of the whole queue). Exact
+    // either way; the guess only decides the cost.
     this.#position = db.prepare(
-      `SELECT coalesce((SELECT sum(
-                (SELECT count(*) FROM records x
-                 WHERE x.state = 'pending' AND x.grp = g.name AND x.priority > r.priority)
-              + (SELECT count(*) FROM records x
-                 WHERE x.state = 'pending' AND x.grp = g.name AND x.priority = r.priority AND x.seq < r.seq))
-              FROM groups g WHERE g.pending > 0), 0) + 1 AS pos
+      `SELECT CASE
+         WHEN r.seq - (SELECT min(seq) FROM records
+                       WHERE state = 'pending' AND grp = r.grp AND priority = r.priority)
+              <= (SELECT max(seq) FROM records
+                  WHERE state = 'pending' AND grp = r.grp AND priority = r.priority) - r.seq
+         THEN coalesce((SELECT sum(
+                  (SELECT count(*) FROM records x
+                   WHERE x.state = 'pending' AND x.grp = g.name AND x.priority > r.priority)
+                + (SELECT count(*) FROM records x
+                   WHERE x.state = 'pending' AND x.grp = g.name AND x.priority = r.priority AND x.seq < r.seq))
+                FROM groups g WHERE g.pending > 0), 0) + 1
+         ELSE coalesce((SELECT sum(g.pending
+                - (SELECT count(*) FROM records x
+                   WHERE x.state = 'pending' AND x.grp = g.name AND x.priority < r.priority)
+                - (SELECT count(*) FROM records x
+                   WHERE x.state = 'pending' AND x.grp = g.name AND x.priority = r.priority AND x.seq > r.seq))
+                FROM groups g WHERE g.pending > 0), 0)
+       END AS pos
        FROM records r WHERE r.key = ? AND r.state = 'pending'`,
     );
     this.#due = db.prepare('SELECT 1 AS due FROM records WHERE due_at <= ? LIMIT 1');
