@@ -6,10 +6,13 @@ import type { BucketLocationConstraint } from '@aws-sdk/client-s3';
 import { inject, injectable } from 'inversify';
 
 import {
+  assertCacheArea,
   assertValidFormat,
   assertValidKey,
   BackendError,
   CACHE_AREAS,
+  decodeKeyCursor,
+  encodeKeyCursor,
   ClosedError,
   InvalidRequestError,
   LeaseLostError,
@@ -62,7 +65,7 @@ const MAX_URL_SECONDS = 7 * 24 * 3600;
 /** Reads of a manifest that does not parse (torn by a concurrent rewrite on an emulator). */
 const MAX_MANIFEST_READS = 5;
 const MANIFEST_REREAD_MS = 5;
-const CURSOR_PREFIX = 's3c1:';
+const CURSOR_TAG = 's3c1';
 /** Sorts after every character of a key folder name, so `StartAfter: <folder>~` skips the whole folder. */
 const AFTER_FOLDER = '~';
 
@@ -161,7 +164,7 @@ export class S3CacheManager implements CacheManager {
   async head(key: string, area?: CacheArea): Promise<ResultManifest | undefined> {
     this.#assertOpen();
     assertValidKey(key);
-    const found = await this.#find(key, area === undefined ? undefined : checkArea(area));
+    const found = await this.#find(key, area === undefined ? undefined : assertCacheArea(area));
     return found === undefined ? undefined : publicManifest(found);
   }
 
@@ -248,7 +251,7 @@ export class S3CacheManager implements CacheManager {
     this.#assertOpen();
     assertValidKey(key);
     let deleted = 0;
-    for (const a of area === undefined ? CACHE_AREAS : [checkArea(area)]) {
+    for (const a of area === undefined ? CACHE_AREAS : [assertCacheArea(area)]) {
       const manifest = await this.#read(a, key);
       if (manifest === undefined) continue;
       await this.#remove([this.#layout.manifest(a, key)], this.#dataKeys(manifest));
@@ -259,7 +262,7 @@ export class S3CacheManager implements CacheManager {
 
   async clear(area: CacheArea): Promise<number> {
     this.#assertOpen();
-    const prefix = this.#layout.area(checkArea(area));
+    const prefix = this.#layout.area(assertCacheArea(area));
     let cleared = 0;
     let token: string | undefined;
     do {
@@ -277,7 +280,7 @@ export class S3CacheManager implements CacheManager {
 
   async sweep(area: CacheArea, olderThan: number): Promise<number> {
     this.#assertOpen();
-    checkArea(area);
+    assertCacheArea(area);
     if (typeof olderThan !== 'number' || Number.isNaN(olderThan)) {
       throw new InvalidRequestError('olderThan', `must be a time in epoch ms, got ${String(olderThan)}`);
     }
@@ -303,12 +306,12 @@ export class S3CacheManager implements CacheManager {
 
   async list(area: CacheArea, options: { limit: number; cursor?: string }): Promise<CacheListPage> {
     this.#assertOpen();
-    checkArea(area);
+    assertCacheArea(area);
     const { limit, cursor } = options;
     if (!Number.isSafeInteger(limit) || limit < 1) {
       throw new InvalidRequestError('limit', `must be a positive integer, got ${String(limit)}`);
     }
-    const after = cursor === undefined ? undefined : decodeCursor(cursor);
+    const after = cursor === undefined ? undefined : decodeKeyCursor(CURSOR_TAG, cursor);
     const items: ResultManifest[] = [];
     let startAfter = after === undefined ? undefined : `${this.#layout.keyFolder(area, after)}${AFTER_FOLDER}`;
     let token: string | undefined;
@@ -329,7 +332,7 @@ export class S3CacheManager implements CacheManager {
       const lastTaken = taken.at(-1);
       if (items.length >= limit || taken.length < keys.length) {
         const more = taken.length < keys.length || page.next !== undefined;
-        return more && lastTaken !== undefined ? { items, cursor: encodeCursor(lastTaken) } : { items };
+        return more && lastTaken !== undefined ? { items, cursor: encodeKeyCursor(CURSOR_TAG, lastTaken) } : { items };
       }
       if (page.next === undefined) return { items };
       token = page.next;
@@ -451,7 +454,7 @@ export class S3CacheManager implements CacheManager {
     fence?: number,
   ): Promise<ResultManifest> {
     this.#assertOpen();
-    checkArea(area);
+    assertCacheArea(area);
     const commitId = newId('c');
     const entries = [...formats];
     const targets = entries.map(([format]) => this.#layout.data(area, key, commitId, format));
@@ -565,26 +568,4 @@ function formatOf(manifest: StoredManifest, format: string): StoredFormat | unde
 
 function isNamed(error: unknown, name: string): boolean {
   return typeof error === 'object' && error !== null && (error as { name?: unknown }).name === name;
-}
-
-function checkArea(area: unknown): CacheArea {
-  if (!CACHE_AREAS.includes(area as CacheArea)) {
-    throw new InvalidRequestError('area', `must be 'persistent' or 'temporary', got ${String(area)}`);
-  }
-  return area as CacheArea;
-}
-
-function encodeCursor(lastKey: string): string {
-  return Buffer.from(`${CURSOR_PREFIX}${lastKey}`, 'utf8').toString('base64url');
-}
-
-function decodeCursor(cursor: unknown): string {
-  const text = typeof cursor === 'string' ? Buffer.from(cursor, 'base64url').toString('utf8') : '';
-  const key = text.startsWith(CURSOR_PREFIX) ? text.slice(CURSOR_PREFIX.length) : '';
-  try {
-    assertValidKey(key);
-  } catch {
-    throw new InvalidRequestError('cursor', 'is not a cursor returned by list() of this cache');
-  }
-  return key;
 }

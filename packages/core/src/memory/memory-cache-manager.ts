@@ -32,6 +32,7 @@ import { SYNC_OPS } from '../spi/sync.js';
 import type { SyncCacheOps, SyncStagedResult } from '../spi/sync.js';
 import { TOKENS } from '../tokens.js';
 import { ByteLru } from '../util/byte-lru.js';
+import { assertCacheArea, decodeKeyCursor, encodeKeyCursor } from '../util/cache-args.js';
 import { chunksOf, isSyncIterable, readAll, readAllSync, sliceRange } from '../util/bytes.js';
 
 /** Options of {@link MemoryCacheManager} (the `cache.options` of a config using the `memory` adapter). */
@@ -51,7 +52,7 @@ export const MEMORY_CACHE_DEFAULTS: Readonly<Required<MemoryCacheManagerOptions>
 // Bookkeeping charged per result and per format, so that many tiny (or empty) results are bounded too.
 const RESULT_OVERHEAD_BYTES = 256;
 const FORMAT_OVERHEAD_BYTES = 64;
-const CURSOR_PREFIX = 'mem1:';
+const CURSOR_TAG = 'mem1';
 
 interface StoredResult {
   readonly manifest: ResultManifest;
@@ -199,7 +200,7 @@ export class MemoryCacheManager implements CacheManager {
   clear(area: CacheArea): Promise<number> {
     return run(() => {
       this.#assertOpen();
-      const store = this.#area(checkArea(area));
+      const store = this.#area(assertCacheArea(area));
       const count = store.size;
       store.clear();
       return count;
@@ -209,7 +210,7 @@ export class MemoryCacheManager implements CacheManager {
   sweep(area: CacheArea, olderThan: number): Promise<number> {
     return run(() => {
       this.#assertOpen();
-      const store = this.#area(checkArea(area));
+      const store = this.#area(assertCacheArea(area));
       if (typeof olderThan !== 'number' || Number.isNaN(olderThan)) {
         throw new InvalidRequestError('olderThan', `must be a time in epoch ms, got ${String(olderThan)}`);
       }
@@ -223,12 +224,12 @@ export class MemoryCacheManager implements CacheManager {
   list(area: CacheArea, options: { limit: number; cursor?: string }): Promise<CacheListPage> {
     return run(() => {
       this.#assertOpen();
-      const store = this.#area(checkArea(area));
+      const store = this.#area(assertCacheArea(area));
       const { limit, cursor } = options;
       if (!Number.isSafeInteger(limit) || limit < 1) {
         throw new InvalidRequestError('limit', `must be a positive integer, got ${String(limit)}`);
       }
-      const after = cursor === undefined ? undefined : decodeCursor(cursor);
+      const after = cursor === undefined ? undefined : decodeKeyCursor(CURSOR_TAG, cursor);
       const keys = [...store.keys()].filter((k) => after === undefined || k > after).sort(compareStrings);
       const items: ResultManifest[] = [];
       for (const key of keys.slice(0, limit)) {
@@ -236,7 +237,9 @@ export class MemoryCacheManager implements CacheManager {
         if (stored !== undefined) items.push(stored.manifest);
       }
       const last = items.at(-1);
-      return keys.length > limit && last !== undefined ? { items, cursor: encodeCursor(last.key) } : { items };
+      return keys.length > limit && last !== undefined
+        ? { items, cursor: encodeKeyCursor(CURSOR_TAG, last.key) }
+        : { items };
     });
   }
 
@@ -251,7 +254,7 @@ export class MemoryCacheManager implements CacheManager {
   #find(key: string, area?: CacheArea): StoredResult | undefined {
     this.#assertOpen();
     assertValidKey(key);
-    if (area === undefined || checkArea(area) === 'persistent') {
+    if (area === undefined || assertCacheArea(area) === 'persistent') {
       const hit = this.#persistent.get(key);
       if (hit !== undefined || area !== undefined) return hit;
     }
@@ -261,7 +264,7 @@ export class MemoryCacheManager implements CacheManager {
   /** The commit point: synchronous, so no reader ever sees the key in both areas or half-written. */
   #publish(key: string, area: CacheArea, staged: StagedFormats, fence?: number): ResultManifest {
     this.#assertOpen();
-    checkArea(area);
+    assertCacheArea(area);
     if (fence !== undefined) {
       const current = (this.#persistent.get(key) ?? this.#temporary.peek(key))?.manifest.fence;
       if (current !== undefined && current > fence) {
@@ -482,34 +485,12 @@ function describe(value: unknown): string {
   return value === undefined || typeof value === 'function' ? String(value) : JSON.stringify(value);
 }
 
-function checkArea(area: unknown): CacheArea {
-  if (!CACHE_AREAS.includes(area as CacheArea)) {
-    throw new InvalidRequestError('area', `must be 'persistent' or 'temporary', got ${describe(area)}`);
-  }
-  return area as CacheArea;
-}
-
 function areasOf(area: CacheArea | undefined): readonly CacheArea[] {
-  return area === undefined ? CACHE_AREAS : [checkArea(area)];
+  return area === undefined ? CACHE_AREAS : [assertCacheArea(area)];
 }
 
 function peek(store: Map<string, StoredResult> | ByteLru<StoredResult>, key: string): StoredResult | undefined {
   return store instanceof Map ? store.get(key) : store.peek(key);
-}
-
-function encodeCursor(lastKey: string): string {
-  return Buffer.from(`${CURSOR_PREFIX}${lastKey}`, 'utf8').toString('base64url');
-}
-
-function decodeCursor(cursor: unknown): string {
-  const text = typeof cursor === 'string' ? Buffer.from(cursor, 'base64url').toString('utf8') : '';
-  const key = text.startsWith(CURSOR_PREFIX) ? text.slice(CURSOR_PREFIX.length) : '';
-  try {
-    assertValidKey(key);
-  } catch {
-    throw new InvalidRequestError('cursor', 'is not a cursor returned by list() of this cache');
-  }
-  return key;
 }
 
 /** Runs synchronous work as an async SPI call, so that every failure is a rejection, never a throw. */

@@ -7,10 +7,13 @@ import { Readable } from 'node:stream';
 import { inject, injectable } from 'inversify';
 
 import {
+  assertCacheArea,
   assertValidFormat,
   assertValidKey,
   BackendError,
   CACHE_AREAS,
+  decodeKeyCursor,
+  encodeKeyCursor,
   ClosedError,
   ConfigError,
   InvalidRequestError,
@@ -62,7 +65,7 @@ const READ_CHUNK_BYTES = 64 * 1024;
 const READ_ATTEMPTS = 8;
 /** Commits retried when a concurrent delete removed the key directory in between. */
 const PUBLISH_ATTEMPTS = 5;
-const CURSOR_PREFIX = 'file1:';
+const CURSOR_TAG = 'file1';
 
 interface Found {
   readonly area: CacheArea;
@@ -148,7 +151,7 @@ export class FileCacheManager implements CacheManager {
   async head(key: string, area?: CacheArea): Promise<ResultManifest | undefined> {
     this.#assertOpen();
     assertValidKey(key);
-    const only = area === undefined ? undefined : checkArea(area);
+    const only = area === undefined ? undefined : assertCacheArea(area);
     this.#prepare();
     const found = this.#find(key, only);
     return found === undefined ? undefined : publicManifest(found.manifest);
@@ -251,7 +254,7 @@ export class FileCacheManager implements CacheManager {
     assertValidKey(key);
     this.#prepare();
     let deleted = 0;
-    for (const a of area === undefined ? CACHE_AREAS : [checkArea(area)]) {
+    for (const a of area === undefined ? CACHE_AREAS : [assertCacheArea(area)]) {
       if (await this.#remove(a, key)) deleted++;
     }
     return deleted;
@@ -259,7 +262,7 @@ export class FileCacheManager implements CacheManager {
 
   async clear(area: CacheArea): Promise<number> {
     this.#assertOpen();
-    checkArea(area);
+    assertCacheArea(area);
     this.#prepare();
     let cleared = 0;
     for (const key of this.#keysIn(area)) {
@@ -270,7 +273,7 @@ export class FileCacheManager implements CacheManager {
 
   async sweep(area: CacheArea, olderThan: number): Promise<number> {
     this.#assertOpen();
-    checkArea(area);
+    assertCacheArea(area);
     this.#prepare();
     if (typeof olderThan !== 'number' || Number.isNaN(olderThan)) {
       throw new InvalidRequestError('olderThan', `must be a time in epoch ms, got ${String(olderThan)}`);
@@ -299,13 +302,13 @@ export class FileCacheManager implements CacheManager {
 
   async list(area: CacheArea, options: { limit: number; cursor?: string }): Promise<CacheListPage> {
     this.#assertOpen();
-    checkArea(area);
+    assertCacheArea(area);
     this.#prepare();
     const { limit, cursor } = options;
     if (!Number.isSafeInteger(limit) || limit < 1) {
       throw new InvalidRequestError('limit', `must be a positive integer, got ${String(limit)}`);
     }
-    const after = cursor === undefined ? undefined : decodeCursor(cursor);
+    const after = cursor === undefined ? undefined : decodeKeyCursor(CURSOR_TAG, cursor);
     const keys = this.#keysIn(area)
       .filter((k) => after === undefined || k > after)
       .sort(compareStrings);
@@ -317,7 +320,9 @@ export class FileCacheManager implements CacheManager {
       if (manifest !== undefined) items.push(publicManifest(manifest));
     }
     const last = items.at(-1);
-    return index < keys.length && last !== undefined ? { items, cursor: encodeCursor(last.key) } : { items };
+    return index < keys.length && last !== undefined
+      ? { items, cursor: encodeKeyCursor(CURSOR_TAG, last.key) }
+      : { items };
   }
 
   async close(): Promise<void> {
@@ -425,7 +430,7 @@ export class FileCacheManager implements CacheManager {
     fence?: number,
   ): Promise<ResultManifest> {
     this.#assertOpen();
-    checkArea(area);
+    assertCacheArea(area);
     if (this.#durable) await syncDir(dir);
     const other = otherArea(area);
     // This commit must order after the key's result in the other area, which it replaces.
@@ -622,22 +627,4 @@ function compareStrings(a: string, b: string): number {
 
 function otherArea(area: CacheArea): CacheArea {
   return area === 'persistent' ? 'temporary' : 'persistent';
-}
-
-function checkArea(area: unknown): CacheArea {
-  if (!CACHE_AREAS.includes(area as CacheArea)) {
-    throw new InvalidRequestError('area', `must be 'persistent' or 'temporary', got ${String(area)}`);
-  }
-  return area as CacheArea;
-}
-
-function encodeCursor(lastKey: string): string {
-  return Buffer.from(`${CURSOR_PREFIX}${lastKey}`, 'utf8').toString('base64url');
-}
-
-function decodeCursor(cursor: unknown): string {
-  const text = typeof cursor === 'string' ? Buffer.from(cursor, 'base64url').toString('utf8') : '';
-  const key = text.startsWith(CURSOR_PREFIX) ? text.slice(CURSOR_PREFIX.length) : '';
-  if (!isKey(key)) throw new InvalidRequestError('cursor', 'is not a cursor returned by list() of this cache');
-  return key;
 }
