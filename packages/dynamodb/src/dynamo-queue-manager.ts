@@ -230,6 +230,8 @@ export class DynamoQueueManager implements QueueManager {
         }
       }
       const seq = this.#seq.next(now);
+      // Seqs of different processes can coincide; only this id tells our own landed put apart.
+      const writeId = randomUUID();
       const shard = workShard(key, this.#options.shards);
       const sk = pendingSk(request.priority, seq);
       const item: Item = {
@@ -245,6 +247,7 @@ export class DynamoQueueManager implements QueueManager {
         [A.readyAt]: now,
         [A.attempts]: 0,
         [A.maxAttempts]: entry.maxAttempts,
+        [A.writeId]: writeId,
         ps: sk,
         [KEY_ATTRS.workPk]: pendingPk(shard),
         [KEY_ATTRS.workSk]: sk,
@@ -260,11 +263,10 @@ export class DynamoQueueManager implements QueueManager {
       );
       this.#forget(key);
       // DynamoDB returns the item that failed the condition; dynalite does not, so it is read.
-      const old = out.ok
-        ? undefined
-        : decodeRecord(out.old ?? (await this.#db.get(this.#recordKey(key), 'GetItem(record)')));
+      const oldItem = out.ok ? undefined : (out.old ?? (await this.#db.get(this.#recordKey(key), 'GetItem(record)')));
+      const old = decodeRecord(oldItem);
       // A retried put whose first attempt landed (its answer was lost) finds its own record.
-      if (out.ok || (old?.seq === seq && old.state === 'pending')) {
+      if (out.ok || (oldItem?.[A.writeId] === writeId && old?.state === 'pending')) {
         this.#live.adjust(request.group, request.owner, undefined, 'pending');
         this.#activity.record('submitted', request.group, now);
         this.#scheduleFlush();

@@ -245,6 +245,24 @@ for (const kind of selectedBackends()) {
       }
     });
 
+    it('reports "existing" to a second process whose seq happens to equal the first one’s', async function () {
+      // Seqs are clock ms plus random low bits: two processes can draw the same one. The loser of
+      // the put must not take the winner's record for its own landed write.
+      const peer = table.queue(clock);
+      const random = Math.random;
+      Math.random = () => 0.5;
+      try {
+        const first = await queue.enqueue({ key: 'same', request: request('same'), maxAttempts: 1 }, { limits: {} });
+        const second = await peer.enqueue({ key: 'same', request: request('same'), maxAttempts: 1 }, { limits: {} });
+        expect(first.outcome).to.equal('created');
+        expect(second.outcome).to.equal('existing');
+        expect(second.record.seq).to.equal(first.record.seq);
+      } finally {
+        Math.random = random;
+        await peer.close();
+      }
+    });
+
     it('gives back a group slot leaked by a process that died between its two writes', async function () {
       const policies = { g: { maxConcurrent: 1 } };
       await queue.enqueue({ key: 'a', request: request('a', { group: 'g' }), maxAttempts: 1 }, { limits: {} });
