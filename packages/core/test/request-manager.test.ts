@@ -176,6 +176,47 @@ describe('DefaultRequestManager', () => {
     });
   });
 
+  describe('.cancel of a running request', () => {
+    it('returns the status its cancel left (running, cancel requested) even when the local worker lets go first', async () => {
+      const clock = new ManualClock();
+      const queue = new MemoryQueueManager({}, clock);
+      // A backend whose reads are slower than its writes: the worker's acknowledgement, started
+      // by the abort, would land before a status read started after it.
+      let slowReads = false;
+      const slowQueue = new Proxy(queue, {
+        get(obj, prop) {
+          const value: unknown = Reflect.get(obj, prop, obj);
+          if (typeof value !== 'function') return value;
+          const fn = (value as (...a: unknown[]) => unknown).bind(obj);
+          if (prop !== 'get') return fn;
+          return async (...args: unknown[]) => {
+            if (slowReads) for (let i = 0; i < 20; i++) await Promise.resolve();
+            return fn(...args);
+          };
+        },
+      });
+      const rm = buildRequestManager({ queue: slowQueue, cache: new MemoryCacheManager({}, clock), clock });
+      r = { clock, rm, queue };
+      const started = deferred();
+      rm.process(async (job) => {
+        started.resolve();
+        await new Promise<void>((resolve) => {
+          job.signal.addEventListener('abort', () => {
+            resolve();
+          });
+        });
+      });
+      const { key } = await rm.submit({ uri: '/held' });
+      await clock.tick();
+      await started.promise;
+      slowReads = true;
+      const status = await rm.cancel(key);
+      expect(status.state).to.equal('running');
+      expect(status.cancelRequested).to.equal(true);
+      slowReads = false;
+    });
+  });
+
   describe('worker.stop', () => {
     it('releases a job still running after the grace period without counting an attempt', async () => {
       r = rig();

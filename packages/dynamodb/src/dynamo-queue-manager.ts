@@ -45,6 +45,8 @@ import { inject, injectable } from 'inversify';
 
 import { A, decodeRecord, encodeError, encodeRequest, isExpired, isFinished, ttlSeconds } from './codec.js';
 import type { Item } from './codec.js';
+import { pickCandidate, readCandidates } from './claim-candidates.js';
+import type { Candidate, ClaimHistory } from './claim-candidates.js';
 import { Db } from './db.js';
 import { Expr } from './expr.js';
 import { GroupSlots, needsGroupItem, policyOf } from './groups.js';
@@ -79,23 +81,12 @@ const LEASE_EXPIRED: ErrorInfo = Object.freeze({
   retryable: false,
 });
 const STATE_SET: ReadonlySet<string> = new Set(QUEUE_STATES);
-/** Pending-index pages read per shard by one claim when no candidate was found yet. */
-const MAX_CLAIM_PAGES = 10;
-const CLAIM_PAGE = 100;
 /** Conditional claim attempts per call before giving up (the worker polls again). */
 const MAX_CLAIM_TRIES = 16;
 /** Least time between two passes of the group-slot repair (and before a stale slot goes), ms. */
 const SLOT_REPAIR_MS = 60_000;
 /** How long a record read by `get` is reused by `position` (same status read), ms of real time. */
 const READ_REUSE_MS = 250;
-
-/** Pending item of the work index, as a claim sees it. */
-interface Candidate {
-  readonly key: string;
-  readonly group: string;
-  readonly readyAt: number;
-  readonly sk: string;
-}
 
 function encodeCursor(seq: number): string {
   return Buffer.from(String(seq), 'utf8').toString('base64url');
@@ -161,7 +152,7 @@ export class DynamoQueueManager implements QueueManager {
   readonly #workers: WorkerRegistry;
   readonly #live: LiveCounts;
   /** Last claim per group by this process (fairness between groups without a policy item). */
-  readonly #lastClaim = new Map<string, { at: number; seq: number }>();
+  readonly #lastClaim: ClaimHistory = new Map();
   #claimSeq = 0;
   #ready: Promise<EnsureTableResult | undefined> | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -370,12 +361,12 @@ export class DynamoQueueManager implements QueueManager {
       !blocked.has(c.group) &&
       readyTime(c.group) !== undefined;
 
-    const read = await this.#readCandidates(eligible);
+    const read = await readCandidates(this.#db, this.#options.shards, eligible);
     if (read === 'paused') return undefined;
     const candidates = read.filter(eligible);
     const tried = new Set<string>();
     for (let tries = 0; tries < MAX_CLAIM_TRIES; tries++) {
-      const pick = this.#pick(candidates, tried, blocked, readyTime);
+      const pick = pickCandidate(candidates, { tried, blocked, readyTime, lastClaim: this.#lastClaim });
       if (pick === undefined) return undefined;
       tried.add(pick.key);
       const lease = await this.#claimOne(pick, options, now, groupItems);
@@ -386,92 +377,6 @@ export class DynamoQueueManager implements QueueManager {
       if (lease !== undefined) return lease;
     }
     return undefined;
-  }
-
-  /** Reads the head of every pending shard, more pages where nothing eligible was found; 'paused' when a pause marker is there. */
-  async #readCandidates(eligible: (c: Candidate) => boolean): Promise<Candidate[] | 'paused'> {
-    // Set by any shard's reader (an object, so the flow analysis sees the writes in the callbacks).
-    const seen = { paused: false };
-    const perShard = await Promise.all(
-      Array.from({ length: this.#options.shards }, async (_, shard) => {
-        const out: Candidate[] = [];
-        let start: Item | undefined;
-        for (let page = 0; page < MAX_CLAIM_PAGES; page++) {
-          const res = await this.#db.queryPage(
-            {
-              IndexName: WORK_INDEX,
-              KeyConditionExpression: '#gk = :gk',
-              ExpressionAttributeNames: { '#gk': KEY_ATTRS.workPk },
-              ExpressionAttributeValues: { ':gk': pendingPk(shard) },
-              Limit: CLAIM_PAGE,
-              ...(start === undefined ? {} : { ExclusiveStartKey: start }),
-            },
-            'Query(claim)',
-          );
-          let found = false;
-          for (const item of res.items) {
-            const sk = item[KEY_ATTRS.workSk];
-            if (sk === PAUSE_SK) {
-              seen.paused = true;
-              return out;
-            }
-            const key = item[A.key];
-            const group = item[A.group];
-            const readyAt = item[A.readyAt];
-            if (typeof key !== 'string' || typeof group !== 'string' || typeof sk !== 'string') continue;
-            const c: Candidate = { key, group, readyAt: typeof readyAt === 'number' ? readyAt : 0, sk };
-            out.push(c);
-            if (eligible(c)) found = true;
-          }
-          start = res.next;
-          if (found || start === undefined) break;
-        }
-        return out;
-      }),
-    );
-    return seen.paused ? 'paused' : perShard.flat();
-  }
-
-  /**
-   * The next candidate to try: per group its head (lowest sort key: priority, then seq); the
-   * group with the highest head priority, then the earliest ready time (fairness), then the one
-   * claimed least recently here, then the name.
-   */
-  #pick(
-    candidates: Candidate[],
-    tried: Set<string>,
-    blocked: Set<string>,
-    readyTime: (group: string) => number | undefined,
-  ): Candidate | undefined {
-    const heads = new Map<string, Candidate>();
-    for (const c of candidates) {
-      if (tried.has(c.key) || blocked.has(c.group)) continue;
-      const head = heads.get(c.group);
-      if (head === undefined || c.sk < head.sk) heads.set(c.group, c);
-    }
-    let best: { c: Candidate; ready: number; last: number } | undefined;
-    for (const c of heads.values()) {
-      const ready = readyTime(c.group);
-      if (ready === undefined) continue;
-      const last = this.#lastClaim.get(c.group)?.seq ?? -1;
-      if (best === undefined) {
-        best = { c, ready, last };
-        continue;
-      }
-      // Sort keys start with the inverted priority, so comparing their first 7 characters compares priorities.
-      const p = c.sk.slice(0, 7);
-      const q = best.c.sk.slice(0, 7);
-      const better =
-        p !== q
-          ? p < q
-          : ready !== best.ready
-            ? ready < best.ready
-            : last !== best.last
-              ? last < best.last
-              : c.group < best.c.group;
-      if (better) best = { c, ready, last };
-    }
-    return best?.c;
   }
 
   async #claimOne(

@@ -191,8 +191,13 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     const retainUntil = this.retainUntil();
     const result = await this.queue.cancel(key, retainUntil === undefined ? {} : { retainUntil });
     if (result.outcome === 'cancelled') this.events.emit('cancelled', { key, running: false });
-    if (result.outcome === 'requested') for (const worker of this.#workers) worker.notifyCancel(key);
-    return this.status(key);
+    if (result.outcome !== 'requested') return this.status(key);
+    // Status before the abort: a local worker acknowledges the cancel as soon as its handler
+    // returns, and the caller should see the request as its cancel left it (running, cancel
+    // requested), not whichever of the two writes a slow backend happened to order first.
+    const status = await this.status(key);
+    for (const worker of this.#workers) worker.notifyCancel(key);
+    return status;
   }
 
   async list(query: ListQuery = {}): Promise<{ items: RequestStatus[]; cursor?: string }> {

@@ -122,7 +122,11 @@ export interface RequestManager {
   submit(request: BatchRequest, options?: SubmitOptions): Promise<RequestStatus>;
   /** Status with position and ETA. */
   status(key: string): Promise<RequestStatus>;
-  /** Cancels a pending request at once, or asks the worker running it to stop. */
+  /**
+   * Cancels a pending request at once (status `cancelled`), or asks the worker running it to stop:
+   * then the status returned is `running` with `cancelRequested`, read before any worker in this
+   * process was told, and the request ends `cancelled` once the worker lets go.
+   */
   cancel(key: string): Promise<RequestStatus>;
   list(query?: ListQuery): Promise<{ items: RequestStatus[]; cursor?: string }>;
   /** Resolves on a terminal state. */
