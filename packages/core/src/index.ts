@@ -76,6 +76,7 @@ export { TOKENS } from './tokens.js';
 export { TypedEmitter } from './util/emitter.js';
 export type { Listener } from './util/emitter.js';
 export type { AdapterPlugin } from './spi/plugin.js';
+export { ForwardingCacheManager, ForwardingQueueManager } from './spi/forwarding.js';
 export type {
   Handler,
   Job,

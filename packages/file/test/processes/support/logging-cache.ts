@@ -1,13 +1,9 @@
+import { ForwardingCacheManager } from '@armlib/core';
 import type {
-  CommitOptions,
   CacheArea,
-  CacheCapabilities,
-  CachedBody,
-  CacheGetOptions,
-  CacheListPage,
   CacheManager,
-  CacheUrlOptions,
   CacheWriteOptions,
+  CommitOptions,
   FormatInfo,
   ResultManifest,
   StagedResult,
@@ -71,58 +67,17 @@ class LoggingStagedResult implements StagedResult {
 }
 
 /** A cache SPI that forwards to a real adapter and logs staged writes and commits (where kills land). */
-export class LoggingCache implements CacheManager {
-  readonly #inner: CacheManager;
+export class LoggingCache extends ForwardingCacheManager {
   readonly #log: EventLog;
   readonly #onPhase: PhaseListener | undefined;
 
   constructor(inner: CacheManager, log: EventLog, onPhase?: PhaseListener) {
-    this.#inner = inner;
+    super(inner);
     this.#log = log;
     this.#onPhase = onPhase;
   }
 
-  get capabilities(): CacheCapabilities {
-    return this.#inner.capabilities;
-  }
-
-  async stage(key: string): Promise<StagedResult> {
-    return new LoggingStagedResult(await this.#inner.stage(key), this.#log, this.#onPhase);
-  }
-
-  head(key: string, area?: CacheArea): Promise<ResultManifest | undefined> {
-    return this.#inner.head(key, area);
-  }
-
-  get(key: string, format: string, options?: CacheGetOptions): Promise<CachedBody | undefined> {
-    return this.#inner.get(key, format, options);
-  }
-
-  url(key: string, format: string, options: CacheUrlOptions): Promise<string | undefined> {
-    return this.#inner.url(key, format, options);
-  }
-
-  promote(key: string): Promise<boolean> {
-    return this.#inner.promote(key);
-  }
-
-  delete(key: string, area?: CacheArea): Promise<number> {
-    return this.#inner.delete(key, area);
-  }
-
-  clear(area: CacheArea): Promise<number> {
-    return this.#inner.clear(area);
-  }
-
-  sweep(area: CacheArea, olderThan: number): Promise<number> {
-    return this.#inner.sweep(area, olderThan);
-  }
-
-  list(area: CacheArea, options: { limit: number; cursor?: string }): Promise<CacheListPage> {
-    return this.#inner.list(area, options);
-  }
-
-  close(): Promise<void> {
-    return this.#inner.close();
+  override async stage(key: string): Promise<StagedResult> {
+    return new LoggingStagedResult(await this.inner.stage(key), this.#log, this.#onPhase);
   }
 }

@@ -1,5 +1,5 @@
+import { ForwardingQueueManager } from '@armlib/core';
 import type {
-  ActivityBucket,
   CancelOptions,
   CancelResult,
   ClaimOptions,
@@ -11,17 +11,11 @@ import type {
   HeartbeatResult,
   Lease,
   NewQueueEntry,
-  QueueCapabilities,
-  QueueCounts,
-  QueueListPage,
-  QueueListQuery,
   QueueManager,
   QueueRecord,
   ReleaseOptions,
   SweepOptions,
   SweepResult,
-  UriStats,
-  WorkerCapacity,
 } from '@armlib/core';
 
 import type { EventLog } from './event-log.js';
@@ -47,43 +41,30 @@ export function errorCode(error: unknown): string {
  * lease expiry the adapter granted. The tests read these logs to check fencing across processes:
  * a `*-start` line before each call shows where a SIGKILL landed.
  */
-export class LoggingQueue implements QueueManager {
-  readonly #inner: QueueManager;
+export class LoggingQueue extends ForwardingQueueManager {
   readonly #log: EventLog;
   readonly #onPhase: PhaseListener | undefined;
 
   constructor(inner: QueueManager, log: EventLog, onPhase?: PhaseListener) {
-    this.#inner = inner;
+    super(inner);
     this.#log = log;
     this.#onPhase = onPhase;
   }
 
-  get capabilities(): QueueCapabilities {
-    return this.#inner.capabilities;
-  }
-
-  async enqueue(entry: NewQueueEntry, options: EnqueueOptions): Promise<EnqueueResult> {
+  override async enqueue(entry: NewQueueEntry, options: EnqueueOptions): Promise<EnqueueResult> {
     const t0 = Date.now();
-    const result = await this.#inner.enqueue(entry, options);
+    const result = await this.inner.enqueue(entry, options);
     this.#log.write({ ev: 'enqueue', t0, key: entry.key, outcome: result.outcome, state: result.record.state });
     return result;
   }
 
-  get(key: string): Promise<QueueRecord | undefined> {
-    return this.#inner.get(key);
-  }
-
-  position(key: string): Promise<number | undefined> {
-    return this.#inner.position(key);
-  }
-
-  async claim(options: ClaimOptions): Promise<Lease | undefined> {
+  override async claim(options: ClaimOptions): Promise<Lease | undefined> {
     const t0 = Date.now();
     this.#log.write({ ev: 'claim-start' });
     this.#onPhase?.('claim');
     let lease: Lease | undefined;
     try {
-      lease = await this.#inner.claim(options);
+      lease = await this.inner.claim(options);
     } catch (error) {
       this.#log.write({ ev: 'claim-err', t0, code: errorCode(error) });
       throw error;
@@ -106,12 +87,12 @@ export class LoggingQueue implements QueueManager {
     return lease;
   }
 
-  async heartbeat(key: string, token: string, options: HeartbeatOptions): Promise<HeartbeatResult> {
+  override async heartbeat(key: string, token: string, options: HeartbeatOptions): Promise<HeartbeatResult> {
     const t0 = Date.now();
     this.#log.write({ ev: 'hb-start', key, token });
     this.#onPhase?.('heartbeat', key);
     try {
-      const result = await this.#inner.heartbeat(key, token, options);
+      const result = await this.inner.heartbeat(key, token, options);
       this.#log.write({ ev: 'hb', t0, key, token, exp: result.leaseExpiresAt, cancel: result.cancelRequested });
       return result;
     } catch (error) {
@@ -120,40 +101,32 @@ export class LoggingQueue implements QueueManager {
     }
   }
 
-  complete(key: string, token: string, options: CompleteOptions): Promise<QueueRecord> {
-    return this.#fenced('complete', key, token, () => this.#inner.complete(key, token, options));
+  override complete(key: string, token: string, options: CompleteOptions): Promise<QueueRecord> {
+    return this.#fenced('complete', key, token, () => this.inner.complete(key, token, options));
   }
 
-  fail(key: string, token: string, options: FailOptions): Promise<QueueRecord> {
-    return this.#fenced('fail', key, token, () => this.#inner.fail(key, token, options));
+  override fail(key: string, token: string, options: FailOptions): Promise<QueueRecord> {
+    return this.#fenced('fail', key, token, () => this.inner.fail(key, token, options));
   }
 
-  release(key: string, token: string, options: ReleaseOptions): Promise<QueueRecord> {
-    return this.#fenced('release', key, token, () => this.#inner.release(key, token, options));
+  override release(key: string, token: string, options: ReleaseOptions): Promise<QueueRecord> {
+    return this.#fenced('release', key, token, () => this.inner.release(key, token, options));
   }
 
-  acknowledgeCancel(key: string, token: string, options: CancelOptions): Promise<QueueRecord> {
-    return this.#fenced('ack-cancel', key, token, () => this.#inner.acknowledgeCancel(key, token, options));
+  override acknowledgeCancel(key: string, token: string, options: CancelOptions): Promise<QueueRecord> {
+    return this.#fenced('ack-cancel', key, token, () => this.inner.acknowledgeCancel(key, token, options));
   }
 
-  async cancel(key: string, options: CancelOptions): Promise<CancelResult> {
+  override async cancel(key: string, options: CancelOptions): Promise<CancelResult> {
     const t0 = Date.now();
-    const result = await this.#inner.cancel(key, options);
+    const result = await this.inner.cancel(key, options);
     this.#log.write({ ev: 'cancel', t0, key, outcome: result.outcome });
     return result;
   }
 
-  list(query: QueueListQuery): Promise<QueueListPage> {
-    return this.#inner.list(query);
-  }
-
-  counts(): Promise<QueueCounts> {
-    return this.#inner.counts();
-  }
-
-  async sweep(options?: SweepOptions): Promise<SweepResult> {
+  override async sweep(options?: SweepOptions): Promise<SweepResult> {
     const t0 = Date.now();
-    const result = await this.#inner.sweep(options);
+    const result = await this.inner.sweep(options);
     for (const [outcome, records] of [
       ['requeued', result.requeued],
       ['failed', result.failed],
@@ -165,42 +138,10 @@ export class LoggingQueue implements QueueManager {
     return result;
   }
 
-  prune(finishedBefore: number): Promise<number> {
-    return this.#inner.prune(finishedBefore);
-  }
-
-  async setPaused(paused: boolean): Promise<void> {
+  override async setPaused(paused: boolean): Promise<void> {
     const t0 = Date.now();
-    await this.#inner.setPaused(paused);
+    await this.inner.setPaused(paused);
     this.#log.write({ ev: 'set-paused', t0, outcome: String(paused) });
-  }
-
-  isPaused(): Promise<boolean> {
-    return this.#inner.isPaused();
-  }
-
-  activity(minutes: number): Promise<ActivityBucket[]> {
-    return this.#inner.activity(minutes);
-  }
-
-  uriStats(uri?: string): Promise<UriStats[]> {
-    return this.#inner.uriStats(uri);
-  }
-
-  reportWorker(workerId: string, slots: number, ttlMs: number): Promise<void> {
-    return this.#inner.reportWorker(workerId, slots, ttlMs);
-  }
-
-  removeWorker(workerId: string): Promise<void> {
-    return this.#inner.removeWorker(workerId);
-  }
-
-  capacity(): Promise<WorkerCapacity> {
-    return this.#inner.capacity();
-  }
-
-  close(): Promise<void> {
-    return this.#inner.close();
   }
 
   /** A token-fenced call: logs its start, then its success (with the resulting state) or error code. */
