@@ -46,6 +46,7 @@ import type {
 
 import { ControlStore } from './control-store.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
+import { GroupCommit } from './group-commit.js';
 import { pickHead } from './group-pick.js';
 import { openQueueDatabase } from './open-database.js';
 import { resolveFileQueueOptions } from './options.js';
@@ -70,13 +71,16 @@ const STATE_SET: ReadonlySet<string> = new Set(QUEUE_STATES);
  * The durable queue of the `file` adapter: one SQLite database (`<dir>/queue.sqlite`, WAL mode)
  * shared by every process of one host that opens the same directory.
  *
- * Every transition is one `BEGIN IMMEDIATE` transaction, so the processes are serialised and each
- * transition is atomic with its condition (dedupe, a single claim, fencing by lease token).
+ * Every transition runs inside a `BEGIN IMMEDIATE` transaction, so the processes are serialised
+ * and each transition is atomic with its condition (dedupe, a single claim, fencing by lease
+ * token). The transitions asked for during one turn of the event loop share one transaction, each
+ * in its own savepoint (see {@link GroupCommit}): a call resolves once that transaction committed.
  * Transitions due by time alone (lease expiry, pending expiry, retention) are applied by whichever
  * call first finds them due, in any process, and journaled in the database so that the next
  * sweep, in any process, reports each of them exactly once (as the memory queue buffers them).
  * Reads are single statements (consistent snapshots) and never wait for writers, unless a timed
- * transition is due, which they apply first (one index probe tells).
+ * transition is due, which they apply first (one index probe tells), or transitions of this
+ * process wait for their commit, which they join (so they see them).
  *
  * Semantics follow `MemoryQueueManager` exactly; see the `QueueManager` SPI for the contract.
  * One difference in freshness, not in content: activity counts are written in batches (see
@@ -105,6 +109,7 @@ export class FileQueueManager implements QueueManager {
   readonly #control: ControlStore;
   readonly #stats: StatsStore;
   readonly #tx: Database.Transaction<(fn: () => unknown) => unknown>;
+  readonly #group: GroupCommit;
   #closed = false;
 
   /**
@@ -128,6 +133,26 @@ export class FileQueueManager implements QueueManager {
       this.#control = new ControlStore(db);
       this.#stats = new StatsStore(db);
       this.#tx = db.transaction((fn: () => unknown) => fn());
+      const stats = this.#stats;
+      this.#group = new GroupCommit(
+        db,
+        {
+          mark: () => stats.mark(),
+          undo: (mark) => {
+            stats.undo(mark);
+          },
+          beforeCommit: () => {
+            if (stats.activityDue(this.#clock.now())) stats.flushActivity();
+          },
+          committed: () => {
+            stats.committed(this.#clock.now());
+          },
+          rolledBack: () => {
+            stats.rolledBack(this.#clock.now());
+          },
+        },
+        toArmError,
+      );
     } catch (error) {
       db.close();
       throw toArmError(error, 'preparing statements');
@@ -342,7 +367,7 @@ export class FileQueueManager implements QueueManager {
       if (retainUntil !== undefined && Number.isNaN(retainUntil)) {
         throw new InvalidRequestError('retainUntil', 'must be a time in epoch ms');
       }
-      return this.#transaction('sweep', () => {
+      return this.#solo('sweep', () => {
         const now = this.#clock.now();
         this.#advance(now, retainUntil);
         this.#control.collectGroups(now);
@@ -373,11 +398,11 @@ export class FileQueueManager implements QueueManager {
   }
 
   setPaused(paused: boolean): Promise<void> {
-    return settle(() => {
+    return settle(() =>
       this.#write('setPaused', () => {
         this.#control.setPaused(paused);
-      });
-    });
+      }),
+    );
   }
 
   isPaused(): Promise<boolean> {
@@ -387,7 +412,9 @@ export class FileQueueManager implements QueueManager {
   activity(minutes: number): Promise<ActivityBucket[]> {
     return settle(() => {
       // This process's own counts first (they are batched), with whatever is due.
-      this.#write('activity', () => {
+      this.#solo('activity', () => {
+        const now = this.#clock.now();
+        if (this.#records.due(now)) this.#advance(now, undefined);
         this.#stats.flushActivity();
       });
       return this.#plainRead('activity', () => this.#stats.buckets(minutes, this.#clock.now()));
@@ -404,18 +431,18 @@ export class FileQueueManager implements QueueManager {
         throw new InvalidRequestError('slots', `must be an integer >= 0, got ${String(slots)}`);
       }
       if (!(ttlMs > 0)) throw new InvalidRequestError('ttlMs', `must be a positive number of ms, got ${String(ttlMs)}`);
-      this.#write('reportWorker', (now) => {
+      return this.#write('reportWorker', (now) => {
         this.#stats.reportWorker(workerId, slots, now + ttlMs);
       });
     });
   }
 
   removeWorker(workerId: string): Promise<void> {
-    return settle(() => {
+    return settle(() =>
       this.#write('removeWorker', () => {
         this.#stats.removeWorker(workerId);
-      });
-    });
+      }),
+    );
   }
 
   capacity(): Promise<WorkerCapacity> {
@@ -429,7 +456,7 @@ export class FileQueueManager implements QueueManager {
   async close(): Promise<void> {
     if (this.#closed) return;
     try {
-      this.#transaction('close', () => {
+      this.#solo('close', () => {
         this.#stats.flushActivity();
       });
     } finally {
@@ -444,22 +471,37 @@ export class FileQueueManager implements QueueManager {
   }
 
   /**
-   * Runs `fn` in one `BEGIN IMMEDIATE` transaction after applying the transitions due now, so the
-   * call sees (and its condition is checked against) the state as of its own time.
+   * A transition: `fn` joins the next group commit (see {@link GroupCommit}), after the
+   * transitions due at its own time are applied, so its condition is checked against the state as
+   * of that time. Resolves once its transaction committed.
    */
-  #write<T>(what: string, fn: (now: number) => T): T {
-    return this.#transaction(what, () => {
+  #write<T>(what: string, fn: (now: number) => T): Promise<T> {
+    this.#assertOpen();
+    return this.#group.add(what, () => {
       const now = this.#clock.now();
       if (this.#records.due(now)) this.#advance(now, undefined);
-      const result = fn(now);
-      if (this.#stats.activityDue(now)) this.#stats.flushActivity();
-      return result;
+      return fn(now);
     });
   }
 
-  /** A read that must not see transitions that are due (applied first, in a transaction, when any). */
-  #read<T>(what: string, fn: (now: number) => T): T {
+  /**
+   * A read that must not see transitions that are due (applied first, in a transaction, when any).
+   * While transitions of this process wait for their group commit, the read joins them, so it
+   * sees every call made before it (program order).
+   */
+  #read<T>(what: string, fn: (now: number) => T): T | Promise<T> {
     this.#assertOpen();
+    if (this.#group.pending) {
+      return this.#group.add(
+        what,
+        () => {
+          const now = this.#clock.now();
+          if (this.#records.due(now)) this.#advanceAlone(now);
+          return fn(now);
+        },
+        true,
+      );
+    }
     try {
       const now = this.#clock.now();
       if (this.#records.due(now)) {
@@ -473,9 +515,10 @@ export class FileQueueManager implements QueueManager {
     }
   }
 
-  /** A read of something time-driven transitions do not change. */
-  #plainRead<T>(what: string, fn: () => T): T {
+  /** A read of something time-driven transitions do not change (after the calls made before it). */
+  #plainRead<T>(what: string, fn: () => T): T | Promise<T> {
     this.#assertOpen();
+    if (this.#group.pending) return this.#group.add(what, fn, true);
     try {
       return fn();
     } catch (error) {
@@ -483,8 +526,29 @@ export class FileQueueManager implements QueueManager {
     }
   }
 
-  #transaction<T>(what: string, fn: () => T): T {
+  /**
+   * Applies the transitions due at `now` in a savepoint of their own, inside a batch: for a read,
+   * which runs without one. Their counts go with them if they roll back.
+   */
+  #advanceAlone(now: number): void {
+    const mark = this.#stats.mark();
+    try {
+      this.#tx(() => {
+        this.#advance(now, undefined);
+      });
+    } catch (error) {
+      this.#stats.undo(mark);
+      throw error;
+    }
+  }
+
+  /**
+   * A transaction of its own, run at once, after the calls waiting for their group commit (which
+   * commit first): for the rare calls that write this process's batched counts themselves.
+   */
+  #solo<T>(what: string, fn: () => T): T {
     this.#assertOpen();
+    this.#group.flush();
     try {
       return this.#immediate(fn);
     } catch (error) {
@@ -595,10 +659,10 @@ function zeroCounts(): Record<QueueState, number> {
 }
 
 /**
- * The SPI's promise around a synchronous body: better-sqlite3 is synchronous, and an async
- * method would cost a frame and a promise more on every call.
+ * The SPI's promise around a body that is synchronous or hands back its group commit's promise:
+ * an async method would cost a frame and a promise more on every call.
  */
-function settle<T>(fn: () => T): Promise<T> {
+function settle<T>(fn: () => T | Promise<T>): Promise<T> {
   try {
     return Promise.resolve(fn());
   } catch (error) {

@@ -122,6 +122,16 @@ export class StatsStore {
     this.#staged.push({ kind, minute: Math.floor(now / MINUTE_MS) * MINUTE_MS, group });
   }
 
+  /** How many counts the transaction in progress has noted so far (see {@link undo}). */
+  mark(): number {
+    return this.#staged.length;
+  }
+
+  /** A call of the transaction in progress rolled back to its savepoint: its counts (noted after `mark`) go. */
+  undo(mark: number): void {
+    this.#staged.length = Math.min(mark, this.#staged.length);
+  }
+
   /**
    * Whether counts should be written by the transaction in progress: the oldest waiting one
    * waited long enough (or the clock went back).

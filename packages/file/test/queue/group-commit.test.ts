@@ -1,0 +1,90 @@
+import path from 'node:path';
+
+import Database from 'better-sqlite3';
+import { expect } from 'chai';
+
+import { BackendError, ManualClock, QueueFullError } from '@armlib/core';
+
+import { FileQueueManager } from '../../src/queue/file-queue-manager.js';
+import { claimOptions, entry, NO_LIMITS, T0 } from './fixtures.js';
+import { makeTempDir, removeTempDir } from './temp-dir.js';
+
+/** The keys of the records table, read by a connection of its own (what another process sees). */
+function committedKeys(dir: string): string[] {
+  const db = new Database(path.join(dir, 'queue.sqlite'), { readonly: true });
+  try {
+    return db.prepare('SELECT key FROM records ORDER BY seq').pluck().all() as string[];
+  } finally {
+    db.close();
+  }
+}
+
+/** The calls of one turn of the event loop share one transaction (group commit). */
+describe('FileQueueManager: group commit', function () {
+  let dir: string;
+  let queue: FileQueueManager;
+
+  beforeEach(function () {
+    dir = makeTempDir();
+    queue = new FileQueueManager({ dir, busyTimeoutMs: 20 }, new ManualClock(T0));
+  });
+
+  afterEach(async function () {
+    await queue.close();
+    removeTempDir(dir);
+  });
+
+  it('gives each call of a batch its own outcome: a failing call does not undo the others', async function () {
+    const outcomes = await Promise.allSettled([
+      queue.enqueue(entry('a'), NO_LIMITS),
+      // The queue already holds 'a' when this call runs: over the cap.
+      queue.enqueue(entry('b'), { limits: { maxQueueLength: 1 } }),
+      queue.enqueue(entry('c'), NO_LIMITS),
+    ]);
+    expect(outcomes.map((o) => o.status)).to.deep.equal(['fulfilled', 'rejected', 'fulfilled']);
+    const rejected = outcomes[1] as PromiseRejectedResult;
+    expect(QueueFullError.is(rejected.reason), String(rejected.reason)).to.equal(true);
+    // Resolved only once committed: another connection sees them at once.
+    expect(committedKeys(dir)).to.deep.equal(['a', 'c']);
+  });
+
+  it('runs the calls of a batch in the order they were made, reads included', async function () {
+    const enqueued = queue.enqueue(entry('a'), NO_LIMITS);
+    const read = queue.get('a');
+    const claimed = queue.claim(claimOptions());
+    const position = queue.position('a');
+    expect((await enqueued).outcome).to.equal('created');
+    expect((await read)?.state).to.equal('pending');
+    expect((await claimed)?.record.key).to.equal('a');
+    expect(await position).to.equal(undefined);
+    expect((await queue.get('a'))?.state).to.equal('running');
+  });
+
+  it('fails every call of a batch, and applies none, when its transaction cannot commit', async function () {
+    const other = new Database(path.join(dir, 'queue.sqlite'));
+    other.exec('BEGIN IMMEDIATE');
+    let outcomes: PromiseSettledResult<unknown>[];
+    try {
+      outcomes = await Promise.allSettled([queue.enqueue(entry('a'), NO_LIMITS), queue.enqueue(entry('b'), NO_LIMITS)]);
+    } finally {
+      other.exec('ROLLBACK');
+      other.close();
+    }
+    for (const outcome of outcomes) {
+      expect(outcome.status).to.equal('rejected');
+      const reason = (outcome as PromiseRejectedResult).reason as unknown;
+      expect(BackendError.is(reason) && reason.retryable, String(reason)).to.equal(true);
+    }
+    expect(committedKeys(dir)).to.deep.equal([]);
+    // The lock gone, the same calls go through.
+    expect((await queue.enqueue(entry('a'), NO_LIMITS)).outcome).to.equal('created');
+    expect(committedKeys(dir)).to.deep.equal(['a']);
+  });
+
+  it('commits what waits before closing', async function () {
+    const enqueued = queue.enqueue(entry('a'), NO_LIMITS);
+    await queue.close();
+    expect((await enqueued).outcome).to.equal('created');
+    expect(committedKeys(dir)).to.deep.equal(['a']);
+  });
+});
