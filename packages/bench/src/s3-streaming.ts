@@ -22,8 +22,13 @@ export interface S3StreamingResult {
   getMs: number;
   putMiBps: number;
   getMiBps: number;
-  /** Highest resident set size of this process seen during the run (s3rver runs in a child process), MiB. */
+  /**
+   * Peak resident set size of this process up to the end of the get, MiB: the kernel's high-water
+   * mark (`process.resourceUsage().maxRSS`). s3rver runs in a child process: it is the server.
+   */
   peakRssMiB: number;
+  /** Highest RSS sampled during the put, MiB (the rest of the peak is the get's). */
+  putPeakRssMiB: number;
   /**
    * RSS just before the first byte moved (after a GC when node runs with --expose-gc), MiB: node,
    * the AWS SDK and armlib's code. The streaming's own memory is what the peak adds to it.
@@ -41,8 +46,9 @@ const SAMPLE_MS = 10;
  * Starts its own s3rver (a child process, as S3 is another machine, on a random loopback port, in
  * a temporary directory removed afterwards), streams `bytes` of generated data chunk by chunk
  * through `stage().write()` + `commit()` and back through `get()`, checks the bytes (sha256), and
- * reports the times and the peak RSS of this process. The data is never held whole: memory is
- * bounded by the multipart upload's part size × queue size (5 MiB × 2 here) and stream buffers.
+ * reports the times and the peak RSS of this process. The data is never held whole: the put holds
+ * lib-storage's parts in flight (part size × queue size: 5 MiB × 2 here) and the copies of the
+ * chunks that fill them, the get the response stream's chunks until V8 collects them.
  */
 export async function measureS3Streaming(options: { bytes: number }): Promise<S3StreamingResult> {
   const { bytes } = options;
@@ -116,6 +122,8 @@ async function stream(cache: S3CacheManager, bytes: number): Promise<S3Streaming
     await staged.write('bin', generate(bytes, written, sample), { contentType: 'application/octet-stream' });
     await staged.commit('temporary');
     const putMs = performance.now() - putStart;
+    sample();
+    const putPeak = peak;
 
     const getStart = performance.now();
     const found = await cache.get('bench-large', 'bin');
@@ -138,7 +146,8 @@ async function stream(cache: S3CacheManager, bytes: number): Promise<S3Streaming
       getMs,
       putMiBps: bytes / MIB / (putMs / 1000),
       getMiBps: bytes / MIB / (getMs / 1000),
-      peakRssMiB: peak / MIB,
+      peakRssMiB: Math.max(peak, process.resourceUsage().maxRSS * 1024) / MIB,
+      putPeakRssMiB: putPeak / MIB,
       baselineRssMiB: baseline / MIB,
     };
   } finally {
@@ -146,16 +155,21 @@ async function stream(cache: S3CacheManager, bytes: number): Promise<S3Streaming
   }
 }
 
-/** `total` bytes of cheap, non-repeating data in fresh 64 KiB chunks, hashed as they go out. */
+/**
+ * `total` bytes of cheap, non-repeating data in 64 KiB chunks, hashed as they go out. One buffer
+ * is restamped for every chunk: `write` copies each chunk before asking for the next (the SPI's
+ * contract), so a producer may reuse its buffer, and the garbage measured is the cache's own.
+ */
 async function* generate(
   total: number,
   hash: ReturnType<typeof createHash>,
   sample: () => void,
 ): AsyncGenerator<Uint8Array> {
+  const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
   let offset = 0;
   for (let n = 0; offset < total; n++) {
     const size = Math.min(CHUNK_BYTES, total - offset);
-    const chunk = Buffer.allocUnsafe(size);
+    const chunk = buffer.subarray(0, size);
     // A counter per 4 bytes: every chunk differs, and nothing compresses it away.
     for (let i = 0; i + 4 <= size; i += 4) chunk.writeUInt32LE((n * CHUNK_BYTES + i) >>> 0, i);
     chunk.fill(0, size - (size % 4));

@@ -3,6 +3,7 @@ import type { TransformCallback } from 'node:stream';
 import { promisify } from 'node:util';
 import { createGzip, gzip as gzipCallback } from 'node:zlib';
 
+import { AbortMultipartUploadCommand } from '@aws-sdk/client-s3';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 
@@ -46,17 +47,25 @@ export async function uploadStream(
   data: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
 ): Promise<UploadResult> {
   const counted = countingIterable(data);
-  const source = Readable.from(counted, { objectMode: false, highWaterMark: 64 * 1024 });
+  const source = Readable.from(copies(counted), { objectMode: false, highWaterMark: 64 * 1024 });
   const gzipped = target.gzip && target.contentEncoding === undefined;
   const stored = new ByteCounter();
+  // The producer's own failure is reported as it is, not as a backend error.
+  let sourceError: Error | undefined;
   // pipe() does not forward errors: a failing source must fail the upload rather than hang it.
   if (gzipped) {
     const gzip = createGzip();
-    source.on('error', (error) => gzip.destroy(error));
+    source.on('error', (error) => {
+      sourceError ??= error;
+      gzip.destroy(error);
+    });
     gzip.on('error', (error) => stored.destroy(error));
     source.pipe(gzip).pipe(stored);
   } else {
-    source.on('error', (error) => stored.destroy(error));
+    source.on('error', (error) => {
+      sourceError ??= error;
+      stored.destroy(error);
+    });
     source.pipe(stored);
   }
   const encoding = gzipped ? 'gzip' : target.contentEncoding;
@@ -71,15 +80,41 @@ export async function uploadStream(
     },
     partSize: target.partSizeBytes,
     queueSize: target.queueSize,
-    leavePartsOnError: false,
+    // Aborted here rather than by lib-storage, which throws the abort's own error when the abort
+    // fails too, hiding the failure that mattered (and whether it is retryable).
+    leavePartsOnError: true,
   });
   try {
     await upload.done();
   } catch (error) {
     source.destroy();
-    throw toBackendError(error, `upload of ${target.key}`);
+    await abortQuietly(target, upload.uploadId);
+    throw sourceError ?? toBackendError(error, `upload of ${target.key}`);
   }
   return { size: counted.bytes, storedSize: stored.bytes, gzipped };
+}
+
+/**
+ * Aborts a failed multipart upload so that its parts stop costing storage. A failed abort is
+ * left to the bucket's `AbortIncompleteMultipartUpload` lifecycle rule (docs/operations.md).
+ */
+async function abortQuietly(target: UploadTarget, uploadId: string | undefined): Promise<void> {
+  if (uploadId === undefined) return;
+  try {
+    await target.client.send(
+      new AbortMultipartUploadCommand({ Bucket: target.bucket, Key: target.key, UploadId: uploadId }),
+    );
+  } catch {
+    // The upload's own error is the one to report.
+  }
+}
+
+/**
+ * Each chunk copied: producers may reuse a chunk's buffer once the next one is asked for, while
+ * the stream and lib-storage still hold earlier chunks until their part is sent.
+ */
+async function* copies(chunks: AsyncIterable<Uint8Array>): AsyncGenerator<Buffer> {
+  for await (const chunk of chunks) yield Buffer.from(chunk);
 }
 
 /** Passes bytes through unchanged, counting them. */

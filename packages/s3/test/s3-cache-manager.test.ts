@@ -267,6 +267,57 @@ describe('@armlib/s3 S3CacheManager', function () {
       client.destroy();
     });
 
+    it('copies each chunk of a large format: the producer may reuse its buffer', async function () {
+      const { cache } = await open({ partSizeBytes: 5 * 1024 * 1024, queueSize: 2 });
+      const chunk = Buffer.alloc(64 * 1024);
+      const written = createHash('sha256');
+      // 11 MiB + 3 bytes through one buffer, restamped before every chunk (three parts, the last short).
+      async function* reused(): AsyncGenerator<Uint8Array> {
+        const total = 11 * 1024 * 1024 + 3;
+        for (let sent = 0, n = 0; sent < total; sent += chunk.byteLength, n++) {
+          chunk.fill(n % 251);
+          const out = chunk.subarray(0, Math.min(chunk.byteLength, total - sent));
+          written.update(out);
+          yield out;
+        }
+      }
+      const staged = await cache.stage('reused');
+      await staged.write('bin', reused(), { contentType: 'application/octet-stream' });
+      await staged.commit('temporary');
+      const read = await collect((await cache.get('reused', 'bin'))?.body);
+      expect(read.byteLength).to.equal(11 * 1024 * 1024 + 3);
+      expect(createHash('sha256').update(read).digest('hex')).to.equal(written.digest('hex'));
+    });
+
+    it('aborts the multipart upload when a part fails, and the source error passes through as it is', async function () {
+      const client = await ownClient(1);
+      const seen = recordCommands(client);
+      let failParts = true;
+      injectFault(client, 'UploadPartCommand', { status: 500, code: 'InternalError' }, () => failParts);
+      const { cache, bucket, prefix } = await open({ client, partSizeBytes: 5 * 1024 * 1024, queueSize: 2 });
+      const staged = await cache.stage('broken');
+      const data = randomBytes(11 * 1024 * 1024);
+      const error = await rejectionOf(staged.write('bin', chunked(data), { contentType: 'application/octet-stream' }));
+      expect(BackendError.is(error) && error.retryable, String(error)).to.equal(true);
+      expect(seen.filter((s) => s.startsWith('AbortMultipartUploadCommand'))).to.have.length(1);
+      expect(seen.filter((s) => s.startsWith('CompleteMultipartUploadCommand'))).to.deep.equal([]);
+      expect(await listKeys(client, bucket, `${prefix}staging/`)).to.deep.equal([]);
+      // A producer failing after two parts went out: its own error, and the upload is aborted too.
+      failParts = false;
+      const boom = new Error('producer broke');
+      async function* failing(): AsyncGenerator<Uint8Array> {
+        yield* chunksOf(data);
+        throw boom;
+      }
+      expect(await rejectionOf(staged.write('bin', failing(), { contentType: 'application/octet-stream' }))).to.equal(
+        boom,
+      );
+      expect(seen.filter((s) => s.startsWith('AbortMultipartUploadCommand'))).to.have.length(2);
+      expect(seen.filter((s) => s.startsWith('CompleteMultipartUploadCommand'))).to.deep.equal([]);
+      await staged.abort();
+      client.destroy();
+    });
+
     it('stores Content-Type and the caller’s Content-Encoding on the object', async function () {
       const { cache, client, bucket, prefix } = await open();
       const zipped = gzipSync(Buffer.from('{"a":1}'));
