@@ -1,7 +1,6 @@
+import { ForwardingQueueManager } from '@armlib/core';
 import type {
-  ActivityBucket,
   CancelOptions,
-  CancelResult,
   ClaimOptions,
   CompleteOptions,
   EnqueueOptions,
@@ -11,17 +10,9 @@ import type {
   HeartbeatResult,
   Lease,
   NewQueueEntry,
-  QueueCapabilities,
-  QueueCounts,
-  QueueListPage,
-  QueueListQuery,
   QueueManager,
   QueueRecord,
   ReleaseOptions,
-  SweepOptions,
-  SweepResult,
-  UriStats,
-  WorkerCapacity,
 } from '@armlib/core';
 
 import { traceError } from './trace.js';
@@ -33,22 +24,17 @@ import type { TraceSink } from './trace.js';
  * calls and heartbeat starts, which the tests use as a clock: "one heartbeat" is a count, not a
  * duration.
  */
-export class TracingQueue implements QueueManager {
+export class TracingQueue extends ForwardingQueueManager {
   /** claim() calls started so far (returning a lease or not). */
   claimCalls = 0;
-  readonly #inner: QueueManager;
   readonly #sink: TraceSink;
   readonly #now: () => number;
   readonly #heartbeatStarts = new Map<string, number>();
 
   constructor(inner: QueueManager, sink: TraceSink, now: () => number = Date.now) {
-    this.#inner = inner;
+    super(inner);
     this.#sink = sink;
     this.#now = now;
-  }
-
-  get capabilities(): QueueCapabilities {
-    return this.#inner.capabilities;
   }
 
   /** Heartbeats started so far for a key (by this process). */
@@ -56,9 +42,9 @@ export class TracingQueue implements QueueManager {
     return this.#heartbeatStarts.get(key) ?? 0;
   }
 
-  async enqueue(entry: NewQueueEntry, options: EnqueueOptions): Promise<EnqueueResult> {
+  override async enqueue(entry: NewQueueEntry, options: EnqueueOptions): Promise<EnqueueResult> {
     try {
-      const result = await this.#inner.enqueue(entry, options);
+      const result = await this.inner.enqueue(entry, options);
       this.#sink({ op: 'enqueue', key: entry.key, outcome: result.outcome });
       return result;
     } catch (error) {
@@ -67,17 +53,9 @@ export class TracingQueue implements QueueManager {
     }
   }
 
-  get(key: string): Promise<QueueRecord | undefined> {
-    return this.#inner.get(key);
-  }
-
-  position(key: string): Promise<number | undefined> {
-    return this.#inner.position(key);
-  }
-
-  async claim(options: ClaimOptions): Promise<Lease | undefined> {
+  override async claim(options: ClaimOptions): Promise<Lease | undefined> {
     this.claimCalls++;
-    const lease = await this.#inner.claim(options);
+    const lease = await this.inner.claim(options);
     if (lease !== undefined) {
       this.#sink({
         op: 'claim',
@@ -91,12 +69,12 @@ export class TracingQueue implements QueueManager {
     return lease;
   }
 
-  async heartbeat(key: string, token: string, options: HeartbeatOptions): Promise<HeartbeatResult> {
+  override async heartbeat(key: string, token: string, options: HeartbeatOptions): Promise<HeartbeatResult> {
     const seq = (this.#heartbeatStarts.get(key) ?? 0) + 1;
     this.#heartbeatStarts.set(key, seq);
     this.#sink({ op: 'heartbeat-start', key, token, seq });
     try {
-      const result = await this.#inner.heartbeat(key, token, options);
+      const result = await this.inner.heartbeat(key, token, options);
       this.#sink({
         op: 'heartbeat',
         key,
@@ -112,72 +90,20 @@ export class TracingQueue implements QueueManager {
     }
   }
 
-  complete(key: string, token: string, options: CompleteOptions): Promise<QueueRecord> {
-    return this.#finishing('complete', key, token, () => this.#inner.complete(key, token, options));
+  override complete(key: string, token: string, options: CompleteOptions): Promise<QueueRecord> {
+    return this.#finishing('complete', key, token, () => this.inner.complete(key, token, options));
   }
 
-  fail(key: string, token: string, options: FailOptions): Promise<QueueRecord> {
-    return this.#finishing('fail', key, token, () => this.#inner.fail(key, token, options));
+  override fail(key: string, token: string, options: FailOptions): Promise<QueueRecord> {
+    return this.#finishing('fail', key, token, () => this.inner.fail(key, token, options));
   }
 
-  release(key: string, token: string, options: ReleaseOptions): Promise<QueueRecord> {
-    return this.#finishing('release', key, token, () => this.#inner.release(key, token, options));
+  override release(key: string, token: string, options: ReleaseOptions): Promise<QueueRecord> {
+    return this.#finishing('release', key, token, () => this.inner.release(key, token, options));
   }
 
-  acknowledgeCancel(key: string, token: string, options: CancelOptions): Promise<QueueRecord> {
-    return this.#finishing('acknowledgeCancel', key, token, () => this.#inner.acknowledgeCancel(key, token, options));
-  }
-
-  cancel(key: string, options: CancelOptions): Promise<CancelResult> {
-    return this.#inner.cancel(key, options);
-  }
-
-  list(query: QueueListQuery): Promise<QueueListPage> {
-    return this.#inner.list(query);
-  }
-
-  counts(): Promise<QueueCounts> {
-    return this.#inner.counts();
-  }
-
-  sweep(options?: SweepOptions): Promise<SweepResult> {
-    return this.#inner.sweep(options);
-  }
-
-  prune(finishedBefore: number): Promise<number> {
-    return this.#inner.prune(finishedBefore);
-  }
-
-  setPaused(paused: boolean): Promise<void> {
-    return this.#inner.setPaused(paused);
-  }
-
-  isPaused(): Promise<boolean> {
-    return this.#inner.isPaused();
-  }
-
-  activity(minutes: number): Promise<ActivityBucket[]> {
-    return this.#inner.activity(minutes);
-  }
-
-  uriStats(uri?: string): Promise<UriStats[]> {
-    return this.#inner.uriStats(uri);
-  }
-
-  reportWorker(workerId: string, slots: number, ttlMs: number): Promise<void> {
-    return this.#inner.reportWorker(workerId, slots, ttlMs);
-  }
-
-  removeWorker(workerId: string): Promise<void> {
-    return this.#inner.removeWorker(workerId);
-  }
-
-  capacity(): Promise<WorkerCapacity> {
-    return this.#inner.capacity();
-  }
-
-  close(): Promise<void> {
-    return this.#inner.close();
+  override acknowledgeCancel(key: string, token: string, options: CancelOptions): Promise<QueueRecord> {
+    return this.#finishing('acknowledgeCancel', key, token, () => this.inner.acknowledgeCancel(key, token, options));
   }
 
   async #finishing(
