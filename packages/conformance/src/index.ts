@@ -11,6 +11,8 @@ export { leaseTests } from './lease.js';
 export { modelBasedTests } from './model-based.js';
 export { pauseTests } from './pause.js';
 export { pendingExpiryTests } from './pending-expiry.js';
+export { pollUntil } from './poll.js';
+export type { PollOptions } from './poll.js';
 export { positionAndEtaTests } from './position-and-eta.js';
 export { QueueModel } from './queue-model.js';
 export type { ModelEntry, ModelErrorCode, ModelOutcome, ModelPolicy, ModelRecord, ModelSweep } from './queue-model.js';

@@ -23,7 +23,9 @@ import { DynamoQueueManager } from '../../src/index.js';
 import { createTestTable, useBackend } from '../harness/fixture.js';
 import type { TestTable } from '../harness/fixture.js';
 import { heavyTestBackends } from '../multi-host/support/backends.js';
-import { debug, pollUntil } from '../multi-host/support/poll.js';
+import { pollUntil } from '@armlib/conformance';
+
+import { debug } from '../multi-host/support/debug.js';
 import { holderViolations, leaseHistories } from '../multi-host/support/trace.js';
 import type { TraceEvent } from '../multi-host/support/trace.js';
 import { TracingQueue } from '../multi-host/support/tracing-queue.js';

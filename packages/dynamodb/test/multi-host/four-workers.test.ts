@@ -25,7 +25,9 @@ import { heavyTestBackends } from './support/backends.js';
 import { ChildPool } from './support/child-pool.js';
 import { hostQueueOptions } from './support/host-options.js';
 import type { ChildHandle } from './support/child-pool.js';
-import { debug, pollUntil } from './support/poll.js';
+import { pollUntil } from '@armlib/conformance';
+
+import { debug } from './support/debug.js';
 import { takeoverMarker, URI } from './support/protocol.js';
 import { retryingBackend } from './support/retry.js';
 import type { ChildConfig, JobReport, ProbeReply, SubmitReply } from './support/protocol.js';

@@ -18,7 +18,7 @@ import { EventLog, readEvents } from './support/event-log.js';
 import type { LogEvent } from './support/event-log.js';
 import { errorCode } from './support/logging-queue.js';
 import { openBackend, openManager } from './support/open.js';
-import { pollUntil } from './support/poll.js';
+import { pollUntil } from '@armlib/conformance';
 import type { ChildConfig } from './support/protocol.js';
 
 /**

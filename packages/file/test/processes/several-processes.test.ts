@@ -14,7 +14,7 @@ import type { JobSpec } from './support/content.js';
 import { EventLog, eventsOf, readEvents } from './support/event-log.js';
 import type { LogEvent } from './support/event-log.js';
 import { openBackend, openManager } from './support/open.js';
-import { pollUntil } from './support/poll.js';
+import { pollUntil } from '@armlib/conformance';
 import type { ChildConfig, SubmitOutcome } from './support/protocol.js';
 
 /**

@@ -2,7 +2,7 @@ import { fork } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-import { debug } from './poll.js';
+import { debug } from './debug.js';
 import { CHILD_CONFIG_ENV } from './protocol.js';
 import type { ChildCommand, ChildConfig, ChildMessage, JobReport } from './protocol.js';
 import type { TraceEvent } from './trace.js';

@@ -2,7 +2,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 
 import { BackendError } from '@armlib/core';
 
-import { debug } from './poll.js';
+import { debug } from './debug.js';
 
 /**
  * Calls `call` again after a retryable BackendError, as a caller of armlib does (bounded, with

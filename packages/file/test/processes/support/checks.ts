@@ -3,7 +3,7 @@ import type { RequestManager, RequestStatus } from '@armlib/core';
 
 import { contentFor } from './content.js';
 import type { LogEvent } from './event-log.js';
-import { pollUntil } from './poll.js';
+import { pollUntil } from '@armlib/conformance';
 
 /** Successful token-fenced calls, as the logging queue names them. */
 const FENCED_OK = new Set(['hb', 'complete', 'fail', 'release', 'ack-cancel']);
