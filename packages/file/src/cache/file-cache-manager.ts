@@ -18,7 +18,6 @@ import {
   ConfigError,
   InvalidRequestError,
   LeaseLostError,
-  KEY_PATTERN,
   sliceRange,
   SystemClock,
   TOKENS,
@@ -42,13 +41,16 @@ import {
   errnoOf,
   fsError,
   isMissing,
+  isSymlinkRefusal,
   READ_FLAGS,
-  removeQuietly,
   syncDir,
   syncParent,
+  unlinkQuietly,
 } from './fs-util.js';
-import { collectKeyDir, collectStaging } from './garbage.js';
-import { CacheLayout, commitIdTime, MANIFEST_FILE, newId, SHARD_PATTERN } from './layout.js';
+import { collectOrphans, collectStaging } from './garbage.js';
+import { CacheLayout, idTime, newId, parseShardEntry, SHARD_PATTERN } from './layout.js';
+import type { ShardEntry } from './layout.js';
+import { checkLayoutVersion } from './layout-version.js';
 import { publicManifest, readManifest, writeManifest } from './manifest.js';
 import type { StoredManifest } from './manifest.js';
 import { resolveFileCacheOptions } from './options.js';
@@ -63,39 +65,43 @@ export type { FileCacheManagerOptions } from './options.js';
 const READ_CHUNK_BYTES = 64 * 1024;
 /** Reads retried when a concurrent commit or delete removed the files a manifest named. */
 const READ_ATTEMPTS = 8;
-/** Commits retried when a concurrent delete removed the key directory in between. */
-const PUBLISH_ATTEMPTS = 5;
 const CURSOR_TAG = 'file1';
 
 interface Found {
   readonly area: CacheArea;
-  readonly keyDir: string;
+  readonly shardDir: string;
   readonly manifest: StoredManifest;
+}
+
+/** The names of one key found in a shard directory. */
+interface KeyEntries {
+  manifest: boolean;
+  readonly entries: { readonly name: string; readonly entry: ShardEntry }[];
 }
 
 /**
  * The file {@link CacheManager}: results under one root directory, shared by every process on
  * the host that opens it (a web server and its workers).
  *
- * Layout (see {@link CacheLayout}): writes stream into `<dir>/staging/<id>/<format>`; a commit
- * renames that directory to `<dir>/<area>/<shard>/<key>/<commit id>/` and then renames a complete
- * `manifest.json` naming it into the key directory, which is the commit point. Readers read the
+ * Layout (see {@link CacheLayout}): writes stream into `<dir>/staging/<stage id>@<format>`; a
+ * commit renames each file to `<dir>/<area>/<shard>/<key>@<commit id>@<format>` and then renames
+ * a complete manifest naming the commit over `<key>@manifest`, which is the commit point. Readers read the
  * manifest and open the files it names, so they see the old result or the new one, all formats
  * or none, whatever crashes in between. Only then does the key's earlier result go, from both
  * areas; a crash just before that leaves the key in both areas, where reads see the persistent
  * one (old or new, but whole) until a `sweep` of either area keeps the newer commit only.
  *
  * What a crash leaves is garbage, never read: staging entries untouched for 24 hours are removed
- * when a cache opens and by `sweep`; commit directories no manifest names and temporary manifests
+ * when a cache opens and by `sweep`; data files no manifest names and temporary manifests
  * older than an hour are removed by a `sweep` of their area (younger ones may belong to a commit
- * in flight in another process) and when their key is deleted.
+ * in flight in another process).
  *
  * Several processes may commit one key at once: the last manifest rename wins within an area,
  * the newer commit id across the two, so one whole result remains. The superseded commits'
  * files go at once, or as garbage later when a race hid them.
  *
  * Nothing is read or written outside `dir`: keys and formats are validated, every path is checked
- * to lie inside the root, directories are checked with lstat before use and files are opened with
+ * to lie inside the root, directories are checked with lstat on every call and files are opened with
  * O_NOFOLLOW, so a symlink planted inside the root is refused with a {@link BackendError}.
  *
  * Routed URLs are `${urlPrefix}${key}/${format}`, served by the host through `RequestManager.read`.
@@ -128,8 +134,12 @@ export class FileCacheManager implements CacheManager {
       assertOpen: () => {
         this.#assertOpen();
       },
-      createStagingDir: () => this.#createStagingDir(),
-      publish: (key, area, dir, formats, fence) => this.#publish(key, area, dir, formats, this.#clock.now(), fence),
+      newStageId: () => newId(),
+      checkStaging: () => {
+        this.#checkStaging();
+      },
+      stagingPath: (id, format, suffix) => this.#layout.stagingPath(id, format, suffix),
+      publish: (key, area, files, formats, fence) => this.#publish(key, area, files, formats, this.#clock.now(), fence),
       release: (staged) => this.#open.delete(staged),
     };
   }
@@ -173,10 +183,9 @@ export class FileCacheManager implements CacheManager {
       if (found === undefined || info === undefined) return undefined;
       // The files are gone when a concurrent commit, promote or delete removed them after we read
       // the manifest: read the manifest again.
-      const path = this.#formatPath(found, format);
       let handle: FileHandle | undefined;
       try {
-        if (path !== undefined) handle = await open(path, READ_FLAGS);
+        handle = await open(this.#formatPath(found, format), READ_FLAGS);
       } catch (error) {
         if (!isMissing(error)) throw fsError(error, `opening ${format} of '${key}'`);
       }
@@ -216,35 +225,39 @@ export class FileCacheManager implements CacheManager {
       const found = this.#find(key, 'temporary');
       if (found === undefined) return false;
       // Hard links: the temporary result stays readable until the persistent one is published.
-      const dir = this.#createStagingDir();
+      this.#checkStaging();
+      const id = newId();
+      const files = new Map<string, string>();
       let complete = true;
       try {
         for (const format of Object.keys(found.manifest.formats)) {
-          const from = this.#formatPath(found, format);
-          if (from === undefined) complete = false;
-          else linkOrCopy(from, join(dir, format));
+          const to = this.#layout.stagingPath(id, format);
+          linkOrCopy(this.#formatPath(found, format), to);
+          files.set(format, to);
         }
       } catch (error) {
-        if (!isMissing(error)) {
-          removeQuietly(dir);
-          throw fsError(error, `promoting '${key}'`);
-        }
+        for (const path of files.values()) unlinkQuietly(path);
+        if (!isMissing(error)) throw fsError(error, `promoting '${key}'`);
         complete = false;
       }
       if (!complete) {
         // Replaced or deleted meanwhile: look again.
-        removeQuietly(dir);
         if (attempt < READ_ATTEMPTS) continue;
         throw new BackendError(`file cache: '${key}' kept changing while it was promoted`, { retryable: true });
       }
-      await this.#publish(
-        key,
-        'persistent',
-        dir,
-        found.manifest.formats,
-        found.manifest.createdAt,
-        found.manifest.fence,
-      );
+      try {
+        await this.#publish(
+          key,
+          'persistent',
+          files,
+          found.manifest.formats,
+          found.manifest.createdAt,
+          found.manifest.fence,
+        );
+      } catch (error) {
+        for (const path of files.values()) unlinkQuietly(path);
+        throw error;
+      }
       return true;
     }
   }
@@ -265,7 +278,7 @@ export class FileCacheManager implements CacheManager {
     assertCacheArea(area);
     this.#prepare();
     let cleared = 0;
-    for (const key of this.#keysIn(area)) {
+    for (const key of this.#keys(area)) {
       if (await this.#remove(area, key)) cleared++;
     }
     return cleared;
@@ -280,21 +293,23 @@ export class FileCacheManager implements CacheManager {
     }
     collectStaging(this.#layout.staging);
     let swept = 0;
-    for (const key of this.#keysIn(area)) {
-      const keyDir = this.#layout.keyDir(area, key);
-      const manifest = readQuietly(keyDir, key, area);
-      if (manifest !== undefined && manifest.createdAt < olderThan) {
-        if (await this.#remove(area, key, manifest.commit)) swept++;
-        continue;
-      }
-      collectKeyDir(keyDir, manifest?.commit);
-      // A crash between a commit and the removal of the key's result in the other area leaves
-      // both: the older commit goes now.
-      const rival = manifest === undefined ? undefined : this.#find(key, otherArea(area));
-      if (manifest !== undefined && rival !== undefined) {
-        if (compareCommitIds(rival.manifest.commit, manifest.commit) > 0)
-          await this.#remove(area, key, manifest.commit);
-        else await this.#remove(rival.area, key, rival.manifest.commit);
+    for (const shardDir of this.#shardDirs(area)) {
+      for (const [key, found] of this.#keysIn(shardDir)) {
+        let manifest = found.manifest ? readQuietly(this.#layout.manifestPath(shardDir, key), key, area) : undefined;
+        if (manifest !== undefined && manifest.createdAt < olderThan) {
+          if (await this.#remove(area, key, manifest.commit)) swept++;
+          manifest = undefined;
+        } else if (manifest !== undefined) {
+          // A crash between a commit and the removal of the key's result in the other area leaves
+          // both: the older commit goes now.
+          const rival = this.#find(key, otherArea(area));
+          if (rival !== undefined) {
+            if (compareCommitIds(rival.manifest.commit, manifest.commit) > 0) {
+              if (await this.#remove(area, key, manifest.commit)) manifest = undefined;
+            } else await this.#remove(rival.area, key, rival.manifest.commit);
+          }
+        }
+        collectOrphans(shardDir, found.entries, manifest?.commit);
       }
     }
     return swept;
@@ -309,14 +324,14 @@ export class FileCacheManager implements CacheManager {
       throw new InvalidRequestError('limit', `must be a positive integer, got ${String(limit)}`);
     }
     const after = cursor === undefined ? undefined : decodeKeyCursor(CURSOR_TAG, cursor);
-    const keys = this.#keysIn(area)
+    const keys = this.#keys(area)
       .filter((k) => after === undefined || k > after)
       .sort(compareStrings);
     const items: ResultManifest[] = [];
     let index = 0;
     for (; index < keys.length && items.length < limit; index++) {
       const key = keys[index] as string;
-      const manifest = readManifest(this.#layout.keyDir(area, key), key, area);
+      const manifest = readManifest(this.#layout.manifestPath(this.#layout.shardDir(area, key), key), key, area);
       if (manifest !== undefined) items.push(publicManifest(manifest));
     }
     const last = items.at(-1);
@@ -355,6 +370,7 @@ export class FileCacheManager implements CacheManager {
       const what = stat.isSymbolicLink() ? 'a symlink (give the real path)' : 'not a directory';
       throw new ConfigError('invalid file cache directory', [{ path: '/dir', message: `${root} is ${what}` }]);
     }
+    checkLayoutVersion(this.#layout);
     ensureDir(this.#layout.staging);
     for (const area of CACHE_AREAS) ensureDir(this.#layout.areaDir(area));
     collectStaging(this.#layout.staging);
@@ -368,98 +384,83 @@ export class FileCacheManager implements CacheManager {
   /** The committed result of a key (persistent first, or only `area`). */
   #find(key: string, area?: CacheArea): Found | undefined {
     for (const a of area === undefined ? CACHE_AREAS : [area]) {
-      const keyDir = this.#existingKeyDir(a, key);
-      const manifest = keyDir === undefined ? undefined : readManifest(keyDir, key, a);
-      if (keyDir !== undefined && manifest !== undefined) return { area: a, keyDir, manifest };
+      const shardDir = this.#existingShardDir(a, key);
+      const manifest =
+        shardDir === undefined ? undefined : readManifest(this.#layout.manifestPath(shardDir, key), key, a);
+      if (shardDir !== undefined && manifest !== undefined) return { area: a, shardDir, manifest };
     }
     return undefined;
   }
 
-  /** The key directory if it exists, every level checked not to be a symlink. */
-  #existingKeyDir(area: CacheArea, key: string): string | undefined {
-    if (dirState(this.#layout.areaDir(area)) === 'missing') return undefined;
-    if (dirState(this.#layout.shardDir(area, key)) === 'missing') return undefined;
-    const keyDir = this.#layout.keyDir(area, key);
-    return dirState(keyDir) === 'missing' ? undefined : keyDir;
-  }
-
   /**
-   * Creates the key directory (and its area and shard) as needed, each level checked not to be a
-   * symlink. Returns it, and whether it was created now.
+   * The shard directory of a key if it exists, the area and the shard checked not to be symlinks
+   * (on every call: one may be planted after the cache opened). The files in it are opened with
+   * O_NOFOLLOW.
    */
-  async #ensureKeyDir(area: CacheArea, key: string): Promise<[string, boolean]> {
-    const keyDir = this.#layout.keyDir(area, key);
-    let created = false;
-    for (const dir of [this.#layout.areaDir(area), this.#layout.shardDir(area, key), keyDir]) {
-      created = ensureDir(dir);
-      if (created && this.#durable) await syncParent(dir);
+  #existingShardDir(area: CacheArea, key: string): string | undefined {
+    if (dirState(this.#layout.areaDir(area)) === 'missing') return undefined;
+    const shardDir = this.#layout.shardDir(area, key);
+    return dirState(shardDir) === 'missing' ? undefined : shardDir;
+  }
+
+  /** Creates the shard directory of a key (and its area) as needed, each checked not to be a symlink. */
+  async #ensureShardDir(area: CacheArea, key: string): Promise<string> {
+    const shardDir = this.#layout.shardDir(area, key);
+    for (const dir of [this.#layout.areaDir(area), shardDir]) {
+      if (ensureDir(dir) && this.#durable) await syncParent(dir);
     }
-    return [keyDir, created];
+    return shardDir;
   }
 
-  /** The file of one format, or undefined when its commit directory is gone (replaced meanwhile). */
-  #formatPath(found: Found, format: string): string | undefined {
-    const commitDir = this.#layout.inside(join(found.keyDir, found.manifest.commit));
-    if (dirState(commitDir) === 'missing') return undefined;
-    return this.#layout.inside(join(commitDir, format));
+  /** The data file of one format of a found result. */
+  #formatPath(found: Found, format: string): string {
+    return this.#layout.dataPath(found.shardDir, found.manifest.key, found.manifest.commit, format);
   }
 
-  #createStagingDir(): string {
+  #checkStaging(): void {
     this.#assertOpen();
     ensureDir(this.#layout.staging);
-    const dir = this.#layout.inside(join(this.#layout.staging, newId('s')));
-    try {
-      fs.mkdirSync(dir, { mode: 0o755 });
-    } catch (error) {
-      throw fsError(error, 'creating a staging directory');
-    }
-    return dir;
   }
 
   /**
-   * Moves a complete staging directory in as the result of `key` in `area`: one rename of the
-   * directory, then one rename of the manifest naming it (the commit point). Then the key's earlier
-   * result goes, from both areas; a crash before that leaves the old commit as garbage.
+   * Moves complete staged files in as the result of `key` in `area`: one rename per format to its
+   * data file name, then one rename of the manifest naming the commit (the commit point). Then the
+   * key's earlier result goes, from both areas; a crash before that leaves the old files as garbage.
    */
   async #publish(
     key: string,
     area: CacheArea,
-    dir: string,
+    files: ReadonlyMap<string, string>,
     formats: Readonly<Record<string, FormatInfo>>,
     createdAt: number,
     fence?: number,
   ): Promise<ResultManifest> {
     this.#assertOpen();
     assertCacheArea(area);
-    if (this.#durable) await syncDir(dir);
     const other = otherArea(area);
     // This commit must order after the key's result in the other area, which it replaces.
     const replaced = this.#find(key, other)?.manifest.commit;
-    const commit = newId('c', replaced === undefined ? 0 : (commitIdTime(replaced) ?? 0) + 1);
-    let keyDir: string;
-    let fresh: boolean;
-    for (let attempt = 1; ; attempt++) {
-      [keyDir, fresh] = await this.#ensureKeyDir(area, key);
-      try {
-        fs.renameSync(dir, join(keyDir, commit));
-        break;
-      } catch (error) {
-        // A concurrent delete removed the (then empty) key directory in between: make it again.
-        if (isMissing(error) && attempt < PUBLISH_ATTEMPTS && dirState(dir) === 'dir') continue;
-        throw fsError(error, `committing '${key}'`);
+    const commit = newId(replaced === undefined ? 0 : (idTime(replaced) ?? 0) + 1);
+    const shardDir = await this.#ensureShardDir(area, key);
+    const moved: [string, string][] = [];
+    try {
+      for (const [format, from] of files) {
+        const to = this.#layout.dataPath(shardDir, key, commit, format);
+        fs.renameSync(from, to);
+        moved.push([from, to]);
       }
+    } catch (error) {
+      // Back to staging, so that the staged result can still be committed again or aborted.
+      for (const [from, to] of moved) {
+        try {
+          fs.renameSync(to, from);
+        } catch {
+          // Left as an orphan: a sweep removes it after an hour.
+        }
+      }
+      throw fsError(error, `committing '${key}'`);
     }
-    if (this.#durable) await syncDir(keyDir);
-    // A key directory made just now has no earlier result (the usual case: a new key).
-    const previous = fresh ? undefined : readQuietly(keyDir, key, area);
-    // The fence check runs right before the manifest rename, with no await in between (unless
-    // durable, where the manifest file is fsynced first): a holder that stalled past its lease
-    // finds the result of the later claim and publishes nothing.
-    if (fence !== undefined && this.#fencedOff(key, fence, previous, other)) {
-      removeQuietly(join(keyDir, commit));
-      collectKeyDir(keyDir, previous?.commit);
-      throw new LeaseLostError(key, `commit of '${key}' refused: a later claim already published its result`);
-    }
+    const manifestPath = this.#layout.manifestPath(shardDir, key);
     const stored: StoredManifest = {
       key,
       area,
@@ -468,14 +469,31 @@ export class FileCacheManager implements CacheManager {
       formats: copyFormats(formats),
       ...(fence === undefined ? {} : { fence }),
     };
-    await writeManifest(keyDir, stored, this.#durable);
+    let previous: StoredManifest | undefined;
+    try {
+      if (this.#durable && moved.length > 0) await syncDir(shardDir);
+      previous = readQuietly(manifestPath, key, area);
+      // The fence check runs right before the manifest rename, with no await in between (unless
+      // durable, where the manifest file is fsynced first): a holder that stalled past its lease
+      // finds the result of the later claim and publishes nothing.
+      if (fence !== undefined && this.#fencedOff(key, fence, previous, other)) {
+        throw new LeaseLostError(key, `commit of '${key}' refused: a later claim already published its result`);
+      }
+      await writeManifest(manifestPath, this.#layout.tempManifestPath(shardDir, key, commit), stored, this.#durable);
+    } catch (error) {
+      // Unpublished files are garbage at once (unless the manifest rename happened before a later step failed).
+      if (!namesCommit(manifestPath, key, area, commit)) this.#removeFiles(shardDir, key, commit, files.keys());
+      throw error;
+    }
     // The result this one replaced goes (no manifest names it any more, none ever will again).
-    if (previous !== undefined && previous.commit !== commit) removeQuietly(join(keyDir, previous.commit));
+    if (previous !== undefined && previous.commit !== commit) {
+      this.#removeFiles(shardDir, key, previous.commit, Object.keys(previous.formats));
+    }
     // A concurrent commit of the key in this area may have renamed its manifest over ours: then
     // ours is superseded for good and its files are garbage.
-    const current = readQuietly(keyDir, key, area);
+    const current = readQuietly(manifestPath, key, area);
     if (current?.commit !== commit) {
-      removeQuietly(join(keyDir, commit));
+      this.#removeFiles(shardDir, key, commit, files.keys());
       return publicManifest(stored);
     }
     // A key has one result: of the two areas, the newer commit stays. Deciding by commit age (not
@@ -494,44 +512,75 @@ export class FileCacheManager implements CacheManager {
     return (sameArea?.fence ?? Number.NEGATIVE_INFINITY) > fence || (rival?.fence ?? Number.NEGATIVE_INFINITY) > fence;
   }
 
+  /** Unlinks the data files of one commit (those still there). */
+  #removeFiles(shardDir: string, key: string, commit: string, formats: Iterable<string>): void {
+    for (const format of formats) unlinkQuietly(this.#layout.dataPath(shardDir, key, commit, format));
+  }
+
   /**
    * Removes the result of `key` in `area` (only if its commit is still `commit`, when given):
    * the manifest first (the result is gone from then on), then its files. False when there was none.
    */
   async #remove(area: CacheArea, key: string, commit?: string): Promise<boolean> {
-    const keyDir = this.#existingKeyDir(area, key);
-    if (keyDir === undefined) return false;
-    const manifest = readQuietly(keyDir, key, area);
-    if (manifest === undefined || (commit !== undefined && manifest.commit !== commit)) {
-      collectKeyDir(keyDir, manifest?.commit);
-      return false;
-    }
+    const shardDir = this.#existingShardDir(area, key);
+    if (shardDir === undefined) return false;
+    const manifestPath = this.#layout.manifestPath(shardDir, key);
+    const manifest = readQuietly(manifestPath, key, area);
+    if (manifest === undefined || (commit !== undefined && manifest.commit !== commit)) return false;
     try {
-      fs.unlinkSync(join(keyDir, MANIFEST_FILE));
+      fs.unlinkSync(manifestPath);
     } catch (error) {
       if (isMissing(error)) return false; // a concurrent delete got there first
       throw fsError(error, `deleting '${key}'`);
     }
-    if (this.#durable) await syncDir(keyDir);
-    removeQuietly(join(keyDir, manifest.commit));
-    collectKeyDir(keyDir, undefined);
+    if (this.#durable) await syncDir(shardDir);
+    this.#removeFiles(shardDir, key, manifest.commit, Object.keys(manifest.formats));
     return true;
   }
 
-  /** Keys with a directory in `area` (some may have no manifest), refusing symlinks on the way. */
-  #keysIn(area: CacheArea): string[] {
+  /** The shard directories of `area`, each checked not to be a symlink. */
+  #shardDirs(area: CacheArea): string[] {
     const areaDir = this.#layout.areaDir(area);
     if (dirState(areaDir) === 'missing') return [];
-    const keys: string[] = [];
+    const dirs: string[] = [];
     for (const shard of readDir(areaDir)) {
       if (!SHARD_PATTERN.test(shard.name)) continue;
       const shardDir = this.#layout.inside(join(areaDir, shard.name));
-      if (dirState(shardDir) === 'missing') continue;
-      for (const entry of readDir(shardDir)) {
-        if (!isKey(entry.name)) continue;
-        if (entry.isSymbolicLink()) dirState(join(shardDir, entry.name)); // throws: a planted symlink
-        if (entry.isDirectory()) keys.push(entry.name);
+      if (dirState(shardDir) === 'dir') dirs.push(shardDir);
+    }
+    return dirs;
+  }
+
+  /**
+   * The keys with names in one shard directory (some with no manifest, only leftovers of a
+   * crash), refusing a symlink planted under any name of the cache.
+   */
+  #keysIn(shardDir: string): Map<string, KeyEntries> {
+    const keys = new Map<string, KeyEntries>();
+    for (const dirent of readDir(shardDir)) {
+      const entry = parseShardEntry(dirent.name);
+      if (entry === undefined) continue;
+      if (dirent.isSymbolicLink()) {
+        throw new BackendError(
+          `file cache: refusing to follow the symlink at ${join(shardDir, dirent.name)} (nothing is read or written outside the cache directory)`,
+        );
       }
+      let found = keys.get(entry.key);
+      if (found === undefined) {
+        found = { manifest: false, entries: [] };
+        keys.set(entry.key, found);
+      }
+      if (entry.kind === 'manifest') found.manifest = true;
+      else found.entries.push({ name: dirent.name, entry });
+    }
+    return keys;
+  }
+
+  /** The keys with a manifest in `area`. */
+  #keys(area: CacheArea): string[] {
+    const keys: string[] = [];
+    for (const shardDir of this.#shardDirs(area)) {
+      for (const [key, found] of this.#keysIn(shardDir)) if (found.manifest) keys.push(key);
     }
     return keys;
   }
@@ -576,12 +625,25 @@ function copyFormats(formats: Readonly<Record<string, FormatInfo>>): Record<stri
   return copy;
 }
 
-/** The manifest, or undefined when it is missing or unreadable (it is about to be replaced or removed). */
-function readQuietly(keyDir: string, key: string, area: CacheArea): StoredManifest | undefined {
+/**
+ * The manifest, or undefined when it is missing or unreadable (it is about to be replaced or
+ * removed). A symlink in its place is still refused.
+ */
+function readQuietly(path: string, key: string, area: CacheArea): StoredManifest | undefined {
   try {
-    return readManifest(keyDir, key, area);
-  } catch {
+    return readManifest(path, key, area);
+  } catch (error) {
+    if (isSymlinkRefusal(error)) throw error;
     return undefined;
+  }
+}
+
+/** True when the manifest at `path` names `commit` (false when it cannot be read at all). */
+function namesCommit(path: string, key: string, area: CacheArea, commit: string): boolean {
+  try {
+    return readManifest(path, key, area)?.commit === commit;
+  } catch {
+    return false;
   }
 }
 
@@ -602,7 +664,7 @@ function linkOrCopy(from: string, to: string): void {
 
 /** Orders commit ids by creation time, then by their random part (an arbitrary but shared tie-break). */
 function compareCommitIds(a: string, b: string): number {
-  const byTime = (commitIdTime(a) ?? 0) - (commitIdTime(b) ?? 0);
+  const byTime = (idTime(a) ?? 0) - (idTime(b) ?? 0);
   return byTime !== 0 ? byTime : compareStrings(a, b);
 }
 
@@ -613,11 +675,6 @@ function readDir(dir: string): fs.Dirent[] {
     if (isMissing(error)) return [];
     throw fsError(error, `listing ${dir}`);
   }
-}
-
-/** The rule of assertValidKey, without building an error for every stray name. */
-function isKey(name: string): boolean {
-  return KEY_PATTERN.test(name) && !name.endsWith('.') && !name.includes('..');
 }
 
 /** Code-unit order, independent of locale (as the memory cache lists). */

@@ -88,14 +88,20 @@ export function removeQuietly(path: string): void {
   }
 }
 
-/** Removes `path` if it is an empty directory; false when it is not empty or already gone. */
-export function removeEmptyDir(path: string): boolean {
+/** Removes a file (or a symlink, never its target), ignoring any failure; false when nothing went. */
+export function unlinkQuietly(path: string): boolean {
   try {
-    fs.rmdirSync(path);
+    fs.unlinkSync(path);
     return true;
   } catch {
+    // Already gone, or garbage left for a later sweep.
     return false;
   }
+}
+
+/** True when `error` is this cache's refusal of a symlink planted inside the root. */
+export function isSymlinkRefusal(error: unknown): boolean {
+  return BackendError.is(error) && errnoOf((error as { cause?: unknown }).cause) === 'ELOOP';
 }
 
 /** Flushes a file descriptor to stable storage (off the event loop). */

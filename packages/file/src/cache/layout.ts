@@ -1,30 +1,63 @@
-import { randomBytes } from 'node:crypto';
+import { randomInt } from 'node:crypto';
 import { join, resolve, sep } from 'node:path';
 
-import { BackendError } from '@armlib/core';
+import { BackendError, FORMAT_PATTERN, KEY_PATTERN } from '@armlib/core';
 import type { CacheArea } from '@armlib/core';
 
 /** Name of the directory of writes in progress, under the root. */
 export const STAGING_DIR = 'staging';
-/** Name of the commit point of a key, in its key directory. */
-export const MANIFEST_FILE = 'manifest.json';
+/** Name of the file, under the root, that records which layout the cache directory uses. */
+export const LAYOUT_FILE = 'cache-layout';
+/** Content of {@link LAYOUT_FILE} for this layout (flat files in shard directories). */
+export const LAYOUT_VERSION = 'flat-1';
+/**
+ * Separator of the parts of a file name. Outside the key and format alphabets (KEY_PATTERN,
+ * FORMAT_PATTERN), so a name splits into its parts unambiguously.
+ */
+export const NAME_SEPARATOR = '@';
+/** Second part of the name of a key's commit point: `<key>@manifest`. */
+export const MANIFEST_PART = 'manifest';
 
-/** A commit directory: `c<epoch ms, base 36>.<64 random bits>`; the time lets garbage collection age it. */
-export const COMMIT_ID_PATTERN = /^c([0-9a-z]{1,12})\.[0-9a-f]{16}$/;
+/** Digits of the creation time (epoch ms, base 36, zero-padded) that start a commit id: enough until about the year 5000. */
+const TIME_DIGITS = 9;
+/** Digits of the process-random part of an id (about 26 bits). */
+const PROCESS_DIGITS = 5;
+/** Digits of the per-process counter of an id (about 31 bits, wrapping). */
+const COUNTER_DIGITS = 6;
+/** Length of a commit or staging id. */
+export const ID_LENGTH = TIME_DIGITS + PROCESS_DIGITS + COUNTER_DIGITS;
+
+/**
+ * A commit or staging id: `<time><process><counter>`, 20 base-36 digits. The time lets garbage
+ * collection age an orphan by its name alone. Short, because it is part of every data file's name:
+ * a 200-character key, the id and a 32-character format with their two separators make 254 bytes,
+ * within the 255 of a file name.
+ */
+export const ID_PATTERN = /^[0-9a-z]{20}$/;
 /** A shard directory: two lowercase hex digits. */
 export const SHARD_PATTERN = /^[0-9a-f]{2}$/;
-/** A manifest being written: renamed over {@link MANIFEST_FILE} when complete. */
-export const TEMP_MANIFEST_PATTERN = /^manifest\.json\.[0-9a-f]{16}\.tmp$/;
+/** Prefix of the second part of a manifest being written: `<key>@manifest.<commit id>`, renamed over `<key>@manifest`. */
+const TEMP_MANIFEST_PREFIX = `${MANIFEST_PART}.`;
+
+/** What a name in a shard directory is (see {@link parseShardEntry}). */
+export type ShardEntry =
+  | { readonly kind: 'manifest'; readonly key: string }
+  | { readonly kind: 'temp-manifest'; readonly key: string; readonly commit: string }
+  | { readonly kind: 'data'; readonly key: string; readonly commit: string; readonly format: string };
 
 /**
  * Paths of the cache under its root:
  *
  * ```
- * <root>/staging/s<time>.<random>/<format>            writes in progress (invisible)
- * <root>/<area>/<shard>/<key>/manifest.json           the commit point: names the commit directory
- * <root>/<area>/<shard>/<key>/c<time>.<random>/<format>
+ * <root>/cache-layout                                  the layout version (flat-1)
+ * <root>/staging/<stage id>@<format>                   writes in progress (invisible)
+ * <root>/<area>/<shard>/<key>@manifest                 the commit point: names the commit id
+ * <root>/<area>/<shard>/<key>@<commit id>@<format>     the formats of one commit
+ * <root>/<area>/<shard>/<key>@manifest.<commit id>     a manifest being written
  * ```
  *
+ * The area and shard directories are made once and never removed, so a new result creates two
+ * inodes (its data file and its manifest), not a directory per key and per commit.
  * Every path is built from a validated key or format and checked to lie inside the root again
  * (defence in depth).
  */
@@ -51,9 +84,25 @@ export class CacheLayout {
     return this.inside(join(this.root, area, shardOf(key)));
   }
 
-  /** `<root>/<area>/<shard of key>/<key>`. */
-  keyDir(area: CacheArea, key: string): string {
-    return this.inside(join(this.root, area, shardOf(key), key));
+  /** `<shardDir>/<key>@manifest`. */
+  manifestPath(shardDir: string, key: string): string {
+    return this.inside(join(shardDir, `${key}${NAME_SEPARATOR}${MANIFEST_PART}`));
+  }
+
+  /** `<shardDir>/<key>@manifest.<commit>`: the manifest of `commit` while it is written. */
+  tempManifestPath(shardDir: string, key: string, commit: string): string {
+    return this.inside(join(shardDir, `${key}${NAME_SEPARATOR}${TEMP_MANIFEST_PREFIX}${commit}`));
+  }
+
+  /** `<shardDir>/<key>@<commit>@<format>`. */
+  dataPath(shardDir: string, key: string, commit: string, format: string): string {
+    return this.inside(join(shardDir, `${key}${NAME_SEPARATOR}${commit}${NAME_SEPARATOR}${format}`));
+  }
+
+  /** `<root>/staging/<stage id>@<format>`, or with `@<suffix>` for a rewrite in progress. */
+  stagingPath(stageId: string, format: string, suffix?: string): string {
+    const name = `${stageId}${NAME_SEPARATOR}${format}${suffix === undefined ? '' : NAME_SEPARATOR + suffix}`;
+    return this.inside(join(this.staging, name));
   }
 
   /** Returns `path` when it lies strictly inside the root; throws otherwise. */
@@ -64,6 +113,34 @@ export class CacheLayout {
     }
     return resolved;
   }
+}
+
+/**
+ * What a name found in a shard directory is, or undefined for a name this cache never makes
+ * (left alone).
+ */
+export function parseShardEntry(name: string): ShardEntry | undefined {
+  const parts = name.split(NAME_SEPARATOR);
+  const [key, second, format] = parts;
+  if (key === undefined || second === undefined || !isKey(key)) return undefined;
+  if (parts.length === 2) {
+    if (second === MANIFEST_PART) return { kind: 'manifest', key };
+    if (second.startsWith(TEMP_MANIFEST_PREFIX)) {
+      const commit = second.slice(TEMP_MANIFEST_PREFIX.length);
+      return ID_PATTERN.test(commit) ? { kind: 'temp-manifest', key, commit } : undefined;
+    }
+    return undefined;
+  }
+  if (parts.length === 3 && format !== undefined && ID_PATTERN.test(second) && isFormat(format)) {
+    return { kind: 'data', key, commit: second, format };
+  }
+  return undefined;
+}
+
+/** The stage id a staging file belongs to (the part before the first separator), or undefined. */
+export function stageIdOf(name: string): string | undefined {
+  const id = name.slice(0, name.indexOf(NAME_SEPARATOR));
+  return ID_PATTERN.test(id) ? id : undefined;
 }
 
 /**
@@ -79,35 +156,35 @@ export function shardOf(key: string): string {
   return (hash & 0xff).toString(16).padStart(2, '0');
 }
 
-/**
- * 64 bits unique to this process and call: 32 random bits drawn once per process, then a counter.
- * Two processes (or restarts) collide only if their random halves match and their counters meet
- * within the same millisecond, which the time in every name makes harmless anyway: a name is
- * only ever created with O_EXCL, mkdir or a rename into a fresh name.
- */
-function uniqueHex(): string {
-  counter = (counter + 1) >>> 0;
-  return processPart + counter.toString(16).padStart(8, '0');
-}
-
-const processPart = randomBytes(4).toString('hex');
-let counter = randomBytes(4).readUInt32LE(0);
+const PROCESS_SPACE = 36 ** PROCESS_DIGITS;
+const COUNTER_SPACE = 36 ** COUNTER_DIGITS;
+/** Drawn once per process: two processes collide only if these match and their counters meet in one millisecond. */
+const processPart = randomInt(PROCESS_SPACE).toString(36).padStart(PROCESS_DIGITS, '0');
+let counter = randomInt(COUNTER_SPACE);
 
 /**
- * A fresh commit (`c`) or staging (`s`) directory name, carrying its creation time (`notBefore`
- * at the earliest, so that a commit orders after one it replaces even if the clock stepped back).
+ * A fresh commit or staging id carrying its creation time (`notBefore` at the earliest, so that a
+ * commit orders after one it replaces even if the clock stepped back). Unique to this process and
+ * call; names built from it are only ever created with O_EXCL or a rename into a fresh name, so
+ * even a collision could not mix two results.
  */
-export function newId(kind: 'c' | 's', notBefore = 0): string {
-  return `${kind}${Math.max(Date.now(), notBefore).toString(36)}.${uniqueHex()}`;
+export function newId(notBefore = 0): string {
+  counter = (counter + 1) % COUNTER_SPACE;
+  const time = Math.max(Date.now(), notBefore).toString(36).padStart(TIME_DIGITS, '0');
+  return time + processPart + counter.toString(36).padStart(COUNTER_DIGITS, '0');
 }
 
-/** The creation time (epoch ms) carried by a commit id, or undefined for any other name. */
-export function commitIdTime(name: string): number | undefined {
-  const match = COMMIT_ID_PATTERN.exec(name);
-  return match?.[1] === undefined ? undefined : parseInt(match[1], 36);
+/** The creation time (epoch ms) carried by an id, or undefined for any other name. */
+export function idTime(id: string): number | undefined {
+  return ID_PATTERN.test(id) ? parseInt(id.slice(0, TIME_DIGITS), 36) : undefined;
 }
 
-/** A fresh temporary manifest name. */
-export function tempManifestName(): string {
-  return `${MANIFEST_FILE}.${uniqueHex()}.tmp`;
+/** The rule of assertValidKey, without building an error for every stray name. */
+export function isKey(name: string): boolean {
+  return KEY_PATTERN.test(name) && !name.endsWith('.') && !name.includes('..');
+}
+
+/** The rule of assertValidFormat, likewise. */
+export function isFormat(name: string): boolean {
+  return FORMAT_PATTERN.test(name) && !name.endsWith('.') && !name.includes('..');
 }

@@ -1,26 +1,25 @@
 import * as fs from 'node:fs';
-import { join } from 'node:path';
 
-import { BackendError, FORMAT_PATTERN } from '@armlib/core';
+import { BackendError } from '@armlib/core';
 import type { CacheArea, FormatInfo, ResultManifest } from '@armlib/core';
 
-import { CREATE_FLAGS, fsError, isMissing, READ_FLAGS, removeQuietly, syncDir, syncFd } from './fs-util.js';
-import { COMMIT_ID_PATTERN, MANIFEST_FILE, tempManifestName } from './layout.js';
+import { CREATE_FLAGS, fsError, isMissing, READ_FLAGS, syncFd, syncParent, unlinkQuietly } from './fs-util.js';
+import { ID_PATTERN, isFormat } from './layout.js';
 
-/** The manifest as stored: the SPI's {@link ResultManifest} plus the commit directory holding the formats. */
+/** The manifest as stored: the SPI's {@link ResultManifest} plus the commit id naming the data files. */
 export interface StoredManifest extends ResultManifest {
-  /** Name of the commit directory next to the manifest. */
+  /** The commit id: the formats are the files `<key>@<commit>@<format>` next to the manifest. */
   readonly commit: string;
 }
 
-const VERSION = 1;
+/** 2: the flat layout (1 named a commit directory). */
+const VERSION = 2;
 
 /**
- * Reads the manifest of a key directory (never through a symlink); undefined when there is none.
+ * Reads the manifest at `path` (never through a symlink); undefined when there is none.
  * A manifest that does not describe `key` in `area` is refused: it was not written by this cache.
  */
-export function readManifest(keyDir: string, key: string, area: CacheArea): StoredManifest | undefined {
-  const path = join(keyDir, MANIFEST_FILE);
+export function readManifest(path: string, key: string, area: CacheArea): StoredManifest | undefined {
   let text: string;
   try {
     const fd = fs.openSync(path, READ_FLAGS);
@@ -37,11 +36,16 @@ export function readManifest(keyDir: string, key: string, area: CacheArea): Stor
 }
 
 /**
- * Writes the manifest of a key directory: a complete temporary file renamed over the old one, so
- * that readers see the old manifest or the new one, never a part (the commit point of a result).
+ * Writes a manifest: a complete temporary file `temp` (named after the commit, in the same
+ * directory) renamed over `path`, so that readers see the old manifest or the new one, never a
+ * part (the commit point of a result).
  */
-export async function writeManifest(keyDir: string, manifest: StoredManifest, durable: boolean): Promise<void> {
-  const temp = join(keyDir, tempManifestName());
+export async function writeManifest(
+  path: string,
+  temp: string,
+  manifest: StoredManifest,
+  durable: boolean,
+): Promise<void> {
   const text = JSON.stringify({
     v: VERSION,
     key: manifest.key,
@@ -59,15 +63,15 @@ export async function writeManifest(keyDir: string, manifest: StoredManifest, du
     } finally {
       fs.closeSync(fd);
     }
-    fs.renameSync(temp, join(keyDir, MANIFEST_FILE));
+    fs.renameSync(temp, path);
   } catch (error) {
-    removeQuietly(temp);
-    throw fsError(error, `writing the manifest in ${keyDir}`);
+    unlinkQuietly(temp);
+    throw fsError(error, `writing ${path}`);
   }
-  if (durable) await syncDir(keyDir);
+  if (durable) await syncParent(path);
 }
 
-/** A frozen SPI manifest (without the commit directory). */
+/** A frozen SPI manifest (without the commit id). */
 export function publicManifest(stored: StoredManifest): ResultManifest {
   const formats: Record<string, FormatInfo> = {};
   for (const name of Object.keys(stored.formats)) {
@@ -97,7 +101,7 @@ function parseManifest(text: string, key: string, area: CacheArea, path: string)
   const createdAt = m['createdAt'];
   const commit = m['commit'];
   if (typeof createdAt !== 'number' || !Number.isFinite(createdAt)) throw corrupt(path, 'bad createdAt');
-  if (typeof commit !== 'string' || !COMMIT_ID_PATTERN.test(commit)) throw corrupt(path, 'bad commit directory');
+  if (typeof commit !== 'string' || !ID_PATTERN.test(commit)) throw corrupt(path, 'bad commit id');
   const rawFormats = m['formats'];
   if (typeof rawFormats !== 'object' || rawFormats === null) throw corrupt(path, 'bad formats');
   const formats: Record<string, FormatInfo> = {};
@@ -112,9 +116,7 @@ function parseManifest(text: string, key: string, area: CacheArea, path: string)
 
 function parseFormat(name: string, value: unknown, path: string): FormatInfo {
   // The name becomes a file name: the same rule as assertValidFormat.
-  if (!FORMAT_PATTERN.test(name) || name.includes('..') || name.endsWith('.')) {
-    throw corrupt(path, 'bad format name');
-  }
+  if (!isFormat(name)) throw corrupt(path, 'bad format name');
   const info = (typeof value === 'object' && value !== null ? value : {}) as Record<string, unknown>;
   const { size, contentType, contentEncoding } = info;
   if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw corrupt(path, `bad size of ${name}`);

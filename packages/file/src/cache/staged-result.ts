@@ -1,5 +1,4 @@
 import * as fs from 'node:fs';
-import { join } from 'node:path';
 
 import { assertValidFormat, ConflictError, InvalidRequestError, LeaseLostError } from '@armlib/core';
 import type {
@@ -11,20 +10,24 @@ import type {
   StagedResult,
 } from '@armlib/core';
 
-import { fsError, removeQuietly } from './fs-util.js';
+import { fsError, unlinkQuietly } from './fs-util.js';
 import { writeNewFile } from './write-file.js';
 
 /** What a staged result needs from its cache (one object per cache, no closures per write). */
 export interface StagingHost {
   readonly durable: boolean;
   assertOpen(): void;
-  /** Creates a fresh, empty staging directory and returns its path. */
-  createStagingDir(): string;
-  /** Publishes the staging directory `dir` (holding one file per format) as the result of `key`. */
+  /** A fresh staging id. */
+  newStageId(): string;
+  /** Checks the staging directory (not a symlink), creating it if need be. */
+  checkStaging(): void;
+  /** The path of a staging file of `stageId` (`suffix` for a rewrite in progress). */
+  stagingPath(stageId: string, format: string, suffix?: string): string;
+  /** Publishes the staged files (format → path) as the result of `key`, moving them into place. */
   publish(
     key: string,
     area: CacheArea,
-    dir: string,
+    files: ReadonlyMap<string, string>,
     formats: Readonly<Record<string, FormatInfo>>,
     fence: number | undefined,
   ): Promise<ResultManifest>;
@@ -35,18 +38,20 @@ export interface StagingHost {
 type StagedState = 'open' | 'committed' | 'aborted';
 
 /**
- * One staged write: each format is streamed into a file of a private staging directory, and
- * `commit` hands the directory (with the formats written completely) to the cache, which moves it
- * into place with one rename.
+ * One staged write: each format is streamed into a file `<stage id>@<format>` of the staging
+ * directory, and `commit` hands the files (of the formats written completely) to the cache, which
+ * renames each into place, then publishes the manifest naming them.
  */
 export class FileStagedResult implements StagedResult {
   readonly key: string;
   readonly #host: StagingHost;
-  #dir: string | undefined;
+  #id: string | undefined;
   #formats: Record<string, FormatInfo> = {};
   #state: StagedState = 'open';
   #writing = 0;
   #writes = 0;
+  /** Every staging file this staging created (some may be gone): what an abort removes. */
+  readonly #created = new Set<string>();
   /** Formats whose first write is streaming to the format's own name. */
   readonly #inFlight = new Set<string>();
   /** Formats in {@link #inFlight} whose file a rewrite replaced meanwhile. */
@@ -61,14 +66,16 @@ export class FileStagedResult implements StagedResult {
     this.#assertWritable('write');
     assertValidFormat(format);
     const info = formatInfo(options);
-    const dir = this.#stagingDir();
-    const path = join(dir, format);
-    // The first write of a format goes straight to its name (the staging directory is private,
-    // and a failed write removes its file); a rewrite goes to a dot name (never a format: they
-    // start with a letter or digit), renamed over the first when complete.
+    this.#id ??= this.#host.newStageId();
+    this.#host.checkStaging();
+    const path = this.#host.stagingPath(this.#id, format);
+    // The first write of a format goes straight to its name (the name is this staging's own, and
+    // a failed write removes its file); a rewrite goes to a name with a suffix (never a staged
+    // format: those have one separator), renamed over the first when complete.
     const rewrite = Object.hasOwn(this.#formats, format) || this.#inFlight.has(format);
-    const temp = rewrite ? join(dir, `.w${String(++this.#writes)}-${format}`) : path;
+    const temp = rewrite ? this.#host.stagingPath(this.#id, format, `w${String(++this.#writes)}`) : path;
     if (!rewrite) this.#inFlight.add(format);
+    this.#created.add(temp);
     this.#writing++;
     try {
       const size = await writeNewFile(temp, data, {
@@ -90,7 +97,7 @@ export class FileStagedResult implements StagedResult {
       return { ...stored };
     } catch (error) {
       // (A superseded first write's name holds the rewrite's file now.)
-      if (rewrite || !this.#superseded.has(format)) removeQuietly(temp);
+      if (rewrite || !this.#superseded.has(format)) unlinkQuietly(temp);
       // A write cut short by an abort reports the abort, not the file that vanished under it.
       if (this.#state !== 'open') throw this.#conflict('write', error);
       throw error;
@@ -119,18 +126,20 @@ export class FileStagedResult implements StagedResult {
         `cannot commit '${this.key}' while ${String(this.#writing)} write(s) are still in progress`,
       );
     }
-    // Not touched (as a write touches it): the rename that publishes it follows at once.
-    this.#dir ??= this.#host.createStagingDir();
-    const dir = this.#dir;
+    const files = new Map<string, string>();
+    const id = this.#id;
+    if (id !== undefined)
+      for (const format of Object.keys(this.#formats)) files.set(format, this.#host.stagingPath(id, format));
     let manifest: ResultManifest;
     try {
-      manifest = await this.#host.publish(this.key, area, dir, this.#formats, options?.fence);
+      manifest = await this.#host.publish(this.key, area, files, this.#formats, options?.fence);
     } catch (error) {
       // A refused (fenced-off) commit discards its staging: nothing of it may ever show.
       if (LeaseLostError.is(error)) await this.abort();
       throw error;
     }
     this.#state = 'committed';
+    this.#created.clear();
     this.#host.release(this);
     return manifest;
   }
@@ -139,25 +148,12 @@ export class FileStagedResult implements StagedResult {
     if (this.#state === 'open') {
       this.#state = 'aborted';
       this.#formats = {};
-      if (this.#dir !== undefined) removeQuietly(this.#dir);
+      // A write still streaming keeps its descriptor on an unlinked file, and stops at its next block.
+      for (const path of this.#created) unlinkQuietly(path);
+      this.#created.clear();
       this.#host.release(this);
     }
     return Promise.resolve();
-  }
-
-  #stagingDir(): string {
-    if (this.#dir === undefined) {
-      this.#dir = this.#host.createStagingDir();
-    } else {
-      // Touched so that garbage collection sees a staging in use, however long the job computes.
-      const now = new Date();
-      try {
-        fs.utimesSync(this.#dir, now, now);
-      } catch (error) {
-        throw fsError(error, `touching the staging directory of '${this.key}'`);
-      }
-    }
-    return this.#dir;
   }
 
   #assertWritable(operation: string): void {

@@ -108,22 +108,25 @@ describe('file cache: confinement', function () {
   });
 
   describe('symlinks planted inside the root', function () {
-    /** A complete fake result outside the root, as a symlink would expose it. */
+    /**
+     * A complete fake result in `dir` (outside the root), as a symlink would expose it: the data
+     * file and the manifest under their names in a shard directory, the manifest also as
+     * `fake-manifest` (a target for a symlinked manifest).
+     */
     function plantFakeResult(dir: string, key: string, area: CacheArea): void {
-      const commit = `c${Date.now().toString(36)}.0123456789abcdef`;
-      fs.mkdirSync(join(dir, commit), { recursive: true });
-      fs.writeFileSync(join(dir, commit, 'csv'), 'SECRET');
-      fs.writeFileSync(
-        join(dir, 'manifest.json'),
-        JSON.stringify({
-          v: 1,
-          key,
-          area,
-          createdAt: 1,
-          commit,
-          formats: { csv: { size: 6, contentType: 'text/csv' } },
-        }),
-      );
+      const commit = `${Date.now().toString(36).padStart(9, '0')}0123456789a`;
+      fs.mkdirSync(dir, { recursive: true });
+      fs.writeFileSync(join(dir, `${key}@${commit}@csv`), 'SECRET');
+      const manifest = JSON.stringify({
+        v: 2,
+        key,
+        area,
+        createdAt: 1,
+        commit,
+        formats: { csv: { size: 6, contentType: 'text/csv' } },
+      });
+      fs.writeFileSync(join(dir, `${key}@manifest`), manifest);
+      fs.writeFileSync(join(dir, 'fake-manifest'), manifest);
     }
 
     function expectBackendError(error: unknown, what: string): void {
@@ -155,8 +158,7 @@ describe('file cache: confinement', function () {
       const key = 'victim';
       const shardDir = join(root, 'temporary', shardOf(key));
       fs.rmSync(shardDir, { recursive: true, force: true });
-      const outside = join(sentinel, key);
-      plantFakeResult(outside, key, 'temporary');
+      plantFakeResult(sentinel, key, 'temporary');
       const before = tree(sentinel);
       fs.symlinkSync(sentinel, shardDir);
 
@@ -167,17 +169,18 @@ describe('file cache: confinement', function () {
       await staged.write('csv', bytes('new data'), { contentType: 'text/csv' });
       expectBackendError(await rejection(staged.commit('temporary')), 'commit');
       expect(tree(sentinel), 'nothing written, nothing removed outside').to.deep.equal(before);
-      expect(fs.readFileSync(join(outside, 'manifest.json'), 'utf8')).to.include('"createdAt":1');
+      expect(fs.readFileSync(join(sentinel, `${key}@manifest`), 'utf8')).to.include('"createdAt":1');
     });
 
-    it('does not read or replace a result that a symlinked key directory exposes', async function () {
+    it('does not read or replace a result that a symlinked manifest exposes', async function () {
       const key = 'victim';
       await put(cache, key, 'persistent', { csv: 'real' });
-      const keyDir = join(root, 'persistent', shardOf(key), key);
-      fs.rmSync(keyDir, { recursive: true });
+      const manifest = join(root, 'persistent', shardOf(key), `${key}@manifest`);
+      fs.rmSync(manifest);
       plantFakeResult(sentinel, key, 'persistent');
       const before = tree(sentinel);
-      fs.symlinkSync(sentinel, keyDir);
+      fs.symlinkSync(join(sentinel, 'fake-manifest'), manifest);
+      const shardBefore = fs.readdirSync(join(root, 'persistent', shardOf(key))).sort();
 
       expectBackendError(await rejection(cache.head(key)), 'head');
       expectBackendError(await rejection(cache.get(key, 'csv')), 'get');
@@ -186,16 +189,28 @@ describe('file cache: confinement', function () {
       expectBackendError(await rejection(cache.sweep('persistent', Number.MAX_SAFE_INTEGER)), 'sweep');
       expectBackendError(await rejection(put(cache, key, 'persistent', { csv: 'new' })), 'commit');
       expect(tree(sentinel)).to.deep.equal(before);
+      expect(fs.readFileSync(join(sentinel, 'fake-manifest'), 'utf8')).to.include('"createdAt":1');
+      // The refused commit left no file of its own behind.
+      expect(fs.readdirSync(join(root, 'persistent', shardOf(key))).sort()).to.deep.equal(shardBefore);
+    });
+
+    it('refuses a symlink planted under the name of a data file when listing a shard', async function () {
+      await put(cache, 'k', 'temporary', { csv: 'x' });
+      const shardDir = join(root, 'temporary', shardOf('k'));
+      fs.symlinkSync(sentinel, join(shardDir, `k@${Date.now().toString(36).padStart(9, '0')}0123456789a@csv`));
+      expectBackendError(await rejection(cache.sweep('temporary', 0)), 'sweep');
+      expectBackendError(await rejection(cache.list('temporary', { limit: 10 })), 'list');
+      expect(tree(sentinel)).to.deep.equal([]);
     });
 
     it('does not open a format file that is a symlink', async function () {
       const secret = join(sentinel, 'secret');
       fs.writeFileSync(secret, 'SECRET');
       const manifest = await put(cache, 'k', 'temporary', { csv: 'public' });
-      const keyDir = join(root, 'temporary', shardOf('k'), 'k');
-      const commit = fs.readdirSync(keyDir).find((name) => name.startsWith('c'));
-      expect(commit).to.be.a('string');
-      const file = join(keyDir, commit ?? '', 'csv');
+      const shardDir = join(root, 'temporary', shardOf('k'));
+      const name = fs.readdirSync(shardDir).find((n) => n.startsWith('k@') && n.endsWith('@csv'));
+      expect(name).to.be.a('string');
+      const file = join(shardDir, name ?? '');
       fs.unlinkSync(file);
       fs.symlinkSync(secret, file);
       expect(manifest.formats['csv']?.size).to.equal(6);

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 
 import { expect } from 'chai';
 
-import { ManualClock } from '@armlib/core';
+import { ConfigError, ManualClock } from '@armlib/core';
 
 import { FileCacheManager } from '../../src/cache/file-cache-manager.js';
 import { shardOf } from '../../src/cache/layout.js';
@@ -18,8 +18,9 @@ function age(path: string, msAgo: number): void {
   fs.utimesSync(path, when, when);
 }
 
+/** A commit (or staging) id made `msAgo` before now: 9 base-36 digits of time, 11 of randomness. */
 function commitId(msAgo: number, random: string): string {
-  return `c${(Date.now() - msAgo).toString(36)}.${random}`;
+  return (Date.now() - msAgo).toString(36).padStart(9, '0') + random.padStart(11, '0');
 }
 
 describe('file cache: durability', function () {
@@ -41,6 +42,27 @@ describe('file cache: durability', function () {
     dir = join(tmp.path, 'cache');
   });
 
+  /** Writes a committed result by hand, as a commit (perhaps of another process) leaves it. */
+  function plantResult(
+    area: 'persistent' | 'temporary',
+    key: string,
+    commit: string,
+    formats: Record<string, string>,
+    createdAt: number,
+  ): void {
+    const shardDir = join(dir, area, shardOf(key));
+    fs.mkdirSync(shardDir, { recursive: true });
+    const infos: Record<string, { size: number; contentType: string }> = {};
+    for (const [format, content] of Object.entries(formats)) {
+      fs.writeFileSync(join(shardDir, `${key}@${commit}@${format}`), content);
+      infos[format] = { size: Buffer.byteLength(content), contentType: 'text/plain' };
+    }
+    fs.writeFileSync(
+      join(shardDir, `${key}@manifest`),
+      JSON.stringify({ v: 2, key, area, createdAt, commit, formats: infos }),
+    );
+  }
+
   afterEach(async function () {
     for (const cache of open.splice(0)) await cache.close();
     await tmp.remove();
@@ -61,18 +83,67 @@ describe('file cache: durability', function () {
     expect((await second.list('persistent', { limit: 10 })).items.map((m) => m.key)).to.deep.equal(['kept']);
   });
 
-  it('lays results out as <dir>/<area>/<shard>/<key>/ with a manifest naming one commit directory', async function () {
+  it('lays results out flat as <dir>/<area>/<shard>/<key>@<commit>@<format> and <key>@manifest', async function () {
     const cache = openCache();
     await put(cache, 'laid-out', 'temporary', { csv: 'x', 'tar.gz': 'y' });
-    const keyDir = join(dir, 'temporary', shardOf('laid-out'), 'laid-out');
-    const names = fs.readdirSync(keyDir).sort();
-    expect(names).to.have.length(2);
-    expect(names[1]).to.equal('manifest.json');
-    const manifest = JSON.parse(fs.readFileSync(join(keyDir, 'manifest.json'), 'utf8')) as { commit: string };
-    expect(manifest.commit).to.equal(names[0]);
-    expect(fs.readdirSync(join(keyDir, manifest.commit)).sort()).to.deep.equal(['csv', 'tar.gz']);
+    const shardDir = join(dir, 'temporary', shardOf('laid-out'));
+    const names = fs.readdirSync(shardDir).sort();
+    expect(names).to.have.length(3);
+    expect(names[2]).to.equal('laid-out@manifest');
+    const manifest = JSON.parse(fs.readFileSync(join(shardDir, 'laid-out@manifest'), 'utf8')) as {
+      v: number;
+      commit: string;
+    };
+    expect(manifest.v).to.equal(2);
+    expect(manifest.commit).to.match(/^[0-9a-z]{20}$/);
+    expect(names.slice(0, 2)).to.deep.equal([`laid-out@${manifest.commit}@csv`, `laid-out@${manifest.commit}@tar.gz`]);
     expect(fs.readdirSync(join(dir, 'staging'))).to.deep.equal([]);
-    expect(fs.readdirSync(dir).sort()).to.deep.equal(['persistent', 'staging', 'temporary']);
+    expect(fs.readdirSync(dir).sort()).to.deep.equal(['cache-layout', 'persistent', 'staging', 'temporary']);
+    expect(fs.readFileSync(join(dir, 'cache-layout'), 'utf8')).to.equal('flat-1\n');
+  });
+
+  it('fits the longest key and format with a commit id in one file name of 255 bytes', async function () {
+    const cache = openCache();
+    const key = `K${'k'.repeat(199)}`;
+    const format = `F${'f'.repeat(31)}`;
+    await put(cache, key, 'temporary', { [format]: 'long' });
+    const names = fs.readdirSync(join(dir, 'temporary', shardOf(key)));
+    const data = names.find((name) => name.endsWith(`@${format}`));
+    expect(data, names.join()).to.be.a('string');
+    expect(Buffer.byteLength(data ?? '')).to.be.at.most(255);
+    expect(await text(cache, key, format)).to.equal('long');
+    expect(await cache.promote(key)).to.equal(true);
+    expect(await text(cache, key, format)).to.equal('long');
+    // A rewrite in staging carries a suffix: still within the bound.
+    const staged = await cache.stage(key);
+    await staged.write(format, bytes('a'), { contentType: 'text/plain' });
+    await staged.write(format, bytes('bb'), { contentType: 'text/plain' });
+    await staged.commit('persistent');
+    expect(await text(cache, key, format)).to.equal('bb');
+  });
+
+  it('refuses a directory of the old layout (a directory per key) with a ConfigError naming it', async function () {
+    fs.mkdirSync(join(dir, 'persistent', 'ab', 'some-key'), { recursive: true });
+    fs.writeFileSync(join(dir, 'persistent', 'ab', 'some-key', 'manifest.json'), '{"v":1}');
+    const cache = openCache();
+    const error = await cache.head('some-key').catch((e: unknown) => e);
+    expect(ConfigError.is(error), String(error)).to.equal(true);
+    expect((error as ConfigError).issues[0]?.path).to.equal('/dir');
+    expect((error as ConfigError).message)
+      .to.include(dir)
+      .and.include('persistent/');
+    // Nothing was written into it.
+    expect(fs.readdirSync(dir)).to.deep.equal(['persistent']);
+  });
+
+  it('refuses a directory recorded with another layout version', async function () {
+    fs.mkdirSync(dir);
+    fs.writeFileSync(join(dir, 'cache-layout'), 'flat-9\n');
+    const error = await openCache()
+      .head('k')
+      .catch((e: unknown) => e);
+    expect(ConfigError.is(error), String(error)).to.equal(true);
+    expect((error as ConfigError).message).to.include("'flat-9'");
   });
 
   it('shows the old complete result after a crash mid-write or mid-commit, and collects the garbage', async function () {
@@ -80,43 +151,53 @@ describe('file cache: durability', function () {
     await put(cache, 'k', 'temporary', { csv: 'old csv', json: '"old json"' });
     await cache.close();
 
-    // What kill -9 leaves behind: a staging directory with a half-written format (mid-write) ...
-    const staging = join(dir, 'staging', `s${Date.now().toString(36)}.00000000000000aa`);
-    fs.mkdirSync(staging);
-    fs.writeFileSync(join(staging, '.w1-csv'), 'new cs');
-    age(join(staging, '.w1-csv'), 2 * DAY_MS);
-    age(staging, 2 * DAY_MS);
-    // ... and a fresh staging directory a live writer in another process still uses.
-    const live = join(dir, 'staging', `s${Date.now().toString(36)}.00000000000000bb`);
-    fs.mkdirSync(live);
-    fs.writeFileSync(join(live, '.w1-csv'), 'in progress');
-    // Mid-commit: the staging directory was renamed in, the manifest never written (a half-written
-    // temporary manifest next to it).
-    const keyDir = join(dir, 'temporary', shardOf('k'), 'k');
-    const orphan = join(keyDir, commitId(2 * 60 * 60 * 1000, '00000000000000cc'));
-    fs.mkdirSync(orphan);
-    fs.writeFileSync(join(orphan, 'csv'), 'new csv');
-    fs.writeFileSync(join(orphan, 'json'), '"new json"');
-    const tornManifest = join(keyDir, 'manifest.json.00000000000000dd.tmp');
-    fs.writeFileSync(tornManifest, '{"v":1,"key":"k","are');
-    age(tornManifest, 2 * 60 * 60 * 1000);
-    // A commit directory younger than the garbage threshold may be a concurrent commit: kept.
-    const young = join(keyDir, commitId(1000, '00000000000000ee'));
-    fs.mkdirSync(young);
+    // What kill -9 leaves behind: staging files of a half-written rewrite (mid-write) ...
+    const staging = join(dir, 'staging', `${commitId(0, 'aa')}@csv@w1`);
+    const stagingFirst = join(dir, 'staging', `${commitId(0, 'aa')}@json`);
+    for (const path of [staging, stagingFirst]) {
+      fs.writeFileSync(path, 'new cs');
+      age(path, 2 * DAY_MS);
+    }
+    // ... and a staging another process still writes: its old file goes with its fresh one.
+    const live = join(dir, 'staging', `${commitId(0, 'bb')}@csv`);
+    const liveOld = join(dir, 'staging', `${commitId(0, 'bb')}@json`);
+    fs.writeFileSync(live, 'in progress');
+    fs.writeFileSync(liveOld, '{}');
+    age(liveOld, 2 * DAY_MS);
+    // Mid-commit: the files were renamed in, the manifest never renamed over (a half-written
+    // temporary manifest next to them).
+    const shardDir = join(dir, 'temporary', shardOf('k'));
+    const oldCommit = commitId(2 * 60 * 60 * 1000, 'cc');
+    const orphans = ['csv', 'json'].map((format) => join(shardDir, `k@${oldCommit}@${format}`));
+    fs.writeFileSync(orphans[0] ?? '', 'new csv');
+    fs.writeFileSync(orphans[1] ?? '', '"new json"');
+    const tornManifest = join(shardDir, `k@manifest.${oldCommit}`);
+    fs.writeFileSync(tornManifest, '{"v":2,"key":"k","are');
+    // A key with leftovers only (its commit died before its first manifest).
+    const lone = join(shardDir, `lone@${oldCommit}@csv`);
+    fs.writeFileSync(lone, 'x');
+    // Files younger than the garbage threshold may be a concurrent commit: kept.
+    const young = join(shardDir, `k@${commitId(1000, 'ee')}@csv`);
+    fs.writeFileSync(young, 'young');
+    // A name this cache never makes is left alone.
+    const foreign = join(shardDir, 'README');
+    fs.writeFileSync(foreign, 'not ours');
 
     const reopened = openCache();
     expect(await text(reopened, 'k', 'csv')).to.equal('old csv');
     expect(await text(reopened, 'k', 'json')).to.equal('"old json"');
     expect((await reopened.head('k'))?.formats['csv']?.size).to.equal(7);
-    // Opening collected the stale staging entry only.
+    // Opening collected the stale staging only, all of it.
     expect(fs.existsSync(staging)).to.equal(false);
+    expect(fs.existsSync(stagingFirst)).to.equal(false);
     expect(fs.existsSync(live)).to.equal(true);
+    expect(fs.existsSync(liveOld)).to.equal(true);
 
     // A sweep that removes nothing still collects the orphans.
     expect(await reopened.sweep('temporary', 0)).to.equal(0);
-    expect(fs.existsSync(orphan)).to.equal(false);
-    expect(fs.existsSync(tornManifest)).to.equal(false);
+    for (const path of [...orphans, tornManifest, lone]) expect(fs.existsSync(path), path).to.equal(false);
     expect(fs.existsSync(young)).to.equal(true);
+    expect(fs.existsSync(foreign)).to.equal(true);
     expect(await text(reopened, 'k', 'csv')).to.equal('old csv');
 
     // The next commit of the key publishes over all of it.
@@ -128,50 +209,22 @@ describe('file cache: durability', function () {
   it('reads the old result when a crash left the key in both areas, and sweep keeps the newer one', async function () {
     const cache = openCache();
     await put(cache, 'k', 'persistent', { csv: 'old persistent' });
-    const persistentDir = join(dir, 'persistent', shardOf('k'), 'k');
     // Crash between publishing a newer temporary result and removing the persistent one:
-    // copy a complete temporary result in by hand, as the commit would have left it.
-    const tempDirOfKey = join(dir, 'temporary', shardOf('k'), 'k');
-    fs.mkdirSync(tempDirOfKey, { recursive: true });
-    const commit = commitId(-60_000, '00000000000000ff'); // newer than the persistent commit
-    fs.mkdirSync(join(tempDirOfKey, commit));
-    fs.writeFileSync(join(tempDirOfKey, commit, 'csv'), 'new temporary');
-    fs.writeFileSync(
-      join(tempDirOfKey, 'manifest.json'),
-      JSON.stringify({
-        v: 1,
-        key: 'k',
-        area: 'temporary',
-        createdAt: 2,
-        commit,
-        formats: { csv: { size: 13, contentType: 'text/plain' } },
-      }),
-    );
+    // write a complete temporary result in by hand, as the commit would have left it.
+    const commit = commitId(-60_000, 'ff'); // newer than the persistent commit
+    plantResult('temporary', 'k', commit, { csv: 'new temporary' }, 2);
     // Persistent first: the old, complete result.
     expect(await text(cache, 'k', 'csv')).to.equal('old persistent');
     expect(await cache.sweep('persistent', 0)).to.equal(0);
-    expect(fs.existsSync(join(persistentDir, 'manifest.json'))).to.equal(false);
+    expect(fs.readdirSync(join(dir, 'persistent', shardOf('k')))).to.deep.equal([]);
     expect(await text(cache, 'k', 'csv')).to.equal('new temporary');
   });
 
   it('replaces a result of the other area even when the clock stepped back since it was committed', async function () {
     const cache = openCache();
     // A persistent result committed "an hour from now" by the wall clock.
-    const keyDir = join(dir, 'persistent', shardOf('k'), 'k');
-    const commit = commitId(-60 * 60 * 1000, '0000000000000abc');
-    fs.mkdirSync(join(keyDir, commit), { recursive: true });
-    fs.writeFileSync(join(keyDir, commit, 'csv'), 'from the future');
-    fs.writeFileSync(
-      join(keyDir, 'manifest.json'),
-      JSON.stringify({
-        v: 1,
-        key: 'k',
-        area: 'persistent',
-        createdAt: 1,
-        commit,
-        formats: { csv: { size: 15, contentType: 'text/plain' } },
-      }),
-    );
+    await cache.head('k'); // (opens the directory, as the process that committed it did)
+    plantResult('persistent', 'k', commitId(-60 * 60 * 1000, 'abc'), { csv: 'from the future' }, 1);
     expect(await text(cache, 'k', 'csv')).to.equal('from the future');
     await put(cache, 'k', 'temporary', { csv: 'now' });
     expect((await cache.head('k'))?.area).to.equal('temporary');
@@ -276,9 +329,10 @@ describe('file cache: durability', function () {
     const error = await staged.write('csv', failing(), { contentType: 'text/csv' }).catch((e: unknown) => e);
     expect((error as Error).message).to.equal('source broke');
     expect(staged.formats()).to.deep.equal({});
-    const [stagingDir] = fs.readdirSync(join(dir, 'staging'));
-    expect(fs.readdirSync(join(dir, 'staging', stagingDir ?? ''))).to.deep.equal([]);
+    expect(fs.readdirSync(join(dir, 'staging'))).to.deep.equal([]);
     await staged.write('json', bytes('{}'), { contentType: 'application/json' });
+    await staged.write('json', bytes('{"again":1}'), { contentType: 'application/json' });
+    expect(fs.readdirSync(join(dir, 'staging'))).to.have.length(1);
     await staged.abort();
     expect(fs.readdirSync(join(dir, 'staging'))).to.deep.equal([]);
     expect(await cache.head('broken')).to.equal(undefined);
@@ -310,7 +364,7 @@ describe('file cache: durability', function () {
     }
   });
 
-  it('removes the directories of deleted, cleared and swept results', async function () {
+  it('removes the files of deleted, cleared and swept results', async function () {
     const clock = new ManualClock(1_000);
     const cache = openCache({}, clock);
     await put(cache, 'a', 'temporary', { csv: '1' });
@@ -321,8 +375,8 @@ describe('file cache: durability', function () {
     expect(await cache.clear('persistent')).to.equal(1);
     expect(await cache.sweep('temporary', 2_000)).to.equal(1);
     for (const area of ['persistent', 'temporary']) {
-      const keyDirs = fs.readdirSync(join(dir, area)).flatMap((shard) => fs.readdirSync(join(dir, area, shard)));
-      expect(keyDirs, area).to.deep.equal([]);
+      const names = fs.readdirSync(join(dir, area)).flatMap((shard) => fs.readdirSync(join(dir, area, shard)));
+      expect(names, area).to.deep.equal([]);
     }
   });
 });

@@ -1,0 +1,99 @@
+import * as fs from 'node:fs';
+import { join } from 'node:path';
+
+import { CACHE_AREAS, ConfigError } from '@armlib/core';
+
+import { CREATE_FLAGS, isMissing, READ_FLAGS, unlinkQuietly } from './fs-util.js';
+import { LAYOUT_FILE, LAYOUT_VERSION, newId, STAGING_DIR } from './layout.js';
+import type { CacheLayout } from './layout.js';
+
+/**
+ * Checks (once per cache instance) that the directory holds this layout, recording it in a fresh
+ * directory. The layout is persistent on users' disks: a directory written by another layout (an
+ * earlier armlib kept a directory per key and per commit) is refused with a {@link ConfigError}
+ * rather than misread (its results would look absent, and `sweep` would leave its files forever).
+ */
+export function checkLayoutVersion(layout: CacheLayout): void {
+  const path = join(layout.root, LAYOUT_FILE);
+  let version = readVersion(path);
+  if (version === undefined) {
+    // Recorded before any directory of the cache exists: a directory without the record is older.
+    const older = [STAGING_DIR, ...CACHE_AREAS].filter((name) => exists(join(layout.root, name)));
+    if (older.length > 0) {
+      throw new ConfigError('the file cache directory holds an older cache layout', [
+        {
+          path: '/dir',
+          message:
+            `${layout.root} has ${older.map((name) => `${name}/`).join(', ')} but no ${LAYOUT_FILE}: ` +
+            'an armlib with another cache layout wrote them. Remove those directories (the results are ' +
+            'computed again on demand; the queue files may stay) or give the cache another dir',
+        },
+      ]);
+    }
+    record(path);
+    version = readVersion(path);
+  }
+  if (version !== LAYOUT_VERSION) {
+    throw new ConfigError('the file cache directory uses another cache layout', [
+      {
+        path: '/dir',
+        message: `${path} says '${String(version)}' but this armlib reads '${LAYOUT_VERSION}': use the armlib that wrote it, or another dir`,
+      },
+    ]);
+  }
+}
+
+function readVersion(path: string): string | undefined {
+  try {
+    const fd = fs.openSync(path, READ_FLAGS);
+    try {
+      return fs.readFileSync(fd, 'utf8').trim();
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch (error) {
+    if (isMissing(error)) return undefined;
+    throw new ConfigError(
+      'cannot read the file cache layout',
+      [{ path: '/dir', message: `${path}: ${String(error)}` }],
+      {
+        cause: error,
+      },
+    );
+  }
+}
+
+/**
+ * Writes the record complete under a temporary name, then renames it in: no process reads a part
+ * of it (processes opening the fresh directory at once all write the same record).
+ */
+function record(path: string): void {
+  const temp = `${path}.${newId()}.tmp`;
+  try {
+    const fd = fs.openSync(temp, CREATE_FLAGS, 0o644);
+    try {
+      fs.writeFileSync(fd, `${LAYOUT_VERSION}\n`, 'utf8');
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(temp, path);
+  } catch (error) {
+    throw new ConfigError(
+      'cannot record the file cache layout',
+      [{ path: '/dir', message: `${path}: ${String(error)}` }],
+      {
+        cause: error,
+      },
+    );
+  } finally {
+    unlinkQuietly(temp);
+  }
+}
+
+function exists(path: string): boolean {
+  try {
+    return fs.lstatSync(path, { throwIfNoEntry: false }) !== undefined;
+  } catch {
+    return true;
+  }
+}
