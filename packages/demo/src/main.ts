@@ -3,6 +3,8 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
+import { ArmError } from '@armlib/core';
+
 import { runDemo } from './demo.js';
 
 const { values } = parseArgs({
@@ -30,6 +32,12 @@ process.stdout.write(
 try {
   await runDemo({ outDir: resolve(values.out), workScale, ...(values.plain ? { live: false } : {}) });
 } catch (error) {
-  process.stderr.write(`demo failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  // armlib's own errors say what to do; a stack trace would only bury that. Anything else is a bug.
+  const text = ArmError.is(error)
+    ? `${error.name}: ${error.message}`
+    : error instanceof Error
+      ? (error.stack ?? error.message)
+      : String(error);
+  process.stderr.write(`demo failed: ${text}\n`);
   process.exitCode = 1;
 }
