@@ -53,7 +53,7 @@ import { resolveFileQueueOptions } from './options.js';
 import type { FileQueueManagerOptions } from './options.js';
 import { FINISHED_STATES, rowToRecord } from './record-row.js';
 import type { RecordRow } from './record-row.js';
-import { RecordStore } from './record-store.js';
+import { DUE, RecordStore } from './record-store.js';
 import { toArmError } from './sqlite-errors.js';
 import { StatsStore } from './stats-store.js';
 
@@ -79,8 +79,12 @@ const STATE_SET: ReadonlySet<string> = new Set(QUEUE_STATES);
  * call first finds them due, in any process, and journaled in the database so that the next
  * sweep, in any process, reports each of them exactly once (as the memory queue buffers them).
  * Reads are single statements (consistent snapshots) and never wait for writers, unless a timed
- * transition is due, which they apply first (one index probe tells), or transitions of this
- * process wait for their commit, which they join (so they see them).
+ * transition is due, which they apply first (one index probe tells, asked by the statement that
+ * reads for `get` and `position`), or transitions of this process wait for their commit, which
+ * they join (so they see them). Inside a write transaction, the calls of a batch after the first
+ * answer "is anything due?" from the earliest deadline the batch knows of (see
+ * `RecordStore.dueInTransaction`). Fenced heartbeats and completions check the lease token and
+ * write in one `UPDATE … WHERE lease_token = ?`.
  *
  * Semantics follow `MemoryQueueManager` exactly; see the `QueueManager` SPI for the contract.
  * One difference in freshness, not in content: activity counts are written in batches (see
@@ -145,9 +149,11 @@ export class FileQueueManager implements QueueManager {
             if (stats.activityDue(this.#clock.now())) stats.flushActivity();
           },
           committed: () => {
+            this.#records.forgetDue();
             stats.committed(this.#clock.now());
           },
           rolledBack: () => {
+            this.#records.forgetDue();
             stats.rolledBack(this.#clock.now());
           },
         },
@@ -165,9 +171,11 @@ export class FileQueueManager implements QueueManager {
   }
 
   #enqueue(entry: NewQueueEntry, options: EnqueueOptions, now: number): EnqueueResult {
-    const existing = this.#records.get(entry.key);
+    // The key's state first: only a live record (dedupe) is read whole.
+    const existing = this.#records.lookup(entry.key);
     if (existing !== undefined && (existing.state === 'pending' || existing.state === 'running')) {
-      let row = existing;
+      let row = this.#records.get(entry.key);
+      if (row === undefined) throw new Error(`file queue: record '${entry.key}' vanished inside its transaction`);
       if (entry.request.sticky === true) {
         const request = JSON.parse(row.request) as NormalizedRequest;
         if (request.sticky !== true) row = this.#records.setRequest(row, JSON.stringify({ ...request, sticky: true }));
@@ -209,15 +217,23 @@ export class FileQueueManager implements QueueManager {
 
   get(key: string): Promise<QueueRecord | undefined> {
     return settle(() =>
-      this.#read('get', () => {
-        const row = this.#records.get(key);
-        return row === undefined ? undefined : rowToRecord(row);
-      }),
+      this.#read(
+        'get',
+        () => this.#records.get(key),
+        (now) => this.#records.getUnlessDue(key, now),
+        (row) => (row === undefined ? undefined : rowToRecord(row)),
+      ),
     );
   }
 
   position(key: string): Promise<number | undefined> {
-    return settle(() => this.#read('position', () => this.#records.position(key)));
+    return settle(() =>
+      this.#read(
+        'position',
+        () => this.#records.position(key),
+        (now) => this.#records.positionUnlessDue(key, now),
+      ),
+    );
   }
 
   claim(options: ClaimOptions): Promise<Lease | undefined> {
@@ -228,11 +244,11 @@ export class FileQueueManager implements QueueManager {
   }
 
   #claim(options: ClaimOptions, now: number): Lease | undefined {
-    if (this.#control.isPaused()) return undefined;
+    // A paused queue has no heads (the pause check is part of that statement).
     const picked = pickHead(this.#records.heads(now), options, now);
     if (picked === undefined) return undefined;
     const token = randomUUID();
-    const row = this.#records.claim(picked.head, now, token, now + options.leaseMs, options.workerId);
+    const row = this.#records.claim(picked.head.seq, now, token, now + options.leaseMs, options.workerId);
     this.#control.recordClaim(row.grp, now, picked.intervalMs);
     this.#stats.count('claimed', row.grp, now);
     return { token, record: rowToRecord(row) };
@@ -242,10 +258,10 @@ export class FileQueueManager implements QueueManager {
     return settle(() => {
       checkLeaseMs(options.leaseMs);
       return this.#write('heartbeat', (now) => {
-        const row = this.#leased(key, token, now);
         const leaseExpiresAt = now + options.leaseMs;
-        const next = this.#records.heartbeat(row, leaseExpiresAt, options.progress, options.message);
-        return { cancelRequested: next.cancel_requested === 1, leaseExpiresAt };
+        const beat = this.#records.heartbeatLeased(key, token, now, leaseExpiresAt, options.progress, options.message);
+        if (beat === undefined) throw new LeaseLostError(key);
+        return { cancelRequested: beat.cancelRequested, leaseExpiresAt };
       });
     });
   }
@@ -253,10 +269,22 @@ export class FileQueueManager implements QueueManager {
   complete(key: string, token: string, options: CompleteOptions): Promise<QueueRecord> {
     return settle(() =>
       this.#write('complete', (now) => {
-        const row = this.#leased(key, token, now);
-        const record = this.#finish(row, 'completed', now, options.retainUntil, undefined);
+        const retainUntil = options.retainUntil;
+        let record: QueueRecord;
+        let group: string;
+        if (retainUntil === undefined || retainUntil > now) {
+          // The usual case: checked and written by one statement.
+          const row = this.#records.completeLeased(key, token, now, retainUntil);
+          if (row === undefined) throw new LeaseLostError(key);
+          record = rowToRecord(row);
+          group = row.grp;
+        } else {
+          const row = this.#leased(key, token, now);
+          record = this.#finish(row, 'completed', now, retainUntil, undefined);
+          group = row.grp;
+        }
         this.#stats.recordDuration(record.request.uri, options.durationMs, now);
-        this.#stats.count('completed', row.grp, now);
+        this.#stats.count('completed', group, now);
         return record;
       }),
     );
@@ -479,7 +507,7 @@ export class FileQueueManager implements QueueManager {
     this.#assertOpen();
     return this.#group.add(what, () => {
       const now = this.#clock.now();
-      if (this.#records.due(now)) this.#advance(now, undefined);
+      if (this.#records.dueInTransaction(now)) this.#advance(now, undefined);
       return fn(now);
     });
   }
@@ -488,28 +516,41 @@ export class FileQueueManager implements QueueManager {
    * A read that must not see transitions that are due (applied first, in a transaction, when any).
    * While transitions of this process wait for their group commit, the read joins them, so it
    * sees every call made before it (program order).
+   *
+   * `unlessDue`, when given, is `fn` and the due probe in one statement (for the hot reads): it
+   * answers {@link DUE} instead when a transition is due, and `fn` runs once they are applied.
+   * `shape` turns what either read into the answer.
    */
-  #read<T>(what: string, fn: (now: number) => T): T | Promise<T> {
+  #read<R, T = R>(
+    what: string,
+    fn: (now: number) => R,
+    unlessDue?: (now: number) => R | typeof DUE,
+    shape: (value: R) => T = (value) => value as unknown as T,
+  ): T | Promise<T> {
     this.#assertOpen();
     if (this.#group.pending) {
       return this.#group.add(
         what,
         () => {
           const now = this.#clock.now();
-          if (this.#records.due(now)) this.#advanceAlone(now);
-          return fn(now);
+          if (this.#records.dueInTransaction(now)) this.#advanceAlone(now);
+          return shape(fn(now));
         },
         true,
       );
     }
     try {
       const now = this.#clock.now();
-      if (this.#records.due(now)) {
-        this.#immediate(() => {
-          this.#advance(now, undefined);
-        });
+      if (unlessDue !== undefined) {
+        const value = unlessDue(now);
+        if (value !== DUE) return shape(value);
+      } else if (!this.#records.due(now)) {
+        return shape(fn(now));
       }
-      return fn(now);
+      this.#immediate(() => {
+        this.#advance(now, undefined);
+      });
+      return shape(fn(now));
     } catch (error) {
       throw toArmError(error, what);
     }
@@ -562,9 +603,11 @@ export class FileQueueManager implements QueueManager {
     try {
       result = this.#tx.immediate(fn) as T;
     } catch (error) {
+      this.#records.forgetDue();
       this.#stats.rolledBack(this.#clock.now());
       throw error;
     }
+    this.#records.forgetDue();
     this.#stats.committed(this.#clock.now());
     return result;
   }
@@ -590,6 +633,8 @@ export class FileQueueManager implements QueueManager {
       }
     }
     this.#control.addDropped(dropped);
+    // Records left the deadline index: the batch's bound of the earliest deadline is read again.
+    this.#records.forgetDue();
   }
 
   #leaseExpired(row: RecordRow, now: number, retainUntil: number | undefined): void {

@@ -71,7 +71,7 @@ export class StatsStore {
   #inFlight: { minute: number; group: string; counts: ActivityCounts }[] = [];
   readonly #activityRange: Stmt<[number, number], ActivityRow>;
   readonly #activityTrim: Stmt<[number]>;
-  readonly #uriGet: Stmt<[string], UriRow>;
+  readonly #uriGet: Stmt<[string], unknown[]>;
   readonly #uriView: Stmt<[string], UriView>;
   readonly #uriAll: Stmt<[], UriView>;
   readonly #uriInsert: Stmt<[string, number, number, number, number, Buffer, number]>;
@@ -92,7 +92,12 @@ export class StatsStore {
     );
     this.#activityRange = db.prepare('SELECT * FROM activity WHERE minute >= ? AND minute <= ? ORDER BY minute, grp');
     this.#activityTrim = db.prepare('DELETE FROM activity WHERE minute < ?');
-    this.#uriGet = db.prepare('SELECT * FROM uri_stats WHERE uri = ?');
+    // An array, not an object: read on every completion, and cheaper so (see RECORD_COLUMNS).
+    this.#uriGet = db
+      .prepare<[string], unknown[]>(
+        'SELECT uri, count, avg, p50, p95, sorted_at, next, samples FROM uri_stats WHERE uri = ?',
+      )
+      .raw();
     // Reads leave the samples out: they only serve the next sample's percentiles.
     this.#uriView = db.prepare('SELECT uri, count, avg, p50, p95 FROM uri_stats WHERE uri = ?');
     this.#uriAll = db.prepare('SELECT uri, count, avg, p50, p95 FROM uri_stats');
@@ -220,7 +225,20 @@ export class StatsStore {
   recordDuration(uri: string, durationMs: number, now: number): void {
     if (!Number.isFinite(durationMs)) return;
     const ms = durationMs < 0 ? 0 : durationMs;
-    const row = this.#uriGet.get(uri);
+    const raw = this.#uriGet.get(uri);
+    const row: UriRow | undefined =
+      raw === undefined
+        ? undefined
+        : {
+            uri: raw[0] as string,
+            count: raw[1] as number,
+            avg: raw[2] as number,
+            p50: raw[3] as number,
+            p95: raw[4] as number,
+            sorted_at: raw[5] as number,
+            next: raw[6] as number,
+            samples: raw[7] as Buffer,
+          };
     if (row === undefined) {
       this.#uriInsert.run(uri, ms, ms, ms, 1 % WINDOW, encodeSamples(Float64Array.of(ms)), now);
       return;

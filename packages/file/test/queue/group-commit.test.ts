@@ -87,4 +87,75 @@ describe('FileQueueManager: group commit', function () {
     expect((await enqueued).outcome).to.equal('created');
     expect(committedKeys(dir)).to.deep.equal(['a']);
   });
+
+  describe('deadlines set earlier in the same batch', function () {
+    /** A clock whose every reading is `step` ms after the previous one, once stepping. */
+    class SteppingClock extends ManualClock {
+      step = 0;
+      #offset = 0;
+      override now(): number {
+        const now = super.now() + this.#offset;
+        this.#offset += this.step;
+        return now;
+      }
+    }
+    let clock: SteppingClock;
+    let stepping: FileQueueManager;
+
+    beforeEach(function () {
+      clock = new SteppingClock(T0);
+      stepping = new FileQueueManager({ dir: `${dir}-stepping` }, clock);
+    });
+
+    afterEach(async function () {
+      await stepping.close();
+      removeTempDir(`${dir}-stepping`);
+    });
+
+    // The calls of a batch share what they know of the earliest deadline: each one that sets a
+    // deadline must lower it, or a later call of the batch would miss a transition due by then.
+    it('applies a lease set by a claim of the batch once a later call of it finds it expired', async function () {
+      await stepping.enqueue(entry('a'), NO_LIMITS);
+      clock.step = 10;
+      const claimed = stepping.claim(claimOptions({ leaseMs: 5 }));
+      const read = stepping.get('a');
+      expect((await claimed)?.record.state).to.equal('running');
+      const record = await read;
+      expect(record?.state).to.equal('pending');
+      expect(record?.attempts).to.equal(1);
+    });
+
+    it('applies a lease extended by a heartbeat of the batch once a later call of it finds it expired', async function () {
+      await stepping.enqueue(entry('a'), NO_LIMITS);
+      const lease = await stepping.claim(claimOptions({ leaseMs: 60_000 }));
+      if (lease === undefined) throw new Error('no lease');
+      // Probed first (no deadline due), then cut to 5 ms by the heartbeat.
+      await stepping.get('a');
+      clock.step = 10;
+      const beat = stepping.heartbeat('a', lease.token, { leaseMs: 5 });
+      const read = stepping.get('a');
+      expect((await beat).cancelRequested).to.equal(false);
+      expect((await read)?.state).to.equal('pending');
+    });
+
+    it('expires a pending record enqueued in the batch once a later call of it finds it past its deadline', async function () {
+      await stepping.enqueue(entry('other'), NO_LIMITS);
+      clock.step = 10;
+      const enqueued = stepping.enqueue(entry('a', {}, { pendingExpiresAt: clock.now() + 15 }), NO_LIMITS);
+      const read = stepping.get('a');
+      expect((await enqueued).outcome).to.equal('created');
+      expect((await read)?.state).to.equal('expired');
+    });
+
+    it('expires a record finished in the batch once a later call of it finds it past its retention', async function () {
+      await stepping.enqueue(entry('a'), NO_LIMITS);
+      const lease = await stepping.claim(claimOptions({ leaseMs: 60_000 }));
+      if (lease === undefined) throw new Error('no lease');
+      clock.step = 10;
+      const completed = stepping.complete('a', lease.token, { durationMs: 1, retainUntil: clock.now() + 15 });
+      const read = stepping.get('a');
+      expect((await completed).state).to.equal('completed');
+      expect(await read).to.equal(undefined);
+    });
+  });
 });
