@@ -8,6 +8,7 @@ import type { AdapterInstance, ConformanceCapabilities, ConformanceOptions } fro
 /** Capabilities with the suite's defaults applied (adapter-derived ones are read per instance). */
 export interface ResolvedCapabilities extends ConformanceCapabilities {
   propertyRuns: number;
+  propertyConcurrency: number;
   largeResultBytes: number;
 }
 
@@ -19,11 +20,16 @@ export interface ConformanceContext extends ConformanceOptions {
 /** Applies the suite's defaults to the options. Idempotent. */
 export function resolveContext(options: ConformanceOptions): ConformanceContext {
   const caps = options.capabilities ?? {};
+  const concurrency = caps.propertyConcurrency ?? 1;
+  if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
+    throw new Error(`propertyConcurrency must be an integer >= 1, got ${String(concurrency)}`);
+  }
   return {
     ...options,
     capabilities: {
       ...caps,
       propertyRuns: caps.propertyRuns ?? 1000,
+      propertyConcurrency: concurrency,
       largeResultBytes: caps.largeResultBytes ?? 8 * 1024 * 1024,
     },
   };

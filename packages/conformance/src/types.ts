@@ -27,6 +27,21 @@ export interface ConformanceCapabilities {
   clockGranularityMs?: number;
   /** Sequences run by the model-based queue test (default 1000; the cache model runs a fifth of it). */
   propertyRuns?: number;
+  /**
+   * Model-based sequences run side by side (default 1): the runs are split over this many
+   * fast-check runs with consecutive seeds, each reporting its own seed and shrunk counterexample.
+   * Only for a factory whose instances share nothing a sequence observes (each its own table,
+   * bucket prefix or directory, and a harness that waits per clock): it lets a backend in another
+   * process (DynamoDB Local) use a second core while this one waits on it.
+   */
+  propertyConcurrency?: number;
+  /**
+   * Real time allowed per model-based sequence, ms, for the queue and the cache model apart (a
+   * backend is often slow for one only), `propertyConcurrency` taken into account: raises that
+   * model test's timeout to its sequence count times this (never below the default,
+   * `propertyRuns` × 200 ms and at least 60 s).
+   */
+  propertyRunMs?: { readonly queue?: number; readonly cache?: number };
   /** Size of the result streamed through the cache in the streaming test (default 8 MiB). */
   largeResultBytes?: number;
 }

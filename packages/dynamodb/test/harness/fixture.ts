@@ -6,7 +6,7 @@ import type { AdapterFactory } from '@armlib/conformance';
 import { attachCommandCounter, deleteTable, DynamoQueueManager, ensureTable } from '../../src/index.js';
 import type { CommandCounter, CostTally } from '../../src/index.js';
 import type { DynamoQueueManagerOptions } from '../../src/index.js';
-import { settleWithRequests, trackInFlight } from './in-flight.js';
+import { InFlight, settleWithRequests } from './in-flight.js';
 import { acquireBackend, releaseBackend, uniqueTableName } from './emulator.js';
 import type { Backend, BackendKind } from './emulator.js';
 
@@ -54,6 +54,8 @@ export function useBackend(kind: BackendKind): () => Backend {
 export interface TestTable {
   readonly name: string;
   readonly client: DynamoDBClient;
+  /** The client's requests in flight (a conformance clock waits for them before it moves). */
+  readonly inFlight: InFlight;
   queue(clock: Clock, options?: Partial<DynamoQueueManagerOptions>): DynamoQueueManager;
   drop(): Promise<void>;
 }
@@ -64,13 +66,15 @@ export async function createTestTable(
   defaults: Partial<DynamoQueueManagerOptions> = {},
 ): Promise<TestTable> {
   const client = backend.client();
-  trackInFlight(client);
+  const inFlight = new InFlight();
+  inFlight.track(client);
   countCommands(backend.kind, client);
   const name = uniqueTableName();
   await ensureTable(client, name);
   return {
     name,
     client,
+    inFlight,
     queue: (clock, options = {}) => new DynamoQueueManager({ client, tableName: name, ...defaults, ...options }, clock),
     drop: async () => {
       try {
@@ -96,10 +100,10 @@ function shared(cache: CacheManager): CacheManager {
 /** Conformance factory: a DynamoQueueManager on its own table with a memory cache; peers share both. */
 export function conformanceFactory(backend: () => Backend): AdapterFactory {
   return async ({ clock }) => {
-    if (clock instanceof ManualClock) settleWithRequests(clock);
     // Fewer shards than the default: the same code paths, fewer requests per step (the suite runs on
     // busy two-core CI machines); the adapter's own tests use the defaults.
     const table = await createTestTable(backend(), { shards: 2, recordShards: 1 });
+    if (clock instanceof ManualClock) settleWithRequests(clock, table.inFlight);
     const cache = new MemoryCacheManager({}, clock);
     return {
       queue: table.queue(clock),
