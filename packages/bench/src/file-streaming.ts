@@ -8,6 +8,7 @@ import { pipeline } from 'node:stream/promises';
 
 import { FileCacheManager } from '@armlib/file';
 
+import { peakRssBytes } from './peak-rss.js';
 import { collectGarbage } from './stats.js';
 
 /** Options of {@link measureFileStreaming}. */
@@ -42,7 +43,7 @@ export interface FileStreamingResult {
   readonly copyFileMiBps: number;
   /**
    * Peak RSS of the process up to the end of put + get, MiB (goal: at most 100 MB): the kernel's
-   * high-water mark (`process.resourceUsage().maxRSS`), so no short peak between samples is missed.
+   * high-water mark (see {@link peakRssBytes}), so no short peak between samples is missed.
    */
   readonly peakRssMiB: number;
   /** Highest RSS sampled during put, MiB (the rest of the peak is get's). */
@@ -102,7 +103,7 @@ export async function measureFileStreaming(options: FileStreamingOptions): Promi
       if (++chunks % 64 === 0) rss.sample();
     }
     const getMs = performance.now() - started;
-    const peakRssMiB = Math.max(rss.stop(), maxRss()) / MiB;
+    const peakRssMiB = Math.max(rss.stop(), peakRssBytes() ?? 0) / MiB;
     if (read !== bytes) throw new Error(`read ${String(read)} bytes back, expected ${String(bytes)}`);
     await cache.delete(key);
 
@@ -177,11 +178,6 @@ async function flush(path: string): Promise<void> {
   } finally {
     await handle.close();
   }
-}
-
-/** The process's peak RSS so far (kernel high-water mark), bytes. */
-function maxRss(): number {
-  return process.resourceUsage().maxRSS * 1024;
 }
 
 /** Keeps the highest RSS seen, from a timer and from explicit samples. */

@@ -12,6 +12,8 @@ import { S3Client } from '@aws-sdk/client-s3';
 
 import { S3CacheManager } from '@armlib/s3';
 
+import { peakRssBytes } from './peak-rss.js';
+
 /** What {@link measureS3Streaming} reports. */
 export interface S3StreamingResult {
   /** Bytes streamed each way. */
@@ -24,7 +26,7 @@ export interface S3StreamingResult {
   getMiBps: number;
   /**
    * Peak resident set size of this process up to the end of the get, MiB: the kernel's high-water
-   * mark (`process.resourceUsage().maxRSS`). s3rver runs in a child process: it is the server.
+   * mark (see {@link peakRssBytes}). s3rver runs in a child process: it is the server.
    */
   peakRssMiB: number;
   /** Highest RSS sampled during the put, MiB (the rest of the peak is the get's). */
@@ -146,7 +148,7 @@ async function stream(cache: S3CacheManager, bytes: number): Promise<S3Streaming
       getMs,
       putMiBps: bytes / MIB / (putMs / 1000),
       getMiBps: bytes / MIB / (getMs / 1000),
-      peakRssMiB: Math.max(peak, process.resourceUsage().maxRSS * 1024) / MIB,
+      peakRssMiB: Math.max(peak, peakRssBytes() ?? 0) / MIB,
       putPeakRssMiB: putPeak / MIB,
       baselineRssMiB: baseline / MIB,
     };
