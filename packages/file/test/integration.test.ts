@@ -29,7 +29,6 @@ runConformance({
       },
     });
   },
-  capabilities: { propertyRuns: 200 },
 });
 
 describe('@armlib/file as the embedded default', function () {
