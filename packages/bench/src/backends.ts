@@ -6,7 +6,7 @@ import { drive } from './drive.js';
 import { measureDynamoCost } from './dynamo-cost.js';
 import type { DynamoCostResult } from './dynamo-cost.js';
 import type { DriveOptions, LifecycleSystem, ThroughputResult } from './drive.js';
-import { FILE_BENCH_DURABILITY, fileSystem } from './file-system.js';
+import { FILE_BENCH_DURABILITY, FILE_BENCH_PARENT, fileSystem, removeDirs } from './file-system.js';
 import type { FileStreamingResult } from './file-streaming.js';
 import type { S3StreamingResult } from './s3-streaming.js';
 import { collectGarbage } from './stats.js';
@@ -75,11 +75,22 @@ export async function runBackendBenches(options: {
   const lifecycle: BackendRow[] = [];
   const errors: string[] = [];
   const payload = Buffer.from(`id,region,amount\n${'0123456789,EU,42.00\n'.repeat(60)}`.slice(0, 1024));
-  await measure(fileSystem(10, payload, 'warmup'), { ...options.drive, count: 2000, maxMs: 1000 });
-  for (const concurrency of BACKEND_CONCURRENCIES) {
-    say(`armlib file (durability ${FILE_BENCH_DURABILITY}), concurrency ${String(concurrency)}…`);
-    const result = await measure(fileSystem(concurrency, payload, `f${String(concurrency)}`), options.drive);
-    lifecycle.push({ system: `armlib file (${FILE_BENCH_DURABILITY})`, concurrency, ...result });
+  // Every file run's directory stays until the last file run is done (see fileSystem).
+  const leftovers: string[] = [];
+  try {
+    await measure(fileSystem(10, payload, 'warmup', FILE_BENCH_PARENT, leftovers), {
+      ...options.drive,
+      count: 2000,
+      maxMs: 1000,
+    });
+    for (const concurrency of BACKEND_CONCURRENCIES) {
+      say(`armlib file (durability ${FILE_BENCH_DURABILITY}), concurrency ${String(concurrency)}…`);
+      const system = fileSystem(concurrency, payload, `f${String(concurrency)}`, FILE_BENCH_PARENT, leftovers);
+      const result = await measure(system, options.drive);
+      lifecycle.push({ system: `armlib file (${FILE_BENCH_DURABILITY})`, concurrency, ...result });
+    }
+  } finally {
+    removeDirs(leftovers);
   }
   let bullmqSkipped: string | undefined;
   if (redisAvailable()) {

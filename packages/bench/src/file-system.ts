@@ -22,13 +22,19 @@ export const FILE_BENCH_PARENT = fileURLToPath(new URL('../../../../var/', impor
 
 /**
  * armlib's lifecycle on the file backend: a fresh directory (under `parent`, by default
- * {@link FILE_BENCH_PARENT}) with the queue database and the cache, removed when the system closes.
+ * {@link FILE_BENCH_PARENT}) with the queue database and the cache. Closing the system removes the
+ * directory, unless `leftovers` is given: then its path is added there, for the caller to remove
+ * once every file row has run. On ext4 without a journal (as on the machine these benchmarks ran
+ * on), creating a file scans past every inode of its block group freed in the last 30 seconds
+ * (`recently_deleted` in the kernel's inode allocator), so removing one run's tens of thousands of
+ * files right before the next run slowed that run's commits several times over.
  */
 export function fileSystem(
   concurrency: number,
   payload: Uint8Array,
   run: string,
   parent = FILE_BENCH_PARENT,
+  leftovers?: string[],
 ): LifecycleSystem {
   mkdirSync(parent, { recursive: true });
   const dir = mkdtempSync(join(parent, 'bench-file-'));
@@ -46,8 +52,14 @@ export function fileSystem(
       try {
         await system.close();
       } finally {
-        rmSync(dir, { recursive: true, force: true });
+        if (leftovers === undefined) removeDirs([dir]);
+        else leftovers.push(dir);
       }
     },
   };
+}
+
+/** Removes the directories of file runs. */
+export function removeDirs(dirs: readonly string[]): void {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 }

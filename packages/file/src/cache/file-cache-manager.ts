@@ -51,7 +51,7 @@ import { collectOrphans, collectStaging } from './garbage.js';
 import { CacheLayout, idTime, newId, parseShardEntry, SHARD_PATTERN } from './layout.js';
 import type { ShardEntry } from './layout.js';
 import { checkLayoutVersion } from './layout-version.js';
-import { publicManifest, readManifest, writeManifest } from './manifest.js';
+import { fileFormats, inlineBytes, publicManifest, readManifest, writeManifest } from './manifest.js';
 import type { StoredManifest } from './manifest.js';
 import { resolveFileCacheOptions } from './options.js';
 import type { FileCacheManagerOptions, ResolvedFileCacheOptions } from './options.js';
@@ -139,7 +139,9 @@ export class FileCacheManager implements CacheManager {
         this.#checkStaging();
       },
       stagingPath: (id, format, suffix) => this.#layout.stagingPath(id, format, suffix),
-      publish: (key, area, files, formats, fence) => this.#publish(key, area, files, formats, this.#clock.now(), fence),
+      inlineMaxBytes: this.#options.inlineMaxBytes,
+      publish: (key, area, files, inline, formats, fence) =>
+        this.#publish(key, area, files, toBase64(inline), formats, this.#clock.now(), fence),
       release: (staged) => this.#open.delete(staged),
     };
   }
@@ -181,6 +183,8 @@ export class FileCacheManager implements CacheManager {
       const found = this.#find(key);
       const info = found === undefined ? undefined : formatOf(found.manifest, format);
       if (found === undefined || info === undefined) return undefined;
+      const inline = inlineBytes(found.manifest, format);
+      if (inline !== undefined) return inlineBody(inline, found.area, info, options);
       // The files are gone when a concurrent commit, promote or delete removed them after we read
       // the manifest: read the manifest again.
       let handle: FileHandle | undefined;
@@ -230,7 +234,7 @@ export class FileCacheManager implements CacheManager {
       const files = new Map<string, string>();
       let complete = true;
       try {
-        for (const format of Object.keys(found.manifest.formats)) {
+        for (const format of fileFormats(found.manifest)) {
           const to = this.#layout.stagingPath(id, format);
           linkOrCopy(this.#formatPath(found, format), to);
           files.set(format, to);
@@ -250,6 +254,7 @@ export class FileCacheManager implements CacheManager {
           key,
           'persistent',
           files,
+          found.manifest.inline ?? {},
           found.manifest.formats,
           found.manifest.createdAt,
           found.manifest.fence,
@@ -431,6 +436,7 @@ export class FileCacheManager implements CacheManager {
     key: string,
     area: CacheArea,
     files: ReadonlyMap<string, string>,
+    inline: Readonly<Record<string, string>>,
     formats: Readonly<Record<string, FormatInfo>>,
     createdAt: number,
     fence?: number,
@@ -467,6 +473,7 @@ export class FileCacheManager implements CacheManager {
       createdAt,
       commit,
       formats: copyFormats(formats),
+      ...(Object.keys(inline).length === 0 ? {} : { inline }),
       ...(fence === undefined ? {} : { fence }),
     };
     let previous: StoredManifest | undefined;
@@ -487,7 +494,7 @@ export class FileCacheManager implements CacheManager {
     }
     // The result this one replaced goes (no manifest names it any more, none ever will again).
     if (previous !== undefined && previous.commit !== commit) {
-      this.#removeFiles(shardDir, key, previous.commit, Object.keys(previous.formats));
+      this.#removeFiles(shardDir, key, previous.commit, fileFormats(previous));
     }
     // A concurrent commit of the key in this area may have renamed its manifest over ours: then
     // ours is superseded for good and its files are garbage.
@@ -534,7 +541,7 @@ export class FileCacheManager implements CacheManager {
       throw fsError(error, `deleting '${key}'`);
     }
     if (this.#durable) await syncDir(shardDir);
-    this.#removeFiles(shardDir, key, manifest.commit, Object.keys(manifest.formats));
+    this.#removeFiles(shardDir, key, manifest.commit, fileFormats(manifest));
     return true;
   }
 
@@ -610,6 +617,32 @@ export class FileCacheManager implements CacheManager {
       area,
     };
   }
+}
+
+/** A body over the bytes of an inline format, for the requested range. */
+function inlineBody(bytes: Buffer, area: CacheArea, info: FormatInfo, options: CacheGetOptions): CachedBody {
+  if (bytes.byteLength !== info.size) {
+    throw new BackendError(
+      `file cache: stored size ${String(bytes.byteLength)} differs from the manifest's ${String(info.size)}`,
+    );
+  }
+  const range = sliceRange(bytes.byteLength, options.range);
+  const slice = bytes.subarray(range.start, range.start + range.length);
+  return {
+    body: Readable.from(range.length === 0 ? [] : [slice], { objectMode: false }),
+    size: range.length,
+    totalSize: bytes.byteLength,
+    contentType: info.contentType,
+    ...(info.contentEncoding === undefined ? {} : { contentEncoding: info.contentEncoding }),
+    area,
+  };
+}
+
+/** Inline formats as the manifest stores them. */
+function toBase64(inline: ReadonlyMap<string, Buffer>): Record<string, string> {
+  const encoded: Record<string, string> = {};
+  for (const [format, bytes] of inline) encoded[format] = bytes.toString('base64');
+  return encoded;
 }
 
 function formatOf(manifest: StoredManifest, format: string): FormatInfo | undefined {

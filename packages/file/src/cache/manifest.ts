@@ -10,10 +10,13 @@ import { ID_PATTERN, isFormat } from './layout.js';
 export interface StoredManifest extends ResultManifest {
   /** The commit id: the formats are the files `<key>@<commit>@<format>` next to the manifest. */
   readonly commit: string;
+  /** Formats kept in the manifest itself (small ones), base64: they have no file. */
+  readonly inline?: Readonly<Record<string, string>>;
 }
 
-/** 2: the flat layout (1 named a commit directory). */
-const VERSION = 2;
+/** 3: small formats may be inline. 2 (read too): every format is a file. 1 named a commit directory. */
+const VERSION = 3;
+const READABLE_VERSIONS: readonly unknown[] = [2, 3];
 
 /**
  * Reads the manifest at `path` (never through a symlink); undefined when there is none.
@@ -53,6 +56,7 @@ export async function writeManifest(
     createdAt: manifest.createdAt,
     commit: manifest.commit,
     formats: manifest.formats,
+    ...(manifest.inline === undefined ? {} : { inline: manifest.inline }),
     ...(manifest.fence === undefined ? {} : { fence: manifest.fence }),
   });
   try {
@@ -96,7 +100,7 @@ function parseManifest(text: string, key: string, area: CacheArea, path: string)
   }
   if (typeof raw !== 'object' || raw === null) throw corrupt(path, 'not an object');
   const m = raw as Record<string, unknown>;
-  if (m['v'] !== VERSION) throw corrupt(path, `unknown version ${String(m['v'])}`);
+  if (!READABLE_VERSIONS.includes(m['v'])) throw corrupt(path, `unknown version ${String(m['v'])}`);
   if (m['key'] !== key || m['area'] !== area) throw corrupt(path, `it describes another key or area`);
   const createdAt = m['createdAt'];
   const commit = m['commit'];
@@ -108,10 +112,46 @@ function parseManifest(text: string, key: string, area: CacheArea, path: string)
   for (const [name, value] of Object.entries(rawFormats)) {
     formats[name] = parseFormat(name, value, path);
   }
+  const inline = parseInline(m['inline'], formats, path);
+  const base = { key, area, createdAt, commit, formats, ...(inline === undefined ? {} : { inline }) };
   const fence = m['fence'];
-  if (fence === undefined) return { key, area, createdAt, commit, formats };
+  if (fence === undefined) return base;
   if (typeof fence !== 'number' || !Number.isFinite(fence)) throw corrupt(path, 'bad fence');
-  return { key, area, createdAt, commit, formats, fence };
+  return { ...base, fence };
+}
+
+/** The inline formats: each one of `formats`, base64 of exactly its size. */
+function parseInline(
+  value: unknown,
+  formats: Readonly<Record<string, FormatInfo>>,
+  path: string,
+): Record<string, string> | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'object' || value === null) throw corrupt(path, 'bad inline formats');
+  const inline: Record<string, string> = {};
+  for (const [name, data] of Object.entries(value)) {
+    const size = Object.hasOwn(formats, name) ? formats[name]?.size : undefined;
+    if (typeof data !== 'string' || size === undefined || Buffer.byteLength(data, 'base64') !== size) {
+      throw corrupt(path, `bad inline data of ${name}`);
+    }
+    inline[name] = data;
+  }
+  return inline;
+}
+
+/** The formats of a manifest that are files of their own (not inline). */
+export function fileFormats(manifest: StoredManifest): string[] {
+  const inline = manifest.inline;
+  const names = Object.keys(manifest.formats);
+  return inline === undefined ? names : names.filter((name) => !Object.hasOwn(inline, name));
+}
+
+/** The bytes of an inline format, or undefined when the format is a file (or absent). */
+export function inlineBytes(manifest: StoredManifest, format: string): Buffer | undefined {
+  const inline = manifest.inline;
+  if (inline === undefined || !Object.hasOwn(inline, format)) return undefined;
+  const data = inline[format];
+  return data === undefined ? undefined : Buffer.from(data, 'base64');
 }
 
 function parseFormat(name: string, value: unknown, path: string): FormatInfo {

@@ -14,6 +14,13 @@ export interface FileCacheManagerOptions {
   durability?: 'normal' | 'full';
   /** Prefix of routed result URLs (the host serves them through `RequestManager.read`). Default '/results/'. */
   urlPrefix?: string;
+  /**
+   * Formats of at most this many bytes are kept inside the result's manifest instead of a file of
+   * their own (up to 4 times this much per result): a small result then costs one new file instead
+   * of two, which is most of a small commit's cost on a disk file system. Default 8192; 0 keeps
+   * every format in a file; at most 65536.
+   */
+  inlineMaxBytes?: number;
 }
 
 /** {@link FileCacheManagerOptions} with every default applied and `dir` made absolute. */
@@ -21,6 +28,7 @@ export interface ResolvedFileCacheOptions {
   readonly dir: string;
   readonly durability: 'normal' | 'full';
   readonly urlPrefix: string;
+  readonly inlineMaxBytes: number;
 }
 
 /** Defaults of {@link FileCacheManagerOptions} (`dir` before it is resolved against the working directory). */
@@ -28,17 +36,21 @@ export const FILE_CACHE_DEFAULTS: Readonly<Required<FileCacheManagerOptions>> = 
   dir: './var/armlib',
   durability: 'normal',
   urlPrefix: '/results/',
+  inlineMaxBytes: 8192,
 });
+
+/** Upper bound of `inlineMaxBytes`: manifests are read whole on every lookup. */
+const MAX_INLINE_BYTES = 65536;
 
 /**
  * Checks `cache.options` of the `file` adapter without touching the disk. Paths are relative to
- * the options (`/dir`, `/durability`, `/urlPrefix`); unknown option names are ignored, so that
+ * the options (`/dir`, `/durability`, `/urlPrefix`, `/inlineMaxBytes`); unknown option names are ignored, so that
  * switching `cache.adapter` does not fail on options meant for another adapter.
  */
 export function checkFileCacheOptions(options: unknown): ConfigIssue[] {
   if (options === undefined || options === null) return [];
   if (typeof options !== 'object' || Array.isArray(options)) return [{ path: '', message: 'must be an object' }];
-  const { dir, durability, urlPrefix } = options as Record<string, unknown>;
+  const { dir, durability, urlPrefix, inlineMaxBytes } = options as Record<string, unknown>;
   const issues: ConfigIssue[] = [];
   if (dir !== undefined) {
     if (typeof dir !== 'string' || dir.trim() === '') {
@@ -53,6 +65,18 @@ export function checkFileCacheOptions(options: unknown): ConfigIssue[] {
   if (urlPrefix !== undefined && (typeof urlPrefix !== 'string' || !urlPrefix.endsWith('/'))) {
     issues.push({ path: '/urlPrefix', message: `must be a string ending with '/', got ${describe(urlPrefix)}` });
   }
+  if (
+    inlineMaxBytes !== undefined &&
+    (typeof inlineMaxBytes !== 'number' ||
+      !Number.isSafeInteger(inlineMaxBytes) ||
+      inlineMaxBytes < 0 ||
+      inlineMaxBytes > MAX_INLINE_BYTES)
+  ) {
+    issues.push({
+      path: '/inlineMaxBytes',
+      message: `must be an integer from 0 to ${String(MAX_INLINE_BYTES)}, got ${describe(inlineMaxBytes)}`,
+    });
+  }
   return issues;
 }
 
@@ -65,6 +89,7 @@ export function resolveFileCacheOptions(options: unknown): ResolvedFileCacheOpti
     dir: resolve(given.dir ?? FILE_CACHE_DEFAULTS.dir),
     durability: given.durability ?? FILE_CACHE_DEFAULTS.durability,
     urlPrefix: given.urlPrefix ?? FILE_CACHE_DEFAULTS.urlPrefix,
+    inlineMaxBytes: given.inlineMaxBytes ?? FILE_CACHE_DEFAULTS.inlineMaxBytes,
   });
 }
 

@@ -11,7 +11,14 @@ import type {
 } from '@armlib/core';
 
 import { fsError, unlinkQuietly } from './fs-util.js';
+import { readHead } from './read-head.js';
 import { writeNewFile } from './write-file.js';
+
+/**
+ * A result keeps at most this many times `inlineMaxBytes` in its manifest (over all its formats),
+ * so that a result of many small formats does not make every read of its manifest a big one.
+ */
+const INLINE_FORMATS = 4;
 
 /** What a staged result needs from its cache (one object per cache, no closures per write). */
 export interface StagingHost {
@@ -23,11 +30,17 @@ export interface StagingHost {
   checkStaging(): void;
   /** The path of a staging file of `stageId` (`suffix` for a rewrite in progress). */
   stagingPath(stageId: string, format: string, suffix?: string): string;
-  /** Publishes the staged files (format → path) as the result of `key`, moving them into place. */
+  /** Formats of at most this many bytes are kept in the manifest (0: none). */
+  readonly inlineMaxBytes: number;
+  /**
+   * Publishes the staged files (format → path) and the formats kept inline (format → bytes) as
+   * the result of `key`, moving the files into place.
+   */
   publish(
     key: string,
     area: CacheArea,
     files: ReadonlyMap<string, string>,
+    inline: ReadonlyMap<string, Buffer>,
     formats: Readonly<Record<string, FormatInfo>>,
     fence: number | undefined,
   ): Promise<ResultManifest>;
@@ -39,8 +52,9 @@ type StagedState = 'open' | 'committed' | 'aborted';
 
 /**
  * One staged write: each format is streamed into a file `<stage id>@<format>` of the staging
- * directory, and `commit` hands the files (of the formats written completely) to the cache, which
- * renames each into place, then publishes the manifest naming them.
+ * directory, or kept in memory when it is small (it then goes into the manifest), and `commit`
+ * hands the files and the small formats (of the formats written completely) to the cache, which
+ * renames each file into place, then publishes the manifest naming them.
  */
 export class FileStagedResult implements StagedResult {
   readonly key: string;
@@ -50,6 +64,8 @@ export class FileStagedResult implements StagedResult {
   #state: StagedState = 'open';
   #writing = 0;
   #writes = 0;
+  /** Formats whose latest complete write was small: their bytes, for the manifest. */
+  readonly #inline = new Map<string, Buffer>();
   /** Every staging file this staging created (some may be gone): what an abort removes. */
   readonly #created = new Set<string>();
   /** Formats whose first write is streaming to the format's own name. */
@@ -66,19 +82,30 @@ export class FileStagedResult implements StagedResult {
     this.#assertWritable('write');
     assertValidFormat(format);
     const info = formatInfo(options);
-    this.#id ??= this.#host.newStageId();
-    this.#host.checkStaging();
-    const path = this.#host.stagingPath(this.#id, format);
     // The first write of a format goes straight to its name (the name is this staging's own, and
     // a failed write removes its file); a rewrite goes to a name with a suffix (never a staged
     // format: those have one separator), renamed over the first when complete.
     const rewrite = Object.hasOwn(this.#formats, format) || this.#inFlight.has(format);
-    const temp = rewrite ? this.#host.stagingPath(this.#id, format, `w${String(++this.#writes)}`) : path;
+    const writeNumber = rewrite ? ++this.#writes : 0;
     if (!rewrite) this.#inFlight.add(format);
-    this.#created.add(temp);
     this.#writing++;
+    let temp: string | undefined;
     try {
-      const size = await writeNewFile(temp, data, {
+      let source: AsyncIterable<Uint8Array> | Iterable<Uint8Array> = data;
+      const limit = this.#host.inlineMaxBytes;
+      if (limit > 0) {
+        const head = await readHead(data, limit);
+        if (head.whole && this.#fitsInline(format, head.bytes.byteLength)) {
+          return this.#keepInline(format, info, head.bytes, rewrite);
+        }
+        source = head.whole ? [head.bytes] : head.source;
+      }
+      this.#id ??= this.#host.newStageId();
+      this.#host.checkStaging();
+      const path = this.#host.stagingPath(this.#id, format);
+      temp = rewrite ? this.#host.stagingPath(this.#id, format, `w${String(writeNumber)}`) : path;
+      this.#created.add(temp);
+      const size = await writeNewFile(temp, source, {
         durable: this.#host.durable,
         stopped: () => (this.#state === 'open' ? undefined : this.#conflict('write')),
       });
@@ -93,11 +120,14 @@ export class FileStagedResult implements StagedResult {
       // The last write to finish wins, as a rename does; a first write that a rewrite finished
       // before has lost its file to that rename, so the rewrite's info stays.
       if (rewrite && this.#inFlight.has(format)) this.#superseded.add(format);
-      if (rewrite || !this.#superseded.delete(format)) this.#formats[format] = stored;
+      if (rewrite || !this.#superseded.delete(format)) {
+        this.#formats[format] = stored;
+        this.#inline.delete(format);
+      }
       return { ...stored };
     } catch (error) {
       // (A superseded first write's name holds the rewrite's file now.)
-      if (rewrite || !this.#superseded.has(format)) unlinkQuietly(temp);
+      if (temp !== undefined && (rewrite || !this.#superseded.has(format))) unlinkQuietly(temp);
       // A write cut short by an abort reports the abort, not the file that vanished under it.
       if (this.#state !== 'open') throw this.#conflict('write', error);
       throw error;
@@ -108,6 +138,29 @@ export class FileStagedResult implements StagedResult {
       }
       this.#writing--;
     }
+  }
+
+  /** True when `size` more bytes for `format` keep the result's inline formats within their bound. */
+  #fitsInline(format: string, size: number): boolean {
+    let total = size;
+    for (const [name, bytes] of this.#inline) if (name !== format) total += bytes.byteLength;
+    return total <= this.#host.inlineMaxBytes * INLINE_FORMATS;
+  }
+
+  /** Finishes a small write: its bytes stay in memory until the commit puts them in the manifest. */
+  #keepInline(format: string, info: Omit<FormatInfo, 'size'>, bytes: Buffer, rewrite: boolean): FormatInfo {
+    // An abort (or close) while the data came in wins over this write.
+    this.#assertWritable('write');
+    const stored: FormatInfo = { ...info, size: bytes.byteLength };
+    // As a rename over the format's staged file would: a first write still streaming there loses.
+    if (rewrite && this.#inFlight.has(format)) this.#superseded.add(format);
+    if (rewrite || !this.#superseded.delete(format)) {
+      this.#formats[format] = stored;
+      this.#inline.set(format, bytes);
+      // A staged file of an earlier write of the format (or one still streaming) is out of date.
+      if (rewrite && this.#id !== undefined) unlinkQuietly(this.#host.stagingPath(this.#id, format));
+    }
+    return { ...stored };
   }
 
   formats(): Readonly<Record<string, FormatInfo>> {
@@ -128,11 +181,14 @@ export class FileStagedResult implements StagedResult {
     }
     const files = new Map<string, string>();
     const id = this.#id;
-    if (id !== undefined)
-      for (const format of Object.keys(this.#formats)) files.set(format, this.#host.stagingPath(id, format));
+    if (id !== undefined) {
+      for (const format of Object.keys(this.#formats)) {
+        if (!this.#inline.has(format)) files.set(format, this.#host.stagingPath(id, format));
+      }
+    }
     let manifest: ResultManifest;
     try {
-      manifest = await this.#host.publish(this.key, area, files, this.#formats, options?.fence);
+      manifest = await this.#host.publish(this.key, area, files, this.#inline, this.#formats, options?.fence);
     } catch (error) {
       // A refused (fenced-off) commit discards its staging: nothing of it may ever show.
       if (LeaseLostError.is(error)) await this.abort();
@@ -148,6 +204,7 @@ export class FileStagedResult implements StagedResult {
     if (this.#state === 'open') {
       this.#state = 'aborted';
       this.#formats = {};
+      this.#inline.clear();
       // A write still streaming keeps its descriptor on an unlinked file, and stops at its next block.
       for (const path of this.#created) unlinkQuietly(path);
       this.#created.clear();

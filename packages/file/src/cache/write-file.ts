@@ -196,7 +196,8 @@ class BlockWriter {
   }
 }
 
-function checkSource(
+/** The source of a write, refused with an InvalidRequestError when it is not iterable. */
+export function checkSource(
   data: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
 ): AsyncIterable<Uint8Array> | Iterable<Uint8Array> {
   // Callers outside TypeScript may pass anything. A source iterable both ways (chunks already in
@@ -208,11 +209,15 @@ function checkSource(
   throw new InvalidRequestError('data', 'must be an iterable or async iterable of Uint8Array chunks');
 }
 
-function checkChunk(chunk: unknown): Uint8Array {
+/** One chunk of a source, refused with an InvalidRequestError when it is not a Uint8Array. */
+export function checkChunk(chunk: unknown): Uint8Array {
   if (chunk instanceof Uint8Array) return chunk;
   throw new InvalidRequestError('data', `chunks must be Uint8Array (Buffer), got ${typeof chunk}`);
 }
 
-function isSyncIterable(source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): source is Iterable<Uint8Array> {
+/** True for a source whose chunks are already in memory (iterable synchronously). */
+export function isSyncIterable(
+  source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+): source is Iterable<Uint8Array> {
   return typeof (source as Partial<Iterable<Uint8Array>>)[Symbol.iterator] === 'function';
 }

@@ -29,7 +29,7 @@ describe('file cache: durability', function () {
   const open: FileCacheManager[] = [];
 
   function openCache(
-    options: { durability?: 'normal' | 'full' } = {},
+    options: { durability?: 'normal' | 'full'; inlineMaxBytes?: number } = {},
     clock = new ManualClock(1_000_000),
   ): FileCacheManager {
     const cache = new FileCacheManager({ dir, ...options }, clock);
@@ -84,7 +84,7 @@ describe('file cache: durability', function () {
   });
 
   it('lays results out flat as <dir>/<area>/<shard>/<key>@<commit>@<format> and <key>@manifest', async function () {
-    const cache = openCache();
+    const cache = openCache({ inlineMaxBytes: 0 });
     await put(cache, 'laid-out', 'temporary', { csv: 'x', 'tar.gz': 'y' });
     const shardDir = join(dir, 'temporary', shardOf('laid-out'));
     const names = fs.readdirSync(shardDir).sort();
@@ -94,7 +94,7 @@ describe('file cache: durability', function () {
       v: number;
       commit: string;
     };
-    expect(manifest.v).to.equal(2);
+    expect(manifest.v).to.equal(3);
     expect(manifest.commit).to.match(/^[0-9a-z]{20}$/);
     expect(names.slice(0, 2)).to.deep.equal([`laid-out@${manifest.commit}@csv`, `laid-out@${manifest.commit}@tar.gz`]);
     expect(fs.readdirSync(join(dir, 'staging'))).to.deep.equal([]);
@@ -103,7 +103,7 @@ describe('file cache: durability', function () {
   });
 
   it('fits the longest key and format with a commit id in one file name of 255 bytes', async function () {
-    const cache = openCache();
+    const cache = openCache({ inlineMaxBytes: 0 });
     const key = `K${'k'.repeat(199)}`;
     const format = `F${'f'.repeat(31)}`;
     await put(cache, key, 'temporary', { [format]: 'long' });
@@ -320,7 +320,7 @@ describe('file cache: durability', function () {
   });
 
   it('discards the partial file of a write whose source throws, and of an aborted staging', async function () {
-    const cache = openCache();
+    const cache = openCache({ inlineMaxBytes: 0 });
     const staged = await cache.stage('broken');
     async function* failing(): AsyncGenerator<Uint8Array> {
       yield Buffer.from('partial');

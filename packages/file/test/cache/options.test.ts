@@ -24,7 +24,13 @@ describe('file cache: options', function () {
     expect(checkFileCacheOptions(undefined)).to.deep.equal([]);
     expect(checkFileCacheOptions({})).to.deep.equal([]);
     expect(
-      checkFileCacheOptions({ dir: './x', durability: 'full', urlPrefix: '/files/', region: 'eu-west-1' }),
+      checkFileCacheOptions({
+        dir: './x',
+        durability: 'full',
+        urlPrefix: '/files/',
+        inlineMaxBytes: 0,
+        region: 'eu-west-1',
+      }),
     ).to.deep.equal([]);
   });
 
@@ -37,6 +43,10 @@ describe('file cache: options', function () {
       [{ durability: 'fsync' }, ['/durability']],
       [{ urlPrefix: '/results' }, ['/urlPrefix']],
       [{ urlPrefix: 7 }, ['/urlPrefix']],
+      [{ inlineMaxBytes: -1 }, ['/inlineMaxBytes']],
+      [{ inlineMaxBytes: 1.5 }, ['/inlineMaxBytes']],
+      [{ inlineMaxBytes: 65537 }, ['/inlineMaxBytes']],
+      [{ inlineMaxBytes: '8192' }, ['/inlineMaxBytes']],
       [{ dir: null, durability: true, urlPrefix: null }, ['/dir', '/durability', '/urlPrefix']],
       ['./var', ['']],
       [['./var'], ['']],
