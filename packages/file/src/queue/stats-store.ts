@@ -29,13 +29,6 @@ interface UriView {
   p95: number;
 }
 
-interface UriRow extends UriView {
-  sorted_at: number;
-  next: number;
-  /** Ring of recent samples, float64 in host byte order (the database never leaves its host). */
-  samples: Buffer;
-}
-
 interface ActivityRow extends ActivityCounts {
   minute: number;
   grp: string;
@@ -47,34 +40,59 @@ interface Counted {
   readonly group: string;
 }
 
+/** A run time noted by the transaction in progress. */
+interface Timed {
+  readonly kind: 'duration';
+  readonly uri: string;
+  readonly ms: number;
+  readonly at: number;
+}
+
+/** Run times of one uri waiting to be written, oldest first, and the time of the last one. */
+interface UriSamples {
+  readonly samples: number[];
+  at: number;
+}
+
 /**
  * Metrics the queue learns as it runs, shared by every process: per-minute activity per group,
  * run-time statistics per uri (EMA, p50/p95 over a window of recent samples, as core's
  * DurationStats) and live worker reports.
  *
- * Activity counts are batched: a transition is counted in memory and written with a later
- * transaction of the same process, at most {@link ACTIVITY_FLUSH_MS} after (and at every sweep,
- * activity read and close), so that a lifecycle does not write the activity page three times.
- * Other processes therefore see a process's counts up to a second late (or a sweep interval,
- * when it goes idle), and a process killed outright loses at most its last second of counts;
- * only these metrics are affected, never a record. Counts of a transaction that rolls back
- * are dropped with it.
+ * Activity counts and run times are batched: a transition is counted (a completion's run time
+ * noted) in memory and written with a later transaction of the same process, at most
+ * {@link ACTIVITY_FLUSH_MS} after (and at every sweep, activity read and close; a uri statistics
+ * read writes this process's waiting run times first), so that a lifecycle does not write the
+ * activity page three times, nor a uri's 2 KiB sample ring on every completion. Other processes
+ * therefore see a process's counts and run times up to a second late (or a sweep interval, when
+ * it goes idle), and a process killed outright loses at most its last second of them; only these
+ * metrics are affected, never a record. What a transaction that rolls back noted is dropped with it.
  */
 export class StatsStore {
   readonly #activityAdd: Stmt<[number, string, number, number, number, number]>;
   /** Counts of committed transactions not yet written, by minute and group. */
   readonly #buffered = new Map<string, { minute: number; group: string; counts: ActivityCounts }>();
   #bufferedSince: number | undefined;
-  /** Counts of the transaction in progress. */
-  #staged: Counted[] = [];
+  /** Run times of committed transactions not yet written, by uri. */
+  #durations = new Map<string, UriSamples>();
+  /** Counts and run times of the transaction in progress. */
+  #staged: (Counted | Timed)[] = [];
   /** Counts written by the transaction in progress, back to the buffer if it rolls back. */
   #inFlight: { minute: number; group: string; counts: ActivityCounts }[] = [];
+  /** Run times written by the transaction in progress, back to the buffer if it rolls back. */
+  #durationsInFlight = new Map<string, UriSamples>();
+  /**
+   * Per uri, its stored statistics with the first `applied` of its waiting run times added: what
+   * a read of this process answers, kept so that each read adds only the run times noted since
+   * (rebuilt after every write of the run times).
+   */
+  readonly #projections = new Map<string, { state: UriState | undefined; applied: number }>();
   readonly #activityRange: Stmt<[number, number], ActivityRow>;
   readonly #activityTrim: Stmt<[number]>;
   readonly #uriGet: Stmt<[string], unknown[]>;
   readonly #uriView: Stmt<[string], UriView>;
   readonly #uriAll: Stmt<[], UriView>;
-  readonly #uriInsert: Stmt<[string, number, number, number, number, Buffer, number]>;
+  readonly #uriInsert: Stmt<[string, number, number, number, number, number, number, Buffer, number]>;
   readonly #uriUpdate: Stmt<[number, number, number, number, number, number, Buffer, number, string]>;
   readonly #uriCount: Stmt<[], { n: number }>;
   readonly #uriTrim: Stmt<[number]>;
@@ -103,7 +121,7 @@ export class StatsStore {
     this.#uriAll = db.prepare('SELECT uri, count, avg, p50, p95 FROM uri_stats');
     this.#uriInsert = db.prepare(
       `INSERT INTO uri_stats (uri, count, avg, p50, p95, sorted_at, next, samples, updated_at)
-       VALUES (?, 1, ?, ?, ?, 1, ?, ?, ?)`,
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     this.#uriUpdate = db.prepare(
       `UPDATE uri_stats SET count = ?, avg = ?, p50 = ?, p95 = ?, sorted_at = ?, next = ?, samples = ?, updated_at = ?
@@ -155,14 +173,26 @@ export class StatsStore {
       this.#inFlight.push(entry);
     }
     this.#buffered.clear();
+    for (const [uri, waiting] of this.#durations) {
+      this.#writeDurations(uri, waiting.samples, waiting.at);
+      this.#durationsInFlight.set(uri, waiting);
+    }
+    this.#durations.clear();
+    this.#projections.clear();
     this.#bufferedSince = undefined;
+  }
+
+  /** Whether this process has run times not written yet (committed or staged). */
+  hasWaitingDurations(): boolean {
+    return this.#durations.size > 0 || this.#staged.some((noted) => noted.kind === 'duration');
   }
 
   /** The transaction in progress committed: what it wrote is done, what it counted since waits. */
   committed(now: number): void {
     this.#inFlight = [];
+    this.#durationsInFlight.clear();
     this.#merge();
-    if (this.#buffered.size > 0) this.#bufferedSince ??= now;
+    if (this.#buffered.size > 0 || this.#durations.size > 0) this.#bufferedSince ??= now;
   }
 
   /** The transaction in progress rolled back: its counts go with it, what it wrote waits again. */
@@ -172,11 +202,36 @@ export class StatsStore {
       const entry = this.#entry(minute, group);
       for (const kind of KINDS) entry.counts[kind] += counts[kind];
     }
-    this.#bufferedSince = this.#buffered.size > 0 ? (this.#bufferedSince ?? now) : undefined;
+    if (this.#durationsInFlight.size > 0) {
+      this.#projections.clear();
+      // The samples written (older) go back before any noted since.
+      const waiting = this.#durations;
+      this.#durations = this.#durationsInFlight;
+      this.#durationsInFlight = new Map();
+      for (const [uri, { samples, at }] of waiting) {
+        const back = this.#durations.get(uri);
+        if (back === undefined) this.#durations.set(uri, { samples, at });
+        else {
+          back.samples.push(...samples);
+          back.at = at;
+        }
+      }
+    }
+    const waiting = this.#buffered.size > 0 || this.#durations.size > 0;
+    this.#bufferedSince = waiting ? (this.#bufferedSince ?? now) : undefined;
   }
 
   #merge(): void {
-    for (const { kind, minute, group } of this.#staged) this.#entry(minute, group).counts[kind]++;
+    for (const noted of this.#staged) {
+      if (noted.kind === 'duration') {
+        const waiting = this.#durations.get(noted.uri);
+        if (waiting === undefined) this.#durations.set(noted.uri, { samples: [noted.ms], at: noted.at });
+        else {
+          waiting.samples.push(noted.ms);
+          waiting.at = noted.at;
+        }
+      } else this.#entry(noted.minute, noted.group).counts[noted.kind]++;
+    }
     this.#staged = [];
   }
 
@@ -221,55 +276,75 @@ export class StatsStore {
     return out;
   }
 
-  /** Adds one run time of `uri`. Non-finite values are ignored; negative ones count as 0. */
+  /**
+   * Notes one run time of `uri` (kept with the transaction in progress, written later with the
+   * counts). Non-finite values are ignored; negative ones count as 0.
+   */
   recordDuration(uri: string, durationMs: number, now: number): void {
     if (!Number.isFinite(durationMs)) return;
-    const ms = durationMs < 0 ? 0 : durationMs;
+    this.#staged.push({ kind: 'duration', uri, ms: durationMs < 0 ? 0 : durationMs, at: now });
+  }
+
+  /** Adds run times of `uri` (oldest first) to its row: one read and one write for all of them. */
+  #writeDurations(uri: string, added: readonly number[], now: number): void {
     const raw = this.#uriGet.get(uri);
-    const row: UriRow | undefined =
-      raw === undefined
-        ? undefined
-        : {
-            uri: raw[0] as string,
-            count: raw[1] as number,
-            avg: raw[2] as number,
-            p50: raw[3] as number,
-            p95: raw[4] as number,
-            sorted_at: raw[5] as number,
-            next: raw[6] as number,
-            samples: raw[7] as Buffer,
-          };
-    if (row === undefined) {
-      this.#uriInsert.run(uri, ms, ms, ms, 1 % WINDOW, encodeSamples(Float64Array.of(ms)), now);
-      return;
+    let state = raw === undefined ? undefined : rowState(raw);
+    for (const ms of added) state = addSample(state, ms);
+    if (state === undefined) return;
+    const { count, avg, p50, p95, sortedAt, next, samples } = state;
+    if (raw === undefined) this.#uriInsert.run(uri, count, avg, p50, p95, sortedAt, next, encodeSamples(samples), now);
+    else this.#uriUpdate.run(count, avg, p50, p95, sortedAt, next, encodeSamples(samples), now, uri);
+  }
+
+  /** Run times of `uri` noted by the transaction in progress, oldest first. */
+  #stagedSamples(uri: string): number[] {
+    const staged: number[] = [];
+    for (const noted of this.#staged) if (noted.kind === 'duration' && noted.uri === uri) staged.push(noted.ms);
+    return staged;
+  }
+
+  /** The statistics of `uri` with this process's waiting run times added, as if they were written. */
+  #withWaiting(uri: string): UriStats | undefined {
+    const waiting = this.#durations.get(uri)?.samples ?? [];
+    let projection = this.#projections.get(uri);
+    if (projection === undefined) {
+      const raw = this.#uriGet.get(uri);
+      projection = { state: raw === undefined ? undefined : rowState(raw), applied: 0 };
+      this.#projections.set(uri, projection);
     }
-    const count = row.count + 1;
-    const avg = row.avg + ALPHA * (ms - row.avg);
-    // The ring grows up to the window, then wraps at `next`.
-    const old = decodeSamples(row.samples);
-    const samples = old.length < WINDOW ? new Float64Array(old.length + 1) : old;
-    if (samples !== old) samples.set(old);
-    samples[old.length < WINDOW ? old.length : row.next] = ms;
-    let { p50, p95, sorted_at: sortedAt } = row;
-    if (count - sortedAt >= RESORT_EVERY || count < 16) {
-      const sorted = Float64Array.from(samples).sort();
-      p50 = percentile(sorted, 0.5);
-      p95 = percentile(sorted, 0.95);
-      sortedAt = count;
+    for (; projection.applied < waiting.length; projection.applied++) {
+      projection.state = addSample(projection.state, waiting[projection.applied] as number);
     }
-    this.#uriUpdate.run(count, avg, p50, p95, sortedAt, (row.next + 1) % WINDOW, encodeSamples(samples), now, uri);
+    let state = projection.state;
+    const staged = this.#stagedSamples(uri);
+    // The transaction in progress may still roll back: its run times go on a copy.
+    if (staged.length > 0 && state !== undefined) state = { ...state, samples: Float64Array.from(state.samples) };
+    for (const ms of staged) state = addSample(state, ms);
+    return state === undefined
+      ? undefined
+      : { uri, count: state.count, avgMs: state.avg, p50Ms: state.p50, p95Ms: state.p95 };
   }
 
   /** Statistics of one uri, or of every uri (by uri) when none is given. */
   uriStats(uri?: string): UriStats[] {
+    if (uri !== undefined) {
+      if (this.#durations.has(uri) || this.#stagedSamples(uri).length > 0) {
+        const stats = this.#withWaiting(uri);
+        return stats === undefined ? [] : [stats];
+      }
+      const row = this.#uriView.get(uri);
+      return row === undefined ? [] : [toStats(row)];
+    }
+    const byUri = new Map<string, UriStats>();
+    for (const row of this.#uriAll.all()) byUri.set(row.uri, toStats(row));
+    const pending = new Set(this.#durations.keys());
+    for (const noted of this.#staged) if (noted.kind === 'duration') pending.add(noted.uri);
+    for (const name of pending) {
+      const stats = this.#withWaiting(name);
+      if (stats !== undefined) byUri.set(name, stats);
+    }
     // Sorted here by UTF-16 code units, as the memory queue does (SQLite would compare UTF-8 bytes).
-    if (uri === undefined)
-      return this.#uriAll
-        .all()
-        .map(toStats)
-        .sort((a, b) => (a.uri < b.uri ? -1 : a.uri > b.uri ? 1 : 0));
-    const row = this.#uriView.get(uri);
-    return row === undefined ? [] : [toStats(row)];
+    return [...byUri.values()].sort((a, b) => (a.uri < b.uri ? -1 : a.uri > b.uri ? 1 : 0));
   }
 
   reportWorker(workerId: string, slots: number, expiresAt: number): void {
@@ -298,6 +373,56 @@ const KINDS: readonly ActivityKind[] = ['submitted', 'claimed', 'completed', 'fa
 
 function zero(): ActivityCounts {
   return { submitted: 0, claimed: 0, completed: 0, failed: 0 };
+}
+
+/** The statistics of a uri as one sample after another changes them. */
+interface UriState {
+  readonly count: number;
+  readonly avg: number;
+  readonly p50: number;
+  readonly p95: number;
+  readonly sortedAt: number;
+  /** Where the next sample goes once the ring is full. */
+  readonly next: number;
+  readonly samples: Float64Array;
+}
+
+/** A row of `#uriGet` as a state. */
+function rowState(raw: unknown[]): UriState {
+  return {
+    count: raw[1] as number,
+    avg: raw[2] as number,
+    p50: raw[3] as number,
+    p95: raw[4] as number,
+    sortedAt: raw[5] as number,
+    next: raw[6] as number,
+    samples: decodeSamples(raw[7] as Buffer),
+  };
+}
+
+/**
+ * The state after one more sample, as core's DurationStats learns it. Once the ring is full the
+ * sample goes into `state.samples` itself: the caller owns that array.
+ */
+function addSample(state: UriState | undefined, ms: number): UriState {
+  if (state === undefined) {
+    return { count: 1, avg: ms, p50: ms, p95: ms, sortedAt: 1, next: 1 % WINDOW, samples: Float64Array.of(ms) };
+  }
+  const count = state.count + 1;
+  const avg = state.avg + ALPHA * (ms - state.avg);
+  // The ring grows up to the window, then wraps at `next`.
+  const old = state.samples;
+  const samples = old.length < WINDOW ? new Float64Array(old.length + 1) : old;
+  if (samples !== old) samples.set(old);
+  samples[old.length < WINDOW ? old.length : state.next] = ms;
+  let { p50, p95, sortedAt } = state;
+  if (count - sortedAt >= RESORT_EVERY || count < 16) {
+    const sorted = Float64Array.from(samples).sort();
+    p50 = percentile(sorted, 0.5);
+    p95 = percentile(sorted, 0.95);
+    sortedAt = count;
+  }
+  return { count, avg, p50, p95, sortedAt, next: (state.next + 1) % WINDOW, samples };
 }
 
 function toStats(row: UriView): UriStats {

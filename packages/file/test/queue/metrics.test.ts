@@ -83,6 +83,34 @@ describe('FileQueueManager: metrics match the memory queue', function () {
     await both(async (q) => (await q.sweep()).failed.map((r) => r.key));
   });
 
+  it('writes run times with the batched counts: at once for this process, within a second for others', async function () {
+    const other = new FileQueueManager({ dir }, clock);
+    try {
+      for (const [key, durationMs] of [
+        ['r1', 100],
+        ['r2', 300],
+      ] as const) {
+        await both(async (q) => (await q.enqueue(entry(key, { uri: '/runs' }), NO_LIMITS)).outcome);
+        const fileLease = await file.claim(claimOptions());
+        const memoryLease = await memory.claim(claimOptions());
+        await file.complete(key, fileLease?.token ?? '', { durationMs });
+        await memory.complete(key, memoryLease?.token ?? '', { durationMs });
+      }
+      // This process sees its own run times (merged over the stored row), other processes not yet.
+      const expected = await both((q) => q.uriStats('/runs'));
+      expect(expected[0]?.count).to.equal(2);
+      await both((q) => q.uriStats());
+      expect(await other.uriStats('/runs')).to.deep.equal([]);
+      // A transaction of this process a second later writes them, as it writes the counts.
+      await clock.advance(1_000);
+      await both(async (q) => (await q.enqueue(entry('r3', { uri: '/runs' }), NO_LIMITS)).outcome);
+      expect(await other.uriStats('/runs')).to.deep.equal(expected);
+      expect(await file.uriStats('/runs')).to.deep.equal(expected);
+    } finally {
+      await other.close();
+    }
+  });
+
   it('rejects bad arguments the same way', async function () {
     for (const call of [
       (q: QueueManager) => q.activity(-1),
