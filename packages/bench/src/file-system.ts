@@ -25,9 +25,9 @@ export const FILE_BENCH_PARENT = fileURLToPath(new URL('../../../../var/', impor
  * {@link FILE_BENCH_PARENT}) with the queue database and the cache. Closing the system removes the
  * directory, unless `leftovers` is given: then its path is added there, for the caller to remove
  * once every file row has run. On ext4 without a journal (as on the machine these benchmarks ran
- * on), creating a file scans past every inode of its block group freed in the last 30 seconds
+ * on), creating a file skips, one by one, the free inodes deleted in the last minute or so
  * (`recently_deleted` in the kernel's inode allocator), so removing one run's tens of thousands of
- * files right before the next run slowed that run's commits several times over.
+ * files right before the next run could slow that run's commits several times over.
  */
 export function fileSystem(
   concurrency: number,
