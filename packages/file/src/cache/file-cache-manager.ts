@@ -444,52 +444,44 @@ export class FileCacheManager implements CacheManager {
     this.#assertOpen();
     assertCacheArea(area);
     const other = otherArea(area);
-    // This commit must order after the key's result in the other area, which it replaces.
-    const replaced = this.#find(key, other)?.manifest.commit;
-    const commit = newId(replaced === undefined ? 0 : (idTime(replaced) ?? 0) + 1);
+    // This commit must order after the key's result in the other area, which it replaces. Files
+    // are moved in under the commit id, so with files it is chosen first; a result kept whole in
+    // its manifest chooses it from the read the fence check makes anyway (one lookup fewer).
+    let commit: string | undefined;
     const shardDir = await this.#ensureShardDir(area, key);
-    const moved: [string, string][] = [];
-    try {
-      for (const [format, from] of files) {
-        const to = this.#layout.dataPath(shardDir, key, commit, format);
-        fs.renameSync(from, to);
-        moved.push([from, to]);
-      }
-    } catch (error) {
-      // Back to staging, so that the staged result can still be committed again or aborted.
-      for (const [from, to] of moved) {
-        try {
-          fs.renameSync(to, from);
-        } catch {
-          // Left as an orphan: a sweep removes it after an hour.
-        }
-      }
-      throw fsError(error, `committing '${key}'`);
+    if (files.size > 0) {
+      commit = commitAfter(this.#find(key, other)?.manifest);
+      this.#moveIn(files, shardDir, key, commit);
     }
     const manifestPath = this.#layout.manifestPath(shardDir, key);
-    const stored: StoredManifest = {
-      key,
-      area,
-      createdAt,
-      commit,
-      formats: copyFormats(formats),
-      ...(Object.keys(inline).length === 0 ? {} : { inline }),
-      ...(fence === undefined ? {} : { fence }),
-    };
     let previous: StoredManifest | undefined;
+    let stored: StoredManifest;
     try {
-      if (this.#durable && moved.length > 0) await syncDir(shardDir);
+      if (this.#durable && files.size > 0) await syncDir(shardDir);
       previous = readQuietly(manifestPath, key, area);
       // The fence check runs right before the manifest rename, with no await in between (unless
       // durable, where the manifest file is fsynced first): a holder that stalled past its lease
       // finds the result of the later claim and publishes nothing.
-      if (fence !== undefined && this.#fencedOff(key, fence, previous, other)) {
+      const rivalBefore = fence !== undefined || commit === undefined ? this.#find(key, other)?.manifest : undefined;
+      if (fence !== undefined && fencedOff(fence, previous, rivalBefore)) {
         throw new LeaseLostError(key, `commit of '${key}' refused: a later claim already published its result`);
       }
+      commit ??= commitAfter(rivalBefore);
+      stored = {
+        key,
+        area,
+        createdAt,
+        commit,
+        formats: copyFormats(formats),
+        ...(Object.keys(inline).length === 0 ? {} : { inline }),
+        ...(fence === undefined ? {} : { fence }),
+      };
       await writeManifest(manifestPath, this.#layout.tempManifestPath(shardDir, key, commit), stored, this.#durable);
     } catch (error) {
       // Unpublished files are garbage at once (unless the manifest rename happened before a later step failed).
-      if (!namesCommit(manifestPath, key, area, commit)) this.#removeFiles(shardDir, key, commit, files.keys());
+      if (commit !== undefined && !namesCommit(manifestPath, key, area, commit)) {
+        this.#removeFiles(shardDir, key, commit, files.keys());
+      }
       throw error;
     }
     // The result this one replaced goes (no manifest names it any more, none ever will again).
@@ -513,10 +505,26 @@ export class FileCacheManager implements CacheManager {
     return publicManifest(stored);
   }
 
-  /** True when the key's current result, in either area, was committed with a fence above `fence`. */
-  #fencedOff(key: string, fence: number, sameArea: StoredManifest | undefined, other: CacheArea): boolean {
-    const rival = this.#find(key, other)?.manifest;
-    return (sameArea?.fence ?? Number.NEGATIVE_INFINITY) > fence || (rival?.fence ?? Number.NEGATIVE_INFINITY) > fence;
+  /** Renames staged files into the shard directory under `commit`; all or none (back to staging). */
+  #moveIn(files: ReadonlyMap<string, string>, shardDir: string, key: string, commit: string): void {
+    const moved: [string, string][] = [];
+    try {
+      for (const [format, from] of files) {
+        const to = this.#layout.dataPath(shardDir, key, commit, format);
+        fs.renameSync(from, to);
+        moved.push([from, to]);
+      }
+    } catch (error) {
+      // Back to staging, so that the staged result can still be committed again or aborted.
+      for (const [from, to] of moved) {
+        try {
+          fs.renameSync(to, from);
+        } catch {
+          // Left as an orphan: a sweep removes it after an hour.
+        }
+      }
+      throw fsError(error, `committing '${key}'`);
+    }
   }
 
   /** Unlinks the data files of one commit (those still there). */
@@ -693,6 +701,16 @@ function linkOrCopy(from: string, to: string): void {
     }
     fs.copyFileSync(from, to, fs.constants.COPYFILE_EXCL);
   }
+}
+
+/** True when the key's current result, in either area, was committed with a fence above `fence`. */
+function fencedOff(fence: number, sameArea: StoredManifest | undefined, rival: StoredManifest | undefined): boolean {
+  return (sameArea?.fence ?? Number.NEGATIVE_INFINITY) > fence || (rival?.fence ?? Number.NEGATIVE_INFINITY) > fence;
+}
+
+/** A new commit id, ordered after the key's result in the other area (which the commit replaces). */
+function commitAfter(replaced: StoredManifest | undefined): string {
+  return newId(replaced === undefined ? 0 : (idTime(replaced.commit) ?? 0) + 1);
 }
 
 /** Orders commit ids by creation time, then by their random part (an arbitrary but shared tie-break). */
