@@ -67,42 +67,78 @@ export class CacheLayout {
   /** Absolute staging directory. */
   readonly staging: string;
   readonly #prefix: string;
+  /** Area and shard directories by `<area>/<shard>` (or area alone), each checked once. */
+  readonly #dirs = new Map<string, string>();
+  /** The directories checked to lie inside the root (staging and those of {@link #dirs}). */
+  readonly #checked = new Set<string>();
 
   constructor(root: string) {
     this.root = resolve(root);
     this.#prefix = this.root.endsWith(sep) ? this.root : this.root + sep;
     this.staging = this.inside(join(this.root, STAGING_DIR));
+    this.#checked.add(this.staging);
   }
 
   /** `<root>/<area>`. */
   areaDir(area: CacheArea): string {
-    return this.inside(join(this.root, area));
+    return this.#dir(area);
   }
 
   /** `<root>/<area>/<shard of key>`. */
   shardDir(area: CacheArea, key: string): string {
-    return this.inside(join(this.root, area, shardOf(key)));
+    return this.#dir(`${area}/${shardOf(key)}`);
   }
 
   /** `<shardDir>/<key>@manifest`. */
   manifestPath(shardDir: string, key: string): string {
-    return this.inside(join(shardDir, `${key}${NAME_SEPARATOR}${MANIFEST_PART}`));
+    return this.#child(shardDir, `${key}${NAME_SEPARATOR}${MANIFEST_PART}`);
   }
 
   /** `<shardDir>/<key>@manifest.<commit>`: the manifest of `commit` while it is written. */
   tempManifestPath(shardDir: string, key: string, commit: string): string {
-    return this.inside(join(shardDir, `${key}${NAME_SEPARATOR}${TEMP_MANIFEST_PREFIX}${commit}`));
+    return this.#child(shardDir, `${key}${NAME_SEPARATOR}${TEMP_MANIFEST_PREFIX}${commit}`);
   }
 
   /** `<shardDir>/<key>@<commit>@<format>`. */
   dataPath(shardDir: string, key: string, commit: string, format: string): string {
-    return this.inside(join(shardDir, `${key}${NAME_SEPARATOR}${commit}${NAME_SEPARATOR}${format}`));
+    return this.#child(shardDir, `${key}${NAME_SEPARATOR}${commit}${NAME_SEPARATOR}${format}`);
   }
 
   /** `<root>/staging/<stage id>@<format>`, or with `@<suffix>` for a rewrite in progress. */
   stagingPath(stageId: string, format: string, suffix?: string): string {
     const name = `${stageId}${NAME_SEPARATOR}${format}${suffix === undefined ? '' : NAME_SEPARATOR + suffix}`;
-    return this.inside(join(this.staging, name));
+    return this.#child(this.staging, name);
+  }
+
+  /** A directory under the root (relative path made of known names), resolved and checked once. */
+  #dir(relative: string): string {
+    let dir = this.#dirs.get(relative);
+    if (dir === undefined) {
+      dir = this.inside(join(this.root, relative));
+      this.#dirs.set(relative, dir);
+      this.#checked.add(dir);
+    }
+    return dir;
+  }
+
+  /**
+   * `<dir>/<name>`, checked to lie inside the root. For a directory this layout checked already,
+   * checking that the name is a single component (no separator, NUL, `.` or `..`) keeps the path
+   * inside as surely as resolving it, for far less on every call.
+   */
+  #child(dir: string, name: string): string {
+    if (!this.#checked.has(dir)) return this.inside(join(dir, name));
+    if (
+      name === '' ||
+      name === '.' ||
+      name === '..' ||
+      name.includes('/') ||
+      name.includes(sep) ||
+      name.includes('\0')
+    ) {
+      throw new BackendError(`file cache: refusing to touch ${dir}${sep}${name}: it is not one name inside ${dir}`);
+    }
+    return dir + sep + name;
   }
 
   /** Returns `path` when it lies strictly inside the root; throws otherwise. */

@@ -7,7 +7,7 @@ import { BackendError, ConfigError, InvalidRequestError } from '@armlib/core';
 import type { CacheArea } from '@armlib/core';
 
 import { FileCacheManager } from '../../src/cache/file-cache-manager.js';
-import { shardOf } from '../../src/cache/layout.js';
+import { CacheLayout, shardOf } from '../../src/cache/layout.js';
 import { bytes, put, rejection, tempDir, text } from './support.js';
 import type { TempDir } from './support.js';
 
@@ -101,6 +101,25 @@ describe('file cache: confinement', function () {
     const error = await rejection(cache.list('temporary', { limit: 10, cursor }));
     expect(InvalidRequestError.is(error), String(error)).to.equal(true);
     expect((error as InvalidRequestError).field).to.equal('cursor');
+  });
+
+  it('builds no path outside the root even from a name that passed no validation', function () {
+    const layout = new CacheLayout(root);
+    const shardDir = layout.shardDir('persistent', 'k');
+    expect(layout.manifestPath(shardDir, 'k')).to.equal(join(root, 'persistent', shardOf('k'), 'k@manifest'));
+    for (const name of ['../../../etc/passwd', 'a/b', `a${String.fromCharCode(0)}b`]) {
+      const error = (() => {
+        try {
+          return layout.manifestPath(shardDir, name);
+        } catch (e) {
+          return e;
+        }
+      })();
+      expect(BackendError.is(error), `${JSON.stringify(name)}: ${String(error)}`).to.equal(true);
+    }
+    // A directory the layout did not make is resolved and checked in full.
+    expect(() => layout.manifestPath(join(root, '..'), 'x')).to.throw(/outside/);
+    expect(() => layout.stagingPath('id', '../../x')).to.throw(/not one name/);
   });
 
   it('rejects an unknown area instead of using it as a directory', async function () {
