@@ -51,13 +51,14 @@ export type ShardEntry =
  * ```
  * <root>/cache-layout                                  the layout version (flat-1)
  * <root>/staging/<stage id>@<format>                   writes in progress (invisible)
- * <root>/<area>/<shard>/<key>@manifest                 the commit point: names the commit id
- * <root>/<area>/<shard>/<key>@<commit id>@<format>     the formats of one commit
+ * <root>/<area>/<shard>/<key>@manifest                 the commit point: names the commit id (and holds small formats)
+ * <root>/<area>/<shard>/<key>@<commit id>@<format>     the other formats of one commit
  * <root>/<area>/<shard>/<key>@manifest.<commit id>     a manifest being written
  * ```
  *
- * The area and shard directories are made once and never removed, so a new result creates two
- * inodes (its data file and its manifest), not a directory per key and per commit.
+ * The area and shard directories are made once and never removed, so a new result creates its
+ * manifest and one data file per format not kept in the manifest, not a directory per key and per
+ * commit.
  * Every path is built from a validated key or format and checked to lie inside the root again
  * (defence in depth).
  */
