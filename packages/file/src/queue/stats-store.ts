@@ -62,8 +62,9 @@ interface UriSamples {
  * Activity counts and run times are batched: a transition is counted (a completion's run time
  * noted) in memory and written with a later transaction of the same process, at most
  * {@link ACTIVITY_FLUSH_MS} after (and at every sweep, activity read and close; a uri statistics
- * read writes this process's waiting run times first), so that a lifecycle does not write the
- * activity page three times, nor a uri's 2 KiB sample ring on every completion. Other processes
+ * read answers with this process's waiting run times added, without writing them), so that a
+ * lifecycle does not write the activity page three times, nor a uri's 2 KiB sample ring on every
+ * completion. Other processes
  * therefore see a process's counts and run times up to a second late (or a sweep interval, when
  * it goes idle), and a process killed outright loses at most its last second of them; only these
  * metrics are affected, never a record. What a transaction that rolls back noted is dropped with it.
@@ -182,11 +183,6 @@ export class StatsStore {
     this.#bufferedSince = undefined;
   }
 
-  /** Whether this process has run times not written yet (committed or staged). */
-  hasWaitingDurations(): boolean {
-    return this.#durations.size > 0 || this.#staged.some((noted) => noted.kind === 'duration');
-  }
-
   /** The transaction in progress committed: what it wrote is done, what it counted since waits. */
   committed(now: number): void {
     this.#inFlight = [];
@@ -205,17 +201,10 @@ export class StatsStore {
     if (this.#durationsInFlight.size > 0) {
       this.#projections.clear();
       // The samples written (older) go back before any noted since.
-      const waiting = this.#durations;
+      const since = this.#durations;
       this.#durations = this.#durationsInFlight;
       this.#durationsInFlight = new Map();
-      for (const [uri, { samples, at }] of waiting) {
-        const back = this.#durations.get(uri);
-        if (back === undefined) this.#durations.set(uri, { samples, at });
-        else {
-          back.samples.push(...samples);
-          back.at = at;
-        }
-      }
+      for (const [uri, { samples, at }] of since) this.#wait(uri, samples, at);
     }
     const waiting = this.#buffered.size > 0 || this.#durations.size > 0;
     this.#bufferedSince = waiting ? (this.#bufferedSince ?? now) : undefined;
@@ -223,16 +212,21 @@ export class StatsStore {
 
   #merge(): void {
     for (const noted of this.#staged) {
-      if (noted.kind === 'duration') {
-        const waiting = this.#durations.get(noted.uri);
-        if (waiting === undefined) this.#durations.set(noted.uri, { samples: [noted.ms], at: noted.at });
-        else {
-          waiting.samples.push(noted.ms);
-          waiting.at = noted.at;
-        }
-      } else this.#entry(noted.minute, noted.group).counts[noted.kind]++;
+      if (noted.kind === 'duration') this.#wait(noted.uri, [noted.ms], noted.at);
+      else this.#entry(noted.minute, noted.group).counts[noted.kind]++;
     }
     this.#staged = [];
+  }
+
+  /** Adds run times of `uri` (noted last at `at`) after those already waiting. */
+  #wait(uri: string, samples: number[], at: number): void {
+    const waiting = this.#durations.get(uri);
+    if (waiting === undefined) {
+      this.#durations.set(uri, { samples, at });
+    } else {
+      for (const ms of samples) waiting.samples.push(ms);
+      waiting.at = at;
+    }
   }
 
   #entry(minute: number, group: string): { minute: number; group: string; counts: ActivityCounts } {
@@ -328,7 +322,7 @@ export class StatsStore {
   /** Statistics of one uri, or of every uri (by uri) when none is given. */
   uriStats(uri?: string): UriStats[] {
     if (uri !== undefined) {
-      if (this.#durations.has(uri) || this.#stagedSamples(uri).length > 0) {
+      if (this.#durations.has(uri) || this.#staged.some((noted) => noted.kind === 'duration' && noted.uri === uri)) {
         const stats = this.#withWaiting(uri);
         return stats === undefined ? [] : [stats];
       }
