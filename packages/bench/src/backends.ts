@@ -20,6 +20,11 @@ export interface BackendResults {
   /** Why the BullMQ rows are missing, when they are. */
   readonly bullmqSkipped?: string;
   readonly fileStreaming?: FileStreamingResult;
+  /**
+   * The same streaming in a process started with {@link SMALL_YOUNG_GENERATION}: what the peak is
+   * once V8 collects consumed chunks sooner (see docs/operations.md, *Memory while streaming*).
+   */
+  readonly fileStreamingSmallYoung?: FileStreamingResult;
   readonly s3Streaming?: S3StreamingResult;
   readonly dynamoCost?: DynamoCostResult;
   readonly errors: string[];
@@ -37,11 +42,19 @@ async function measure(system: LifecycleSystem, options: DriveOptions): Promise<
   }
 }
 
-/** Runs one streaming measurement in a fresh node process and parses its JSON line. */
-async function inChild<T>(kind: 'file' | 's3', bytes: number): Promise<T> {
+/**
+ * The node option of the second file streaming row: a young generation of 1 MiB semi-spaces
+ * instead of up to 16 MiB, so that V8 frees the buffers a stream has consumed after a few MiB
+ * of them rather than 32 MiB.
+ */
+export const SMALL_YOUNG_GENERATION = '--max-semi-space-size=1';
+
+/** Runs one streaming measurement in a fresh node process (with `nodeOptions` too) and parses its JSON line. */
+async function inChild<T>(kind: 'file' | 's3', bytes: number, nodeOptions: readonly string[] = []): Promise<T> {
   const script = fileURLToPath(new URL('./streaming-child.js', import.meta.url));
   return new Promise<T>((resolve, reject) => {
-    const child = spawn(process.execPath, ['--expose-gc', '--openssl-legacy-provider', script, kind, String(bytes)], {
+    const args = ['--expose-gc', '--openssl-legacy-provider', ...nodeOptions, script, kind, String(bytes)];
+    const child = spawn(process.execPath, args, {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     let out = '';
@@ -118,6 +131,15 @@ export async function runBackendBenches(options: {
   } catch (error) {
     errors.push(`file streaming: ${String(error)}`);
   }
+  let fileStreamingSmallYoung: FileStreamingResult | undefined;
+  say(`file cache: the same with node ${SMALL_YOUNG_GENERATION}…`);
+  try {
+    fileStreamingSmallYoung = await inChild<FileStreamingResult>('file', options.fileStreamBytes, [
+      SMALL_YOUNG_GENERATION,
+    ]);
+  } catch (error) {
+    errors.push(`file streaming (${SMALL_YOUNG_GENERATION}): ${String(error)}`);
+  }
   let s3Streaming: S3StreamingResult | undefined;
   say(`S3 cache on s3rver: streaming ${String(options.s3StreamBytes / 2 ** 20)} MiB through put and get…`);
   try {
@@ -137,6 +159,7 @@ export async function runBackendBenches(options: {
     ...(dynamoCost === undefined ? {} : { dynamoCost }),
     ...(bullmqSkipped === undefined ? {} : { bullmqSkipped }),
     ...(fileStreaming === undefined ? {} : { fileStreaming }),
+    ...(fileStreamingSmallYoung === undefined ? {} : { fileStreamingSmallYoung }),
     ...(s3Streaming === undefined ? {} : { s3Streaming }),
     errors,
   };
