@@ -47,6 +47,7 @@ import type {
 import { ControlStore } from './control-store.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
 import { GroupCommit } from './group-commit.js';
+import type { LockWait } from './group-commit.js';
 import { pickHead } from './group-pick.js';
 import { openQueueDatabase } from './open-database.js';
 import { resolveFileQueueOptions } from './options.js';
@@ -158,6 +159,7 @@ export class FileQueueManager implements QueueManager {
           },
         },
         toArmError,
+        lockWait(db, resolved.busyTimeoutMs),
       );
     } catch (error) {
       db.close();
@@ -714,4 +716,18 @@ function settle<T>(fn: () => T | Promise<T>): Promise<T> {
     // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- passes on what was thrown, as an async method would
     return Promise.reject(error);
   }
+}
+
+/**
+ * Switches the connection's busy timeout between 0 and the configured one. Through `pragma()`
+ * each time, not a statement prepared once: SQLite applies this pragma when the statement is
+ * prepared, and running a prepared one again does not apply it again.
+ */
+function lockWait(db: Database.Database, busyTimeoutMs: number): LockWait {
+  return {
+    busyTimeoutMs,
+    setBusyTimeout(ms) {
+      db.pragma(`busy_timeout = ${String(ms)}`);
+    },
+  };
 }

@@ -16,6 +16,24 @@ interface Outcome {
   readonly value: unknown;
 }
 
+/**
+ * How a batch waits for the write lock another process holds: not inside SQLite's busy handler,
+ * which sleeps the whole event loop in steps of 1, 2, 5, 10… ms, when a transaction holds the
+ * lock for a fraction of a millisecond. The batch is tried again from the event loop instead:
+ * at once a few times, then on short timers, for at most `busyTimeoutMs` in all.
+ */
+export interface LockWait {
+  /** Longest wait for the lock, ms; then the batch fails with SQLite's busy error. */
+  readonly busyTimeoutMs: number;
+  /** Sets the connection's busy timeout (0 while a batch tries the lock, restored after). */
+  setBusyTimeout(ms: number): void;
+}
+
+/** Tries of a waiting batch from `setImmediate`, before it waits on timers. */
+const IMMEDIATE_TRIES = 8;
+/** Timer waits between tries, ms, the last one repeated. */
+const TIMER_STEPS_MS = [1, 1, 2, 2, 4];
+
 /** What the owner of a {@link GroupCommit} keeps alongside each transaction (batched metrics). */
 export interface GroupCommitHooks {
   /** A mark of the owner's per-transaction bookkeeping, taken before a call runs. */
@@ -50,17 +68,34 @@ export class GroupCommit {
   readonly #toError: (error: unknown, what: string) => Error;
   readonly #savepoint: Database.Transaction<(fn: () => unknown) => unknown>;
   readonly #transaction: Database.Transaction<(calls: readonly PendingCall[], outcomes: Outcome[]) => void>;
+  readonly #lockWait: LockWait | undefined;
   #calls: PendingCall[] = [];
   #scheduled = false;
+  /** Transactions begun (counted inside, once BEGIN got the lock): tells a busy BEGIN from a later failure. */
+  #begun = 0;
+  /** While the batch waits for the lock: when it first found it busy, and how often. */
+  #waitingSince: number | undefined;
+  #tries = 0;
 
-  constructor(db: Database.Database, hooks: GroupCommitHooks, toError: (error: unknown, what: string) => Error) {
+  /**
+   * @param lockWait - when given, a batch that finds the write lock held waits for it from the
+   *   event loop (see {@link LockWait}); without it, inside SQLite's busy handler.
+   */
+  constructor(
+    db: Database.Database,
+    hooks: GroupCommitHooks,
+    toError: (error: unknown, what: string) => Error,
+    lockWait?: LockWait,
+  ) {
     this.#db = db;
     this.#hooks = hooks;
     this.#toError = toError;
+    this.#lockWait = lockWait;
     // Called inside the batch's transaction, better-sqlite3 runs it as SAVEPOINT … RELEASE, and
     // rolls back to the savepoint when it throws.
     this.#savepoint = db.transaction((fn: () => unknown) => fn());
     this.#transaction = db.transaction((calls: readonly PendingCall[], outcomes: Outcome[]) => {
+      this.#begun++;
       // A call alone needs no savepoint: the transaction is its own.
       if (calls.length === 1 && calls[0] !== undefined) outcomes.push({ ok: true, value: calls[0].body() });
       else for (const call of calls) outcomes.push(this.#run(call));
@@ -86,33 +121,87 @@ export class GroupCommit {
         // After the current turn: every call made by the callbacks and promise jobs of this turn
         // joins the same transaction.
         setImmediate(() => {
-          this.flush();
+          this.#flushOrWait();
         });
       }
     });
   }
 
-  /** Runs every waiting call now, in one transaction (synchronously; their promises settle later). */
+  /**
+   * Runs every waiting call now, in one transaction (synchronously; their promises settle later),
+   * waiting for the write lock inside SQLite if another process holds it: for callers that need
+   * the calls committed before they go on.
+   */
   flush(): void {
+    this.#commit(false);
+  }
+
+  /** The scheduled flush: a batch that finds the lock held tries again from the event loop. */
+  #flushOrWait(): void {
+    this.#commit(this.#lockWait !== undefined);
+  }
+
+  #commit(mayWait: boolean): void {
     this.#scheduled = false;
     const calls = this.#calls;
     if (calls.length === 0) return;
     this.#calls = [];
     const outcomes: Outcome[] = [];
+    const lockWait = this.#lockWait;
+    const begun = this.#begun;
     try {
+      if (mayWait) lockWait?.setBusyTimeout(0);
       this.#transaction.immediate(calls, outcomes);
     } catch (error) {
+      if (mayWait && this.#begun === begun && isBusy(error) && this.#waitForLock(calls)) return;
+      this.#settleWait();
       this.#hooks.rolledBack();
       // The whole transaction is gone: no call of it took effect.
       for (const call of calls) call.reject(this.#toError(error, call.what));
       return;
+    } finally {
+      if (mayWait && lockWait !== undefined) lockWait.setBusyTimeout(lockWait.busyTimeoutMs);
     }
+    this.#settleWait();
     this.#hooks.committed();
     calls.forEach((call, i) => {
       const outcome = outcomes[i];
       if (outcome?.ok === true) call.resolve(outcome.value);
       else call.reject(outcome?.value);
     });
+  }
+
+  /**
+   * BEGIN found the lock held and nothing ran: puts the calls back ahead of any made since and
+   * schedules the next try. False once the batch has waited `busyTimeoutMs`.
+   */
+  #waitForLock(calls: PendingCall[]): boolean {
+    const limit = this.#lockWait?.busyTimeoutMs ?? 0;
+    const now = performance.now();
+    this.#waitingSince ??= now;
+    if (now - this.#waitingSince >= limit) return false;
+    this.#calls = calls.concat(this.#calls);
+    this.#scheduled = true;
+    const tries = this.#tries++;
+    if (tries < IMMEDIATE_TRIES) {
+      setImmediate(() => {
+        this.#flushOrWait();
+      });
+    } else {
+      const step = TIMER_STEPS_MS[Math.min(tries - IMMEDIATE_TRIES, TIMER_STEPS_MS.length - 1)] ?? 1;
+      setTimeout(
+        () => {
+          this.#flushOrWait();
+        },
+        Math.min(step, Math.max(0, limit - (now - this.#waitingSince))),
+      );
+    }
+    return true;
+  }
+
+  #settleWait(): void {
+    this.#waitingSince = undefined;
+    this.#tries = 0;
   }
 
   /** One call in its savepoint. Throws (failing the batch) only when SQLite dropped the whole transaction. */
@@ -127,4 +216,10 @@ export class GroupCommit {
       return { ok: false, value: this.#toError(error, call.what) };
     }
   }
+}
+
+/** SQLITE_BUSY and its extended codes: another connection holds the lock. */
+function isBusy(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code.startsWith('SQLITE_BUSY');
 }

@@ -19,6 +19,11 @@ function committedKeys(dir: string): string[] {
   }
 }
 
+/** Lets the event loop turn `n` times (each `setImmediate` runs after the turn's I/O and timers). */
+async function turns(n: number): Promise<void> {
+  for (let i = 0; i < n; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+}
+
 /** The calls of one turn of the event loop share one transaction (group commit). */
 describe('FileQueueManager: group commit', function () {
   let dir: string;
@@ -79,6 +84,54 @@ describe('FileQueueManager: group commit', function () {
     // The lock gone, the same calls go through.
     expect((await queue.enqueue(entry('a'), NO_LIMITS)).outcome).to.equal('created');
     expect(committedKeys(dir)).to.deep.equal(['a']);
+  });
+
+  describe('waiting for a lock held by another connection', function () {
+    let patient: FileQueueManager;
+    let other: Database.Database;
+
+    beforeEach(function () {
+      // A long busy timeout: inside SQLite's busy handler, a batch would block this event loop
+      // (and the connection holding the lock, which lives on it) for the whole 10 s.
+      patient = new FileQueueManager({ dir: `${dir}-patient`, busyTimeoutMs: 10_000 }, new ManualClock(T0));
+      other = new Database(path.join(`${dir}-patient`, 'queue.sqlite'));
+    });
+
+    afterEach(async function () {
+      if (other.inTransaction) other.exec('ROLLBACK');
+      other.close();
+      await patient.close();
+      removeTempDir(`${dir}-patient`);
+    });
+
+    it('waits from the event loop, and commits once the lock is free', async function () {
+      other.exec('BEGIN IMMEDIATE');
+      let settled = false;
+      const enqueued = patient.enqueue(entry('a'), NO_LIMITS).finally(() => {
+        settled = true;
+      });
+      // The batch has found the lock held and waits: the event loop keeps turning meanwhile.
+      await turns(20);
+      expect(settled).to.equal(false);
+      other.exec('ROLLBACK');
+      expect((await enqueued).outcome).to.equal('created');
+      expect(committedKeys(`${dir}-patient`)).to.deep.equal(['a']);
+    });
+
+    it('lets calls made while it waits join the batch after its own, in order', async function () {
+      other.exec('BEGIN IMMEDIATE');
+      const first = patient.enqueue(entry('a'), NO_LIMITS);
+      await turns(20);
+      const second = patient.enqueue(entry('b'), NO_LIMITS);
+      const read = patient.get('a');
+      await turns(5);
+      other.exec('ROLLBACK');
+      expect((await first).outcome).to.equal('created');
+      expect((await second).outcome).to.equal('created');
+      // The read was made after the first enqueue, so it sees it.
+      expect((await read)?.state).to.equal('pending');
+      expect(committedKeys(`${dir}-patient`)).to.deep.equal(['a', 'b']);
+    });
   });
 
   it('commits what waits before closing', async function () {
