@@ -6,6 +6,7 @@ import { drive } from './drive.js';
 import { measureDynamoCost } from './dynamo-cost.js';
 import type { DynamoCostResult } from './dynamo-cost.js';
 import type { DriveOptions, LifecycleSystem, ThroughputResult } from './drive.js';
+import { fileProcessesSystem } from './file-processes.js';
 import { FILE_BENCH_DURABILITY, FILE_BENCH_PARENT, fileSystem, removeDirs } from './file-system.js';
 import type { FileStreamingResult } from './file-streaming.js';
 import type { S3StreamingResult } from './s3-streaming.js';
@@ -29,6 +30,11 @@ export interface BackendResults {
   readonly dynamoCost?: DynamoCostResult;
   readonly errors: string[];
 }
+
+/** Worker processes of the multi-process file row (concurrency 10 each). */
+export const FILE_WORKER_PROCESSES = 2;
+/** Name of the multi-process file row, before its durability. */
+export const FILE_PROCESSES_SYSTEM = `armlib file, ${String(FILE_WORKER_PROCESSES)} worker processes`;
 
 /** Concurrencies of the backend lifecycle rows. */
 export const BACKEND_CONCURRENCIES = [10, 100] as const;
@@ -75,7 +81,8 @@ async function inChild<T>(kind: 'file' | 's3', bytes: number, nodeOptions: reado
 }
 
 /**
- * The file backend's lifecycle (durability `normal`), BullMQ's on a local redis-server with
+ * The file backend's lifecycle (durability `normal`) in one process and with the jobs in worker
+ * processes, BullMQ's on a local redis-server with
  * `appendfsync everysec` when one is installed, and streaming through the file and S3 caches.
  */
 export async function runBackendBenches(options: {
@@ -102,6 +109,15 @@ export async function runBackendBenches(options: {
       const result = await measure(system, options.drive);
       lifecycle.push({ system: `armlib file (${FILE_BENCH_DURABILITY})`, concurrency, ...result });
     }
+    say(
+      `armlib file (durability ${FILE_BENCH_DURABILITY}), this process submitting, ${String(FILE_WORKER_PROCESSES)} worker processes…`,
+    );
+    const processes = await fileProcessesSystem(FILE_WORKER_PROCESSES, 10, payload, 'fp', FILE_BENCH_PARENT, leftovers);
+    lifecycle.push({
+      system: `${FILE_PROCESSES_SYSTEM} (${FILE_BENCH_DURABILITY})`,
+      concurrency: 10,
+      ...(await measure(processes, options.drive)),
+    });
   } finally {
     removeDirs(leftovers);
   }

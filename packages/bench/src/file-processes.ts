@@ -1,0 +1,102 @@
+import { fork } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdirSync, mkdtempSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { buildRequestManager, SystemClock } from '@armlib/core';
+import { FileCacheManager, FileQueueManager } from '@armlib/file';
+
+import type { LifecycleSystem } from './drive.js';
+import { FILE_BENCH_DURABILITY, FILE_BENCH_PARENT, removeDirs } from './file-system.js';
+
+/** What a worker child sends its parent. */
+interface ChildMessage {
+  readonly ready?: boolean;
+  readonly completed?: readonly (readonly [string, number])[];
+}
+
+/**
+ * armlib's lifecycle on the file backend as the file backend is deployed: this process submits
+ * and reads statuses (the API process), `workers` forked processes run the jobs, all on one
+ * directory. A worker process tells this one of each completion over its IPC channel (the
+ * bench's plumbing, standing in for the `completed` event a single process would hear); this
+ * process then reads the status, which must say completed. The workers start (and poll the
+ * empty queue) before the drive does.
+ */
+export async function fileProcessesSystem(
+  workers: number,
+  concurrency: number,
+  payload: Uint8Array,
+  run: string,
+  parent = FILE_BENCH_PARENT,
+  leftovers?: string[],
+): Promise<LifecycleSystem> {
+  mkdirSync(parent, { recursive: true });
+  const dir = mkdtempSync(join(parent, 'bench-file-processes-'));
+  const clock = new SystemClock();
+  const rm = buildRequestManager({
+    queue: new FileQueueManager({ dir, durability: FILE_BENCH_DURABILITY }, clock),
+    cache: new FileCacheManager({ dir, durability: FILE_BENCH_DURABILITY }, clock),
+    clock,
+    settings: { maxQueueLength: 0, maxPendingPerOwner: 0, pollMs: 50 },
+  });
+  const script = fileURLToPath(new URL('./file-worker-child.js', import.meta.url));
+  const children: ChildProcess[] = [];
+  let onCompleted: (key: string, index: number) => void = () => undefined;
+  const close = async (): Promise<void> => {
+    try {
+      await Promise.all(
+        children.map(async (child) => {
+          if (child.exitCode !== null || child.signalCode !== null) return;
+          const exited = once(child, 'exit');
+          child.send('stop');
+          await exited;
+        }),
+      );
+      await rm.close();
+    } finally {
+      if (leftovers === undefined) removeDirs([dir]);
+      else leftovers.push(dir);
+    }
+  };
+  try {
+    for (let w = 0; w < workers; w++) {
+      const child = fork(script, [dir, String(concurrency), Buffer.from(payload).toString('base64')], {
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      });
+      children.push(child);
+      const ready = new Promise<void>((resolve, reject) => {
+        child.once('exit', (code) => {
+          reject(new Error(`file worker process exited with code ${String(code)} before it was ready`));
+        });
+        child.on('message', (message: ChildMessage) => {
+          if (message.ready === true) resolve();
+          for (const [key, index] of message.completed ?? []) onCompleted(key, index);
+        });
+      });
+      await ready;
+    }
+  } catch (error) {
+    for (const child of children) child.kill();
+    await rm.close();
+    removeDirs([dir]);
+    throw error;
+  }
+  return {
+    async submit(index) {
+      await rm.submit({ uri: '/bench/report', params: { run, i: String(index) } });
+    },
+    onCompleted(callback) {
+      onCompleted = callback;
+    },
+    async isCompleted(key) {
+      return (await rm.status(key)).state === 'completed';
+    },
+    start() {
+      // The worker processes run from the start.
+    },
+    close,
+  };
+}
