@@ -1,15 +1,10 @@
 import { fork } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync } from 'node:fs';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { buildRequestManager, SystemClock } from '@armlib/core';
-import { FileCacheManager, FileQueueManager } from '@armlib/file';
-
 import type { LifecycleSystem } from './drive.js';
-import { FILE_BENCH_DURABILITY, FILE_BENCH_PARENT, removeDirs } from './file-system.js';
+import { FILE_BENCH_PARENT, fileRequestManager, freshDir, removeDirs } from './file-system.js';
 
 /** What a worker child sends its parent. */
 interface ChildMessage {
@@ -33,15 +28,8 @@ export async function fileProcessesSystem(
   parent = FILE_BENCH_PARENT,
   leftovers?: string[],
 ): Promise<LifecycleSystem> {
-  mkdirSync(parent, { recursive: true });
-  const dir = mkdtempSync(join(parent, 'bench-file-processes-'));
-  const clock = new SystemClock();
-  const rm = buildRequestManager({
-    queue: new FileQueueManager({ dir, durability: FILE_BENCH_DURABILITY }, clock),
-    cache: new FileCacheManager({ dir, durability: FILE_BENCH_DURABILITY }, clock),
-    clock,
-    settings: { maxQueueLength: 0, maxPendingPerOwner: 0, pollMs: 50 },
-  });
+  const dir = freshDir(parent, 'bench-file-processes-');
+  const rm = fileRequestManager(dir);
   const script = fileURLToPath(new URL('./file-worker-child.js', import.meta.url));
   const children: ChildProcess[] = [];
   let onCompleted: (key: string, index: number) => void = () => undefined;

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { buildRequestManager, SystemClock } from '@armlib/core';
+import type { RequestManager } from '@armlib/core';
 import { FileCacheManager, FileQueueManager } from '@armlib/file';
 
 import { armlibSystem } from './armlib-system.js';
@@ -36,16 +37,8 @@ export function fileSystem(
   parent = FILE_BENCH_PARENT,
   leftovers?: string[],
 ): LifecycleSystem {
-  mkdirSync(parent, { recursive: true });
-  const dir = mkdtempSync(join(parent, 'bench-file-'));
-  const clock = new SystemClock();
-  const rm = buildRequestManager({
-    queue: new FileQueueManager({ dir, durability: FILE_BENCH_DURABILITY }, clock),
-    cache: new FileCacheManager({ dir, durability: FILE_BENCH_DURABILITY }, clock),
-    clock,
-    settings: { maxQueueLength: 0, maxPendingPerOwner: 0, pollMs: 50 },
-  });
-  const system = armlibSystem(concurrency, payload, run, rm);
+  const dir = freshDir(parent, 'bench-file-');
+  const system = armlibSystem(concurrency, payload, run, fileRequestManager(dir));
   return {
     ...system,
     async close() {
@@ -57,6 +50,26 @@ export function fileSystem(
       }
     },
   };
+}
+
+/** A fresh directory under `parent` (created as needed), its name starting with `prefix`. */
+export function freshDir(parent: string, prefix: string): string {
+  mkdirSync(parent, { recursive: true });
+  return mkdtempSync(join(parent, prefix));
+}
+
+/**
+ * A request manager on the file queue and cache in `dir`, with the bench's durability, no queue
+ * caps and a 50 ms poll (the worker processes of the multi-process row use it too).
+ */
+export function fileRequestManager(dir: string): RequestManager {
+  const clock = new SystemClock();
+  return buildRequestManager({
+    queue: new FileQueueManager({ dir, durability: FILE_BENCH_DURABILITY }, clock),
+    cache: new FileCacheManager({ dir, durability: FILE_BENCH_DURABILITY }, clock),
+    clock,
+    settings: { maxQueueLength: 0, maxPendingPerOwner: 0, pollMs: 50 },
+  });
 }
 
 /** Removes the directories of file runs. */

@@ -2,10 +2,7 @@
 // channel: node file-worker-child.js <dir> <concurrency> <payload as base64>. It reports each
 // completion's key and request index to its parent, batched per turn of the event loop, and
 // stops (worker, then request manager) when the parent sends 'stop'.
-import { buildRequestManager, SystemClock } from '@armlib/core';
-import { FileCacheManager, FileQueueManager } from '@armlib/file';
-
-import { FILE_BENCH_DURABILITY } from './file-system.js';
+import { fileRequestManager } from './file-system.js';
 
 const [dir, rawConcurrency, payloadBase64] = process.argv.slice(2);
 const concurrency = Number(rawConcurrency);
@@ -14,13 +11,7 @@ if (dir === undefined || payloadBase64 === undefined || !Number.isSafeInteger(co
   process.exit(2);
 }
 const payload = Buffer.from(payloadBase64, 'base64');
-const clock = new SystemClock();
-const rm = buildRequestManager({
-  queue: new FileQueueManager({ dir, durability: FILE_BENCH_DURABILITY }, clock),
-  cache: new FileCacheManager({ dir, durability: FILE_BENCH_DURABILITY }, clock),
-  clock,
-  settings: { maxQueueLength: 0, maxPendingPerOwner: 0, pollMs: 50 },
-});
+const rm = fileRequestManager(dir);
 
 let completed: [string, number][] = [];
 const report = (): void => {
