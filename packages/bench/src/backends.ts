@@ -23,7 +23,7 @@ export interface BackendResults {
   readonly fileStreaming?: FileStreamingResult;
   /**
    * The same streaming in a process started with {@link SMALL_YOUNG_GENERATION}: what the peak is
-   * once V8 collects consumed chunks sooner (see docs/operations.md, *Memory while streaming*).
+   * once V8 collects consumed chunks sooner (see docs/file-backend.md, *Memory while streaming*).
    */
   readonly fileStreamingSmallYoung?: FileStreamingResult;
   readonly s3Streaming?: S3StreamingResult;
@@ -33,6 +33,8 @@ export interface BackendResults {
 
 /** Worker processes of the multi-process file row (concurrency 10 each). */
 export const FILE_WORKER_PROCESSES = 2;
+/** Name of the single-process file rows. */
+export const FILE_SYSTEM = `armlib file (${FILE_BENCH_DURABILITY})`;
 /** Name of the multi-process file row, before its durability. */
 export const FILE_PROCESSES_SYSTEM = `armlib file, ${String(FILE_WORKER_PROCESSES)} worker processes`;
 
@@ -107,7 +109,7 @@ export async function runBackendBenches(options: {
       say(`armlib file (durability ${FILE_BENCH_DURABILITY}), concurrency ${String(concurrency)}…`);
       const system = fileSystem(concurrency, payload, `f${String(concurrency)}`, FILE_BENCH_PARENT, leftovers);
       const result = await measure(system, options.drive);
-      lifecycle.push({ system: `armlib file (${FILE_BENCH_DURABILITY})`, concurrency, ...result });
+      lifecycle.push({ system: FILE_SYSTEM, concurrency, ...result });
     }
     say(
       `armlib file (durability ${FILE_BENCH_DURABILITY}), this process submitting, ${String(FILE_WORKER_PROCESSES)} worker processes…`,
@@ -140,36 +142,27 @@ export async function runBackendBenches(options: {
     bullmqSkipped = 'redis-server is not installed (apt-get install redis-server), so the BullMQ rows are skipped';
     say(`note: ${bullmqSkipped}`);
   }
-  let fileStreaming: FileStreamingResult | undefined;
+  // Each of these is optional: a failure is recorded and the others still run.
+  const attempt = async <T>(what: string, run: () => Promise<T>): Promise<T | undefined> => {
+    try {
+      return await run();
+    } catch (error) {
+      errors.push(`${what}: ${String(error)}`);
+      return undefined;
+    }
+  };
   say(`file cache: streaming ${String(options.fileStreamBytes / 2 ** 20)} MiB through put and get…`);
-  try {
-    fileStreaming = await inChild<FileStreamingResult>('file', options.fileStreamBytes);
-  } catch (error) {
-    errors.push(`file streaming: ${String(error)}`);
-  }
-  let fileStreamingSmallYoung: FileStreamingResult | undefined;
+  const fileStreaming = await attempt('file streaming', () =>
+    inChild<FileStreamingResult>('file', options.fileStreamBytes),
+  );
   say(`file cache: the same with node ${SMALL_YOUNG_GENERATION}…`);
-  try {
-    fileStreamingSmallYoung = await inChild<FileStreamingResult>('file', options.fileStreamBytes, [
-      SMALL_YOUNG_GENERATION,
-    ]);
-  } catch (error) {
-    errors.push(`file streaming (${SMALL_YOUNG_GENERATION}): ${String(error)}`);
-  }
-  let s3Streaming: S3StreamingResult | undefined;
+  const fileStreamingSmallYoung = await attempt(`file streaming (${SMALL_YOUNG_GENERATION})`, () =>
+    inChild<FileStreamingResult>('file', options.fileStreamBytes, [SMALL_YOUNG_GENERATION]),
+  );
   say(`S3 cache on s3rver: streaming ${String(options.s3StreamBytes / 2 ** 20)} MiB through put and get…`);
-  try {
-    s3Streaming = await inChild<S3StreamingResult>('s3', options.s3StreamBytes);
-  } catch (error) {
-    errors.push(`s3 streaming: ${String(error)}`);
-  }
-  let dynamoCost: DynamoCostResult | undefined;
+  const s3Streaming = await attempt('s3 streaming', () => inChild<S3StreamingResult>('s3', options.s3StreamBytes));
   say('DynamoDB Local: requests and capacity units of one lifecycle…');
-  try {
-    dynamoCost = await measureDynamoCost();
-  } catch (error) {
-    errors.push(`dynamodb cost: ${String(error)}`);
-  }
+  const dynamoCost = await attempt('dynamodb cost', measureDynamoCost);
   return {
     lifecycle,
     ...(dynamoCost === undefined ? {} : { dynamoCost }),

@@ -4,15 +4,15 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { armlibSystem } from './armlib-system.js';
-import { FILE_PROCESSES_SYSTEM, runBackendBenches, SMALL_YOUNG_GENERATION } from './backends.js';
+import { FILE_PROCESSES_SYSTEM, FILE_SYSTEM, runBackendBenches, SMALL_YOUNG_GENERATION } from './backends.js';
 import type { BackendResults } from './backends.js';
 import { bareSystem } from './bare-system.js';
 import { drive } from './drive.js';
 import type { DriveOptions, LifecycleSystem, ThroughputResult } from './drive.js';
 import type { FileStreamingResult } from './file-streaming.js';
+import { dependentReadNs } from './memory-latency.js';
 import { fixed, int, machineInfo, mib, table, writeResults } from './report.js';
 import { collectGarbage } from './stats.js';
-import { dependentReadNs } from './memory-latency.js';
 import { measureStatusReads } from './status-read.js';
 import type { StatusReadResult } from './status-read.js';
 
@@ -226,7 +226,7 @@ function reportBackends(results: BackendResults): void {
   const best = (prefix: string): number =>
     Math.max(0, ...results.lifecycle.filter((r) => r.system.startsWith(prefix)).map((r) => r.perSecond));
   // Like for like: one node process each (BullMQ's does its queue work in redis-server).
-  const file = best('armlib file (');
+  const file = best(FILE_SYSTEM);
   const processes = best(FILE_PROCESSES_SYSTEM);
   const bullmq = best('BullMQ');
   if (results.bullmqSkipped === undefined) {

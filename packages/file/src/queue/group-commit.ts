@@ -1,5 +1,7 @@
 import type Database from 'better-sqlite3';
 
+import { isBusyError } from './sqlite-errors.js';
+
 /** One call waiting for the next group commit. */
 interface PendingCall {
   readonly what: string;
@@ -153,7 +155,7 @@ export class GroupCommit {
       if (mayWait) lockWait?.setBusyTimeout(0);
       this.#transaction.immediate(calls, outcomes);
     } catch (error) {
-      if (mayWait && this.#begun === begun && isBusy(error) && this.#waitForLock(calls)) return;
+      if (mayWait && this.#begun === begun && isBusyError(error) && this.#waitForLock(calls)) return;
       this.#settleWait();
       this.#hooks.rolledBack();
       // The whole transaction is gone: no call of it took effect.
@@ -216,10 +218,4 @@ export class GroupCommit {
       return { ok: false, value: this.#toError(error, call.what) };
     }
   }
-}
-
-/** SQLITE_BUSY and its extended codes: another connection holds the lock. */
-function isBusy(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && code.startsWith('SQLITE_BUSY');
 }

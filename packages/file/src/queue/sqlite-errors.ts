@@ -12,6 +12,11 @@ function sqliteCode(error: unknown): string | undefined {
   return typeof code === 'string' && code.startsWith('SQLITE_') ? code : undefined;
 }
 
+/** SQLITE_BUSY or one of its extended codes: another connection holds the lock. */
+export function isBusyError(error: unknown): boolean {
+  return sqliteCode(error)?.startsWith('SQLITE_BUSY') === true;
+}
+
 /**
  * What the file queue throws for a failure below it: armlib errors pass unchanged; SQLite
  * errors (and anything else the driver or the file system throws) become a `BackendError`
