@@ -27,6 +27,8 @@ export interface BackendResults {
    */
   readonly fileStreamingSmallYoung?: FileStreamingResult;
   readonly s3Streaming?: S3StreamingResult;
+  /** The S3 streaming in a process started with {@link SMALL_YOUNG_GENERATION}. */
+  readonly s3StreamingSmallYoung?: S3StreamingResult;
   readonly dynamoCost?: DynamoCostResult;
   readonly errors: string[];
 }
@@ -161,6 +163,10 @@ export async function runBackendBenches(options: {
   );
   say(`S3 cache on s3rver: streaming ${String(options.s3StreamBytes / 2 ** 20)} MiB through put and get…`);
   const s3Streaming = await attempt('s3 streaming', () => inChild<S3StreamingResult>('s3', options.s3StreamBytes));
+  say(`S3 cache: the same with node ${SMALL_YOUNG_GENERATION}…`);
+  const s3StreamingSmallYoung = await attempt(`s3 streaming (${SMALL_YOUNG_GENERATION})`, () =>
+    inChild<S3StreamingResult>('s3', options.s3StreamBytes, [SMALL_YOUNG_GENERATION]),
+  );
   say('DynamoDB Local: requests and capacity units of one lifecycle…');
   const dynamoCost = await attempt('dynamodb cost', measureDynamoCost);
   return {
@@ -170,6 +176,7 @@ export async function runBackendBenches(options: {
     ...(fileStreaming === undefined ? {} : { fileStreaming }),
     ...(fileStreamingSmallYoung === undefined ? {} : { fileStreamingSmallYoung }),
     ...(s3Streaming === undefined ? {} : { s3Streaming }),
+    ...(s3StreamingSmallYoung === undefined ? {} : { s3StreamingSmallYoung }),
     errors,
   };
 }

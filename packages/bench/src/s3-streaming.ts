@@ -49,8 +49,8 @@ const SAMPLE_MS = 10;
  * a temporary directory removed afterwards), streams `bytes` of generated data chunk by chunk
  * through `stage().write()` + `commit()` and back through `get()`, checks the bytes (sha256), and
  * reports the times and the peak RSS of this process. The data is never held whole: the put holds
- * lib-storage's parts in flight (part size × queue size: 5 MiB × 2 here) and the copies of the
- * chunks that fill them, the get the response stream's chunks until V8 collects them.
+ * its part buffers (part size × (queue size + 1): 5 MiB × 3 here, reused), the get the response
+ * stream's chunks until V8 collects them.
  */
 export async function measureS3Streaming(options: { bytes: number }): Promise<S3StreamingResult> {
   const { bytes } = options;

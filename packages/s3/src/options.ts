@@ -27,7 +27,10 @@ export interface S3CacheManagerOptions {
   gzip?: boolean;
   /** Part size of multipart uploads, bytes (at least 5 MiB). Default 5 MiB. */
   partSizeBytes?: number;
-  /** Parts uploaded in parallel per format. Memory per write is at most `partSizeBytes × queueSize`. Default 4. */
+  /**
+   * Parts uploaded in parallel per format. A write above one part holds `queueSize + 1` part
+   * buffers (one filling while the others upload), allocated once and reused. Default 4.
+   */
   queueSize?: number;
 }
 

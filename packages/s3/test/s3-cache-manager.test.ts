@@ -289,6 +289,71 @@ describe('@armlib/s3 S3CacheManager', function () {
       expect(createHash('sha256').update(read).digest('hex')).to.equal(written.digest('hex'));
     });
 
+    it('keeps at most queueSize parts in flight, and sends data of exactly one part as one PutObject', async function () {
+      const client = await ownClient();
+      const seen = recordCommands(client);
+      let inFlight = 0;
+      let mostInFlight = 0;
+      client.middlewareStack.add(
+        (next, context) => async (args) => {
+          if (context.commandName !== 'UploadPartCommand') return next(args);
+          mostInFlight = Math.max(mostInFlight, ++inFlight);
+          try {
+            return await next(args);
+          } finally {
+            inFlight--;
+          }
+        },
+        { step: 'initialize', name: 'countPartsInFlight' },
+      );
+      const part = 5 * 1024 * 1024;
+      const { cache } = await open({ client, partSizeBytes: part, queueSize: 2 });
+      const count = (name: string): number => seen.filter((s) => s.startsWith(name)).length;
+      for (const [size, parts] of [
+        [part, 0],
+        [2 * part, 2],
+        [5 * part + 1, 6],
+      ] as const) {
+        const before = { put: count('PutObjectCommand'), parts: count('UploadPartCommand') };
+        const data = randomBytes(size);
+        const staged = await cache.stage(`sized-${String(size)}`);
+        await staged.write('bin', chunked(data), { contentType: 'application/octet-stream' });
+        expect(count('UploadPartCommand') - before.parts, `parts for ${String(size)} bytes`).to.equal(parts);
+        expect(count('PutObjectCommand') - before.put, `PutObjects for ${String(size)} bytes`).to.equal(
+          parts === 0 ? 1 : 0,
+        );
+        await staged.commit('temporary');
+        const read = await collect((await cache.get(`sized-${String(size)}`, 'bin'))?.body);
+        expect(read.equals(data), `${String(size)} bytes read back`).to.equal(true);
+      }
+      expect(count('CreateMultipartUploadCommand')).to.equal(2);
+      expect(mostInFlight).to.be.within(1, 2);
+      client.destroy();
+    });
+
+    it('creates multipart uploads for CRC32 part checksums when the client computes checksums', async function () {
+      const env = await s3TestEnv();
+      const client = new S3Client({ ...env.clientConfig, requestChecksumCalculation: 'WHEN_SUPPORTED' });
+      const algorithms: unknown[] = [];
+      client.middlewareStack.add(
+        (next, context) => (args) => {
+          if (context.commandName === 'CreateMultipartUploadCommand') {
+            algorithms.push((args.input as { ChecksumAlgorithm?: unknown }).ChecksumAlgorithm);
+          }
+          return next(args);
+        },
+        { step: 'initialize', name: 'recordChecksumAlgorithm' },
+      );
+      const { cache } = await open({ client, partSizeBytes: 5 * 1024 * 1024, queueSize: 2 });
+      const data = randomBytes(6 * 1024 * 1024);
+      const staged = await cache.stage('checksummed');
+      await staged.write('bin', chunked(data), { contentType: 'application/octet-stream' });
+      await staged.commit('temporary');
+      expect(algorithms).to.deep.equal(['CRC32']);
+      expect((await collect((await cache.get('checksummed', 'bin'))?.body)).equals(data)).to.equal(true);
+      client.destroy();
+    });
+
     it('aborts the multipart upload when a part fails, and the source error passes through as it is', async function () {
       const client = await ownClient(1);
       const seen = recordCommands(client);
