@@ -383,6 +383,63 @@ describe('@armlib/s3 S3CacheManager', function () {
       client.destroy();
     });
 
+    it('aborts the upload when its completion fails, and reports a failed start as a BackendError', async function () {
+      const client = await ownClient(1);
+      const seen = recordCommands(client);
+      let failing = 'CompleteMultipartUploadCommand';
+      injectFault(client, '*', { status: 503, code: 'SlowDown' }, () => seen.at(-1)?.startsWith(failing) === true);
+      const { cache, bucket, prefix } = await open({ client, partSizeBytes: 5 * 1024 * 1024, queueSize: 2 });
+      const staged = await cache.stage('unfinished');
+      const data = randomBytes(6 * 1024 * 1024);
+      const write = (): Promise<unknown> =>
+        staged.write('bin', chunked(data), { contentType: 'application/octet-stream' });
+      const completion = await rejectionOf(write());
+      expect(BackendError.is(completion) && completion.retryable, String(completion)).to.equal(true);
+      expect(String(completion)).to.contain('completion of the multipart upload');
+      expect(seen.filter((s) => s.startsWith('UploadPartCommand'))).to.have.length(2);
+      expect(seen.filter((s) => s.startsWith('AbortMultipartUploadCommand'))).to.have.length(1);
+      failing = 'CreateMultipartUploadCommand';
+      const start = await rejectionOf(write());
+      expect(BackendError.is(start) && start.retryable, String(start)).to.equal(true);
+      expect(String(start)).to.contain('start of the multipart upload');
+      // Nothing was created, so there is nothing to abort.
+      expect(seen.filter((s) => s.startsWith('AbortMultipartUploadCommand'))).to.have.length(1);
+      expect(await listKeys(client, bucket, `${prefix}staging/`)).to.deep.equal([]);
+      // The staged result is intact: the same write goes through once S3 answers again.
+      failing = 'none';
+      await write();
+      await staged.commit('temporary');
+      expect((await collect((await cache.get('unfinished', 'bin'))?.body)).equals(data)).to.equal(true);
+      client.destroy();
+    });
+
+    it('gzips a large format on its way into a multipart upload and reads it back whole and by range', async function () {
+      const { cache, client, bucket, prefix } = await open({
+        gzip: true,
+        partSizeBytes: 5 * 1024 * 1024,
+        queueSize: 2,
+      });
+      const seen = recordCommands(client);
+      // Random bytes do not compress: the gzip stream stays above two parts.
+      const data = randomBytes(11 * 1024 * 1024);
+      const staged = await cache.stage('zipped-big');
+      const info = await staged.write('bin', chunked(data), { contentType: 'application/octet-stream' });
+      expect(info.size).to.equal(data.byteLength);
+      expect(seen.filter((s) => s.startsWith('UploadPartCommand'))).to.have.length(3);
+      await staged.commit('persistent');
+      const key = (await listKeys(client, bucket, `${prefix}persistent/zipped-big/`)).find((k) => k.endsWith('/bin'));
+      const raw = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      expect(raw.ContentEncoding).to.equal('gzip');
+      const stored = Buffer.from(
+        await (raw.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray(),
+      );
+      expect(gunzipSync(stored).equals(data)).to.equal(true);
+      expect((await collect((await cache.get('zipped-big', 'bin'))?.body)).equals(data)).to.equal(true);
+      const start = 5 * 1024 * 1024 - 10;
+      const part = await cache.get('zipped-big', 'bin', { range: { start, end: start + 99 } });
+      expect((await collect(part?.body)).equals(data.subarray(start, start + 100))).to.equal(true);
+    });
+
     it('stores Content-Type and the caller’s Content-Encoding on the object', async function () {
       const { cache, client, bucket, prefix } = await open();
       const zipped = gzipSync(Buffer.from('{"a":1}'));
