@@ -1,3 +1,5 @@
+import { constants } from 'node:buffer';
+
 import { S3Client } from '@aws-sdk/client-s3';
 import type { S3ClientConfig } from '@aws-sdk/client-s3';
 
@@ -56,8 +58,11 @@ export const S3_CACHE_DEFAULTS = Object.freeze({
 
 /** Smallest part S3 accepts in a multipart upload (except the last part). */
 const MIN_PART_BYTES = 5 * 1024 * 1024;
-/** Largest part S3 accepts. */
-const MAX_PART_BYTES = 5 * 1024 * 1024 * 1024;
+/**
+ * Largest part: S3 accepts 5 GiB, but a part is held in one buffer while it uploads, and Node 20
+ * caps a buffer at 4 GiB (`buffer.constants.MAX_LENGTH`).
+ */
+const MAX_PART_BYTES = Math.min(5 * 1024 * 1024 * 1024, constants.MAX_LENGTH);
 /** Room left in S3's 1024-byte key limit for `<area>/<key>/<commitId>/<format>`. */
 const MAX_PREFIX_LENGTH = 512;
 // S3's rules for general purpose bucket names (3-63 chars, lowercase, digits, dots, hyphens).
@@ -118,7 +123,7 @@ export function checkS3CacheOptions(options: unknown): ConfigIssue[] {
   ) {
     issues.push({
       path: '/partSizeBytes',
-      message: `must be an integer from ${MIN_PART_BYTES} (5 MiB) to ${MAX_PART_BYTES} (5 GiB), got ${describe(part)}`,
+      message: `must be an integer from ${MIN_PART_BYTES} (5 MiB) to ${MAX_PART_BYTES} (S3's 5 GiB, or the largest buffer node holds), got ${describe(part)}`,
     });
   }
   const queue = o['queueSize'];

@@ -1,3 +1,5 @@
+import { constants } from 'node:buffer';
+
 import { S3Client } from '@aws-sdk/client-s3';
 import { expect } from 'chai';
 
@@ -59,6 +61,12 @@ describe('@armlib/s3 options', function () {
     ]);
     const issue = checkS3CacheOptions({ bucket: 'ok-bucket', partSizeBytes: 1024 })[0];
     expect(issue?.message).to.include('5 MiB');
+    // A part is held in one buffer: no larger than node's largest (4 GiB on Node 20) nor S3's 5 GiB.
+    const largest = Math.min(5 * 2 ** 30, constants.MAX_LENGTH);
+    expect(checkS3CacheOptions({ bucket: 'ok-bucket', partSizeBytes: largest })).to.deep.equal([]);
+    expect(checkS3CacheOptions({ bucket: 'ok-bucket', partSizeBytes: largest + 1 })[0]?.path).to.equal(
+      '/partSizeBytes',
+    );
   });
 
   it('refuses a client together with client settings, naming both paths', function () {
