@@ -438,6 +438,19 @@ describe('@armlib/s3 S3CacheManager', function () {
       const start = 5 * 1024 * 1024 - 10;
       const part = await cache.get('zipped-big', 'bin', { range: { start, end: start + 99 } });
       expect((await collect(part?.body)).equals(data.subarray(start, start + 100))).to.equal(true);
+      // A producer failing after a part went out through gzip: its own error, and the upload is aborted.
+      const boom = new Error('producer broke behind gzip');
+      async function* failing(): AsyncGenerator<Uint8Array> {
+        yield* chunksOf(data.subarray(0, 7 * 1024 * 1024), 64 * 1024);
+        throw boom;
+      }
+      const again = await cache.stage('zipped-broken');
+      const aborts = seen.filter((s) => s.startsWith('AbortMultipartUploadCommand')).length;
+      expect(await rejectionOf(again.write('bin', failing(), { contentType: 'application/octet-stream' }))).to.equal(
+        boom,
+      );
+      expect(seen.filter((s) => s.startsWith('AbortMultipartUploadCommand')).length).to.equal(aborts + 1);
+      await again.abort();
     });
 
     it('stores Content-Type and the caller’s Content-Encoding on the object', async function () {
