@@ -1,10 +1,19 @@
 import { expect } from 'chai';
 
 import { deriveKey, InvalidRequestError, KEY_PATTERN, PermanentError } from '@armlib/core';
-import type { BatchRequest } from '@armlib/core';
+import type { BatchRequest, CacheArea, CacheManager } from '@armlib/core';
 
-import { resolveContext, useEnv } from './context.js';
-import { completeWithWorker, EventLog, putResult, readText, rejectionOf, req, untilTerminal } from './helpers.js';
+import { resolveContext, shield, useEnv } from './context.js';
+import {
+  completeWithWorker,
+  entry,
+  EventLog,
+  putResult,
+  readText,
+  rejectionOf,
+  req,
+  untilTerminal,
+} from './helpers.js';
 import type { ConformanceOptions } from './types.js';
 
 /** §2.1 keys and §3.1 submit: derivation, validation, deduplication, cache hits, re-queueing. */
@@ -225,6 +234,52 @@ export function keysAndDedupeTests(options: ConformanceOptions): void {
       }
     });
 
+    it('keeps a record that finished at or after keepFinishedSince instead of replacing it (SPI)', async function () {
+      const env = await open();
+      const { queue } = env;
+      const leaseMs = env.t(1_000);
+      await queue.enqueue(entry('kept'), { limits: {} });
+      const lease = await queue.claim({ workerId: 'w1', leaseMs, policies: {} });
+      expect(lease?.record.key).to.equal('kept');
+      await env.clock.advance(env.t(10));
+      const finishedAt = env.clock.now();
+      await queue.complete('kept', lease?.token ?? '', { durationMs: 1 });
+      const kept = await queue.enqueue(entry('kept'), { limits: {}, keepFinishedSince: finishedAt });
+      expect(kept.outcome).to.equal('existing');
+      expect(kept.record.state).to.equal('completed');
+      expect(kept.record.attempts).to.equal(1);
+      expect((await queue.get('kept'))?.state).to.equal('completed');
+      const replaced = await queue.enqueue(entry('kept'), { limits: {}, keepFinishedSince: finishedAt + 1 });
+      expect(replaced.outcome).to.equal('created');
+      expect(replaced.record.state).to.equal('pending');
+      expect(replaced.record.attempts).to.equal(0);
+    });
+
+    it('serves the result of a run that completes between its cache check and its enqueue', async function () {
+      const env = await open();
+      const manager = env.manager();
+      await manager.submit(req('racy'));
+      const lease = await env.queue.claim({ workerId: 'w1', leaseMs: env.t(1_000), policies: {} });
+      expect(lease?.record.key).to.equal('racy');
+      // A second submit reads the cache just before that worker commits the result and completes
+      // the record: its enqueue then finds the run finished.
+      const racing = racingHead(env.cache, async () => {
+        await putResult(env, 'racy', 'temporary', { csv: 'the one run' });
+        await env.queue.complete('racy', lease?.token ?? '', { durationMs: 1 });
+      });
+      const other = await env.otherProcess({}, { queue: shield(env.queue), cache: racing.cache });
+      const log = new EventLog(env, other);
+      const status = await other.submit(req('racy'));
+      expect(racing.raced()).to.equal(true);
+      expect(status.state).to.equal('completed');
+      expect(status.attempts).to.equal(1);
+      expect(log.of('submitted', 'racy')).to.have.length(0);
+      expect(log.of('deduplicated', 'racy')).to.have.length(1);
+      const record = await env.queue.get('racy');
+      expect(record?.state).to.equal('completed');
+      expect(await readText(await other.read('racy', 'csv'))).to.equal('the one run');
+    });
+
     it('re-queues a completed key when forced', async function () {
       const env = await open();
       const manager = env.manager();
@@ -260,4 +315,29 @@ export function keysAndDedupeTests(options: ConformanceOptions): void {
       expect(await readText(await manager.read('pruned', 'csv'))).to.equal('result of pruned');
     });
   });
+}
+
+/**
+ * The cache with `head('racy')` running `between` once, after its read and before it answers: as
+ * if another worker committed the key's result and completed its run right after the read.
+ */
+function racingHead(cache: CacheManager, between: () => Promise<void>): { cache: CacheManager; raced: () => boolean } {
+  let raced = false;
+  const shielded = shield(cache);
+  const wrapped = new Proxy(shielded, {
+    get(obj, prop) {
+      if (prop === 'head') {
+        return async (key: string, area?: CacheArea) => {
+          const found = await cache.head(key, area);
+          if (key === 'racy' && !raced) {
+            raced = true;
+            await between();
+          }
+          return found;
+        };
+      }
+      return Reflect.get(obj, prop, obj) as unknown;
+    },
+  });
+  return { cache: wrapped, raced: () => raced };
 }

@@ -247,7 +247,13 @@ export class DynamoQueueManager implements QueueManager {
       if (request.owner !== undefined) item[A.owner] = request.owner;
       if (entry.pendingExpiresAt !== undefined) item[A.pendingExpiresAt] = entry.pendingExpiresAt;
       const e = new Expr();
-      const condition = `attribute_not_exists(${e.n(KEY_ATTRS.pk)}) OR NOT (${e.n(A.state)} IN (${e.v('pending')}, ${e.v('running')}))`;
+      const keep = options.keepFinishedSince;
+      // A finished record is replaced, unless it finished at or after keepFinishedSince.
+      const replaceable =
+        keep === undefined
+          ? `NOT (${e.n(A.state)} IN (${e.v('pending')}, ${e.v('running')}))`
+          : `(NOT (${e.n(A.state)} IN (${e.v('pending')}, ${e.v('running')})) AND (attribute_not_exists(${e.n(A.finishedAt)}) OR ${e.n(A.finishedAt)} < ${e.v(keep)}))`;
+      const condition = `attribute_not_exists(${e.n(KEY_ATTRS.pk)}) OR ${replaceable}`;
       const out = await this.#db.put(
         { Item: item, ConditionExpression: condition, ...e.attributes() },
         'PutItem(enqueue)',
@@ -264,6 +270,9 @@ export class DynamoQueueManager implements QueueManager {
         const record = decodeRecord(item);
         if (record === undefined) throw new Error('unreachable: a fresh record item did not decode');
         return { outcome: 'created', record };
+      }
+      if (old !== undefined && isFinished(old.state) && keep !== undefined && (old.finishedAt ?? -Infinity) >= keep) {
+        return { outcome: 'existing', record: old };
       }
       const live = old !== undefined && !isFinished(old.state) ? old : await this.#readLive(key, now);
       if (live === undefined) continue; // finished meanwhile: try the put again

@@ -6,6 +6,7 @@ import { assertValidFormat, assertValidKey, GROUP_PATTERN, showValue } from '../
 import type { BatchRequest, RequestStatus, ResultBody } from '../model.js';
 import { QUEUE_STATES } from '../model.js';
 import { normalizeRequest } from '../request.js';
+import type { NormalizedRequest } from '../request.js';
 import { DEFAULT_SETTINGS } from '../settings.js';
 import type { GroupPolicies, ManagerSettings } from '../settings.js';
 import type { CacheManager, ResultManifest } from '../spi/cache.js';
@@ -124,26 +125,31 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     this.#assertOpen();
     const request = normalizeRequest(input);
     const { key } = request;
+    // When the cache was read: a run of the key finishing after it is not replaced (see below).
+    let checkedAt: number | undefined;
     if (options?.force !== true) {
+      checkedAt = this.clock.now();
       const manifest = await this.cache.head(key);
-      if (manifest !== undefined) {
-        let found = manifest;
-        if (request.sticky === true && manifest.area === 'temporary' && (await this.cache.promote(key))) {
-          found = { ...manifest, area: 'persistent' };
-        }
-        const record = await this.queue.get(key);
-        const status = isLive(record) ? await this.#liveStatus(record) : completedStatus(record, found);
-        this.events.emit('deduplicated', { key, status });
-        return status;
-      }
+      if (manifest !== undefined) return this.#servedFromCache(request, manifest);
     }
     const { pendingTtlMs, maxAttempts } = this.settings;
-    const result = await this.queue.enqueue(
+    const entry =
       pendingTtlMs > 0
         ? { key, request, maxAttempts, pendingExpiresAt: this.clock.now() + pendingTtlMs }
-        : { key, request, maxAttempts },
-      this.#enqueueOptions(request.group, request.owner),
+        : { key, request, maxAttempts };
+    const enqueueOptions = this.#enqueueOptions(request.group, request.owner);
+    let result = await this.queue.enqueue(
+      entry,
+      checkedAt === undefined ? enqueueOptions : { ...enqueueOptions, keepFinishedSince: checkedAt },
     );
+    if (result.outcome === 'existing' && !isLive(result.record)) {
+      // The key's last run finished after the cache was read: its result is most likely there now
+      // (a worker commits the result before it completes the record), so it is served rather than
+      // made again. Without a result (the run failed, or the result is already gone) it runs again.
+      const late = await this.cache.head(key);
+      if (late !== undefined) return this.#servedFromCache(request, late);
+      result = await this.queue.enqueue(entry, enqueueOptions);
+    }
     // Status first: a worker woken in this process could claim the request before we read it.
     const record = result.record;
     const status = isLive(record) ? await this.#liveStatus(record) : this.#settledStatus(key, record, undefined);
@@ -151,6 +157,19 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     const event = result.outcome === 'created' ? 'submitted' : 'deduplicated';
     // The payload is built only for someone to see it.
     if (this.events.listenerCount(event) > 0) this.events.emit(event, { key, status });
+    return status;
+  }
+
+  /** The status of a submit answered from the cache (promoting a temporary result for a sticky request). */
+  async #servedFromCache(request: NormalizedRequest, manifest: ResultManifest): Promise<RequestStatus> {
+    const { key } = request;
+    let found = manifest;
+    if (request.sticky === true && manifest.area === 'temporary' && (await this.cache.promote(key))) {
+      found = { ...manifest, area: 'persistent' };
+    }
+    const record = await this.queue.get(key);
+    const status = isLive(record) ? await this.#liveStatus(record) : completedStatus(record, found);
+    this.events.emit('deduplicated', { key, status });
     return status;
   }
 

@@ -265,6 +265,12 @@ export class MemoryQueueManager implements QueueManager {
       }
       return { outcome: 'existing', record: existing.record };
     }
+    if (options.keepFinishedSince !== undefined) {
+      const finished = this.#finished.peek(entry.key);
+      if (finished !== undefined && (finished.finishedAt ?? -Infinity) >= options.keepFinishedSince) {
+        return { outcome: 'existing', record: finished };
+      }
+    }
 
     if (!Number.isSafeInteger(entry.maxAttempts) || entry.maxAttempts < 1) {
       throw new InvalidRequestError('maxAttempts', `must be an integer >= 1, got ${String(entry.maxAttempts)}`);

@@ -70,11 +70,20 @@ export interface QueueLimits {
 /** Options of {@link QueueManager.enqueue}. */
 export interface EnqueueOptions {
   readonly limits: QueueLimits;
+  /**
+   * Epoch ms. A finished record of the key whose `finishedAt` is at or after this time is not
+   * replaced: enqueue returns it with outcome `existing`. The manager passes the time it looked
+   * for the key's result in the cache, so that a submit racing with the completion of the same
+   * key (result committed after the cache was read, record finished before the enqueue) does not
+   * run the request again. Absent: a finished record is always replaced.
+   */
+  readonly keepFinishedSince?: number;
 }
 
 /**
  * `created`: a new pending record. `existing`: a pending or running record was already there
- * (possibly upgraded to sticky by this call).
+ * (possibly upgraded to sticky by this call), or a finished one kept by
+ * {@link EnqueueOptions.keepFinishedSince}.
  */
 export type EnqueueOutcome = 'created' | 'existing';
 

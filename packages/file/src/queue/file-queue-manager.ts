@@ -184,6 +184,14 @@ export class FileQueueManager implements QueueManager {
       }
       return { outcome: 'existing', record: rowToRecord(row) };
     }
+    if (existing !== undefined && options.keepFinishedSince !== undefined) {
+      // Read whole only on this rare path: a re-submit of a key that has finished.
+      const row = this.#records.get(entry.key);
+      const finished = row === undefined ? undefined : rowToRecord(row);
+      if (finished !== undefined && (finished.finishedAt ?? -Infinity) >= options.keepFinishedSince) {
+        return { outcome: 'existing', record: finished };
+      }
+    }
     if (!Number.isSafeInteger(entry.maxAttempts) || entry.maxAttempts < 1) {
       throw new InvalidRequestError('maxAttempts', `must be an integer >= 1, got ${String(entry.maxAttempts)}`);
     }
