@@ -267,6 +267,8 @@ function reportBackends(results: BackendResults): void {
   ];
   if (s3 !== undefined) rows.push(s3Row(s3, 's3 (s3rver)'));
   if (s3Small !== undefined) rows.push(s3Row(s3Small, `s3 (s3rver), ${SMALL_YOUNG_GENERATION}`));
+  const rssOk = (r: { peakRssMiB: number }): string =>
+    r.peakRssMiB * 2 ** 20 <= GOAL_STREAM_RSS_MB * 1e6 ? 'met' : 'not met';
   for (const line of table(
     ['cache', 'size', 'put s', 'get s', 'put+get MiB/s', 'plain copy MiB/s', 'peak RSS MiB'],
     rows,
@@ -274,8 +276,6 @@ function reportBackends(results: BackendResults): void {
     say(`  ${line}`);
   }
   if (fs !== undefined) {
-    const rssOk = (r: FileStreamingResult): string =>
-      r.peakRssMiB * 2 ** 20 <= GOAL_STREAM_RSS_MB * 1e6 ? 'met' : 'not met';
     say(
       `  goal file: peak RSS ≤ ${String(GOAL_STREAM_RSS_MB)} MB (node defaults: ${rssOk(fs)}` +
         `${fsSmall === undefined ? '' : `; ${SMALL_YOUNG_GENERATION}: ${rssOk(fsSmall)}`}), ` +
@@ -283,8 +283,6 @@ function reportBackends(results: BackendResults): void {
     );
   }
   if (s3 !== undefined) {
-    const rssOk = (r: S3StreamingResult): string =>
-      r.peakRssMiB * 2 ** 20 <= GOAL_STREAM_RSS_MB * 1e6 ? 'met' : 'not met';
     say(
       `  goal s3: peak RSS ≤ ${String(GOAL_STREAM_RSS_MB)} MB (node defaults: ${rssOk(s3)}` +
         `${s3Small === undefined ? '' : `; ${SMALL_YOUNG_GENERATION}: ${rssOk(s3Small)}`})`,

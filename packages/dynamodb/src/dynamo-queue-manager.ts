@@ -249,10 +249,11 @@ export class DynamoQueueManager implements QueueManager {
       const e = new Expr();
       const keep = options.keepFinishedSince;
       // A finished record is replaced, unless it finished at or after keepFinishedSince.
+      const finished = `NOT (${e.n(A.state)} IN (${e.v('pending')}, ${e.v('running')}))`;
       const replaceable =
         keep === undefined
-          ? `NOT (${e.n(A.state)} IN (${e.v('pending')}, ${e.v('running')}))`
-          : `(NOT (${e.n(A.state)} IN (${e.v('pending')}, ${e.v('running')})) AND (attribute_not_exists(${e.n(A.finishedAt)}) OR ${e.n(A.finishedAt)} < ${e.v(keep)}))`;
+          ? finished
+          : `(${finished} AND (attribute_not_exists(${e.n(A.finishedAt)}) OR ${e.n(A.finishedAt)} < ${e.v(keep)}))`;
       const condition = `attribute_not_exists(${e.n(KEY_ATTRS.pk)}) OR ${replaceable}`;
       const out = await this.#db.put(
         { Item: item, ConditionExpression: condition, ...e.attributes() },
