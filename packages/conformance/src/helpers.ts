@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 
-import { normalizeRequest } from '@armlib/core';
+import { normalizeRequest, REQUEST_EVENT_NAMES } from '@armlib/core';
 import type { BatchRequest, Job, ManagerEvents, NewQueueEntry, RequestManager, ResultBody } from '@armlib/core';
 
 import type { Deferred, TestEnv } from './context.js';
@@ -34,26 +34,13 @@ export interface LoggedEvent {
   readonly at: number;
 }
 
-const EVENT_NAMES: readonly (keyof ManagerEvents)[] = [
-  'submitted',
-  'deduplicated',
-  'claimed',
-  'progress',
-  'completed',
-  'failed',
-  'retried',
-  'requeued',
-  'cancelled',
-  'expired',
-];
-
 /** Records every transition event of one or more managers. */
 export class EventLog {
   readonly entries: LoggedEvent[] = [];
 
   constructor(env: TestEnv, ...managers: RequestManager[]) {
     for (const manager of managers) {
-      for (const name of EVENT_NAMES) {
+      for (const name of REQUEST_EVENT_NAMES) {
         manager.events.on(name, (payload) => {
           this.entries.push({ name, payload, at: env.clock.now() });
         });

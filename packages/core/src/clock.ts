@@ -19,17 +19,63 @@ export interface Clock {
   clearTimeout(handle: TimerHandle): void;
 }
 
-/** The real clock (Date.now and Node timers). */
+/** The longest delay one Node timer takes; a longer one fires after 1 ms (with a warning). */
+const MAX_NODE_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * The real clock (Date.now and Node timers). A delay longer than Node's timers take (about 24.8
+ * days) runs as a chain of timers, so that a long `waitFor` timeout or grace period does not fire
+ * at once.
+ */
 @injectable()
 export class SystemClock implements Clock {
   now(): number {
     return Date.now();
   }
   setTimeout(fn: () => void, ms: number): TimerHandle {
-    return setTimeout(fn, Math.max(0, ms));
+    const delay = Number.isNaN(ms) ? 0 : Math.max(0, ms);
+    if (delay <= MAX_NODE_TIMER_MS) return setTimeout(fn, delay);
+    return new LongTimer(fn, Date.now() + delay);
   }
   clearTimeout(handle: TimerHandle): void {
-    clearTimeout(handle as ReturnType<typeof setTimeout>);
+    if (handle instanceof LongTimer) handle.cancel();
+    else clearTimeout(handle as ReturnType<typeof setTimeout>);
+  }
+}
+
+/** A {@link SystemClock} timer beyond one Node timer's range: re-armed until its time comes. */
+class LongTimer implements TimerHandle {
+  readonly #fn: () => void;
+  readonly #at: number;
+  #timer: ReturnType<typeof setTimeout>;
+  #unref = false;
+
+  constructor(fn: () => void, at: number) {
+    this.#fn = fn;
+    this.#at = at;
+    this.#timer = this.#arm();
+  }
+
+  #arm(): ReturnType<typeof setTimeout> {
+    const timer = setTimeout(
+      () => {
+        const left = this.#at - Date.now();
+        if (left > 0) this.#timer = this.#arm();
+        else this.#fn();
+      },
+      Math.min(MAX_NODE_TIMER_MS, Math.max(0, this.#at - Date.now())),
+    );
+    if (this.#unref) timer.unref();
+    return timer;
+  }
+
+  unref(): void {
+    this.#unref = true;
+    this.#timer.unref();
+  }
+
+  cancel(): void {
+    clearTimeout(this.#timer);
   }
 }
 

@@ -77,11 +77,13 @@ export { TypedEmitter } from './util/emitter.js';
 export type { Listener } from './util/emitter.js';
 export type { AdapterPlugin } from './spi/plugin.js';
 export { ForwardingCacheManager, ForwardingQueueManager } from './spi/forwarding.js';
+export { REQUEST_EVENT_NAMES } from './manager/types.js';
 export type {
   Handler,
   Job,
   ListQuery,
   ManagerEvents,
+  RequestEventName,
   Metrics,
   MinuteCounts,
   RequestManager,

@@ -16,7 +16,7 @@ import type { LiveView, SyncCacheOps, SyncQueueOps } from '../spi/sync.js';
 import { TOKENS } from '../tokens.js';
 import { TypedEmitter } from '../util/emitter.js';
 import { WorkerRuntime } from '../worker/worker-runtime.js';
-import type { WorkerHost } from '../worker/worker-runtime.js';
+import type { KeyedEvent, WorkerHost } from '../worker/worker-runtime.js';
 import { computeMetrics } from './metrics.js';
 import { completedStatus, iso, queuedStatus, recordStatus } from './status.js';
 import type {
@@ -53,6 +53,8 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
   readonly #workers = new Set<WorkerRuntime>();
   #sweepTimer: TimerHandle | undefined;
   #closed: Promise<void> | undefined;
+  /** Events held per key while a submit of the key prepares its own (see #holdEvents). */
+  readonly #held = new Map<string, (() => void)[]>();
   /** Enqueue options without a group cap, with and without an owner quota (built on first use). */
   #plainEnqueueOptions: EnqueueOptions | undefined;
   #ownerEnqueueOptions: EnqueueOptions | undefined;
@@ -138,26 +140,65 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
         ? { key, request, maxAttempts, pendingExpiresAt: this.clock.now() + pendingTtlMs }
         : { key, request, maxAttempts };
     const enqueueOptions = this.#enqueueOptions(request.group, request.owner);
-    let result = await this.queue.enqueue(
-      entry,
-      checkedAt === undefined ? enqueueOptions : { ...enqueueOptions, keepFinishedSince: checkedAt },
-    );
-    if (result.outcome === 'existing' && !isLive(result.record)) {
-      // The key's last run finished after the cache was read: its result is most likely there now
-      // (a worker commits the result before it completes the record), so it is served rather than
-      // made again. Without a result (the run failed, or the result is already gone) it runs again.
-      const late = await this.cache.head(key);
-      if (late !== undefined) return this.#servedFromCache(request, late);
-      result = await this.queue.enqueue(entry, enqueueOptions);
+    // From the enqueue until this submit has told of it, the key's other events in this process (a
+    // worker polling here may claim and even finish the request meanwhile) wait, so that listeners
+    // see `submitted` before `claimed`. Undefined when a concurrent submit of the key holds them.
+    const release = this.#holdEvents(key);
+    try {
+      let result = await this.queue.enqueue(
+        entry,
+        checkedAt === undefined ? enqueueOptions : { ...enqueueOptions, keepFinishedSince: checkedAt },
+      );
+      if (result.outcome === 'existing' && !isLive(result.record)) {
+        // The key's last run finished after the cache was read: its result is most likely there now
+        // (a worker commits the result before it completes the record), so it is served rather than
+        // made again. Without a result (the run failed, or the result is already gone) it runs again.
+        const late = await this.cache.head(key);
+        if (late !== undefined) return await this.#servedFromCache(request, late);
+        result = await this.queue.enqueue(entry, enqueueOptions);
+      }
+      // Status first: a worker woken in this process could claim the request before we read it.
+      const record = result.record;
+      const status = isLive(record) ? await this.#liveStatus(record) : this.#settledStatus(key, record, undefined);
+      if (result.outcome === 'created') this.#wakeWorkers();
+      const event = result.outcome === 'created' ? 'submitted' : 'deduplicated';
+      // The payload is built only for someone to see it.
+      if (this.events.listenerCount(event) > 0) {
+        if (release === undefined) this.emitKeyed(event, { key, status });
+        else this.events.emit(event, { key, status });
+      }
+      return status;
+    } finally {
+      release?.();
     }
-    // Status first: a worker woken in this process could claim the request before we read it.
-    const record = result.record;
-    const status = isLive(record) ? await this.#liveStatus(record) : this.#settledStatus(key, record, undefined);
-    if (result.outcome === 'created') this.#wakeWorkers();
-    const event = result.outcome === 'created' ? 'submitted' : 'deduplicated';
-    // The payload is built only for someone to see it.
-    if (this.events.listenerCount(event) > 0) this.events.emit(event, { key, status });
-    return status;
+  }
+
+  /**
+   * Holds the events of `key` told through {@link emitKeyed} until the returned function runs,
+   * which tells them in order; undefined when they are held already.
+   */
+  #holdEvents(key: string): (() => void) | undefined {
+    if (this.#held.has(key)) return undefined;
+    const held: (() => void)[] = [];
+    this.#held.set(key, held);
+    return () => {
+      this.#held.delete(key);
+      for (const emit of held) emit();
+    };
+  }
+
+  /**
+   * Tells an event of one request: at once, or right after the submit of its key in progress in
+   * this process has told of it (see {@link #holdEvents}), so that the events of a key keep the
+   * order of its transitions.
+   */
+  emitKeyed<K extends KeyedEvent>(name: K, payload: ManagerEvents[K]): void {
+    const held = this.#held.size === 0 ? undefined : this.#held.get(payload.key);
+    if (held === undefined) this.events.emit(name, payload);
+    else
+      held.push(() => {
+        this.events.emit(name, payload);
+      });
   }
 
   /** The status of a submit answered from the cache (promoting a temporary result for a sticky request). */
@@ -169,7 +210,7 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     }
     const record = await this.queue.get(key);
     const status = isLive(record) ? await this.#liveStatus(record) : completedStatus(record, found);
-    this.events.emit('deduplicated', { key, status });
+    this.emitKeyed('deduplicated', { key, status });
     return status;
   }
 
@@ -209,7 +250,7 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     assertValidKey(key);
     const retainUntil = this.retainUntil();
     const result = await this.queue.cancel(key, retainUntil === undefined ? {} : { retainUntil });
-    if (result.outcome === 'cancelled') this.events.emit('cancelled', { key, running: false });
+    if (result.outcome === 'cancelled') this.emitKeyed('cancelled', { key, running: false });
     if (result.outcome !== 'requested') return this.status(key);
     // Status before the abort: a local worker acknowledges the cancel as soon as its handler
     // returns, and the caller should see the request as its cancel left it (running, cancel
@@ -261,6 +302,13 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
   async waitFor(key: string, options: WaitOptions = {}): Promise<RequestStatus> {
     this.#assertOpen();
     assertValidKey(key);
+    const { timeoutMs } = options;
+    if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || Number.isNaN(timeoutMs) || timeoutMs < 0)) {
+      throw new InvalidRequestError(
+        'timeoutMs',
+        `must be a number of milliseconds, 0 or more; got ${showValue(timeoutMs)}`,
+      );
+    }
     return waitForTerminal(this, key, options);
   }
 
@@ -352,11 +400,11 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
   async sweep(): Promise<void> {
     const retainUntil = this.retainUntil();
     const result = await this.queue.sweep(retainUntil === undefined ? {} : { retainUntil });
-    for (const r of result.requeued) this.events.emit('requeued', { key: r.key, reason: 'lease-expired' });
-    for (const r of result.expired) this.events.emit('expired', { key: r.key });
-    for (const r of result.cancelled) this.events.emit('cancelled', { key: r.key, running: true });
+    for (const r of result.requeued) this.emitKeyed('requeued', { key: r.key, reason: 'lease-expired' });
+    for (const r of result.expired) this.emitKeyed('expired', { key: r.key });
+    for (const r of result.cancelled) this.emitKeyed('cancelled', { key: r.key, running: true });
     for (const r of result.failed) {
-      if (r.error !== undefined) this.events.emit('failed', { key: r.key, error: r.error, attempts: r.attempts });
+      if (r.error !== undefined) this.emitKeyed('failed', { key: r.key, error: r.error, attempts: r.attempts });
     }
     if (result.requeued.length > 0) this.#wakeWorkers();
   }

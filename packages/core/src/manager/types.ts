@@ -116,6 +116,26 @@ export interface ManagerEvents {
   error: { error: unknown; context: string };
 }
 
+/**
+ * The names of the events about one request, in lifecycle order (every event but `error`): to
+ * subscribe to all of them, or to forward them elsewhere.
+ */
+export const REQUEST_EVENT_NAMES = [
+  'submitted',
+  'deduplicated',
+  'claimed',
+  'progress',
+  'completed',
+  'failed',
+  'retried',
+  'requeued',
+  'cancelled',
+  'expired',
+] as const satisfies readonly (keyof ManagerEvents)[];
+
+/** The name of an event about one request (see {@link REQUEST_EVENT_NAMES}). */
+export type RequestEventName = (typeof REQUEST_EVENT_NAMES)[number];
+
 /** The public face of armlib. */
 export interface RequestManager {
   /** Queues a request (or finds it queued or cached). */

@@ -47,6 +47,11 @@ export class JobContext implements Job {
   #syncStaged: SyncStagedResult | undefined;
   /** Writes in progress, in start order (nearly always zero or one: an array is cheaper than a Set). */
   readonly #writes: Promise<unknown>[] = [];
+  /**
+   * Formats whose last write failed, with the error: the run fails with the first of them unless a
+   * later write of the format succeeds (a handler that awaited the write and tried again).
+   */
+  #failedWrites: Map<string, unknown> | undefined;
   #closed = false;
 
   constructor(
@@ -72,6 +77,19 @@ export class JobContext implements Job {
       if (this.#abortReason !== undefined) this.#controller.abort(new AbortedError(this.key, this.#abortReason));
     }
     return this.#controller.signal;
+  }
+
+  /** True once the handler has returned: the job is being finished (committed or failed). */
+  get finishing(): boolean {
+    return this.#closed;
+  }
+
+  /** The failure of a write that no later write of its format made good, if any. */
+  get writeFailure(): { error: unknown } | undefined {
+    const failed = this.#failedWrites;
+    if (failed === undefined) return undefined;
+    for (const error of failed.values()) return { error };
+    return undefined;
   }
 
   /** Why the job was aborted, if it was. */
@@ -122,13 +140,28 @@ export class JobContext implements Job {
       if (syncCache !== undefined && (typeof data === 'string' || data instanceof Uint8Array)) {
         const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
         this.#stageNow(syncCache).writeBytes(format, bytes, writeOptions);
+        this.#failedWrites?.delete(format);
         return WRITTEN;
       }
     } catch (error) {
-      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- passes on what was thrown
-      return Promise.reject(error);
+      return this.#failed(format, error);
     }
-    return this.#write(format, data, writeOptions);
+    const written = this.#write(format, data, writeOptions);
+    // A handler that does not await its write must not bring the process down when it fails: the
+    // failure is kept, and fails the run (see writeFailure), whether or not anyone awaited it.
+    written.catch(ignore);
+    return written;
+  }
+
+  /** A write that failed: noted for its format (unless the job is over), rejected, never unhandled. */
+  #failed(format: unknown, error: unknown): Promise<void> {
+    if (!this.#closed && this.#abortReason === undefined && typeof format === 'string') {
+      (this.#failedWrites ??= new Map()).set(format, error);
+    }
+    // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- passes on what was thrown
+    const rejection = Promise.reject(error);
+    rejection.catch(ignore);
+    return rejection;
   }
 
   async #write(format: string, data: WriteData, writeOptions: CacheWriteOptions): Promise<void> {
@@ -142,6 +175,10 @@ export class JobContext implements Job {
     writes.push(pending);
     try {
       await pending;
+      this.#failedWrites?.delete(format);
+    } catch (error) {
+      if (!this.#closed && this.#abortReason === undefined) (this.#failedWrites ??= new Map()).set(format, error);
+      throw error;
     } finally {
       const i = writes.indexOf(pending);
       if (i === writes.length - 1) void writes.pop();
@@ -229,6 +266,10 @@ export class JobContext implements Job {
     if (reason === 'cancelled') throw new ConflictError(`request '${this.key}' was cancelled: ${what}() refused`);
     if (reason === 'shutdown') throw new ClosedError(`worker is stopping: ${what}() on '${this.key}' refused`);
   }
+}
+
+function ignore(): void {
+  // The rejection is also handed to the caller, and kept by the job.
 }
 
 /** What a synchronous write returns: settled, shared (it carries nothing). */

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 
 import type { Clock, TimerHandle } from '../clock.js';
-import { ArmError, ClosedError, InvalidRequestError, LeaseLostError } from '../errors.js';
+import { ArmError, BackendError, ClosedError, InvalidRequestError, LeaseLostError } from '../errors.js';
 import type { AbortReason } from '../errors.js';
 import { GROUP_PATTERN, showValue } from '../keys.js';
 import type { Handler, ManagerEvents, Worker, WorkerOptions } from '../manager/types.js';
@@ -33,6 +33,17 @@ export interface WorkerHost {
   retainUntil(): number | undefined;
   /** Called when the worker has stopped. */
   detach(worker: WorkerRuntime): void;
+  /** Tells an event of one request, in the order of that request's transitions in this process. */
+  emitKeyed<K extends KeyedEvent>(name: K, payload: ManagerEvents[K]): void;
+}
+
+/** The events about one request (all but `error`). */
+export type KeyedEvent = Exclude<keyof ManagerEvents, 'error'>;
+
+/** One job of a worker: its context and the run that finishes it. */
+interface JobEntry {
+  readonly job: JobContext;
+  done: Promise<void>;
 }
 
 /** Progress is sent to the queue at most this often; later values ride on the next send. */
@@ -40,6 +51,8 @@ const PROGRESS_SEND_INTERVAL_MS = 1000;
 const MAX_CONCURRENCY = 10_000;
 /** Placeholder for a job's `done` until its run has started. */
 const STARTED: Promise<void> = Promise.resolve();
+/** Tries of one call that finishes a job (complete, fail, cancel acknowledgement) on retryable errors. */
+const FINISH_TRIES = 5;
 
 /**
  * The worker loop of `RequestManager.process`: claims while slots are free, runs the handler,
@@ -53,8 +66,14 @@ export class WorkerRuntime implements Worker, JobHost {
   readonly #groups: readonly string[] | undefined;
   readonly #leaseMs: number;
   readonly #pollMs: number;
-  readonly #jobs = new Map<string, { job: JobContext; done: Promise<void> }>();
+  /**
+   * Jobs by lease token, not by key: a handler that ignores its signal after a lost lease may
+   * still run when this worker claims the same request again.
+   */
+  readonly #jobs = new Map<string, JobEntry>();
   #pumping = false;
+  /** The claim loop while it runs (a stop waits for a claim in flight). */
+  #pumpRun: Promise<void> | undefined;
   #again = false;
   #pollTimer: TimerHandle | undefined;
   #heartbeatTimer: TimerHandle | undefined;
@@ -116,27 +135,40 @@ export class WorkerRuntime implements Worker, JobHost {
     }
     if (this.#jobs.size >= this.#concurrency) return;
     this.#pumping = true;
-    void this.#pump();
+    this.#pumpRun = this.#pump();
   }
 
   /** A cancel was requested in this process: abort the job at once if it runs here. */
   notifyCancel(key: string): void {
-    this.#jobs.get(key)?.job.abort('cancelled');
+    // A scan, not a second map kept on every claim: cancels are rare, claims are not.
+    for (const { job } of this.#jobs.values()) if (job.key === key) job.abort('cancelled');
   }
 
   stop(options: { graceMs?: number } = {}): Promise<void> {
-    this.#stopped ??= this.#stop(options.graceMs ?? this.#leaseMs);
+    if (this.#stopped === undefined) {
+      const graceMs = (options as { graceMs?: unknown } | undefined)?.graceMs ?? this.#leaseMs;
+      if (typeof graceMs !== 'number' || Number.isNaN(graceMs) || graceMs < 0) {
+        return Promise.reject(
+          new InvalidRequestError('graceMs', `must be a number of milliseconds, 0 or more; got ${showValue(graceMs)}`),
+        );
+      }
+      this.#stopped = this.#stop(graceMs);
+    }
     return this.#stopped;
   }
 
   async reportProgress(job: JobContext, percent: number, message: string | undefined): Promise<void> {
     job.unsentProgress = { percent, message };
-    this.#host.events.emit('progress', {
+    this.#host.emitKeyed('progress', {
       key: job.key,
       progress: percent,
       ...(message === undefined ? {} : { message }),
     });
-    if (this.clock.now() - job.lastProgressSentAt >= PROGRESS_SEND_INTERVAL_MS) await this.#beat(job);
+    if (this.clock.now() - job.lastProgressSentAt >= PROGRESS_SEND_INTERVAL_MS) {
+      await this.#beat(job);
+      // Progress presents the lease token: a worker that learns here that it lost the lease is told so.
+      if (job.abortReason === 'lease-lost') throw new LeaseLostError(job.key);
+    }
   }
 
   async #pump(): Promise<void> {
@@ -154,6 +186,11 @@ export class WorkerRuntime implements Worker, JobHost {
               ? await this.#host.queue.claim(this.#claimOptionsNow())
               : sync.queue.claim(this.#claimOptionsNow());
           if (lease === undefined) break;
+          if (this.#stopRequested()) {
+            // Stopped while the claim was in flight: the request goes back at once, unrun.
+            await this.#release(lease.record.key, lease.token);
+            break;
+          }
           this.#startJob(lease);
         }
       } while (this.#wakeRequested() && !this.#stopping && this.#jobs.size < this.#concurrency);
@@ -202,11 +239,10 @@ export class WorkerRuntime implements Worker, JobHost {
       record.leaseExpiresAt ?? this.clock.now() + this.#leaseMs,
     );
     // Registered before the handler starts: it runs synchronously up to its first await.
-    const entry = { job, done: STARTED };
-    this.#jobs.set(record.key, entry);
-    const events = this.#host.events;
-    if (events.listenerCount('claimed') > 0) {
-      events.emit('claimed', { key: record.key, attempt: record.attempts, workerId: this.id });
+    const entry: JobEntry = { job, done: STARTED };
+    this.#jobs.set(token, entry);
+    if (this.#host.events.listenerCount('claimed') > 0) {
+      this.#host.emitKeyed('claimed', { key: record.key, attempt: record.attempts, workerId: this.id });
     }
     entry.done = this.#run(job, record.maxAttempts);
   }
@@ -232,7 +268,7 @@ export class WorkerRuntime implements Worker, JobHost {
   /** The handler returned: complete at once when nothing is left in flight, else the general path. */
   #handlerReturned(job: JobContext, maxAttempts: number): Promise<void> | undefined {
     const sync = this.#host.sync;
-    if (sync === undefined || job.writing || job.abortReason !== undefined)
+    if (sync === undefined || job.writing || job.writeFailure !== undefined || job.abortReason !== undefined)
       return this.#end(job, undefined, maxAttempts);
     job.close();
     try {
@@ -255,12 +291,14 @@ export class WorkerRuntime implements Worker, JobHost {
           failure = { error };
         }
       }
+      // A write that failed while nobody awaited it fails the run as a thrown error would.
+      failure ??= job.writeFailure;
       job.close();
       try {
         // The success path has its own small method: an async frame holds every local of its function.
         if (failure === undefined && job.abortReason === undefined) {
           const sync = this.#host.sync;
-          if (sync === undefined || !this.#completeNow(job, sync)) await this.#complete(job);
+          if (sync === undefined || !this.#completeNow(job, sync)) await this.#complete(job, maxAttempts);
         } else await this.#finish(job, failure, maxAttempts);
       } catch (error) {
         await this.#reportFinishError(job, error);
@@ -288,7 +326,7 @@ export class WorkerRuntime implements Worker, JobHost {
 
   /** The job is over: its slot goes to the next one. */
   #free(job: JobContext): void {
-    this.#jobs.delete(job.key);
+    this.#jobs.delete(job.token);
     this.#refill();
   }
 
@@ -334,37 +372,81 @@ export class WorkerRuntime implements Worker, JobHost {
       job.token,
       retainUntil === undefined ? { durationMs } : { durationMs, retainUntil },
     );
-    const events = this.#host.events;
-    if (events.listenerCount('completed') > 0) {
-      events.emit('completed', { key: job.key, status: completedStatus(record, manifest) });
+    if (this.#host.events.listenerCount('completed') > 0) {
+      this.#host.emitKeyed('completed', { key: job.key, status: completedStatus(record, manifest) });
     }
     return true;
   }
 
   /** A handler that returned, not aborted: fenced commit, then complete. */
-  async #complete(job: JobContext): Promise<void> {
+  async #complete(job: JobContext, maxAttempts: number): Promise<void> {
     const queue = this.#host.queue;
     // Fence the commit: make sure the lease is ours and fresh before the result becomes visible.
     if (job.leaseExpiresAt - this.clock.now() < this.#leaseMs / 2 || job.unsentProgress !== undefined) {
-      const beat = await queue.heartbeat(job.key, job.token, { leaseMs: this.#leaseMs });
+      const beat = await this.#persist(job, () => queue.heartbeat(job.key, job.token, { leaseMs: this.#leaseMs }));
       job.leaseExpiresAt = beat.leaseExpiresAt;
       if (beat.cancelRequested) {
         await this.#acknowledgeCancel(job);
         return;
       }
     }
-    const manifest = await job.commit(job.request.sticky === true ? 'persistent' : 'temporary');
+    // A heartbeat of the timer may have found the lease lost meanwhile: then nothing may show.
+    if (job.abortReason === 'lease-lost') {
+      await job.discard();
+      return;
+    }
+    let manifest;
+    try {
+      manifest = await job.commit(job.request.sticky === true ? 'persistent' : 'temporary');
+    } catch (error) {
+      if (LeaseLostError.is(error) || ClosedError.is(error)) throw error;
+      // The result could not be stored: this attempt failed (and is retried if the error allows).
+      await this.#finish(job, { error }, maxAttempts);
+      return;
+    }
     const durationMs = this.clock.now() - job.startedAt;
     const retainUntil = this.#host.retainUntil();
-    const record = await queue.complete(
-      job.key,
-      job.token,
-      retainUntil === undefined ? { durationMs } : { durationMs, retainUntil },
+    const record = await this.#persist(job, () =>
+      queue.complete(job.key, job.token, retainUntil === undefined ? { durationMs } : { durationMs, retainUntil }),
     );
-    const events = this.#host.events;
     // The status is built only for someone to see it.
-    if (events.listenerCount('completed') > 0) {
-      events.emit('completed', { key: job.key, status: completedStatus(record, manifest) });
+    if (this.#host.events.listenerCount('completed') > 0) {
+      this.#host.emitKeyed('completed', { key: job.key, status: completedStatus(record, manifest) });
+    }
+  }
+
+  /**
+   * Runs a call that finishes a job, again after a short backoff when it fails with a retryable
+   * backend error, while the job's lease holds (the heartbeat timer keeps renewing it): one
+   * hiccup must not leave the request running until its lease runs out, and run it again.
+   */
+  async #persist<T>(job: JobContext, call: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await call();
+      } catch (error) {
+        const retryable = BackendError.is(error) && error.retryable;
+        const delay = retryDelay(
+          attempt,
+          Math.min(this.#host.settings.retryBaseMs, this.#leaseMs / 10),
+          this.#leaseMs / 4,
+        );
+        if (
+          !retryable ||
+          attempt >= FINISH_TRIES ||
+          job.abortReason === 'lease-lost' ||
+          this.clock.now() + delay >= job.leaseExpiresAt
+        ) {
+          throw error;
+        }
+        this.#host.events.emit('error', {
+          error,
+          context: `worker ${this.id}: finishing '${job.key}' (try ${String(attempt)} of ${String(FINISH_TRIES)}, trying again)`,
+        });
+        await new Promise<void>((resolve) => {
+          this.clock.setTimeout(resolve, delay);
+        });
+      }
     }
   }
 
@@ -382,7 +464,7 @@ export class WorkerRuntime implements Worker, JobHost {
       return;
     }
     if (failure === undefined) {
-      await this.#complete(job);
+      await this.#complete(job, maxAttempts);
       return;
     }
     await job.discard();
@@ -392,16 +474,18 @@ export class WorkerRuntime implements Worker, JobHost {
       const retryAt = this.clock.now() + retryDelay(job.attempt, retryBaseMs, retryMaxMs);
       // The retainUntil applies if a cancel requested elsewhere wins over the retry.
       const retainUntil = this.#host.retainUntil();
-      const record = await queue.fail(job.key, job.token, {
-        error,
-        retryAt,
-        ...(retainUntil === undefined ? {} : { retainUntil }),
-      });
+      const record = await this.#persist(job, () =>
+        queue.fail(job.key, job.token, {
+          error,
+          retryAt,
+          ...(retainUntil === undefined ? {} : { retainUntil }),
+        }),
+      );
       if (record.state === 'cancelled') {
-        this.#host.events.emit('cancelled', { key: job.key, running: true });
+        this.#host.emitKeyed('cancelled', { key: job.key, running: true });
         return;
       }
-      this.#host.events.emit('retried', {
+      this.#host.emitKeyed('retried', {
         key: job.key,
         error,
         attempt: job.attempt,
@@ -410,15 +494,20 @@ export class WorkerRuntime implements Worker, JobHost {
       return;
     }
     const retainUntil = this.#host.retainUntil();
-    await queue.fail(job.key, job.token, { error, ...(retainUntil === undefined ? {} : { retainUntil }) });
-    this.#host.events.emit('failed', { key: job.key, error, attempts: job.attempt });
+    const record = await this.#persist(job, () =>
+      queue.fail(job.key, job.token, { error, ...(retainUntil === undefined ? {} : { retainUntil }) }),
+    );
+    if (record.state === 'cancelled') this.#host.emitKeyed('cancelled', { key: job.key, running: true });
+    else this.#host.emitKeyed('failed', { key: job.key, error, attempts: job.attempt });
   }
 
   async #acknowledgeCancel(job: JobContext): Promise<void> {
     await job.discard();
     const retainUntil = this.#host.retainUntil();
-    await this.#host.queue.acknowledgeCancel(job.key, job.token, retainUntil === undefined ? {} : { retainUntil });
-    this.#host.events.emit('cancelled', { key: job.key, running: true });
+    await this.#persist(job, () =>
+      this.#host.queue.acknowledgeCancel(job.key, job.token, retainUntil === undefined ? {} : { retainUntil }),
+    );
+    this.#host.emitKeyed('cancelled', { key: job.key, running: true });
   }
 
   /** One fenced heartbeat for one job: renews the lease, sends progress, learns of cancel. */
@@ -441,8 +530,10 @@ export class WorkerRuntime implements Worker, JobHost {
         return;
       }
       if (progress !== undefined) job.unsentProgress ??= progress;
-      // A backend hiccup: keep going while the lease is still ours by our own clock.
-      if (this.clock.now() >= job.leaseExpiresAt) job.abort('lease-lost');
+      // A backend hiccup: keep going while the lease is still ours by our own clock. A job whose
+      // handler has returned learns whether it still holds the lease from its fenced calls: its
+      // signal is not aborted on a guess (the run may well complete).
+      if (this.clock.now() >= job.leaseExpiresAt && !job.finishing) job.abort('lease-lost');
       if (!ClosedError.is(error))
         this.#host.events.emit('error', { error, context: `worker ${this.id}: heartbeat '${job.key}'` });
     }
@@ -478,6 +569,8 @@ export class WorkerRuntime implements Worker, JobHost {
     this.#stopping = true;
     if (this.#pollTimer !== undefined) this.clock.clearTimeout(this.#pollTimer);
     this.#pollTimer = undefined;
+    // A claim in flight ends first: a lease it brings back is handed back by the claim loop itself.
+    if (this.#pumpRun !== undefined) await this.#pumpRun;
     const running = () => [...this.#jobs.values()].map((e) => e.done);
     if (this.#jobs.size > 0 && graceMs > 0) {
       let timer: TimerHandle | undefined;
@@ -487,26 +580,22 @@ export class WorkerRuntime implements Worker, JobHost {
       await Promise.race([Promise.all(running()), grace]);
       if (timer !== undefined) this.clock.clearTimeout(timer);
     }
-    // Jobs still running past the grace period: abort them and hand their leases back at once.
+    // Handlers still running past the grace period: abort them and hand their leases back at once.
+    // A job whose handler has returned is committing its result: it finishes, and is waited for
+    // (releasing its lease under it would let its result show on a request queued again).
+    const finishing: Promise<void>[] = [];
     await Promise.all(
-      [...this.#jobs.values()].map(async ({ job }) => {
+      [...this.#jobs.values()].map(async ({ job, done }) => {
+        if (job.finishing) {
+          finishing.push(done);
+          return;
+        }
         if (job.aborted) return;
         job.abort('shutdown');
-        try {
-          const retainUntil = this.#host.retainUntil();
-          const record = await this.#host.queue.release(job.key, job.token, {
-            countAttempt: false,
-            ...(retainUntil === undefined ? {} : { retainUntil }),
-          });
-          if (record.state === 'cancelled') this.#host.events.emit('cancelled', { key: job.key, running: true });
-          else this.#host.events.emit('requeued', { key: job.key, reason: 'released' });
-        } catch (error) {
-          if (!LeaseLostError.is(error) && !ClosedError.is(error)) {
-            this.#host.events.emit('error', { error, context: `worker ${this.id}: release '${job.key}'` });
-          }
-        }
+        await this.#release(job.key, job.token);
       }),
     );
+    await Promise.all(finishing);
     if (this.#heartbeatTimer !== undefined) this.clock.clearTimeout(this.#heartbeatTimer);
     this.#heartbeatTimer = undefined;
     try {
@@ -515,6 +604,23 @@ export class WorkerRuntime implements Worker, JobHost {
       if (!ArmError.is(error)) throw error;
     }
     this.#host.detach(this);
+  }
+
+  /** Hands a lease back (not counted as an attempt), so another worker takes the request at once. */
+  async #release(key: string, token: string): Promise<void> {
+    try {
+      const retainUntil = this.#host.retainUntil();
+      const record = await this.#host.queue.release(key, token, {
+        countAttempt: false,
+        ...(retainUntil === undefined ? {} : { retainUntil }),
+      });
+      if (record.state === 'cancelled') this.#host.emitKeyed('cancelled', { key, running: true });
+      else this.#host.emitKeyed('requeued', { key, reason: 'released' });
+    } catch (error) {
+      if (!LeaseLostError.is(error) && !ClosedError.is(error)) {
+        this.#host.events.emit('error', { error, context: `worker ${this.id}: release '${key}'` });
+      }
+    }
   }
 }
 

@@ -34,6 +34,13 @@ interface ActivityRow extends ActivityCounts {
   grp: string;
 }
 
+/** Counts of one group in one minute, waiting to be written. */
+interface ActivityEntry {
+  readonly minute: number;
+  readonly group: string;
+  readonly counts: ActivityCounts;
+}
+
 interface Counted {
   readonly kind: ActivityKind;
   readonly minute: number;
@@ -72,16 +79,18 @@ interface UriSamples {
 export class StatsStore {
   readonly #activityAdd: Stmt<[number, string, number, number, number, number]>;
   /** Counts of committed transactions not yet written, by minute and group. */
-  readonly #buffered = new Map<string, { minute: number; group: string; counts: ActivityCounts }>();
+  #buffered = new Map<string, ActivityEntry>();
   #bufferedSince: number | undefined;
   /** Run times of committed transactions not yet written, by uri. */
   #durations = new Map<string, UriSamples>();
   /** Counts and run times of the transaction in progress. */
   #staged: (Counted | Timed)[] = [];
-  /** Counts written by the transaction in progress, back to the buffer if it rolls back. */
-  #inFlight: { minute: number; group: string; counts: ActivityCounts }[] = [];
-  /** Run times written by the transaction in progress, back to the buffer if it rolls back. */
-  #durationsInFlight = new Map<string, UriSamples>();
+  /**
+   * What waited to be written before the transaction in progress wrote it (a copy, without that
+   * transaction's own counts): what waits again if the transaction rolls back.
+   */
+  #beforeFlush:
+    { buffered: Map<string, ActivityEntry>; durations: Map<string, UriSamples>; since: number | undefined } | undefined;
   /**
    * Per uri, its stored statistics with the first `applied` of its waiting run times added: what
    * a read of this process answers, kept so that each read adds only the run times noted since
@@ -167,17 +176,21 @@ export class StatsStore {
 
   /** Writes every waiting count (committed and staged) inside the transaction in progress. */
   flushActivity(): void {
+    // Kept before this transaction's own counts join the rest: if it rolls back (even halfway
+    // through these writes), its counts go and what waited before waits again, once.
+    this.#beforeFlush ??= {
+      buffered: new Map(
+        [...this.#buffered].map(([id, { minute, group, counts }]) => [id, { minute, group, counts: { ...counts } }]),
+      ),
+      durations: new Map([...this.#durations].map(([uri, { samples, at }]) => [uri, { samples: [...samples], at }])),
+      since: this.#bufferedSince,
+    };
     this.#merge();
-    for (const entry of this.#buffered.values()) {
-      const { minute, group, counts } = entry;
+    for (const { minute, group, counts } of this.#buffered.values()) {
       this.#activityAdd.run(minute, group, counts.submitted, counts.claimed, counts.completed, counts.failed);
-      this.#inFlight.push(entry);
     }
     this.#buffered.clear();
-    for (const [uri, waiting] of this.#durations) {
-      this.#writeDurations(uri, waiting.samples, waiting.at);
-      this.#durationsInFlight.set(uri, waiting);
-    }
+    for (const [uri, waiting] of this.#durations) this.#writeDurations(uri, waiting.samples, waiting.at);
     this.#durations.clear();
     this.#projections.clear();
     this.#bufferedSince = undefined;
@@ -185,8 +198,7 @@ export class StatsStore {
 
   /** The transaction in progress committed: what it wrote is done, what it counted since waits. */
   committed(now: number): void {
-    this.#inFlight = [];
-    this.#durationsInFlight.clear();
+    this.#beforeFlush = undefined;
     this.#merge();
     if (this.#buffered.size > 0 || this.#durations.size > 0) this.#bufferedSince ??= now;
   }
@@ -194,17 +206,13 @@ export class StatsStore {
   /** The transaction in progress rolled back: its counts go with it, what it wrote waits again. */
   rolledBack(now: number): void {
     this.#staged = [];
-    for (const { minute, group, counts } of this.#inFlight.splice(0)) {
-      const entry = this.#entry(minute, group);
-      for (const kind of KINDS) entry.counts[kind] += counts[kind];
-    }
-    if (this.#durationsInFlight.size > 0) {
+    const before = this.#beforeFlush;
+    if (before !== undefined) {
+      this.#beforeFlush = undefined;
+      this.#buffered = before.buffered;
+      this.#durations = before.durations;
+      this.#bufferedSince = before.since;
       this.#projections.clear();
-      // The samples written (older) go back before any noted since.
-      const since = this.#durations;
-      this.#durations = this.#durationsInFlight;
-      this.#durationsInFlight = new Map();
-      for (const [uri, { samples, at }] of since) this.#wait(uri, samples, at);
     }
     const waiting = this.#buffered.size > 0 || this.#durations.size > 0;
     this.#bufferedSince = waiting ? (this.#bufferedSince ?? now) : undefined;
@@ -229,7 +237,7 @@ export class StatsStore {
     }
   }
 
-  #entry(minute: number, group: string): { minute: number; group: string; counts: ActivityCounts } {
+  #entry(minute: number, group: string): ActivityEntry {
     const id = `${String(minute)}\u0000${group}`;
     let entry = this.#buffered.get(id);
     if (entry === undefined) {
@@ -362,8 +370,6 @@ export class StatsStore {
     if (uris > MAX_URIS) this.#uriTrim.run(uris - MAX_URIS);
   }
 }
-
-const KINDS: readonly ActivityKind[] = ['submitted', 'claimed', 'completed', 'failed'];
 
 function zero(): ActivityCounts {
   return { submitted: 0, claimed: 0, completed: 0, failed: 0 };

@@ -1,3 +1,6 @@
+import { join } from 'node:path';
+
+import Database from 'better-sqlite3';
 import { expect } from 'chai';
 
 import { ManualClock, MemoryQueueManager } from '@armlib/core';
@@ -81,6 +84,30 @@ describe('FileQueueManager: metrics match the memory queue', function () {
     await clock.advance(100);
     await both((q) => q.activity(1));
     await both(async (q) => (await q.sweep()).failed.map((r) => r.key));
+  });
+
+  it('counts each transition once when a transaction rolls back while it writes the waiting counts', async function () {
+    await both(async (q) => (await q.enqueue(entry('a', { group: 'g1' }), NO_LIMITS)).outcome);
+    await both(async (q) => (await q.enqueue(entry('c', { group: 'g2' }), NO_LIMITS)).outcome);
+    // The counts are now due: the next transaction writes them, and the write of g2's fails.
+    await clock.advance(1_500);
+    const other = new Database(join(dir, 'queue.sqlite'));
+    try {
+      other.exec(
+        `CREATE TRIGGER fail_g2 BEFORE INSERT ON activity WHEN new.grp = 'g2' BEGIN SELECT RAISE(ABORT, 'injected'); END`,
+      );
+      const failed: unknown = await file.enqueue(entry('b', { group: 'g1' }), NO_LIMITS).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      expect((failed as { code?: string } | undefined)?.code).to.equal('BACKEND');
+      expect(await file.get('b')).to.equal(undefined);
+      other.exec('DROP TRIGGER fail_g2');
+    } finally {
+      other.close();
+    }
+    // The memory queue saw the same two submits, not the one that rolled back.
+    await both((q) => q.activity(1));
   });
 
   it('writes run times with the batched counts: at once for this process, within a second for others', async function () {

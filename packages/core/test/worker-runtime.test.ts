@@ -1,0 +1,470 @@
+import { expect, use } from 'chai';
+import chaiAsPromised from 'chai-as-promised';
+
+import { ManualClock, SystemClock } from '../src/clock.js';
+import { BackendError, InvalidRequestError, LeaseLostError, PermanentError } from '../src/errors.js';
+import { buildRequestManager } from '../src/manager/build.js';
+import { REQUEST_EVENT_NAMES } from '../src/manager/types.js';
+import type { Job, RequestManager } from '../src/manager/types.js';
+import { MemoryCacheManager } from '../src/memory/memory-cache-manager.js';
+import { MemoryQueueManager } from '../src/memory/memory-queue-manager.js';
+import type { StagedResult } from '../src/spi/cache.js';
+import { ForwardingCacheManager, ForwardingQueueManager } from '../src/spi/forwarding.js';
+import type {
+  ClaimOptions,
+  CompleteOptions,
+  FailOptions,
+  HeartbeatOptions,
+  HeartbeatResult,
+  Lease,
+  QueueRecord,
+  UriStats,
+} from '../src/spi/queue.js';
+
+use(chaiAsPromised);
+
+// The worker runtime's own duties, on the promise path (a ForwardingQueueManager hides the memory
+// adapters' synchronous twins, as any other backend would) and, where it differs, the sync path.
+
+interface Gate<T> {
+  promise: Promise<T>;
+  open: (value: T) => void;
+}
+
+function gate<T = void>(): Gate<T> {
+  let open!: (value: T) => void;
+  const promise = new Promise<T>((resolve) => (open = resolve));
+  return { promise, open };
+}
+
+/** Every event of the manager, as `<name> <key>` lines, in order. */
+function eventLog(rm: RequestManager): string[] {
+  const seen: string[] = [];
+  for (const name of REQUEST_EVENT_NAMES) {
+    rm.events.on(name, (p) => {
+      const { key } = p;
+      const reason = (p as { reason?: string }).reason;
+      seen.push(reason === undefined ? `${name} ${key}` : `${name} ${key} ${reason}`);
+    });
+  }
+  return seen;
+}
+
+/** A queue whose calls can be held or made to fail, for the runtime's race windows. */
+class ScriptedQueue extends ForwardingQueueManager {
+  heldClaim: Gate<void> | undefined;
+  heldUriStats: Gate<void> | undefined;
+  heartbeatFails: (() => Error) | undefined;
+  /** Heartbeats reach the queue, but their answers are lost on the way back. */
+  heartbeatRepliesLost = false;
+  readonly failures: { complete: number; fail: number } = { complete: 0, fail: 0 };
+  readonly calls: string[] = [];
+
+  override async claim(options: ClaimOptions): Promise<Lease | undefined> {
+    const held = this.heldClaim;
+    if (held === undefined) return this.inner.claim(options);
+    this.heldClaim = undefined;
+    await held.promise;
+    return this.inner.claim(options);
+  }
+
+  override async uriStats(uri?: string): Promise<UriStats[]> {
+    const held = this.heldUriStats;
+    if (held !== undefined) {
+      this.heldUriStats = undefined;
+      await held.promise;
+    }
+    return this.inner.uriStats(uri);
+  }
+
+  override async heartbeat(key: string, token: string, options: HeartbeatOptions): Promise<HeartbeatResult> {
+    const fails = this.heartbeatFails;
+    if (fails !== undefined) throw fails();
+    const result = await this.inner.heartbeat(key, token, options);
+    if (this.heartbeatRepliesLost) throw new BackendError('socket hang up', { retryable: true });
+    return result;
+  }
+
+  override complete(key: string, token: string, options: CompleteOptions): Promise<QueueRecord> {
+    this.calls.push('complete');
+    if (this.failures.complete > 0) {
+      this.failures.complete--;
+      return Promise.reject(new BackendError('throttled', { retryable: true }));
+    }
+    return this.inner.complete(key, token, options);
+  }
+
+  override fail(key: string, token: string, options: FailOptions): Promise<QueueRecord> {
+    this.calls.push('fail');
+    if (this.failures.fail > 0) {
+      this.failures.fail--;
+      return Promise.reject(new BackendError('connection reset', { retryable: true }));
+    }
+    return this.inner.fail(key, token, options);
+  }
+}
+
+/** A cache whose commits wait for a gate, so a stop can land while a finished job commits. */
+class SlowCommitCache extends ForwardingCacheManager {
+  readonly commits: Gate<void>[] = [];
+
+  override async stage(key: string): Promise<StagedResult> {
+    const staged = await this.inner.stage(key);
+    const commits = this.commits;
+    return {
+      key: staged.key,
+      write: (format, data, options) => staged.write(format, data, options),
+      formats: () => staged.formats(),
+      abort: () => staged.abort(),
+      async commit(area, options) {
+        const held = gate();
+        commits.push(held);
+        await held.promise;
+        return staged.commit(area, options);
+      },
+    };
+  }
+}
+
+interface Rig {
+  clock: ManualClock;
+  rm: RequestManager;
+  memory: MemoryQueueManager;
+  queue: ScriptedQueue;
+  cache: SlowCommitCache;
+}
+
+function rig(settings: Parameters<typeof buildRequestManager>[0]['settings'] = {}): Rig {
+  const clock = new ManualClock();
+  const memory = new MemoryQueueManager({}, clock);
+  const queue = new ScriptedQueue(memory);
+  const cache = new SlowCommitCache(new MemoryCacheManager({}, clock));
+  const rm = buildRequestManager({
+    queue,
+    cache,
+    clock,
+    settings: { leaseMs: 3000, pollMs: 50, sweepMs: 100, retryBaseMs: 10, ...settings },
+  });
+  return { clock, rm, memory, queue, cache };
+}
+
+/** Lets the held commits through as they come, until `done` settles. */
+async function commitAll(r: Rig, done: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !done(); i++) {
+    for (const held of r.cache.commits.splice(0)) held.open();
+    await r.clock.advance(10);
+  }
+}
+
+describe('worker runtime', () => {
+  let r: Rig;
+  afterEach(async () => {
+    for (const held of r.cache.commits.splice(0)) held.open();
+    await r.rm.close();
+  });
+
+  it('keeps track of both runs when it claims again a request whose old handler ignores the lost lease', async () => {
+    r = rig({ leaseMs: 300 });
+    const log = eventLog(r.rm);
+    const releases: (() => void)[] = [];
+    let running = 0;
+    let mostRunning = 0;
+    const worker = r.rm.process(
+      async (job) => {
+        running++;
+        mostRunning = Math.max(mostRunning, running);
+        // Ignores job.signal on purpose.
+        await new Promise<void>((resolve) => releases.push(resolve));
+        await job.write('csv', `attempt ${String(job.attempt)}`).catch(() => undefined);
+        running--;
+      },
+      { concurrency: 2 },
+    );
+    const { key } = await r.rm.submit({ uri: '/reclaim' });
+    await r.clock.advance(10);
+    r.queue.heartbeatFails = () => new BackendError('network down', { retryable: true });
+    // The lease runs out; the sweep puts the request back and this same worker claims it again.
+    await r.clock.advance(400);
+    r.queue.heartbeatFails = undefined;
+    expect(log.filter((e) => e.startsWith('claimed'))).to.have.length(2);
+    expect(worker.active).to.equal(2);
+    releases[0]?.();
+    await r.clock.advance(1);
+    expect(worker.active).to.equal(1);
+    // The second run keeps its lease alive with heartbeats, far past leaseMs.
+    await r.clock.advance(1000);
+    expect((await r.rm.status(key)).state).to.equal('running');
+    releases[1]?.();
+    await commitAll(r, () => worker.active === 0);
+    const status = await r.rm.status(key);
+    expect(status.state).to.equal('completed');
+    expect(status.attempts).to.equal(2);
+    expect(log.filter((e) => e.startsWith('requeued'))).to.deep.equal([`requeued ${key} lease-expired`]);
+    expect(mostRunning).to.equal(2);
+  });
+
+  it('hands back, unrun, a request its claim in flight brings back after stop() began', async () => {
+    r = rig();
+    const log = eventLog(r.rm);
+    const { key } = await r.rm.submit({ uri: '/late-claim' });
+    const held = gate();
+    r.queue.heldClaim = held;
+    let started = 0;
+    const worker = r.rm.process(async () => {
+      started++;
+      await Promise.resolve();
+    });
+    await r.clock.tick();
+    let stopped = false;
+    const stopping = worker.stop({ graceMs: 1000 }).then(() => (stopped = true));
+    await r.clock.advance(10);
+    expect(stopped, 'stop() waits for the claim in flight').to.equal(false);
+    held.open();
+    await r.clock.advance(10);
+    await stopping;
+    expect(started).to.equal(0);
+    expect(worker.active).to.equal(0);
+    const status = await r.rm.status(key);
+    expect(status.state).to.equal('pending');
+    expect(status.attempts).to.equal(0);
+    expect(log).to.include(`requeued ${key} released`);
+    expect(log.filter((e) => e.startsWith('claimed'))).to.have.length(0);
+  });
+
+  it('lets a job that is committing finish when stop() ends the grace period, never releasing it under the commit', async () => {
+    r = rig();
+    const log = eventLog(r.rm);
+    const worker = r.rm.process(async (job) => {
+      await job.write('csv', 'result');
+    });
+    const { key } = await r.rm.submit({ uri: '/stop-while-committing' });
+    await r.clock.advance(10);
+    expect(r.cache.commits).to.have.length(1);
+    let stopped = false;
+    const stopping = worker.stop({ graceMs: 0 }).then(() => (stopped = true));
+    await r.clock.advance(10);
+    expect(stopped, 'stop() waits for the commit').to.equal(false);
+    r.cache.commits.splice(0).forEach((held) => {
+      held.open();
+    });
+    await r.clock.advance(10);
+    await stopping;
+    const status = await r.rm.status(key);
+    expect(status.state).to.equal('completed');
+    expect(status.attempts).to.equal(1);
+    expect(log.filter((e) => e.startsWith('requeued'))).to.have.length(0);
+    expect(log).to.include(`completed ${key}`);
+  });
+
+  it('does not abort, on its own clock alone, a job that is committing while heartbeat replies are lost', async () => {
+    r = rig({ leaseMs: 300 });
+    let job: Job | undefined;
+    r.rm.process(async (j) => {
+      job = j;
+      await j.write('csv', 'result');
+    });
+    const { key } = await r.rm.submit({ uri: '/commit-through-hiccups' });
+    await r.clock.advance(10);
+    expect(r.cache.commits).to.have.length(1);
+    // The queue keeps renewing the lease; the worker never hears so, and its own clock runs out.
+    r.queue.heartbeatRepliesLost = true;
+    await r.clock.advance(400);
+    expect(job?.signal.aborted).to.equal(false);
+    r.queue.heartbeatRepliesLost = false;
+    await commitAll(r, () => false);
+    const status = await r.rm.status(key);
+    expect(status.state).to.equal('completed');
+    expect(status.attempts).to.equal(1);
+  });
+
+  it('rejects job.progress() with LeaseLostError when the heartbeat it sends finds the lease lost', async () => {
+    r = rig();
+    r.queue.heartbeatFails = () => new LeaseLostError('x');
+    let outcome: unknown;
+    let aborted: boolean | undefined;
+    r.rm.process(async (job) => {
+      outcome = await job.progress(10).then(
+        () => 'resolved',
+        (error: unknown) => error,
+      );
+      aborted = job.signal.aborted;
+    });
+    await r.rm.submit({ uri: '/progress-after-loss' });
+    await r.clock.advance(10);
+    expect(LeaseLostError.is(outcome), String(outcome)).to.equal(true);
+    expect(aborted).to.equal(true);
+  });
+
+  it('tries a complete that hit a retryable backend error again, so the request completes on its first attempt', async () => {
+    r = rig();
+    const errors: string[] = [];
+    r.rm.events.on('error', (e) => errors.push(e.context));
+    r.queue.failures.complete = 2;
+    let runs = 0;
+    r.rm.process(async (job) => {
+      runs++;
+      await job.write('csv', 'done');
+    });
+    const { key } = await r.rm.submit({ uri: '/flaky-complete' });
+    await commitAll(r, () => r.queue.calls.filter((c) => c === 'complete').length >= 3);
+    await r.clock.advance(100);
+    const status = await r.rm.status(key);
+    expect(status.state).to.equal('completed');
+    expect(status.attempts).to.equal(1);
+    expect(runs).to.equal(1);
+    expect(errors).to.have.length(2);
+    expect(errors[0]).to.match(/trying again/);
+  });
+
+  it('records a PermanentError at once even when the fail call first hits a retryable backend error', async () => {
+    r = rig();
+    r.queue.failures.fail = 1;
+    let runs = 0;
+    r.rm.process(() => {
+      runs++;
+      return Promise.reject(new PermanentError('bad input'));
+    });
+    const { key } = await r.rm.submit({ uri: '/flaky-fail' });
+    await r.clock.advance(500);
+    const status = await r.rm.status(key);
+    expect(status.state).to.equal('failed');
+    expect(status.error?.code).to.equal('PERMANENT');
+    expect(status.attempts).to.equal(1);
+    expect(runs).to.equal(1);
+  });
+
+  it('tells submitted before claimed and completed when a polling worker runs the request during the submit', async () => {
+    r = rig();
+    const log = eventLog(r.rm);
+    r.rm.process(async (job) => {
+      await job.write('csv', 'x');
+    });
+    await r.clock.tick();
+    const held = gate();
+    r.queue.heldUriStats = held;
+    const submitting = r.rm.submit({ uri: '/order' });
+    // The worker's poll claims and runs the request while the submit reads the figures of its status.
+    await r.clock.advance(60);
+    expect(r.cache.commits).to.have.length(1);
+    r.cache.commits.splice(0).forEach((c) => {
+      c.open();
+    });
+    await r.clock.advance(10);
+    expect(r.queue.calls).to.include('complete');
+    expect(log, 'held until the submit tells of it').to.deep.equal([]);
+    held.open();
+    const { key } = await submitting;
+    await r.clock.tick();
+    expect(log).to.deep.equal([`submitted ${key}`, `claimed ${key}`, `completed ${key}`]);
+  });
+
+  it('fails the run, without an unhandled rejection, when a write the handler did not await fails', async () => {
+    r = rig();
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => {
+      unhandled.push(reason);
+    };
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const retried: string[] = [];
+      r.rm.events.on('retried', (e) => retried.push(e.error.message));
+      let attempt = 0;
+      r.rm.process(async (job: Job) => {
+        attempt = job.attempt;
+        if (job.attempt > 1) return job.write('csv', 'second try');
+        void job.write(
+          'csv',
+          (async function* () {
+            yield Buffer.from('a');
+            await Promise.resolve();
+            throw new Error('source broke');
+          })(),
+        );
+        // The write fails before the handler returns (the memory cache does no I/O: one turn of
+        // the event loop runs the write's whole promise chain).
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      });
+      const { key } = await r.rm.submit({ uri: '/unawaited' });
+      await commitAll(r, () => attempt > 1 && r.cache.commits.length === 0);
+      await r.clock.advance(500);
+      for (const c of r.cache.commits.splice(0)) c.open();
+      await r.clock.advance(10);
+      // Let a pending unhandled-rejection report reach its listener.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      expect(unhandled).to.deep.equal([]);
+      expect(retried).to.deep.equal(['source broke']);
+      expect((await r.rm.status(key)).state).to.equal('completed');
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
+  it('completes a run whose handler caught a failed write and wrote the format again', async () => {
+    r = rig();
+    r.rm.process(async (job) => {
+      const broken = (async function* () {
+        yield Buffer.from('a');
+        await Promise.resolve();
+        throw new Error('first source broke');
+      })();
+      await job.write('csv', broken).catch(() => job.write('csv', 'from the second source'));
+    });
+    const { key } = await r.rm.submit({ uri: '/rewrite' });
+    await commitAll(r, () => false);
+    const status = await r.rm.status(key);
+    expect(status.state).to.equal('completed');
+    expect(status.attempts).to.equal(1);
+  });
+
+  it('refuses a bad waitFor timeout or stop grace period with InvalidRequestError naming the field', async () => {
+    r = rig();
+    const { key } = await r.rm.submit({ uri: '/bad-timeouts' });
+    for (const timeoutMs of [Number.NaN, -1, '5' as unknown as number]) {
+      const error: unknown = await r.rm.waitFor(key, { timeoutMs }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(InvalidRequestError.is(error), String(error)).to.equal(true);
+      expect((error as InvalidRequestError).field).to.equal('timeoutMs');
+    }
+    const worker = r.rm.process(async () => {
+      await Promise.resolve();
+    });
+    const error: unknown = await worker.stop({ graceMs: -5 }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(InvalidRequestError.is(error), String(error)).to.equal(true);
+    expect((error as InvalidRequestError).field).to.equal('graceMs');
+  });
+});
+
+describe('SystemClock', () => {
+  it('does not fire a timer longer than a Node timer takes (about 24.8 days) at once', async () => {
+    const clock = new SystemClock();
+    let fired = false;
+    const long = clock.setTimeout(
+      () => {
+        fired = true;
+      },
+      2 ** 31 + 1000,
+    );
+    // Node fires an overflowed timer after 1 ms: this 5 ms timer comes after it, whatever the load.
+    await new Promise<void>((resolve) => setTimeout(resolve, 5));
+    clock.clearTimeout(long);
+    expect(fired).to.equal(false);
+  });
+
+  it('still fires an ordinary timer and cancels one', async () => {
+    const clock = new SystemClock();
+    let cancelledFired = false;
+    const cancelled = clock.setTimeout(() => {
+      cancelledFired = true;
+    }, 1);
+    clock.clearTimeout(cancelled);
+    await new Promise<void>((resolve) => {
+      clock.setTimeout(resolve, 2);
+    });
+    expect(cancelledFired).to.equal(false);
+  });
+});
