@@ -90,6 +90,31 @@ export function cancelTests(options: ConformanceOptions): void {
       expect((await manager.status('cancel-then-throw')).state).to.equal('cancelled');
     });
 
+    it('ends cancelled, not failed, a job cancelled from another process that then fails for good', async function () {
+      const env = await open();
+      const manager = env.manager();
+      const canceller = await env.otherProcess();
+      const log = new EventLog(env, manager, canceller);
+      const gate = env.defer();
+      let runs = 0;
+      manager.process(async () => {
+        runs++;
+        await gate.promise;
+        throw new PermanentError('the report cannot be made');
+      });
+      await manager.submit(req('cancel-then-fail'));
+      await env.until(() => runs === 1, { stepMs: env.settings.pollMs, what: 'cancel-then-fail to start' });
+      // The clock stands still: no heartbeat can tell the worker before its job fails.
+      expect((await canceller.cancel('cancel-then-fail')).cancelRequested).to.equal(true);
+      gate.resolve();
+      await untilTerminal(env, manager, ['cancel-then-fail']);
+      const final = await manager.status('cancel-then-fail');
+      expect(final.state).to.equal('cancelled');
+      expect(final.error?.code).to.equal('PERMANENT');
+      expect(log.of('failed', 'cancel-then-fail')).to.have.length(0);
+      expect(log.of('cancelled', 'cancel-then-fail')).to.deep.equal([{ key: 'cancel-then-fail', running: true }]);
+    });
+
     it('ends cancelled, not requeued, a job cancelled from another process that a stopping worker hands back', async function () {
       const env = await open();
       const manager = env.manager();

@@ -223,9 +223,9 @@ export class QueueModel {
     const r = this.#leased(key, token, now);
     if (r === undefined) return { ok: false, code: 'LEASE_LOST' };
     r.errorCode = options.code;
-    if (options.retryAt === undefined) this.#finish(r, 'failed', now, options.retainUntil);
-    // A retry would lose the cancel request: the cancel wins.
-    else if (r.cancelRequested) this.#finish(r, 'cancelled', now, options.retainUntil);
+    // A retry or a failure would lose the cancel request: the cancel wins.
+    if (r.cancelRequested) this.#finish(r, 'cancelled', now, options.retainUntil);
+    else if (options.retryAt === undefined) this.#finish(r, 'failed', now, options.retainUntil);
     else this.#pendingAgain(r, options.retryAt, r.attempts);
     return { ok: true, value: r };
   }

@@ -497,7 +497,10 @@ export class DynamoQueueManager implements QueueManager {
     if (options.retryAt === undefined) {
       const e = new Expr();
       this.#finishExpr(e, 'failed', now, options.retainUntil, options.error);
-      const record = await this.#finished(await this.#fenced(key, token, now, e, 'UpdateItem(fail)'), token, 'running');
+      const item = await this.#fencedUnlessCancel(key, token, now, e, 'UpdateItem(fail)', 'failed');
+      // A failure would drop the cancel request: the cancel wins.
+      if (item === undefined) return this.#cancelRunning(key, token, now, options.retainUntil, options.error);
+      const record = await this.#finished(item, token, 'running');
       this.#activity.record('failed', record.group, now);
       this.#scheduleFlush();
       return record;
@@ -963,8 +966,16 @@ export class DynamoQueueManager implements QueueManager {
   /**
    * A fenced update that must not happen when a cancel was requested: the new item, or undefined
    * when the lease holds but a cancel is requested (the caller cancels instead); LeaseLostError else.
+   * `state` is the state the update writes (how a retried write that landed is recognised).
    */
-  async #fencedUnlessCancel(key: string, token: string, now: number, e: Expr, op: string): Promise<Item | undefined> {
+  async #fencedUnlessCancel(
+    key: string,
+    token: string,
+    now: number,
+    e: Expr,
+    op: string,
+    state: 'pending' | 'failed' = 'pending',
+  ): Promise<Item | undefined> {
     const writeId = randomUUID();
     e.set(A.writeId, writeId);
     const out = await this.#db.update(
@@ -979,8 +990,8 @@ export class DynamoQueueManager implements QueueManager {
     this.#forget(key);
     if (out.ok && out.item !== undefined) return out.item;
     const landed = await this.#landed(key, writeId, out.ok ? undefined : out.old);
-    // Landed as the pending-again it asked for (a cancel that finished it instead is its own path).
-    if (landed !== undefined && landed[A.state] === 'pending') return landed;
+    // Landed as the transition it asked for (a cancel that finished it instead is its own path).
+    if (landed !== undefined && landed[A.state] === state) return landed;
     const current = !out.ok && out.old !== undefined ? decodeRecord(out.old) : await this.#read(key, now);
     if (current !== undefined && leaseValid(current, token, now) && current.cancelRequested === true) return undefined;
     throw new LeaseLostError(key);

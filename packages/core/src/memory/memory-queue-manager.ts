@@ -437,10 +437,12 @@ export class MemoryQueueManager implements QueueManager {
     const now = this.#begin();
     const e = this.#leased(key, token, now);
     const prev = e.record;
+    if (options.retryAt !== undefined && Number.isNaN(options.retryAt)) {
+      throw new InvalidRequestError('retryAt', 'must be a time in epoch ms');
+    }
+    // A retry or a failure would drop the cancel request: the cancel wins.
+    if (prev.cancelRequested === true) return this.#cancelRunning(e, now, options.retainUntil, options.error);
     if (options.retryAt !== undefined) {
-      if (Number.isNaN(options.retryAt)) throw new InvalidRequestError('retryAt', 'must be a time in epoch ms');
-      // A retry would drop the cancel request: the cancel wins.
-      if (prev.cancelRequested === true) return this.#cancelRunning(e, now, options.retainUntil, options.error);
       const record = pendingAgainRecord(prev, options.retryAt, prev.attempts, options.error);
       this.#requeue(e, record, now);
       return record;

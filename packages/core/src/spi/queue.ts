@@ -143,11 +143,11 @@ export interface CompleteOptions {
 export interface FailOptions {
   readonly error: ErrorInfo;
   /**
-   * When set, the record goes back to `pending`, claimable from this time (or, when a cancel was
-   * requested, it is `cancelled`); else it is `failed`.
+   * When set, the record goes back to `pending`, claimable from this time; else it is `failed`.
+   * Either way, when a cancel was requested, it is `cancelled` instead.
    */
   readonly retryAt?: number;
-  /** Retention of the record when this call finishes it (`failed`, or `cancelled` instead of a retry). */
+  /** Retention of the record when this call finishes it (`failed`, or `cancelled`). */
   readonly retainUntil?: number;
 }
 
@@ -296,8 +296,8 @@ export interface QueueManager {
   /** running → completed. */
   complete(key: string, token: string, options: CompleteOptions): Promise<QueueRecord>;
   /**
-   * running → pending at `retryAt`, or → failed. A cancel request is never lost: with `retryAt`
-   * on a record whose `cancelRequested` is true, the record becomes `cancelled` instead
+   * running → pending at `retryAt`, or → failed. A cancel request is never lost: on a record whose
+   * `cancelRequested` is true, the record becomes `cancelled` instead, with or without `retryAt`
    * (`finishedAt` now, `retainUntil` from the options, the error kept).
    */
   fail(key: string, token: string, options: FailOptions): Promise<QueueRecord>;

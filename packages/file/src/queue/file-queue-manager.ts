@@ -304,11 +304,12 @@ export class FileQueueManager implements QueueManager {
     return settle(() =>
       this.#write('fail', (now) => {
         const row = this.#leased(key, token, now);
+        if (options.retryAt !== undefined && Number.isNaN(options.retryAt)) {
+          throw new InvalidRequestError('retryAt', 'must be a time in epoch ms');
+        }
+        // A retry or a failure would drop the cancel request: the cancel wins.
+        if (row.cancel_requested === 1) return this.#finish(row, 'cancelled', now, options.retainUntil, options.error);
         if (options.retryAt !== undefined) {
-          if (Number.isNaN(options.retryAt)) throw new InvalidRequestError('retryAt', 'must be a time in epoch ms');
-          // A retry would drop the cancel request: the cancel wins.
-          if (row.cancel_requested === 1)
-            return this.#finish(row, 'cancelled', now, options.retainUntil, options.error);
           return rowToRecord(this.#records.pendingAgain(row, options.retryAt, row.attempts, options.error));
         }
         const record = this.#finish(row, 'failed', now, options.retainUntil, options.error);
