@@ -12,6 +12,8 @@ export interface Candidate {
   readonly key: string;
   readonly group: string;
   readonly readyAt: number;
+  /** When the request expires unclaimed, if it can. */
+  readonly pendingExpiresAt: number | undefined;
   /** Sort key in the pending shard: inverted priority, then seq. */
   readonly sk: string;
 }
@@ -56,8 +58,15 @@ export async function readCandidates(
           const key = item[A.key];
           const group = item[A.group];
           const readyAt = item[A.readyAt];
+          const expiresAt = item[A.pendingExpiresAt];
           if (typeof key !== 'string' || typeof group !== 'string' || typeof sk !== 'string') continue;
-          const c: Candidate = { key, group, readyAt: typeof readyAt === 'number' ? readyAt : 0, sk };
+          const c: Candidate = {
+            key,
+            group,
+            readyAt: typeof readyAt === 'number' ? readyAt : 0,
+            pendingExpiresAt: typeof expiresAt === 'number' ? expiresAt : undefined,
+            sk,
+          };
           out.push(c);
           if (eligible(c)) found = true;
         }

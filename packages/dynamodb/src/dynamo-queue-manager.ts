@@ -88,17 +88,29 @@ const SLOT_REPAIR_MS = 60_000;
 /** How long a record read by `get` is reused by `position` (same status read), ms of real time. */
 const READ_REUSE_MS = 250;
 
-function encodeCursor(seq: number): string {
-  return Buffer.from(String(seq), 'utf8').toString('base64url');
+/** A list position: the last record listed, by seq and then key (two processes may draw one seq). */
+interface ListCursor {
+  readonly seq: number;
+  readonly key: string;
 }
 
-function decodeCursor(cursor: string): number {
-  const text = Buffer.from(cursor, 'base64url').toString('utf8');
-  const seq = /^\d{1,16}$/.test(text) ? Number(text) : Number.NaN;
-  if (!Number.isSafeInteger(seq) || encodeCursor(seq) !== cursor) {
+function encodeCursor(at: ListCursor): string {
+  return Buffer.from(`${String(at.seq)}:${at.key}`, 'utf8').toString('base64url');
+}
+
+function decodeCursor(cursor: string): ListCursor {
+  const match = /^(\d{1,16}):([A-Za-z0-9._-]{1,200})$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
+  const seq = Number(match?.[1]);
+  const key = match?.[2];
+  if (key === undefined || !Number.isSafeInteger(seq) || encodeCursor({ seq, key }) !== cursor) {
     throw new InvalidRequestError('cursor', 'is not a cursor returned by a previous list call');
   }
-  return seq;
+  return { seq, key };
+}
+
+/** List order: seq, then key. */
+function compareListed(a: ListCursor, b: ListCursor): number {
+  return a.seq - b.seq || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
 }
 
 function checkLeaseMs(leaseMs: number): void {
@@ -263,8 +275,9 @@ export class DynamoQueueManager implements QueueManager {
       // DynamoDB returns the item that failed the condition; dynalite does not, so it is read.
       const oldItem = out.ok ? undefined : (out.old ?? (await this.#db.get(this.#recordKey(key), 'GetItem(record)')));
       const old = decodeRecord(oldItem);
-      // A retried put whose first attempt landed (its answer was lost) finds its own record.
-      if (out.ok || (oldItem?.[A.writeId] === writeId && old?.state === 'pending')) {
+      // A retried put whose first attempt landed (its answer was lost) finds its own record, in
+      // whatever state another host has moved it to since (a claim keeps the write id).
+      if (out.ok || oldItem?.[A.writeId] === writeId) {
         this.#live.adjust(request.group, request.owner, undefined, 'pending');
         this.#activity.record('submitted', request.group, now);
         this.#scheduleFlush();
@@ -367,6 +380,7 @@ export class DynamoQueueManager implements QueueManager {
     };
     const eligible = (c: Candidate): boolean =>
       c.readyAt <= now &&
+      (c.pendingExpiresAt === undefined || c.pendingExpiresAt > now) &&
       (allowed === undefined || allowed.has(c.group)) &&
       !blocked.has(c.group) &&
       readyTime(c.group) !== undefined;
@@ -421,7 +435,8 @@ export class DynamoQueueManager implements QueueManager {
       .remove(A.pendingExpiresAt, A.progress, A.message, A.cancelRequested);
     if (slot === undefined) e.remove(A.groupSlot);
     else e.set(A.groupSlot, true);
-    const condition = `${e.n(A.state)} = ${e.v('pending')} AND ${e.n(KEY_ATTRS.workSk)} = ${e.v(c.sk)} AND ${e.n(A.readyAt)} <= ${e.v(now)}`;
+    // A request past its pending deadline is left to the sweep, which expires it.
+    const condition = `${e.n(A.state)} = ${e.v('pending')} AND ${e.n(KEY_ATTRS.workSk)} = ${e.v(c.sk)} AND ${e.n(A.readyAt)} <= ${e.v(now)} AND (attribute_not_exists(${e.n(A.pendingExpiresAt)}) OR ${e.n(A.pendingExpiresAt)} > ${e.v(now)})`;
     const out = await this.#db.update(
       { Key: this.#recordKey(c.key), UpdateExpression: e.update(), ConditionExpression: condition, ...e.attributes() },
       'UpdateItem(claim)',
@@ -570,6 +585,8 @@ export class DynamoQueueManager implements QueueManager {
       if (prev.state === 'pending') {
         const e = new Expr();
         this.#finishExpr(e, 'cancelled', now, options.retainUntil, undefined);
+        const writeId = randomUUID();
+        e.set(A.writeId, writeId);
         const out = await this.#db.update(
           {
             Key: this.#recordKey(key),
@@ -580,7 +597,10 @@ export class DynamoQueueManager implements QueueManager {
           'UpdateItem(cancel)',
         );
         this.#forget(key);
-        if (out.ok) return { outcome: 'cancelled', record: await this.#finished(out.item, undefined, 'pending') };
+        // A retried update whose first attempt landed finds its own cancel.
+        const item = out.ok ? out.item : await this.#landed(key, writeId, out.old);
+        if (item !== undefined)
+          return { outcome: 'cancelled', record: await this.#finished(item, undefined, 'pending') };
         continue;
       }
       if (prev.state === 'running') {
@@ -621,19 +641,19 @@ export class DynamoQueueManager implements QueueManager {
       }
       states = new Set(query.states);
     }
-    const after = query.cursor === undefined ? -1 : decodeCursor(query.cursor);
+    const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
     const records = (await this.#allRecords(now))
       .filter(
         (r) =>
-          r.seq > after &&
+          (after === undefined || compareListed(r, after) > 0) &&
           (states === undefined || states.has(r.state)) &&
           (query.group === undefined || r.group === query.group) &&
           (query.owner === undefined || r.owner === query.owner),
       )
-      .sort((a, b) => a.seq - b.seq);
+      .sort(compareListed);
     const items = records.slice(0, limit);
     const last = items[items.length - 1];
-    return records.length > limit && last !== undefined ? { items, cursor: encodeCursor(last.seq) } : { items };
+    return records.length > limit && last !== undefined ? { items, cursor: encodeCursor(last) } : { items };
   }
 
   async counts(): Promise<QueueCounts> {
@@ -726,40 +746,54 @@ export class DynamoQueueManager implements QueueManager {
 
   async #sweepLeases(keys: string[], now: number, retainUntil: number | undefined, result: SweepResult): Promise<void> {
     for (const key of keys) {
-      const r = await this.#read(key, now);
-      if (r?.state !== 'running' || r.leaseToken === undefined || (r.leaseExpiresAt ?? Infinity) > now) continue;
-      const token = r.leaseToken;
-      const e = new Expr();
-      let kind: 'cancelled' | 'failed' | 'requeued';
-      if (r.cancelRequested === true) {
-        kind = 'cancelled';
-        this.#finishExpr(e, 'cancelled', now, retainUntil, undefined);
-      } else if (r.attempts >= r.maxAttempts) {
-        kind = 'failed';
-        this.#finishExpr(e, 'failed', now, retainUntil, LEASE_EXPIRED);
-      } else {
-        kind = 'requeued';
-        this.#pendingAgainExpr(e, key, now, undefined, 0);
-      }
-      const out = await this.#db.update(
-        {
-          Key: this.#recordKey(key),
-          UpdateExpression: e.update(),
-          ConditionExpression: `${e.n(A.state)} = ${e.v('running')} AND ${e.n(A.leaseToken)} = ${e.v(token)} AND ${e.n(A.leaseExpiresAt)} <= ${e.v(now)}`,
-          ...e.attributes(),
-        },
-        'UpdateItem(lease expiry)',
-      );
-      this.#forget(key);
-      if (!out.ok) continue;
-      if (kind === 'requeued') {
-        result.requeued.push(await this.#requeued(out.item, token));
-      } else {
-        const record = await this.#finished(out.item, token, 'running');
-        if (kind === 'failed') {
-          this.#activity.record('failed', record.group, now);
-          result.failed.push(record);
-        } else result.cancelled.push(record);
+      let r = await this.#read(key, now);
+      // Twice at most: a cancel requested between the read and the write changes what is due.
+      for (let tries = 0; tries < 2; tries++) {
+        if (r?.state !== 'running' || r.leaseToken === undefined || (r.leaseExpiresAt ?? Infinity) > now) break;
+        const token = r.leaseToken;
+        const e = new Expr();
+        let kind: 'cancelled' | 'failed' | 'requeued';
+        if (r.cancelRequested === true) {
+          kind = 'cancelled';
+          this.#finishExpr(e, 'cancelled', now, retainUntil, undefined);
+        } else if (r.attempts >= r.maxAttempts) {
+          kind = 'failed';
+          this.#finishExpr(e, 'failed', now, retainUntil, LEASE_EXPIRED);
+        } else {
+          kind = 'requeued';
+          this.#pendingAgainExpr(e, key, now, undefined, 0);
+        }
+        const writeId = randomUUID();
+        e.set(A.writeId, writeId);
+        const expired = `${e.n(A.state)} = ${e.v('running')} AND ${e.n(A.leaseToken)} = ${e.v(token)} AND ${e.n(A.leaseExpiresAt)} <= ${e.v(now)}`;
+        const out = await this.#db.update(
+          {
+            Key: this.#recordKey(key),
+            UpdateExpression: e.update(),
+            // A cancel requested since the read must not be erased by a requeue or a failure.
+            ConditionExpression:
+              kind === 'cancelled' ? expired : `${expired} AND attribute_not_exists(${e.n(A.cancelRequested)})`,
+            ...e.attributes(),
+          },
+          'UpdateItem(lease expiry)',
+        );
+        this.#forget(key);
+        // A retried update whose first attempt landed finds its own write: the transition is ours to report.
+        const item = out.ok ? out.item : await this.#landed(key, writeId, out.old);
+        if (item === undefined) {
+          r = await this.#read(key, now);
+          continue;
+        }
+        if (kind === 'requeued') {
+          result.requeued.push(await this.#requeued(item, token));
+        } else {
+          const record = await this.#finished(item, token, 'running');
+          if (kind === 'failed') {
+            this.#activity.record('failed', record.group, now);
+            result.failed.push(record);
+          } else result.cancelled.push(record);
+        }
+        break;
       }
     }
   }
@@ -773,6 +807,8 @@ export class DynamoQueueManager implements QueueManager {
     for (const key of keys) {
       const e = new Expr();
       this.#finishExpr(e, 'expired', now, retainUntil, undefined);
+      const writeId = randomUUID();
+      e.set(A.writeId, writeId);
       const out = await this.#db.update(
         {
           Key: this.#recordKey(key),
@@ -783,7 +819,8 @@ export class DynamoQueueManager implements QueueManager {
         'UpdateItem(expire)',
       );
       this.#forget(key);
-      if (out.ok) result.expired.push(await this.#finished(out.item, undefined, 'pending'));
+      const item = out.ok ? out.item : await this.#landed(key, writeId, out.old);
+      if (item !== undefined) result.expired.push(await this.#finished(item, undefined, 'pending'));
     }
   }
 

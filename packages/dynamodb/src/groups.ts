@@ -96,7 +96,13 @@ export class GroupSlots {
       },
       'UpdateItem(group slot)',
     );
-    if (!out.ok) return false;
+    if (!out.ok) {
+      // A retried update whose first attempt landed (its answer lost) fails its own condition, but
+      // the slot holds this claim's token (unique to it): the slot is ours. The claim time before
+      // it is unknown then; a failed claim keeps `now` as the last claim time (the safe side).
+      const old = out.old ?? (await this.db.get({ pk: GROUPS_PK, sk: group }, 'GetItem(group)'));
+      return old !== undefined && runOf(old)[key] === token ? { prevLc: now } : false;
+    }
     const lc = out.item?.['lc'];
     return { prevLc: typeof lc === 'number' ? lc : undefined };
   }

@@ -1,4 +1,5 @@
 import { GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { BackendError, ConfigError, createRequestManager, LeaseLostError, ManualClock } from '@armlib/core';
 import type { NormalizedRequest } from '@armlib/core';
 import * as chai from 'chai';
@@ -379,7 +380,202 @@ for (const kind of selectedBackends()) {
         await deleteTable(table.client, name);
       }
     });
+
+    describe('retried writes and races', function () {
+      let hooks: WriteHooks;
+      beforeEach(function () {
+        hooks = attachWriteHooks(table.client);
+      });
+      afterEach(function () {
+        hooks.remove();
+      });
+
+      it('takes a group slot whose write landed though its answer was lost, and leaks none', async function () {
+        const policies = { g: { maxConcurrent: 1 } };
+        for (const key of ['g1', 'g2']) {
+          await queue.enqueue({ key, request: request(key, { group: 'g' }), maxAttempts: 2 }, { limits: {} });
+        }
+        hooks.loseAnswer = once(
+          (target, body) =>
+            target.endsWith('.UpdateItem') && body.includes('"GROUPS"') && body.includes('ConditionExpression'),
+        );
+        const lease = await queue.claim({ workerId: 'w', leaseMs: 10_000, policies });
+        expect(hooks.lost, 'the slot write was retried').to.equal(1);
+        expect(lease?.record.key).to.equal('g1');
+        if (lease === undefined) return;
+        await queue.complete('g1', lease.token, { durationMs: 1 });
+        // The slot went back with the completion: the next request of the group runs at once.
+        expect((await queue.claim({ workerId: 'w', leaseMs: 10_000, policies }))?.record.key).to.equal('g2');
+      });
+
+      it('reports a sweep transition and a cancel whose write landed though the answer was lost', async function () {
+        const policies = { g: { maxConcurrent: 1 } };
+        await queue.enqueue(
+          { key: 'lapse', request: request('lapse', { group: 'g' }), maxAttempts: 3 },
+          { limits: {} },
+        );
+        await queue.enqueue(
+          { key: 'stale', request: request('stale'), maxAttempts: 1, pendingExpiresAt: clock.now() + 1_000 },
+          { limits: {} },
+        );
+        await queue.enqueue({ key: 'drop', request: request('drop'), maxAttempts: 1 }, { limits: {} });
+        expect((await queue.claim({ workerId: 'w', leaseMs: 1_000, policies, groups: ['g'] }))?.record.key).to.equal(
+          'lapse',
+        );
+        await clock.advance(2_000);
+        let lost = 0;
+        hooks.loseAnswer = (target, body) =>
+          target.endsWith('.UpdateItem') && (body.includes('K#lapse') || body.includes('K#stale')) && ++lost <= 2;
+        const swept = await queue.sweep();
+        expect(hooks.lost).to.equal(2);
+        expect(swept.requeued.map((r) => r.key)).to.deep.equal(['lapse']);
+        expect(swept.expired.map((r) => r.key)).to.deep.equal(['stale']);
+        // The requeue gave the group's slot back.
+        expect((await queue.claim({ workerId: 'w', leaseMs: 1_000, policies, groups: ['g'] }))?.record.key).to.equal(
+          'lapse',
+        );
+        hooks.loseAnswer = once((target, body) => target.endsWith('.UpdateItem') && body.includes('K#drop'));
+        const cancelled = await queue.cancel('drop', {});
+        expect(hooks.lost).to.equal(3);
+        expect(cancelled.outcome).to.equal('cancelled');
+      });
+
+      it('reports "created" for an enqueue whose put landed and was claimed before the retry', async function () {
+        const peer = table.queue(clock);
+        try {
+          hooks.loseAnswer = once((target, body) => target.endsWith('.PutItem') && body.includes('K#mine'));
+          hooks.afterLanding = () => peer.claim({ workerId: 'peer', leaseMs: 10_000, policies: {} });
+          const result = await queue.enqueue({ key: 'mine', request: request('mine'), maxAttempts: 1 }, { limits: {} });
+          expect(hooks.lost).to.equal(1);
+          expect(result.outcome).to.equal('created');
+          expect((await queue.get('mine'))?.state).to.equal('running');
+        } finally {
+          await peer.close();
+        }
+      });
+
+      it('keeps a cancel requested between the sweep reading an expired lease and writing it', async function () {
+        const peer = table.queue(clock);
+        try {
+          await queue.enqueue({ key: 'race', request: request('race'), maxAttempts: 3 }, { limits: {} });
+          await queue.claim({ workerId: 'w', leaseMs: 1_000, policies: {} });
+          await clock.advance(2_000);
+          let requested: string | undefined;
+          hooks.before = async (target, body) => {
+            if (!target.endsWith('.UpdateItem') || !body.includes('K#race')) return false;
+            requested = (await peer.cancel('race', {})).outcome;
+            return true;
+          };
+          const swept = await queue.sweep();
+          expect(requested).to.equal('requested');
+          expect(swept.requeued).to.have.length(0);
+          expect(swept.cancelled.map((r) => r.key)).to.deep.equal(['race']);
+          expect((await queue.get('race'))?.state).to.equal('cancelled');
+        } finally {
+          await peer.close();
+        }
+      });
+
+      it('leaves a request past its pending deadline to the sweep, unclaimed', async function () {
+        await queue.enqueue(
+          { key: 'late', request: request('late'), maxAttempts: 1, pendingExpiresAt: clock.now() + 1_000 },
+          { limits: {} },
+        );
+        await clock.advance(2_000);
+        expect(await queue.claim({ workerId: 'w', leaseMs: 1_000, policies: {} })).to.equal(undefined);
+        expect((await queue.sweep()).expired.map((r) => r.key)).to.deep.equal(['late']);
+      });
+
+      it('lists every record across pages when two of them share a seq', async function () {
+        const peer = table.queue(clock);
+        const random = Math.random;
+        Math.random = () => 0.5;
+        try {
+          for (const [q, key] of [
+            [queue, 'same-a'],
+            [peer, 'same-b'],
+            [queue, 'same-c'],
+          ] as const) {
+            await q.enqueue({ key, request: request(key), maxAttempts: 1 }, { limits: {} });
+          }
+        } finally {
+          Math.random = random;
+          await peer.close();
+        }
+        const seen: string[] = [];
+        let cursor: string | undefined;
+        do {
+          const page = await queue.list({ limit: 1, ...(cursor === undefined ? {} : { cursor }) });
+          seen.push(...page.items.map((r) => r.key));
+          cursor = page.cursor;
+        } while (cursor !== undefined);
+        expect([...seen].sort()).to.deep.equal(['same-a', 'same-b', 'same-c']);
+      });
+    });
   });
+}
+
+/** Hooks on the writes a client sends, for the windows between a write and its answer. */
+interface WriteHooks {
+  /** A write this matches lands, then its answer is lost (the SDK retries it). */
+  loseAnswer: ((target: string, body: string) => boolean) | undefined;
+  /** Answers lost so far. */
+  lost: number;
+  /** Runs after a write whose answer is lost has landed, before the retry. */
+  afterLanding: (() => Promise<unknown>) | undefined;
+  /** Runs before each command until it returns true. */
+  before: ((target: string, body: string) => Promise<boolean>) | undefined;
+  remove(): void;
+}
+
+/** A predicate true for the first command it matches only. */
+function once(match: (target: string, body: string) => boolean): (target: string, body: string) => boolean {
+  let used = false;
+  return (target, body) => {
+    if (used || !match(target, body)) return false;
+    used = true;
+    return true;
+  };
+}
+
+function attachWriteHooks(client: DynamoDBClient): WriteHooks {
+  const name = 'armlibWriteHooks';
+  const hooks: WriteHooks = {
+    loseAnswer: undefined,
+    lost: 0,
+    afterLanding: undefined,
+    before: undefined,
+    remove: () => client.middlewareStack.remove(name),
+  };
+  client.middlewareStack.add(
+    (next) => async (args) => {
+      const target = (args.request as { headers?: Record<string, string> }).headers?.['x-amz-target'] ?? '';
+      // The command's input, as text: enough to pick out a write by its key or condition.
+      const body = JSON.stringify((args as { input?: unknown }).input ?? null);
+      const before = hooks.before;
+      if (before !== undefined) {
+        // Unset while it runs: what it sends itself goes through here too.
+        hooks.before = undefined;
+        if (!(await before(target, body))) hooks.before ??= before;
+      }
+      const result = await next(args);
+      const lose = hooks.loseAnswer;
+      if (lose !== undefined && lose(target, body)) {
+        hooks.lost++;
+        const after = hooks.afterLanding;
+        hooks.afterLanding = undefined;
+        await after?.();
+        throw Object.assign(new Error('connection reset after the write'), {
+          name: 'TimeoutError',
+          code: 'ECONNRESET',
+          $metadata: {},
+        });
+      }
+      return result;
+    },
+    { step: 'deserialize', name, override: true },
+  );
+  return hooks;
 }
 
 function rawKey(key: string): Record<string, { S: string }> {
