@@ -176,9 +176,11 @@ export class S3CacheManager implements CacheManager {
     for (let attempt = 0; attempt < MAX_READ_ATTEMPTS; attempt++) {
       const manifest = await this.#find(key);
       const stored = manifest === undefined ? undefined : formatOf(manifest, format);
-      // The same commit twice: its data is really gone (expired, or a crashed clean-up), so absent.
-      if (manifest === undefined || stored === undefined || manifest.commitId === tried) return undefined;
-      tried = manifest.commitId;
+      // The same commit in the same area twice: its data is really gone (expired, or a crashed
+      // clean-up), so absent. (A promotion keeps the commit id but moves the data to the other area.)
+      const attemptId = manifest === undefined ? undefined : `${manifest.area}/${manifest.commitId}`;
+      if (manifest === undefined || stored === undefined || attemptId === tried) return undefined;
+      tried = attemptId;
       const range = sliceRange(stored.info.size, options.range);
       const body = await this.#open(manifest, format, stored, range);
       if (body !== undefined) {
@@ -215,28 +217,55 @@ export class S3CacheManager implements CacheManager {
   async promote(key: string): Promise<boolean> {
     this.#assertOpen();
     assertValidKey(key);
+    for (let attempt = 1; ; attempt++) {
+      const outcome = await this.#promoteOnce(key);
+      if (outcome !== 'superseded') return outcome;
+      // A newer temporary result was committed while this one was copied: promote that one.
+      if (attempt >= MAX_READ_ATTEMPTS) {
+        throw new BackendError(`temporary result '${key}' kept changing while it was promoted`, { retryable: true });
+      }
+    }
+  }
+
+  /** One try of {@link promote}; 'superseded' when the temporary result changed under it. */
+  async #promoteOnce(key: string): Promise<boolean | 'superseded'> {
     const temporary = await this.#read('temporary', key);
     if (temporary === undefined) return false;
     const previous = await this.#read('persistent', key);
     const { commitId } = temporary;
     const names = Object.keys(temporary.formats);
+    const targets = names.map((format) => this.#layout.data('persistent', key, commitId, format));
     // Same commit id in the persistent area: a concurrent promotion of the same result writes the same objects.
-    const copied = await mapLimit(names, PARALLEL_CALLS, (format) =>
-      this.#store.copy(
-        this.#layout.data('temporary', key, commitId, format),
-        this.#layout.data('persistent', key, commitId, format),
-      ),
+    const copied = await mapLimit(names, PARALLEL_CALLS, (format, index) =>
+      this.#store.copy(this.#layout.data('temporary', key, commitId, format), targets[index] as string),
     );
+    // The temporary result must still be the one copied, right before the persistent manifest
+    // names it: else a commit made meanwhile would be replaced by this older result.
+    const now = await this.#read('temporary', key);
+    if (now?.commitId !== commitId) {
+      // Promoted, replaced or deleted by someone else while we copied. The copies go, unless a
+      // concurrent promotion of the same result published them (it wrote the same objects).
+      if ((await this.#read('persistent', key))?.commitId !== commitId) await this.#discard(targets);
+      return now === undefined ? false : 'superseded';
+    }
     if (copied.includes(false)) {
-      // The temporary result went while we copied (promoted, replaced or deleted by someone else).
-      const now = await this.#read('temporary', key);
-      if (now?.commitId !== commitId) return false;
       throw new BackendError(`temporary result '${key}' has lost data objects; it cannot be promoted`, {
         retryable: false,
       });
     }
     const promoted: StoredManifest = { ...temporary, area: 'persistent' };
     await this.#store.putText(this.#layout.manifest('persistent', key), encodeManifest(promoted), 'application/json');
+    // Once more after the write (S3 has no conditional writes to make the two one step): a commit
+    // that landed in the temporary area meanwhile is newer, so it stays and this promotion is undone.
+    const after = await this.#read('temporary', key);
+    // Gone: a concurrent promotion of the same result finished first (same objects, same manifest).
+    if (after === undefined) return true;
+    if (after.commitId !== commitId) {
+      if ((await this.#read('persistent', key))?.commitId === commitId) {
+        await this.#remove([this.#layout.manifest('persistent', key)], targets);
+      }
+      return 'superseded';
+    }
     await this.#remove(
       [this.#layout.manifest('temporary', key)],
       [
@@ -515,9 +544,12 @@ export class S3CacheManager implements CacheManager {
       // The old result would still show from the other area: that delete is part of the commit.
       await this.#remove([otherManifest], garbage);
     } else {
-      // Only garbage (plus the other area's manifest, in case a concurrent commit just wrote one):
-      // deleted in the background, so the commit returns one round trip sooner. close() waits for it.
-      this.#inBackground(this.#discard([otherManifest, ...garbage]));
+      // Nothing showed in the other area when this commit read it; a concurrent commit may have
+      // written a manifest there since, which goes too. Not in the background: a delete still in
+      // flight after this commit returned could remove the manifest of a later commit of the key.
+      await this.#discard([otherManifest]);
+      // Only garbage (data no manifest names): deleted in the background. close() waits for it.
+      this.#inBackground(this.#discard(garbage));
     }
     return publicManifest(manifest);
   }

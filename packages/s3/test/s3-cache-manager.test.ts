@@ -202,6 +202,92 @@ describe('@armlib/s3 S3CacheManager', function () {
       readerClient.destroy();
     });
 
+    it('has removed the other area’s manifest when a commit returns, so a later commit of the key stays', async function () {
+      const client = await ownClient();
+      const { cache, prefix } = await open({ client });
+      let returned = false;
+      let returnedAtDelete: boolean | undefined;
+      client.middlewareStack.add(
+        (next) => async (args) => {
+          const keys = (args.input as { Delete?: { Objects?: { Key?: string }[] } }).Delete?.Objects ?? [];
+          if (returnedAtDelete === undefined && keys.some((o) => o.Key === `${prefix}persistent/k/manifest.json`)) {
+            // Let whatever is already settled run (no I/O): a commit that returned has by now.
+            for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+            returnedAtDelete = returned;
+          }
+          return next(args);
+        },
+        { step: 'initialize', name: 'watchOtherManifestDelete' },
+      );
+      await put(cache, 'k', { json: '"v1"' }, 'temporary').then(() => (returned = true));
+      expect(returnedAtDelete).to.equal(false);
+      await put(cache, 'k', { json: '"v2"' }, 'persistent');
+      await cache.close();
+      const reader = new S3CacheManager({
+        bucket: (await s3TestEnv()).bucket,
+        prefix,
+        client: (await s3TestEnv()).client,
+      });
+      expect((await reader.head('k'))?.area).to.equal('persistent');
+      expect((await collect((await reader.get('k', 'json'))?.body)).toString()).to.equal('"v2"');
+      await reader.close();
+      client.destroy();
+    });
+
+    it('serves the promoted result to a read that found the temporary one just before the promotion', async function () {
+      const { cache, bucket, prefix } = await open();
+      await put(cache, 'moving', { csv: 'kept' });
+      const readerClient = await ownClient();
+      let promoted = false;
+      readerClient.middlewareStack.add(
+        (next) => async (args) => {
+          const key = (args.input as { Key?: unknown }).Key;
+          if (!promoted && typeof key === 'string' && key.startsWith(`${prefix}temporary/moving/c`)) {
+            promoted = await cache.promote('moving');
+          }
+          return next(args);
+        },
+        { step: 'initialize', name: 'promoteBeforeDataRead' },
+      );
+      const reader = new S3CacheManager({ bucket, prefix, client: readerClient });
+      const body = await reader.get('moving', 'csv');
+      expect(promoted).to.equal(true);
+      expect(body?.area).to.equal('persistent');
+      expect((await collect(body?.body)).toString()).to.equal('kept');
+      await reader.close();
+      readerClient.destroy();
+    });
+
+    it('keeps a commit made while a promotion copied the older result, and promotes that one', async function () {
+      const { cache, bucket, prefix } = await open();
+      const first = await cache.stage('race');
+      await first.write('json', bytes('"v1"'), { contentType: 'application/json' });
+      await first.commit('temporary', { fence: 1 });
+      const promoterClient = await ownClient();
+      let committed = false;
+      promoterClient.middlewareStack.add(
+        (next) => async (args) => {
+          const key = (args.input as { Key?: unknown }).Key;
+          if (!committed && key === `${prefix}persistent/race/manifest.json`) {
+            committed = true;
+            const newer = await cache.stage('race');
+            await newer.write('json', bytes('"v2"'), { contentType: 'application/json' });
+            await newer.commit('temporary', { fence: 2 });
+          }
+          return next(args);
+        },
+        { step: 'initialize', name: 'commitBeforePromotedManifest' },
+      );
+      const promoter = new S3CacheManager({ bucket, prefix, client: promoterClient });
+      expect(await promoter.promote('race')).to.equal(true);
+      await promoter.close();
+      promoterClient.destroy();
+      expect(committed).to.equal(true);
+      const head = await cache.head('race');
+      expect(head?.fence).to.equal(2);
+      expect((await collect((await cache.get('race', 'json'))?.body)).toString()).to.equal('"v2"');
+    });
+
     it('refuses writes and commits after a commit, and cleans staged objects on abort', async function () {
       const { cache, client, bucket, prefix } = await open();
       const staged = await cache.stage('sealed');

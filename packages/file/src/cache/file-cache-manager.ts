@@ -258,9 +258,15 @@ export class FileCacheManager implements CacheManager {
           found.manifest.formats,
           found.manifest.createdAt,
           found.manifest.fence,
+          found.manifest.commit,
         );
       } catch (error) {
         for (const path of files.values()) unlinkQuietly(path);
+        // A newer temporary result was committed while this one was linked: promote that one.
+        if (error instanceof Superseded && attempt < READ_ATTEMPTS) continue;
+        if (error instanceof Superseded) {
+          throw new BackendError(`file cache: '${key}' kept changing while it was promoted`, { retryable: true });
+        }
         throw error;
       }
       return true;
@@ -431,6 +437,8 @@ export class FileCacheManager implements CacheManager {
    * Moves complete staged files in as the result of `key` in `area`: one rename per format to its
    * data file name, then one rename of the manifest naming the commit (the commit point). Then the
    * key's earlier result goes, from both areas; a crash before that leaves the old files as garbage.
+   * `promoting` is the commit of the other area's result a promotion copied: the publication
+   * happens only while that result is still there (else {@link Superseded}).
    */
   async #publish(
     key: string,
@@ -440,6 +448,7 @@ export class FileCacheManager implements CacheManager {
     formats: Readonly<Record<string, FormatInfo>>,
     createdAt: number,
     fence?: number,
+    promoting?: string,
   ): Promise<ResultManifest> {
     this.#assertOpen();
     assertCacheArea(area);
@@ -462,7 +471,13 @@ export class FileCacheManager implements CacheManager {
       // The fence check runs right before the manifest rename, with no await in between (unless
       // durable, where the manifest file is fsynced first): a holder that stalled past its lease
       // finds the result of the later claim and publishes nothing.
-      const rivalBefore = fence !== undefined || commit === undefined ? this.#find(key, other)?.manifest : undefined;
+      const rivalBefore =
+        fence !== undefined || commit === undefined || promoting !== undefined
+          ? this.#find(key, other)?.manifest
+          : undefined;
+      // A promotion publishes only while the result it copied is still the other area's: a commit
+      // made meanwhile must not be replaced by this older result.
+      if (promoting !== undefined && rivalBefore?.commit !== promoting) throw new Superseded();
       if (fence !== undefined && fencedOff(fence, previous, rivalBefore)) {
         throw new LeaseLostError(key, `commit of '${key}' refused: a later claim already published its result`);
       }
@@ -709,6 +724,9 @@ function fencedOff(fence: number, sameArea: StoredManifest | undefined, rival: S
 }
 
 /** A new commit id, ordered after the key's result in the other area (which the commit replaces). */
+/** A promotion found a newer result in the area it promotes from (see #publish). */
+class Superseded extends Error {}
+
 function commitAfter(replaced: StoredManifest | undefined): string {
   return newId(replaced === undefined ? 0 : (idTime(replaced.commit) ?? 0) + 1);
 }

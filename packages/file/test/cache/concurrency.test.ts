@@ -9,7 +9,7 @@ import { expect } from 'chai';
 import type { CacheManager } from '@armlib/core';
 
 import { FileCacheManager } from '../../src/cache/file-cache-manager.js';
-import { collect, tempDir } from './support.js';
+import { bytes, collect, tempDir } from './support.js';
 import type { TempDir } from './support.js';
 
 const COMMITTER = fileURLToPath(new URL('./fixtures/committer.js', import.meta.url));
@@ -122,6 +122,33 @@ describe('file cache: several instances and processes', function () {
     await Promise.all(commits);
     for (const cache of caches) await expectWholeResult(cache);
   });
+
+  for (const inlineMaxBytes of [0, undefined]) {
+    for (const fenced of [false, true]) {
+      it(`keeps a commit made while a promotion linked the older result, and promotes that one (${inlineMaxBytes === 0 ? 'files' : 'inline'}${fenced ? ', fenced' : ''})`, async function () {
+        const cache = new FileCacheManager({ dir, ...(inlineMaxBytes === undefined ? {} : { inlineMaxBytes }) });
+        open.push(cache);
+        const first = await cache.stage(KEY);
+        await first.write('json', bytes('"v1 old"'), { contentType: 'application/json' });
+        await first.commit('temporary', fenced ? { fence: 1 } : undefined);
+        const second = await cache.stage(KEY);
+        await second.write('json', bytes('"v2 new"'), { contentType: 'application/json' });
+        // Started in one tick: the promotion reads the older result, the commit lands before it publishes.
+        const [committed, promoted] = await Promise.all([
+          second.commit('temporary', fenced ? { fence: 2 } : undefined),
+          cache.promote(KEY),
+        ]);
+        expect(committed.area).to.equal('temporary');
+        expect(promoted).to.equal(true);
+        const head = await cache.head(KEY);
+        expect(head?.area).to.equal('persistent');
+        if (fenced) expect(head?.fence).to.equal(2);
+        const body = await cache.get(KEY, 'json');
+        expect(body, 'the promoted result').to.not.equal(undefined);
+        if (body !== undefined) expect((await collect(body.body)).toString('utf8')).to.equal('"v2 new"');
+      });
+    }
+  }
 
   it('never shows a torn or mixed result while two processes commit one key', async function () {
     const writers = [spawnCommitter(dir, 'w1', 40), spawnCommitter(dir, 'w2', 40)];
