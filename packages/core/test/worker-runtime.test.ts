@@ -277,6 +277,26 @@ describe('worker runtime', () => {
     expect(status.attempts).to.equal(1);
   });
 
+  it('aborts no signal when a heartbeat meets the end of the lease its own completion made', async () => {
+    r = rig({ leaseMs: 300 });
+    let job: Job | undefined;
+    r.rm.process(async (j) => {
+      job = j;
+      await j.write('csv', 'result');
+    });
+    const { key } = await r.rm.submit({ uri: '/heartbeat-after-return' });
+    await r.clock.advance(10);
+    expect(r.cache.commits).to.have.length(1);
+    // As when the completion lands first: the heartbeat sent meanwhile finds the lease over.
+    r.queue.heartbeatFails = () => new LeaseLostError(key);
+    await r.clock.advance(150);
+    r.queue.heartbeatFails = undefined;
+    expect(job?.signal.aborted).to.equal(false);
+    await commitAll(r, () => false);
+    expect((await r.rm.status(key)).state).to.equal('completed');
+    expect(job?.signal.aborted).to.equal(false);
+  });
+
   it('rejects job.progress() with LeaseLostError when the heartbeat it sends finds the lease lost', async () => {
     r = rig();
     r.queue.heartbeatFails = () => new LeaseLostError('x');

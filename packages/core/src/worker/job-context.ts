@@ -35,6 +35,8 @@ export class JobContext implements Job {
   /** Progress not yet sent to the queue. */
   unsentProgress: { percent: number; message: string | undefined } | undefined;
   lastProgressSentAt = Number.NEGATIVE_INFINITY;
+  /** A heartbeat found the lease lost after the handler returned (the signal is not aborted then). */
+  leaseLostAfterReturn = false;
 
   // Created on first use of `signal`: most handlers never look at it, and a controller is not free.
   #controller: AbortController | undefined;

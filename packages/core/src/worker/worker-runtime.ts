@@ -391,7 +391,7 @@ export class WorkerRuntime implements Worker, JobHost {
       }
     }
     // A heartbeat of the timer may have found the lease lost meanwhile: then nothing may show.
-    if (job.abortReason === 'lease-lost') {
+    if (job.abortReason === 'lease-lost' || job.leaseLostAfterReturn) {
       await job.discard();
       return;
     }
@@ -523,10 +523,14 @@ export class WorkerRuntime implements Worker, JobHost {
         ...(progress?.message === undefined ? {} : { message: progress.message }),
       });
       job.leaseExpiresAt = result.leaseExpiresAt;
-      if (result.cancelRequested) job.abort('cancelled');
+      // A job whose handler returned is committing: its result stands (the signal has no reader).
+      if (result.cancelRequested && !job.finishing) job.abort('cancelled');
     } catch (error) {
       if (LeaseLostError.is(error)) {
-        job.abort('lease-lost');
+        // After the handler returned, the job's own completion may just have ended the lease:
+        // noted for the commit, not told to the signal (a run that completed never saw a loss).
+        if (job.finishing) job.leaseLostAfterReturn = true;
+        else job.abort('lease-lost');
         return;
       }
       if (progress !== undefined) job.unsentProgress ??= progress;
