@@ -226,6 +226,22 @@ export function cacheTests(options: ConformanceOptions): void {
       expect(await readText(await cache.get('fenced', 'csv'))).to.equal('unfenced');
     });
 
+    it('keeps the fence of a promoted result, so a stale commit still cannot replace it (SPI)', async function () {
+      const env = await open();
+      const { cache } = env;
+      const fresh = await cache.stage('promoted-fence');
+      await fresh.write('csv', bytesOf('fresh'), { contentType: 'text/csv' });
+      await fresh.commit('temporary', { fence: 200 });
+      expect(await cache.promote('promoted-fence')).to.equal(true);
+      expect((await cache.head('promoted-fence'))?.fence).to.equal(200);
+      const stale = await cache.stage('promoted-fence');
+      await stale.write('csv', bytesOf('stale'), { contentType: 'text/csv' });
+      const error = await rejectionOf(stale.commit('temporary', { fence: 100 }));
+      expect(LeaseLostError.is(error), String(error)).to.equal(true);
+      expect((await cache.head('promoted-fence'))?.area).to.equal('persistent');
+      expect(await readText(await cache.get('promoted-fence', 'csv'))).to.equal('fresh');
+    });
+
     it('replaces an earlier result in both areas on commit, and promotes temporary results (SPI)', async function () {
       const env = await open();
       const { cache } = env;

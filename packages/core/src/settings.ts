@@ -47,5 +47,17 @@ export const DEFAULT_SETTINGS: Readonly<ManagerSettings> = Object.freeze({
   defaultEstimatedMs: 60_000,
 });
 
+/**
+ * The defaults with `settings` over them. A setting given as `undefined` keeps its default (a
+ * spread would put the `undefined` in, and validation does not see it).
+ */
+export function withDefaults(settings: Partial<ManagerSettings> | undefined): ManagerSettings {
+  const out: Record<string, unknown> = { ...DEFAULT_SETTINGS };
+  // Typed as defined, but JavaScript callers and config objects can still hold an undefined.
+  const given: Record<string, unknown> = { ...settings };
+  for (const [name, value] of Object.entries(given)) if (value !== undefined) out[name] = value;
+  return out as unknown as ManagerSettings;
+}
+
 /** Group policies by group name (`groups` in the config). */
 export type GroupPolicies = Record<string, GroupPolicy>;

@@ -173,7 +173,9 @@ describe('config', () => {
     it('says what was expected and what was found', async () => {
       const error = await configError(loadConfig(path.join(FIXTURES, 'invalid-many.json'), { env: NO_ENV }));
       expect(issueAt(error, '/manager/leaseMs')).to.match(/^must be an integer from 1 to \d+, got -5$/);
-      expect(issueAt(error, '/manager/maxAttempts')).to.equal('must be an integer >= 1, got "three"');
+      expect(issueAt(error, '/manager/maxAttempts')).to.equal(
+        'must be an integer >= 1 (at most 2^53 - 1), got "three"',
+      );
       expect(issueAt(error, '/manager/defaultFormat')).to.include('format name').and.include('"c s v"');
       expect(issueAt(error, '/manager/leasMs')).to.include("did you mean 'leaseMs'");
       expect(issueAt(error, '/bogus')).to.include('unknown field').and.include('queue, cache, manager, groups');
@@ -191,6 +193,27 @@ describe('config', () => {
         loadConfig({ queue: 'memory', cache: { adapter: '' }, groups: [] } as never, { env: NO_ENV }),
       );
       expect(paths(error)).to.have.members(['/queue', '/cache/adapter', '/groups']);
+    });
+
+    it('keeps the default of a setting given as undefined', async () => {
+      const config = await loadConfig({ manager: { maxAttempts: undefined, leaseMs: undefined } } as never, {
+        env: NO_ENV,
+      });
+      expect(config.manager.maxAttempts).to.equal(DEFAULT_SETTINGS.maxAttempts);
+      expect(config.manager.leaseMs).to.equal(DEFAULT_SETTINGS.leaseMs);
+    });
+
+    it('refuses integers too large to be exact, and a default format that reads would refuse', async () => {
+      const error = await configError(
+        loadConfig({ manager: { maxAttempts: 1e20, pendingTtlMs: 2 ** 60, defaultFormat: 'csv.' } }, { env: NO_ENV }),
+      );
+      expect(paths(error)).to.have.members(['/manager/maxAttempts', '/manager/pendingTtlMs', '/manager/defaultFormat']);
+      const env = await configError(loadConfig({}, { env: { ARMLIB_MAX_ATTEMPTS: '1e20' } }));
+      expect(paths(env)).to.deep.equal(['/manager/maxAttempts (from ARMLIB_MAX_ATTEMPTS)']);
+      const dots = await configError(loadConfig({ manager: { defaultFormat: 'tar..gz' } }, { env: NO_ENV }));
+      expect(paths(dots)).to.deep.equal(['/manager/defaultFormat']);
+      const fine = await loadConfig({ manager: { defaultFormat: 'tar.gz' } }, { env: NO_ENV });
+      expect(fine.manager.defaultFormat).to.equal('tar.gz');
     });
 
     it('checks that retryMaxMs is not below retryBaseMs', async () => {

@@ -4,7 +4,7 @@ import { loadAdapterPlugin, moduleFactoryFor } from '../container/adapter-regist
 import type { AdapterRole } from '../container/adapter-registry.js';
 import { ArmError, ConfigError } from '../errors.js';
 import type { ConfigIssue } from '../errors.js';
-import { DEFAULT_SETTINGS } from '../settings.js';
+import { DEFAULT_SETTINGS, withDefaults } from '../settings.js';
 import type { GroupPolicies, ManagerSettings } from '../settings.js';
 import { DEFAULT_CONFIG } from './defaults.js';
 import { applyEnvOverrides, attributeIssue, ENV_VARS } from './env.js';
@@ -100,7 +100,7 @@ export async function loadConfig(input?: ArmConfig | string, options: LoadConfig
   const issues = validateConfigShape(config);
   const shapeOk = issues.length === 0 && overridden.issues.length === 0;
   const typed = config as ArmConfig;
-  const manager = shapeOk ? { ...DEFAULT_SETTINGS, ...typed.manager } : DEFAULT_SETTINGS;
+  const manager = shapeOk ? withDefaults(typed.manager) : DEFAULT_SETTINGS;
   if (shapeOk) issues.push(...checkSettings(manager));
   if (isPlainObject(config)) {
     const [queueIssues, cacheIssues] = await Promise.all([

@@ -19,8 +19,9 @@ export interface ConfigSchema {
 /** Longest delay Node timers honour; longer ones fire at once. */
 const MAX_TIMER_MS = 2_147_483_647;
 
-function int(minimum: number, maximum?: number): ConfigSchema {
-  return maximum === undefined ? { type: 'integer', minimum } : { type: 'integer', minimum, maximum };
+/** An integer setting; beyond 2^53 numbers are no longer exact, so every one is bounded. */
+function int(minimum: number, maximum = Number.MAX_SAFE_INTEGER): ConfigSchema {
+  return { type: 'integer', minimum, maximum };
 }
 
 // Typed by the settings' keys so that adding a setting without a schema entry fails to compile.
@@ -33,7 +34,8 @@ const MANAGER_PROPERTIES: Record<keyof ManagerSettings, ConfigSchema> = {
   finishedRetentionMs: int(0),
   defaultFormat: {
     type: 'string',
-    pattern: FORMAT_PATTERN.source,
+    // FORMAT_PATTERN, and (as assertValidFormat) no '..' and no trailing '.'.
+    pattern: `^(?!.*\\.\\.)(?!.*\\.$)${FORMAT_PATTERN.source.slice(1)}`,
     description: "a format name (1-32 of A-Z a-z 0-9 . _ -, starting with a letter or digit, e.g. 'csv')",
   },
   maxQueueLength: int(0),

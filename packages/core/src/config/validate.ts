@@ -38,6 +38,8 @@ export function describeSchema(schema: ConfigSchema): string {
   switch (schema.type) {
     case 'integer': {
       const { minimum: min, maximum: max } = schema;
+      // Every integer setting is bounded by exactness (2^53 - 1): said after the real bound.
+      if (min !== undefined && max === Number.MAX_SAFE_INTEGER) return `an integer >= ${min} (at most 2^53 - 1)`;
       if (min !== undefined && max !== undefined) return `an integer from ${min} to ${max}`;
       if (min !== undefined) return `an integer >= ${min}`;
       return 'an integer';

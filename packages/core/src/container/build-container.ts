@@ -5,7 +5,7 @@ import { SystemClock } from '../clock.js';
 import type { Clock } from '../clock.js';
 import type { ResolvedConfig } from '../config/types.js';
 import { DefaultRequestManager } from '../manager/default-request-manager.js';
-import { DEFAULT_SETTINGS } from '../settings.js';
+import { withDefaults } from '../settings.js';
 import { TOKENS } from '../tokens.js';
 import { loadAdapterPlugin, moduleFactoryFor } from './adapter-registry.js';
 import type { AdapterRole } from './adapter-registry.js';
@@ -34,7 +34,7 @@ export async function buildContainer(config: ResolvedConfig, options: BuildConta
   const container = new Container({ defaultScope: 'Singleton' });
   container.bind(TOKENS.Clock).toConstantValue(options.clock ?? new SystemClock());
   // Hand-made configs may leave settings out; loadConfig's output is already complete.
-  container.bind(TOKENS.Settings).toConstantValue(Object.freeze({ ...DEFAULT_SETTINGS, ...config.manager }));
+  container.bind(TOKENS.Settings).toConstantValue(Object.freeze(withDefaults(config.manager)));
   // A copy, because the manager may change policies at run time (configureGroup).
   container.bind(TOKENS.GroupPolicies).toConstantValue({ ...config.groups });
   container.bind(TOKENS.QueueOptions).toConstantValue(config.queue.options);

@@ -7,7 +7,7 @@ import type { BatchRequest, RequestStatus, ResultBody } from '../model.js';
 import { QUEUE_STATES } from '../model.js';
 import { normalizeRequest } from '../request.js';
 import type { NormalizedRequest } from '../request.js';
-import { DEFAULT_SETTINGS } from '../settings.js';
+import { withDefaults } from '../settings.js';
 import type { GroupPolicies, ManagerSettings } from '../settings.js';
 import type { CacheManager, ResultManifest } from '../spi/cache.js';
 import type { EnqueueOptions, GroupPolicy, QueueManager, QueueRecord, QueueLimits } from '../spi/queue.js';
@@ -68,7 +68,7 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     @inject(TOKENS.Settings) settings: Partial<ManagerSettings>,
     @inject(TOKENS.GroupPolicies) groups: GroupPolicies,
   ) {
-    this.settings = Object.freeze({ ...DEFAULT_SETTINGS, ...settings });
+    this.settings = Object.freeze(withDefaults(settings));
     const syncQueue = syncQueueOps(queue);
     const syncCache = syncCacheOps(cache);
     this.sync = syncQueue !== undefined && syncCache !== undefined ? { queue: syncQueue, cache: syncCache } : undefined;

@@ -449,11 +449,13 @@ function freezeManifest(manifest: ResultManifest): ResultManifest {
     const info = manifest.formats[name];
     if (info !== undefined) formats[name] = Object.isFrozen(info) ? info : Object.freeze({ ...info });
   }
+  // The fence travels with the result (a promotion must not let a stale commit replace it).
   return Object.freeze({
     key: manifest.key,
     area: manifest.area,
     createdAt: manifest.createdAt,
     formats: Object.freeze(formats),
+    ...(manifest.fence === undefined ? {} : { fence: manifest.fence }),
   });
 }
 

@@ -198,6 +198,9 @@ export class FileCacheManager implements CacheManager {
         throw new BackendError(`file cache: '${key}' kept changing while it was read`, { retryable: true });
       }
       try {
+        if (!(await handle.stat()).isFile()) {
+          throw new BackendError(`file cache: refusing to read ${format} of '${key}': it is not a regular file`);
+        }
         return await this.#body(handle, found.area, info, options);
       } catch (error) {
         await handle.close().catch(() => undefined);
@@ -306,7 +309,11 @@ export class FileCacheManager implements CacheManager {
     let swept = 0;
     for (const shardDir of this.#shardDirs(area)) {
       for (const [key, found] of this.#keysIn(shardDir)) {
-        let manifest = found.manifest ? readQuietly(this.#layout.manifestPath(shardDir, key), key, area) : undefined;
+        const read = found.manifest ? readOrUnreadable(this.#layout.manifestPath(shardDir, key), key, area) : undefined;
+        // A manifest this cache cannot read (damaged, written by a newer armlib, or unreadable for
+        // now): the key is left alone, files included, rather than its data taken for orphans.
+        if (read === 'unreadable') continue;
+        let manifest = read;
         if (manifest !== undefined && manifest.createdAt < olderThan) {
           if (await this.#remove(area, key, manifest.commit)) swept++;
           manifest = undefined;
@@ -342,8 +349,9 @@ export class FileCacheManager implements CacheManager {
     let index = 0;
     for (; index < keys.length && items.length < limit; index++) {
       const key = keys[index] as string;
-      const manifest = readManifest(this.#layout.manifestPath(this.#layout.shardDir(area, key), key), key, area);
-      if (manifest !== undefined) items.push(publicManifest(manifest));
+      // A damaged manifest is skipped (it reads as no result), not a failure of the whole listing.
+      const manifest = readOrUnreadable(this.#layout.manifestPath(this.#layout.shardDir(area, key), key), key, area);
+      if (manifest !== undefined && manifest !== 'unreadable') items.push(publicManifest(manifest));
     }
     const last = items.at(-1);
     return index < keys.length && last !== undefined
@@ -555,8 +563,12 @@ export class FileCacheManager implements CacheManager {
     const shardDir = this.#existingShardDir(area, key);
     if (shardDir === undefined) return false;
     const manifestPath = this.#layout.manifestPath(shardDir, key);
-    const manifest = readQuietly(manifestPath, key, area);
-    if (manifest === undefined || (commit !== undefined && manifest.commit !== commit)) return false;
+    const read = readOrUnreadable(manifestPath, key, area);
+    // A manifest that cannot be read still goes when the key's result is deleted outright
+    // (delete, clear): its data files are then orphans, which a later sweep removes.
+    if (read === 'unreadable' && commit !== undefined) return false;
+    const manifest = read === 'unreadable' ? undefined : read;
+    if (read === undefined || (commit !== undefined && manifest?.commit !== commit)) return false;
     try {
       fs.unlinkSync(manifestPath);
     } catch (error) {
@@ -564,7 +576,7 @@ export class FileCacheManager implements CacheManager {
       throw fsError(error, `deleting '${key}'`);
     }
     if (this.#durable) await syncDir(shardDir);
-    this.#removeFiles(shardDir, key, manifest.commit, fileFormats(manifest));
+    if (manifest !== undefined) this.#removeFiles(shardDir, key, manifest.commit, fileFormats(manifest));
     return true;
   }
 
@@ -694,6 +706,19 @@ function readQuietly(path: string, key: string, area: CacheArea): StoredManifest
   }
 }
 
+/**
+ * The manifest, undefined when there is none, or 'unreadable' when there is one this cache cannot
+ * read or parse. A symlink in its place is still refused.
+ */
+function readOrUnreadable(path: string, key: string, area: CacheArea): StoredManifest | undefined | 'unreadable' {
+  try {
+    return readManifest(path, key, area);
+  } catch (error) {
+    if (isSymlinkRefusal(error)) throw error;
+    return 'unreadable';
+  }
+}
+
 /** True when the manifest at `path` names `commit` (false when it cannot be read at all). */
 function namesCommit(path: string, key: string, area: CacheArea, commit: string): boolean {
   try {
@@ -723,10 +748,10 @@ function fencedOff(fence: number, sameArea: StoredManifest | undefined, rival: S
   return (sameArea?.fence ?? Number.NEGATIVE_INFINITY) > fence || (rival?.fence ?? Number.NEGATIVE_INFINITY) > fence;
 }
 
-/** A new commit id, ordered after the key's result in the other area (which the commit replaces). */
 /** A promotion found a newer result in the area it promotes from (see #publish). */
 class Superseded extends Error {}
 
+/** A new commit id, ordered after the key's result in the other area (which the commit replaces). */
 function commitAfter(replaced: StoredManifest | undefined): string {
   return newId(replaced === undefined ? 0 : (idTime(replaced.commit) ?? 0) + 1);
 }

@@ -11,8 +11,19 @@ export const O_NOFOLLOW = constants.O_NOFOLLOW ?? 0;
 const O_DIRECTORY = constants.O_DIRECTORY ?? 0;
 /** Flags of a new file: never an existing one, never through a symlink. */
 export const CREATE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | O_NOFOLLOW;
-/** Flags of a file read. */
-export const READ_FLAGS = fs.constants.O_RDONLY | O_NOFOLLOW;
+/**
+ * Flags of a file read. Non-blocking, so that a FIFO planted at a name the cache reads cannot
+ * hang the process in `open` (it is then refused: see {@link assertRegularFile}); on a regular
+ * file the flag changes nothing.
+ */
+export const READ_FLAGS = fs.constants.O_RDONLY | O_NOFOLLOW | (constants.O_NONBLOCK ?? 0);
+
+/** Refuses an open file that is not a regular one (a FIFO, a device or a socket planted in the cache). */
+export function assertRegularFile(fd: number, path: string): void {
+  if (!fs.fstatSync(fd).isFile()) {
+    throw new BackendError(`file cache: refusing to read ${path}: it is not a regular file`);
+  }
+}
 
 const fsyncAsync = promisify(fs.fsync);
 

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 
 import { CACHE_AREAS, ConfigError } from '@armlib/core';
 
-import { CREATE_FLAGS, isMissing, READ_FLAGS, unlinkQuietly } from './fs-util.js';
+import { assertRegularFile, CREATE_FLAGS, isMissing, READ_FLAGS, unlinkQuietly } from './fs-util.js';
 import { LAYOUT_FILE, LAYOUT_VERSION, newId, STAGING_DIR } from './layout.js';
 import type { CacheLayout } from './layout.js';
 
@@ -19,7 +19,10 @@ export function checkLayoutVersion(layout: CacheLayout): void {
   if (version === undefined) {
     // Recorded before any directory of the cache exists: a directory without the record is older.
     const older = [STAGING_DIR, ...CACHE_AREAS].filter((name) => exists(join(layout.root, name)));
-    if (older.length > 0) {
+    // Another process opening the fresh directory at the same time may have recorded the layout
+    // and made those directories since the first read: read the record again before refusing.
+    if (older.length > 0) version = readVersion(path);
+    if (older.length > 0 && version === undefined) {
       throw new ConfigError('the file cache directory holds an older cache layout', [
         {
           path: '/dir',
@@ -30,8 +33,10 @@ export function checkLayoutVersion(layout: CacheLayout): void {
         },
       ]);
     }
-    record(path);
-    version = readVersion(path);
+    if (version === undefined) {
+      record(path);
+      version = readVersion(path);
+    }
   }
   if (version !== LAYOUT_VERSION) {
     throw new ConfigError('the file cache directory uses another cache layout', [
@@ -47,6 +52,7 @@ function readVersion(path: string): string | undefined {
   try {
     const fd = fs.openSync(path, READ_FLAGS);
     try {
+      assertRegularFile(fd, path);
       return fs.readFileSync(fd, 'utf8').trim();
     } finally {
       fs.closeSync(fd);

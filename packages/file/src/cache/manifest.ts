@@ -3,7 +3,16 @@ import * as fs from 'node:fs';
 import { BackendError } from '@armlib/core';
 import type { CacheArea, FormatInfo, ResultManifest } from '@armlib/core';
 
-import { CREATE_FLAGS, fsError, isMissing, READ_FLAGS, syncFd, syncParent, unlinkQuietly } from './fs-util.js';
+import {
+  assertRegularFile,
+  CREATE_FLAGS,
+  fsError,
+  isMissing,
+  READ_FLAGS,
+  syncFd,
+  syncParent,
+  unlinkQuietly,
+} from './fs-util.js';
 import { ID_PATTERN, isFormat } from './layout.js';
 
 /** The manifest as stored: the SPI's {@link ResultManifest} plus the commit id naming the data files. */
@@ -27,6 +36,7 @@ export function readManifest(path: string, key: string, area: CacheArea): Stored
   try {
     const fd = fs.openSync(path, READ_FLAGS);
     try {
+      assertRegularFile(fd, path);
       text = fs.readFileSync(fd, 'utf8');
     } finally {
       fs.closeSync(fd);
