@@ -20,9 +20,10 @@ export const STALE_COMMIT_MS = 60 * 60 * 1000;
 
 /**
  * Removes the stagings untouched for {@link STALE_STAGING_MS}: the files of one staging
- * (`<stage id>@…`) go together, aged by the newest mtime among them. Real time, not the injected
- * clock: mtimes are real. Returns how many entries went. Throws only when the staging directory is
- * a symlink; other failures leave garbage for the next time.
+ * (`<stage id>@…`) go together, aged by the newest mtime among them, or by the time in the stage
+ * id when that is later (a promotion's hard links keep the mtime of an old result's files). Real
+ * time, not the injected clock: mtimes are real. Returns how many entries went. Throws only when
+ * the staging directory is a symlink; other failures leave garbage for the next time.
  */
 export function collectStaging(stagingDir: string, now = Date.now()): number {
   // The one check that may throw: never list (let alone delete in) a directory a symlink points to.
@@ -32,9 +33,11 @@ export function collectStaging(stagingDir: string, now = Date.now()): number {
     const mtime = lstatQuietly(join(stagingDir, name))?.mtimeMs;
     if (mtime === undefined) continue;
     // A name of no staging (left by hand, or by a crash of something else) is aged alone.
-    const group = stageIdOf(name) ?? name;
+    const stageId = stageIdOf(name);
+    const group = stageId ?? name;
     const staging = stagings.get(group);
-    if (staging === undefined) stagings.set(group, { newest: mtime, names: [name] });
+    const born = stageId === undefined ? undefined : idTime(stageId);
+    if (staging === undefined) stagings.set(group, { newest: Math.max(mtime, born ?? mtime), names: [name] });
     else {
       staging.names.push(name);
       if (mtime > staging.newest) staging.newest = mtime;

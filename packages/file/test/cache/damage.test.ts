@@ -8,6 +8,7 @@ import { expect } from 'chai';
 import { BackendError } from '@armlib/core';
 
 import { FileCacheManager } from '../../src/cache/file-cache-manager.js';
+import { collectStaging, STALE_STAGING_MS } from '../../src/cache/garbage.js';
 import { shardOf } from '../../src/cache/layout.js';
 import { put, rejection, tempDir, text } from './support.js';
 import type { TempDir } from './support.js';
@@ -82,6 +83,24 @@ describe('file cache: damaged and foreign entries', function () {
     // Deleting the key removes the planted FIFO.
     expect(await cache.delete('piped')).to.equal(1);
     expect(fs.existsSync(manifestPath)).to.equal(false);
+  });
+
+  it('keeps a promotion’s staged hard link of an old file: its stage id is fresh, whatever its mtime', async function () {
+    await put(cache, 'warm', 'temporary', { csv: 'x\n' });
+    const staging = join(dir, 'staging');
+    const twoDays = 2 * STALE_STAGING_MS;
+    const idAt = (msAgo: number): string => (Date.now() - msAgo).toString(36).padStart(9, '0') + 'a'.repeat(11);
+    // A link made just now (fresh id) of a file last written two days ago, as promote makes.
+    const linked = `${idAt(0)}@csv`;
+    // A staging left two days ago.
+    const left = `${idAt(twoDays)}@csv`;
+    const old = new Date(Date.now() - twoDays);
+    for (const name of [linked, left]) {
+      fs.writeFileSync(join(staging, name), 'x');
+      fs.utimesSync(join(staging, name), old, old);
+    }
+    expect(collectStaging(staging)).to.equal(1);
+    expect(fs.readdirSync(staging)).to.deep.equal([linked]);
   });
 
   it('opens a fresh directory that another process sets up between its two looks at it', async function () {

@@ -152,8 +152,10 @@ describe('file cache: durability', function () {
     await cache.close();
 
     // What kill -9 leaves behind: staging files of a half-written rewrite (mid-write) ...
-    const staging = join(dir, 'staging', `${commitId(0, 'aa')}@csv@w1`);
-    const stagingFirst = join(dir, 'staging', `${commitId(0, 'aa')}@json`);
+    // (A staging id carries the time it was made: these were made two days ago.)
+    const staleId = commitId(2 * DAY_MS, 'aa');
+    const staging = join(dir, 'staging', `${staleId}@csv@w1`);
+    const stagingFirst = join(dir, 'staging', `${staleId}@json`);
     for (const path of [staging, stagingFirst]) {
       fs.writeFileSync(path, 'new cs');
       age(path, 2 * DAY_MS);
