@@ -61,7 +61,14 @@ export function cancelTests(options: ConformanceOptions): void {
       });
     }
 
-    it('ends cancelled, not retried, a job cancelled from another process that then throws', async function () {
+    /**
+     * A job cancelled from another process that then throws `error` before any heartbeat told it
+     * of the cancel (the clock stands still); returns once the request is terminal.
+     */
+    async function cancelThenThrow(
+      key: string,
+      error: Error,
+    ): Promise<{ env: TestEnv; manager: RequestManager; log: EventLog; runs: () => number }> {
       const env = await open();
       const manager = env.manager({ settings: { maxAttempts: 3 } });
       const canceller = await env.otherProcess();
@@ -71,43 +78,34 @@ export function cancelTests(options: ConformanceOptions): void {
       manager.process(async () => {
         runs++;
         await gate.promise;
-        // A retryable failure: without the cancel it would run again.
-        throw new Error('upstream timed out');
+        throw error;
       });
-      await manager.submit(req('cancel-then-throw'));
-      await env.until(() => runs === 1, { stepMs: env.settings.pollMs, what: 'cancel-then-throw to start' });
-      // The clock stands still: no heartbeat can tell the worker before its job throws.
-      expect((await canceller.cancel('cancel-then-throw')).cancelRequested).to.equal(true);
+      await manager.submit(req(key));
+      await env.until(() => runs === 1, { stepMs: env.settings.pollMs, what: `${key} to start` });
+      expect((await canceller.cancel(key)).cancelRequested).to.equal(true);
       gate.resolve();
-      await untilTerminal(env, manager, ['cancel-then-throw']);
+      await untilTerminal(env, manager, [key]);
+      return { env, manager, log, runs: () => runs };
+    }
+
+    it('ends cancelled, not retried, a job cancelled from another process that then throws', async function () {
+      // A retryable failure: without the cancel it would run again.
+      const { env, manager, log, runs } = await cancelThenThrow('cancel-then-throw', new Error('upstream timed out'));
       const final = await manager.status('cancel-then-throw');
       expect(final.state).to.equal('cancelled');
       expect(final.attempts).to.equal(1);
       expect(log.of('retried', 'cancel-then-throw')).to.have.length(0);
       expect(log.of('cancelled', 'cancel-then-throw')).to.deep.equal([{ key: 'cancel-then-throw', running: true }]);
       await env.clock.advance(env.t(30_000));
-      expect(runs).to.equal(1);
+      expect(runs()).to.equal(1);
       expect((await manager.status('cancel-then-throw')).state).to.equal('cancelled');
     });
 
     it('ends cancelled, not failed, a job cancelled from another process that then fails for good', async function () {
-      const env = await open();
-      const manager = env.manager();
-      const canceller = await env.otherProcess();
-      const log = new EventLog(env, manager, canceller);
-      const gate = env.defer();
-      let runs = 0;
-      manager.process(async () => {
-        runs++;
-        await gate.promise;
-        throw new PermanentError('the report cannot be made');
-      });
-      await manager.submit(req('cancel-then-fail'));
-      await env.until(() => runs === 1, { stepMs: env.settings.pollMs, what: 'cancel-then-fail to start' });
-      // The clock stands still: no heartbeat can tell the worker before its job fails.
-      expect((await canceller.cancel('cancel-then-fail')).cancelRequested).to.equal(true);
-      gate.resolve();
-      await untilTerminal(env, manager, ['cancel-then-fail']);
+      const { manager, log } = await cancelThenThrow(
+        'cancel-then-fail',
+        new PermanentError('the report cannot be made'),
+      );
       const final = await manager.status('cancel-then-fail');
       expect(final.state).to.equal('cancelled');
       expect(final.error?.code).to.equal('PERMANENT');

@@ -37,6 +37,14 @@ function gate<T = void>(): Gate<T> {
   return { promise, open };
 }
 
+/** What a promise rejected with (undefined when it resolved). */
+function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
+  return promise.then(
+    () => undefined,
+    (error: unknown) => error,
+  );
+}
+
 /** Every event of the manager, as `<name> <key>` lines, in order. */
 function eventLog(rm: RequestManager): string[] {
   const seen: string[] = [];
@@ -256,20 +264,26 @@ describe('worker runtime', () => {
     expect(log).to.include(`completed ${key}`);
   });
 
-  it('does not abort, on its own clock alone, a job that is committing while heartbeat replies are lost', async () => {
+  /** A job whose handler has returned and whose commit is held (leaseMs 300). */
+  async function committingJob(uri: string): Promise<{ key: string; job: () => Job | undefined }> {
     r = rig({ leaseMs: 300 });
     let job: Job | undefined;
     r.rm.process(async (j) => {
       job = j;
       await j.write('csv', 'result');
     });
-    const { key } = await r.rm.submit({ uri: '/commit-through-hiccups' });
+    const { key } = await r.rm.submit({ uri });
     await r.clock.advance(10);
     expect(r.cache.commits).to.have.length(1);
+    return { key, job: () => job };
+  }
+
+  it('does not abort, on its own clock alone, a job that is committing while heartbeat replies are lost', async () => {
+    const { key, job } = await committingJob('/commit-through-hiccups');
     // The queue keeps renewing the lease; the worker never hears so, and its own clock runs out.
     r.queue.heartbeatRepliesLost = true;
     await r.clock.advance(400);
-    expect(job?.signal.aborted).to.equal(false);
+    expect(job()?.signal.aborted).to.equal(false);
     r.queue.heartbeatRepliesLost = false;
     await commitAll(r, () => false);
     const status = await r.rm.status(key);
@@ -278,23 +292,15 @@ describe('worker runtime', () => {
   });
 
   it('aborts no signal when a heartbeat meets the end of the lease its own completion made', async () => {
-    r = rig({ leaseMs: 300 });
-    let job: Job | undefined;
-    r.rm.process(async (j) => {
-      job = j;
-      await j.write('csv', 'result');
-    });
-    const { key } = await r.rm.submit({ uri: '/heartbeat-after-return' });
-    await r.clock.advance(10);
-    expect(r.cache.commits).to.have.length(1);
+    const { key, job } = await committingJob('/heartbeat-after-return');
     // As when the completion lands first: the heartbeat sent meanwhile finds the lease over.
     r.queue.heartbeatFails = () => new LeaseLostError(key);
     await r.clock.advance(150);
     r.queue.heartbeatFails = undefined;
-    expect(job?.signal.aborted).to.equal(false);
+    expect(job()?.signal.aborted).to.equal(false);
     await commitAll(r, () => false);
     expect((await r.rm.status(key)).state).to.equal('completed');
-    expect(job?.signal.aborted).to.equal(false);
+    expect(job()?.signal.aborted).to.equal(false);
   });
 
   it('rejects job.progress() with LeaseLostError when the heartbeat it sends finds the lease lost', async () => {
@@ -440,20 +446,14 @@ describe('worker runtime', () => {
     r = rig();
     const { key } = await r.rm.submit({ uri: '/bad-timeouts' });
     for (const timeoutMs of [Number.NaN, -1, '5' as unknown as number]) {
-      const error: unknown = await r.rm.waitFor(key, { timeoutMs }).then(
-        () => undefined,
-        (e: unknown) => e,
-      );
+      const error = await rejectionOf(r.rm.waitFor(key, { timeoutMs }));
       expect(InvalidRequestError.is(error), String(error)).to.equal(true);
       expect((error as InvalidRequestError).field).to.equal('timeoutMs');
     }
     const worker = r.rm.process(async () => {
       await Promise.resolve();
     });
-    const error: unknown = await worker.stop({ graceMs: -5 }).then(
-      () => undefined,
-      (e: unknown) => e,
-    );
+    const error = await rejectionOf(worker.stop({ graceMs: -5 }));
     expect(InvalidRequestError.is(error), String(error)).to.equal(true);
     expect((error as InvalidRequestError).field).to.equal('graceMs');
   });

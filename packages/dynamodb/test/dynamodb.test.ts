@@ -210,39 +210,22 @@ for (const kind of selectedBackends()) {
     it('treats a retried write whose first attempt landed as done (enqueue, claim, complete)', async function () {
       // After the next matching write lands, its answer is "lost": the SDK retries, and the retry
       // meets a failed condition that the adapter must recognise as its own write.
-      let dropNext: string | undefined;
-      const name = 'armlibDropAnswer';
-      table.client.middlewareStack.add(
-        (next) => async (args) => {
-          const result = await next(args);
-          const target = (args.request as { headers?: Record<string, string> }).headers?.['x-amz-target'] ?? '';
-          if (dropNext !== undefined && target.endsWith(dropNext)) {
-            dropNext = undefined;
-            throw Object.assign(new Error('connection reset after the write'), {
-              name: 'TimeoutError',
-              code: 'ECONNRESET',
-              $metadata: {},
-            });
-          }
-          return result;
-        },
-        { step: 'deserialize', name, override: true },
-      );
+      const hooks = attachWriteHooks(table.client);
       try {
-        dropNext = '.PutItem';
+        hooks.loseAnswer = once((target) => target.endsWith('.PutItem'));
         const created = await queue.enqueue({ key: 'r', request: request('r'), maxAttempts: 2 }, { limits: {} });
         expect(created.outcome).to.equal('created');
-        dropNext = '.UpdateItem';
+        hooks.loseAnswer = once((target) => target.endsWith('.UpdateItem'));
         const lease = await queue.claim({ workerId: 'w', leaseMs: 10_000, policies: {} });
         expect(lease?.record.key).to.equal('r');
         if (lease === undefined) return;
-        dropNext = '.UpdateItem';
+        hooks.loseAnswer = once((target) => target.endsWith('.UpdateItem'));
         const done = await queue.complete('r', lease.token, { durationMs: 1 });
         expect(done.state).to.equal('completed');
-        expect(dropNext).to.equal(undefined);
+        expect(hooks.lost).to.equal(3);
         await expect(queue.complete('r', 'another-token', { durationMs: 1 })).to.be.rejectedWith(LeaseLostError);
       } finally {
-        table.client.middlewareStack.remove(name);
+        hooks.remove();
       }
     });
 

@@ -698,12 +698,8 @@ function copyFormats(formats: Readonly<Record<string, FormatInfo>>): Record<stri
  * removed). A symlink in its place is still refused.
  */
 function readQuietly(path: string, key: string, area: CacheArea): StoredManifest | undefined {
-  try {
-    return readManifest(path, key, area);
-  } catch (error) {
-    if (isSymlinkRefusal(error)) throw error;
-    return undefined;
-  }
+  const read = readOrUnreadable(path, key, area);
+  return read === 'unreadable' ? undefined : read;
 }
 
 /**
