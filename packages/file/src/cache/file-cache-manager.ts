@@ -44,6 +44,7 @@ import {
   isSymlinkRefusal,
   READ_FLAGS,
   syncDir,
+  syncFile,
   syncParent,
   unlinkQuietly,
 } from './fs-util.js';
@@ -239,8 +240,10 @@ export class FileCacheManager implements CacheManager {
       try {
         for (const format of fileFormats(found.manifest)) {
           const to = this.#layout.stagingPath(id, format);
-          linkOrCopy(this.#formatPath(found, format), to);
+          // A hard link shares the data the commit synced; a copy is new data, synced like a write.
+          const copied = linkOrCopy(this.#formatPath(found, format), to);
           files.set(format, to);
+          if (copied && this.#durable) await syncFile(to);
         }
       } catch (error) {
         for (const path of files.values()) unlinkQuietly(path);
@@ -389,7 +392,7 @@ export class FileCacheManager implements CacheManager {
       const what = stat.isSymbolicLink() ? 'a symlink (give the real path)' : 'not a directory';
       throw new ConfigError('invalid file cache directory', [{ path: '/dir', message: `${root} is ${what}` }]);
     }
-    checkLayoutVersion(this.#layout);
+    checkLayoutVersion(this.#layout, this.#durable);
     ensureDir(this.#layout.staging);
     for (const area of CACHE_AREAS) ensureDir(this.#layout.areaDir(area));
     collectStaging(this.#layout.staging);
@@ -724,10 +727,11 @@ function namesCommit(path: string, key: string, area: CacheArea, commit: string)
   }
 }
 
-/** Hard-links `from` to `to`, copying where the file system has no hard links. */
-function linkOrCopy(from: string, to: string): void {
+/** Hard-links `from` to `to`, copying where the file system has no hard links; true when it copied. */
+function linkOrCopy(from: string, to: string): boolean {
   try {
     fs.linkSync(from, to);
+    return false;
   } catch (error) {
     const code = errnoOf(error);
     if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EXDEV' && code !== 'EMLINK') throw error;
@@ -736,6 +740,7 @@ function linkOrCopy(from: string, to: string): void {
       throw new BackendError(`file cache: refusing to follow the symlink at ${from}`, { cause: error });
     }
     fs.copyFileSync(from, to, fs.constants.COPYFILE_EXCL);
+    return true;
   }
 }
 

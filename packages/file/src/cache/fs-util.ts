@@ -1,6 +1,5 @@
 import * as fs from 'node:fs';
 import { dirname } from 'node:path';
-import { promisify } from 'node:util';
 
 import { ArmError, BackendError } from '@armlib/core';
 
@@ -25,7 +24,15 @@ export function assertRegularFile(fd: number, path: string): void {
   }
 }
 
-const fsyncAsync = promisify(fs.fsync);
+/** fsync off the event loop; `fs.fsync` is looked up at each call, so that tests can count the calls. */
+function fsyncAsync(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    fs.fsync(fd, (error) => {
+      if (error === null) resolve();
+      else reject(error);
+    });
+  });
+}
 
 /** Codes after which the same call may succeed later. */
 const RETRYABLE = new Set(['EAGAIN', 'EBUSY', 'EMFILE', 'ENFILE', 'ENOSPC', 'EDQUOT', 'EINTR', 'EIO', 'ETIMEDOUT']);
@@ -120,22 +127,58 @@ export async function syncFd(fd: number): Promise<void> {
   await fsyncAsync(fd);
 }
 
-/** Flushes a directory's entries (creations, renames, unlinks in it) to stable storage. */
-export async function syncDir(path: string): Promise<void> {
+/** Flushes a file, opened by name (a copy made outside this module), to stable storage. */
+export async function syncFile(path: string): Promise<void> {
   let fd: number;
   try {
-    fd = fs.openSync(path, fs.constants.O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+    fd = fs.openSync(path, fs.constants.O_RDONLY | O_NOFOLLOW);
   } catch (error) {
     throw fsError(error, `opening ${path} to sync it`);
   }
   try {
     await fsyncAsync(fd);
   } catch (error) {
-    // Some file systems cannot fsync a directory; the data files themselves were synced.
-    if (errnoOf(error) !== 'EINVAL' && errnoOf(error) !== 'EISDIR') throw fsError(error, `syncing ${path}`);
+    throw fsError(error, `syncing ${path}`);
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** Flushes a directory's entries (creations, renames, unlinks in it) to stable storage. */
+export async function syncDir(path: string): Promise<void> {
+  const fd = openDir(path);
+  try {
+    await fsyncAsync(fd);
+  } catch (error) {
+    throwUnlessDirSyncUnsupported(error, path);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** {@link syncDir} on the event loop, for the one-off writes of opening a cache. */
+export function syncDirSync(path: string): void {
+  const fd = openDir(path);
+  try {
+    fs.fsyncSync(fd);
+  } catch (error) {
+    throwUnlessDirSyncUnsupported(error, path);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function openDir(path: string): number {
+  try {
+    return fs.openSync(path, fs.constants.O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+  } catch (error) {
+    throw fsError(error, `opening ${path} to sync it`);
+  }
+}
+
+/** Some file systems cannot fsync a directory; the data files themselves were synced. */
+function throwUnlessDirSyncUnsupported(error: unknown, path: string): void {
+  if (errnoOf(error) !== 'EINVAL' && errnoOf(error) !== 'EISDIR') throw fsError(error, `syncing ${path}`);
 }
 
 /** Flushes the parent directory of `path` (after `path` was created, renamed or removed). */

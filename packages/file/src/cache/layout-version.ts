@@ -1,9 +1,9 @@
 import * as fs from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 import { CACHE_AREAS, ConfigError } from '@armlib/core';
 
-import { assertRegularFile, CREATE_FLAGS, isMissing, READ_FLAGS, unlinkQuietly } from './fs-util.js';
+import { assertRegularFile, CREATE_FLAGS, isMissing, READ_FLAGS, syncDirSync, unlinkQuietly } from './fs-util.js';
 import { LAYOUT_FILE, LAYOUT_VERSION, newId, STAGING_DIR } from './layout.js';
 import type { CacheLayout } from './layout.js';
 
@@ -13,7 +13,7 @@ import type { CacheLayout } from './layout.js';
  * earlier armlib kept a directory per key and per commit) is refused with a {@link ConfigError}
  * rather than misread (its results would look absent, and `sweep` would leave its files forever).
  */
-export function checkLayoutVersion(layout: CacheLayout): void {
+export function checkLayoutVersion(layout: CacheLayout, durable: boolean): void {
   const path = join(layout.root, LAYOUT_FILE);
   let version = readVersion(path);
   if (version === undefined) {
@@ -34,7 +34,7 @@ export function checkLayoutVersion(layout: CacheLayout): void {
       ]);
     }
     if (version === undefined) {
-      record(path);
+      record(path, durable);
       version = readVersion(path);
     }
   }
@@ -71,18 +71,22 @@ function readVersion(path: string): string | undefined {
 
 /**
  * Writes the record complete under a temporary name, then renames it in: no process reads a part
- * of it (processes opening the fresh directory at once all write the same record).
+ * of it (processes opening the fresh directory at once all write the same record). When durable, the
+ * record and its name are synced before any area directory exists: a power loss must not keep the
+ * areas and lose the record, which would have the directory refused as an older layout.
  */
-function record(path: string): void {
+function record(path: string, durable: boolean): void {
   const temp = `${path}.${newId()}.tmp`;
   try {
     const fd = fs.openSync(temp, CREATE_FLAGS, 0o644);
     try {
       fs.writeFileSync(fd, `${LAYOUT_VERSION}\n`, 'utf8');
+      if (durable) fs.fsyncSync(fd);
     } finally {
       fs.closeSync(fd);
     }
     fs.renameSync(temp, path);
+    if (durable) syncDirSync(dirname(path));
   } catch (error) {
     throw new ConfigError(
       'cannot record the file cache layout',

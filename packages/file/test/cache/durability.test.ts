@@ -1,4 +1,5 @@
 import * as fs from 'node:fs';
+import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { join } from 'node:path';
 
 import { expect } from 'chai';
@@ -10,6 +11,7 @@ import { shardOf } from '../../src/cache/layout.js';
 import { bytes, collect, put, tempDir, text } from './support.js';
 import type { TempDir } from './support.js';
 
+const require = createRequire(import.meta.url);
 const DAY_MS = 24 * 60 * 60 * 1000;
 
 /** Sets the mtime (and atime) of `path` to `msAgo` before now. */
@@ -263,6 +265,28 @@ describe('file cache: durability', function () {
     expect(await text(openCache(), 'again', 'csv')).to.equal('full');
   });
 
+  it('with durability full, syncs the record of a fresh directory, and each copy a promotion makes without hard links', async function () {
+    const synced = watchSyncs();
+    try {
+      const cache = openCache({ durability: 'full', inlineMaxBytes: 0 });
+      await put(cache, 'copied', 'temporary', { csv: 'x'.repeat(4096) });
+      // The record and the directory that names it, before any area exists.
+      const record = synced.paths.findIndex((path) => path.startsWith(join(dir, 'cache-layout')));
+      expect(record, `synced: ${synced.paths.join(', ')}`).to.be.at.least(0);
+      expect(synced.paths.indexOf(dir, record)).to.be.above(record);
+      expect(synced.paths.findIndex((path) => path.startsWith(join(dir, 'temporary')))).to.be.above(record);
+
+      synced.paths.length = 0;
+      synced.failLinks = true;
+      expect(await cache.promote('copied')).to.equal(true);
+      const copies = synced.paths.filter((path) => path.startsWith(join(dir, 'staging')) && path.endsWith('@csv'));
+      expect(copies, `synced: ${synced.paths.join(', ')}`).to.have.length(1);
+      expect(await text(cache, 'copied', 'csv')).to.equal('x'.repeat(4096));
+    } finally {
+      synced.restore();
+    }
+  });
+
   it('streams a multi-block result back byte for byte, and serves ranges across block boundaries', async function () {
     const cache = openCache();
     const block = 1024 * 1024;
@@ -382,3 +406,34 @@ describe('file cache: durability', function () {
     }
   });
 });
+
+/**
+ * Records the path of every file and directory fsynced from now on (through `/proc/self/fd`, so
+ * Linux only), and can make hard links fail as on a file system without them. Node's own `fs`
+ * functions are swapped, and the ESM view of them synced, so the cache's calls come here.
+ */
+function watchSyncs(): { paths: string[]; failLinks: boolean; restore(): void } {
+  const nodeFs = require('node:fs') as typeof fs;
+  const original = { fsync: nodeFs.fsync, fsyncSync: nodeFs.fsyncSync, linkSync: nodeFs.linkSync };
+  const watch = { paths: [] as string[], failLinks: false, restore };
+  const pathOf = (fd: number): string => nodeFs.readlinkSync(`/proc/self/fd/${String(fd)}`);
+  nodeFs.fsync = ((fd: number, callback: (error: NodeJS.ErrnoException | null) => void) => {
+    watch.paths.push(pathOf(fd));
+    original.fsync(fd, callback);
+  }) as typeof fs.fsync;
+  nodeFs.fsyncSync = (fd: number) => {
+    watch.paths.push(pathOf(fd));
+    original.fsyncSync(fd);
+  };
+  nodeFs.linkSync = (from: fs.PathLike, to: fs.PathLike) => {
+    if (watch.failLinks) throw Object.assign(new Error('EPERM: operation not permitted, link'), { code: 'EPERM' });
+    original.linkSync(from, to);
+  };
+  syncBuiltinESMExports();
+  return watch;
+
+  function restore(): void {
+    Object.assign(nodeFs, original);
+    syncBuiltinESMExports();
+  }
+}
