@@ -194,6 +194,25 @@ export function cacheTests(options: ConformanceOptions): void {
       expect((await cache.head('rewritten'))?.formats['csv']?.size).to.equal(6);
     });
 
+    it('lets a commit in flight finish when abort is called meanwhile, abort waiting for it (SPI)', async function () {
+      const { cache } = await open();
+      const staged = await cache.stage('committing');
+      // Big enough for a file or object of its own where small formats travel in the manifest.
+      const big = 'z'.repeat(256 * 1024);
+      await staged.write('csv', bytesOf(big), { contentType: 'text/csv' });
+      await staged.write('json', bytesOf('{}'), { contentType: 'application/json' });
+      const commit = staged.commit('persistent');
+      await staged.abort();
+      // The abort returned after the commit: its result is whole and readable already.
+      expect((await cache.head('committing'))?.formats['csv']?.size).to.equal(big.length);
+      const manifest = await commit;
+      expect(Object.keys(manifest.formats).sort()).to.deep.equal(['csv', 'json']);
+      expect((await collect((await cache.get('committing', 'csv'))?.body ?? emptyStream())).toString()).to.equal(big);
+      expect(
+        ConflictError.is(await rejectionOf(staged.write('csv', bytesOf('late'), { contentType: 'text/csv' }))),
+      ).to.equal(true);
+    });
+
     it('refuses a commit fenced lower than the current result, in either area (SPI)', async function () {
       const env = await open();
       const { cache } = env;

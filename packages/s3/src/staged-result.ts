@@ -61,6 +61,10 @@ export class S3StagedResult implements StagedResult {
   #state: StagedState = 'open';
   #writing = 0;
   #seq = 0;
+  /** Settles when the commit in flight has finished (cleanup included). */
+  #committing: Promise<void> | undefined;
+  /** An abort arrived during the commit: a failed commit is then aborted. */
+  #abortRequested = false;
 
   constructor(key: string, stageId: string, host: StagingHost) {
     this.key = key;
@@ -114,6 +118,12 @@ export class S3StagedResult implements StagedResult {
       throw new ConflictError(`cannot commit '${this.key}' while ${this.#writing} write(s) are still in progress`);
     }
     this.#state = 'committing';
+    const committing = this.#commit(area, options);
+    this.#committing = committing.then(ignore, ignore);
+    return committing;
+  }
+
+  async #commit(area: CacheArea, options: CommitOptions | undefined): Promise<ResultManifest> {
     try {
       return await this.#host.publish(
         this.key,
@@ -127,13 +137,23 @@ export class S3StagedResult implements StagedResult {
     } catch (error) {
       // Failed before the manifest was written: still open, so the caller may retry or abort.
       if (this.#isCommitting()) this.#state = 'open';
-      // A fenced-off commit can never succeed: its staged objects go.
-      if (LeaseLostError.is(error)) await this.abort();
+      // A fenced-off commit can never succeed: its staged objects go; so do those of a commit
+      // that an abort waited for.
+      if (LeaseLostError.is(error) || this.#abortRequested) await this.abort();
       throw error;
     }
   }
 
+  /**
+   * Discards what was staged. During a commit it waits for the commit instead: a commit that
+   * publishes wins (nothing is discarded), one that fails is then aborted.
+   */
   async abort(): Promise<void> {
+    if (this.#isCommitting()) {
+      this.#abortRequested = true;
+      await this.#committing;
+      return;
+    }
     if (this.#state !== 'open') return;
     this.#state = 'aborted';
     const keys = [...this.#formats.values()].flatMap((f) => (f.kind === 'uploaded' ? [f.objectKey] : []));
@@ -152,6 +172,10 @@ export class S3StagedResult implements StagedResult {
       throw new ConflictError(`cannot ${operation} staged result '${this.key}': it was already ${this.#state}`);
     }
   }
+}
+
+function ignore(): void {
+  // The commit's own caller hears of its outcome.
 }
 
 function checkWriteOptions(options: CacheWriteOptions): CacheWriteOptions {

@@ -48,7 +48,10 @@ export interface StagedResult {
    * fence of the key's current result (then it throws `LeaseLostError` and publishes nothing).
    */
   commit(area: CacheArea, options?: CommitOptions): Promise<ResultManifest>;
-  /** Discards the staged formats. Safe to call more than once. */
+  /**
+   * Discards the staged formats. Safe to call more than once. During a `commit` it waits for the
+   * commit to finish: a commit that publishes wins, one that fails is then discarded.
+   */
   abort(): Promise<void>;
 }
 

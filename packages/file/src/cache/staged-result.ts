@@ -48,7 +48,7 @@ export interface StagingHost {
   release(staged: FileStagedResult): void;
 }
 
-type StagedState = 'open' | 'committed' | 'aborted';
+type StagedState = 'open' | 'committing' | 'committed' | 'aborted';
 
 /**
  * One staged write: each format is streamed into a file `<stage id>@<format>` of the staging
@@ -72,6 +72,10 @@ export class FileStagedResult implements StagedResult {
   readonly #inFlight = new Set<string>();
   /** Formats in {@link #inFlight} whose file a rewrite replaced meanwhile. */
   readonly #superseded = new Set<string>();
+  /** Settles when the commit in flight has finished (cleanup included). */
+  #committing: Promise<void> | undefined;
+  /** An abort arrived during the commit: a failed commit is then aborted. */
+  #abortRequested = false;
 
   constructor(key: string, host: StagingHost) {
     this.key = key;
@@ -179,6 +183,13 @@ export class FileStagedResult implements StagedResult {
         `cannot commit '${this.key}' while ${String(this.#writing)} write(s) are still in progress`,
       );
     }
+    this.#state = 'committing';
+    const committing = this.#commit(area, options);
+    this.#committing = committing.then(ignore, ignore);
+    return committing;
+  }
+
+  async #commit(area: CacheArea, options: CommitOptions | undefined): Promise<ResultManifest> {
     const files = new Map<string, string>();
     const id = this.#id;
     if (id !== undefined) {
@@ -190,8 +201,11 @@ export class FileStagedResult implements StagedResult {
     try {
       manifest = await this.#host.publish(this.key, area, files, this.#inline, this.#formats, options?.fence);
     } catch (error) {
-      // A refused (fenced-off) commit discards its staging: nothing of it may ever show.
-      if (LeaseLostError.is(error)) await this.abort();
+      // Not published: still open, so the caller may retry or abort.
+      this.#state = 'open';
+      // A refused (fenced-off) commit discards its staging: nothing of it may ever show; so does a
+      // commit that an abort waited for.
+      if (LeaseLostError.is(error) || this.#abortRequested) await this.abort();
       throw error;
     }
     this.#state = 'committed';
@@ -200,7 +214,16 @@ export class FileStagedResult implements StagedResult {
     return manifest;
   }
 
-  abort(): Promise<void> {
+  /**
+   * Discards what was staged. During a commit it waits for the commit instead (the staged files
+   * are being moved in): a commit that publishes wins, one that fails is then aborted.
+   */
+  async abort(): Promise<void> {
+    if (this.#state === 'committing') {
+      this.#abortRequested = true;
+      await this.#committing;
+      return;
+    }
     if (this.#state === 'open') {
       this.#state = 'aborted';
       this.#formats = {};
@@ -210,7 +233,6 @@ export class FileStagedResult implements StagedResult {
       this.#created.clear();
       this.#host.release(this);
     }
-    return Promise.resolve();
   }
 
   #assertWritable(operation: string): void {
@@ -224,6 +246,10 @@ export class FileStagedResult implements StagedResult {
       cause === undefined ? {} : { cause },
     );
   }
+}
+
+function ignore(): void {
+  // The commit's own caller hears of its outcome.
 }
 
 function formatInfo(options: CacheWriteOptions): Omit<FormatInfo, 'size'> {
