@@ -274,4 +274,32 @@ describe('toErrorInfo', () => {
     });
     expect(toErrorInfo('weird').code).to.equal('HANDLER_ERROR');
   });
+
+  it('describes any thrown value, keeping the message a string and the code short and plain', () => {
+    const unprintable = Object.create(null) as object;
+    expect(toErrorInfo(unprintable)).to.deep.equal({
+      code: 'HANDLER_ERROR',
+      message: '[object Object]',
+      retryable: true,
+    });
+    const throwingToString = {
+      toString: () => {
+        throw new Error('no');
+      },
+    };
+    expect(toErrorInfo(throwingToString).message).to.equal('[object Object]');
+    const numericMessage = Object.assign(new Error(), { message: 42 as unknown as string });
+    expect(toErrorInfo(numericMessage).message).to.equal('42');
+    const throwingMessage = new Error('x');
+    Object.defineProperty(throwingMessage, 'message', {
+      get: () => {
+        throw new Error('getter');
+      },
+    });
+    expect(toErrorInfo(throwingMessage)).to.include({ code: 'HANDLER_ERROR', retryable: true });
+    expect(toErrorInfo(Object.assign(new Error('big'), { code: 'X'.repeat(1_000_000) })).code).to.equal(
+      'HANDLER_ERROR',
+    );
+    expect(toErrorInfo(Object.assign(new Error('odd'), { code: 'A\r\nB' })).code).to.equal('HANDLER_ERROR');
+  });
 });
