@@ -9,7 +9,7 @@ import { MemoryCacheManager } from '../src/memory/memory-cache-manager.js';
 import { MemoryQueueManager } from '../src/memory/memory-queue-manager.js';
 import { retryDelay } from '../src/worker/backoff.js';
 import { toErrorInfo } from '../src/worker/error-info.js';
-import { BackendError, PermanentError } from '../src/errors.js';
+import { BackendError, ConfigError, PermanentError } from '../src/errors.js';
 
 use(chaiAsPromised);
 
@@ -252,6 +252,65 @@ describe('DefaultRequestManager', () => {
     });
   });
 });
+
+describe('settings and group policies given in code', () => {
+  it('refuses bad settings in buildRequestManager with a ConfigError naming each', () => {
+    const clock = new ManualClock();
+    const build = (settings: unknown) => () =>
+      buildRequestManager({
+        queue: new MemoryQueueManager({}, clock),
+        cache: new MemoryCacheManager({}, clock),
+        clock,
+        settings: settings as Record<string, never>,
+      });
+    const error = catchSync(build({ leaseMs: 'x', retryBaseMs: Number.NaN, maxAttempts: 0, leaseMS: 5 }));
+    expect(ConfigError.is(error), String(error)).to.equal(true);
+    expect((error as ConfigError).issues.map((issue) => issue.path).sort()).to.deep.equal([
+      '/manager/leaseMS',
+      '/manager/leaseMs',
+      '/manager/maxAttempts',
+      '/manager/retryBaseMs',
+    ]);
+    // Undefined keeps the default.
+    expect(catchSync(build({ leaseMs: undefined }))).to.equal(undefined);
+  });
+
+  it('refuses a group policy with an unknown field, a bad value or of the wrong type, and keeps the caps it had', async () => {
+    const r = rig();
+    try {
+      r.rm.configureGroup('reports', { maxConcurrent: 1, maxQueueLength: 2 });
+      for (const [policy, field] of [
+        [{ maxConcurent: 3 }, 'groups.reports.maxConcurent'],
+        [{ minIntervalMs: 1e300 }, 'groups.reports.minIntervalMs'],
+        [{ maxConcurrent: 0 }, 'groups.reports.maxConcurrent'],
+        ['fast', 'groups.reports'],
+        [null, 'groups.reports'],
+        [[1], 'groups.reports'],
+      ] as const) {
+        const error = catchSync(() => {
+          r.rm.configureGroup('reports', policy as never);
+        });
+        expect(InvalidRequestError.is(error), `${JSON.stringify(policy)}: ${String(error)}`).to.equal(true);
+        expect((error as InvalidRequestError).field).to.equal(field);
+      }
+      // The caps still hold: a third pending request of the group is refused.
+      await r.rm.submit({ uri: '/a', group: 'reports' });
+      await r.rm.submit({ uri: '/b', group: 'reports' });
+      await expect(r.rm.submit({ uri: '/c', group: 'reports' })).to.be.rejected;
+    } finally {
+      await r.rm.close();
+    }
+  });
+});
+
+function catchSync(run: () => unknown): unknown {
+  try {
+    run();
+    return undefined;
+  } catch (error) {
+    return error;
+  }
+}
 
 describe('retryDelay', () => {
   it('stays within [d/2, d] and doubles up to the cap', () => {

@@ -1,6 +1,7 @@
 import { Ajv } from 'ajv';
 import type { ErrorObject, ValidateFunction } from 'ajv';
 
+import { ConfigError } from '../errors.js';
 import type { ConfigIssue } from '../errors.js';
 import { CONFIG_SCHEMA } from './schema.js';
 import type { ConfigSchema } from './schema.js';
@@ -126,4 +127,24 @@ export function validateConfigShape(config: unknown): ConfigIssue[] {
     issues.push(issue);
   }
   return issues;
+}
+
+/**
+ * Checks manager settings given in code (`buildRequestManager`, the DI binding) as the config
+ * file's `manager` section is checked; settings left undefined keep their defaults.
+ */
+export function assertManagerSettings(settings: unknown): void {
+  const issues = validateConfigShape({ manager: definedOnly(settings) });
+  if (issues.length > 0) throw new ConfigError('invalid request manager settings', issues);
+}
+
+/** The issues of one group policy, as the config file's `groups` section is checked (paths `/groups/<group>/…`). */
+export function groupPolicyIssues(group: string, policy: unknown): ConfigIssue[] {
+  return validateConfigShape({ groups: { [group]: definedOnly(policy) } });
+}
+
+/** A plain object without its undefined fields (which mean "the default"); anything else as it is. */
+function definedOnly(value: unknown): unknown {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return value;
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined));
 }

@@ -1,6 +1,7 @@
 import { inject, injectable } from 'inversify';
 
 import type { Clock, TimerHandle } from '../clock.js';
+import { assertManagerSettings, groupPolicyIssues } from '../config/validate.js';
 import { ClosedError, InvalidRequestError } from '../errors.js';
 import { assertValidFormat, assertValidKey, GROUP_PATTERN, showValue } from '../keys.js';
 import type { BatchRequest, RequestStatus, ResultBody } from '../model.js';
@@ -68,6 +69,7 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     @inject(TOKENS.Settings) settings: Partial<ManagerSettings>,
     @inject(TOKENS.GroupPolicies) groups: GroupPolicies,
   ) {
+    assertManagerSettings(settings);
     this.settings = Object.freeze(withDefaults(settings));
     const syncQueue = syncQueueOps(queue);
     const syncCache = syncCacheOps(cache);
@@ -383,15 +385,24 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     if (typeof group !== 'string' || !GROUP_PATTERN.test(group)) {
       throw new InvalidRequestError('group', `${showValue(group)} is not a valid group name`);
     }
+    // Typed as an object, but callers from plain JavaScript may pass anything.
+    const given: unknown = policy;
+    if (given === null || typeof given !== 'object' || Array.isArray(given)) {
+      throw new InvalidRequestError(
+        `groups.${group}`,
+        `must be an object of minIntervalMs, maxConcurrent and maxQueueLength, got ${showValue(given)}`,
+      );
+    }
+    // The config file's rules: unknown fields (a typo) are refused, not dropped with the caps they meant.
+    const issues = groupPolicyIssues(group, policy);
+    if (issues.length > 0) {
+      const field = (issues[0]?.path ?? '').slice(1).split('/').join('.');
+      throw new InvalidRequestError(field, issues.map((issue) => issue.message).join('; '));
+    }
     const checked: { -readonly [K in keyof GroupPolicy]: GroupPolicy[K] } = {};
     for (const field of ['minIntervalMs', 'maxConcurrent', 'maxQueueLength'] as const) {
-      const value = (policy as Record<string, unknown>)[field];
-      if (value === undefined) continue;
-      const min = field === 'minIntervalMs' ? 0 : 1;
-      if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
-        throw new InvalidRequestError(`groups.${group}.${field}`, `must be an integer >= ${String(min)}`);
-      }
-      checked[field] = value;
+      const value = policy[field];
+      if (value !== undefined) checked[field] = value;
     }
     this.#groups[group] = checked;
     this.#wakeWorkers();
