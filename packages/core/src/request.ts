@@ -15,10 +15,14 @@ export const REQUEST_LIMITS = {
   paramNames: 256,
   paramValues: 1024,
   paramLength: 4096,
+  /** All names and values of the params together, in characters. */
+  paramsLength: 256 * 1024,
   bodyBytes: 256 * 1024,
   bodyDepth: 64,
   ownerLength: 200,
   maxPriority: 1_000_000,
+  /** 30 days: a larger hint is a mistake, and would make every ETA built on it meaningless. */
+  maxEstimatedMs: 30 * 24 * 3600_000,
 } as const;
 
 const KNOWN_FIELDS = new Set(['uri', 'params', 'body', 'key', 'sticky', 'group', 'priority', 'estimatedMs', 'owner']);
@@ -30,14 +34,33 @@ const CONTROL = /[\u0000-\u001f\u007f]/;
  * derived when absent, defaults applied). Throws {@link InvalidRequestError} naming the field.
  */
 export function normalizeRequest(input: unknown): NormalizedRequest {
+  try {
+    return normalize(input);
+  } catch (error) {
+    if (InvalidRequestError.is(error)) throw error;
+    // A getter that throws, a proxy trap, a value that cannot be read: still the caller's input.
+    throw new InvalidRequestError('request', `cannot be read: ${errorText(error)}`, { cause: error });
+  }
+}
+
+/**
+ * {@link normalizeRequest} proper. Each field is read once and the copy is built from what was
+ * checked, so a getter or proxy that answers differently on a second read cannot slip past.
+ */
+function normalize(input: unknown): NormalizedRequest {
   if (input === null || typeof input !== 'object' || Array.isArray(input)) {
     throw new InvalidRequestError('request', 'must be an object with at least a uri');
   }
-  const req = input as Record<string, unknown>;
-  for (const field of Object.keys(req)) {
-    if (!KNOWN_FIELDS.has(field) && req[field] !== undefined) {
-      throw new InvalidRequestError(field, `unknown field (expected one of ${[...KNOWN_FIELDS].join(', ')})`);
+  const req: Record<string, unknown> = {};
+  for (const [field, value] of Object.entries(input)) {
+    if (value === undefined) continue;
+    if (!KNOWN_FIELDS.has(field)) {
+      throw new InvalidRequestError(
+        printable(field),
+        `unknown field (expected one of ${[...KNOWN_FIELDS].join(', ')})`,
+      );
     }
+    req[field] = value;
   }
   const uri = req['uri'];
   if (typeof uri !== 'string' || uri.length === 0) throw new InvalidRequestError('uri', 'must be a non-empty string');
@@ -55,37 +78,40 @@ export function normalizeRequest(input: unknown): NormalizedRequest {
     canonical = checked.canonical;
     out.params = checked.stored;
   }
-  if (req['body'] !== undefined) {
-    validateJson(req['body'], 'body', 0);
-    const size = Buffer.byteLength(JSON.stringify(req['body']), 'utf8');
+  const body = req['body'];
+  if (body !== undefined) {
+    const copy = copyJson(body, 'body', 0, []);
+    const size = Buffer.byteLength(JSON.stringify(copy), 'utf8');
     if (size > REQUEST_LIMITS.bodyBytes) {
       throw new InvalidRequestError(
         'body',
         `${String(size)} bytes is over the ${String(REQUEST_LIMITS.bodyBytes)} byte limit`,
       );
     }
-    out.body = structuredClone(req['body']) as JsonValue;
+    out.body = copy;
   }
-  if (req['key'] !== undefined) {
-    assertValidKey(req['key'], 'key');
-    out.key = req['key'];
+  const key = req['key'];
+  if (key !== undefined) {
+    assertValidKey(key, 'key');
+    out.key = key;
   } else {
     out.key = deriveKeyFromCanonical(uri, canonical, out.body);
   }
-  if (req['sticky'] !== undefined) {
-    if (typeof req['sticky'] !== 'boolean') throw new InvalidRequestError('sticky', 'must be a boolean');
-    out.sticky = req['sticky'];
+  const sticky = req['sticky'];
+  if (sticky !== undefined) {
+    if (typeof sticky !== 'boolean') throw new InvalidRequestError('sticky', 'must be a boolean');
+    out.sticky = sticky;
   }
-  if (req['group'] !== undefined) {
-    const group = req['group'];
+  const group = req['group'];
+  if (group !== undefined) {
     if (typeof group !== 'string') throw new InvalidRequestError('group', `must be a string, got ${describe(group)}`);
     if (!GROUP_PATTERN.test(group)) {
       throw new InvalidRequestError('group', `'${printable(group)}' must match ${String(GROUP_PATTERN)}`);
     }
     out.group = group;
   }
-  if (req['priority'] !== undefined) {
-    const p = req['priority'];
+  const p = req['priority'];
+  if (p !== undefined) {
     if (typeof p !== 'number' || !Number.isInteger(p) || Math.abs(p) > REQUEST_LIMITS.maxPriority) {
       throw new InvalidRequestError(
         'priority',
@@ -94,15 +120,18 @@ export function normalizeRequest(input: unknown): NormalizedRequest {
     }
     out.priority = p;
   }
-  if (req['estimatedMs'] !== undefined) {
-    const e = req['estimatedMs'];
-    if (typeof e !== 'number' || !Number.isFinite(e) || e < 0) {
-      throw new InvalidRequestError('estimatedMs', 'must be a finite number of milliseconds >= 0');
+  const e = req['estimatedMs'];
+  if (e !== undefined) {
+    if (typeof e !== 'number' || !Number.isFinite(e) || e < 0 || e > REQUEST_LIMITS.maxEstimatedMs) {
+      throw new InvalidRequestError(
+        'estimatedMs',
+        `must be a number of milliseconds from 0 to ${String(REQUEST_LIMITS.maxEstimatedMs)} (30 days)`,
+      );
     }
     out.estimatedMs = e;
   }
-  if (req['owner'] !== undefined) {
-    const o = req['owner'];
+  const o = req['owner'];
+  if (o !== undefined) {
     if (typeof o !== 'string' || o.length === 0 || o.length > REQUEST_LIMITS.ownerLength || CONTROL.test(o)) {
       throw new InvalidRequestError(
         'owner',
@@ -133,6 +162,7 @@ function checkParams(params: unknown): CheckedParams {
   if (entries.length > REQUEST_LIMITS.paramNames) {
     throw new InvalidRequestError('params', `more than ${String(REQUEST_LIMITS.paramNames)} names`);
   }
+  let length = 0;
   for (const [name, value] of entries) {
     if (name.length === 0 || name.length > REQUEST_LIMITS.paramLength || CONTROL.test(name)) {
       throw new InvalidRequestError(
@@ -140,19 +170,31 @@ function checkParams(params: unknown): CheckedParams {
         'parameter names must be 1-4096 printable characters',
       );
     }
+    length += name.length;
     if (typeof value === 'string') {
       checkValue(value, name, -1);
+      length += value.length;
     } else if (Array.isArray(value)) {
       if (value.length > REQUEST_LIMITS.paramValues) {
         throw new InvalidRequestError(`params.${name}`, `more than ${String(REQUEST_LIMITS.paramValues)} values`);
       }
-      for (let i = 0; i < value.length; i++) checkValue(value[i], name, i);
+      for (let i = 0; i < value.length; i++) {
+        const item: unknown = value[i];
+        checkValue(item, name, i);
+        length += (item as string).length;
+      }
     } else {
       throw new InvalidRequestError(
         `params.${name}`,
         `must be a string or an array of strings, got ${describe(value)}`,
       );
     }
+  }
+  if (length > REQUEST_LIMITS.paramsLength) {
+    throw new InvalidRequestError(
+      'params',
+      `${String(length)} characters of names and values in all, over the ${String(REQUEST_LIMITS.paramsLength)} limit`,
+    );
   }
   // Own property names are unique, so ordering the pairs by name is canonicalParams' order.
   sortByName(entries);
@@ -200,28 +242,51 @@ function checkValue(value: unknown, name: string, index: number): void {
   throw new InvalidRequestError(field, `longer than ${String(REQUEST_LIMITS.paramLength)} characters`);
 }
 
-function validateJson(value: unknown, field: string, depth: number): void {
+/**
+ * Checks a JSON value and copies it in the same walk (the copy is what is stored and hashed), with
+ * `ancestors` to tell a cycle from deep nesting.
+ */
+function copyJson(value: unknown, field: string, depth: number, ancestors: object[]): JsonValue {
   if (depth > REQUEST_LIMITS.bodyDepth)
     throw new InvalidRequestError(field, `nested deeper than ${String(REQUEST_LIMITS.bodyDepth)}`);
-  if (value === null || typeof value === 'string' || typeof value === 'boolean') return;
+  if (value === null || typeof value === 'string' || typeof value === 'boolean') return value;
   if (typeof value === 'number') {
     if (!Number.isFinite(value)) throw new InvalidRequestError(field, 'numbers must be finite');
-    return;
+    return value;
   }
-  if (Array.isArray(value)) {
-    value.forEach((v: unknown, i) => {
-      validateJson(v, `${field}[${String(i)}]`, depth + 1);
-    });
-    return;
-  }
-  if (typeof value === 'object') {
+  if (typeof value !== 'object') throw new InvalidRequestError(field, `is not JSON (${describe(value)})`);
+  if (ancestors.includes(value)) throw new InvalidRequestError(field, 'is cyclic (refers to an object that holds it)');
+  ancestors.push(value);
+  try {
+    if (Array.isArray(value)) {
+      const items: unknown[] = value;
+      return items.map((v, i) => copyJson(v, `${field}[${String(i)}]`, depth + 1, ancestors));
+    }
     const proto: unknown = Object.getPrototypeOf(value);
     if (proto !== Object.prototype && proto !== null)
       throw new InvalidRequestError(field, 'must be a plain JSON object');
-    for (const [k, v] of Object.entries(value)) validateJson(v, `${field}.${k}`, depth + 1);
-    return;
+    const copy: Record<string, JsonValue> = {};
+    for (const [k, v] of Object.entries(value)) {
+      // A member named `__proto__` stays a member, as in params.
+      Object.defineProperty(copy, k, {
+        value: copyJson(v, `${field}.${printable(k)}`, depth + 1, ancestors),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+    }
+    return copy;
+  } finally {
+    ancestors.pop();
   }
-  throw new InvalidRequestError(field, `is not JSON (${describe(value)})`);
+}
+
+function errorText(error: unknown): string {
+  try {
+    return error instanceof Error ? error.message : String(error);
+  } catch {
+    return 'unknown error';
+  }
 }
 
 function describe(value: unknown): string {

@@ -113,6 +113,70 @@ describe('normalizeRequest', () => {
     });
   });
 
+  describe('input that is hard to read', () => {
+    function invalid(input: unknown): InvalidRequestError {
+      try {
+        normalizeRequest(input);
+      } catch (error) {
+        expect(InvalidRequestError.is(error), String(error)).to.equal(true);
+        return error as InvalidRequestError;
+      }
+      throw new Error('accepted');
+    }
+
+    it('refuses params over the total length limit, though each name and value is within its own', () => {
+      const params: Record<string, string> = {};
+      for (let i = 0; i < 100; i++) params[`p${String(i)}`] = 'v'.repeat(REQUEST_LIMITS.paramLength - 8);
+      const error = invalid({ uri: '/x', key: 'explicit', params });
+      expect(error.field).to.equal('params');
+      expect(error.message).to.match(/over the 262144 limit/);
+    });
+
+    it('copies a proxied body (as reactive frameworks make) and reads each field once', () => {
+      const body = new Proxy({ region: 'eu', rows: [1, 2] }, {});
+      expect(normalizeRequest({ uri: '/x', body }).body).to.deep.equal({ region: 'eu', rows: [1, 2] });
+      let reads = 0;
+      const shifty = {
+        get value(): unknown {
+          return reads++ === 0 ? 1 : 1n;
+        },
+      };
+      const out = normalizeRequest({ uri: '/x', body: shifty });
+      expect(out.body).to.deep.equal({ value: 1 });
+      expect(reads).to.equal(1);
+      let keyReads = 0;
+      const request = {
+        uri: '/x',
+        get key(): string {
+          return keyReads++ === 0 ? 'fine-key' : '../../etc/x';
+        },
+      };
+      expect(normalizeRequest(request).key).to.equal('fine-key');
+    });
+
+    it('turns a throwing getter into InvalidRequestError, and says a cyclic body is cyclic', () => {
+      const throwing = {
+        uri: '/x',
+        get params(): never {
+          throw new Error('boom');
+        },
+      };
+      const error = invalid(throwing);
+      expect(error.field).to.equal('request');
+      expect(error.message).to.contain('boom');
+      const cyclic: Record<string, unknown> = { a: 1 };
+      cyclic['self'] = cyclic;
+      expect(invalid({ uri: '/x', body: cyclic }).message).to.contain('cyclic');
+    });
+
+    it('refuses an estimatedMs too large to build an ETA on', () => {
+      expect(invalid({ uri: '/x', estimatedMs: 1e308 }).field).to.equal('estimatedMs');
+      expect(normalizeRequest({ uri: '/x', estimatedMs: REQUEST_LIMITS.maxEstimatedMs }).estimatedMs).to.equal(
+        REQUEST_LIMITS.maxEstimatedMs,
+      );
+    });
+  });
+
   describe('canonical params', () => {
     it('orders names and values and drops names without values', () => {
       const out = normalizeRequest({ uri: '/x', params: { z: ['2', '1'], a: 'x', empty: [] } });
