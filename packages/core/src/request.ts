@@ -132,7 +132,7 @@ function normalize(input: unknown): NormalizedRequest {
   }
   const o = req['owner'];
   if (o !== undefined) {
-    if (typeof o !== 'string' || o.length === 0 || o.length > REQUEST_LIMITS.ownerLength || CONTROL.test(o)) {
+    if (!isValidOwner(o)) {
       throw new InvalidRequestError(
         'owner',
         `must be a string of 1-${String(REQUEST_LIMITS.ownerLength)} printable characters`,
@@ -141,6 +141,13 @@ function normalize(input: unknown): NormalizedRequest {
     out.owner = o;
   }
   return out;
+}
+
+/** True for an owner a request may name: 1-200 printable characters. */
+export function isValidOwner(owner: unknown): owner is string {
+  return (
+    typeof owner === 'string' && owner.length > 0 && owner.length <= REQUEST_LIMITS.ownerLength && !CONTROL.test(owner)
+  );
 }
 
 /** Validated params: the canonical pairs the key is derived from, and the object stored with the request. */

@@ -303,6 +303,52 @@ describe('settings and group policies given in code', () => {
   });
 });
 
+describe('options arguments', () => {
+  it('refuses null and non-object options, and list filters of the wrong type, with InvalidRequestError naming them', async () => {
+    const r = rig();
+    try {
+      const key = (await r.rm.submit({ uri: '/x' })).key;
+      const calls: [string, () => Promise<unknown>][] = [
+        ['query', () => r.rm.list(null as never)],
+        ['options', () => r.rm.waitFor(key, null as never)],
+        ['signal', () => r.rm.waitFor(key, { signal: {} as never })],
+        ['options', () => r.rm.resultUrl(key, 'csv', 'soon' as never)],
+        ['options', () => r.rm.clearTemporary(null as never)],
+        ['options', () => r.rm.prune(null as never)],
+        ['owner', () => r.rm.list({ owner: ['alice'] as never })],
+        ['owner', () => r.rm.list({ owner: {} as never })],
+        ['group', () => r.rm.list({ group: ['g1'] as never })],
+        [
+          'options',
+          async () => {
+            r.rm.process(() => Promise.resolve(), null as never);
+            return Promise.resolve();
+          },
+        ],
+      ];
+      for (const [field, call] of calls) {
+        const error = await call().then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(InvalidRequestError.is(error), `${field}: ${String(error)}`).to.equal(true);
+        expect((error as InvalidRequestError).field).to.equal(field);
+      }
+      const worker = r.rm.process(() => Promise.resolve());
+      const stopError = await worker.stop(null as never).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(InvalidRequestError.is(stopError), String(stopError)).to.equal(true);
+      await worker.stop();
+      // Nothing was lost by the bad calls.
+      expect((await r.rm.status(key)).state).to.equal('completed');
+    } finally {
+      await r.rm.close();
+    }
+  });
+});
+
 function catchSync(run: () => unknown): unknown {
   try {
     run();

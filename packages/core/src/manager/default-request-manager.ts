@@ -6,7 +6,7 @@ import { ClosedError, InvalidRequestError } from '../errors.js';
 import { assertValidFormat, assertValidKey, GROUP_PATTERN, showValue } from '../keys.js';
 import type { BatchRequest, RequestStatus, ResultBody } from '../model.js';
 import { QUEUE_STATES } from '../model.js';
-import { normalizeRequest } from '../request.js';
+import { isValidOwner, normalizeRequest } from '../request.js';
 import type { NormalizedRequest } from '../request.js';
 import { withDefaults } from '../settings.js';
 import type { GroupPolicies, ManagerSettings } from '../settings.js';
@@ -32,6 +32,7 @@ import type {
   WorkerOptions,
 } from './types.js';
 import { waitForTerminal } from './wait.js';
+import { optionsArgument } from '../util/arguments.js';
 
 const MAX_LIST_LIMIT = 1000;
 
@@ -262,8 +263,9 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     return status;
   }
 
-  async list(query: ListQuery = {}): Promise<{ items: RequestStatus[]; cursor?: string }> {
+  async list(given?: ListQuery): Promise<{ items: RequestStatus[]; cursor?: string }> {
     this.#assertOpen();
+    const query = optionsArgument(given, 'query');
     const limit = query.limit ?? 100;
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT) {
       throw new InvalidRequestError('limit', `must be an integer from 1 to ${String(MAX_LIST_LIMIT)}`);
@@ -277,8 +279,13 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
         );
       }
     });
-    if (query.group !== undefined && !GROUP_PATTERN.test(query.group)) {
-      throw new InvalidRequestError('group', `'${query.group}' is not a valid group name`);
+    const group: unknown = query.group;
+    if (group !== undefined && (typeof group !== 'string' || !GROUP_PATTERN.test(group))) {
+      throw new InvalidRequestError('group', `${showValue(group)} is not a valid group name`);
+    }
+    const owner: unknown = query.owner;
+    if (owner !== undefined && !isValidOwner(owner)) {
+      throw new InvalidRequestError('owner', `${showValue(owner)} is not a valid owner (1-200 printable characters)`);
     }
     if (query.cursor !== undefined && typeof query.cursor !== 'string')
       throw new InvalidRequestError('cursor', 'must be a string');
@@ -301,9 +308,14 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     return page.cursor === undefined ? { items } : { items, cursor: page.cursor };
   }
 
-  async waitFor(key: string, options: WaitOptions = {}): Promise<RequestStatus> {
+  async waitFor(key: string, given?: WaitOptions): Promise<RequestStatus> {
     this.#assertOpen();
     assertValidKey(key);
+    const options = optionsArgument(given, 'options');
+    const signal: unknown = options.signal;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) {
+      throw new InvalidRequestError('signal', `must be an AbortSignal, got ${showValue(signal)}`);
+    }
     const { timeoutMs } = options;
     if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || Number.isNaN(timeoutMs) || timeoutMs < 0)) {
       throw new InvalidRequestError(
@@ -326,8 +338,9 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     return body;
   }
 
-  async resultUrl(key: string, format?: string, options: { expiresInSec?: number } = {}): Promise<string | undefined> {
+  async resultUrl(key: string, format?: string, given?: { expiresInSec?: number }): Promise<string | undefined> {
     this.#assertOpen();
+    const options = optionsArgument(given, 'options');
     assertValidKey(key);
     const name = format ?? this.settings.defaultFormat;
     assertValidFormat(name);
@@ -357,8 +370,9 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     this.#wakeWorkers();
   }
 
-  async clearTemporary(options: { olderThan?: Date } = {}): Promise<number> {
+  async clearTemporary(given?: { olderThan?: Date }): Promise<number> {
     this.#assertOpen();
+    const options = optionsArgument(given, 'options');
     if (options.olderThan === undefined) return this.cache.clear('temporary');
     return this.cache.sweep('temporary', dateMs(options.olderThan, 'olderThan'));
   }
@@ -369,8 +383,9 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     await this.cache.clear('temporary');
   }
 
-  async prune(options: { finishedBefore?: Date } = {}): Promise<number> {
+  async prune(given?: { finishedBefore?: Date }): Promise<number> {
     this.#assertOpen();
+    const options = optionsArgument(given, 'options');
     const before =
       options.finishedBefore === undefined ? Number.MAX_SAFE_INTEGER : dateMs(options.finishedBefore, 'finishedBefore');
     return this.queue.prune(before);

@@ -14,6 +14,7 @@ import type { ManagerSyncOps } from '../manager/default-request-manager.js';
 import type { SyncCacheOps } from '../spi/sync.js';
 import { retryDelay } from './backoff.js';
 import { toErrorInfo } from './error-info.js';
+import { optionsArgument } from '../util/arguments.js';
 import { completedStatus } from '../manager/status.js';
 import { JobContext } from './job-context.js';
 import type { JobHost } from './job-context.js';
@@ -82,8 +83,9 @@ export class WorkerRuntime implements Worker, JobHost {
   /** Claim options, rebuilt only when the host hands out another policies object (one claim per job). */
   #claimOptions: ClaimOptions | undefined;
 
-  constructor(host: WorkerHost, handler: Handler, options: WorkerOptions = {}) {
+  constructor(host: WorkerHost, handler: Handler, given?: WorkerOptions) {
     if (typeof handler !== 'function') throw new InvalidRequestError('handler', 'process() needs a handler function');
+    const options = optionsArgument(given, 'options');
     this.#host = host;
     this.#handler = handler;
     this.#concurrency = intOption(options.concurrency, 'concurrency', 1, 1, MAX_CONCURRENCY);
@@ -144,8 +146,14 @@ export class WorkerRuntime implements Worker, JobHost {
     for (const { job } of this.#jobs.values()) if (job.key === key) job.abort('cancelled');
   }
 
-  stop(options: { graceMs?: number } = {}): Promise<void> {
+  stop(given?: { graceMs?: number }): Promise<void> {
     if (this.#stopped === undefined) {
+      const options: unknown = given;
+      if (options !== undefined && (options === null || typeof options !== 'object')) {
+        return Promise.reject(
+          new InvalidRequestError('options', `must be an object of options, got ${showValue(options)}`),
+        );
+      }
       const graceMs = (options as { graceMs?: unknown } | undefined)?.graceMs ?? this.#leaseMs;
       if (typeof graceMs !== 'number' || Number.isNaN(graceMs) || graceMs < 0) {
         return Promise.reject(
