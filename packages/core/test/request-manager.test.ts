@@ -133,6 +133,30 @@ describe('DefaultRequestManager', () => {
       expect(body?.size).to.equal(2);
     });
 
+    it('refuses a content type that is not a media type (header injection, over-long), naming contentType', async () => {
+      r = rig();
+      const refused: unknown[] = [];
+      r.rm.process(async (job) => {
+        for (const contentType of ['text/html\r\nSet-Cookie: session=x', 'csv', `text/${'x'.repeat(300)}`]) {
+          refused.push(
+            await job.write('csv', 'x', { contentType }).then(
+              () => undefined,
+              (e: unknown) => e,
+            ),
+          );
+        }
+        await job.write('csv', 'ok', { contentType: 'text/csv; charset=utf-8' });
+      });
+      const s = await r.rm.submit({ uri: '/typed' });
+      expect((await r.rm.waitFor(s.key)).state).to.equal('completed');
+      expect(refused).to.have.length(3);
+      for (const error of refused) {
+        expect(InvalidRequestError.is(error), String(error)).to.equal(true);
+        expect((error as InvalidRequestError).field).to.equal('contentType');
+      }
+      expect((await r.rm.read(s.key))?.contentType).to.equal('text/csv; charset=utf-8');
+    });
+
     it('fails a job that reports progress out of range, without retry', async () => {
       r = rig();
       r.rm.process(async (job) => job.progress(150));

@@ -1,5 +1,5 @@
 import type { Clock } from '../clock.js';
-import { contentTypeFor } from '../content-type.js';
+import { assertValidContentType, contentTypeFor } from '../content-type.js';
 import { AbortedError, ClosedError, ConflictError, InvalidRequestError, LeaseLostError } from '../errors.js';
 import type { AbortReason } from '../errors.js';
 import { assertValidFormat } from '../keys.js';
@@ -137,6 +137,7 @@ export class JobContext implements Job {
       }
       // `?? null` also catches a null from untyped callers, which means "the default" as before.
       const contentType = options?.contentType ?? null;
+      if (contentType !== null) assertValidContentType(contentType);
       writeOptions = contentType === null ? defaultWriteOptions(format) : { contentType };
       const syncCache = this.#host.syncCache;
       if (syncCache !== undefined && (typeof data === 'string' || data instanceof Uint8Array)) {
