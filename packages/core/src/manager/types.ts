@@ -12,17 +12,27 @@ export interface SubmitOptions {
 
 /** Query of {@link RequestManager.list}. */
 export interface ListQuery {
+  /** Only requests in this state or these states (default: every state). */
   state?: QueueState | QueueState[];
+  /** Only requests of this group. */
   group?: string;
+  /** Only requests of this owner. */
   owner?: string;
   /** Page size, 1..1000 (default 100). */
   limit?: number;
+  /** The `cursor` of the previous page, to read the next one. */
   cursor?: string;
 }
 
 /** Options of {@link RequestManager.waitFor}. */
 export interface WaitOptions {
+  /**
+   * Rejects with `TimeoutError` when the key is still not terminal after this many ms (0 or more)
+   * of the manager's clock. Default: no limit. Refused with `InvalidRequestError` when not a
+   * number >= 0.
+   */
   timeoutMs?: number;
+  /** Rejects with the signal's reason when it aborts (at once when it is already aborted). */
   signal?: AbortSignal;
 }
 
@@ -70,10 +80,15 @@ export interface Worker {
 
 /** Per-minute counts in {@link Metrics}. */
 export interface MinuteCounts {
+  /** ISO time of the start of the minute. */
   minute: string;
+  /** Requests created by a submit (not deduplicated ones). */
   submitted: number;
+  /** Claims by workers (retries included). */
   claimed: number;
+  /** Runs completed. */
   completed: number;
+  /** Requests that failed for good. */
   failed: number;
 }
 
@@ -85,34 +100,81 @@ export interface Metrics {
   pause: 'running' | 'pausing' | 'paused';
   /** Pending + running. */
   queueLength: number;
+  /**
+   * Queue records by state (every state present, 0 when none): live ones, and finished ones until
+   * `finishedRetentionMs`, `prune` (or the memory queue's bound) drops them. A result served from
+   * the cache with no record left is not counted.
+   */
   byState: Record<QueueState, number>;
+  /** {@link Metrics.byState} per group, for the groups that have records. */
   byGroup: Record<string, Record<QueueState, number>>;
-  /** Last 10 minutes, oldest first. */
+  /**
+   * Transitions per minute, across every process sharing the queue (other processes' counts may
+   * lag by about a second): the last 10 minutes, oldest first.
+   */
   perMinute: MinuteCounts[];
+  /** {@link Metrics.perMinute} per group, for the groups with activity in those 10 minutes. */
   perMinuteByGroup: Record<string, MinuteCounts[]>;
+  /**
+   * Learned run times by uri: `count` runs recorded, `avgMs` their exponential moving average (what
+   * ETAs use), `p50Ms` / `p95Ms` percentiles of recent runs; times in whole ms.
+   */
   durations: Record<string, { count: number; avgMs: number; p50Ms: number; p95Ms: number }>;
+  /** Live capacity: workers whose reports have not lapsed, in every process, and their slots in total. */
   workers: { workers: number; slots: number };
+  /** The scaling hint. */
   scaling: {
-    /** Expected wait for a request submitted now, ms. */
+    /**
+     * Expected wait for a request submitted now, ms: pending requests × the average run time
+     * (of every uri, weighted by runs; `manager.defaultEstimatedMs` before any run) / live slots
+     * (at least 1).
+     */
     expectedWaitMs: number;
+    /** `manager.targetWaitMs`. */
     targetWaitMs: number;
-    /** Worker slots needed to bring the expected wait under the target. */
+    /** Worker slots needed to bring the expected wait under the target (0 with nothing pending). */
     slotsNeeded: number;
   };
 }
 
 /** Payloads of the manager's events, by event name. */
 export interface ManagerEvents {
+  /** A submit created a pending request: its `key` and the `status` the submit returned. */
   submitted: { key: string; status: RequestStatus };
+  /**
+   * A submit found its `key` pending, running or cached and created nothing; `status` is what the
+   * submit returned.
+   */
   deduplicated: { key: string; status: RequestStatus };
+  /** A worker of this manager claimed `key`: `attempt` is 1 for the first run; `workerId` is {@link Worker.id}. */
   claimed: { key: string; attempt: number; workerId: string };
+  /** A handler reported `progress` (0..100) and an optional `message` for `key`. */
   progress: { key: string; progress: number; message?: string };
+  /** The result of `key` was committed and its record completed; `status` is `completed`, with the result. */
   completed: { key: string; status: RequestStatus };
+  /**
+   * `key` failed for good (a handler error not retried, or a lease that ran out on the last
+   * attempt): `error` is what was recorded, `attempts` the claims made.
+   */
   failed: { key: string; error: ErrorInfo; attempts: number };
+  /** Attempt `attempt` of `key` failed with `error`; the request is pending again, claimable at `retryAt` (ISO). */
   retried: { key: string; error: ErrorInfo; attempt: number; retryAt: string };
+  /**
+   * `key` is pending again without having failed: its lease ran out (`lease-expired`, found by a
+   * sweep of this manager; the attempt counts) or `worker.stop()` released it (`released`).
+   */
   requeued: { key: string; reason: 'lease-expired' | 'released' };
+  /**
+   * `key` ended `cancelled`: `running` is false for a pending request cancelled at once, true for a
+   * running one that stopped after a cancel request.
+   */
   cancelled: { key: string; running: boolean };
+  /** `key` waited longer than `pendingTtlMs` for its first claim and is now `expired`. */
   expired: { key: string };
+  /**
+   * A failure no caller can receive (a sweep, a worker's claim, heartbeat, report, release or
+   * finishing call, a throwing listener): the `error`, and a `context` in words naming where.
+   */
   error: { error: unknown; context: string };
 }
 
@@ -148,6 +210,13 @@ export interface RequestManager {
    * process was told, and the request ends `cancelled` once the worker lets go.
    */
   cancel(key: string): Promise<RequestStatus>;
+  /**
+   * One page of the requests the queue holds, as statuses, in submission order: pending and
+   * running ones, and finished ones until `finishedRetentionMs` or `prune` drops their records (a
+   * result still in the cache without a record is not listed). A completed record whose result is
+   * gone is listed as `unknown`. `cursor` is set when more may follow: pass it back for the next
+   * page. An admin read, not a poll: its cost grows with the number of records on some backends.
+   */
   list(query?: ListQuery): Promise<{ items: RequestStatus[]; cursor?: string }>;
   /** Resolves on a terminal state. */
   waitFor(key: string, options?: WaitOptions): Promise<RequestStatus>;
@@ -157,7 +226,17 @@ export interface RequestManager {
   resultUrl(key: string, format?: string, options?: { expiresInSec?: number }): Promise<string | undefined>;
   /** Starts a worker in this process. */
   process(handler: Handler, options?: WorkerOptions): Worker;
+  /**
+   * Stops claiming, for every process sharing the queue backend (the flag is stored in the queue).
+   * Running jobs are not interrupted: they finish, and their results are committed as usual.
+   * Submits, status, cancel and reads go on; `metrics().pause` says `pausing` until no request
+   * runs, then `paused`. Pausing a paused queue changes nothing.
+   */
   pause(): Promise<void>;
+  /**
+   * Lets claiming go on, for every process sharing the queue backend. Workers of this process are
+   * woken at once; workers elsewhere claim at their next poll (`pollMs`).
+   */
   resume(): Promise<void>;
   /** Deletes temporary results (older than a date, or all). Returns how many. */
   clearTemporary(options?: { olderThan?: Date }): Promise<number>;
@@ -165,11 +244,22 @@ export interface RequestManager {
   clearAll(): Promise<void>;
   /** Drops finished queue records (finished before a date, or all). Returns how many. */
   prune(options?: { finishedBefore?: Date }): Promise<number>;
+  /**
+   * A snapshot of the queue for monitoring and autoscaling: counts by state and group, the last
+   * 10 minutes of activity, learned durations, live worker capacity and the scaling hint. Its
+   * counts cost a read of every record on some backends (DynamoDB), so it is not for a tight poll.
+   */
   metrics(): Promise<Metrics>;
   /** Sets or replaces one group's policy at run time. */
   configureGroup(group: string, policy: GroupPolicy): void;
   /** Runs one queue sweep now (lease expiry, pending expiry, retention); normally periodic. */
   sweep(): Promise<void>;
+  /**
+   * Typed events (see {@link ManagerEvents}) of the transitions made in this process: by this
+   * manager's calls, its workers and its sweep, never those of other processes sharing the
+   * backend. The events of one request come in the order of its transitions. A listener that
+   * throws is reported on `error` and breaks nothing. `close()` removes every listener.
+   */
   readonly events: TypedEmitter<ManagerEvents>;
   /** Stops workers and timers and closes the adapters. */
   close(): Promise<void>;

@@ -310,7 +310,21 @@ export interface QueueManager {
   acknowledgeCancel(key: string, token: string, options: CancelOptions): Promise<QueueRecord>;
   /** pending → cancelled; running → cancel requested. */
   cancel(key: string, options: CancelOptions): Promise<CancelResult>;
+  /**
+   * One page of the records `get` would return that match `query`: every state when `states` is
+   * absent or empty, else those states; only `group` / `owner` when given. In submission order
+   * (seq ascending), at most `limit` records (an integer >= 1). `cursor` is the opaque cursor of
+   * the previous page; a page carries one only when more records may follow. An admin read: it
+   * may cost time linear in the number of records (DynamoDB: one Query per record partition),
+   * never a Scan. Throws `InvalidRequestError` for a bad limit, state or cursor.
+   */
   list(query: QueueListQuery): Promise<QueueListPage>;
+  /**
+   * Record counts by state, overall and per group, over the records `get` would return: live ones,
+   * and finished ones until they are dropped (retention, `prune`, or eviction where the adapter
+   * bounds storage). A state or group missing from the answer counts 0. Feeds `metrics()`; like
+   * {@link QueueManager.list}, it may cost time linear in the number of records.
+   */
   counts(): Promise<QueueCounts>;
   /**
    * Applies what time alone causes: an expired lease → `cancelled` when a cancel was requested,
@@ -322,7 +336,15 @@ export interface QueueManager {
   sweep(options?: SweepOptions): Promise<SweepResult>;
   /** Drops finished records that finished before the time. Returns how many. */
   prune(finishedBefore: number): Promise<number>;
+  /**
+   * Pauses (`true`) or resumes (`false`) claiming, for every process sharing this queue: while
+   * paused, `claim` returns undefined whatever the groups. Nothing else changes: running requests
+   * keep their leases and may heartbeat, complete, fail or be released; enqueue, cancel, sweep and
+   * the reads work as usual. The flag is stored with the queue's data (it survives a restart of
+   * the process on a durable backend). Idempotent.
+   */
   setPaused(paused: boolean): Promise<void>;
+  /** Whether claiming is paused, by a `setPaused(true)` of any process sharing this queue. */
   isPaused(): Promise<boolean>;
   /** Per-minute counts for the last `minutes` minutes, oldest first. */
   activity(minutes: number): Promise<ActivityBucket[]>;
@@ -334,5 +356,12 @@ export interface QueueManager {
   removeWorker(workerId: string): Promise<void>;
   /** Live capacity from reports. */
   capacity(): Promise<WorkerCapacity>;
+  /**
+   * Releases what this instance holds (connections, file handles, timers; a client it built) after
+   * writing what it buffered (e.g. activity counts). Stored records stay for other processes and
+   * later instances, except in the memory adapter, whose records go with it. Leases are not
+   * released: the caller stops its workers first. Safe to call twice; any other call afterwards
+   * throws `ClosedError`.
+   */
   close(): Promise<void>;
 }
