@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -71,6 +72,14 @@ describe('config', () => {
       expect(config.manager).to.deep.equal({ ...DEFAULT_SETTINGS, leaseMs: 9000 });
     });
 
+    it('takes a section given as undefined from the default configuration, and refuses a null config', async () => {
+      const config = await loadConfig({ queue: undefined, cache: { adapter: 'memory' } } as never, { env: NO_ENV });
+      expect(config.queue.adapter).to.equal(DEFAULT_CONFIG.queue?.adapter);
+      expect(config.cache.adapter).to.equal('memory');
+      const error = await configError(loadConfig(null as never, { env: NO_ENV, cwd: tmp }));
+      expect(issueAt(error, '')).to.include('got null');
+    });
+
     it('keeps adapter options by reference (clients and other objects survive)', async () => {
       const client = new (class FakeClient {})();
       const config = await loadConfig(
@@ -125,6 +134,22 @@ describe('config', () => {
       const error = await configError(loadConfig(file, { env: NO_ENV }));
       expect(error.message).to.include(file);
       expect(error.message).to.include('line 2, column 12');
+    });
+
+    it('refuses a config path that is not a regular file (a FIFO would block the read)', async () => {
+      const fifo = path.join(tmp, 'config.fifo');
+      execFileSync('mkfifo', [fifo]);
+      const error = await configError(loadConfig(fifo, { env: NO_ENV }));
+      expect(issueAt(error, '')).to.include('not a regular file');
+      const dir = await configError(loadConfig(tmp, { env: NO_ENV }));
+      expect(issueAt(dir, '')).to.include('not a regular file');
+    });
+
+    it('shows a number JSON cannot hold (1e400) as Infinity, not null', async () => {
+      const file = path.join(tmp, 'huge.json');
+      await writeFile(file, '{"manager": {"leaseMs": 1e400}}');
+      const error = await configError(loadConfig(file, { env: NO_ENV }));
+      expect(issueAt(error, '/manager/leaseMs')).to.include('got Infinity');
     });
 
     it('reports a file holding something other than an object', async () => {

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 
 import { ConfigError } from '../errors.js';
 
@@ -110,8 +110,14 @@ function errnoCode(error: unknown): unknown {
 export async function readJsonFile(file: string): Promise<unknown> {
   let text: string;
   try {
+    // A FIFO or a device would block the read (a FIFO until a writer comes): only regular files.
+    const info = await stat(file);
+    if (!info.isFile()) {
+      throw new ConfigError(`cannot read config file ${file}`, [{ path: '', message: 'it is not a regular file' }]);
+    }
     text = await readFile(file, 'utf8');
   } catch (error) {
+    if (ConfigError.is(error)) throw error;
     const reason =
       errnoCode(error) === 'ENOENT'
         ? 'the file does not exist'

@@ -27,7 +27,9 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 /** Sections the config leaves out come from the default configuration. */
 function withDefaultSections(raw: unknown): unknown {
   if (!isPlainObject(raw)) return raw;
-  return { queue: DEFAULT_CONFIG.queue, cache: DEFAULT_CONFIG.cache, ...raw };
+  // A section given as undefined is left out, as in JSON.
+  const given = Object.fromEntries(Object.entries(raw).filter(([, value]) => value !== undefined));
+  return { queue: DEFAULT_CONFIG.queue, cache: DEFAULT_CONFIG.cache, ...given };
 }
 
 function checkSettings(settings: ManagerSettings): ConfigIssue[] {
@@ -83,6 +85,13 @@ function resolveAdapter(section: unknown): ResolvedAdapterConfig {
 export async function loadConfig(input?: ArmConfig | string, options: LoadConfigOptions = {}): Promise<ResolvedConfig> {
   const env = options.env ?? process.env;
   const cwd = path.resolve(options.cwd ?? process.cwd());
+  const loose: unknown = input;
+  if (loose === null) {
+    // Only undefined means "the default": a null is a mistake upstream (a missing lookup), not a choice.
+    throw new ConfigError('invalid armlib configuration', [
+      { path: '', message: 'must be a config object or the path of a JSON file, got null' },
+    ]);
+  }
   const fromEnv = env[ENV_VARS.config];
   const given = input ?? (fromEnv === undefined || fromEnv === '' ? DEFAULT_CONFIG : fromEnv);
 
