@@ -89,6 +89,38 @@ describe('DefaultRequestManager', () => {
     });
   });
 
+  describe('a failed forced rebuild of a cached key', () => {
+    it("is completed in status and list alike, with the cached result's times only, and list keeps to the states asked for", async () => {
+      r = rig();
+      let runs = 0;
+      r.rm.process(async (job) => {
+        if (++runs === 2) throw new PermanentError('rebuild failed');
+        await job.write('csv', 'x');
+      });
+      const a = await r.rm.submit({ uri: '/a' });
+      await r.rm.waitFor(a.key);
+      const builtAt = (await r.rm.status(a.key)).finishedAt;
+      await r.clock.advance(3000);
+      await r.rm.submit({ uri: '/a' }, { force: true });
+      await r.rm.waitFor(a.key);
+      expect(runs).to.equal(2);
+      const status = await r.rm.status(a.key);
+      expect(status).to.deep.include({ state: 'completed', finishedAt: builtAt, attempts: 0 });
+      expect(status).not.to.have.property('startedAt');
+      expect(status).not.to.have.property('submittedAt');
+      // list describes the key as status does (its record says failed), and a failed filter leaves it out.
+      expect((await r.rm.list()).items.find((item) => item.key === a.key)).to.deep.equal(status);
+      expect((await r.rm.list({ state: 'failed' })).items.map((item) => item.key)).to.deep.equal([]);
+
+      // A completed key whose result was cleared is unknown, in status and in list, and no completed item.
+      const b = await r.rm.submit({ uri: '/b' });
+      await r.rm.waitFor(b.key);
+      await r.rm.clearTemporary();
+      expect((await r.rm.status(b.key)).state).to.equal('unknown');
+      expect((await r.rm.list({ state: 'completed' })).items).to.deep.equal([]);
+    });
+  });
+
   describe('running ETA', () => {
     it('scales the expected run time by the progress left, without ballooning between updates', async () => {
       r = rig();

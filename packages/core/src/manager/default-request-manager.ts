@@ -296,15 +296,19 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
       ...(query.owner === undefined ? {} : { owner: query.owner }),
       ...(query.cursor === undefined ? {} : { cursor: query.cursor }),
     });
-    const items = await Promise.all(
+    // Described as status() describes them: a settled record's key is completed while the cache
+    // holds its result (a failed forced rebuild of a cached key, …) and unknown once it is gone.
+    const described = await Promise.all(
       page.items.map(async (record) =>
-        this.#statusOf(
-          record.key,
-          record,
-          record.state === 'completed' ? await this.cache.head(record.key) : undefined,
-        ),
+        this.#statusOf(record.key, record, isLive(record) ? undefined : await this.cache.head(record.key)),
       ),
     );
+    // The queue filtered by record state; what is listed must be in the states asked for (a page
+    // may come out shorter; its cursor still continues after the last record read).
+    const items =
+      states === undefined || states.length === 0
+        ? described
+        : described.filter((status) => (states as readonly string[]).includes(status.state));
     return page.cursor === undefined ? { items } : { items, cursor: page.cursor };
   }
 

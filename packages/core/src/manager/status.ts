@@ -132,18 +132,17 @@ export function completedStatus(record: QueueRecord | undefined, manifest: Resul
     status.result = resultInfo(manifest);
     return status;
   }
-  const base: RequestStatus =
-    record === undefined ? { key: manifest.key, state: 'completed', attempts: 0 } : recordStatus(record);
-  base.state = 'completed';
-  delete base.cancelRequested;
-  delete base.error;
-  delete base.progress;
-  delete base.message;
-  // The record describes a later run (forced rebuild that failed, …) or is gone: the cache speaks.
-  base.finishedAt = iso(manifest.createdAt) ?? '';
-  base.progress = 100;
-  base.result = resultInfo(manifest);
-  return base;
+  // The record describes a later run (a forced rebuild that failed, …) or is gone: the cache
+  // speaks, and of the record only what the runs share (the request) is kept; its times and
+  // attempts belong to the other run.
+  const status: RequestStatus =
+    record === undefined
+      ? { key: manifest.key, state: 'completed', attempts: 0 }
+      : { key: manifest.key, state: 'completed', request: record.request, attempts: 0 };
+  status.finishedAt = iso(manifest.createdAt) ?? '';
+  status.progress = 100;
+  status.result = resultInfo(manifest);
+  return status;
 }
 
 function assign<K extends keyof RequestStatus>(
