@@ -189,6 +189,23 @@ describe('DefaultRequestManager', () => {
       expect((await r.rm.read(s.key))?.contentType).to.equal('text/csv; charset=utf-8');
     });
 
+    it('fails a job whose write stream yields something other than bytes, naming data, without retry', async () => {
+      r = rig({ maxAttempts: 3 });
+      r.rm.process(async (job) => {
+        async function* numbers(): AsyncGenerator<unknown> {
+          yield Buffer.from('a');
+          yield 42;
+        }
+        await job.write('csv', numbers() as AsyncIterable<Uint8Array>);
+      });
+      const s = await r.rm.submit({ uri: '/not-bytes' });
+      const done = await r.rm.waitFor(s.key);
+      expect(done.state).to.equal('failed');
+      expect(done.attempts).to.equal(1);
+      expect(done.error).to.deep.include({ code: 'INVALID_REQUEST', retryable: false });
+      expect(done.error?.message).to.match(/^data: the stream yielded number/);
+    });
+
     it('fails a job that reports progress out of range, without retry', async () => {
       r = rig();
       r.rm.process(async (job) => job.progress(150));

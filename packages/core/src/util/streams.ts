@@ -1,3 +1,4 @@
+import { InvalidRequestError } from '../errors.js';
 import type { WriteData } from '../manager/types.js';
 
 /**
@@ -30,6 +31,13 @@ async function* normalize(source: AsyncIterable<unknown>): AsyncIterable<Uint8Ar
   for await (const chunk of source) {
     if (chunk instanceof Uint8Array) yield chunk;
     else if (typeof chunk === 'string') yield Buffer.from(chunk, 'utf8');
-    else throw new TypeError(`write(): stream yielded ${typeof chunk}, expected bytes or strings`);
+    // The handler's mistake, the same on every attempt: final (not retried), naming what it wrote.
+    else throw new InvalidRequestError('data', `the stream yielded ${describeChunk(chunk)}, expected bytes or strings`);
   }
+}
+
+function describeChunk(chunk: unknown): string {
+  if (chunk === null) return 'null';
+  if (Array.isArray(chunk)) return 'an array';
+  return typeof chunk === 'object' ? 'an object' : typeof chunk;
 }
