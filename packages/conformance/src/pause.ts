@@ -31,6 +31,27 @@ export function pauseTests(options: ConformanceOptions): void {
       expect(gated.started).to.have.members(['p-1', 'p-2']);
     });
 
+    it('gives pending requests a position but no ETA while paused, from this process or another', async function () {
+      const env = await open();
+      const manager = env.manager();
+      const other = await env.otherProcess();
+      await manager.submit(req('eta-1', { estimatedMs: 1_000 }));
+      expect((await manager.status('eta-1')).etaMs).to.be.a('number');
+      await manager.pause();
+      const paused = await manager.status('eta-1');
+      expect(paused.position).to.equal(1);
+      expect(paused.etaMs).to.equal(undefined);
+      await manager.resume();
+      expect((await manager.status('eta-1')).etaMs).to.be.a('number');
+      // A pause by another process shows within a second (the flag is read again at most once a second).
+      await other.pause();
+      await env.clock.advance(1_000);
+      const seen = await manager.status('eta-1');
+      expect(seen.position).to.equal(1);
+      expect(seen.etaMs).to.equal(undefined);
+      await other.resume();
+    });
+
     it('lets running jobs finish while pausing, and is seen by another process', async function () {
       const env = await open();
       const manager = env.manager();

@@ -89,6 +89,28 @@ describe('DefaultRequestManager', () => {
     });
   });
 
+  describe('ETA', () => {
+    it('leaves it out for a running job past its expected time without progress, rather than 0', async () => {
+      r = rig();
+      const started = deferred();
+      const release = deferred();
+      r.rm.process(async () => {
+        started.resolve();
+        await release.promise;
+      });
+      const s = await r.rm.submit({ uri: '/overdue', estimatedMs: 1000 });
+      await started.promise;
+      await r.clock.advance(400);
+      expect((await r.rm.status(s.key)).etaMs).to.equal(600);
+      await r.clock.advance(5000);
+      const overdue = await r.rm.status(s.key);
+      expect(overdue).to.deep.include({ state: 'running', position: 0 });
+      expect(overdue).not.to.have.property('etaMs');
+      release.resolve();
+      await r.rm.waitFor(s.key);
+    });
+  });
+
   describe('a failed forced rebuild of a cached key', () => {
     it("is completed in status and list alike, with the cached result's times only, and list keeps to the states asked for", async () => {
       r = rig();

@@ -42,6 +42,8 @@ export interface ManagerSyncOps {
   readonly cache: SyncCacheOps;
 }
 const DEFAULT_URL_EXPIRY_SEC = 3600;
+/** How long a read of the pause flag serves status reads, ms. */
+const PAUSE_READ_MS = 1000;
 
 /**
  * The request manager: armlib's behaviour (§3 of the spec) written once over the two SPIs.
@@ -62,6 +64,10 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
   #ownerEnqueueOptions: EnqueueOptions | undefined;
   /** The adapters' synchronous twins, when both offer them (the memory adapters); see SyncQueueOps. */
   readonly sync: ManagerSyncOps | undefined;
+  /** The queue's pause flag as last read (at `#pauseReadAt`): a paused queue serves nobody, so no ETA. */
+  #paused = false;
+  #pauseReadAt = Number.NEGATIVE_INFINITY;
+  #pauseRead: Promise<boolean> | undefined;
 
   constructor(
     @inject(TOKENS.QueueManager) readonly queue: QueueManager,
@@ -366,12 +372,39 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
   async pause(): Promise<void> {
     this.#assertOpen();
     await this.queue.setPaused(true);
+    this.#notePaused(true);
   }
 
   async resume(): Promise<void> {
     this.#assertOpen();
     await this.queue.setPaused(false);
+    this.#notePaused(false);
     this.#wakeWorkers();
+  }
+
+  #notePaused(paused: boolean): void {
+    this.#paused = paused;
+    this.#pauseReadAt = this.clock.now();
+  }
+
+  /**
+   * The pause flag for an ETA, read again when older than {@link PAUSE_READ_MS} (another process
+   * may have paused the queue): at most one read a second, however many statuses are read.
+   */
+  #pausedFresh(): Promise<boolean> | boolean {
+    if (this.clock.now() - this.#pauseReadAt < PAUSE_READ_MS) return this.#paused;
+    this.#pauseRead ??= this.queue.isPaused().then(
+      (paused) => {
+        this.#pauseRead = undefined;
+        this.#notePaused(paused);
+        return paused;
+      },
+      (error: unknown) => {
+        this.#pauseRead = undefined;
+        throw error;
+      },
+    );
+    return this.#pauseRead;
   }
 
   async clearTemporary(given?: { olderThan?: Date }): Promise<number> {
@@ -542,11 +575,15 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     const statsRead = this.queue.uriStats(uri);
     const capacityRead = settleLater(this.queue.capacity());
     const positionRead = settleLater(this.queue.position(record.key));
+    const fresh = this.#pausedFresh();
+    const pausedRead = typeof fresh === 'boolean' ? fresh : settleLater(fresh);
     const stats = await statsRead;
     const capacity = await capacityRead;
     const position = await positionRead;
+    const paused = await pausedRead;
     // No longer pending when the position was read (claimed or finished meanwhile): no place in line.
     if (position === undefined) return recordStatus(record);
+    if (paused) return queuedStatus(record, position, undefined);
     return this.#pendingStatus(record, position, stats[0]?.avgMs, capacity.slots, this.clock.now());
   }
 
@@ -556,6 +593,7 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     if (record.state === 'running') return this.#runningStatus(record, queue.avgMs(uri), queue.now);
     const position = queue.rank(record.key);
     if (position === undefined) return recordStatus(record);
+    if (queue.paused()) return queuedStatus(record, position, undefined);
     return this.#pendingStatus(record, position, queue.avgMs(uri), queue.slots(), queue.now);
   }
 
@@ -564,7 +602,7 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
    * request waiting in a long queue) is described from the view alone, without reading the record.
    */
   #liveViewStatus(queue: SyncQueueOps, live: LiveView): RequestStatus {
-    if (live.plainPending) {
+    if (live.plainPending && !queue.paused()) {
       const position = queue.rank(live.key);
       if (position !== undefined) {
         const durationMs = queue.avgMs(live.uri) ?? live.estimatedMs ?? this.settings.defaultEstimatedMs;
@@ -593,10 +631,11 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     const progress = record.progress ?? 0;
     // Progress reaches the queue with a delay, so extrapolating elapsed/progress would balloon between
     // updates; instead the expected run time (learned, or the time already spent if longer) is scaled.
+    // Past its expected time without a word of progress, the job's end is not known: no ETA
+    // rather than a 0 that stays for as long as the job runs on.
+    if (progress <= 0 && elapsed >= durationMs) return status;
     const remaining =
-      progress > 0
-        ? (Math.max(durationMs, elapsed) * (100 - Math.min(progress, 100))) / 100
-        : Math.max(0, durationMs - elapsed);
+      progress > 0 ? (Math.max(durationMs, elapsed) * (100 - Math.min(progress, 100))) / 100 : durationMs - elapsed;
     status.etaMs = Math.round(remaining);
     return status;
   }

@@ -75,8 +75,9 @@ export function recordStatus(record: QueueRecord): RequestStatus {
  * started (the usual case: every submit) is built as one literal, so the object is allocated
  * once at its final size instead of growing field by field.
  */
-export function queuedStatus(record: QueueRecord, position: number, etaMs: number): RequestStatus {
+export function queuedStatus(record: QueueRecord, position: number, etaMs: number | undefined): RequestStatus {
   if (
+    etaMs !== undefined &&
     record.startedAt === undefined &&
     record.finishedAt === undefined &&
     record.progress === undefined &&
@@ -96,7 +97,7 @@ export function queuedStatus(record: QueueRecord, position: number, etaMs: numbe
   }
   const status = recordStatus(record);
   status.position = position;
-  status.etaMs = etaMs;
+  if (etaMs !== undefined) status.etaMs = etaMs;
   return status;
 }
 

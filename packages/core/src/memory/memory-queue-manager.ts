@@ -239,6 +239,7 @@ export class MemoryQueueManager implements QueueManager {
       rank: (key) => this.#rankOf(key),
       slots: () => this.#capacityAt(this.#lastNow).slots,
       avgMs: (uri) => this.#durations.get(uri)?.avgMs,
+      paused: () => this.#paused,
       claim: (options) => this.#claim(options),
       complete: (key, token, options) => this.#complete(key, token, options),
     };

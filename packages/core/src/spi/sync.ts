@@ -46,6 +46,8 @@ export interface SyncQueueOps {
   slots(): number;
   /** `uriStats(uri)[0]?.avgMs` as of the last call. */
   avgMs(uri: string): number | undefined;
+  /** `isPaused()`. */
+  paused(): boolean;
   claim(options: ClaimOptions): Lease | undefined;
   complete(key: string, token: string, options: CompleteOptions): QueueRecord;
 }
