@@ -39,19 +39,28 @@ export const FILE_CACHE_DEFAULTS: Readonly<Required<FileCacheManagerOptions>> = 
   inlineMaxBytes: 8192,
 });
 
+const KNOWN_OPTIONS: readonly string[] = ['dir', 'durability', 'urlPrefix', 'inlineMaxBytes'];
+
 /** Upper bound of `inlineMaxBytes`: manifests are read whole on every lookup. */
 const MAX_INLINE_BYTES = 65536;
 
 /**
  * Checks `cache.options` of the `file` adapter without touching the disk. Paths are relative to
- * the options (`/dir`, `/durability`, `/urlPrefix`, `/inlineMaxBytes`); unknown option names are ignored, so that
- * switching `cache.adapter` does not fail on options meant for another adapter.
+ * the options (`/dir`, `/durability`, `/urlPrefix`, `/inlineMaxBytes`). An unknown option name is an
+ * issue: a misspelt `durabilty` would otherwise run with the default durability unnoticed (the
+ * config loader drops options written for another adapter when an environment variable switches it).
  */
 export function checkFileCacheOptions(options: unknown): ConfigIssue[] {
   if (options === undefined || options === null) return [];
   if (typeof options !== 'object' || Array.isArray(options)) return [{ path: '', message: 'must be an object' }];
-  const { dir, durability, urlPrefix, inlineMaxBytes } = options as Record<string, unknown>;
+  const given = options as Record<string, unknown>;
+  const { dir, durability, urlPrefix, inlineMaxBytes } = given;
   const issues: ConfigIssue[] = [];
+  for (const name of Object.keys(given)) {
+    if (!KNOWN_OPTIONS.includes(name) && given[name] !== undefined) {
+      issues.push({ path: `/${name}`, message: `unknown option (expected one of ${KNOWN_OPTIONS.join(', ')})` });
+    }
+  }
   if (dir !== undefined) {
     if (typeof dir !== 'string' || dir.trim() === '') {
       issues.push({ path: '/dir', message: `must be a non-empty string, got ${describe(dir)}` });

@@ -20,7 +20,7 @@ describe('file cache: options', function () {
     await tmp.remove();
   });
 
-  it('accepts valid options, no options and unknown names', function () {
+  it('accepts valid options and no options', function () {
     expect(checkFileCacheOptions(undefined)).to.deep.equal([]);
     expect(checkFileCacheOptions({})).to.deep.equal([]);
     expect(
@@ -29,9 +29,15 @@ describe('file cache: options', function () {
         durability: 'full',
         urlPrefix: '/files/',
         inlineMaxBytes: 0,
-        region: 'eu-west-1',
+        region: undefined,
       }),
     ).to.deep.equal([]);
+  });
+
+  it('refuses an unknown option name (a misspelt durability would go unnoticed)', function () {
+    const issues = checkFileCacheOptions({ dir: './x', durabilty: 'full', region: 'eu-west-1' });
+    expect(issues.map((issue) => issue.path)).to.deep.equal(['/durabilty', '/region']);
+    expect(issues[0]?.message).to.equal('unknown option (expected one of dir, durability, urlPrefix, inlineMaxBytes)');
   });
 
   it('names every bad option by its path', function () {
