@@ -1,47 +1,135 @@
-import { pipeline, Transform } from 'node:stream';
-import type { Readable, TransformCallback } from 'node:stream';
+import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 
+import { BackendError } from '@armlib/core';
+
+/** What {@link openBody} makes of an S3 object body. */
+export interface BodyOptions {
+  /** Name of the object, for error messages. */
+  readonly objectKey: string;
+  /** Decode gzip first (the range then addresses decoded bytes). */
+  readonly gunzip: boolean;
+  /** First byte to keep. */
+  readonly start: number;
+  /** Last byte to keep (inclusive). */
+  readonly end: number;
+  /** Bytes the object yields (decoded, with `gunzip`). */
+  readonly size: number;
+}
+
 /**
- * Decodes a gzipped object stream and keeps the inclusive byte range `[start, end]` of the
- * decoded bytes. S3 ranges address stored (compressed) bytes, so a range of a gzipped format
- * reads the object from its start and skips what comes before `start`.
+ * The stream `get` returns for an S3 object body: the bytes `[start, end]` of the object (decoded
+ * first with `gunzip`). It ends as soon as `end` has passed and then destroys the S3 body if
+ * more would follow, so a short range of a large gzipped object does not download the rest (a
+ * body read to its end is left to finish, so that its connection is reused). Failures of the body
+ * (a dropped connection, a gzip error, a body shorter than the range) reach the reader as a
+ * retryable {@link BackendError} keeping the original as `cause`, like every other S3 failure.
  */
-export function gunzipRange(stored: Readable, start: number, end: number): Readable {
-  const gunzip = createGunzip();
-  // Errors of any stage destroy the last one, which is what the caller reads.
-  return pipeline(stored, gunzip, new RangeSlicer(start, end), () => {
-    // Reported through the returned stream's 'error' event.
-  });
+export function openBody(object: Readable, options: BodyOptions): Readable {
+  return new RangeBody(object, options);
 }
 
-/** Keeps the bytes at offsets `[start, end]` of `source` (an object S3 sent more of than was asked for). */
-export function sliceStream(source: Readable, start: number, end: number): Readable {
-  return pipeline(source, new RangeSlicer(start, end), () => {
-    // Reported through the returned stream's 'error' event.
-  });
-}
-
-/** Keeps the bytes at offsets `[start, end]` of what passes through, then ends. */
-class RangeSlicer extends Transform {
+class RangeBody extends Readable {
+  readonly #object: Readable;
+  /** The object, or the gunzip reading it. */
+  readonly #source: Readable;
+  readonly #options: BodyOptions;
+  /** Offset of the next byte `#source` produces. */
   #offset = 0;
-  readonly #start: number;
-  readonly #end: number;
+  /** Ended, failed or destroyed: whatever the sources do after that is of no interest. */
+  #settled = false;
 
-  constructor(start: number, end: number) {
+  constructor(object: Readable, options: BodyOptions) {
     super();
-    this.#start = start;
-    this.#end = end;
+    this.#object = object;
+    this.#options = options;
+    const fail = (error: unknown): void => {
+      this.#fail(error);
+    };
+    if (options.gunzip) {
+      const gunzip = createGunzip();
+      // pipe() forwards no errors: the object's own are listened to here.
+      object.on('error', fail);
+      object.pipe(gunzip);
+      this.#source = gunzip;
+    } else {
+      this.#source = object;
+    }
+    this.#source.on('error', fail);
+    this.#source.on('data', (chunk: Buffer) => {
+      this.#take(chunk);
+    });
+    this.#source.on('end', () => {
+      this.#end();
+    });
+    // A body that closes without ending or failing was cut off all the same.
+    this.#source.on('close', () => {
+      this.#fail(new Error('the body closed before its end'));
+    });
+    this.#source.pause();
   }
 
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+  override _read(): void {
+    this.#source.resume();
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.#release();
+    callback(error);
+  }
+
+  #take(chunk: Buffer): void {
+    if (this.#settled) return;
+    const { start, end } = this.#options;
     const from = this.#offset;
     const to = from + chunk.byteLength; // exclusive
     this.#offset = to;
-    if (to <= this.#start || from > this.#end) {
-      callback();
+    if (to <= start) return;
+    const more = this.push(chunk.subarray(Math.max(0, start - from), Math.min(chunk.byteLength, end + 1 - from)));
+    if (to > end) {
+      this.#settled = true;
+      this.push(null);
+      // Past the range: the rest of the object is not wanted, so stop downloading it.
+      if (end + 1 < this.#options.size) this.#release();
+    } else if (!more) {
+      this.#source.pause();
+    }
+  }
+
+  #end(): void {
+    if (this.#settled) return;
+    const { start, end } = this.#options;
+    if (this.#offset <= end) {
+      const got = Math.max(0, this.#offset - start);
+      this.#fail(new Error(`the body ended after ${String(got)} of ${String(end - start + 1)} bytes`));
       return;
     }
-    callback(null, chunk.subarray(Math.max(0, this.#start - from), Math.min(chunk.byteLength, this.#end + 1 - from)));
+    this.#settled = true;
+    this.push(null);
+  }
+
+  #fail(error: unknown): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    // As node's own HTTP bodies do: a body nobody listens to (got, then never read) is destroyed
+    // quietly, rather than an 'error' event without a listener ending the process.
+    if (this.listenerCount('error') === 0) {
+      this.destroy();
+      return;
+    }
+    const why = error instanceof Error ? error.message : String(error);
+    this.destroy(
+      new BackendError(`S3 GetObject ${this.#options.objectKey}: reading the body failed: ${why}`, {
+        retryable: true,
+        cause: error,
+      }),
+    );
+  }
+
+  /** Stops both sources (their error listeners stay, so late errors are ignored, not thrown). */
+  #release(): void {
+    this.#settled = true;
+    if (this.#source !== this.#object) this.#source.destroy();
+    this.#object.destroy();
   }
 }

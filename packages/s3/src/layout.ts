@@ -74,3 +74,10 @@ export class S3Layout {
 export function newId(prefix: 'c' | 's'): string {
   return `${prefix}${Date.now().toString(36)}-${randomBytes(8).toString('hex')}`;
 }
+
+/** The creation time (epoch ms) a commit or staging id carries; 0 for anything else. */
+export function idTime(id: string): number {
+  const match = /^[cs]([0-9a-z]+)-/.exec(id);
+  const time = match === null ? Number.NaN : parseInt(match[1] as string, 36);
+  return Number.isSafeInteger(time) ? time : 0;
+}

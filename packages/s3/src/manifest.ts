@@ -1,6 +1,8 @@
 import { BackendError, CACHE_AREAS } from '@armlib/core';
 import type { CacheArea, FormatInfo, ResultManifest } from '@armlib/core';
 
+import { idTime } from './layout.js';
+
 /** How one format is stored, next to what the SPI reports about it. */
 export interface StoredFormat {
   /** As written by the caller: what `head` reports and `get` returns. */
@@ -21,6 +23,12 @@ export interface StoredManifest {
   readonly formats: Readonly<Record<string, StoredFormat>>;
   /** The commit's fence (see CommitOptions.fence in core), when it had one. */
   readonly fence?: number;
+  /**
+   * Where the commit ranks among the key's commits (epoch ms): the later of its commit id's time
+   * and one past every result the commit replaced. Absent in manifests written before it existed
+   * (the commit id's time stands in). See {@link compareResults}.
+   */
+  readonly order?: number;
 }
 
 /** Version of the manifest object's JSON; bumped on incompatible changes. */
@@ -33,6 +41,7 @@ interface ManifestJson {
   createdAt: number;
   commitId: string;
   fence?: number;
+  order?: number;
   formats: Record<
     string,
     { size: number; contentType: string; contentEncoding?: string; stored?: { encoding: 'gzip'; size: number } }
@@ -57,21 +66,44 @@ export function encodeManifest(m: StoredManifest): string {
     createdAt: m.createdAt,
     commitId: m.commitId,
     ...(m.fence === undefined ? {} : { fence: m.fence }),
+    ...(m.order === undefined ? {} : { order: m.order }),
     formats,
   };
   return JSON.stringify(json);
 }
 
+/**
+ * A manifest object read back: the manifest, or why it is not one. `torn` is true for text that
+ * is not JSON at all, which an emulator serving a manifest being rewritten can produce, so it is
+ * worth reading again; JSON of the wrong shape or version will not change by being read again.
+ */
+export type DecodedManifest =
+  { readonly manifest: StoredManifest } | { readonly error: BackendError; readonly torn: boolean };
+
 /** Parses a manifest object; anything malformed is a non-retryable {@link BackendError} naming the object. */
-export function decodeManifest(text: string, objectKey: string): StoredManifest {
+export function decodeManifest(text: string, objectKey: string): DecodedManifest {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
   } catch (error) {
-    throw corrupt(objectKey, 'not JSON', error);
+    return { error: corrupt(objectKey, 'not JSON', error), torn: true };
   }
+  try {
+    return { manifest: fromJson(raw, objectKey) };
+  } catch (error) {
+    return { error: BackendError.is(error) ? error : corrupt(objectKey, 'malformed', error), torn: false };
+  }
+}
+
+function fromJson(raw: unknown, objectKey: string): StoredManifest {
   const j = raw as Partial<ManifestJson> | null;
-  if (typeof j !== 'object' || j === null || j.v !== MANIFEST_VERSION) throw corrupt(objectKey, 'unknown version');
+  if (typeof j !== 'object' || j === null) throw corrupt(objectKey, 'not an object');
+  if (j.v !== MANIFEST_VERSION) {
+    throw corrupt(
+      objectKey,
+      `version ${String(j.v)}, this armlib reads version ${MANIFEST_VERSION}: written by a newer armlib?`,
+    );
+  }
   if (typeof j.key !== 'string' || typeof j.commitId !== 'string' || typeof j.createdAt !== 'number') {
     throw corrupt(objectKey, 'missing key, commitId or createdAt');
   }
@@ -92,9 +124,42 @@ export function decodeManifest(text: string, objectKey: string): StoredManifest 
         : { info, storedSize: f.size };
   }
   const base = { key: j.key, area: j.area as CacheArea, createdAt: j.createdAt, commitId: j.commitId, formats };
-  if (j.fence === undefined) return base;
-  if (typeof j.fence !== 'number' || !Number.isFinite(j.fence)) throw corrupt(objectKey, 'bad fence');
-  return { ...base, fence: j.fence };
+  for (const field of ['fence', 'order'] as const) {
+    const value = j[field];
+    if (value !== undefined && (typeof value !== 'number' || !Number.isFinite(value))) {
+      throw corrupt(objectKey, `bad ${field}`);
+    }
+  }
+  return {
+    ...base,
+    ...(j.fence === undefined ? {} : { fence: j.fence }),
+    ...(j.order === undefined ? {} : { order: j.order }),
+  };
+}
+
+/**
+ * Ranks two results of one key (positive when `a` is the newer), so that two commits of the key
+ * to different areas, each finding the other's manifest, agree on which one stays. Fences decide
+ * when both have one (a later claim's result beats a stalled worker's); then the commit order,
+ * which puts a commit after every result it found and replaced whatever the hosts' clocks say;
+ * then the commit ids, an arbitrary tie-break both sides see alike.
+ */
+export function compareResults(a: StoredManifest, b: StoredManifest): number {
+  if (a.fence !== undefined && b.fence !== undefined && a.fence !== b.fence) return a.fence - b.fence;
+  const byOrder = orderOf(a) - orderOf(b);
+  if (byOrder !== 0) return byOrder;
+  return a.commitId < b.commitId ? -1 : a.commitId > b.commitId ? 1 : 0;
+}
+
+/** The order of a new commit `commitId` that replaces the results in `replaced`. */
+export function orderAfter(commitId: string, replaced: readonly (StoredManifest | undefined)[]): number {
+  let order = idTime(commitId);
+  for (const m of replaced) if (m !== undefined) order = Math.max(order, orderOf(m) + 1);
+  return order;
+}
+
+function orderOf(m: StoredManifest): number {
+  return m.order ?? idTime(m.commitId);
 }
 
 /** The SPI view of a stored manifest (fresh, frozen objects: callers cannot reach the adapter's state). */

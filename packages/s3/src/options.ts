@@ -69,11 +69,25 @@ const MAX_PREFIX_LENGTH = 512;
 const BUCKET_PATTERN = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
 // Options that configure a client the adapter builds, so they make no sense next to `client`.
 const CLIENT_FIELDS = ['region', 'endpoint', 'forcePathStyle', 'clientConfig'] as const;
+/** Every option name of {@link S3CacheManagerOptions}. */
+const KNOWN: ReadonlySet<string> = new Set<keyof S3CacheManagerOptions>([
+  'bucket',
+  'prefix',
+  'region',
+  'endpoint',
+  'forcePathStyle',
+  'client',
+  'clientConfig',
+  'gzip',
+  'partSizeBytes',
+  'queueSize',
+]);
 
 /**
  * Checks `cache.options` of the `s3` adapter without any I/O. Each issue's path is relative to
- * the options object (`/bucket`, `/client`…). Unknown fields are ignored, so that switching
- * `cache.adapter` does not fail on options meant for another adapter.
+ * the options object (`/bucket`, `/client`…). An unknown name is an issue too, so that a typo
+ * (`keyPrefx`) is not silently dropped; options left for another adapter do not reach this
+ * check, since switching `cache.adapter` by environment variable drops the file's options.
  */
 export function checkS3CacheOptions(options: unknown): ConfigIssue[] {
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
@@ -81,6 +95,12 @@ export function checkS3CacheOptions(options: unknown): ConfigIssue[] {
   }
   const o = options as Record<string, unknown>;
   const issues: ConfigIssue[] = [];
+  for (const name of Object.keys(o)) {
+    // An option given as undefined is an option left out (as for the known ones).
+    if (!KNOWN.has(name) && o[name] !== undefined) {
+      issues.push({ path: `/${name}`, message: `unknown option (expected one of ${[...KNOWN].join(', ')})` });
+    }
+  }
   if (typeof o['bucket'] !== 'string' || !BUCKET_PATTERN.test(o['bucket']) || o['bucket'].includes('..')) {
     issues.push({
       path: '/bucket',

@@ -36,16 +36,17 @@ import type {
 } from '@armlib/core';
 
 import { mapLimit } from './concurrency.js';
-import { gunzipRange, sliceStream } from './download.js';
-import { isNotFound, toBackendError } from './errors.js';
+import { openBody } from './download.js';
+import { isNotFound, isRetryable, toBackendError } from './errors.js';
 import { newId, S3Layout } from './layout.js';
-import { decodeManifest, encodeManifest, publicManifest } from './manifest.js';
+import { compareResults, decodeManifest, encodeManifest, orderAfter, publicManifest } from './manifest.js';
 import type { StoredFormat, StoredManifest } from './manifest.js';
 import { resolveS3CacheOptions } from './options.js';
 import type { ResolvedS3CacheOptions, S3CacheManagerOptions } from './options.js';
 import { S3StagedResult } from './staged-result.js';
 import type { StagedFormat, StagingHost } from './staged-result.js';
 import { S3Store } from './store.js';
+import type { RefusedDelete } from './store.js';
 import { stageFormat } from './upload.js';
 import type { InlineFormat, UploadedFormat } from './upload.js';
 
@@ -80,8 +81,10 @@ const AFTER_FOLDER = '~';
  * concurrently) reads the manifest again. Formats are stored with their Content-Type (and
  * Content-Encoding); with `gzip` they are compressed on write and decoded again by `get`.
  *
- * Unknown option names are ignored, so that switching `cache.adapter` does not fail on options
- * meant for another adapter.
+ * A manifest this cache cannot read (damaged, or written by a newer armlib) makes `head`, `get`,
+ * `url`, `promote` and commits of its key fail with a {@link BackendError}; `list` and `sweep`
+ * skip the key, and `delete` and `clear` remove the manifest (its data is left to `clear` and the
+ * lifecycle rule, since nothing says which objects it names).
  */
 @injectable()
 export class S3CacheManager implements CacheManager {
@@ -232,20 +235,34 @@ export class S3CacheManager implements CacheManager {
     const temporary = await this.#read('temporary', key);
     if (temporary === undefined) return false;
     const previous = await this.#read('persistent', key);
-    const { commitId } = temporary;
-    const names = Object.keys(temporary.formats);
-    const targets = names.map((format) => this.#layout.data('persistent', key, commitId, format));
     // Same commit id in the persistent area: a concurrent promotion of the same result writes the same objects.
-    const copied = await mapLimit(names, PARALLEL_CALLS, (format, index) =>
+    const targets = this.#dataKeys({ ...temporary, area: 'persistent' });
+    try {
+      return await this.#promoteCopying(temporary, previous, targets);
+    } catch (error) {
+      // The copies made so far go, unless the persistent manifest names them: this promotion
+      // published before a later step failed (or a concurrent promotion of the same result did).
+      await this.#discardUnlessNamed('persistent', key, temporary.commitId, targets);
+      throw error;
+    }
+  }
+
+  /** Copies `temporary` to `targets` and publishes it there (see {@link #promoteOnce}). */
+  async #promoteCopying(
+    temporary: StoredManifest,
+    previous: StoredManifest | undefined,
+    targets: readonly string[],
+  ): Promise<boolean | 'superseded'> {
+    const { key, commitId } = temporary;
+    const copied = await mapLimit(Object.keys(temporary.formats), PARALLEL_CALLS, (format, index) =>
       this.#store.copy(this.#layout.data('temporary', key, commitId, format), targets[index] as string),
     );
     // The temporary result must still be the one copied, right before the persistent manifest
     // names it: else a commit made meanwhile would be replaced by this older result.
     const now = await this.#read('temporary', key);
     if (now?.commitId !== commitId) {
-      // Promoted, replaced or deleted by someone else while we copied. The copies go, unless a
-      // concurrent promotion of the same result published them (it wrote the same objects).
-      if ((await this.#read('persistent', key))?.commitId !== commitId) await this.#discard(targets);
+      // Promoted, replaced or deleted by someone else while we copied.
+      await this.#discardUnlessNamed('persistent', key, commitId, targets);
       return now === undefined ? false : 'superseded';
     }
     if (copied.includes(false)) {
@@ -261,18 +278,15 @@ export class S3CacheManager implements CacheManager {
     // Gone: a concurrent promotion of the same result finished first (same objects, same manifest).
     if (after === undefined) return true;
     if (after.commitId !== commitId) {
-      if ((await this.#read('persistent', key))?.commitId === commitId) {
-        await this.#remove([this.#layout.manifest('persistent', key)], targets);
-      }
+      // Read right before the delete: a result committed there since is not ours to remove.
+      const published = await this.#read('persistent', key);
+      if (published?.commitId === commitId) await this.#removeResults([this.#resultOf('persistent', promoted)]);
+      else await this.#discard(targets);
       return 'superseded';
     }
-    await this.#remove(
-      [this.#layout.manifest('temporary', key)],
-      [
-        ...this.#dataKeys(temporary),
-        ...(previous === undefined || previous.commitId === commitId ? [] : this.#dataKeys(previous)),
-      ],
-    );
+    // The persistent manifest no longer names the previous result: its data is garbage.
+    if (previous !== undefined && previous.commitId !== commitId) await this.#discard(this.#dataKeys(previous));
+    await this.#removeResults([this.#resultOf('temporary', temporary)]);
     return true;
   }
 
@@ -281,10 +295,15 @@ export class S3CacheManager implements CacheManager {
     assertValidKey(key);
     let deleted = 0;
     for (const a of area === undefined ? CACHE_AREAS : [assertCacheArea(area)]) {
-      const manifest = await this.#read(a, key);
-      if (manifest === undefined) continue;
-      await this.#remove([this.#layout.manifest(a, key)], this.#dataKeys(manifest));
-      deleted++;
+      // Read right before the delete: a result committed since its read is removed only if it
+      // landed within that one round trip (S3 has no conditional delete to close it).
+      const found = await this.#readOrUnreadable(a, key);
+      if (found === undefined) continue;
+      // A manifest that cannot be read goes alone: which objects it names is unknown, so they
+      // are left to clear() and the lifecycle rule.
+      const result =
+        found instanceof Unreadable ? { manifest: this.#layout.manifest(a, key), data: [] } : this.#resultOf(a, found);
+      deleted += await this.#removeResults([result]);
     }
     return deleted;
   }
@@ -321,15 +340,38 @@ export class S3CacheManager implements CacheManager {
         ...(token === undefined ? {} : { token }),
       });
       const keys = this.#keysOf(area, page.folders);
-      const manifests = await mapLimit(keys, PARALLEL_CALLS, (key) => this.#read(area, key));
-      const doomed = manifests.filter((m): m is StoredManifest => m !== undefined && m.createdAt < olderThan);
-      await this.#remove(
-        doomed.map((m) => this.#layout.manifest(area, m.key)),
-        doomed.flatMap((m) => this.#dataKeys(m)),
+      const found = await mapLimit(keys, PARALLEL_CALLS, (key) => this.#readOrUnreadable(area, key));
+      // A manifest this cache cannot read leaves its key alone, data included (it may be a newer
+      // armlib's result): it is not taken for a result that is due.
+      const due = found.filter(
+        (m): m is StoredManifest => m !== undefined && !(m instanceof Unreadable) && m.createdAt < olderThan,
       );
-      swept += doomed.length;
+      swept += await this.#sweepDue(area, due);
       token = page.next;
     } while (token !== undefined);
+    return swept;
+  }
+
+  /**
+   * Deletes the results `due` read, a few at a time, each read again right before its delete: a
+   * commit that replaced one since (a fresh result) stays. The data of the deleted ones goes at
+   * the end, in one call; refusals are reported once the others are done.
+   */
+  async #sweepDue(area: CacheArea, due: readonly StoredManifest[]): Promise<number> {
+    let swept = 0;
+    const garbage: string[] = [];
+    const refused: RefusedDelete[] = [];
+    for (let at = 0; at < due.length; at += PARALLEL_CALLS) {
+      const batch = due.slice(at, at + PARALLEL_CALLS);
+      const now = await Promise.all(batch.map((m) => this.#readOrUnreadable(area, m.key)));
+      const unchanged = batch.filter((m, i) => sameCommit(now[i], m));
+      const outcome = await this.#deleteManifests(unchanged.map((m) => this.#resultOf(area, m)));
+      swept += outcome.gone.length;
+      garbage.push(...outcome.gone.flatMap((r) => r.data));
+      refused.push(...outcome.refused);
+    }
+    await this.#discard(garbage);
+    if (refused.length > 0) throw refusalError(refused);
     return swept;
   }
 
@@ -355,9 +397,10 @@ export class S3CacheManager implements CacheManager {
       // Emulators may ignore MaxKeys with a delimiter: never take more than the page still needs.
       const keys = this.#keysOf(area, page.folders);
       const taken = keys.slice(0, wanted);
-      // Folders without a manifest (a commit being copied in, leftovers) are not results.
-      const manifests = await mapLimit(taken, PARALLEL_CALLS, (key) => this.#read(area, key));
-      for (const m of manifests) if (m !== undefined) items.push(publicManifest(m));
+      // Folders without a manifest (a commit being copied in, leftovers) are not results, nor
+      // are manifests this cache cannot read (skipped rather than failing the whole listing).
+      const manifests = await mapLimit(taken, PARALLEL_CALLS, (key) => this.#readOrUnreadable(area, key));
+      for (const m of manifests) if (m !== undefined && !(m instanceof Unreadable)) items.push(publicManifest(m));
       const lastTaken = taken.at(-1);
       if (items.length >= limit || taken.length < keys.length) {
         const more = taken.length < keys.length || page.next !== undefined;
@@ -390,26 +433,36 @@ export class S3CacheManager implements CacheManager {
     return persistent ?? temporary;
   }
 
+  /** The manifest at `key` in `area`; one this cache cannot read is an error. */
   async #read(area: CacheArea, key: string): Promise<StoredManifest | undefined> {
+    const found = await this.#readOrUnreadable(area, key);
+    if (found instanceof Unreadable) throw found.error;
+    return found;
+  }
+
+  /** The manifest at `key` in `area`, undefined when there is none, or why it cannot be read. */
+  async #readOrUnreadable(area: CacheArea, key: string): Promise<StoredManifest | Unreadable | undefined> {
     const objectKey = this.#layout.manifest(area, key);
-    let manifest: StoredManifest | undefined;
-    for (let attempt = 1; manifest === undefined; attempt++) {
+    for (let attempt = 1; ; attempt++) {
       const text = await this.#store.getText(objectKey);
       if (text === undefined) return undefined;
-      try {
-        manifest = decodeManifest(text, objectKey);
-      } catch (error) {
-        // S3 replaces objects atomically, but emulators (s3rver) may serve a manifest being
-        // rewritten half-written: read again a few times before calling it corrupt.
-        if (attempt >= MAX_MANIFEST_READS) throw error;
-        await delay(MANIFEST_REREAD_MS * attempt);
+      const decoded = decodeManifest(text, objectKey);
+      if ('manifest' in decoded) {
+        const { manifest } = decoded;
+        if (manifest.key !== key) {
+          return new Unreadable(
+            new BackendError(`S3 manifest '${objectKey}' names key '${manifest.key}'`, { retryable: false }),
+          );
+        }
+        // The folder is the truth: a manifest copied by hand between areas still reads right.
+        return manifest.area === area ? manifest : { ...manifest, area };
       }
+      // S3 replaces objects atomically, but emulators (s3rver) may serve a manifest being
+      // rewritten half-written: text that is not JSON is read again a few times before it counts
+      // as damaged. A manifest that parses but is not one this armlib reads will not change.
+      if (!decoded.torn || attempt >= MAX_MANIFEST_READS) return new Unreadable(decoded.error);
+      await delay(MANIFEST_REREAD_MS * attempt);
     }
-    if (manifest.key !== key) {
-      throw new BackendError(`S3 manifest '${objectKey}' names key '${manifest.key}'`, { retryable: false });
-    }
-    // The folder is the truth: a manifest copied by hand between areas still reads right.
-    return manifest.area === area ? manifest : { ...manifest, area };
   }
 
   /** Opens a format's data; undefined when the object is gone. */
@@ -423,7 +476,9 @@ export class S3CacheManager implements CacheManager {
     if (stored.storedEncoding === 'gzip') {
       // S3 ranges address the compressed bytes: decode from the start and cut the range out.
       const object = await this.#store.getStream(objectKey);
-      return object === undefined ? undefined : gunzipRange(object.body, range.start, range.end);
+      if (object === undefined) return undefined;
+      const size = stored.info.size;
+      return openBody(object.body, { objectKey, gunzip: true, start: range.start, end: range.end, size });
     }
     if (range.length === 0) {
       // Nothing to read, but the object must still be there.
@@ -436,15 +491,14 @@ export class S3CacheManager implements CacheManager {
     if (object === undefined) return undefined;
     // s3rver answers `bytes=0-0` with the whole object (it reads end 0 as "no end"): the start is
     // right, so the surplus is cut off here. Fewer bytes than asked for is a real inconsistency.
-    if (object.length > range.length) return sliceStream(object.body, 0, range.length - 1);
-    if (object.length !== range.length) {
+    if (object.length < range.length) {
       object.body.destroy();
       throw new BackendError(
         `S3 object '${objectKey}' sent ${object.length} bytes where its manifest expects ${range.length}`,
         { retryable: false },
       );
     }
-    return object.body;
+    return openBody(object.body, { objectKey, gunzip: false, start: 0, end: range.length - 1, size: object.length });
   }
 
   #upload(
@@ -471,9 +525,9 @@ export class S3CacheManager implements CacheManager {
 
   /**
    * The commit: put the staged formats into `<area>/<key>/<commitId>/` (small ones from memory,
-   * the others by server-side copy), write the manifest (the
-   * commit point), then delete the other area's manifest (a failure there is reported, since the
-   * old result would still show) and, best effort, the earlier commits' data and the staged objects.
+   * the others by server-side copy), write the manifest (the commit point), then settle which of
+   * the key's two areas keeps a result (see {@link #settle}); the data no manifest names any more
+   * and the staged objects go in the background.
    */
   async #publish(
     key: string,
@@ -487,40 +541,11 @@ export class S3CacheManager implements CacheManager {
     const commitId = newId('c');
     const entries = [...formats];
     const targets = entries.map(([format]) => this.#layout.data(area, key, commitId, format));
-    let previous: (StoredManifest | undefined)[];
-    try {
-      // The earlier results are read while the copies run: one round trip less per commit.
-      const reads = Promise.all(CACHE_AREAS.map((a) => this.#read(a, key)));
-      const copies = mapLimit(entries, PARALLEL_CALLS, async ([format, staged], index) => {
-        if (staged.stored.storedSize > MAX_COPY_BYTES) {
-          throw new BackendError(
-            `format '${format}' of '${key}' is ${staged.stored.storedSize} bytes stored; the S3 cache commits formats of at most 5 GiB`,
-            { retryable: false },
-          );
-        }
-        const target = targets[index] as string;
-        if (staged.kind === 'inline') {
-          const { contentType, contentEncoding } = staged.stored.info;
-          const encoding = staged.stored.storedEncoding ?? contentEncoding;
-          await this.#store.putBytes(target, staged.body, contentType, encoding);
-          return;
-        }
-        if (!(await this.#store.copy(staged.objectKey, target))) {
-          throw new BackendError(
-            `staged format '${format}' of '${key}' is gone (deleted or expired before the commit)`,
-            { retryable: false },
-          );
-        }
-      });
-      [previous] = await Promise.all([reads, copies]);
-    } catch (error) {
-      await this.#discard(targets);
-      throw error;
-    }
+    const previous = await this.#putData(key, entries, targets);
     // Fencing: a holder that stalled past its lease finds the later claim's result and publishes
     // nothing. The check and the manifest write are two requests (S3 emulators have no conditional
     // writes), so a stall between them is still a window: see the package README.
-    if (fence !== undefined && previous.some((m) => (m?.fence ?? Number.NEGATIVE_INFINITY) > fence)) {
+    if (fence !== undefined && CACHE_AREAS.some((a) => (previous[a]?.fence ?? Number.NEGATIVE_INFINITY) > fence)) {
       await this.#discard(targets);
       throw new LeaseLostError(key, `commit of '${key}' refused: a later claim already published its result`);
     }
@@ -531,23 +556,17 @@ export class S3CacheManager implements CacheManager {
       commitId,
       formats: Object.fromEntries(entries.map(([format, staged]) => [format, staged.stored])),
       ...(fence === undefined ? {} : { fence }),
+      order: orderAfter(
+        commitId,
+        CACHE_AREAS.map((a) => previous[a]),
+      ),
     };
-    await this.#store.putText(this.#layout.manifest(area, key), encodeManifest(manifest), 'application/json');
+    await this.#putManifest(manifest, targets);
     published();
-    const other: CacheArea = area === 'persistent' ? 'temporary' : 'persistent';
-    const otherManifest = this.#layout.manifest(other, key);
-    const garbage = [
-      ...previous.flatMap((m) => (m === undefined || m.commitId === commitId ? [] : this.#dataKeys(m))),
-      ...entries.flatMap(([, staged]) => (staged.kind === 'uploaded' ? [staged.objectKey] : [])),
-    ];
-    if (previous.some((m) => m?.area === other)) {
-      // The old result would still show from the other area: that delete is part of the commit.
-      await this.#remove([otherManifest], garbage);
-    } else {
-      // Nothing showed in the other area when this commit read it; a concurrent commit may have
-      // written a manifest there since, which goes too. Not in the background: a delete still in
-      // flight after this commit returned could remove the manifest of a later commit of the key.
-      await this.#discard([otherManifest]);
+    const garbage = entries.flatMap(([, s]) => (s.kind === 'uploaded' ? [s.objectKey] : []));
+    try {
+      await this.#settle(manifest, previous, garbage);
+    } finally {
       // Only garbage (data no manifest names): deleted in the background. close() waits for it.
       this.#inBackground(this.#discard(garbage));
     }
@@ -555,18 +574,151 @@ export class S3CacheManager implements CacheManager {
   }
 
   /**
-   * Deletes `critical` keys (manifests: failing to delete one is an error) together with
-   * `garbage` (data no manifest points at any more: left to `clear` and the lifecycle rule if S3
-   * refuses it). One DeleteObjects call per 1000 keys.
+   * Puts the formats of a commit to `targets` while the key's current results are read (one
+   * round trip less per commit). On failure the targets go, once every write has settled: one
+   * still in flight could land after the delete.
    */
-  async #remove(critical: readonly string[], garbage: readonly string[]): Promise<void> {
-    const refused = await this.#store.deleteAll([...critical, ...garbage]);
-    const failed = refused.find((r) => critical.includes(r.key));
-    if (failed !== undefined) {
-      throw new BackendError(`S3 refused to delete '${failed.key}' (${failed.code})`, {
-        retryable: failed.code === 'InternalError' || failed.code === 'SlowDown',
-      });
+  async #putData(
+    key: string,
+    entries: readonly [string, StagedFormat][],
+    targets: readonly string[],
+  ): Promise<Record<CacheArea, StoredManifest | undefined>> {
+    const reads = Promise.all([this.#readForCommit('persistent', key), this.#readForCommit('temporary', key)]);
+    const copies = mapLimit(entries, PARALLEL_CALLS, async ([format, staged], index) => {
+      if (staged.stored.storedSize > MAX_COPY_BYTES) {
+        throw new BackendError(
+          `format '${format}' of '${key}' is ${staged.stored.storedSize} bytes stored; the S3 cache commits formats of at most 5 GiB`,
+          { retryable: false },
+        );
+      }
+      const target = targets[index] as string;
+      if (staged.kind === 'inline') {
+        const { contentType, contentEncoding } = staged.stored.info;
+        const encoding = staged.stored.storedEncoding ?? contentEncoding;
+        await this.#store.putBytes(target, staged.body, contentType, encoding);
+        return;
+      }
+      if (!(await this.#store.copy(staged.objectKey, target))) {
+        throw new BackendError(`staged format '${format}' of '${key}' is gone (deleted or expired before the commit)`, {
+          retryable: false,
+        });
+      }
+    });
+    const [read, copied] = await Promise.allSettled([reads, copies]);
+    if (read.status === 'rejected' || copied.status === 'rejected') {
+      await this.#discard(targets);
+      throw copied.status === 'rejected' ? copied.reason : (read as PromiseRejectedResult).reason;
     }
+    const [persistent, temporary] = read.value;
+    return { persistent, temporary };
+  }
+
+  /**
+   * A current result as a commit sees it. A manifest it cannot read refuses the commit rather
+   * than being replaced: it may carry a fence this commit cannot check (a newer armlib's result
+   * during a rolling upgrade), and its data would be left where nothing ever collects it.
+   */
+  async #readForCommit(area: CacheArea, key: string): Promise<StoredManifest | undefined> {
+    const found = await this.#readOrUnreadable(area, key);
+    if (!(found instanceof Unreadable)) return found;
+    throw new BackendError(
+      `commit of '${key}' refused: the ${area} result's manifest cannot be read (${found.error.message}); ` +
+        `delete('${key}') removes it`,
+      { retryable: false, cause: found.error },
+    );
+  }
+
+  /**
+   * Writes the manifest of a commit. A PUT that failed on the way back may still have landed:
+   * the manifest is read again, and the commit stands if it names it; otherwise the data goes
+   * and the error is reported (the staged result stays open, so the commit can be retried).
+   */
+  async #putManifest(manifest: StoredManifest, targets: readonly string[]): Promise<void> {
+    const objectKey = this.#layout.manifest(manifest.area, manifest.key);
+    try {
+      await this.#store.putText(objectKey, encodeManifest(manifest), 'application/json');
+    } catch (error) {
+      let landed: boolean;
+      try {
+        landed = sameCommit(await this.#readOrUnreadable(manifest.area, manifest.key), manifest);
+      } catch {
+        // Unknown whether it landed: the data stays (garbage at worst) rather than a result losing it.
+        throw error;
+      }
+      if (landed) return;
+      await this.#discard(targets);
+      throw error;
+    }
+  }
+
+  /**
+   * A key has one result, in one area: after a commit, the other area's manifest is read, and of
+   * the two the newer one stays ({@link compareResults}, which both committers of two concurrent
+   * commits apply alike, so one result remains, never neither). The loser's manifest is deleted
+   * only as read one round trip before; the other area's earlier result is normally the loser.
+   * Adds the data no manifest names any more to `garbage`. A failure to delete the other area's
+   * manifest is reported: the old result would still show.
+   */
+  async #settle(
+    manifest: StoredManifest,
+    previous: Record<CacheArea, StoredManifest | undefined>,
+    garbage: string[],
+  ): Promise<void> {
+    const { key, area, commitId } = manifest;
+    const other: CacheArea = area === 'persistent' ? 'temporary' : 'persistent';
+    // This commit's write replaced the result of its own area.
+    const here = previous[area];
+    if (here !== undefined && here.commitId !== commitId) garbage.push(...this.#dataKeys(here));
+    const replaced = previous[other];
+    const rival = await this.#readOrUnreadable(other, key);
+    // A result the other area no longer shows (replaced or deleted since) is garbage.
+    if (replaced !== undefined && !sameCommit(rival, replaced)) garbage.push(...this.#dataKeys(replaced));
+    // Nothing there, a manifest of a newer armlib (left to itself), or this very commit promoted.
+    if (rival === undefined || rival instanceof Unreadable || rival.commitId === commitId) return;
+    if (compareResults(manifest, rival) > 0) {
+      // Its data joins the background clean-up: one round trip less before the commit returns.
+      const { gone, refused } = await this.#deleteManifests([this.#resultOf(other, rival)]);
+      garbage.push(...gone.flatMap((r) => r.data));
+      if (refused.length > 0) throw refusalError(refused);
+      return;
+    }
+    // A newer commit of the key landed in the other area meanwhile: this one is superseded at once.
+    const mine = await this.#readOrUnreadable(area, key);
+    if (sameCommit(mine, manifest)) await this.#removeResults([this.#resultOf(area, manifest)]);
+    else garbage.push(...this.#dataKeys(manifest));
+  }
+
+  /**
+   * Deletes the manifests of `results` first, then the data of those that went: a manifest S3
+   * refused keeps its data, so it still reads whole. Refusals are an error once the others are
+   * done. Returns how many manifests went.
+   */
+  async #removeResults(results: readonly StoredResult[]): Promise<number> {
+    const { gone, refused } = await this.#deleteManifests(results);
+    await this.#discard(gone.flatMap((r) => r.data));
+    if (refused.length > 0) throw refusalError(refused);
+    return gone.length;
+  }
+
+  /** One DeleteObjects per 1000 manifests; which went and which S3 refused. */
+  async #deleteManifests(
+    results: readonly StoredResult[],
+  ): Promise<{ gone: StoredResult[]; refused: RefusedDelete[] }> {
+    if (results.length === 0) return { gone: [], refused: [] };
+    const refused = await this.#store.deleteAll(results.map((r) => r.manifest));
+    const kept = new Set(refused.map((r) => r.key));
+    return { gone: results.filter((r) => !kept.has(r.manifest)), refused };
+  }
+
+  /** Deletes `keys` unless the manifest at `key` in `area` names `commitId` (kept when that cannot be read). */
+  async #discardUnlessNamed(area: CacheArea, key: string, commitId: string, keys: readonly string[]): Promise<void> {
+    let found: StoredManifest | Unreadable | undefined;
+    try {
+      found = await this.#readOrUnreadable(area, key);
+    } catch {
+      return;
+    }
+    if (found instanceof Unreadable || found?.commitId !== commitId) await this.#discard(keys);
   }
 
   /** Best-effort deletion of objects nothing points at (the lifecycle rule and `clear` catch leftovers). */
@@ -577,6 +729,14 @@ export class S3CacheManager implements CacheManager {
     } catch {
       // Unreferenced objects: harmless if they stay (see the README's lifecycle rule).
     }
+  }
+
+  /** The objects of a result in `area` (the folder, not the manifest's own field, is the truth). */
+  #resultOf(area: CacheArea, manifest: StoredManifest): StoredResult {
+    return {
+      manifest: this.#layout.manifest(area, manifest.key),
+      data: this.#dataKeys({ ...manifest, area }),
+    };
   }
 
   #dataKeys(manifest: StoredManifest): string[] {
@@ -592,6 +752,33 @@ export class S3CacheManager implements CacheManager {
   #assertOpen(): void {
     if (this.#closed) throw new ClosedError('s3 cache manager is closed');
   }
+}
+
+/** A manifest object at a key that this cache cannot read: damaged, another key's, or a newer armlib's. */
+class Unreadable {
+  readonly error: BackendError;
+  constructor(error: BackendError) {
+    this.error = error;
+  }
+}
+
+/** A result's manifest object and the data objects it names. */
+interface StoredResult {
+  readonly manifest: string;
+  readonly data: readonly string[];
+}
+
+/** True when `found` is a readable manifest of the same commit as `manifest`. */
+function sameCommit(found: StoredManifest | Unreadable | undefined, manifest: StoredManifest): boolean {
+  return found !== undefined && !(found instanceof Unreadable) && found.commitId === manifest.commitId;
+}
+
+function refusalError(refused: readonly RefusedDelete[]): BackendError {
+  const first = refused[0] as RefusedDelete;
+  const more = refused.length > 1 ? ` and ${String(refused.length - 1)} more manifest(s)` : '';
+  return new BackendError(`S3 refused to delete '${first.key}' (${first.code})${more}`, {
+    retryable: refused.every((r) => isRetryable({ name: r.code })),
+  });
 }
 
 function formatOf(manifest: StoredManifest, format: string): StoredFormat | undefined {

@@ -6,6 +6,7 @@ import { expect } from 'chai';
 import { ConfigError } from '@armlib/core';
 
 import { checkS3CacheOptions, S3CacheManager } from '../src/index.js';
+import type { S3CacheManagerOptions } from '../src/index.js';
 
 function paths(options: unknown): string[] {
   return checkS3CacheOptions(options).map((i) => i.path);
@@ -25,7 +26,6 @@ describe('@armlib/s3 options', function () {
         gzip: true,
         partSizeBytes: 8 * 1024 * 1024,
         queueSize: 2,
-        somethingForAnotherAdapter: 1,
       }),
     ).to.deep.equal([]);
     expect(checkS3CacheOptions({ bucket: 'b-b', client: new S3Client({ region: 'us-east-1' }) })).to.deep.equal([]);
@@ -81,6 +81,20 @@ describe('@armlib/s3 options', function () {
     for (const issue of issues) expect(issue.message).to.include('/client');
     expect(paths({ bucket: 'ok-bucket', client: { not: 'a client' } })).to.deep.equal(['/client']);
     client.destroy();
+  });
+
+  it('names an unknown option (a typo is not silently dropped); one given as undefined is left out', function () {
+    const issues = checkS3CacheOptions({ bucket: 'ok-bucket', keyPrefx: 'armlib/', gzip: undefined, other: undefined });
+    expect(issues.map((i) => i.path)).to.deep.equal(['/keyPrefx']);
+    expect(issues[0]?.message).to.match(/^unknown option \(expected one of bucket, prefix, .*queueSize\)$/);
+    let caught: unknown;
+    try {
+      new S3CacheManager({ bucket: 'ok-bucket', keyPrefx: 'armlib/' } as S3CacheManagerOptions);
+    } catch (error) {
+      caught = error;
+    }
+    expect(ConfigError.is(caught)).to.equal(true);
+    expect((caught as ConfigError).issues.map((i) => i.path)).to.deep.equal(['/keyPrefx']);
   });
 
   it('throws a ConfigError from the constructor, before any I/O', function () {

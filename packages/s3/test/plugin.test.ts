@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 
-import { ConfigError, createRequestManager, loadAdapterPlugin } from '@armlib/core';
+import { ConfigError, createRequestManager, loadAdapterPlugin, loadConfig } from '@armlib/core';
 
 import { armlibAdapter, s3Adapter } from '../src/index.js';
 import { s3TestEnv } from './harness/s3-env.js';
@@ -52,6 +52,21 @@ describe('@armlib/s3 plugin', function () {
       await manager.close();
       await env.release(prefix);
     }
+  });
+
+  it('accepts a switch to s3 by environment: the file options of the adapter it replaces are dropped', async function () {
+    const file = { queue: { adapter: 'memory' }, cache: { adapter: 'file', options: { dir: './var/armlib' } } };
+    const env = { ARMLIB_CACHE_ADAPTER: 's3', ARMLIB_CACHE_OPTIONS: '{"bucket":"my-bucket","prefix":"armlib/"}' };
+    const config = await loadConfig(file, { env });
+    expect(config.cache).to.deep.equal({ adapter: 's3', options: { bucket: 'my-bucket', prefix: 'armlib/' } });
+    // A typo in the options the s3 adapter gets is reported, wherever they came from.
+    const typo = await rejectionOf(
+      loadConfig(file, { env: { ...env, ARMLIB_CACHE_OPTIONS: '{"bucket":"b-b","keyPrefx":"x"}' } }),
+    );
+    expect(ConfigError.is(typo), String(typo)).to.equal(true);
+    expect((typo as ConfigError).issues.map((i) => i.path)).to.deep.equal([
+      '/cache/options/keyPrefx (from ARMLIB_CACHE_OPTIONS)',
+    ]);
   });
 
   it('reports bad s3 options under /cache/options before starting anything', async function () {

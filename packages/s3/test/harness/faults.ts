@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 
-import type { S3Client } from '@aws-sdk/client-s3';
+import type { DeleteObjectsCommandInput, DeleteObjectsCommandOutput, S3Client } from '@aws-sdk/client-s3';
 
 /** A canned S3 error reply: the SDK's own deserializer turns it into the service exception. */
 export interface FaultReply {
@@ -9,16 +9,32 @@ export interface FaultReply {
   readonly code: string;
 }
 
+/** Numbers the middleware this module adds: each needs a name of its own. */
+let faults = 0;
+
+/** The input of a command (`Key`, `Delete`…), as middleware sees it. */
+export type CommandInput = Readonly<Record<string, unknown>>;
+
 /**
  * Makes `client` answer the next calls of `command` (e.g. `GetObjectCommand`, or `*` for any)
- * with `reply` instead of sending them, for as long as `active()` says so. The reply is
+ * with `reply` instead of sending them, for as long as `active(input)` says so. The reply is
  * installed in place of the HTTP handler (after the deserializer), so the error is built by the
  * SDK exactly as for a real S3 reply; use a client with `maxAttempts: 1` to see it unretried.
+ * With `afterSending`, the request is sent first and its answer replaced by the error: a call
+ * that took effect although the caller heard it fail (a connection lost on the way back).
  */
-export function injectFault(client: S3Client, command: string, reply: FaultReply, active: () => boolean): void {
+export function injectFault(
+  client: S3Client,
+  command: string,
+  reply: FaultReply,
+  active: (input: CommandInput) => boolean,
+  options: { afterSending?: boolean } = {},
+): void {
   client.middlewareStack.add(
     (next, context) => async (args) => {
-      if (!active() || (command !== '*' && context.commandName !== command)) return next(args);
+      const input = args.input as CommandInput;
+      if ((command !== '*' && context.commandName !== command) || !active(input)) return next(args);
+      if (options.afterSending === true) await next(args);
       const xml =
         `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${reply.code}</Code>` +
         `<Message>injected ${reply.code}</Message><RequestId>test</RequestId></Error>`;
@@ -30,7 +46,50 @@ export function injectFault(client: S3Client, command: string, reply: FaultReply
       };
       return { response, output: undefined as never };
     },
-    { step: 'deserialize', priority: 'low', name: `armlibFault${reply.code}` },
+    { step: 'deserialize', priority: 'low', name: `armlibFault${reply.code}${String(++faults)}` },
+  );
+}
+
+/**
+ * Makes DeleteObjects refuse (per key, with `code`) the keys `refuse` picks, as S3 does for a key
+ * it could not delete; the other keys of the call are deleted. The refused keys are never sent.
+ */
+export function refuseDeletes(client: S3Client, code: string, refuse: (key: string) => boolean): void {
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      if (context.commandName !== 'DeleteObjectsCommand') return next(args);
+      const input = args.input as DeleteObjectsCommandInput;
+      const objects = input.Delete?.Objects ?? [];
+      const refused = objects.filter((o) => refuse(o.Key ?? ''));
+      const sent = objects.filter((o) => !refuse(o.Key ?? ''));
+      const errors = refused.map((o) => ({ Key: o.Key, Code: code, Message: `injected ${code}` }));
+      if (sent.length === 0) return { response: {}, output: { Errors: errors, $metadata: {} } as never };
+      const result = await next({ ...args, input: { ...input, Delete: { ...input.Delete, Objects: sent } } });
+      const output = result.output as DeleteObjectsCommandOutput;
+      return { ...result, output: { ...output, Errors: [...(output.Errors ?? []), ...errors] } as never };
+    },
+    { step: 'initialize', name: `armlibRefuseDeletes${String(++faults)}` },
+  );
+}
+
+/**
+ * Replaces the body of every GetObject answer `active(input)` picks by `replace(body)`: e.g. a
+ * body that fails halfway, as one does when the connection drops while it streams.
+ */
+export function replaceBodies(
+  client: S3Client,
+  active: (input: CommandInput) => boolean,
+  replace: (body: Readable) => Readable,
+): void {
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const result = await next(args);
+      if (context.commandName !== 'GetObjectCommand' || !active(args.input as CommandInput)) return result;
+      const output = result.output as { Body?: unknown };
+      if (!(output.Body instanceof Readable)) return result;
+      return { ...result, output: { ...output, Body: replace(output.Body) } as never };
+    },
+    { step: 'initialize', name: `armlibReplaceBodies${String(++faults)}` },
   );
 }
 

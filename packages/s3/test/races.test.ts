@@ -1,0 +1,283 @@
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { expect } from 'chai';
+
+import { BackendError } from '@armlib/core';
+
+import type { S3CacheManager } from '../src/index.js';
+import { injectFault, recordCommands } from './harness/faults.js';
+import type { CommandInput } from './harness/faults.js';
+import {
+  barrier,
+  bytes,
+  commitText,
+  listKeys,
+  readText,
+  rejectionOf,
+  settleTurns,
+  useCaches,
+} from './harness/fixture.js';
+import type { OpenedCache } from './harness/fixture.js';
+
+/** The object key a command names, if any. */
+function keyOf(input: CommandInput): string {
+  return typeof input['Key'] === 'string' ? input['Key'] : '';
+}
+
+describe('@armlib/s3 S3CacheManager under concurrency and partial failures', function () {
+  this.timeout(60_000);
+  const { open, ownClient } = useCaches();
+
+  describe('commits of one key to both areas', function () {
+    /**
+     * A second cache whose manifest PUT for `key` waits at `beforeWrite`, and whose first call
+     * after that PUT waits at `afterWrite`: two of them commit side by side, each past the other's
+     * reads, and each writes before either looks at the other area again.
+     */
+    async function overlapping(
+      opened: OpenedCache,
+      key: string,
+      meet: { beforeWrite: () => Promise<void>; afterWrite: () => Promise<void> },
+    ): Promise<S3CacheManager> {
+      const client = await ownClient();
+      let written = false;
+      let met = false;
+      client.middlewareStack.add(
+        (next, context) => async (args) => {
+          const isManifestPut =
+            context.commandName === 'PutObjectCommand' &&
+            keyOf(args.input as CommandInput).endsWith(`/${key}/manifest.json`);
+          if (isManifestPut) {
+            await meet.beforeWrite();
+            const result = await next(args);
+            written = true;
+            return result;
+          }
+          if (written && !met) {
+            met = true;
+            await meet.afterWrite();
+          }
+          return next(args);
+        },
+        { step: 'initialize', name: 'overlapAroundManifest' },
+      );
+      return opened.peer({ client });
+    }
+
+    async function commitBoth(
+      fences: [number | undefined, number | undefined],
+    ): Promise<{ opened: OpenedCache; temporary: S3CacheManager; persistent: S3CacheManager }> {
+      const opened = await open();
+      const meet = { beforeWrite: barrier(2), afterWrite: barrier(2) };
+      const temporary = await overlapping(opened, 'k', meet);
+      const persistent = await overlapping(opened, 'k', meet);
+      const [t, p] = fences;
+      await Promise.all([
+        commitText(temporary, 'k', { txt: 'temporary' }, 'temporary', t === undefined ? {} : { fence: t }),
+        commitText(persistent, 'k', { txt: 'persistent' }, 'persistent', p === undefined ? {} : { fence: p }),
+      ]);
+      // Their background clean-up is over once they are closed.
+      await temporary.close();
+      await persistent.close();
+      return { opened, temporary, persistent };
+    }
+
+    it('keeps the result of the later claim when two commits to different areas overlap', async function () {
+      const { opened } = await commitBoth([1, 2]);
+      const { cache, client, bucket, prefix } = opened;
+      expect((await cache.head('k', 'temporary'))?.fence).to.equal(undefined);
+      const head = await cache.head('k');
+      expect(head?.area).to.equal('persistent');
+      expect(head?.fence).to.equal(2);
+      expect(await readText(cache, 'k', 'txt')).to.equal('persistent');
+      // The losing commit's data went with its manifest.
+      const left = await listKeys(client, bucket, prefix);
+      expect(left.filter((k) => k.includes('/temporary/'))).to.deep.equal([]);
+    });
+
+    it('keeps exactly one of two overlapping unfenced commits to different areas', async function () {
+      const { opened } = await commitBoth([undefined, undefined]);
+      const { cache } = opened;
+      const kept = [await cache.head('k', 'temporary'), await cache.head('k', 'persistent')].filter(
+        (m) => m !== undefined,
+      );
+      expect(kept).to.have.length(1);
+      expect(await readText(cache, 'k', 'txt')).to.equal(kept[0]?.area);
+    });
+
+    it('replaces the other area’s result even when a host with a clock ahead committed it', async function () {
+      const { cache, client, bucket, prefix } = await open();
+      // A result whose commit id is an hour ahead of this host's clock.
+      const commitId = `c${(Date.now() + 3_600_000).toString(36)}-0000000000000000`;
+      const manifest = {
+        v: 1,
+        key: 'k',
+        area: 'persistent',
+        createdAt: 1,
+        commitId,
+        formats: { txt: { size: 3, contentType: 'text/plain' } },
+      };
+      const put = (Key: string, Body: string): Promise<unknown> =>
+        client.send(new PutObjectCommand({ Bucket: bucket, Key, Body }));
+      await put(`${prefix}persistent/k/${commitId}/txt`, 'old');
+      await put(`${prefix}persistent/k/manifest.json`, JSON.stringify(manifest));
+      await commitText(cache, 'k', { txt: 'new' }, 'temporary');
+      expect((await cache.head('k'))?.area).to.equal('temporary');
+      expect(await readText(cache, 'k', 'txt')).to.equal('new');
+      // And a commit after that one, back in the persistent area, replaces it in turn.
+      await commitText(cache, 'k', { txt: 'newer' }, 'persistent');
+      expect(await cache.head('k', 'temporary')).to.equal(undefined);
+      expect(await readText(cache, 'k', 'txt')).to.equal('newer');
+    });
+  });
+
+  describe('sweep', function () {
+    it('leaves a result committed after the sweep read the key’s manifest', async function () {
+      const opened = await open();
+      const { cache, clock, prefix } = opened;
+      await commitText(cache, 'k', { txt: 'old' });
+      await commitText(cache, 'due', { txt: 'due' });
+      const olderThan = clock.now() + 1;
+      const sweeperClient = await ownClient();
+      let readK = false;
+      let fresh: Promise<unknown> | undefined;
+      sweeperClient.middlewareStack.add(
+        (next, context) => async (args) => {
+          // The sweep's next call after its read of k's manifest waits for a fresh commit of k.
+          if (readK && fresh === undefined) {
+            await clock.advance(10);
+            fresh = commitText(cache, 'k', { txt: 'fresh' });
+            await fresh;
+          }
+          const result = await next(args);
+          if (
+            context.commandName === 'GetObjectCommand' &&
+            keyOf(args.input as CommandInput) === `${prefix}temporary/k/manifest.json`
+          ) {
+            readK = true;
+          }
+          return result;
+        },
+        { step: 'initialize', name: 'commitAfterSweepRead' },
+      );
+      const sweeper = opened.peer({ client: sweeperClient });
+      expect(await sweeper.sweep('temporary', olderThan)).to.equal(1);
+      expect(fresh).to.not.equal(undefined);
+      expect(await cache.head('due')).to.equal(undefined);
+      expect((await cache.head('k'))?.createdAt).to.equal(olderThan + 9);
+      expect(await readText(cache, 'k', 'txt')).to.equal('fresh');
+    });
+  });
+
+  describe('a commit that fails part way', function () {
+    it('deletes its data when the manifest PUT failed, and stands when the PUT landed all the same', async function () {
+      const client = await ownClient(1);
+      let mode: 'refuse' | 'lose-answer' | 'off' = 'refuse';
+      const isManifest = (input: CommandInput): boolean => keyOf(input).endsWith('/k/manifest.json');
+      injectFault(
+        client,
+        'PutObjectCommand',
+        { status: 503, code: 'SlowDown' },
+        (i) => mode === 'refuse' && isManifest(i),
+      );
+      injectFault(
+        client,
+        'PutObjectCommand',
+        { status: 503, code: 'SlowDown' },
+        (i) => mode === 'lose-answer' && isManifest(i),
+        { afterSending: true },
+      );
+      const { cache, bucket, prefix } = await open({ client });
+      const staged = await cache.stage('k');
+      await staged.write('txt', bytes('small'), { contentType: 'text/plain' });
+      // Over 1 MiB: streamed into staging, and copied in by the commit.
+      await staged.write('bin', bytes(Buffer.alloc(1024 * 1024 + 1, 'b')), { contentType: 'application/octet-stream' });
+      const refused = await rejectionOf(staged.commit('persistent'));
+      expect(BackendError.is(refused) && refused.retryable, String(refused)).to.equal(true);
+      // Nothing of that commit is left in the area; the staged object stays for a retry.
+      expect(await listKeys(client, bucket, `${prefix}persistent/`)).to.deep.equal([]);
+      expect(await listKeys(client, bucket, `${prefix}staging/`)).to.have.length(1);
+      mode = 'lose-answer';
+      const manifest = await staged.commit('persistent');
+      expect(manifest.area).to.equal('persistent');
+      expect(await readText(cache, 'k', 'txt')).to.equal('small');
+      const big = await cache.get('k', 'bin');
+      big?.body.destroy();
+      expect(big?.size).to.equal(1024 * 1024 + 1);
+    });
+
+    it('deletes its data only once every write has settled when reading the current result fails', async function () {
+      const client = await ownClient(1);
+      const seen = recordCommands(client);
+      let readFailed!: () => void;
+      const failed = new Promise<void>((resolve) => (readFailed = resolve));
+      injectFault(client, 'GetObjectCommand', { status: 500, code: 'InternalError' }, (input) => {
+        if (!keyOf(input).endsWith('/temporary/k/manifest.json')) return false;
+        readFailed();
+        return true;
+      });
+      const { cache, bucket, prefix } = await open({ client });
+      // The data write goes out only after the failed read was answered and what followed it
+      // ran, including a delete the commit may have sent meanwhile.
+      let deleting: Promise<unknown> | undefined;
+      let written: Promise<unknown> | undefined;
+      client.middlewareStack.add(
+        (next, context) => (args) => {
+          const objectKey = keyOf(args.input as CommandInput);
+          if (context.commandName === 'DeleteObjectsCommand') return (deleting = next(args));
+          if (context.commandName !== 'PutObjectCommand' || !/\/persistent\/k\/c[^/]+\/txt$/.test(objectKey)) {
+            return next(args);
+          }
+          const write = (async () => {
+            await failed;
+            await settleTurns();
+            await deleting;
+            return next(args);
+          })();
+          written = write;
+          return write;
+        },
+        { step: 'initialize', name: 'slowDataWrite' },
+      );
+      const error = await rejectionOf(commitText(cache, 'k', { txt: 'late' }, 'persistent'));
+      expect(BackendError.is(error) && error.retryable, String(error)).to.equal(true);
+      // Whatever the commit left running has landed by now.
+      await written;
+      expect(await listKeys(client, bucket, `${prefix}persistent/`), seen.join('\n')).to.deep.equal([]);
+    });
+
+    it('promote removes the copies it made when a copy or the manifest write fails', async function () {
+      const client = await ownClient(1);
+      let copies = 0;
+      let failCopies = true;
+      const toPersistent = (input: CommandInput): boolean => keyOf(input).includes('/persistent/');
+      injectFault(
+        client,
+        'CopyObjectCommand',
+        { status: 503, code: 'SlowDown' },
+        (input) => failCopies && toPersistent(input) && ++copies === 3,
+      );
+      let failManifest = false;
+      injectFault(
+        client,
+        'PutObjectCommand',
+        { status: 403, code: 'AccessDenied' },
+        (input) => failManifest && keyOf(input).endsWith('/persistent/k/manifest.json'),
+      );
+      const { cache, bucket, prefix } = await open({ client });
+      await commitText(cache, 'k', { a: 'a', b: 'b', c: 'c', d: 'd' });
+      const copyFailed = await rejectionOf(cache.promote('k'));
+      expect(BackendError.is(copyFailed) && copyFailed.retryable, String(copyFailed)).to.equal(true);
+      expect(copies).to.be.greaterThanOrEqual(3);
+      expect(await listKeys(client, bucket, `${prefix}persistent/`)).to.deep.equal([]);
+      failCopies = false;
+      failManifest = true;
+      const putFailed = await rejectionOf(cache.promote('k'));
+      expect(BackendError.is(putFailed) && !putFailed.retryable, String(putFailed)).to.equal(true);
+      expect(await listKeys(client, bucket, `${prefix}persistent/`)).to.deep.equal([]);
+      expect((await cache.head('k'))?.area).to.equal('temporary');
+      failManifest = false;
+      expect(await cache.promote('k')).to.equal(true);
+      expect(await readText(cache, 'k', 'c')).to.equal('c');
+    });
+  });
+});
