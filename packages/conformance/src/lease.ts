@@ -5,7 +5,7 @@ import type { Job, QueueManager } from '@armlib/core';
 
 import { defer, resolveContext, shield, useEnv } from './context.js';
 import type { Deferred } from './context.js';
-import { entry, EventLog, readText, rejectionOf, req, untilTerminal } from './helpers.js';
+import { entry, EventLog, GatedHandler, readText, rejectionOf, req, untilTerminal } from './helpers.js';
 import type { ConformanceOptions } from './types.js';
 
 /** §3.1 lease: heartbeats, expiry counted as an attempt, fencing of a worker that lost its lease. */
@@ -60,6 +60,29 @@ export function leaseTests(options: ConformanceOptions): void {
       const again = await queue.claim({ workerId: 'w2', leaseMs, policies: {} });
       expect(again?.record.key).to.equal('lapse');
       expect(again?.record.attempts).to.equal(2);
+    });
+
+    it('tells a lease that ran out (requeued) before the next attempt is claimed', async function () {
+      const env = await open();
+      // No periodic sweep: a claim that finds the lease over must tell of it itself.
+      const manager = env.manager({ settings: { sweepMs: env.settings.leaseMs * 100 } });
+      const log = new EventLog(env, manager);
+      await manager.submit(req('crashed'));
+      const leaseMs = env.t(1_000);
+      // A worker of another process claims it and dies: its lease is never renewed.
+      const dead = await env.queue.claim({ workerId: 'dead', leaseMs, policies: {} });
+      expect(dead?.record.key).to.equal('crashed');
+      const gated = new GatedHandler(env);
+      gated.open('crashed');
+      manager.process(gated.handler);
+      await env.clock.advance(leaseMs + env.t(10));
+      for (let polls = 0; polls < 10 && gated.started.length === 0; polls++) {
+        await env.clock.advance(env.settings.pollMs);
+      }
+      // An adapter that applies expired leases only in sweep (DynamoDB) needs one.
+      if (gated.started.length === 0) await manager.sweep();
+      await untilTerminal(env, manager, ['crashed'], env.settings.pollMs);
+      expect(log.namesFor('crashed')).to.deep.equal(['submitted', 'requeued', 'claimed', 'completed']);
     });
 
     it('fails a request whose lease ran out on its last attempt (SPI)', async function () {

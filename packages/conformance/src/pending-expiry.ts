@@ -44,6 +44,76 @@ export function pendingExpiryTests(options: ConformanceOptions): void {
       expect((await manager.status('stale')).state).to.equal('completed');
     });
 
+    it('reports a request expired from its deadline on, before any sweep, and a resubmit makes a fresh entry', async function () {
+      const env = await open();
+      const ttl = 10_000;
+      // No periodic sweep before the end: what reads and submits see must not wait for one.
+      const manager = env.manager({ settings: { pendingTtlMs: ttl, sweepMs: ttl * 100 } });
+      const log = new EventLog(env, manager);
+      await manager.submit(req('lapsed'));
+      await env.clock.advance(env.t(ttl) - env.t(10));
+      expect((await manager.status('lapsed')).state).to.equal('pending');
+      // At its deadline a request is expired: status, the record and its position say so at once.
+      await env.clock.advance(env.t(10));
+      const lapsed = await manager.status('lapsed');
+      expect(lapsed.state).to.equal('expired');
+      expect(lapsed.attempts).to.equal(0);
+      expect(lapsed.position).to.equal(undefined);
+      expect(lapsed.etaMs).to.equal(undefined);
+      expect(await env.queue.position('lapsed')).to.equal(undefined);
+      // A resubmit is a new request, not a join onto the expired one.
+      const again = await manager.submit(req('lapsed'));
+      expect(again.state).to.equal('pending');
+      expect(again.position).to.equal(1);
+      expect(log.of('submitted', 'lapsed')).to.have.length(2);
+      expect(log.of('deduplicated', 'lapsed')).to.have.length(0);
+      const counts = (await env.queue.counts()).byState;
+      expect([counts.pending, counts.expired]).to.deep.equal([1, 0]);
+      // The old request's expiry is told before the new one's submit, and once only.
+      expect(log.namesFor('lapsed')).to.deep.equal(['submitted', 'expired', 'submitted']);
+      await manager.sweep();
+      await manager.sweep();
+      expect(log.of('expired', 'lapsed')).to.deep.equal([{ key: 'lapsed' }]);
+      expect((await manager.status('lapsed')).state).to.equal('pending');
+      const gated = new GatedHandler(env);
+      gated.open('lapsed');
+      manager.process(gated.handler);
+      await untilTerminal(env, manager, ['lapsed'], env.settings.pollMs);
+      expect((await manager.status('lapsed')).state).to.equal('completed');
+      expect(gated.started).to.deep.equal(['lapsed']);
+    });
+
+    it('reads a record past its deadline as expired and replaces it on enqueue, the sweep reporting it once (SPI)', async function () {
+      const env = await open();
+      const { queue } = env;
+      const deadline = env.clock.now() + env.t(1_000);
+      const first = await queue.enqueue(entry('lapsed', {}, { pendingExpiresAt: deadline }), { limits: {} });
+      await queue.enqueue(entry('other'), { limits: {} });
+      await env.clock.advance(env.t(1_000));
+      const read = await queue.get('lapsed');
+      expect(read?.state).to.equal('expired');
+      expect(read?.attempts).to.equal(0);
+      expect(read?.finishedAt).to.be.a('number').and.at.least(deadline);
+      expect(await queue.position('lapsed')).to.equal(undefined);
+      // Not counted ahead of anyone, nor claimable.
+      expect(await queue.position('other')).to.equal(1);
+      const again = await queue.enqueue(entry('lapsed'), { limits: { maxQueueLength: 2 } });
+      expect(again.outcome).to.equal('created');
+      expect(again.record.state).to.equal('pending');
+      expect(again.record.seq).to.be.greaterThan(first.record.seq);
+      const swept = await queue.sweep();
+      expect(swept.expired.map((r) => r.key)).to.deep.equal(['lapsed']);
+      expect(swept.expired[0]?.state).to.equal('expired');
+      expect(swept.expired[0]?.seq).to.equal(first.record.seq);
+      expect((await queue.sweep()).expired).to.deep.equal([]);
+      expect((await queue.get('lapsed'))?.state).to.equal('pending');
+      const claimed = await queue.claim({ workerId: 'w', leaseMs: env.t(1_000), policies: {} });
+      expect(claimed?.record.key).to.equal('other');
+      expect((await queue.claim({ workerId: 'w', leaseMs: env.t(1_000), policies: {} }))?.record.key).to.equal(
+        'lapsed',
+      );
+    });
+
     it('never expires a request once it runs', async function () {
       const env = await open();
       const ttl = 1_000;

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 
 import { resolveContext, useEnv } from './context.js';
-import { GatedHandler, req, untilTerminal } from './helpers.js';
+import { entry, EventLog, GatedHandler, req, untilTerminal } from './helpers.js';
 import type { ConformanceOptions } from './types.js';
 
 /** §2.3 position and ETA: 1-based serving order among pending, 0 while running, none when terminal. */
@@ -52,6 +52,80 @@ export function positionAndEtaTests(options: ConformanceOptions): void {
       const done = await manager.status('third');
       expect(done.position).to.equal(undefined);
       expect(done.etaMs).to.equal(undefined);
+    });
+
+    it('counts no request waiting out a retry backoff ahead of requests ready now (SPI)', async function () {
+      const env = await open();
+      const { queue } = env;
+      const lease = { workerId: 'w', leaseMs: env.t(60_000), policies: {} };
+      // Serving order (priority, then seq): urgent, first, backoff, second.
+      await queue.enqueue(entry('first'), { limits: {} });
+      await queue.enqueue(entry('backoff', { group: 'retrying' }), { limits: {} });
+      await queue.enqueue(entry('second'), { limits: {} });
+      await queue.enqueue(entry('urgent', { group: 'retrying', priority: 5 }), { limits: {} });
+      const error = { code: 'BUSY', message: 'try later', retryable: true };
+      for (const [key, waitMs] of [
+        ['urgent', 60_000],
+        ['backoff', 30_000],
+      ] as const) {
+        const claimed = await queue.claim({ ...lease, groups: ['retrying'] });
+        expect(claimed?.record.key).to.equal(key);
+        if (claimed === undefined) return;
+        await queue.fail(key, claimed.token, { error, retryAt: env.clock.now() + env.t(waitMs) });
+      }
+      const positions = async (): Promise<Record<string, number | undefined>> => {
+        const out: Record<string, number | undefined> = {};
+        for (const key of ['urgent', 'first', 'backoff', 'second']) out[key] = await queue.position(key);
+        return out;
+      };
+      const expectPositions = async (exact: Record<string, number>, when: string): Promise<void> => {
+        const got = await positions();
+        if (env.exactPosition) expect(got, when).to.deep.equal(exact);
+        else for (const p of Object.values(got)) expect(p, when).to.be.a('number').and.at.least(1);
+      };
+      // The ready requests are served first, in their order; one waiting takes the place after the
+      // ready ones ahead of it, where it would be were it ready now.
+      await expectPositions({ urgent: 1, first: 1, backoff: 2, second: 2 }, 'both waiting');
+      await env.clock.advance(env.t(30_000));
+      await expectPositions({ urgent: 1, first: 1, backoff: 2, second: 3 }, 'backoff ready');
+      await env.clock.advance(env.t(30_000));
+      await expectPositions({ urgent: 1, first: 2, backoff: 3, second: 4 }, 'all ready');
+      expect((await queue.claim(lease))?.record.key).to.equal('urgent');
+    });
+
+    it('gives a request ready now a shorter ETA than one waiting out a long backoff ahead of it', async function () {
+      const env = await open();
+      const manager = env.manager({ settings: { retryBaseMs: 60_000, retryMaxMs: 60_000 } });
+      const log = new EventLog(env, manager);
+      let failed = false;
+      const gated = new GatedHandler(env, async (job) => {
+        if (job.key === 'flaky' && !failed) {
+          failed = true;
+          throw new Error('busy, try later');
+        }
+        await job.write('csv', job.key);
+      });
+      gated.open('flaky');
+      await manager.submit(req('flaky', { estimatedMs: env.t(1_000) }));
+      const worker = manager.process(gated.handler, { concurrency: 1 });
+      await env.until(() => log.of('retried', 'flaky').length === 1, {
+        stepMs: env.settings.pollMs,
+        what: 'the first attempt to fail',
+      });
+      await worker.stop({ graceMs: 0 });
+      await manager.submit(req('fresh', { estimatedMs: env.t(1_000) }));
+      const flaky = await manager.status('flaky');
+      const fresh = await manager.status('fresh');
+      expect(flaky.state).to.equal('pending');
+      if (env.exactPosition) expect([flaky.position, fresh.position]).to.deep.equal([1, 1]);
+      expect(fresh.etaMs)
+        .to.be.a('number')
+        .and.below(flaky.etaMs ?? 0);
+      // The one ready now is served first.
+      gated.open('fresh');
+      manager.process(gated.handler, { concurrency: 1 });
+      await gated.waitStarted(2, env.settings.pollMs);
+      expect(gated.started).to.deep.equal(['flaky', 'fresh']);
     });
 
     it('reports an ETA that grows with the number of requests ahead', async function () {

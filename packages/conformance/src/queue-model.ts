@@ -323,8 +323,9 @@ export class QueueModel {
   position(key: string, now: number): number | undefined {
     const r = this.get(key, now);
     if (r?.state !== 'pending') return undefined;
-    const pending = this.all(now).filter((p) => p.state === 'pending');
-    return pending.filter((p) => servedBefore(p, r) < 0).length + 1;
+    // Requests waiting out a retry backoff are not ahead of anyone.
+    const ready = this.all(now).filter((p) => p.state === 'pending' && p.readyAt <= now);
+    return ready.filter((p) => servedBefore(p, r) < 0).length + 1;
   }
 
   /** Counts by state, overall and per group (groups with no record left out). */

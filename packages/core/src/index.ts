@@ -11,7 +11,12 @@ export { BUILTIN_ADAPTER_PACKAGES, isAdapterPlugin, loadAdapterPlugin } from './
 export { buildContainer } from './container/build-container.js';
 export type { BuildContainerOptions } from './container/build-container.js';
 export { memoryAdapter } from './container/memory-plugin.js';
-export { assertValidContentType, contentTypeFor, DEFAULT_CONTENT_TYPE, MAX_CONTENT_TYPE_LENGTH } from './content-type.js';
+export {
+  assertValidContentType,
+  contentTypeFor,
+  DEFAULT_CONTENT_TYPE,
+  MAX_CONTENT_TYPE_LENGTH,
+} from './content-type.js';
 export { createRequestManager } from './create-request-manager.js';
 export type { CreateRequestManagerOptions } from './create-request-manager.js';
 export { buildRequestManager } from './manager/build.js';

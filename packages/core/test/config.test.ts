@@ -82,11 +82,12 @@ describe('config', () => {
 
     it('keeps adapter options by reference (clients and other objects survive)', async () => {
       const client = new (class FakeClient {})();
+      // The custom adapter takes any option besides its label (the built-in ones refuse unknown names).
       const config = await loadConfig(
-        { queue: { adapter: 'memory' }, cache: { adapter: 'memory', options: { maxTemporaryBytes: 1024, client } } },
+        { queue: { adapter: CUSTOM_ADAPTER, options: { label: 'q', client } }, cache: { adapter: 'memory' } },
         { env: NO_ENV },
       );
-      expect(config.cache.options['client']).to.equal(client);
+      expect(config.queue.options['client']).to.equal(client);
     });
   });
 

@@ -22,6 +22,7 @@ const QUEUE_METHODS = Object.keys({
   list: 0,
   counts: 0,
   sweep: 0,
+  takeTransitions: 0,
   prune: 0,
   setPaused: 0,
   isPaused: 0,

@@ -5,6 +5,7 @@ import chaiAsPromised from 'chai-as-promised';
 import { Container } from 'inversify';
 
 import { ManualClock } from '../src/clock.js';
+import { loadConfig } from '../src/config/load.js';
 import { BackendError, ClosedError, ConfigError, ConflictError, InvalidRequestError } from '../src/errors.js';
 import { MemoryCacheManager } from '../src/memory/memory-cache-manager.js';
 import type { MemoryCacheManagerOptions } from '../src/memory/memory-cache-manager.js';
@@ -75,11 +76,39 @@ describe('MemoryCacheManager', () => {
       expect(() => create(42 as unknown as MemoryCacheManagerOptions)).to.throw(ConfigError, /must be an object/);
     });
 
-    it('accepts missing options and ignores options meant for other adapters', async () => {
-      const loose = new MemoryCacheManager({ dir: './var' } as MemoryCacheManagerOptions, clock);
-      await loose.close();
+    it('accepts missing options, and rejects unknown names as the other adapters do', async () => {
       const none = new MemoryCacheManager(undefined, clock);
       await none.close();
+      // A name set to undefined keeps the default, whatever the name.
+      const unset = create({ maxTemporaryBytes: undefined, other: undefined } as unknown as MemoryCacheManagerOptions);
+      await unset.close();
+      expect(() => create({ dir: './var', urlPrefx: '/r/', urlPrefix: '/r/' } as MemoryCacheManagerOptions))
+        .to.throw(ConfigError)
+        .that.satisfies((e: ConfigError) => {
+          expect(e.issues).to.deep.equal([
+            { path: '/dir', message: 'unknown option (expected one of maxTemporaryBytes, urlPrefix)' },
+            { path: '/urlPrefx', message: 'unknown option (expected one of maxTemporaryBytes, urlPrefix)' },
+          ]);
+          return true;
+        });
+    });
+
+    it('still loads when an environment variable switches the cache to memory from an adapter with options', async () => {
+      const config = await loadConfig(
+        { queue: { adapter: 'memory' }, cache: { adapter: 'file', options: { dir: './var/armlib' } } },
+        { env: { ARMLIB_CACHE_ADAPTER: 'memory', ARMLIB_DIR: '/data/armlib' } },
+      );
+      expect(config.cache).to.deep.equal({ adapter: 'memory', options: {} });
+      // Options written for the memory cache are still checked, names included.
+      const error: unknown = await loadConfig(
+        { queue: { adapter: 'memory' }, cache: { adapter: 'memory', options: { maxTemporaryByte: 1 } } },
+        { env: {} },
+      ).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(ConfigError.is(error), String(error)).to.equal(true);
+      expect((error as ConfigError).issues.map((i) => i.path)).to.deep.equal(['/cache/options/maxTemporaryByte']);
     });
 
     it('resolves from an inversify container', async () => {

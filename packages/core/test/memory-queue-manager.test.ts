@@ -98,6 +98,8 @@ describe('MemoryQueueManager', () => {
       expect(issuesOf({ maxFinishedBytes: 1.5 })).to.deep.equal(['/maxFinishedBytes']);
       expect(issuesOf({ maxFinishedBytes: '64MiB' })).to.deep.equal(['/maxFinishedBytes']);
       expect(issuesOf({ maxFinishedByte: 10 })).to.deep.equal(['/maxFinishedByte']);
+      // Undefined keeps the default, whatever the name (as the other adapters have it).
+      expect(issuesOf({ maxFinishedBytes: undefined, other: undefined })).to.deep.equal([]);
       expect(issuesOf('memory')).to.deep.equal(['']);
       expect(issuesOf({ maxFinishedBytes: 0 })).to.deep.equal([]);
       expect(issuesOf(undefined)).to.deep.equal([]);
@@ -368,6 +370,10 @@ describe('MemoryQueueManager', () => {
       const retried = await queue.fail('first', lease.token, { error, retryAt: T0 + 5_000 });
       expect(retried).to.deep.include({ state: 'pending', readyAt: T0 + 5_000, attempts: 1, error });
       expect(retried).to.not.have.any.keys('leaseToken', 'leaseExpiresAt', 'workerId', 'startedAt');
+      // While it waits, the ready record behind it goes first: it counts ahead of no one.
+      expect(await queue.position('first')).to.equal(1);
+      expect(await queue.position('second')).to.equal(1);
+      await clock.advance(5_000);
       expect(await queue.position('first')).to.equal(1);
       expect(await queue.position('second')).to.equal(2);
       expect((await queue.activity(1))[0]?.total.failed).to.equal(0);

@@ -108,11 +108,12 @@ describe('queue index', () => {
             const model = new Array<number>(capacity).fill(0);
             for (const [at, on] of flips) {
               const slot = at % capacity;
-              tree.set(slot, on);
+              expect(tree.set(slot, on), 'set tells whether the flag changed').to.equal(model[slot] !== (on ? 1 : 0));
               model[slot] = on ? 1 : 0;
             }
             let sum = 0;
             for (let i = 0; i < capacity; i++) {
+              expect(tree.before(i), `before(${String(i)})`).to.equal(sum);
               sum += model[i]!;
               expect(tree.prefix(i), `prefix(${String(i)})`).to.equal(sum);
               expect(tree.get(i)).to.equal(model[i] === 1);
@@ -135,10 +136,15 @@ describe('queue index', () => {
       rankSlot: number;
       rankPending: boolean;
       pending: boolean;
+      /** Waiting out a backoff (meaningful while pending). */
+      waiting?: boolean;
     }
 
     type RankOp =
-      { kind: 'add'; priority: number } | { kind: 'toggle'; index: number } | { kind: 'remove'; index: number };
+      | { kind: 'add'; priority: number }
+      | { kind: 'toggle'; index: number }
+      | { kind: 'wait'; index: number }
+      | { kind: 'remove'; index: number };
 
     const rankOp: fc.Arbitrary<RankOp> = fc.oneof(
       {
@@ -146,13 +152,21 @@ describe('queue index', () => {
         arbitrary: fc.record({ kind: fc.constant('add' as const), priority: fc.integer({ min: -3, max: 3 }) }),
       },
       { weight: 2, arbitrary: fc.record({ kind: fc.constant('toggle' as const), index: fc.nat() }) },
+      { weight: 2, arbitrary: fc.record({ kind: fc.constant('wait' as const), index: fc.nat() }) },
       { weight: 3, arbitrary: fc.record({ kind: fc.constant('remove' as const), index: fc.nat() }) },
     );
 
-    /** Rank of every pending item in the model: priority desc, then seq asc. */
+    /**
+     * Rank of every pending item in the model: the ready pending items before it in (priority desc,
+     * seq asc) order, plus one. A waiting item counts for no one but itself.
+     */
     function expectedRanks(items: RankTestItem[]): Map<RankTestItem, number> {
-      const pending = items.filter((i) => i.pending).sort((a, b) => b.priority - a.priority || a.seq - b.seq);
-      return new Map(pending.map((item, i) => [item, i + 1]));
+      const before = (a: RankTestItem, b: RankTestItem): boolean =>
+        a.priority > b.priority || (a.priority === b.priority && a.seq < b.seq);
+      const ready = items.filter((i) => i.pending && i.waiting !== true);
+      return new Map(
+        items.filter((i) => i.pending).map((item) => [item, ready.filter((r) => before(r, item)).length + 1]),
+      );
     }
 
     it('gives every pending item its rank in (priority desc, seq asc) order, through compactions', () => {
@@ -168,9 +182,11 @@ describe('queue index', () => {
               items.push(item);
             } else if (items.length > 0) {
               const item = items[op.index % items.length]!;
-              if (op.kind === 'toggle') {
-                item.pending = !item.pending;
-                index.setPending(item, item.pending);
+              if (op.kind === 'toggle' || op.kind === 'wait') {
+                // A claim (pending → running), a requeue (ready or into a backoff), a backoff ending.
+                if (op.kind === 'toggle') item.pending = !item.pending;
+                item.waiting = op.kind === 'wait' && item.pending && item.waiting !== true;
+                index.setPending(item, item.pending, !item.waiting);
               } else {
                 index.remove(item);
                 expect(item.rankSlot).to.equal(-1);
@@ -180,10 +196,38 @@ describe('queue index', () => {
           }
           const ranks = expectedRanks(items);
           for (const item of items) expect(index.rank(item), `item seq ${String(item.seq)}`).to.equal(ranks.get(item));
-          expect(index.pending).to.equal(ranks.size);
+          expect(index.pending).to.equal(items.filter((i) => i.pending && i.waiting !== true).length);
         }),
-        { numRuns: 200 },
+        { numRuns: 300 },
       );
+    });
+
+    it('counts an item waiting out a backoff ahead of no one, ranking it after the ready items ahead of it', () => {
+      const index = new PendingRank<RankTestItem>();
+      const make = (priority: number, seq: number): RankTestItem => ({
+        priority,
+        seq,
+        rankSlot: -1,
+        rankPending: false,
+        pending: true,
+      });
+      const [a, b, c, d] = [make(0, 1), make(0, 2), make(0, 3), make(5, 4)];
+      for (const item of [a, b, c, d]) index.add(item, true);
+      expect([d, a, b, c].map((i) => index.rank(i))).to.deep.equal([1, 2, 3, 4]);
+      // b and d wait: the ready ones ahead of b (a) count, b and d themselves count for no one.
+      index.setPending(b, true, false);
+      index.setPending(d, true, false);
+      expect([d, a, b, c].map((i) => index.rank(i))).to.deep.equal([1, 1, 2, 2]);
+      expect(index.pending).to.equal(2);
+      // Their backoff over, they are back at their places.
+      index.setPending(b, true);
+      index.setPending(d, true);
+      expect([d, a, b, c].map((i) => index.rank(i))).to.deep.equal([1, 2, 3, 4]);
+      // A waiting item that is claimed has no rank; removing a waiting item leaves the others exact.
+      index.setPending(b, true, false);
+      index.remove(b);
+      index.setPending(a, false);
+      expect([d, a, c].map((i) => index.rank(i))).to.deep.equal([1, undefined, 2]);
     });
 
     it('stays exact over many appends and removals (slot reuse and lane shrinking)', () => {

@@ -214,7 +214,7 @@ describe('DefaultRequestManager', () => {
     it('fails a job whose write stream yields something other than bytes, naming data, without retry', async () => {
       r = rig({ maxAttempts: 3 });
       r.rm.process(async (job) => {
-        async function* numbers(): AsyncGenerator<unknown> {
+        async function* numbers(): AsyncGenerator {
           yield Buffer.from('a');
           yield 42;
         }

@@ -136,6 +136,34 @@ export function isExpired(record: QueueRecord, now: number): boolean {
   return record.retainUntil !== undefined && record.retainUntil <= now && isFinished(record.state);
 }
 
+/**
+ * Whether a pending record's pending deadline has passed: exactly what the sweep's expiry writes
+ * (never claimed: the first claim removes the deadline; `attempts` 0, as the sweep's condition has it).
+ */
+export function isLapsed(record: QueueRecord, now: number): boolean {
+  return (
+    record.state === 'pending' &&
+    record.pendingExpiresAt !== undefined &&
+    record.pendingExpiresAt <= now &&
+    record.attempts === 0
+  );
+}
+
+/**
+ * The record as reads see it at `now`. A pending record past its deadline is expired, as the memory
+ * and file queues report it (they apply due transitions at every call), though no sweep wrote it
+ * yet: `expired` since its deadline (`finishedAt`), without retention, which the sweep that writes
+ * it gives.
+ */
+export function asSeenAt(record: QueueRecord, now: number): QueueRecord {
+  return isLapsed(record, now) ? lapsedView(record) : record;
+}
+
+/** A lapsed pending record as the expired record it is (see {@link asSeenAt}). */
+export function lapsedView(record: QueueRecord): QueueRecord {
+  return { ...record, state: 'expired', finishedAt: record.pendingExpiresAt ?? record.submittedAt };
+}
+
 /** Whether a state is terminal. */
 export function isFinished(state: QueueState): boolean {
   return state !== 'pending' && state !== 'running';

@@ -12,9 +12,13 @@ import type { DeleteCommandInput, PutCommandInput, QueryCommandInput, UpdateComm
 import type { Item } from './codec.js';
 import { isConditionFailed, translateError } from './errors.js';
 
-/** Outcome of a conditional write: the new item, or the condition failed (with the old item when the backend returns it). */
+/**
+ * Outcome of a conditional write: the new item (and, for a put asking `ReturnValues: 'ALL_OLD'`, the
+ * item it replaced), or the condition failed (with the old item when the backend returns it).
+ */
 export type WriteOutcome =
-  { readonly ok: true; readonly item: Item | undefined } | { readonly ok: false; readonly old: Item | undefined };
+  | { readonly ok: true; readonly item: Item | undefined; readonly old?: Item | undefined }
+  | { readonly ok: false; readonly old: Item | undefined };
 
 type Update = Omit<UpdateCommandInput, 'TableName'>;
 type Put = Omit<PutCommandInput, 'TableName'>;
@@ -48,10 +52,10 @@ export class Db {
     }
   }
 
-  /** Conditional PutItem. */
+  /** Conditional PutItem (with `ReturnValues: 'ALL_OLD'`, the outcome carries the replaced item). */
   async put(input: Put, op = 'PutItem'): Promise<WriteOutcome> {
     try {
-      await this.doc.send(
+      const out = await this.doc.send(
         new PutCommand({
           ...input,
           TableName: this.tableName,
@@ -59,7 +63,7 @@ export class Db {
           ...(input.ConditionExpression === undefined ? {} : { ReturnValuesOnConditionCheckFailure: 'ALL_OLD' }),
         }),
       );
-      return { ok: true, item: input.Item };
+      return { ok: true, item: input.Item, old: out.Attributes };
     } catch (error) {
       return conditionOutcome(error, op);
     }

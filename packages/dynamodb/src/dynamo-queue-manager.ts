@@ -43,7 +43,17 @@ import type {
 } from '@armlib/core';
 import { inject, injectable } from 'inversify';
 
-import { A, decodeRecord, encodeError, encodeRequest, isExpired, isFinished, ttlSeconds } from './codec.js';
+import {
+  A,
+  asSeenAt,
+  decodeRecord,
+  encodeError,
+  encodeRequest,
+  isExpired,
+  isFinished,
+  lapsedView,
+  ttlSeconds,
+} from './codec.js';
 import type { Item } from './codec.js';
 import { pickCandidate, readCandidates } from './claim-candidates.js';
 import type { Candidate, ClaimHistory } from './claim-candidates.js';
@@ -87,6 +97,8 @@ const MAX_CLAIM_TRIES = 16;
 const SLOT_REPAIR_MS = 60_000;
 /** How long a record read by `get` is reused by `position` (same status read), ms of real time. */
 const READ_REUSE_MS = 250;
+/** Expiries this process applied outside a sweep, kept for the next one to report; beyond this they are not reported. */
+const MAX_UNREPORTED = 100_000;
 
 /** A list position: the last record listed, by seq and then key (two processes may draw one seq). */
 interface ListCursor {
@@ -135,8 +147,11 @@ function checkLeaseMs(leaseMs: number): void {
  * - Seq numbers come from the clock (ms × 2^11 + random bits), not from a counter item; activity and
  *   duration statistics are buffered in the process and flushed periodically.
  *
- * Due transitions happen in {@link DynamoQueueManager.sweep} only. See the package README for the
- * request-unit cost of a lifecycle and the bounds of what is approximate.
+ * Due transitions are written by {@link DynamoQueueManager.sweep} only, but reads do not wait for
+ * it: a pending record past its pending deadline reads as expired (from its deadline on, as the
+ * memory and file queues report it), counts in no position, and an enqueue of its key replaces it
+ * (the next sweep of that process reports the expiry). See the package README for the request-unit
+ * cost of a lifecycle and the bounds of what is approximate.
  */
 @injectable()
 export class DynamoQueueManager implements QueueManager {
@@ -171,6 +186,12 @@ export class DynamoQueueManager implements QueueManager {
   #flushing: Promise<void> | undefined;
   #closed = false;
   #lastRead: { key: string; record: QueueRecord | undefined; at: number } | undefined;
+  /**
+   * Lapsed pending records this process replaced (enqueue) or pruned before a sweep wrote their
+   * expiry: the next sweep of this process reports them, as the memory queue reports the expiries
+   * it applied lazily.
+   */
+  #unreported: QueueRecord[] = [];
 
   /**
    * @param options - see {@link DynamoQueueManagerOptions}; invalid values throw `ConfigError`.
@@ -266,9 +287,12 @@ export class DynamoQueueManager implements QueueManager {
         keep === undefined
           ? finished
           : `(${finished} AND (attribute_not_exists(${e.n(A.finishedAt)}) OR ${e.n(A.finishedAt)} < ${e.v(keep)}))`;
-      const condition = `attribute_not_exists(${e.n(KEY_ATTRS.pk)}) OR ${replaceable}`;
+      // So is a pending record past its deadline (see isLapsed): reads report it expired already,
+      // whether or not a sweep wrote it so. It holds no result, so keepFinishedSince does not keep it.
+      const lapsed = `(${e.n(A.state)} = ${e.v('pending')} AND ${e.n(A.pendingExpiresAt)} <= ${e.v(now)} AND ${e.n(A.attempts)} = ${e.v(0)})`;
+      const condition = `attribute_not_exists(${e.n(KEY_ATTRS.pk)}) OR ${replaceable} OR ${lapsed}`;
       const out = await this.#db.put(
-        { Item: item, ConditionExpression: condition, ...e.attributes() },
+        { Item: item, ConditionExpression: condition, ReturnValues: 'ALL_OLD', ...e.attributes() },
         'PutItem(enqueue)',
       );
       this.#forget(key);
@@ -278,6 +302,9 @@ export class DynamoQueueManager implements QueueManager {
       // A retried put whose first attempt landed (its answer was lost) finds its own record, in
       // whatever state another host has moved it to since (a claim keeps the write id).
       if (out.ok || oldItem?.[A.writeId] === writeId) {
+        // A lapsed record replaced here is never swept: its expiry is reported from here.
+        const replaced = out.ok ? decodeRecord(out.old) : undefined;
+        if (replaced?.state === 'pending') this.#lapsedGone(replaced);
         this.#live.adjust(request.group, request.owner, undefined, 'pending');
         this.#activity.record('submitted', request.group, now);
         this.#scheduleFlush();
@@ -331,21 +358,31 @@ export class DynamoQueueManager implements QueueManager {
     const now = await this.#begin();
     // The manager reads the record and then its position: the record just read is reused.
     const last = this.#lastRead;
-    const record =
+    const read =
       last !== undefined && last.key === key && performance.now() - last.at < READ_REUSE_MS
         ? last.record
         : await this.#read(key, now);
+    const record = read === undefined ? undefined : asSeenAt(read, now);
     if (record?.state !== 'pending') return undefined;
     const mine = pendingSk(record.priority, record.seq);
-    // Every shard counts its entries up to this one (its own shard includes it): one small Query each.
+    // Every shard counts its entries up to this one (its own shard includes it): one small Query
+    // each. Entries waiting out a backoff are served after every ready one, and entries past their
+    // deadline are expired: neither counts (filtered on the projected `ra` and `pe`; the filter
+    // reads the same index entries, so it costs nothing more).
     const counts = await Promise.all(
       Array.from({ length: this.#options.shards }, async (_, shard) => {
         const { count } = await this.#db.queryAll(
           {
             IndexName: WORK_INDEX,
             KeyConditionExpression: '#gk = :gk AND #gs BETWEEN :lo AND :hi',
-            ExpressionAttributeNames: { '#gk': KEY_ATTRS.workPk, '#gs': KEY_ATTRS.workSk },
-            ExpressionAttributeValues: { ':gk': pendingPk(shard), ':lo': PENDING_SK_MIN, ':hi': mine },
+            FilterExpression: '#ra <= :now AND (attribute_not_exists(#pe) OR #pe > :now)',
+            ExpressionAttributeNames: {
+              '#gk': KEY_ATTRS.workPk,
+              '#gs': KEY_ATTRS.workSk,
+              '#ra': A.readyAt,
+              '#pe': A.pendingExpiresAt,
+            },
+            ExpressionAttributeValues: { ':gk': pendingPk(shard), ':lo': PENDING_SK_MIN, ':hi': mine, ':now': now },
             Select: 'COUNT',
           },
           'Query(position)',
@@ -353,9 +390,12 @@ export class DynamoQueueManager implements QueueManager {
         return count;
       }),
     );
+    // A request itself waiting out a backoff did not count itself: it takes the place after the
+    // ready requests ahead of it, where it would be were it ready now.
+    const waiting = record.readyAt > now ? 1 : 0;
     return Math.max(
       1,
-      counts.reduce((a, b) => a + b, 0),
+      counts.reduce((a, b) => a + b, waiting),
     );
   }
 
@@ -673,25 +713,32 @@ export class DynamoQueueManager implements QueueManager {
     const now = await this.#begin();
     if (Number.isNaN(finishedBefore)) throw new InvalidRequestError('finishedBefore', 'must be a time in epoch ms');
     let dropped = 0;
-    for (const r of await this.#allRecords(now)) {
-      if (!isFinished(r.state) || (r.finishedAt ?? -Infinity) >= finishedBefore) continue;
+    for (const r of await this.#allRecords(now, true)) {
+      const seen = asSeenAt(r, now);
+      if (!isFinished(seen.state) || (seen.finishedAt ?? -Infinity) >= finishedBefore) continue;
       const e = new Expr();
+      // A lapsed record is still pending as stored: the condition is the sweep's.
+      const lapsed = r.state === 'pending';
+      const condition = lapsed
+        ? `${e.n(A.state)} = ${e.v('pending')} AND ${e.n(A.seq)} = ${e.v(r.seq)} AND ${e.n(A.pendingExpiresAt)} <= ${e.v(now)} AND ${e.n(A.attempts)} = ${e.v(0)}`
+        : `${e.n(A.state)} = ${e.v(r.state)} AND ${e.n(A.seq)} = ${e.v(r.seq)}`;
       const out = await this.#db.delete(
-        {
-          Key: this.#recordKey(r.key),
-          ConditionExpression: `${e.n(A.state)} = ${e.v(r.state)} AND ${e.n(A.seq)} = ${e.v(r.seq)}`,
-          ...e.attributes(),
-        },
+        { Key: this.#recordKey(r.key), ConditionExpression: condition, ...e.attributes() },
         'DeleteItem(prune)',
       );
       this.#forget(r.key);
-      if (out.ok) dropped++;
+      if (!out.ok) continue;
+      dropped++;
+      if (lapsed) this.#lapsedGone(r);
     }
     return dropped;
   }
 
-  /** Every visible record: one Query per record partition (no Scan), expired ones left out. */
-  async #allRecords(now: number): Promise<QueueRecord[]> {
+  /**
+   * Every visible record: one Query per record partition (no Scan), records past retention left
+   * out; as reads see them (lapsed pending records expired, see asSeenAt) unless `stored`.
+   */
+  async #allRecords(now: number, stored = false): Promise<QueueRecord[]> {
     const pages = await Promise.all(
       Array.from({ length: this.#options.recordShards }, async (_, n) => {
         const { items } = await this.#db.queryAll(
@@ -709,12 +756,24 @@ export class DynamoQueueManager implements QueueManager {
     const out: QueueRecord[] = [];
     for (const item of pages.flat()) {
       const r = decodeRecord(item);
-      if (r !== undefined && !isExpired(r, now)) out.push(r);
+      if (r !== undefined && !isExpired(r, now)) out.push(stored ? r : asSeenAt(r, now));
     }
     return out;
   }
 
   // ---------------------------------------------------------------- sweep
+
+  /**
+   * The expiries of records this instance replaced or pruned since the last sweep or take (see
+   * `QueueManager.takeTransitions`). Lease expiries and other pending expiries are applied only by
+   * `sweep`, which reports them.
+   */
+  takeTransitions(): SweepResult | undefined {
+    if (this.#unreported.length === 0) return undefined;
+    const expired = this.#unreported;
+    this.#unreported = [];
+    return { requeued: [], failed: [], expired, cancelled: [], dropped: 0 };
+  }
 
   async sweep(options: SweepOptions = {}): Promise<SweepResult> {
     const retainUntil = options.retainUntil;
@@ -736,6 +795,9 @@ export class DynamoQueueManager implements QueueManager {
     ]);
     await this.#sweepLeases(leaseKeys, now, retainUntil, result);
     await this.#sweepPendingExpiry(expiredKeys, now, retainUntil, result);
+    // Expiries of records that no longer exist to be swept (replaced or pruned here since the last sweep).
+    result.expired.push(...this.#unreported);
+    this.#unreported = [];
     await this.#groups.repair(now, SLOT_REPAIR_MS, async (key) => {
       const r = await this.#read(key, now);
       return r?.state === 'running' ? r.leaseToken : undefined;
@@ -957,9 +1019,19 @@ export class DynamoQueueManager implements QueueManager {
     if (this.#lastRead?.key === key) this.#lastRead = undefined;
   }
 
+  /** The record as reads see it (see asSeenAt); undefined when absent or past its retention. */
   async #read(key: string, now: number): Promise<QueueRecord | undefined> {
     const record = decodeRecord(await this.#db.get(this.#recordKey(key), 'GetItem(record)'));
-    return record === undefined || isExpired(record, now) ? undefined : record;
+    return record === undefined || isExpired(record, now) ? undefined : asSeenAt(record, now);
+  }
+
+  /**
+   * A lapsed pending record left the table (replaced by an enqueue, or pruned) before any sweep
+   * expired it: counted out of the live counts, and kept for this process's next sweep to report.
+   */
+  #lapsedGone(record: QueueRecord): void {
+    this.#live.lapsed(record.group, record.owner, record.pendingExpiresAt);
+    if (this.#unreported.length < MAX_UNREPORTED) this.#unreported.push(lapsedView(record));
   }
 
   async #readLive(key: string, now: number): Promise<QueueRecord | undefined> {
@@ -1076,7 +1148,8 @@ export class DynamoQueueManager implements QueueManager {
   ): Promise<QueueRecord> {
     const record = decodeRecord(item);
     if (record === undefined || item === undefined) throw new Error('unreachable: a finished record did not decode');
-    this.#live.adjust(record.group, record.owner, from, record.state);
+    if (record.state === 'expired') this.#live.lapsed(record.group, record.owner, record.pendingExpiresAt);
+    else this.#live.adjust(record.group, record.owner, from, record.state);
     if (token !== undefined) await this.#releaseSlotOf(item, record, token);
     return record;
   }

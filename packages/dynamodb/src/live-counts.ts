@@ -36,6 +36,16 @@ export class LiveCounts {
     private readonly refreshMs: number,
   ) {}
 
+  /**
+   * A pending record of this process's sweep, enqueue or prune that expired at `deadline`: out of the
+   * counts, unless the snapshot was read after its deadline and so never counted it.
+   */
+  lapsed(group: string, owner: string | undefined, deadline: number | undefined): void {
+    const s = this.#snapshot;
+    if (s === undefined || (deadline !== undefined && deadline <= s.at)) return;
+    this.adjust(group, owner, 'pending', 'expired');
+  }
+
   /** Applies one of this process's transitions to the snapshot. */
   adjust(group: string, owner: string | undefined, from: QueueState | undefined, to: QueueState | undefined): void {
     const s = this.#snapshot;
@@ -89,9 +99,15 @@ export class LiveCounts {
           {
             IndexName: WORK_INDEX,
             KeyConditionExpression: '#gk = :gk',
-            ExpressionAttributeNames: { '#gk': KEY_ATTRS.workPk, '#k': A.key, '#g': A.group, '#ow': A.owner },
+            ExpressionAttributeNames: {
+              '#gk': KEY_ATTRS.workPk,
+              '#k': A.key,
+              '#g': A.group,
+              '#ow': A.owner,
+              '#pe': A.pendingExpiresAt,
+            },
             ExpressionAttributeValues: { ':gk': pk },
-            ProjectionExpression: '#k, #g, #ow',
+            ProjectionExpression: '#k, #g, #ow, #pe',
           },
           'Query(live counts)',
         );
@@ -102,6 +118,9 @@ export class LiveCounts {
       for (const item of items) {
         const g = item[A.group];
         if (typeof item[A.key] !== 'string' || typeof g !== 'string') continue; // pause markers
+        // Past its deadline a pending record is expired (only a never-claimed one has a deadline).
+        const pe = item[A.pendingExpiresAt];
+        if (pending && typeof pe === 'number' && pe <= now) continue;
         fresh.total++;
         fresh.groups.set(g, (fresh.groups.get(g) ?? 0) + 1);
         const ow = item[A.owner];

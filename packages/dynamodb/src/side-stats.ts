@@ -12,7 +12,12 @@ const MINUTE = 60_000;
 const KINDS = ['submitted', 'claimed', 'completed', 'failed'] as const;
 type Kind = (typeof KINDS)[number];
 const ACTIVITY_KEEP_MS = 24 * 3_600_000;
-const SAMPLE_WINDOW = 64;
+/**
+ * Recent samples per uri for p50/p95: the memory and file queues' window. Stored as a list of
+ * numbers in the uri's item (a number takes about one byte per two significant digits, plus one):
+ * at most about 3 KB, far below the 400 KB an item may hold.
+ */
+const SAMPLE_WINDOW = 256;
 const ALPHA = 0.2;
 const MAX_ATTRS_PER_UPDATE = 60;
 

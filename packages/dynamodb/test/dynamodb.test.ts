@@ -1,6 +1,13 @@
 import { GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { BackendError, ConfigError, createRequestManager, LeaseLostError, ManualClock } from '@armlib/core';
+import {
+  BackendError,
+  ConfigError,
+  createRequestManager,
+  LeaseLostError,
+  ManualClock,
+  QueueFullError,
+} from '@armlib/core';
 import type { NormalizedRequest } from '@armlib/core';
 import * as chai from 'chai';
 import chaiAsPromised from 'chai-as-promised';
@@ -14,7 +21,9 @@ import {
   ensureTable,
   measureLifecycleCost,
 } from '../src/index.js';
+import { Db } from '../src/db.js';
 import { recordPk, recordSk } from '../src/layout.js';
+import { DurationBuffer } from '../src/side-stats.js';
 import { selectedBackends, uniqueTableName } from './harness/emulator.js';
 import { createTestTable, useBackend } from './harness/fixture.js';
 import type { TestTable } from './harness/fixture.js';
@@ -158,6 +167,92 @@ for (const kind of selectedBackends()) {
         claimed.push(lease.record.key);
       }
       expect(claimed).to.deep.equal(expected);
+    });
+
+    it('counts no request waiting out a backoff, nor one past its pending deadline, ahead of the others', async function () {
+      const keys = Array.from({ length: 8 }, (_, i) => `b-${String(i)}`);
+      for (const key of keys) {
+        await queue.enqueue({ key, request: request(key), maxAttempts: 3 }, { limits: {} });
+        await clock.advance(1);
+      }
+      await queue.enqueue(
+        { key: 'b-late', request: request('b-late'), maxAttempts: 1, pendingExpiresAt: clock.now() + 100 },
+        { limits: {} },
+      );
+      // b-0 and b-1 are claimed and wait out backoffs; b-late passes its deadline.
+      const error = { code: 'BUSY', message: 'busy', retryable: true };
+      for (const [key, waitMs] of [
+        ['b-0', 2_000],
+        ['b-1', 1_000],
+      ] as const) {
+        const lease = await queue.claim({ workerId: 'w', leaseMs: 10_000, policies: {} });
+        expect(lease?.record.key).to.equal(key);
+        if (lease === undefined) return;
+        await queue.fail(key, lease.token, { error, retryAt: clock.now() + waitMs });
+      }
+      await clock.advance(100);
+      const positions = async (): Promise<(number | undefined)[]> =>
+        Promise.all([...keys, 'b-late'].map((k) => queue.position(k)));
+      // The waiting ones take the place after the ready ones ahead of them: none.
+      expect(await positions()).to.deep.equal([1, 1, 1, 2, 3, 4, 5, 6, undefined]);
+      expect((await queue.claim({ workerId: 'w', leaseMs: 10_000, policies: {} }))?.record.key).to.equal('b-2');
+      await clock.advance(1_000);
+      expect(await positions()).to.deep.equal([1, 1, undefined, 2, 3, 4, 5, 6, undefined]);
+      await clock.advance(1_000);
+      expect(await positions()).to.deep.equal([1, 2, undefined, 3, 4, 5, 6, 7, undefined]);
+    });
+
+    it('reports a record past its pending deadline expired before the sweep, and frees its place under the caps', async function () {
+      await queue.enqueue(
+        { key: 'lapsed', request: request('lapsed'), maxAttempts: 1, pendingExpiresAt: clock.now() + 1_000 },
+        { limits: {} },
+      );
+      await clock.advance(1_000);
+      expect((await queue.get('lapsed'))?.state).to.equal('expired');
+      expect((await queue.counts()).byState).to.deep.include({ pending: 0, expired: 1 });
+      expect((await queue.list({ limit: 10, states: ['expired'] })).items.map((r) => r.key)).to.deep.equal(['lapsed']);
+      expect((await queue.cancel('lapsed', {})).outcome).to.equal('unchanged');
+      // No longer live: it takes no place under a cap.
+      const capped = { limits: { maxQueueLength: 1 } };
+      expect((await queue.enqueue({ key: 'one', request: request('one'), maxAttempts: 1 }, capped)).outcome).to.equal(
+        'created',
+      );
+      // The sweep writes the expiry it reported; the record it frees was never counted.
+      expect((await queue.sweep()).expired.map((r) => r.key)).to.deep.equal(['lapsed']);
+      await expect(queue.enqueue({ key: 'two', request: request('two'), maxAttempts: 1 }, capped)).to.be.rejectedWith(
+        QueueFullError,
+      );
+      const roomy = { limits: { maxQueueLength: 2 } };
+      expect((await queue.enqueue({ key: 'two', request: request('two'), maxAttempts: 1 }, roomy)).outcome).to.equal(
+        'created',
+      );
+    });
+
+    it('prunes a record past its pending deadline like an expired one, its expiry reported by the next sweep', async function () {
+      await queue.enqueue(
+        { key: 'lapsed', request: request('lapsed'), maxAttempts: 1, pendingExpiresAt: clock.now() + 1_000 },
+        { limits: {} },
+      );
+      await clock.advance(2_000);
+      expect(await queue.prune(clock.now() - 500)).to.equal(1);
+      expect(await queue.get('lapsed')).to.equal(undefined);
+      const swept = await queue.sweep();
+      expect(swept.expired.map((r) => [r.key, r.state, r.finishedAt])).to.deep.equal([
+        ['lapsed', 'expired', clock.now() - 1_000],
+      ]);
+      expect((await queue.sweep()).expired).to.deep.equal([]);
+    });
+
+    it('keeps the last 256 run times of a uri for its percentiles, as the memory and file queues do', async function () {
+      const durations = new DurationBuffer(new Db(table.client, table.name), 0);
+      // 300 runs: the first 100 slow, then 200 fast. A window of 256 still holds 56 slow ones.
+      for (let i = 0; i < 300; i++) durations.record('/timed', i < 100 ? 1_000 : 10);
+      await durations.flush();
+      const [stats] = await durations.read('/timed', clock.now());
+      expect(stats?.count).to.equal(300);
+      expect(stats?.p50Ms).to.equal(10);
+      // p95: the 244th of the 256 samples sorted, one of the 56 slow ones (a window of 64 has none).
+      expect(stats?.p95Ms).to.equal(1_000);
     });
 
     it('writes the TTL attribute on finished records and hides them once past retainUntil', async function () {

@@ -11,7 +11,7 @@ import type { NormalizedRequest } from '../request.js';
 import { withDefaults } from '../settings.js';
 import type { GroupPolicies, ManagerSettings } from '../settings.js';
 import type { CacheManager, ResultManifest } from '../spi/cache.js';
-import type { EnqueueOptions, GroupPolicy, QueueManager, QueueRecord, QueueLimits } from '../spi/queue.js';
+import type { EnqueueOptions, GroupPolicy, QueueManager, QueueRecord, QueueLimits, SweepResult } from '../spi/queue.js';
 import { syncCacheOps, syncQueueOps } from '../spi/sync.js';
 import type { LiveView, SyncCacheOps, SyncQueueOps } from '../spi/sync.js';
 import { TOKENS } from '../tokens.js';
@@ -122,6 +122,8 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
         : { key, request, maxAttempts },
       this.#enqueueOptions(request.group, request.owner),
     );
+    // The enqueue may have ended an earlier entry of the key (expired): that is told first.
+    this.#reportTransitions(undefined);
     const record = result.record;
     const status = isLive(record)
       ? this.#liveStatusSync(sync.queue, record)
@@ -166,6 +168,8 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
         if (late !== undefined) return await this.#servedFromCache(request, late);
         result = await this.queue.enqueue(entry, enqueueOptions);
       }
+      // The enqueue may have ended an earlier entry of the key (expired): that is told first.
+      this.#reportTransitions(release === undefined ? undefined : key);
       // Status first: a worker woken in this process could claim the request before we read it.
       const record = result.record;
       const status = isLive(record) ? await this.#liveStatus(record) : this.#settledStatus(key, record, undefined);
@@ -462,12 +466,40 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
 
   async sweep(): Promise<void> {
     const retainUntil = this.retainUntil();
-    const result = await this.queue.sweep(retainUntil === undefined ? {} : { retainUntil });
-    for (const r of result.requeued) this.emitKeyed('requeued', { key: r.key, reason: 'lease-expired' });
-    for (const r of result.expired) this.emitKeyed('expired', { key: r.key });
-    for (const r of result.cancelled) this.emitKeyed('cancelled', { key: r.key, running: true });
+    this.#emitSwept(await this.queue.sweep(retainUntil === undefined ? {} : { retainUntil }));
+  }
+
+  /**
+   * Tells the transitions the queue applied lazily at the call just made (see
+   * `QueueManager.takeTransitions`), before that call's own events.
+   */
+  reportTransitions(): void {
+    this.#reportTransitions(undefined);
+  }
+
+  /** {@link reportTransitions}; the events of `submitting` (whose submit holds its key's events) are told at once. */
+  #reportTransitions(submitting: string | undefined): void {
+    const queue = this.queue;
+    if (queue.takeTransitions === undefined) return;
+    const retainUntil = this.retainUntil();
+    const taken = queue.takeTransitions(retainUntil === undefined ? {} : { retainUntil });
+    if (taken !== undefined) this.#emitSwept(taken, submitting);
+  }
+
+  /**
+   * Tells what a sweep (or a take) applied. The events of `unheld` go out at once: they happened
+   * before the submit that holds that key's events enqueued its own.
+   */
+  #emitSwept(result: SweepResult, unheld?: string): void {
+    const tell = <K extends KeyedEvent>(name: K, payload: ManagerEvents[K]): void => {
+      if (payload.key === unheld) this.events.emit(name, payload);
+      else this.emitKeyed(name, payload);
+    };
+    for (const r of result.requeued) tell('requeued', { key: r.key, reason: 'lease-expired' });
+    for (const r of result.expired) tell('expired', { key: r.key });
+    for (const r of result.cancelled) tell('cancelled', { key: r.key, running: true });
     for (const r of result.failed) {
-      if (r.error !== undefined) this.emitKeyed('failed', { key: r.key, error: r.error, attempts: r.attempts });
+      if (r.error !== undefined) tell('failed', { key: r.key, error: r.error, attempts: r.attempts });
     }
     if (result.requeued.length > 0) this.#wakeWorkers();
   }

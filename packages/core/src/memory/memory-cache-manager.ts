@@ -75,8 +75,9 @@ interface StoredResult {
  * is unbounded and holds whatever is committed or promoted to it. Routed URLs are
  * `${urlPrefix}${key}/${format}`, to be served by the host through `RequestManager.read`.
  *
- * Unknown option names are ignored, so that switching `cache.adapter` (e.g. by environment variable)
- * does not fail on options meant for another adapter.
+ * Unknown option names are refused with `ConfigError` (a misspelt option would otherwise go
+ * unnoticed). Switching `cache.adapter` by environment variable still works: the configuration then
+ * drops the options written for the other adapter.
  */
 @injectable()
 export class MemoryCacheManager implements CacheManager {
@@ -464,8 +465,18 @@ function resolveOptions(raw: unknown): Readonly<Required<MemoryCacheManagerOptio
   if (typeof raw !== 'object' || Array.isArray(raw)) {
     throw new ConfigError('invalid memory cache options', [{ path: '', message: 'must be an object' }]);
   }
-  const { maxTemporaryBytes, urlPrefix } = raw as Record<string, unknown>;
+  const options = raw as Record<string, unknown>;
+  const { maxTemporaryBytes, urlPrefix } = options;
   const issues: ConfigIssue[] = [];
+  for (const name of Object.keys(options)) {
+    // Undefined keeps the default, whatever the name.
+    if (!Object.hasOwn(MEMORY_CACHE_DEFAULTS, name) && options[name] !== undefined) {
+      issues.push({
+        path: `/${name}`,
+        message: `unknown option (expected one of ${Object.keys(MEMORY_CACHE_DEFAULTS).join(', ')})`,
+      });
+    }
+  }
   if (maxTemporaryBytes !== undefined && !(Number.isSafeInteger(maxTemporaryBytes) && Number(maxTemporaryBytes) > 0)) {
     issues.push({
       path: '/maxTemporaryBytes',

@@ -92,8 +92,9 @@ function validateOptions(options: unknown): { maxFinishedBytes: number } {
   }
   const issues: { path: string; message: string }[] = [];
   for (const name of Object.keys(options)) {
-    if (name !== 'maxFinishedBytes')
-      issues.push({ path: `/${name}`, message: 'unknown option (expected maxFinishedBytes)' });
+    // Undefined keeps the default, whatever the name.
+    if (name !== 'maxFinishedBytes' && (options as Record<string, unknown>)[name] !== undefined)
+      issues.push({ path: `/${name}`, message: 'unknown option (expected one of maxFinishedBytes)' });
   }
   const max = (options as MemoryQueueManagerOptions).maxFinishedBytes ?? DEFAULT_MAX_FINISHED_BYTES;
   if (typeof max !== 'number' || !Number.isSafeInteger(max) || max < 0) {
@@ -544,18 +545,39 @@ export class MemoryQueueManager implements QueueManager {
     }
     const now = this.#begin(retainUntil);
     this.#collectGroups(now);
+    const result: SweepResult = { ...this.#handOver(retainUntil, now), dropped: this.#dropped };
+    this.#dropped = 0;
+    return result;
+  }
+
+  takeTransitions(options: SweepOptions = {}): SweepResult | undefined {
+    if (
+      this.#requeued.length === 0 &&
+      this.#failed.length === 0 &&
+      this.#expired.length === 0 &&
+      this.#cancelled.length === 0
+    ) {
+      return undefined;
+    }
+    // Dropped records stay counted for the next sweep.
+    return { ...this.#handOver(options.retainUntil, this.#clock.now()), dropped: 0 };
+  }
+
+  /** The transitions buffered since the last hand-over, emptied. */
+  #handOver(retainUntil: number | undefined, now: number): Omit<SweepResult, 'dropped'> {
     // Transitions applied lazily by earlier calls did not know this retention; they get it now.
     const retained = (list: QueueRecord[]): QueueRecord[] =>
       retainUntil === undefined ? list : list.map((r) => this.#retain(r, retainUntil, now));
-    const failed = retained(this.#failed);
-    const expired = retained(this.#expired);
-    const cancelled = retained(this.#cancelled);
-    const result: SweepResult = { requeued: this.#requeued, failed, expired, cancelled, dropped: this.#dropped };
+    const result = {
+      requeued: this.#requeued,
+      failed: retained(this.#failed),
+      expired: retained(this.#expired),
+      cancelled: retained(this.#cancelled),
+    };
     this.#requeued = [];
     this.#failed = [];
     this.#expired = [];
     this.#cancelled = [];
-    this.#dropped = 0;
     return result;
   }
 
@@ -711,6 +733,8 @@ export class MemoryQueueManager implements QueueManager {
     }
     while ((e = this.#delayed.peek()) !== undefined && e.readyAt <= now) {
       this.#delayed.pop();
+      // Its backoff is over: from now on it counts ahead of the records behind it.
+      this.#rank.setPending(e, true);
       this.#makeReady(e);
     }
   }
@@ -841,7 +865,8 @@ export class MemoryQueueManager implements QueueManager {
     this.#leases.remove(e);
     e.record = record;
     e.readyAt = record.readyAt;
-    this.#rank.setPending(e, true);
+    // Back at its old place; while it waits out a backoff, the ready records behind it go first.
+    this.#rank.setPending(e, true, record.readyAt <= now);
     this.#byState.running--;
     this.#byState.pending++;
     e.group.counts.running--;

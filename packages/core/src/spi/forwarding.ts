@@ -108,6 +108,10 @@ export class ForwardingQueueManager implements QueueManager {
     return this.inner.sweep(options);
   }
 
+  takeTransitions(options?: SweepOptions): SweepResult | undefined {
+    return this.inner.takeTransitions?.(options);
+  }
+
   prune(finishedBefore: number): Promise<number> {
     return this.inner.prune(finishedBefore);
   }

@@ -284,7 +284,11 @@ export interface QueueManager {
   enqueue(entry: NewQueueEntry, options: EnqueueOptions): Promise<EnqueueResult>;
   /** The record, or undefined (also when past `retainUntil`). */
   get(key: string): Promise<QueueRecord | undefined>;
-  /** 1-based position among pending in serving order (priority desc, then seq); undefined unless pending. */
+  /**
+   * 1-based position among pending in serving order (priority desc, then seq); undefined unless
+   * pending. Records waiting out a retry backoff (`readyAt` after now) are not counted ahead of
+   * others; such a record itself gets the place it would take if it were ready now.
+   */
   position(key: string): Promise<number | undefined>;
   /**
    * Atomically claims the best ready request respecting pause, groups, intervals and caps; issues
@@ -334,6 +338,16 @@ export interface QueueManager {
    * transitions lazily at other calls gives them that retention when this call reports them.
    */
   sweep(options?: SweepOptions): Promise<SweepResult>;
+  /**
+   * Optional. The transitions this instance applied lazily (by time, at other calls) since the
+   * last `sweep` or take, handed over once, with `options.retainUntil` given to the records they
+   * finished as `sweep` gives it; undefined when there are none. Synchronous: the request manager
+   * calls it right after a call that may have applied some (a claim, an enqueue), so that their
+   * events come before that call's own (`requeued` before the next attempt's `claimed`). An
+   * adapter that applies timed transitions only in `sweep` may leave it out (DynamoDB hands over
+   * only the expiries of records its enqueue replaced); `sweep` reports what was not taken.
+   */
+  takeTransitions?(options?: SweepOptions): SweepResult | undefined;
   /** Drops finished records that finished before the time. Returns how many. */
   prune(finishedBefore: number): Promise<number>;
   /**

@@ -36,6 +36,8 @@ export interface WorkerHost {
   detach(worker: WorkerRuntime): void;
   /** Tells an event of one request, in the order of that request's transitions in this process. */
   emitKeyed<K extends KeyedEvent>(name: K, payload: ManagerEvents[K]): void;
+  /** Tells the transitions the queue applied lazily at the call just made (a claim), before its own events. */
+  reportTransitions(): void;
 }
 
 /** The events about one request (all but `error`). */
@@ -249,6 +251,8 @@ export class WorkerRuntime implements Worker, JobHost {
     // Registered before the handler starts: it runs synchronously up to its first await.
     const entry: JobEntry = { job, done: STARTED };
     this.#jobs.set(token, entry);
+    // The claim may have ended an earlier lease of this very key (requeued): that is told first.
+    this.#host.reportTransitions();
     if (this.#host.events.listenerCount('claimed') > 0) {
       this.#host.emitKeyed('claimed', { key: record.key, attempt: record.attempts, workerId: this.id });
     }

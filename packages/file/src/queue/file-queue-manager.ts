@@ -45,6 +45,7 @@ import type {
 } from '@armlib/core';
 
 import { ControlStore } from './control-store.js';
+import type { SweepKind } from './control-store.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
 import { GroupCommit } from './group-commit.js';
 import type { LockWait } from './group-commit.js';
@@ -92,7 +93,7 @@ const STATE_SET: ReadonlySet<string> = new Set(QUEUE_STATES);
  * `StatsStore`), so another process sees them up to a second (or a sweep interval) late.
  *
  * Costs: every call is O(log n) but `position` (O(groups + the shorter side of the line: the
- * requests ahead or those behind)), `claim`
+ * requests ahead or those behind, plus those ahead waiting out a backoff)), `claim`
  * (O(groups with pending work), plus delayed retries at the head of a group), `prune` and `list`
  * with filters (scans), and `sweep` (O(transitions due)).
  */
@@ -116,6 +117,8 @@ export class FileQueueManager implements QueueManager {
   readonly #tx: Database.Transaction<(fn: () => unknown) => unknown>;
   readonly #group: GroupCommit;
   #closed = false;
+  /** Transitions this process journaled since the last sweep or take (see takeTransitions). */
+  #journaled = 0;
 
   /**
    * Opens (creating when needed) the queue database under `options.dir`.
@@ -240,7 +243,7 @@ export class FileQueueManager implements QueueManager {
     return settle(() =>
       this.#read(
         'position',
-        () => this.#records.position(key),
+        (now) => this.#records.position(key, now),
         (now) => this.#records.positionUnlessDue(key, now),
       ),
     );
@@ -412,21 +415,43 @@ export class FileQueueManager implements QueueManager {
         this.#control.collectGroups(now);
         this.#stats.flushActivity();
         this.#stats.trim(now);
-        const result = { requeued: [], failed: [], expired: [], cancelled: [] } as {
-          requeued: QueueRecord[];
-          failed: QueueRecord[];
-          expired: QueueRecord[];
-          cancelled: QueueRecord[];
-        };
-        for (const { kind, record } of this.#control.takeJournal()) {
-          // Transitions applied lazily by earlier calls did not know this retention; they get it now.
-          result[kind].push(
-            kind === 'requeued' || retainUntil === undefined ? record : this.#retain(record, retainUntil, now),
-          );
-        }
-        return { ...result, dropped: this.#control.takeDropped() };
+        this.#journaled = 0;
+        return { ...this.#takeJournal(retainUntil, now), dropped: this.#control.takeDropped() };
       });
     });
+  }
+
+  takeTransitions(options: SweepOptions = {}): SweepResult | undefined {
+    // Only after this process journaled a transition (rare: an expiry seen by one of its calls),
+    // so that the calls of every lifecycle pay nothing for it.
+    if (this.#journaled === 0 || this.#closed) return undefined;
+    this.#journaled = 0;
+    try {
+      return this.#solo('takeTransitions', () => ({
+        ...this.#takeJournal(options.retainUntil, this.#clock.now()),
+        dropped: 0,
+      }));
+    } catch {
+      // Rolled back (the write lock was busy, say): the journal keeps them for the next sweep.
+      return undefined;
+    }
+  }
+
+  /** The journaled transitions, emptied (inside the caller's transaction). */
+  #takeJournal(retainUntil: number | undefined, now: number): Omit<SweepResult, 'dropped'> {
+    const result = { requeued: [], failed: [], expired: [], cancelled: [] } as {
+      requeued: QueueRecord[];
+      failed: QueueRecord[];
+      expired: QueueRecord[];
+      cancelled: QueueRecord[];
+    };
+    for (const { kind, record } of this.#control.takeJournal()) {
+      // Transitions applied lazily by earlier calls did not know this retention; they get it now.
+      result[kind].push(
+        kind === 'requeued' || retainUntil === undefined ? record : this.#retain(record, retainUntil, now),
+      );
+    }
+    return result;
   }
 
   prune(finishedBefore: number): Promise<number> {
@@ -627,6 +652,12 @@ export class FileQueueManager implements QueueManager {
     if (this.#closed) throw new ClosedError('file queue is closed');
   }
 
+  /** Journals a transition applied by time, for the next sweep or take to report. */
+  #journal(kind: SweepKind, record: QueueRecord): void {
+    this.#control.journal(kind, record);
+    this.#journaled++;
+  }
+
   /**
    * Applies every transition due at `now` (inside the caller's transaction): expired leases,
    * expired pending records, retention drops. Records it finishes get `retainUntil`.
@@ -637,7 +668,7 @@ export class FileQueueManager implements QueueManager {
       if (row.state === 'running') this.#leaseExpired(row, now, retainUntil);
       else if (row.state === 'pending') {
         // Only never-claimed records carry a deadline: a claim clears it for good.
-        this.#control.journal('expired', this.#finish(row, 'expired', now, retainUntil, undefined));
+        this.#journal('expired', this.#finish(row, 'expired', now, retainUntil, undefined));
       } else {
         this.#records.delete(row.seq);
         dropped++;
@@ -651,14 +682,14 @@ export class FileQueueManager implements QueueManager {
   #leaseExpired(row: RecordRow, now: number, retainUntil: number | undefined): void {
     if (row.cancel_requested === 1) {
       // The holder was asked to stop and then vanished: the cancel wins.
-      this.#control.journal('cancelled', this.#finish(row, 'cancelled', now, retainUntil, undefined));
+      this.#journal('cancelled', this.#finish(row, 'cancelled', now, retainUntil, undefined));
     } else if (row.attempts >= row.max_attempts) {
       const record = this.#finish(row, 'failed', now, retainUntil, LEASE_EXPIRED);
       this.#stats.count('failed', row.grp, now);
-      this.#control.journal('failed', record);
+      this.#journal('failed', record);
     } else {
       // The claim already counted the attempt.
-      this.#control.journal('requeued', rowToRecord(this.#records.pendingAgain(row, now, row.attempts, undefined)));
+      this.#journal('requeued', rowToRecord(this.#records.pendingAgain(row, now, row.attempts, undefined)));
     }
   }
 

@@ -35,16 +35,26 @@ const MAX_DIR_LENGTH = 4096;
 /** SQLite takes the busy timeout as a C int. */
 const MAX_BUSY_TIMEOUT_MS = 2_147_483_647;
 
+/** The option names of the file queue. */
+const KNOWN: ReadonlySet<string> = new Set(['dir', 'durability', 'busyTimeoutMs']);
+
 /**
  * Checks `queue.options` of the `file` adapter without touching the disk. Issue paths are JSON
- * pointers relative to the options (`/dir`, `/durability`, `/busyTimeoutMs`). Unknown option
- * names are ignored, so that switching adapters by environment variable keeps working.
+ * pointers relative to the options (`/dir`, `/durability`, `/busyTimeoutMs`). An unknown option
+ * name is an issue (a misspelt option would otherwise be silently ignored); a name set to
+ * `undefined` is not, as undefined keeps the default. Switching adapters by environment variable
+ * still works: the configuration drops the options written for the other adapter.
  */
 export function checkFileQueueOptions(options: unknown): ConfigIssue[] {
   if (options === undefined || options === null) return [];
   if (typeof options !== 'object' || Array.isArray(options)) return [{ path: '', message: 'must be an object' }];
   const issues: ConfigIssue[] = [];
   const o = options as Record<string, unknown>;
+  for (const name of Object.keys(o)) {
+    if (!KNOWN.has(name) && o[name] !== undefined) {
+      issues.push({ path: `/${name}`, message: `unknown option (expected one of ${[...KNOWN].join(', ')})` });
+    }
+  }
   const dir = o['dir'];
   if (dir !== undefined) {
     if (typeof dir !== 'string' || dir.length === 0) {

@@ -50,6 +50,12 @@ CREATE TABLE IF NOT EXISTS records (
 -- ready_at rides along so that a claim skips records waiting out a retry backoff inside the index.
 CREATE INDEX IF NOT EXISTS records_claim ON records (grp, priority DESC, seq, ready_at) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS records_due ON records (due_at) WHERE due_at IS NOT NULL;
+-- Pending records back from a run (retry, release, lease expiry): a record waiting out a backoff is
+-- one of them (its ready_at is past its submission). A position finds here the ones ahead of it
+-- still waiting, which it must not count. A fresh submit (ready at once) and its first claim never
+-- touch this index.
+CREATE INDEX IF NOT EXISTS records_backoff ON records (grp, ready_at, priority, seq, submitted_at)
+  WHERE state = 'pending' AND ready_at > submitted_at;
 CREATE INDEX IF NOT EXISTS records_owner ON records (owner) WHERE state = 'pending' AND owner IS NOT NULL;
 
 -- One row per group: record counts by state (kept by triggers; caps, counts() and claims read

@@ -4,9 +4,10 @@ import path from 'node:path';
 import { expect } from 'chai';
 import { Container } from 'inversify';
 
-import { ConfigError, ManualClock, TOKENS } from '@armlib/core';
+import { ConfigError, loadConfig, ManualClock, TOKENS } from '@armlib/core';
 
 import { checkFileQueueOptions, FileQueueManager } from '../../src/queue/file-queue-manager.js';
+import type { FileQueueManagerOptions } from '../../src/queue/file-queue-manager.js';
 import { entry, NO_LIMITS, T0 } from './fixtures.js';
 import { makeTempDir, removeTempDir } from './temp-dir.js';
 
@@ -31,12 +32,45 @@ describe('FileQueueManager: options', function () {
     removeTempDir(dir);
   });
 
-  it('accepts no options, empty options and valid ones, ignoring unknown names', function () {
+  it('accepts no options, empty options and valid ones', function () {
     expect(checkFileQueueOptions(undefined)).to.deep.equal([]);
     expect(checkFileQueueOptions(null)).to.deep.equal([]);
     expect(checkFileQueueOptions({})).to.deep.equal([]);
     expect(checkFileQueueOptions({ dir: 'x', durability: 'full', busyTimeoutMs: 0 })).to.deep.equal([]);
-    expect(checkFileQueueOptions({ durability: 'normal', region: 'eu-west-1', maxFinishedBytes: 5 })).to.deep.equal([]);
+    // Undefined keeps the default, whatever the name.
+    expect(checkFileQueueOptions({ durability: undefined, region: undefined })).to.deep.equal([]);
+  });
+
+  it('rejects unknown option names, naming each and the known ones', function () {
+    const expected = 'unknown option (expected one of dir, durability, busyTimeoutMs)';
+    expect(checkFileQueueOptions({ durability: 'normal', region: 'eu-west-1', maxFinishedBytes: 5 })).to.deep.equal([
+      { path: '/region', message: expected },
+      { path: '/maxFinishedBytes', message: expected },
+    ]);
+    const target = path.join(dir, 'never');
+    const issues = configIssues(
+      () => new FileQueueManager({ dir: target, busyTimeout: 100 } as FileQueueManagerOptions, new ManualClock(T0)),
+    );
+    expect(issues).to.deep.equal([{ path: '/busyTimeout', message: expected }]);
+    expect(fs.existsSync(target)).to.equal(false);
+  });
+
+  it('still loads when an environment variable switches the queue to file from an adapter with options', async function () {
+    const config = await loadConfig(
+      { queue: { adapter: 'memory', options: { maxFinishedBytes: 1024 } }, cache: { adapter: 'memory' } },
+      { env: { ARMLIB_QUEUE_ADAPTER: 'file', ARMLIB_DIR: dir } },
+    );
+    expect(config.queue).to.deep.equal({ adapter: 'file', options: { dir } });
+    // Options written for the file queue are still checked, names included.
+    const error: unknown = await loadConfig(
+      { queue: { adapter: 'file', options: { dir, fsync: true } }, cache: { adapter: 'memory' } },
+      { env: {} },
+    ).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(ConfigError.is(error), String(error)).to.equal(true);
+    expect((error as ConfigError).issues.map((i) => i.path)).to.deep.equal(['/queue/options/fsync']);
   });
 
   it('names every bad option by its path', function () {

@@ -65,4 +65,53 @@ describe('FileQueueManager: exact positions from either side', function () {
     await onBoth((q) => q.cancel('k30', {}));
     await expectSamePositions([...keys, 'missing']);
   });
+
+  it('counts no request waiting out a backoff ahead of the others, from either side of the line', async function () {
+    const keys: string[] = [];
+    for (let i = 0; i < 48; i++) {
+      const key = `b${String(i)}`;
+      keys.push(key);
+      const extra = { group: ['a', 'b'][i % 2] ?? 'a', priority: [0, 3, 0][i % 3] ?? 0 };
+      await onBoth((q) => q.enqueue(entry(key, extra), NO_LIMITS));
+      await clock.advance(1);
+    }
+    // Claimed records go back to pending: most into backoffs ending at different times, some
+    // (released) ready at once; the claims themselves take the heads, so the waiting ones stand at
+    // the front of their lines, and the records behind count positions from either side.
+    const error = { code: 'BUSY', message: 'busy', retryable: true };
+    for (let i = 0; i < 12; i++) {
+      const lease = await memory.claim(claimOptions({ groups: [i % 3 === 0 ? 'b' : 'a'] }));
+      const same = await file.claim(claimOptions({ groups: [i % 3 === 0 ? 'b' : 'a'] }));
+      expect(same?.record.key).to.equal(lease?.record.key);
+      if (lease === undefined || same === undefined) break;
+      if (i % 4 === 3) {
+        await memory.release(lease.record.key, lease.token, { countAttempt: true });
+        await file.release(same.record.key, same.token, { countAttempt: true });
+      } else {
+        const retryAt = clock.now() + (1 + (i % 3)) * 1_000;
+        await memory.fail(lease.record.key, lease.token, { error, retryAt });
+        await file.fail(same.record.key, same.token, { error, retryAt });
+      }
+    }
+    // A record waiting at the tail of its line (its place counted from behind): the ones ahead of
+    // it, claimed before it, came back ready.
+    for (const key of ['c0', 'c1', 'c2']) {
+      keys.push(key);
+      await onBoth((q) => q.enqueue(entry(key, { group: 'c' }), NO_LIMITS));
+    }
+    for (const q of [memory, file]) {
+      const leases = [];
+      for (let i = 0; i < 3; i++) leases.push(await q.claim(claimOptions({ groups: ['c'] })));
+      const [c0, c1, c2] = leases;
+      expect([c0?.record.key, c1?.record.key, c2?.record.key]).to.deep.equal(['c0', 'c1', 'c2']);
+      if (c0 === undefined || c1 === undefined || c2 === undefined) return;
+      await q.release('c0', c0.token, { countAttempt: false });
+      await q.release('c1', c1.token, { countAttempt: false });
+      await q.fail('c2', c2.token, { error, retryAt: clock.now() + 1_500 });
+    }
+    for (let step = 0; step < 4; step++) {
+      await expectSamePositions(keys);
+      await clock.advance(1_000);
+    }
+  });
 });

@@ -27,19 +27,20 @@ export class FenwickFlags {
     return (((this.#bits[slot >>> 5] ?? 0) >>> (slot & 31)) & 1) === 1;
   }
 
-  /** Sets or clears the slot's flag (no-op when it already has that value). */
-  set(slot: number, on: boolean): void {
+  /** Sets or clears the slot's flag; false (and nothing written) when it already had that value. */
+  set(slot: number, on: boolean): boolean {
     const word = slot >>> 5;
     const bit = 1 << (slot & 31);
     const bits = this.#bits;
     const old = bits[word] ?? 0;
     const isOn = (old & bit) !== 0;
-    if (isOn === on) return;
+    if (isOn === on) return false;
     bits[word] = on ? old | bit : old & ~bit;
     const delta = on ? 1 : -1;
     const tree = this.#tree;
     const n = tree.length;
     for (let i = word + 1; i < n; i += i & -i) tree[i] = (tree[i] ?? 0) + delta;
+    return true;
   }
 
   /** Set flags in slots `0..slot` (inclusive). */
@@ -51,6 +52,16 @@ export class FenwickFlags {
     // Bits 0..(slot & 31) of the slot's own word; `>>> 0` keeps the top bit unsigned.
     const shift = 31 - (slot & 31);
     return sum + popcount((((this.#bits[word] ?? 0) << shift) >>> 0) >>> shift);
+  }
+
+  /** Set flags in slots `0..slot-1` (the slot's own flag left out). */
+  before(slot: number): number {
+    const word = slot >>> 5;
+    const tree = this.#tree;
+    let sum = 0;
+    for (let i = word; i > 0; i -= i & -i) sum += tree[i] ?? 0;
+    // Bits 0..(slot & 31)-1 of the slot's own word (none when slot & 31 is 0).
+    return sum + popcount((this.#bits[word] ?? 0) & ((1 << (slot & 31)) - 1));
   }
 
   /**

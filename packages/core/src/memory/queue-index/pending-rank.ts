@@ -5,7 +5,7 @@ export interface RankItem {
   readonly priority: number;
   /** Slot in the item's priority lane; owned by the index (`-1` when not indexed). */
   rankSlot: number;
-  /** Whether the index counts the item as pending; owned by the index. */
+  /** Whether the index has a position for the item (it is pending); owned by the index. */
   rankPending: boolean;
 }
 
@@ -17,8 +17,9 @@ const MAX_EMPTY_LANES = 16;
 
 /**
  * One priority: its items in arrival order in append-only slots (arrival order is `seq` order),
- * with a Fenwick tree of which of them are pending. Dead slots are reclaimed by compaction when
- * the slots run out, so each append costs amortised O(1) plus the O(log n) tree update.
+ * with a Fenwick tree of which of them are pending and ready (counted ahead of the items behind
+ * them). Dead slots are reclaimed by compaction when the slots run out, so each append costs
+ * amortised O(1) plus the O(log n) tree update.
  */
 class Lane<T extends RankItem> {
   readonly priority: number;
@@ -28,37 +29,36 @@ class Lane<T extends RankItem> {
   length = 0;
   /** Items indexed (pending or not). */
   live = 0;
-  /** Items indexed and pending. */
-  pending = 0;
+  /** Items indexed, pending and ready: the set flags. */
+  counted = 0;
   readonly flags = new FenwickFlags(INITIAL_CAPACITY);
 
   constructor(priority: number) {
     this.priority = priority;
   }
 
-  append(item: T, pending: boolean): void {
+  append(item: T, pending: boolean, ready: boolean): void {
     if (this.length === this.flags.capacity) this.#makeRoom();
     const slot = this.length++;
     this.items[slot] = item;
     item.rankSlot = slot;
     this.live++;
     item.rankPending = pending;
-    if (pending) {
+    if (pending && ready) {
       this.flags.set(slot, true);
-      this.pending++;
+      this.counted++;
     }
   }
 
-  setPending(item: T, pending: boolean): void {
-    if (item.rankPending === pending) return;
+  setPending(item: T, pending: boolean, ready: boolean): void {
     item.rankPending = pending;
-    this.flags.set(item.rankSlot, pending);
-    this.pending += pending ? 1 : -1;
+    const on = pending && ready;
+    if (this.flags.set(item.rankSlot, on)) this.counted += on ? 1 : -1;
   }
 
   remove(item: T): void {
     const slot = item.rankSlot;
-    this.setPending(item, false);
+    this.setPending(item, false, false);
     this.items[slot] = undefined;
     item.rankSlot = -1;
     this.live--;
@@ -74,9 +74,9 @@ class Lane<T extends RankItem> {
     }
   }
 
-  /** Pending items in this lane up to and including the item. */
-  prefix(item: T): number {
-    return this.flags.prefix(item.rankSlot);
+  /** Pending, ready items in this lane before the item. */
+  before(item: T): number {
+    return this.flags.before(item.rankSlot);
   }
 
   /** Compacts live items to the front, doubling the capacity when more than half is live. */
@@ -103,6 +103,10 @@ class Lane<T extends RankItem> {
  * Exact queue position in O(log n + distinct priorities): the 1-based rank of a pending item
  * among all pending items ordered by priority (high first), then arrival order. Items that are
  * indexed but not pending (running) keep their slot, so a retried item goes back to its old place.
+ *
+ * A pending item that is not ready (waiting out a retry backoff) keeps its slot but is not counted
+ * ahead of anyone: the items behind it will be served before it. Its own rank is the ready items
+ * ahead of it plus one, the place it would take were it ready now.
  */
 export class PendingRank<T extends RankItem> {
   readonly #lanes = new Map<number, Lane<T>>();
@@ -110,15 +114,15 @@ export class PendingRank<T extends RankItem> {
   #ordered: Lane<T>[] = [];
   #emptyLanes = 0;
 
-  /** Pending items over all priorities. */
+  /** Pending, ready items over all priorities. */
   get pending(): number {
     let n = 0;
-    for (const lane of this.#ordered) n += lane.pending;
+    for (const lane of this.#ordered) n += lane.counted;
     return n;
   }
 
-  /** Indexes an item at the end of its priority (it must arrive in `seq` order). */
-  add(item: T, pending: boolean): void {
+  /** Indexes an item at the end of its priority (it must arrive in `seq` order); `ready` as in {@link setPending}. */
+  add(item: T, pending: boolean, ready = true): void {
     let lane = this.#lanes.get(item.priority);
     if (lane === undefined) {
       lane = new Lane<T>(item.priority);
@@ -127,12 +131,15 @@ export class PendingRank<T extends RankItem> {
     } else if (lane.live === 0) {
       this.#emptyLanes--;
     }
-    lane.append(item, pending);
+    lane.append(item, pending, ready);
   }
 
-  /** Marks an indexed item pending (counted) or not (running). */
-  setPending(item: T, pending: boolean): void {
-    this.#laneOf(item).setPending(item, pending);
+  /**
+   * Marks an indexed item pending or not (running); a pending item is counted ahead of the items
+   * behind it only while `ready` (not waiting out a backoff).
+   */
+  setPending(item: T, pending: boolean, ready = true): void {
+    this.#laneOf(item).setPending(item, pending, ready);
   }
 
   /** Forgets an item. */
@@ -153,9 +160,10 @@ export class PendingRank<T extends RankItem> {
     let ahead = 0;
     for (const other of this.#ordered) {
       if (other === lane) break;
-      ahead += other.pending;
+      ahead += other.counted;
     }
-    return ahead + lane.prefix(item);
+    // The ready items before it, then the item itself (ready or not).
+    return ahead + lane.before(item) + 1;
   }
 
   /** Empties the index. */
