@@ -924,19 +924,29 @@ export class DynamoQueueManager implements QueueManager {
   async setPaused(paused: boolean): Promise<void> {
     await this.#begin();
     // A marker at the head of every pending shard: claims see it in the Query they make anyway.
-    await Promise.all(
-      Array.from({ length: this.#options.shards }, async (_, shard) => {
-        const key = pauseKey(shard);
-        if (paused) {
-          await this.#db.put(
-            { Item: { ...key, [KEY_ATTRS.workPk]: pendingPk(shard), [KEY_ATTRS.workSk]: PAUSE_SK } },
-            'PutItem(pause)',
-          );
-        } else {
-          await this.#db.delete({ Key: key }, 'DeleteItem(pause)');
-        }
-      }),
-    );
+    // Shard 0's marker is the flag `isPaused` reads: written first on pause and removed last on
+    // resume, so that a call that fails half-way leaves the queue reading as paused, never some
+    // shards silently paused under a flag that says running. Calling again finishes the job.
+    const others = Array.from({ length: this.#options.shards - 1 }, (_, i) => i + 1);
+    if (paused) {
+      await this.#setPauseMarker(0, true);
+      await Promise.all(others.map((shard) => this.#setPauseMarker(shard, true)));
+    } else {
+      await Promise.all(others.map((shard) => this.#setPauseMarker(shard, false)));
+      await this.#setPauseMarker(0, false);
+    }
+  }
+
+  async #setPauseMarker(shard: number, paused: boolean): Promise<void> {
+    const key = pauseKey(shard);
+    if (paused) {
+      await this.#db.put(
+        { Item: { ...key, [KEY_ATTRS.workPk]: pendingPk(shard), [KEY_ATTRS.workSk]: PAUSE_SK } },
+        'PutItem(pause)',
+      );
+    } else {
+      await this.#db.delete({ Key: key }, 'DeleteItem(pause)');
+    }
   }
 
   async isPaused(): Promise<boolean> {

@@ -468,6 +468,28 @@ for (const kind of selectedBackends()) {
         hooks.remove();
       });
 
+      it('reads as paused after a resume that failed half-way, and a second resume finishes it', async function () {
+        await queue.enqueue({ key: 'held', request: request('held'), maxAttempts: 1 }, { limits: {} });
+        await queue.setPaused(true);
+        // One shard's marker (not the flag's) cannot be removed.
+        hooks.before = (target, body) => {
+          if (target.endsWith('.DeleteItem') && body.includes('PAUSE#1')) {
+            return Promise.reject(Object.assign(new Error('denied'), { name: 'AccessDeniedException', $metadata: {} }));
+          }
+          return Promise.resolve(false);
+        };
+        const failure: unknown = await queue.setPaused(false).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        hooks.before = undefined;
+        expect(BackendError.is(failure), String(failure)).to.equal(true);
+        expect(await queue.isPaused()).to.equal(true);
+        await queue.setPaused(false);
+        expect(await queue.isPaused()).to.equal(false);
+        expect((await queue.claim({ workerId: 'w', leaseMs: 10_000, policies: {} }))?.record.key).to.equal('held');
+      });
+
       it('takes a group slot whose write landed though its answer was lost, and leaks none', async function () {
         const policies = { g: { maxConcurrent: 1 } };
         for (const key of ['g1', 'g2']) {
