@@ -39,6 +39,11 @@ export const A = Object.freeze({
    * was lost (the SDK retried it and met the failed condition) recognises its own write by it.
    */
   writeId: 'wi',
+  /**
+   * Id of the enqueue that made the record, kept through every later write: a retried enqueue whose
+   * first attempt landed, and whose record has since run and finished, must not replace it.
+   */
+  enqueueId: 'ei',
   ttl: TTL_ATTR,
 });
 

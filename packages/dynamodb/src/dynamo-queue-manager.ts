@@ -272,6 +272,7 @@ export class DynamoQueueManager implements QueueManager {
         [A.attempts]: 0,
         [A.maxAttempts]: entry.maxAttempts,
         [A.writeId]: writeId,
+        [A.enqueueId]: writeId,
         ps: sk,
         [KEY_ATTRS.workPk]: pendingPk(shard),
         [KEY_ATTRS.workSk]: sk,
@@ -290,7 +291,10 @@ export class DynamoQueueManager implements QueueManager {
       // So is a pending record past its deadline (see isLapsed): reads report it expired already,
       // whether or not a sweep wrote it so. It holds no result, so keepFinishedSince does not keep it.
       const lapsed = `(${e.n(A.state)} = ${e.v('pending')} AND ${e.n(A.pendingExpiresAt)} <= ${e.v(now)} AND ${e.n(A.attempts)} = ${e.v(0)})`;
-      const condition = `attribute_not_exists(${e.n(KEY_ATTRS.pk)}) OR ${replaceable} OR ${lapsed}`;
+      // Never over the record this very put made (its first attempt landed, its answer was lost, and
+      // the request has run since): the SDK's retry must not queue it again.
+      const notOurs = `(attribute_not_exists(${e.n(A.enqueueId)}) OR ${e.n(A.enqueueId)} <> ${e.v(writeId)})`;
+      const condition = `attribute_not_exists(${e.n(KEY_ATTRS.pk)}) OR ((${replaceable} OR ${lapsed}) AND ${notOurs})`;
       const out = await this.#db.put(
         { Item: item, ConditionExpression: condition, ReturnValues: 'ALL_OLD', ...e.attributes() },
         'PutItem(enqueue)',
@@ -300,8 +304,8 @@ export class DynamoQueueManager implements QueueManager {
       const oldItem = out.ok ? undefined : (out.old ?? (await this.#db.get(this.#recordKey(key), 'GetItem(record)')));
       const old = decodeRecord(oldItem);
       // A retried put whose first attempt landed (its answer was lost) finds its own record, in
-      // whatever state another host has moved it to since (a claim keeps the write id).
-      if (out.ok || oldItem?.[A.writeId] === writeId) {
+      // whatever state another host has moved it to since (even finished).
+      if (out.ok || oldItem?.[A.writeId] === writeId || oldItem?.[A.enqueueId] === writeId) {
         // A lapsed record replaced here is never swept: its expiry is reported from here.
         const replaced = out.ok ? decodeRecord(out.old) : undefined;
         if (replaced?.state === 'pending') this.#lapsedGone(replaced);

@@ -554,6 +554,29 @@ for (const kind of selectedBackends()) {
         }
       });
 
+      it('does not queue again a request whose enqueue landed, ran and finished before the retry', async function () {
+        const peer = table.queue(clock);
+        try {
+          hooks.loseAnswer = once((target, body) => target.endsWith('.PutItem') && body.includes('K#fast'));
+          hooks.afterLanding = async () => {
+            const lease = await peer.claim({ workerId: 'peer', leaseMs: 10_000, policies: {} });
+            if (lease !== undefined) await peer.complete('fast', lease.token, { durationMs: 1 });
+          };
+          const result = await queue.enqueue({ key: 'fast', request: request('fast'), maxAttempts: 1 }, { limits: {} });
+          expect(hooks.lost).to.equal(1);
+          expect(result.outcome).to.equal('created');
+          const record = await queue.get('fast');
+          expect(record?.state).to.equal('completed');
+          expect(record?.attempts).to.equal(1);
+          // A later submit of the key (another enqueue) still replaces the finished record.
+          const again = await queue.enqueue({ key: 'fast', request: request('fast'), maxAttempts: 1 }, { limits: {} });
+          expect(again.outcome).to.equal('created');
+          expect((await queue.get('fast'))?.state).to.equal('pending');
+        } finally {
+          await peer.close();
+        }
+      });
+
       it('keeps a cancel requested between the sweep reading an expired lease and writing it', async function () {
         const peer = table.queue(clock);
         try {
