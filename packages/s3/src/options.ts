@@ -34,6 +34,15 @@ export interface S3CacheManagerOptions {
    * buffers (one filling while the others upload), allocated once and reused. Default 4.
    */
   queueSize?: number;
+  /**
+   * Age (ms, by S3's LastModified against the manager's clock) after which `sweep` deletes a data
+   * object that its key's manifest does not name: the data of a commit that crashed before its
+   * manifest, or of a replaced result whose background delete failed. A commit that has not
+   * written its manifest within a quarter of this (at most 6 h) of its first data write gives up
+   * (retryable `BackendError`), so that no data older than this can still become a result's. At
+   * least 1 h. Default 24 h.
+   */
+  orphanGraceMs?: number;
 }
 
 /** The options after validation and defaults, with the client to use. */
@@ -43,10 +52,15 @@ export interface ResolvedS3CacheOptions {
   readonly gzip: boolean;
   readonly partSizeBytes: number;
   readonly queueSize: number;
+  readonly orphanGraceMs: number;
+  /** How long a commit may take from its first data write to its manifest write (see `orphanGraceMs`). */
+  readonly commitDeadlineMs: number;
   readonly client: S3Client;
   /** True when the adapter built the client, and so destroys it on close. */
   readonly ownsClient: boolean;
 }
+
+const HOUR_MS = 3_600_000;
 
 /** Defaults of the optional tuning fields of {@link S3CacheManagerOptions}. */
 export const S3_CACHE_DEFAULTS = Object.freeze({
@@ -54,7 +68,13 @@ export const S3_CACHE_DEFAULTS = Object.freeze({
   gzip: false,
   partSizeBytes: 5 * 1024 * 1024,
   queueSize: 4,
+  orphanGraceMs: 24 * HOUR_MS,
 });
+
+/** Shortest `orphanGraceMs`: commits need room to finish, and hosts' clocks to disagree. */
+const MIN_ORPHAN_GRACE_MS = HOUR_MS;
+/** Longest commit deadline, whatever the grace period. */
+const MAX_COMMIT_DEADLINE_MS = 6 * HOUR_MS;
 
 /** Smallest part S3 accepts in a multipart upload (except the last part). */
 const MIN_PART_BYTES = 5 * 1024 * 1024;
@@ -81,6 +101,7 @@ const KNOWN: ReadonlySet<string> = new Set<keyof S3CacheManagerOptions>([
   'gzip',
   'partSizeBytes',
   'queueSize',
+  'orphanGraceMs',
 ]);
 
 /**
@@ -150,6 +171,13 @@ export function checkS3CacheOptions(options: unknown): ConfigIssue[] {
   if (queue !== undefined && !(Number.isSafeInteger(queue) && Number(queue) >= 1 && Number(queue) <= 64)) {
     issues.push({ path: '/queueSize', message: `must be an integer from 1 to 64, got ${describe(queue)}` });
   }
+  const grace = o['orphanGraceMs'];
+  if (grace !== undefined && !(Number.isSafeInteger(grace) && Number(grace) >= MIN_ORPHAN_GRACE_MS)) {
+    issues.push({
+      path: '/orphanGraceMs',
+      message: `must be an integer number of ms, at least ${MIN_ORPHAN_GRACE_MS} (1 h), got ${describe(grace)}`,
+    });
+  }
   issues.push(...clientIssues(o));
   return issues;
 }
@@ -185,15 +213,27 @@ export function resolveS3CacheOptions(raw: unknown): ResolvedS3CacheOptions {
   const o = raw as S3CacheManagerOptions;
   const given = o.client;
   const client = given ?? new S3Client(clientConfigOf(o));
+  const orphanGraceMs = o.orphanGraceMs ?? S3_CACHE_DEFAULTS.orphanGraceMs;
   return Object.freeze({
     bucket: o.bucket,
     prefix: o.prefix ?? S3_CACHE_DEFAULTS.prefix,
     gzip: o.gzip ?? S3_CACHE_DEFAULTS.gzip,
     partSizeBytes: o.partSizeBytes ?? S3_CACHE_DEFAULTS.partSizeBytes,
     queueSize: o.queueSize ?? S3_CACHE_DEFAULTS.queueSize,
+    orphanGraceMs,
+    commitDeadlineMs: commitDeadlineOf(orphanGraceMs),
     client,
     ownsClient: given === undefined,
   });
+}
+
+/**
+ * The commit deadline of a grace period: a quarter of it, at most 6 h. The rest of the grace
+ * period (at least three quarters) is the margin for a manifest PUT already under way when the
+ * deadline was checked, and for the skew between the hosts' clocks and S3's.
+ */
+export function commitDeadlineOf(orphanGraceMs: number): number {
+  return Math.min(Math.floor(orphanGraceMs / 4), MAX_COMMIT_DEADLINE_MS);
 }
 
 /** `clientConfig` with the top-level `region`, `endpoint` and `forcePathStyle` laid over it. */

@@ -45,8 +45,8 @@ import { resolveS3CacheOptions } from './options.js';
 import type { ResolvedS3CacheOptions, S3CacheManagerOptions } from './options.js';
 import { S3StagedResult } from './staged-result.js';
 import type { StagedFormat, StagingHost } from './staged-result.js';
-import { S3Store } from './store.js';
-import type { RefusedDelete } from './store.js';
+import { DELETE_BATCH, S3Store } from './store.js';
+import type { ListedObject, RefusedDelete } from './store.js';
 import { stageFormat } from './upload.js';
 import type { InlineFormat, UploadedFormat } from './upload.js';
 
@@ -83,8 +83,13 @@ const AFTER_FOLDER = '~';
  *
  * A manifest this cache cannot read (damaged, or written by a newer armlib) makes `head`, `get`,
  * `url`, `promote` and commits of its key fail with a {@link BackendError}; `list` and `sweep`
- * skip the key, and `delete` and `clear` remove the manifest (its data is left to `clear` and the
- * lifecycle rule, since nothing says which objects it names).
+ * skip the key, and `delete` and `clear` remove the manifest (its data is left to `clear` and, once
+ * the manifest is gone, to `sweep`'s orphan collection, since nothing says which objects it names).
+ *
+ * Orphans: data no manifest names (a commit that crashed before its manifest, a failed background
+ * delete) is collected by `sweep` once older than `orphanGraceMs`; a commit that could not write
+ * its manifest within its deadline (a quarter of `orphanGraceMs`, at most 6 h, after its first data
+ * write) gives up, so that none of it can still be published then.
  */
 @injectable()
 export class S3CacheManager implements CacheManager {
@@ -254,6 +259,7 @@ export class S3CacheManager implements CacheManager {
     targets: readonly string[],
   ): Promise<boolean | 'superseded'> {
     const { key, commitId } = temporary;
+    const started = this.#clock.now();
     const copied = await mapLimit(Object.keys(temporary.formats), PARALLEL_CALLS, (format, index) =>
       this.#store.copy(this.#layout.data('temporary', key, commitId, format), targets[index] as string),
     );
@@ -271,6 +277,8 @@ export class S3CacheManager implements CacheManager {
       });
     }
     const promoted: StoredManifest = { ...temporary, area: 'persistent' };
+    // The copies go with the error, through #promoteOnce.
+    await this.#checkDeadline(`promotion of '${key}'`, started, []);
     await this.#store.putText(this.#layout.manifest('persistent', key), encodeManifest(promoted), 'application/json');
     // Once more after the write (S3 has no conditional writes to make the two one step): a commit
     // that landed in the temporary area meanwhile is newer, so it stays and this promotion is undone.
@@ -300,7 +308,7 @@ export class S3CacheManager implements CacheManager {
       const found = await this.#readOrUnreadable(a, key);
       if (found === undefined) continue;
       // A manifest that cannot be read goes alone: which objects it names is unknown, so they
-      // are left to clear() and the lifecycle rule.
+      // are left to clear() and to sweep(), which collects them as orphans once old enough.
       const result =
         found instanceof Unreadable ? { manifest: this.#layout.manifest(a, key), data: [] } : this.#resultOf(a, found);
       deleted += await this.#removeResults([result]);
@@ -326,38 +334,143 @@ export class S3CacheManager implements CacheManager {
     return cleared;
   }
 
+  /**
+   * Deletes the results of `area` committed before `olderThan` and returns how many went. It also
+   * collects the area's orphaned data (not counted): data objects of commits that their key's
+   * manifest does not name (a commit that crashed before its manifest, a replaced result whose
+   * background delete failed, the data of a manifest `delete` could not read), once S3's
+   * LastModified is older than `orphanGraceMs` by the manager's clock. A commit gives up rather
+   * than write its manifest later than its deadline (a quarter of the grace period, at most 6 h)
+   * after its first data write, so such data can never become a result's. Objects whose
+   * names this layout does not make, staging, and keys whose manifest cannot be read (a newer
+   * armlib's) are left alone.
+   *
+   * One ListObjectsV2 pass over the area (1000 objects a page), one GET per manifest listed (its
+   * `createdAt`), then only where there is something to collect: the manifest(s) read again right
+   * before the data goes, and DeleteObjects in batches of up to 1000.
+   */
   async sweep(area: CacheArea, olderThan: number): Promise<number> {
     this.#assertOpen();
     assertCacheArea(area);
     if (typeof olderThan !== 'number' || Number.isNaN(olderThan)) {
       throw new InvalidRequestError('olderThan', `must be a time in epoch ms, got ${String(olderThan)}`);
     }
-    let swept = 0;
+    const state: SweepState = { swept: 0, orphans: [], refused: [] };
+    let carried: ListedFolder | undefined;
     let token: string | undefined;
     do {
-      const page = await this.#store.list(this.#layout.area(area), {
-        delimiter: '/',
-        ...(token === undefined ? {} : { token }),
-      });
-      const keys = this.#keysOf(area, page.folders);
-      const found = await mapLimit(keys, PARALLEL_CALLS, (key) => this.#readOrUnreadable(area, key));
-      // A manifest this cache cannot read leaves its key alone, data included (it may be a newer
-      // armlib's result): it is not taken for a result that is due.
-      const due = found.filter(
-        (m): m is StoredManifest => m !== undefined && !(m instanceof Unreadable) && m.createdAt < olderThan,
-      );
-      swept += await this.#sweepDue(area, due);
+      // Ages count from before the listing: whatever was written before it, a manifest included, is in it.
+      const listedAt = this.#clock.now();
+      const page = await this.#store.list(this.#layout.area(area), token === undefined ? {} : { token });
+      const folders = this.#foldersOf(area, page.listed, listedAt, carried);
       token = page.next;
+      // The page's last key folder may go on in the next page: it is swept with the rest of it.
+      carried = token === undefined ? undefined : folders.pop();
+      await this.#sweepFolders(area, olderThan, folders, state);
+      await this.#collect(state, DELETE_BATCH);
     } while (token !== undefined);
-    return swept;
+    await this.#collect(state, 1);
+    if (state.refused.length > 0) throw refusalError(state.refused);
+    return state.swept;
+  }
+
+  /**
+   * The key folders of a page of a non-delimited listing of `area`, in listing order (`carried`,
+   * a folder the previous page ended with, first): whether its manifest is listed, and its data
+   * objects older than the grace period as of `listedAt`. Objects with other names are ignored.
+   */
+  #foldersOf(
+    area: CacheArea,
+    listed: readonly ListedObject[],
+    listedAt: number,
+    carried: ListedFolder | undefined,
+  ): ListedFolder[] {
+    const folders = new Map<string, ListedFolder>();
+    if (carried !== undefined) folders.set(carried.key, carried);
+    const grace = this.#options.orphanGraceMs;
+    for (const { key: objectKey, lastModified } of listed) {
+      const object = this.#layout.parse(area, objectKey);
+      if (object.kind === 'other') continue;
+      let folder = folders.get(object.key);
+      if (folder === undefined) {
+        folder = { key: object.key, manifest: false, old: [] };
+        folders.set(object.key, folder);
+      }
+      if (object.kind === 'manifest') folder.manifest = true;
+      // NaN (no LastModified) is never old.
+      else if (listedAt - lastModified > grace) folder.old.push({ objectKey, commitId: object.commitId });
+    }
+    return [...folders.values()];
+  }
+
+  /**
+   * Sweeps complete key folders: reads the manifests listed (eight at a time), deletes the due
+   * results ({@link #sweepDue}), and queues in `state` the old data the key's manifest does not
+   * name ({@link #unnamed}). A manifest this cache cannot read leaves its key alone, data
+   * included (it may be a newer armlib's result).
+   */
+  async #sweepFolders(
+    area: CacheArea,
+    olderThan: number,
+    folders: readonly ListedFolder[],
+    state: SweepState,
+  ): Promise<void> {
+    const read = await mapLimit(folders, PARALLEL_CALLS, (f) =>
+      f.manifest ? this.#readOrUnreadable(area, f.key) : Promise.resolve(undefined),
+    );
+    const due: StoredManifest[] = [];
+    const suspects: { key: string; old: OldData[] }[] = [];
+    folders.forEach((folder, i) => {
+      const manifest = read[i];
+      if (manifest instanceof Unreadable) return;
+      if (manifest !== undefined && manifest.createdAt < olderThan) due.push(manifest);
+      // A folder whose old data all belongs to the commit its manifest names costs nothing more.
+      const old = folder.old.filter((o) => o.commitId !== manifest?.commitId);
+      if (old.length > 0) suspects.push({ key: folder.key, old });
+    });
+    const outcome = await this.#sweepDue(area, due);
+    state.swept += outcome.swept;
+    state.refused.push(...outcome.refused);
+    const orphans = await mapLimit(suspects, PARALLEL_CALLS, (s) => this.#unnamed(area, s.key, s.old));
+    state.orphans.push(...orphans.flat());
+  }
+
+  /**
+   * Of `old` data in the folder of `key`, those no manifest names, by reads made after the
+   * listing and right before the delete. In the persistent area the temporary manifest is read
+   * first: a promotion copies a temporary commit under its own commit id, possibly over copies a
+   * failed promotion left (whose listed age is then stale), and until it has written the
+   * persistent manifest the temporary one names that commit; after, the persistent one does.
+   * Nothing when a manifest cannot be read.
+   */
+  async #unnamed(area: CacheArea, key: string, old: readonly OldData[]): Promise<string[]> {
+    const named = new Set<string>();
+    const reads = area === 'persistent' ? (['temporary', 'persistent'] as const) : ([area] as const);
+    for (const a of reads) {
+      const manifest = await this.#readOrUnreadable(a, key);
+      if (manifest instanceof Unreadable) return [];
+      if (manifest !== undefined) named.add(manifest.commitId);
+    }
+    return old.filter((o) => !named.has(o.commitId)).map((o) => o.objectKey);
+  }
+
+  /** Deletes the queued orphans in batches of up to 1000, while at least `atLeast` are queued. */
+  async #collect(state: SweepState, atLeast: number): Promise<void> {
+    while (state.orphans.length >= Math.max(1, atLeast)) {
+      const batch = state.orphans.splice(0, DELETE_BATCH);
+      state.refused.push(...(await this.#store.deleteAll(batch)));
+    }
   }
 
   /**
    * Deletes the results `due` read, a few at a time, each read again right before its delete: a
    * commit that replaced one since (a fresh result) stays. The data of the deleted ones goes at
-   * the end, in one call; refusals are reported once the others are done.
+   * the end, in one call. Returns how many went, and the manifests S3 refused to delete.
    */
-  async #sweepDue(area: CacheArea, due: readonly StoredManifest[]): Promise<number> {
+  async #sweepDue(
+    area: CacheArea,
+    due: readonly StoredManifest[],
+  ): Promise<{ swept: number; refused: RefusedDelete[] }> {
     let swept = 0;
     const garbage: string[] = [];
     const refused: RefusedDelete[] = [];
@@ -371,8 +484,7 @@ export class S3CacheManager implements CacheManager {
       refused.push(...outcome.refused);
     }
     await this.#discard(garbage);
-    if (refused.length > 0) throw refusalError(refused);
-    return swept;
+    return { swept, refused };
   }
 
   async list(area: CacheArea, options: { limit: number; cursor?: string }): Promise<CacheListPage> {
@@ -541,6 +653,7 @@ export class S3CacheManager implements CacheManager {
     const commitId = newId('c');
     const entries = [...formats];
     const targets = entries.map(([format]) => this.#layout.data(area, key, commitId, format));
+    const started = this.#clock.now();
     const previous = await this.#putData(key, entries, targets);
     // Fencing: a holder that stalled past its lease finds the later claim's result and publishes
     // nothing. The check and the manifest write are two requests (S3 emulators have no conditional
@@ -561,6 +674,7 @@ export class S3CacheManager implements CacheManager {
         CACHE_AREAS.map((a) => previous[a]),
       ),
     };
+    await this.#checkDeadline(`commit of '${key}'`, started, targets);
     await this.#putManifest(manifest, targets);
     published();
     const garbage = entries.flatMap(([, s]) => (s.kind === 'uploaded' ? [s.objectKey] : []));
@@ -625,6 +739,25 @@ export class S3CacheManager implements CacheManager {
       `commit of '${key}' refused: the ${area} result's manifest cannot be read (${found.error.message}); ` +
         `delete('${key}') removes it`,
       { retryable: false, cause: found.error },
+    );
+  }
+
+  /**
+   * The commit deadline: a commit (or promotion) whose first data write began more than
+   * `commitDeadlineMs` ago by the manager's clock deletes `targets` and fails with a retryable
+   * {@link BackendError} instead of writing its manifest. A `sweep` deletes data its manifest does
+   * not name once it is `orphanGraceMs` old; since no manifest is written later than this after its
+   * data, such data can never become a result's. Checked right before the manifest PUT.
+   */
+  async #checkDeadline(what: string, started: number, targets: readonly string[]): Promise<void> {
+    const took = this.#clock.now() - started;
+    if (took <= this.#options.commitDeadlineMs) return;
+    await this.#discard(targets);
+    throw new BackendError(
+      `${what} gave up after ${String(took)} ms between its first data write and its manifest ` +
+        `(deadline ${String(this.#options.commitDeadlineMs)} ms, a quarter of orphanGraceMs at most 6 h): ` +
+        `a sweep may collect data that old; try again`,
+      { retryable: true },
     );
   }
 
@@ -721,13 +854,13 @@ export class S3CacheManager implements CacheManager {
     if (found instanceof Unreadable || found?.commitId !== commitId) await this.#discard(keys);
   }
 
-  /** Best-effort deletion of objects nothing points at (the lifecycle rule and `clear` catch leftovers). */
+  /** Best-effort deletion of objects nothing points at (`sweep`, `clear` and the lifecycle rule catch leftovers). */
   async #discard(keys: readonly string[]): Promise<void> {
     if (keys.length === 0) return;
     try {
       await this.#store.deleteAll(keys);
     } catch {
-      // Unreferenced objects: harmless if they stay (see the README's lifecycle rule).
+      // Unreferenced objects: harmless if they stay (sweep collects them as orphans).
     }
   }
 
@@ -762,6 +895,30 @@ class Unreadable {
   }
 }
 
+/** A key folder as a listing shows it (see S3CacheManager's #foldersOf). */
+interface ListedFolder {
+  readonly key: string;
+  /** Whether the listing showed its manifest. */
+  manifest: boolean;
+  /** Its data objects older than the grace period. */
+  readonly old: OldData[];
+}
+
+/** A data object older than the grace period, and the commit it belongs to. */
+interface OldData {
+  readonly objectKey: string;
+  readonly commitId: string;
+}
+
+/** What a sweep has done so far. */
+interface SweepState {
+  swept: number;
+  /** Orphaned data objects waiting for a DeleteObjects. */
+  readonly orphans: string[];
+  /** Manifests and orphans S3 refused to delete, reported once the sweep is done. */
+  readonly refused: RefusedDelete[];
+}
+
 /** A result's manifest object and the data objects it names. */
 interface StoredResult {
   readonly manifest: string;
@@ -775,7 +932,7 @@ function sameCommit(found: StoredManifest | Unreadable | undefined, manifest: St
 
 function refusalError(refused: readonly RefusedDelete[]): BackendError {
   const first = refused[0] as RefusedDelete;
-  const more = refused.length > 1 ? ` and ${String(refused.length - 1)} more manifest(s)` : '';
+  const more = refused.length > 1 ? ` and ${String(refused.length - 1)} more object(s)` : '';
   return new BackendError(`S3 refused to delete '${first.key}' (${first.code})${more}`, {
     retryable: refused.every((r) => isRetryable({ name: r.code })),
   });

@@ -17,9 +17,18 @@ import { isNotFound, isRetryable, toBackendError } from './errors.js';
 /** DeleteObjects takes at most this many keys per call. */
 export const DELETE_BATCH = 1000;
 
+/** An object of a listing, with when S3 last wrote it. */
+export interface ListedObject {
+  readonly key: string;
+  /** Epoch ms of S3's LastModified; NaN when S3 gave none. */
+  readonly lastModified: number;
+}
+
 /** One page of a listing: objects and (with a delimiter) common prefixes. */
 export interface ListPage {
   readonly objects: readonly string[];
+  /** The same objects, with their LastModified. */
+  readonly listed: readonly ListedObject[];
   readonly folders: readonly string[];
   readonly next?: string;
 }
@@ -189,10 +198,13 @@ export class S3Store {
           ...(options.maxKeys === undefined ? {} : { MaxKeys: options.maxKeys }),
         }),
       );
-      const objects = (out.Contents ?? []).map((c) => c.Key).filter((k): k is string => k !== undefined);
+      const listed = (out.Contents ?? []).flatMap((c) =>
+        c.Key === undefined ? [] : [{ key: c.Key, lastModified: c.LastModified?.getTime() ?? Number.NaN }],
+      );
+      const objects = listed.map((o) => o.key);
       const folders = (out.CommonPrefixes ?? []).map((c) => c.Prefix).filter((p): p is string => p !== undefined);
       const next = out.IsTruncated === true ? out.NextContinuationToken : undefined;
-      return next === undefined ? { objects, folders } : { objects, folders, next };
+      return next === undefined ? { objects, listed, folders } : { objects, listed, folders, next };
     } catch (error) {
       throw toBackendError(error, `ListObjectsV2 ${prefix}`);
     }

@@ -5,7 +5,7 @@ import { expect } from 'chai';
 
 import { ConfigError } from '@armlib/core';
 
-import { checkS3CacheOptions, S3CacheManager } from '../src/index.js';
+import { checkS3CacheOptions, S3_CACHE_DEFAULTS, S3CacheManager } from '../src/index.js';
 import type { S3CacheManagerOptions } from '../src/index.js';
 
 function paths(options: unknown): string[] {
@@ -26,6 +26,7 @@ describe('@armlib/s3 options', function () {
         gzip: true,
         partSizeBytes: 8 * 1024 * 1024,
         queueSize: 2,
+        orphanGraceMs: 3_600_000,
       }),
     ).to.deep.equal([]);
     expect(checkS3CacheOptions({ bucket: 'b-b', client: new S3Client({ region: 'us-east-1' }) })).to.deep.equal([]);
@@ -69,6 +70,29 @@ describe('@armlib/s3 options', function () {
     );
   });
 
+  it('takes orphanGraceMs as an integer of at least 1 h, 24 h by default', function () {
+    expect(S3_CACHE_DEFAULTS.orphanGraceMs).to.equal(24 * 3_600_000);
+    for (const good of [3_600_000, 24 * 3_600_000, 365 * 24 * 3_600_000]) {
+      expect(checkS3CacheOptions({ bucket: 'ok-bucket', orphanGraceMs: good })).to.deep.equal([]);
+    }
+    for (const bad of [3_599_999, 0, -1, 5_400_000.5, Number.NaN, Number.POSITIVE_INFINITY, '24h', null]) {
+      const issues = checkS3CacheOptions({ bucket: 'ok-bucket', orphanGraceMs: bad });
+      expect(
+        issues.map((i) => i.path),
+        String(bad),
+      ).to.deep.equal(['/orphanGraceMs']);
+      expect(issues[0]?.message).to.include('1 h');
+    }
+    let caught: unknown;
+    try {
+      new S3CacheManager({ bucket: 'ok-bucket', orphanGraceMs: 60_000 });
+    } catch (error) {
+      caught = error;
+    }
+    expect(ConfigError.is(caught)).to.equal(true);
+    expect((caught as ConfigError).issues.map((i) => i.path)).to.deep.equal(['/orphanGraceMs']);
+  });
+
   it('refuses a client together with client settings, naming both paths', function () {
     const client = new S3Client({ region: 'us-east-1' });
     const issues = checkS3CacheOptions({
@@ -86,7 +110,9 @@ describe('@armlib/s3 options', function () {
   it('names an unknown option (a typo is not silently dropped); one given as undefined is left out', function () {
     const issues = checkS3CacheOptions({ bucket: 'ok-bucket', keyPrefx: 'armlib/', gzip: undefined, other: undefined });
     expect(issues.map((i) => i.path)).to.deep.equal(['/keyPrefx']);
-    expect(issues[0]?.message).to.match(/^unknown option \(expected one of bucket, prefix, .*queueSize\)$/);
+    expect(issues[0]?.message).to.match(
+      /^unknown option \(expected one of bucket, prefix, .*queueSize, orphanGraceMs\)$/,
+    );
     let caught: unknown;
     try {
       new S3CacheManager({ bucket: 'ok-bucket', keyPrefx: 'armlib/' } as S3CacheManagerOptions);

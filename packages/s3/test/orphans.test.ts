@@ -1,0 +1,277 @@
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { expect } from 'chai';
+
+import { BackendError } from '@armlib/core';
+
+import { newId } from '../src/layout.js';
+import { commitDeadlineOf } from '../src/options.js';
+import { recordCommands, refuseDeletes } from './harness/faults.js';
+import type { CommandInput } from './harness/faults.js';
+import { bytes, commitText, listKeys, readText, rejectionOf, useCaches } from './harness/fixture.js';
+import type { OpenedCache } from './harness/fixture.js';
+
+const MINUTE = 60_000;
+/** Numbers the middleware {@link holdOnce} adds: each needs a name of its own. */
+let holds = 0;
+/** The default `orphanGraceMs`. */
+const GRACE = 24 * 60 * MINUTE;
+/** Its commit deadline: 6 h. */
+const DEADLINE = commitDeadlineOf(GRACE);
+
+async function put(client: S3Client, bucket: string, key: string, text: string): Promise<void> {
+  await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: Buffer.from(text) }));
+}
+
+/**
+ * A client whose first call `matches` picks waits until the returned `release` is called;
+ * `reached` resolves when it starts waiting. Armed once.
+ */
+function holdOnce(
+  client: S3Client,
+  matches: (command: string, input: CommandInput) => boolean,
+): { reached: Promise<void>; release: () => void } {
+  let reach!: () => void;
+  let release!: () => void;
+  const reached = new Promise<void>((resolve) => (reach = resolve));
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let armed = true;
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      if (armed && matches(context.commandName ?? '', args.input as CommandInput)) {
+        armed = false;
+        reach();
+        await released;
+      }
+      return next(args);
+    },
+    { step: 'initialize', name: `armlibHoldOnce${String(++holds)}` },
+  );
+  return { reached, release };
+}
+
+function keyOf(input: CommandInput): string {
+  return typeof input['Key'] === 'string' ? input['Key'] : '';
+}
+
+describe('@armlib/s3 S3CacheManager orphan collection', function () {
+  this.timeout(60_000);
+  const { open, ownClient } = useCaches();
+
+  /**
+   * A cache whose clock reads S3's time: objects S3 writes now are as old as the clock says
+   * (s3rver stamps LastModified with the real time), and the clock then moves on from there.
+   */
+  async function openNow(extra: Parameters<typeof open>[0] = {}): Promise<OpenedCache> {
+    const opened = await open(extra);
+    await opened.clock.set(Date.now());
+    return opened;
+  }
+
+  describe('sweep', function () {
+    it('deletes the data of a crashed commit once older than orphanGraceMs, and nothing younger', async function () {
+      const { cache, client, clock, bucket, prefix } = await openNow();
+      const area = `${prefix}persistent/`;
+      await commitText(cache, 'kept', { txt: 'kept' }, 'persistent');
+      const kept = await listKeys(client, bucket, `${area}kept/`);
+      // A commit that crashed before its manifest, in a key with no result and in one with a result.
+      const crashed = [newId('c'), newId('c')];
+      const orphans = [
+        `${area}crashed/${crashed[0]}/txt`,
+        `${area}crashed/${crashed[0]}/csv`,
+        `${area}kept/${crashed[1]}/txt`,
+      ];
+      // Names this layout does not make: never the cache's to delete.
+      const foreign = [
+        `${area}crashed/notes.txt`,
+        `${area}crashed/${newId('c')}/deeper/txt`,
+        `${area}crashed/x1-0123456789abcdef/txt`,
+        `${area}crashed/${newId('s')}/txt`,
+        `${area}stray`,
+        `${area}bad..key/${newId('c')}/txt`,
+      ];
+      for (const key of [...orphans, ...foreign]) await put(client, bucket, key, 'x');
+      const everything = [...kept, ...orphans, ...foreign].sort();
+
+      // Younger than the grace period: a commit may still be writing its manifest.
+      await clock.advance(GRACE - MINUTE);
+      expect(await cache.sweep('persistent', 0)).to.equal(0);
+      expect(await listKeys(client, bucket, area)).to.deep.equal(everything);
+
+      await clock.advance(2 * MINUTE);
+      // Orphans are not results: the count stays the results removed.
+      expect(await cache.sweep('persistent', 0)).to.equal(0);
+      expect(await listKeys(client, bucket, area)).to.deep.equal([...kept, ...foreign].sort());
+      expect(await readText(cache, 'kept', 'txt')).to.equal('kept');
+    });
+
+    it('deletes a replaced commit’s data whose background delete was refused, and keeps the named one', async function () {
+      const opened = await openNow();
+      const { cache, clock, bucket, prefix } = opened;
+      const refusing = await ownClient();
+      refuseDeletes(refusing, 'AccessDenied', (key) => !key.endsWith('/manifest.json'));
+      const writer = opened.peer({ client: refusing });
+      await commitText(writer, 'k', { txt: 'v1' }, 'persistent');
+      const first = await listKeys(opened.client, bucket, `${prefix}persistent/k/`);
+      await commitText(writer, 'k', { txt: 'v2' }, 'persistent');
+      await writer.close();
+      const both = await listKeys(opened.client, bucket, `${prefix}persistent/k/`);
+      // v1's data outlived its replacement: 2 data objects and the manifest.
+      expect(both).to.have.length(3);
+      const v1 = first.filter((k) => !k.endsWith('/manifest.json'));
+      expect(both).to.include.members(v1);
+
+      await clock.advance(GRACE + MINUTE);
+      expect(await cache.sweep('persistent', 0)).to.equal(0);
+      expect(await listKeys(opened.client, bucket, `${prefix}persistent/k/`)).to.deep.equal(
+        both.filter((k) => !v1.includes(k)),
+      );
+      expect(await readText(cache, 'k', 'txt')).to.equal('v2');
+    });
+
+    it('leaves a key whose manifest it cannot read alone, data included, and collects the others', async function () {
+      const { cache, client, clock, bucket, prefix } = await openNow();
+      const area = `${prefix}persistent/`;
+      // A newer armlib's result: which objects it names is unknown.
+      const newer = [
+        `${area}b/${newId('c')}/txt`,
+        `${area}b/${newId('c')}/txt`,
+        `${area}b/manifest.json`,
+        `${area}c/${newId('c')}/txt`,
+      ];
+      const orphan = `${area}a/${newId('c')}/txt`;
+      for (const key of [...newer, orphan]) await put(client, bucket, key, 'x');
+      await put(client, bucket, `${area}b/manifest.json`, JSON.stringify({ v: 2, key: 'b' }));
+      // In the persistent area, the temporary manifest counts too (a promotion may be under way).
+      await put(client, bucket, `${prefix}temporary/c/manifest.json`, 'not json');
+
+      await clock.advance(GRACE + MINUTE);
+      expect(await cache.sweep('persistent', clock.now() + 1)).to.equal(0);
+      expect(await listKeys(client, bucket, area)).to.deep.equal([...newer].sort());
+    });
+
+    it('costs one listing and the manifest reads when there is nothing to collect', async function () {
+      const client = await ownClient();
+      const seen = recordCommands(client);
+      const opened = await openNow({ client });
+      const { cache, clock, bucket, prefix } = opened;
+      const area = `${prefix}temporary/`;
+      await commitText(cache, 'k1', { txt: '1', csv: '1' });
+      await commitText(cache, 'k2', { txt: '2' });
+      // Crashed just now: one commit with no manifest, one next to k2's result.
+      for (const key of [`${area}k2/${newId('c')}/txt`, `${area}k3/${newId('c')}/txt`]) {
+        await put(client, bucket, key, 'x');
+      }
+
+      seen.length = 0;
+      expect(await cache.sweep('temporary', 0)).to.equal(0);
+      expect(seen).to.deep.equal([
+        'ListObjectsV2Command',
+        `GetObjectCommand ${area}k1/manifest.json`,
+        `GetObjectCommand ${area}k2/manifest.json`,
+      ]);
+
+      // Something to collect: a folder's manifest is read (again) right before its orphans go, all in one call.
+      await clock.advance(GRACE + MINUTE);
+      seen.length = 0;
+      expect(await cache.sweep('temporary', 0)).to.equal(0);
+      expect(seen).to.deep.equal([
+        'ListObjectsV2Command',
+        `GetObjectCommand ${area}k1/manifest.json`,
+        `GetObjectCommand ${area}k2/manifest.json`,
+        `GetObjectCommand ${area}k2/manifest.json`,
+        `GetObjectCommand ${area}k3/manifest.json`,
+        'DeleteObjectsCommand',
+      ]);
+      expect(await listKeys(client, bucket, `${area}k3/`)).to.deep.equal([]);
+      expect(await listKeys(client, bucket, `${area}k2/`)).to.have.length(2);
+      expect(await readText(cache, 'k1', 'csv')).to.equal('1');
+    });
+
+    it('sees a key folder whole when it straddles listing pages', async function () {
+      const client = await ownClient();
+      // Pages of 2 objects: every folder below spans two or three pages.
+      client.middlewareStack.add(
+        (next, context) => (args) =>
+          next(
+            context.commandName === 'ListObjectsV2Command' ? { ...args, input: { ...args.input, MaxKeys: 2 } } : args,
+          ),
+        { step: 'initialize', name: 'smallPages' },
+      );
+      const { cache, clock, bucket, prefix } = await openNow({ client });
+      const area = `${prefix}persistent/`;
+      await commitText(cache, 'a', { csv: 'a', txt: 'a', xml: 'a' }, 'persistent');
+      await commitText(cache, 'b', { csv: 'b', txt: 'b' }, 'persistent');
+      const results = await listKeys(client, bucket, area);
+      const orphans = [`${area}a/${newId('c')}/txt`, `${area}b/${newId('c')}/csv`, `${area}b/${newId('c')}/txt`];
+      for (const key of orphans) await put(client, bucket, key, 'x');
+
+      await clock.advance(GRACE + MINUTE);
+      const seen = recordCommands(client);
+      expect(await cache.sweep('persistent', 0)).to.equal(0);
+      // 10 objects, 2 a page.
+      expect(seen.filter((c) => c === 'ListObjectsV2Command')).to.have.length(5);
+      expect(await listKeys(client, bucket, area)).to.deep.equal(results);
+      expect(await cache.sweep('persistent', clock.now() + 1)).to.equal(2);
+      expect(await listKeys(client, bucket, area)).to.deep.equal([]);
+    });
+  });
+
+  describe('the commit deadline', function () {
+    it('fails a commit whose manifest would come later than the deadline, retryable, leaving no data', async function () {
+      const client = await ownClient();
+      const { cache, clock, bucket, prefix } = await openNow({ client });
+      const area = `${prefix}persistent/`;
+      const hold = holdOnce(
+        client,
+        (command, input) => command === 'PutObjectCommand' && keyOf(input).endsWith('/txt'),
+      );
+      const staged = await cache.stage('k');
+      await staged.write('txt', bytes('late'), { contentType: 'text/plain' });
+      await staged.write('csv', bytes('late'), { contentType: 'text/csv' });
+      const commit = staged.commit('persistent');
+      await hold.reached;
+      await clock.advance(DEADLINE + 1);
+      hold.release();
+      const error = await rejectionOf(commit);
+      expect(BackendError.is(error) && error.retryable, String(error)).to.equal(true);
+      expect(String(error)).to.include('deadline');
+      expect(await listKeys(client, bucket, area)).to.deep.equal([]);
+      expect(await cache.head('k')).to.equal(undefined);
+
+      // The staged result is still open: the retry, within the deadline, publishes.
+      const again = holdOnce(
+        client,
+        (command, input) => command === 'PutObjectCommand' && keyOf(input).endsWith('/txt'),
+      );
+      const retry = staged.commit('persistent');
+      await again.reached;
+      await clock.advance(DEADLINE);
+      again.release();
+      await retry;
+      expect(await readText(cache, 'k', 'txt')).to.equal('late');
+    });
+
+    it('fails a promotion whose copies took longer than the deadline, leaving the temporary result', async function () {
+      const client = await ownClient();
+      // The deadline follows the grace period: a quarter of 2 h.
+      const { cache, clock, bucket, prefix } = await openNow({ client, orphanGraceMs: 2 * 60 * MINUTE });
+      await commitText(cache, 'k', { txt: 'promote me' });
+      const hold = holdOnce(
+        client,
+        (command, input) => command === 'CopyObjectCommand' && keyOf(input).startsWith(`${prefix}persistent/k/`),
+      );
+      const promotion = cache.promote('k');
+      await hold.reached;
+      await clock.advance(30 * MINUTE + 1);
+      hold.release();
+      const error = await rejectionOf(promotion);
+      expect(BackendError.is(error) && error.retryable, String(error)).to.equal(true);
+      expect(String(error)).to.include('deadline');
+      expect(await listKeys(client, bucket, `${prefix}persistent/`)).to.deep.equal([]);
+      expect((await cache.head('k'))?.area).to.equal('temporary');
+      expect(await cache.promote('k')).to.equal(true);
+      expect((await cache.head('k'))?.area).to.equal('persistent');
+    });
+  });
+});
