@@ -170,7 +170,8 @@ function checkParams(params: unknown): CheckedParams {
     throw new InvalidRequestError('params', `more than ${String(REQUEST_LIMITS.paramNames)} names`);
   }
   let length = 0;
-  for (const [name, value] of entries) {
+  for (const entry of entries) {
+    const [name, value] = entry;
     if (name.length === 0 || name.length > REQUEST_LIMITS.paramLength || CONTROL.test(name)) {
       throw new InvalidRequestError(
         `params['${printable(name)}']`,
@@ -182,14 +183,19 @@ function checkParams(params: unknown): CheckedParams {
       checkValue(value, name, -1);
       length += value.length;
     } else if (Array.isArray(value)) {
-      if (value.length > REQUEST_LIMITS.paramValues) {
+      const count = value.length;
+      if (count > REQUEST_LIMITS.paramValues) {
         throw new InvalidRequestError(`params.${name}`, `more than ${String(REQUEST_LIMITS.paramValues)} values`);
       }
-      for (let i = 0; i < value.length; i++) {
+      // Copied as checked: the stored values and the key come from this copy, not a second read.
+      const copy = new Array<string>(count);
+      for (let i = 0; i < count; i++) {
         const item: unknown = value[i];
         checkValue(item, name, i);
+        copy[i] = item as string;
         length += (item as string).length;
       }
+      entry[1] = copy;
     } else {
       throw new InvalidRequestError(
         `params.${name}`,
@@ -209,7 +215,8 @@ function checkParams(params: unknown): CheckedParams {
   const stored: Record<string, string | string[]> = {};
   for (const [name, value] of entries) {
     const single = typeof value === 'string';
-    const values = single ? [value] : [...(value as string[])].sort(compareStrings);
+    // The array is this function's own copy (see above): sorted in place.
+    const values = single ? [value] : (value as string[]).sort(compareStrings);
     if (values.length === 0) continue;
     canonical.push([name, values]);
     setParam(stored, name, single ? value : values);

@@ -154,6 +154,19 @@ describe('normalizeRequest', () => {
       expect(normalizeRequest(request).key).to.equal('fine-key');
     });
 
+    it('reads each param value once: a proxied array cannot answer differently when stored', () => {
+      let reads = 0;
+      const values = new Proxy(['b', 'a'], {
+        get(target, property, receiver) {
+          if (property === '0' && reads++ > 0) return 'x'.repeat(REQUEST_LIMITS.paramLength + 1);
+          return Reflect.get(target, property, receiver) as unknown;
+        },
+      });
+      const out = normalizeRequest({ uri: '/x', params: { v: values } });
+      expect(out.params).to.deep.equal({ v: ['a', 'b'] });
+      expect(out.key).to.equal(normalizeRequest({ uri: '/x', params: { v: ['a', 'b'] } }).key);
+    });
+
     it('turns a throwing getter into InvalidRequestError, and says a cyclic body is cyclic', () => {
       const throwing = {
         uri: '/x',
