@@ -9,6 +9,9 @@ import { MemoryCacheManager } from '../src/memory/memory-cache-manager.js';
 import { MemoryQueueManager } from '../src/memory/memory-queue-manager.js';
 import { retryDelay } from '../src/worker/backoff.js';
 import { toErrorInfo } from '../src/worker/error-info.js';
+import { ForwardingCacheManager } from '../src/spi/forwarding.js';
+import type { ResultManifest } from '../src/spi/cache.js';
+import type { CacheArea } from '../src/model.js';
 import { BackendError, ConfigError, PermanentError } from '../src/errors.js';
 
 use(chaiAsPromised);
@@ -89,6 +92,38 @@ describe('DefaultRequestManager', () => {
     });
   });
 
+  describe('list', () => {
+    it('describes a settled key by its record when the cache cannot answer for it, instead of failing the page', async () => {
+      const clock = new ManualClock();
+      const queue = new MemoryQueueManager({}, clock);
+      let damaged = false;
+      class BrokenHead extends ForwardingCacheManager {
+        override head(key: string, area?: CacheArea): Promise<ResultManifest | undefined> {
+          if (damaged && key === 'damaged') {
+            return Promise.reject(new BackendError('manifest damaged', { retryable: false }));
+          }
+          return super.head(key, area);
+        }
+      }
+      const rm = buildRequestManager({
+        queue,
+        cache: new BrokenHead(new MemoryCacheManager({}, clock)),
+        clock,
+        settings: { leaseMs: 3000 },
+      });
+      r = { clock, rm, queue };
+      rm.process(async (job) => job.write('csv', job.key));
+      for (const key of ['damaged', 'fine']) await rm.waitFor((await rm.submit({ uri: '/l', key })).key);
+      damaged = true;
+      const items = (await rm.list()).items.map((item) => [item.key, item.state]);
+      expect(items).to.deep.equal([
+        ['damaged', 'completed'],
+        ['fine', 'completed'],
+      ]);
+      await expect(rm.status('damaged')).to.be.rejectedWith(BackendError);
+    });
+  });
+
   describe('ETA', () => {
     it('leaves it out for a running job past its expected time without progress, rather than 0', async () => {
       r = rig();
@@ -112,7 +147,7 @@ describe('DefaultRequestManager', () => {
   });
 
   describe('a failed forced rebuild of a cached key', () => {
-    it("is completed in status and list alike, with the cached result's times only, and list keeps to the states asked for", async () => {
+    it("is completed in status and list alike, with the cached result's times only; list filters by the record's state", async () => {
       r = rig();
       let runs = 0;
       r.rm.process(async (job) => {
@@ -130,16 +165,18 @@ describe('DefaultRequestManager', () => {
       expect(status).to.deep.include({ state: 'completed', finishedAt: builtAt, attempts: 0 });
       expect(status).not.to.have.property('startedAt');
       expect(status).not.to.have.property('submittedAt');
-      // list describes the key as status does (its record says failed), and a failed filter leaves it out.
+      // list describes the key as status does; a filter selects by the record's state (failed).
       expect((await r.rm.list()).items.find((item) => item.key === a.key)).to.deep.equal(status);
-      expect((await r.rm.list({ state: 'failed' })).items.map((item) => item.key)).to.deep.equal([]);
+      expect((await r.rm.list({ state: 'failed' })).items).to.deep.equal([status]);
 
       // A completed key whose result was cleared is unknown, in status and in list, and no completed item.
       const b = await r.rm.submit({ uri: '/b' });
       await r.rm.waitFor(b.key);
       await r.rm.clearTemporary();
       expect((await r.rm.status(b.key)).state).to.equal('unknown');
-      expect((await r.rm.list({ state: 'completed' })).items).to.deep.equal([]);
+      expect((await r.rm.list({ state: 'completed' })).items.map((item) => [item.key, item.state])).to.deep.equal([
+        [b.key, 'unknown'],
+      ]);
     });
   });
 

@@ -42,6 +42,8 @@ export interface ManagerSyncOps {
   readonly cache: SyncCacheOps;
 }
 const DEFAULT_URL_EXPIRY_SEC = 3600;
+/** A cache lookup that failed (see list). */
+const FAILED_HEAD: unique symbol = Symbol('failed head');
 /** How long a read of the pause flag serves status reads, ms. */
 const PAUSE_READ_MS = 1000;
 
@@ -306,19 +308,20 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
       ...(query.owner === undefined ? {} : { owner: query.owner }),
       ...(query.cursor === undefined ? {} : { cursor: query.cursor }),
     });
-    // Described as status() describes them: a settled record's key is completed while the cache
-    // holds its result (a failed forced rebuild of a cached key, …) and unknown once it is gone.
-    const described = await Promise.all(
-      page.items.map(async (record) =>
-        this.#statusOf(record.key, record, isLive(record) ? undefined : await this.cache.head(record.key)),
-      ),
+    // Selected by the queue record's state, described as status() describes them: a settled
+    // record's key is completed while the cache holds its result (a failed forced rebuild of a
+    // cached key, …) and unknown once it is gone. A cache that cannot answer for one key (a
+    // damaged manifest) leaves that item described by its record rather than failing the page.
+    const items = await Promise.all(
+      page.items.map(async (record) => {
+        if (isLive(record)) return this.#statusOf(record.key, record, undefined);
+        const manifest = await this.cache.head(record.key).catch((error: unknown): typeof FAILED_HEAD => {
+          if (ClosedError.is(error)) throw error;
+          return FAILED_HEAD;
+        });
+        return manifest === FAILED_HEAD ? recordStatus(record) : this.#statusOf(record.key, record, manifest);
+      }),
     );
-    // The queue filtered by record state; what is listed must be in the states asked for (a page
-    // may come out shorter; its cursor still continues after the last record read).
-    const items =
-      states === undefined || states.length === 0
-        ? described
-        : described.filter((status) => (states as readonly string[]).includes(status.state));
     return page.cursor === undefined ? { items } : { items, cursor: page.cursor };
   }
 

@@ -213,9 +213,13 @@ export interface RequestManager {
   /**
    * One page of the requests the queue holds, as statuses, in submission order: pending and
    * running ones, and finished ones until `finishedRetentionMs` or `prune` drops their records (a
-   * result still in the cache without a record is not listed). A completed record whose result is
-   * gone is listed as `unknown`. `cursor` is set when more may follow: pass it back for the next
-   * page. An admin read, not a poll: its cost grows with the number of records on some backends.
+   * result still in the cache without a record is not listed). `state` selects by the record's
+   * state; each item is described as `status()` describes its key: a completed record whose result
+   * is gone is `unknown`, a failed rebuild of a key whose result is still cached is `completed`. A
+   * key the cache cannot answer for (a damaged manifest) is described by its record alone.
+   * `cursor` is set when more may follow: pass it back for the next page. An admin read, not a
+   * poll: its cost grows with the number of records on some backends (one cache lookup per
+   * finished record).
    */
   list(query?: ListQuery): Promise<{ items: RequestStatus[]; cursor?: string }>;
   /** Resolves on a terminal state. */
