@@ -119,6 +119,7 @@ export class FileQueueManager implements QueueManager {
   #closed = false;
   /** Transitions this process journaled since the last sweep or take (see takeTransitions). */
   #journaled = 0;
+  readonly #busyTimeoutMs: number;
 
   /**
    * Opens (creating when needed) the queue database under `options.dir`.
@@ -133,6 +134,7 @@ export class FileQueueManager implements QueueManager {
     @inject(TOKENS.Clock) clock: Clock = new SystemClock(),
   ) {
     const resolved = resolveFileQueueOptions(options);
+    this.#busyTimeoutMs = resolved.busyTimeoutMs;
     this.dir = resolved.dir;
     this.#clock = clock;
     const db = openQueueDatabase(resolved);
@@ -423,17 +425,19 @@ export class FileQueueManager implements QueueManager {
 
   takeTransitions(options: SweepOptions = {}): SweepResult | undefined {
     // Only after this process journaled a transition (rare: an expiry seen by one of its calls),
-    // so that the calls of every lifecycle pay nothing for it.
-    if (this.#journaled === 0 || this.#closed) return undefined;
+    // so that the calls of every lifecycle pay nothing for it; and never waiting for the write
+    // lock on the event loop: with a batch waiting to commit, or another process holding the
+    // lock, the next sweep reports them instead.
+    if (this.#journaled === 0 || this.#closed || this.#group.pending) return undefined;
     this.#journaled = 0;
+    this.#db.exec('PRAGMA busy_timeout = 0');
     try {
-      return this.#solo('takeTransitions', () => ({
-        ...this.#takeJournal(options.retainUntil, this.#clock.now()),
-        dropped: 0,
-      }));
+      return this.#immediate(() => ({ ...this.#takeJournal(options.retainUntil, this.#clock.now()), dropped: 0 }));
     } catch {
       // Rolled back (the write lock was busy, say): the journal keeps them for the next sweep.
       return undefined;
+    } finally {
+      this.#db.exec(`PRAGMA busy_timeout = ${String(this.#busyTimeoutMs)}`);
     }
   }
 
