@@ -9,7 +9,7 @@ import { MemoryCacheManager } from '../src/memory/memory-cache-manager.js';
 import { MemoryQueueManager } from '../src/memory/memory-queue-manager.js';
 import { retryDelay } from '../src/worker/backoff.js';
 import { toErrorInfo } from '../src/worker/error-info.js';
-import { ForwardingCacheManager } from '../src/spi/forwarding.js';
+import { ForwardingCacheManager, ForwardingQueueManager } from '../src/spi/forwarding.js';
 import type { ResultManifest } from '../src/spi/cache.js';
 import type { CacheArea } from '../src/model.js';
 import { BackendError, ConfigError, PermanentError } from '../src/errors.js';
@@ -89,6 +89,42 @@ describe('DefaultRequestManager', () => {
       await r.rm.clearTemporary();
       expect((await r.rm.status(s.key)).state).to.equal('unknown');
       expect((await r.rm.submit({ uri: '/a' })).state).to.be.oneOf(['pending', 'running']);
+    });
+  });
+
+  describe('pause and ETA', () => {
+    it('keeps a pause of this process over a read of the flag that began before it', async () => {
+      const clock = new ManualClock();
+      const queue = new MemoryQueueManager({}, clock);
+      let gate: { promise: Promise<void>; resolve: () => void } | undefined;
+      const readStarted = deferred();
+      class SlowPauseRead extends ForwardingQueueManager {
+        override async isPaused(): Promise<boolean> {
+          const read = await super.isPaused();
+          if (gate !== undefined) {
+            readStarted.resolve();
+            await gate.promise;
+          }
+          return read;
+        }
+      }
+      const rm = buildRequestManager({
+        queue: new SlowPauseRead(queue),
+        cache: new MemoryCacheManager({}, clock),
+        clock,
+        settings: { leaseMs: 3000 },
+      });
+      r = { clock, rm, queue };
+      const { key } = await rm.submit({ uri: '/eta', estimatedMs: 1000 });
+      await clock.advance(2000);
+      gate = deferred();
+      // A status read finds the flag stale and reads it (not paused yet); the pause lands meanwhile.
+      const reading = rm.status(key);
+      await readStarted.promise;
+      await rm.pause();
+      gate.resolve();
+      await reading;
+      expect(await rm.status(key)).not.to.have.property('etaMs');
     });
   });
 

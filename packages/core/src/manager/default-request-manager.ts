@@ -70,6 +70,8 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
   #paused = false;
   #pauseReadAt = Number.NEGATIVE_INFINITY;
   #pauseRead: Promise<boolean> | undefined;
+  /** Bumped by every note of the flag, so that a read begun before a pause cannot undo it. */
+  #pauseEpoch = 0;
 
   constructor(
     @inject(TOKENS.QueueManager) readonly queue: QueueManager,
@@ -392,6 +394,7 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
   #notePaused(paused: boolean): void {
     this.#paused = paused;
     this.#pauseReadAt = this.clock.now();
+    this.#pauseEpoch++;
   }
 
   /**
@@ -400,9 +403,12 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
    */
   #pausedFresh(): Promise<boolean> | boolean {
     if (this.clock.now() - this.#pauseReadAt < PAUSE_READ_MS) return this.#paused;
+    const epoch = this.#pauseEpoch;
     this.#pauseRead ??= this.queue.isPaused().then(
       (paused) => {
         this.#pauseRead = undefined;
+        // A pause or resume of this process since the read began is newer than what it read.
+        if (this.#pauseEpoch !== epoch) return this.#paused;
         this.#notePaused(paused);
         return paused;
       },
