@@ -96,12 +96,13 @@ describe('DefaultRequestManager', () => {
     it('keeps a pause of this process over a read of the flag that began before it', async () => {
       const clock = new ManualClock();
       const queue = new MemoryQueueManager({}, clock);
-      let gate: { promise: Promise<void>; resolve: () => void } | undefined;
+      const gate = deferred();
+      let holding = false;
       const readStarted = deferred();
       class SlowPauseRead extends ForwardingQueueManager {
         override async isPaused(): Promise<boolean> {
           const read = await super.isPaused();
-          if (gate !== undefined) {
+          if (holding) {
             readStarted.resolve();
             await gate.promise;
           }
@@ -117,7 +118,7 @@ describe('DefaultRequestManager', () => {
       r = { clock, rm, queue };
       const { key } = await rm.submit({ uri: '/eta', estimatedMs: 1000 });
       await clock.advance(2000);
-      gate = deferred();
+      holding = true;
       // A status read finds the flag stale and reads it (not paused yet); the pause lands meanwhile.
       const reading = rm.status(key);
       await readStarted.promise;
