@@ -235,15 +235,17 @@ export class S3CacheManager implements CacheManager {
     }
   }
 
-  /** One try of {@link promote}; 'superseded' when the temporary result changed under it. */
+  /**
+   * One try of {@link promote}; 'superseded' when the temporary result changed under it, false
+   * when there is none or a newer result was committed to the persistent area meanwhile.
+   */
   async #promoteOnce(key: string): Promise<boolean | 'superseded'> {
     const temporary = await this.#read('temporary', key);
     if (temporary === undefined) return false;
-    const previous = await this.#read('persistent', key);
     // Same commit id in the persistent area: a concurrent promotion of the same result writes the same objects.
     const targets = this.#dataKeys({ ...temporary, area: 'persistent' });
     try {
-      return await this.#promoteCopying(temporary, previous, targets);
+      return await this.#promoteCopying(temporary, targets);
     } catch (error) {
       // The copies made so far go, unless the persistent manifest names them: this promotion
       // published before a later step failed (or a concurrent promotion of the same result did).
@@ -253,23 +255,26 @@ export class S3CacheManager implements CacheManager {
   }
 
   /** Copies `temporary` to `targets` and publishes it there (see {@link #promoteOnce}). */
-  async #promoteCopying(
-    temporary: StoredManifest,
-    previous: StoredManifest | undefined,
-    targets: readonly string[],
-  ): Promise<boolean | 'superseded'> {
+  async #promoteCopying(temporary: StoredManifest, targets: readonly string[]): Promise<boolean | 'superseded'> {
     const { key, commitId } = temporary;
     const started = this.#clock.now();
     const copied = await mapLimit(Object.keys(temporary.formats), PARALLEL_CALLS, (format, index) =>
       this.#store.copy(this.#layout.data('temporary', key, commitId, format), targets[index] as string),
     );
-    // The temporary result must still be the one copied, right before the persistent manifest
-    // names it: else a commit made meanwhile would be replaced by this older result.
-    const now = await this.#read('temporary', key);
+    // Both areas, right before the persistent manifest names the copies (read side by side: no
+    // round trip more than one read): a commit made meanwhile in either is newer than the result
+    // copied, and must not be replaced by it.
+    const [now, previous] = await Promise.all([this.#read('temporary', key), this.#read('persistent', key)]);
     if (now?.commitId !== commitId) {
       // Promoted, replaced or deleted by someone else while we copied.
       await this.#discardUnlessNamed('persistent', key, commitId, targets);
       return now === undefined ? false : 'superseded';
+    }
+    if (previous !== undefined && previous.commitId !== commitId && compareResults(previous, temporary) > 0) {
+      // A newer result was committed to the persistent area: the temporary one is superseded (that
+      // commit's settling removes it), so nothing is promoted.
+      await this.#discard(targets);
+      return false;
     }
     if (copied.includes(false)) {
       throw new BackendError(`temporary result '${key}' has lost data objects; it cannot be promoted`, {
@@ -283,8 +288,19 @@ export class S3CacheManager implements CacheManager {
     // Once more after the write (S3 has no conditional writes to make the two one step): a commit
     // that landed in the temporary area meanwhile is newer, so it stays and this promotion is undone.
     const after = await this.#read('temporary', key);
-    // Gone: a concurrent promotion of the same result finished first (same objects, same manifest).
-    if (after === undefined) return true;
+    if (after === undefined) {
+      // Gone: a concurrent promotion of the same result finished first (same objects, same
+      // manifest), or a persistent commit that replaced this one since settled and removed it.
+      const published = await this.#read('persistent', key);
+      if (published?.commitId !== commitId) {
+        await this.#discard(targets);
+        if (previous !== undefined && previous.commitId !== published?.commitId) {
+          await this.#discard(this.#dataKeys(previous));
+        }
+        return false;
+      }
+      return true;
+    }
     if (after.commitId !== commitId) {
       // Read right before the delete: a result committed there since is not ours to remove.
       const published = await this.#read('persistent', key);
@@ -650,8 +666,39 @@ export class S3CacheManager implements CacheManager {
   ): Promise<ResultManifest> {
     this.#assertOpen();
     assertCacheArea(area);
-    const commitId = newId('c');
     const entries = [...formats];
+    let { manifest, previous } = await this.#writeCommit(key, area, entries, fence);
+    published();
+    // The staged objects are garbage once a manifest names their copies (data no manifest names is added by #settle).
+    const garbage = entries.flatMap(([, s]) => (s.kind === 'uploaded' ? [s.objectKey] : []));
+    try {
+      if (await this.#settle(manifest, previous, garbage)) return publicManifest(manifest);
+      // This commit and one to the other area overlapping it removed each other's manifest (see
+      // #settle): the key has no result. Once more, with data of its own (the other commit may
+      // have deleted this one's data), from the staged formats, which are still there.
+      ({ manifest, previous } = await this.#writeCommit(key, area, entries, fence));
+      if (await this.#settle(manifest, previous, garbage)) return publicManifest(manifest);
+      throw new BackendError(
+        `commit of '${key}' was undone twice by overlapping commits of the key to the other area; try again`,
+        { retryable: true },
+      );
+    } finally {
+      // Only garbage (data no manifest names): deleted in the background. close() waits for it.
+      this.#inBackground(this.#discard(garbage));
+    }
+  }
+
+  /**
+   * Puts the data of a new commit of the staged `entries` in place and writes its manifest (see
+   * {@link #publish}); returns it with the key's results the commit found.
+   */
+  async #writeCommit(
+    key: string,
+    area: CacheArea,
+    entries: readonly [string, StagedFormat][],
+    fence: number | undefined,
+  ): Promise<{ manifest: StoredManifest; previous: Record<CacheArea, StoredManifest | undefined> }> {
+    const commitId = newId('c');
     const targets = entries.map(([format]) => this.#layout.data(area, key, commitId, format));
     const started = this.#clock.now();
     const previous = await this.#putData(key, entries, targets);
@@ -676,15 +723,7 @@ export class S3CacheManager implements CacheManager {
     };
     await this.#checkDeadline(`commit of '${key}'`, started, targets);
     await this.#putManifest(manifest, targets);
-    published();
-    const garbage = entries.flatMap(([, s]) => (s.kind === 'uploaded' ? [s.objectKey] : []));
-    try {
-      await this.#settle(manifest, previous, garbage);
-    } finally {
-      // Only garbage (data no manifest names): deleted in the background. close() waits for it.
-      this.#inBackground(this.#discard(garbage));
-    }
-    return publicManifest(manifest);
+    return { manifest, previous };
   }
 
   /**
@@ -791,12 +830,15 @@ export class S3CacheManager implements CacheManager {
    * only as read one round trip before; the other area's earlier result is normally the loser.
    * Adds the data no manifest names any more to `garbage`. A failure to delete the other area's
    * manifest is reported: the old result would still show.
+   *
+   * False when this commit's manifest was deleted and nothing newer stands (see {@link #stands}):
+   * the commit must be made again.
    */
   async #settle(
     manifest: StoredManifest,
     previous: Record<CacheArea, StoredManifest | undefined>,
     garbage: string[],
-  ): Promise<void> {
+  ): Promise<boolean> {
     const { key, area, commitId } = manifest;
     const other: CacheArea = area === 'persistent' ? 'temporary' : 'persistent';
     // This commit's write replaced the result of its own area.
@@ -807,18 +849,39 @@ export class S3CacheManager implements CacheManager {
     // A result the other area no longer shows (replaced or deleted since) is garbage.
     if (replaced !== undefined && !sameCommit(rival, replaced)) garbage.push(...this.#dataKeys(replaced));
     // Nothing there, a manifest of a newer armlib (left to itself), or this very commit promoted.
-    if (rival === undefined || rival instanceof Unreadable || rival.commitId === commitId) return;
+    if (rival === undefined || rival instanceof Unreadable || rival.commitId === commitId) return true;
     if (compareResults(manifest, rival) > 0) {
       // Its data joins the background clean-up: one round trip less before the commit returns.
       const { gone, refused } = await this.#deleteManifests([this.#resultOf(other, rival)]);
       garbage.push(...gone.flatMap((r) => r.data));
       if (refused.length > 0) throw refusalError(refused);
-      return;
+      return this.#stands(manifest, garbage);
     }
     // A newer commit of the key landed in the other area meanwhile: this one is superseded at once.
     const mine = await this.#readOrUnreadable(area, key);
     if (sameCommit(mine, manifest)) await this.#removeResults([this.#resultOf(area, manifest)]);
     else garbage.push(...this.#dataKeys(manifest));
+    return true;
+  }
+
+  /**
+   * After a commit deleted the other area's result (`#settle`): S3 deletes by key, so a commit to
+   * the other area that landed within that round trip lost its manifest instead, and having read
+   * this commit's manifest, it may have deleted it (and its data) as the older one: then the key
+   * has no result. Of two such commits, the one whose delete went last sees both deletes here. This
+   * commit's manifest is read again (one GET, only when the other area had a result to delete);
+   * when gone, the other area too (one GET more). False when neither shows a result at least as
+   * new: this commit's data is then garbage, and the commit is made again.
+   */
+  async #stands(manifest: StoredManifest, garbage: string[]): Promise<boolean> {
+    const { key, area } = manifest;
+    // This commit, or a later one of the same area.
+    if ((await this.#readOrUnreadable(area, key)) !== undefined) return true;
+    const other: CacheArea = area === 'persistent' ? 'temporary' : 'persistent';
+    const theirs = await this.#readOrUnreadable(other, key);
+    if (theirs instanceof Unreadable || (theirs !== undefined && compareResults(theirs, manifest) > 0)) return true;
+    garbage.push(...this.#dataKeys(manifest));
+    return false;
   }
 
   /**

@@ -1,4 +1,5 @@
 import { PutObjectCommand } from '@aws-sdk/client-s3';
+import type { DeleteObjectsCommandInput, S3Client } from '@aws-sdk/client-s3';
 import { expect } from 'chai';
 
 import { BackendError } from '@armlib/core';
@@ -21,6 +22,38 @@ import type { OpenedCache } from './harness/fixture.js';
 /** The object key a command names, if any. */
 function keyOf(input: CommandInput): string {
   return typeof input['Key'] === 'string' ? input['Key'] : '';
+}
+
+/**
+ * A client whose first DeleteObjects naming `manifestSuffix` waits until `release()`; `held`
+ * settles once it waits (the manifest PUT and the read of the other area went before it).
+ */
+function holdManifestDelete(
+  client: S3Client,
+  manifestSuffix: string,
+): { readonly held: Promise<void>; readonly release: () => void } {
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  let reached!: () => void;
+  const held = new Promise<void>((resolve) => (reached = resolve));
+  let done = false;
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const input = args.input as DeleteObjectsCommandInput;
+      if (
+        !done &&
+        context.commandName === 'DeleteObjectsCommand' &&
+        (input.Delete?.Objects ?? []).some((o) => (o.Key ?? '').endsWith(manifestSuffix))
+      ) {
+        done = true;
+        reached();
+        await gate;
+      }
+      return next(args);
+    },
+    { step: 'initialize', name: 'holdManifestDelete' },
+  );
+  return { held, release };
 }
 
 describe('@armlib/s3 S3CacheManager under concurrency and partial failures', function () {
@@ -102,6 +135,39 @@ describe('@armlib/s3 S3CacheManager under concurrency and partial failures', fun
       );
       expect(kept).to.have.length(1);
       expect(await readText(cache, 'k', 'txt')).to.equal(kept[0]?.area);
+    });
+
+    it('keeps a result when each of two overlapping commits to different areas deletes the other’s manifest', async function () {
+      const opened = await open();
+      const { cache, client, bucket, prefix } = opened;
+      await commitText(cache, 'k', { txt: 'first' }, 'temporary', { fence: 1 });
+      // A wrote its persistent manifest and read the temporary result (the first), and deletes
+      // it by key only once B's temporary commit, which read and deleted A's result, is over.
+      const aClient = await ownClient();
+      const hold = holdManifestDelete(aClient, '/temporary/k/manifest.json');
+      const a = opened.peer({ client: aClient });
+      const committingA = commitText(a, 'k', { txt: 'A' }, 'persistent', { fence: 2 });
+      await hold.held;
+      const b = opened.peer();
+      expect((await commitText(b, 'k', { txt: 'B' }, 'temporary', { fence: 3 })).area).to.equal('temporary');
+      // B's clean-up, A's data included, is over.
+      await b.close();
+      expect((await cache.head('k'))?.fence).to.equal(3);
+      hold.release();
+      expect((await committingA).area).to.equal('persistent');
+      await a.close();
+      // A's delete took B's manifest; A committed again, data included.
+      const head = await cache.head('k');
+      expect(head?.area).to.equal('persistent');
+      expect(head?.fence).to.equal(2);
+      expect(await readText(cache, 'k', 'txt')).to.equal('A');
+      expect(await cache.head('k', 'temporary')).to.equal(undefined);
+      // In the persistent area, that result alone: A's first data went. B's data, which no
+      // manifest names any more, is left to sweep as an orphan.
+      expect(await listKeys(client, bucket, `${prefix}persistent/`)).to.have.length(2);
+      const temporary = await listKeys(client, bucket, `${prefix}temporary/`);
+      expect(temporary.filter((k) => k.endsWith('/manifest.json'))).to.deep.equal([]);
+      expect(temporary).to.have.length(1);
     });
 
     it('replaces the other area’s result even when a host with a clock ahead committed it', async function () {
@@ -243,6 +309,55 @@ describe('@armlib/s3 S3CacheManager under concurrency and partial failures', fun
       // Whatever the commit left running has landed by now.
       await written;
       expect(await listKeys(client, bucket, `${prefix}persistent/`), seen.join('\n')).to.deep.equal([]);
+    });
+
+    it('promote leaves a newer persistent result committed while it promoted', async function () {
+      const opened = await open();
+      const { cache, client, bucket, prefix } = opened;
+      await commitText(cache, 'k', { txt: 'old' }, 'temporary');
+      // A newer commit to the persistent area wrote its manifest; its removal of the temporary
+      // result waits until the promotion is over.
+      const newerClient = await ownClient();
+      const hold = holdManifestDelete(newerClient, '/temporary/k/manifest.json');
+      const newer = opened.peer({ client: newerClient });
+      const committing = commitText(newer, 'k', { txt: 'new' }, 'persistent');
+      await hold.held;
+      expect(await cache.promote('k')).to.equal(false);
+      expect(await readText(cache, 'k', 'txt')).to.equal('new');
+      hold.release();
+      expect((await committing).area).to.equal('persistent');
+      await newer.close();
+      expect(await cache.head('k', 'temporary')).to.equal(undefined);
+      expect(await readText(cache, 'k', 'txt')).to.equal('new');
+      // The promotion's copies went: only the newer result's manifest and data are left.
+      expect(await listKeys(client, bucket, prefix)).to.have.length(2);
+    });
+
+    it('promote reports false when a newer persistent commit replaced its result before it finished', async function () {
+      const promoterClient = await ownClient();
+      const opened = await open({ client: promoterClient });
+      const { cache, bucket, prefix } = opened;
+      await commitText(cache, 'k', { txt: 'old' }, 'temporary');
+      // The promotion's read of the temporary area after its manifest PUT waits for a commit to
+      // the persistent area, which replaces the promoted manifest and removes the temporary result.
+      let reads = 0;
+      const newer = opened.peer({ client: await ownClient() });
+      promoterClient.middlewareStack.add(
+        (next, context) => async (args) => {
+          const isTemporaryRead =
+            context.commandName === 'GetObjectCommand' &&
+            keyOf(args.input as CommandInput).endsWith('/temporary/k/manifest.json');
+          if (isTemporaryRead && ++reads === 3) await commitText(newer, 'k', { txt: 'new' }, 'persistent');
+          return next(args);
+        },
+        { step: 'initialize', name: 'commitAfterPromotedPut' },
+      );
+      expect(await cache.promote('k')).to.equal(false);
+      expect(reads).to.equal(3);
+      await newer.close();
+      expect(await readText(cache, 'k', 'txt')).to.equal('new');
+      expect(await cache.head('k', 'temporary')).to.equal(undefined);
+      expect(await listKeys(promoterClient, bucket, prefix)).to.have.length(2);
     });
 
     it('promote removes the copies it made when a copy or the manifest write fails', async function () {
