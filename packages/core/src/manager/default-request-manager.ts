@@ -11,7 +11,15 @@ import type { NormalizedRequest } from '../request.js';
 import { withDefaults } from '../settings.js';
 import type { GroupPolicies, ManagerSettings } from '../settings.js';
 import type { CacheManager, ResultManifest } from '../spi/cache.js';
-import type { EnqueueOptions, GroupPolicy, QueueManager, QueueRecord, QueueLimits, SweepResult } from '../spi/queue.js';
+import type {
+  EnqueueOptions,
+  GroupPolicy,
+  QueueManager,
+  QueueRecord,
+  QueueLimits,
+  SweepOptions,
+  SweepResult,
+} from '../spi/queue.js';
 import { syncCacheOps, syncQueueOps } from '../spi/sync.js';
 import type { LiveView, SyncCacheOps, SyncQueueOps } from '../spi/sync.js';
 import { TOKENS } from '../tokens.js';
@@ -42,6 +50,14 @@ export interface ManagerSyncOps {
   readonly cache: SyncCacheOps;
 }
 const DEFAULT_URL_EXPIRY_SEC = 3600;
+/** Sweep options whose `retainUntil` is the manager's retention as of the moment it is read. */
+function retentionOnDemand(manager: { retainUntil(): number | undefined }): SweepOptions {
+  return Object.defineProperty({}, 'retainUntil', {
+    enumerable: true,
+    get: () => manager.retainUntil(),
+  });
+}
+
 /** A cache lookup that failed (see list). */
 const FAILED_HEAD: unique symbol = Symbol('failed head');
 /** How long a read of the pause flag serves status reads, ms. */
@@ -70,6 +86,8 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
   #paused = false;
   #pauseReadAt = Number.NEGATIVE_INFINITY;
   #pauseRead: Promise<boolean> | undefined;
+  /** Options of `takeTransitions`, whose retention is read from the clock when an adapter asks. */
+  readonly #takeOptions: SweepOptions = retentionOnDemand(this);
   /** Bumped by every note of the flag, so that a read begun before a pause cannot undo it. */
   #pauseEpoch = 0;
 
@@ -490,8 +508,9 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
   #reportTransitions(submitting: string | undefined): void {
     const queue = this.queue;
     if (queue.takeTransitions === undefined) return;
-    const retainUntil = this.retainUntil();
-    const taken = queue.takeTransitions(retainUntil === undefined ? {} : { retainUntil });
+    // Runs on every submit and claim, and nearly always finds nothing: the retention is computed
+    // only when the adapter reads it, i.e. when it has something to hand over.
+    const taken = queue.takeTransitions(this.#takeOptions);
     if (taken !== undefined) this.#emitSwept(taken, submitting);
   }
 
