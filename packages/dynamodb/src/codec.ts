@@ -157,8 +157,9 @@ export function isLapsed(record: QueueRecord, now: number): boolean {
 /**
  * The record as reads see it at `now`. A pending record past its deadline is expired, as the memory
  * and file queues report it (they apply due transitions at every call), though no sweep wrote it
- * yet: `expired` since its deadline (`finishedAt`), without retention, which the sweep that writes
- * it gives.
+ * yet: `expired`, with its deadline as `finishedAt` and no retention. The sweep that writes it
+ * gives it the sweep's time and retention, as memory and file give the time of the call that
+ * applied it: so `finishedAt` of an expired record may move from the deadline to a later time once.
  */
 export function asSeenAt(record: QueueRecord, now: number): QueueRecord {
   return isLapsed(record, now) ? lapsedView(record) : record;
