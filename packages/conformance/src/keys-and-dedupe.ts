@@ -8,6 +8,7 @@ import {
   completeWithWorker,
   entry,
   EventLog,
+  GatedHandler,
   putResult,
   readText,
   rejectionOf,
@@ -201,6 +202,28 @@ export function keysAndDedupeTests(options: ConformanceOptions): void {
       expect(done.result?.area).to.equal('persistent');
       expect((await env.cache.head('shared-report', 'persistent'))?.area).to.equal('persistent');
       expect(await env.cache.head('shared-report', 'temporary')).to.equal(undefined);
+    });
+
+    it('keeps the result of a running request persistent when a sticky submit joins it', async function () {
+      const env = await open();
+      const manager = env.manager();
+      await manager.submit(req('joined-late'));
+      const gated = new GatedHandler(env);
+      manager.process(gated.handler);
+      await gated.waitStarted(1, env.settings.pollMs);
+      // The job runs with the request as claimed (not sticky); the sticky submit joins it now.
+      const joined = await manager.submit(req('joined-late', { sticky: true }));
+      expect(joined.state).to.equal('running');
+      gated.open('joined-late');
+      await untilTerminal(env, manager, ['joined-late'], env.settings.pollMs);
+      // The worker promotes the result right after completing the request (only then does it see
+      // the record sticky): on a remote cache that takes a round trip or two.
+      await env.until(async () => (await manager.status('joined-late')).result?.area === 'persistent', {
+        stepMs: env.settings.pollMs,
+        what: 'the result promoted',
+      });
+      expect((await manager.status('joined-late')).state).to.equal('completed');
+      expect(await env.cache.head('joined-late', 'temporary')).to.equal(undefined);
     });
 
     it('re-queues failed, cancelled and expired keys as new pending entries', async function () {

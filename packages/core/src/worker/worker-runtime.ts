@@ -376,7 +376,7 @@ export class WorkerRuntime implements Worker, JobHost {
   #completeNow(job: JobContext, sync: ManagerSyncOps): boolean {
     const now = this.clock.now();
     if (job.leaseExpiresAt - now < this.#leaseMs / 2 || job.unsentProgress !== undefined) return false;
-    const manifest = job.commitNow(sync.cache, job.request.sticky === true ? 'persistent' : 'temporary');
+    let manifest = job.commitNow(sync.cache, job.request.sticky === true ? 'persistent' : 'temporary');
     const durationMs = now - job.startedAt;
     const retainUntil = this.#host.retainUntil();
     const record = sync.queue.complete(
@@ -384,6 +384,10 @@ export class WorkerRuntime implements Worker, JobHost {
       job.token,
       retainUntil === undefined ? { durationMs } : { durationMs, retainUntil },
     );
+    // A sticky submit joined the request while it ran: its result is kept.
+    if (record.request.sticky === true && manifest.area === 'temporary' && sync.cache.promote(job.key)) {
+      manifest = { ...manifest, area: 'persistent' as const };
+    }
     if (this.#host.events.listenerCount('completed') > 0) {
       this.#host.emitKeyed('completed', { key: job.key, status: completedStatus(record, manifest) });
     }
@@ -421,6 +425,15 @@ export class WorkerRuntime implements Worker, JobHost {
     const record = await this.#persist(job, () =>
       queue.complete(job.key, job.token, retainUntil === undefined ? { durationMs } : { durationMs, retainUntil }),
     );
+    // A sticky submit joined the request while it ran (the record says so now): its result is
+    // kept. The request is complete either way; a failed promotion is reported, not retried.
+    if (record.request.sticky === true && manifest.area === 'temporary') {
+      try {
+        if (await this.#host.cache.promote(job.key)) manifest = { ...manifest, area: 'persistent' as const };
+      } catch (error) {
+        if (!ClosedError.is(error)) this.#host.events.emit('error', { error, context: `worker ${this.id}: promote` });
+      }
+    }
     // The status is built only for someone to see it.
     if (this.#host.events.listenerCount('completed') > 0) {
       this.#host.emitKeyed('completed', { key: job.key, status: completedStatus(record, manifest) });
