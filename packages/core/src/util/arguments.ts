@@ -7,10 +7,16 @@ import { showValue } from '../keys.js';
  * rather than failing as a TypeError deep inside the call.
  */
 export function optionsArgument<T extends object>(value: T | undefined, name: string): T {
-  if (value === undefined) return {} as T;
-  const given: unknown = value;
-  if (given === null || typeof given !== 'object' || Array.isArray(given)) {
-    throw new InvalidRequestError(name, `must be an object of options, got ${showValue(given)}`);
+  const error = optionsArgumentError(value, name);
+  if (error !== undefined) throw error;
+  return value ?? ({} as T);
+}
+
+/** The error {@link optionsArgument} throws for `value`, or undefined when it is fine (for calls that reject instead). */
+export function optionsArgumentError(value: unknown, name: string): InvalidRequestError | undefined {
+  if (value === undefined) return undefined;
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    return new InvalidRequestError(name, `must be an object of options, got ${showValue(value)}`);
   }
-  return value;
+  return undefined;
 }

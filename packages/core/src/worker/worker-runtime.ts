@@ -14,7 +14,7 @@ import type { ManagerSyncOps } from '../manager/default-request-manager.js';
 import type { SyncCacheOps } from '../spi/sync.js';
 import { retryDelay } from './backoff.js';
 import { toErrorInfo } from './error-info.js';
-import { optionsArgument } from '../util/arguments.js';
+import { optionsArgument, optionsArgumentError } from '../util/arguments.js';
 import { completedStatus } from '../manager/status.js';
 import { JobContext } from './job-context.js';
 import type { JobHost } from './job-context.js';
@@ -150,13 +150,9 @@ export class WorkerRuntime implements Worker, JobHost {
 
   stop(given?: { graceMs?: number }): Promise<void> {
     if (this.#stopped === undefined) {
-      const options: unknown = given;
-      if (options !== undefined && (options === null || typeof options !== 'object')) {
-        return Promise.reject(
-          new InvalidRequestError('options', `must be an object of options, got ${showValue(options)}`),
-        );
-      }
-      const graceMs = (options as { graceMs?: unknown } | undefined)?.graceMs ?? this.#leaseMs;
+      const invalid = optionsArgumentError(given, 'options');
+      if (invalid !== undefined) return Promise.reject(invalid);
+      const graceMs = (given as { graceMs?: unknown } | undefined)?.graceMs ?? this.#leaseMs;
       if (typeof graceMs !== 'number' || Number.isNaN(graceMs) || graceMs < 0) {
         return Promise.reject(
           new InvalidRequestError('graceMs', `must be a number of milliseconds, 0 or more; got ${showValue(graceMs)}`),
