@@ -67,8 +67,6 @@ import {
   leaseSk,
   leaseSkBound,
   leaseSkDeadline,
-  PAUSE_SK,
-  pauseKey,
   PENDING_SK_MIN,
   pendingPk,
   pendingSk,
@@ -78,9 +76,10 @@ import {
   WORK_INDEX,
   workShard,
 } from './layout.js';
+import { LiveCounts } from './live-counts.js';
 import { resolveClient, resolveDynamoOptions } from './options.js';
 import type { DynamoQueueManagerOptions, ResolvedDynamoOptions } from './options.js';
-import { LiveCounts } from './live-counts.js';
+import { PauseControl } from './pause.js';
 import { ActivityBuffer, DurationBuffer, WorkerRegistry } from './side-stats.js';
 import { ensureTable } from './table.js';
 import type { EnsureTableResult } from './table.js';
@@ -178,6 +177,7 @@ export class DynamoQueueManager implements QueueManager {
   readonly #durations: DurationBuffer;
   readonly #workers: WorkerRegistry;
   readonly #live: LiveCounts;
+  readonly #pause: PauseControl;
   /** Last claim per group by this process (fairness between groups without a policy item). */
   readonly #lastClaim: ClaimHistory = new Map();
   #claimSeq = 0;
@@ -213,6 +213,7 @@ export class DynamoQueueManager implements QueueManager {
     this.#durations = new DurationBuffer(this.#db, this.#options.statsCacheMs);
     this.#workers = new WorkerRegistry(this.#db, this.#options.statsCacheMs);
     this.#live = new LiveCounts(this.#db, this.#options.shards, this.#options.capsRefreshMs);
+    this.#pause = new PauseControl(this.#db, this.#options.shards);
   }
 
   /** The underlying SDK client (for middleware in tests and the cost helper). */
@@ -430,7 +431,11 @@ export class DynamoQueueManager implements QueueManager {
       readyTime(c.group) !== undefined;
 
     const read = await readCandidates(this.#db, this.#options.shards, eligible);
-    if (read === 'paused') return undefined;
+    if (read === 'paused') {
+      // Paused, or a marker outlived a resume it raced with: then it goes, and the next claim runs.
+      await this.#pause.clearStale();
+      return undefined;
+    }
     const candidates = read.filter(eligible);
     const tried = new Set<string>();
     for (let tries = 0; tries < MAX_CLAIM_TRIES; tries++) {
@@ -927,35 +932,12 @@ export class DynamoQueueManager implements QueueManager {
 
   async setPaused(paused: boolean): Promise<void> {
     await this.#begin();
-    // A marker at the head of every pending shard: claims see it in the Query they make anyway.
-    // Shard 0's marker is the flag `isPaused` reads: written first on pause and removed last on
-    // resume, so that a call that fails half-way leaves the queue reading as paused, never some
-    // shards silently paused under a flag that says running. Calling again finishes the job.
-    const others = Array.from({ length: this.#options.shards - 1 }, (_, i) => i + 1);
-    if (paused) {
-      await this.#setPauseMarker(0, true);
-      await Promise.all(others.map((shard) => this.#setPauseMarker(shard, true)));
-    } else {
-      await Promise.all(others.map((shard) => this.#setPauseMarker(shard, false)));
-      await this.#setPauseMarker(0, false);
-    }
-  }
-
-  async #setPauseMarker(shard: number, paused: boolean): Promise<void> {
-    const key = pauseKey(shard);
-    if (paused) {
-      await this.#db.put(
-        { Item: { ...key, [KEY_ATTRS.workPk]: pendingPk(shard), [KEY_ATTRS.workSk]: PAUSE_SK } },
-        'PutItem(pause)',
-      );
-    } else {
-      await this.#db.delete({ Key: key }, 'DeleteItem(pause)');
-    }
+    await this.#pause.setPaused(paused);
   }
 
   async isPaused(): Promise<boolean> {
     await this.#begin();
-    return (await this.#db.get(pauseKey(0), 'GetItem(pause)')) !== undefined;
+    return this.#pause.isPaused();
   }
 
   // ---------------------------------------------------------------- statistics

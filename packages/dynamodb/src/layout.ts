@@ -100,6 +100,11 @@ export function pauseKey(shard: number): { pk: string; sk: string } {
   return { pk: `PAUSE#${String(shard)}`, sk: 'M' };
 }
 
+/** Base-table key of the pause state item: whether the queue is paused, and the order of pause calls. */
+export function pauseStateKey(): { pk: string; sk: string } {
+  return { pk: 'PAUSE', sk: 'STATE' };
+}
+
 /** Partition of group items (one item per group with a policy: last claim time, running slots). */
 export const GROUPS_PK = 'GROUPS';
 

@@ -471,23 +471,99 @@ for (const kind of selectedBackends()) {
       it('reads as paused after a resume that failed half-way, and a second resume finishes it', async function () {
         await queue.enqueue({ key: 'held', request: request('held'), maxAttempts: 1 }, { limits: {} });
         await queue.setPaused(true);
-        // One shard's marker (not the flag's) cannot be removed.
-        hooks.before = (target, body) => {
-          if (target.endsWith('.DeleteItem') && body.includes('PAUSE#1')) {
-            return Promise.reject(Object.assign(new Error('denied'), { name: 'AccessDeniedException', $metadata: {} }));
-          }
-          return Promise.resolve(false);
-        };
+        // One shard's marker cannot be removed.
+        const denied = interceptOnce(
+          table.client,
+          (target, body) => target.endsWith('.DeleteItem') && body.includes('PAUSE#1'),
+          () => Promise.reject(Object.assign(new Error('denied'), { name: 'AccessDeniedException', $metadata: {} })),
+        );
         const failure: unknown = await queue.setPaused(false).then(
           () => undefined,
           (e: unknown) => e,
         );
-        hooks.before = undefined;
+        denied.remove();
         expect(BackendError.is(failure), String(failure)).to.equal(true);
         expect(await queue.isPaused()).to.equal(true);
         await queue.setPaused(false);
         expect(await queue.isPaused()).to.equal(false);
         expect((await queue.claim({ workerId: 'w', leaseMs: 10_000, policies: {} }))?.record.key).to.equal('held');
+      });
+
+      it('stays running when a pause marker lands after a concurrent resume from another process', async function () {
+        await queue.enqueue({ key: 'held', request: request('held'), maxAttempts: 1 }, { limits: {} });
+        const other = table.queue(clock);
+        try {
+          // The pause's marker of shard 1 reaches the table only after the other process resumed.
+          const held = interceptOnce(
+            table.client,
+            (target, body) => target.endsWith('.PutItem') && body.includes('PAUSE#1'),
+            () => other.setPaused(false),
+          );
+          await queue.setPaused(true);
+          held.remove();
+          expect(held.fired, 'the pause wrote shard 1').to.equal(true);
+          // The resume began last: the queue reads as running, and claims run.
+          expect(await queue.isPaused()).to.equal(false);
+          expect(await other.isPaused()).to.equal(false);
+          expect((await queue.claim({ workerId: 'w', leaseMs: 10_000, policies: {} }))?.record.key).to.equal('held');
+        } finally {
+          await other.close();
+        }
+      });
+
+      it('stays paused when a pause begins while a resume is still removing markers', async function () {
+        await queue.enqueue({ key: 'held', request: request('held'), maxAttempts: 1 }, { limits: {} });
+        await queue.setPaused(true);
+        const other = table.queue(clock);
+        try {
+          const held = interceptOnce(
+            table.client,
+            (target, body) => target.endsWith('.DeleteItem') && body.includes('PAUSE#1'),
+            () => other.setPaused(true),
+          );
+          await queue.setPaused(false);
+          held.remove();
+          expect(held.fired, 'the resume removed shard 1').to.equal(true);
+          expect(await queue.isPaused()).to.equal(true);
+          expect(await queue.claim({ workerId: 'w', leaseMs: 10_000, policies: {} })).to.equal(undefined);
+          await other.setPaused(false);
+          expect((await queue.claim({ workerId: 'w', leaseMs: 10_000, policies: {} }))?.record.key).to.equal('held');
+        } finally {
+          await other.close();
+        }
+      });
+
+      it('removes a pause marker left by a pause that died racing a resume, on the next claim', async function () {
+        await queue.enqueue({ key: 'held', request: request('held'), maxAttempts: 1 }, { limits: {} });
+        const other = table.queue(clock);
+        try {
+          // The other process resumes before shard 1's marker lands; then the pausing process
+          // fails before it can check whether a later call began (as if it died there).
+          const held = interceptOnce(
+            table.client,
+            (target, body) => target.endsWith('.PutItem') && body.includes('PAUSE#1'),
+            () => other.setPaused(false),
+          );
+          const check = interceptOnce(
+            table.client,
+            (target, body) => target.endsWith('.GetItem') && body.includes('"STATE"'),
+            () => Promise.reject(Object.assign(new Error('denied'), { name: 'AccessDeniedException', $metadata: {} })),
+          );
+          const failure: unknown = await queue.setPaused(true).then(
+            () => undefined,
+            (e: unknown) => e,
+          );
+          held.remove();
+          check.remove();
+          expect([held.fired, check.fired]).to.deep.equal([true, true]);
+          expect(BackendError.is(failure), String(failure)).to.equal(true);
+          expect(await queue.isPaused()).to.equal(false);
+          // The first claim meets the stale marker and removes it; the next one runs.
+          expect(await queue.claim({ workerId: 'w', leaseMs: 10_000, policies: {} })).to.equal(undefined);
+          expect((await queue.claim({ workerId: 'w', leaseMs: 10_000, policies: {} }))?.record.key).to.equal('held');
+        } finally {
+          await other.close();
+        }
       });
 
       it('takes a group slot whose write landed though its answer was lost, and leaks none', async function () {
@@ -650,6 +726,32 @@ interface WriteHooks {
   before: ((target: string, body: string) => Promise<boolean>) | undefined;
   remove(): void;
 }
+
+/**
+ * Holds the first command `match` accepts until `action` settles (a failed action fails the
+ * command); every other command, including those `action` sends, passes straight through.
+ */
+function interceptOnce(
+  client: DynamoDBClient,
+  match: (target: string, body: string) => boolean,
+  action: () => Promise<unknown>,
+): { readonly fired: boolean; remove(): void } {
+  const name = `armlibIntercept${String(++intercepts)}`;
+  const state = { fired: false, remove: () => client.middlewareStack.remove(name) };
+  client.middlewareStack.add(
+    (next) => async (args) => {
+      const target = (args.request as { headers?: Record<string, string> }).headers?.['x-amz-target'] ?? '';
+      if (!state.fired && match(target, JSON.stringify((args as { input?: unknown }).input ?? null))) {
+        state.fired = true;
+        await action();
+      }
+      return next(args);
+    },
+    { step: 'deserialize', name, override: true },
+  );
+  return state;
+}
+let intercepts = 0;
 
 /** A predicate true for the first command it matches only. */
 function once(match: (target: string, body: string) => boolean): (target: string, body: string) => boolean {
