@@ -1,8 +1,10 @@
+import { PassThrough } from 'node:stream';
+
 import { expect, use } from 'chai';
 import chaiAsPromised from 'chai-as-promised';
 
 import { ManualClock, SystemClock } from '../src/clock.js';
-import { BackendError, InvalidRequestError, LeaseLostError, PermanentError } from '../src/errors.js';
+import { AbortedError, BackendError, InvalidRequestError, LeaseLostError, PermanentError } from '../src/errors.js';
 import { buildRequestManager } from '../src/manager/build.js';
 import { REQUEST_EVENT_NAMES } from '../src/manager/types.js';
 import type { Job, RequestManager } from '../src/manager/types.js';
@@ -457,6 +459,256 @@ describe('worker runtime', () => {
     expect(InvalidRequestError.is(error), String(error)).to.equal(true);
     expect((error as InvalidRequestError).field).to.equal('graceMs');
   });
+});
+
+type Path = 'sync' | 'promise';
+
+interface Bench {
+  clock: ManualClock;
+  rm: RequestManager;
+  /** The queue adapter itself: tests replace its calls on the instance, which both paths reach. */
+  memory: MemoryQueueManager;
+  /** Every `error` event's context and message. */
+  errors: string[];
+}
+
+/**
+ * A manager over the memory adapters, held directly (the synchronous fast path) or behind the
+ * forwarding decorators (the promise path, as any other backend).
+ */
+function bench(
+  path: Path,
+  settings: Parameters<typeof buildRequestManager>[0]['settings'] = {},
+  cacheOptions: ConstructorParameters<typeof MemoryCacheManager>[0] = {},
+): Bench {
+  const clock = new ManualClock();
+  const memory = new MemoryQueueManager({}, clock);
+  const memoryCache = new MemoryCacheManager(cacheOptions, clock);
+  const rm = buildRequestManager({
+    queue: path === 'sync' ? memory : new ForwardingQueueManager(memory),
+    cache: path === 'sync' ? memoryCache : new ForwardingCacheManager(memoryCache),
+    clock,
+    settings: { leaseMs: 3000, pendingTtlMs: 0, ...settings },
+  });
+  const errors: string[] = [];
+  rm.events.on('error', (e) => errors.push(`${e.context}: ${String(e.error)}`));
+  return { clock, rm, memory, errors };
+}
+
+/** Resolves after `ms` of the manual clock. */
+function later(clock: ManualClock, ms: number): Promise<void> {
+  return new Promise<void>((resolve) => clock.setTimeout(resolve, ms));
+}
+
+describe('worker runtime, on the sync and the promise path', () => {
+  let b: Bench | undefined;
+  afterEach(async () => {
+    if (b === undefined) return;
+    // A test that failed may leave a stop() waiting out its grace period: time moves until it ends.
+    const state = { closed: false };
+    const closing = b.rm.close().finally(() => (state.closed = true));
+    for (let i = 0; i < 100 && !state.closed; i++) await b.clock.advance(1000);
+    await closing;
+    b = undefined;
+  });
+
+  for (const path of ['sync', 'promise'] as const) {
+    describe(`${path} path`, () => {
+      it('keeps renewing the lease of a job that finishes within the grace period of stop()', async () => {
+        const t = (b = bench(path));
+        const log = eventLog(t.rm);
+        const finish = gate();
+        const worker = t.rm.process(async (job) => {
+          await finish.promise;
+          await job.write('csv', 'a,b\n');
+        });
+        const { key } = await t.rm.submit({ uri: '/finishes-in-grace' });
+        await t.clock.tick();
+        const stopping = worker.stop({ graceMs: 10_000 });
+        // Twice the lease, well within the grace period.
+        await t.clock.advance(6000);
+        const during = await t.rm.status(key);
+        expect(during.state).to.equal('running');
+        expect(during.attempts).to.equal(1);
+        finish.open();
+        await t.clock.advance(100);
+        await stopping;
+        const status = await t.rm.status(key);
+        expect(status.state).to.equal('completed');
+        expect(status.attempts).to.equal(1);
+        expect(await t.rm.read(key, 'csv')).to.not.equal(undefined);
+        expect(log.filter((e) => e.startsWith('requeued'))).to.deep.equal([]);
+      });
+
+      it('fails the request at once, with the cause, when its result cannot be stored', async () => {
+        const t = (b = bench(path, { maxAttempts: 3 }, { maxTemporaryBytes: 1000 }));
+        let runs = 0;
+        t.rm.process(async (job) => {
+          runs++;
+          // Over the memory cache's maxTemporaryBytes: the commit throws BackendError (not retryable).
+          await job.write('csv', 'x'.repeat(5000));
+        });
+        const { key } = await t.rm.submit({ uri: '/too-big' });
+        await t.clock.advance(10);
+        const status = await t.rm.status(key);
+        expect(status.state).to.equal('failed');
+        expect(status.error?.code).to.equal('BACKEND');
+        expect(status.error?.retryable).to.equal(false);
+        expect(status.error?.message).to.match(/maxTemporaryBytes/);
+        expect(status.attempts).to.equal(1);
+        await t.clock.advance(40_000);
+        expect(runs).to.equal(1);
+        expect((await t.rm.status(key)).state).to.equal('failed');
+        expect(await t.rm.read(key, 'csv')).to.equal(undefined);
+      });
+
+      it('keeps renewing the other leases while one job’s heartbeat never answers', async () => {
+        const t = (b = bench(path));
+        let hung: string | undefined = undefined;
+        const heartbeat = t.memory.heartbeat.bind(t.memory);
+        t.memory.heartbeat = (key, token, options) =>
+          key === hung ? new Promise<never>(() => undefined) : heartbeat(key, token, options);
+        const jobs = new Map<string, Job>();
+        const worker = t.rm.process(
+          async (job) => {
+            jobs.set(job.request.uri, job);
+            await new Promise<void>((resolve) => {
+              job.signal.addEventListener('abort', () => {
+                resolve();
+              });
+            });
+          },
+          { concurrency: 2 },
+        );
+        const a = await t.rm.submit({ uri: '/a' });
+        const other = await t.rm.submit({ uri: '/b' });
+        await t.clock.tick();
+        expect(worker.active).to.equal(2);
+        hung = a.key;
+        await t.clock.advance(10_000);
+        const status = await t.rm.status(other.key);
+        expect(status.state).to.equal('running');
+        expect(status.attempts).to.equal(1);
+        expect(jobs.get('/b')?.signal.aborted).to.equal(false);
+        const record = await t.memory.get(other.key);
+        expect(record?.leaseExpiresAt).to.be.greaterThan(t.clock.now());
+        // The job whose beats hang learns, by its own clock, that its lease has run out.
+        expect(jobs.get('/a')?.signal.aborted).to.equal(true);
+      });
+
+      it('frees the slot of a cancelled job whose handler returned with a write stream still open', async () => {
+        const t = (b = bench(path));
+        const streams: PassThrough[] = [];
+        const worker = t.rm.process(async (job) => {
+          if (job.request.uri === '/next') return job.write('csv', 'done');
+          const stream = new PassThrough();
+          streams.push(stream);
+          stream.write('a,b\n');
+          // Never ended: the handler forgot to.
+          void job.write('csv', stream).catch(() => undefined);
+          await Promise.resolve();
+        });
+        const open = await t.rm.submit({ uri: '/open' });
+        const next = await t.rm.submit({ uri: '/next' });
+        await t.clock.advance(10_000);
+        expect(worker.active).to.equal(1);
+        expect((await t.rm.status(next.key)).state).to.equal('pending');
+        await t.rm.cancel(open.key);
+        await t.clock.advance(10);
+        expect((await t.rm.status(open.key)).state).to.equal('cancelled');
+        expect(streams[0]?.destroyed, 'the source is no longer read').to.equal(true);
+        await t.clock.advance(1000);
+        expect((await t.rm.status(next.key)).state).to.equal('completed');
+        expect(worker.active).to.equal(0);
+        expect(await t.rm.read(open.key, 'csv')).to.equal(undefined);
+      });
+
+      it('ends the read of a never-answering async iterable, and asks it to return, when the job is cancelled', async () => {
+        const t = (b = bench(path));
+        let returned = 0;
+        const source: AsyncIterable<Uint8Array> = {
+          [Symbol.asyncIterator]: () => ({
+            next: () => new Promise<IteratorResult<Uint8Array>>(() => undefined),
+            return: () => {
+              returned++;
+              return Promise.resolve({ done: true as const, value: undefined });
+            },
+          }),
+        };
+        let outcome: unknown;
+        const worker = t.rm.process(async (job) => {
+          outcome = await job.write('csv', source).then(
+            () => 'written',
+            (error: unknown) => error,
+          );
+        });
+        const { key } = await t.rm.submit({ uri: '/silent-source' });
+        await t.clock.advance(10_000);
+        expect(worker.active).to.equal(1);
+        await t.rm.cancel(key);
+        await t.clock.advance(10);
+        expect(returned).to.equal(1);
+        expect(AbortedError.is(outcome), String(outcome)).to.equal(true);
+        expect((await t.rm.status(key)).state).to.equal('cancelled');
+        expect(worker.active).to.equal(0);
+      });
+
+      it('runs a job whose claim could not tell the transitions the queue applied meanwhile', async () => {
+        const t = (b = bench(path));
+        const { key } = await t.rm.submit({ uri: '/take-throws' });
+        const take = t.memory.takeTransitions.bind(t.memory);
+        let fail = true;
+        // The next call (the worker's first claim) throws, once.
+        t.memory.takeTransitions = (options) => {
+          if (!fail) return take(options);
+          fail = false;
+          throw new BackendError('journal read failed', { retryable: true });
+        };
+        let runs = 0;
+        const worker = t.rm.process(async (job) => {
+          runs++;
+          await job.write('csv', 'x');
+        });
+        await t.clock.advance(100);
+        expect(fail, 'the failure was met').to.equal(false);
+        expect(runs).to.equal(1);
+        expect(worker.active).to.equal(0);
+        const status = await t.rm.status(key);
+        expect(status.state).to.equal('completed');
+        expect(status.attempts).to.equal(1);
+        expect(t.errors.some((e) => e.includes('transitions') && e.includes('journal read failed'))).to.equal(true);
+      });
+
+      it('does not count a stopped worker’s slots again when a report or heartbeat in flight lands later', async () => {
+        const t = (b = bench(path));
+        // Every heartbeat and report takes 500 ms to land.
+        const heartbeat = t.memory.heartbeat.bind(t.memory);
+        t.memory.heartbeat = (key, token, options) => later(t.clock, 500).then(() => heartbeat(key, token, options));
+        const report = t.memory.reportWorker.bind(t.memory);
+        t.memory.reportWorker = (id, slots, ttlMs) => later(t.clock, 500).then(() => report(id, slots, ttlMs));
+        const worker = t.rm.process(
+          async (job) => {
+            await new Promise<void>((resolve) => {
+              job.signal.addEventListener('abort', () => {
+                resolve();
+              });
+            });
+          },
+          { concurrency: 4 },
+        );
+        await t.rm.submit({ uri: '/x' });
+        // The heartbeat round of 1000 ms is in flight (it lands at 1500).
+        await t.clock.advance(1100);
+        expect((await t.memory.capacity()).slots).to.equal(4);
+        const stopping = worker.stop({ graceMs: 0 });
+        await t.clock.advance(600);
+        await stopping;
+        expect((await t.memory.capacity()).slots).to.equal(0);
+        await t.clock.advance(2000);
+        expect((await t.memory.capacity()).slots).to.equal(0);
+      });
+    });
+  }
 });
 
 describe('SystemClock', () => {

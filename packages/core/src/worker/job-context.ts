@@ -1,3 +1,5 @@
+import type { Readable } from 'node:stream';
+
 import type { Clock } from '../clock.js';
 import { assertValidContentType, contentTypeFor } from '../content-type.js';
 import { AbortedError, ClosedError, ConflictError, InvalidRequestError, LeaseLostError } from '../errors.js';
@@ -37,6 +39,8 @@ export class JobContext implements Job {
   lastProgressSentAt = Number.NEGATIVE_INFINITY;
   /** A heartbeat found the lease lost after the handler returned (the signal is not aborted then). */
   leaseLostAfterReturn = false;
+  /** Heartbeats sent for this job and not answered yet. */
+  beatsInFlight = 0;
 
   // Created on first use of `signal`: most handlers never look at it, and a controller is not free.
   #controller: AbortController | undefined;
@@ -55,6 +59,11 @@ export class JobContext implements Job {
    */
   #failedWrites: Map<string, unknown> | undefined;
   #closed = false;
+  /** Rejects when the job is aborted (created on first need): ends a wait for writes. */
+  #halted: Promise<never> | undefined;
+  #halt: ((error: AbortedError) => void) | undefined;
+  /** Stream sources of writes in progress: an abort stops them producing. */
+  #sources: Set<StoppableSource> | undefined;
 
   constructor(
     host: JobHost,
@@ -108,7 +117,26 @@ export class JobContext implements Job {
   abort(reason: AbortReason): void {
     if (this.#abortReason !== undefined) return;
     this.#abortReason = reason;
-    this.#controller?.abort(new AbortedError(this.key, reason));
+    const error = new AbortedError(this.key, reason);
+    this.#controller?.abort(error);
+    // Whatever is still being written goes unread: the output of an aborted job is discarded.
+    this.#halt?.(error);
+    const sources = this.#sources;
+    if (sources !== undefined) for (const source of sources) source.stop(error);
+  }
+
+  /** See {@link #halted}. */
+  #haltedPromise(): Promise<never> {
+    if (this.#halted === undefined) {
+      const reason = this.#abortReason;
+      this.#halted =
+        reason === undefined
+          ? new Promise<never>((_, reject) => (this.#halt = reject))
+          : Promise.reject(new AbortedError(this.key, reason));
+      // Only ever raced against: never an unhandled rejection of its own.
+      this.#halted.catch(ignore);
+    }
+    return this.#halted;
   }
 
   async progress(percent: number, message?: string): Promise<void> {
@@ -169,11 +197,20 @@ export class JobContext implements Job {
 
   async #write(format: string, data: WriteData, writeOptions: CacheWriteOptions): Promise<void> {
     const staged = this.#stagedResult;
+    // A stream is read through a source that an abort stops (bytes in memory need none).
+    let source: StoppableSource | undefined;
+    let chunks: AsyncIterable<Uint8Array>;
+    if (typeof data === 'string' || data instanceof Uint8Array) chunks = toByteChunks(data);
+    else {
+      source = new StoppableSource(data);
+      (this.#sources ??= new Set()).add(source);
+      chunks = toByteChunks(source as AsyncIterable<Uint8Array>);
+    }
     // Once staging exists, write straight to it: one async layer less on every later write.
     const pending =
       staged === undefined
-        ? this.#stage().then((s) => s.write(format, toByteChunks(data), writeOptions))
-        : staged.write(format, toByteChunks(data), writeOptions);
+        ? this.#stage().then((s) => s.write(format, chunks, writeOptions))
+        : staged.write(format, chunks, writeOptions);
     const writes = this.#writes;
     writes.push(pending);
     try {
@@ -186,6 +223,7 @@ export class JobContext implements Job {
       const i = writes.indexOf(pending);
       if (i === writes.length - 1) void writes.pop();
       else if (i >= 0) void writes.splice(i, 1);
+      if (source !== undefined) this.#sources?.delete(source);
     }
   }
 
@@ -194,10 +232,15 @@ export class JobContext implements Job {
     this.#closed = true;
   }
 
-  /** Waits for writes the handler did not await; throws the first failure. */
+  /**
+   * Waits for writes the handler did not await; throws the first failure. Returns at once when
+   * the job is aborted (a cancel, a lost lease, a shutdown): its output is discarded anyway, and a
+   * write whose source never ends must not hold the job's slot for ever.
+   */
   async settleWrites(): Promise<void> {
     if (this.#writes.length === 0) return;
-    const results = await Promise.allSettled([...this.#writes]);
+    const results = await Promise.race([Promise.allSettled([...this.#writes]), this.#haltedPromise().catch(ignore)]);
+    if (results === undefined) return;
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
   }
@@ -296,4 +339,66 @@ function defaultWriteOptions(format: string): CacheWriteOptions {
 function isWritable(data: unknown): data is WriteData {
   if (typeof data === 'string' || data instanceof Uint8Array) return true;
   return typeof data === 'object' && data !== null && Symbol.asyncIterator in data;
+}
+
+/**
+ * The source of a stream write, read through a job: once the job is aborted, a read in progress
+ * ends at once (with the job's AbortedError) and the source is told to stop producing, so that the
+ * cache's staged write ends and lets go of what it holds even when the source would never end.
+ */
+class StoppableSource implements AsyncIterable<unknown> {
+  readonly #source: Readable | AsyncIterable<Uint8Array>;
+  #iterator: AsyncIterator<unknown> | undefined;
+  #stopped: AbortedError | undefined;
+  /**
+   * Ends the read in progress. One reference, replaced per read (not a race against one promise
+   * that lives as long as the job: that would keep a reaction per chunk, growing with the stream).
+   */
+  #rejectRead: ((error: AbortedError) => void) | undefined;
+
+  constructor(source: Readable | AsyncIterable<Uint8Array>) {
+    this.#source = source;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<unknown> {
+    const iterator: AsyncIterator<unknown> = this.#source[Symbol.asyncIterator]();
+    this.#iterator = iterator;
+    return {
+      next: () => {
+        const stopped = this.#stopped;
+        if (stopped !== undefined) return Promise.reject(stopped);
+        return new Promise<IteratorResult<unknown>>((resolve, reject) => {
+          this.#rejectRead = reject;
+          // Promise.resolve: one tick, not the two of adopting a thenable, and a source whose
+          // next() returns a plain result still works (one whose next() throws rejects this promise).
+          Promise.resolve(iterator.next()).then(resolve, reject);
+        });
+      },
+      return: (value?: unknown) =>
+        iterator.return === undefined ? Promise.resolve({ done: true, value }) : iterator.return(value),
+    };
+  }
+
+  /** Ends the read in progress with `error`, and tells the source to stop: a Readable is destroyed, any other iterator asked to return. */
+  stop(error: AbortedError): void {
+    if (this.#stopped !== undefined) return;
+    this.#stopped = error;
+    this.#rejectRead?.(error);
+    const source = this.#source;
+    // A Readable's iterator waits for the read in progress before it returns: destroy it instead.
+    if (isDestroyable(source)) {
+      source.destroy();
+      return;
+    }
+    try {
+      this.#iterator?.return?.().catch(ignore);
+    } catch {
+      // A source whose return() throws has nothing more to stop.
+    }
+  }
+}
+
+/** A Readable, or any stream with Node's destroy() (checked by shape: streams of other copies of Node's classes too). */
+function isDestroyable(source: object): source is { destroy(): unknown } {
+  return typeof (source as { destroy?: unknown }).destroy === 'function';
 }

@@ -80,6 +80,13 @@ export class WorkerRuntime implements Worker, JobHost {
   #again = false;
   #pollTimer: TimerHandle | undefined;
   #heartbeatTimer: TimerHandle | undefined;
+  /**
+   * Set once stop() has drained the jobs, not when it begins: jobs finishing in the grace period
+   * (or committing past it) still need their leases renewed.
+   */
+  #heartbeatsOver = false;
+  /** The capacity report in flight: stop() waits for it, so that it cannot land after removeWorker. */
+  #reporting: Promise<void> | undefined;
   #stopping = false;
   #stopped: Promise<void> | undefined;
   /** Claim options, rebuilt only when the host hands out another policies object (one claim per job). */
@@ -248,7 +255,13 @@ export class WorkerRuntime implements Worker, JobHost {
     const entry: JobEntry = { job, done: STARTED };
     this.#jobs.set(token, entry);
     // The claim may have ended an earlier lease of this very key (requeued): that is told first.
-    this.#host.reportTransitions();
+    // Told, not thrown: the job is registered (its lease renewed) and must run, or it would hold
+    // its slot and its lease for ever. The adapter keeps what it could not hand over for next time.
+    try {
+      this.#host.reportTransitions();
+    } catch (error) {
+      if (!ClosedError.is(error)) this.#host.events.emit('error', { error, context: `worker ${this.id}: transitions` });
+    }
     if (this.#host.events.listenerCount('claimed') > 0) {
       this.#host.emitKeyed('claimed', { key: record.key, attempt: record.attempts, workerId: this.id });
     }
@@ -279,11 +292,13 @@ export class WorkerRuntime implements Worker, JobHost {
     if (sync === undefined || job.writing || job.writeFailure !== undefined || job.abortReason !== undefined)
       return this.#end(job, undefined, maxAttempts);
     job.close();
+    let done: boolean | { error: unknown };
     try {
-      if (!this.#completeNow(job, sync)) return this.#end(job, undefined, maxAttempts);
+      done = this.#completeNow(job, sync);
     } catch (error) {
       return this.#finishFailed(job, error);
     }
+    if (done !== true) return this.#end(job, done === false ? undefined : done, maxAttempts);
     this.#free(job);
     return undefined;
   }
@@ -306,7 +321,9 @@ export class WorkerRuntime implements Worker, JobHost {
         // The success path has its own small method: an async frame holds every local of its function.
         if (failure === undefined && job.abortReason === undefined) {
           const sync = this.#host.sync;
-          if (sync === undefined || !this.#completeNow(job, sync)) await this.#complete(job, maxAttempts);
+          const done = sync === undefined ? false : this.#completeNow(job, sync);
+          if (done === false) await this.#complete(job, maxAttempts);
+          else if (done !== true) await this.#finish(job, done, maxAttempts);
         } else await this.#finish(job, failure, maxAttempts);
       } catch (error) {
         await this.#reportFinishError(job, error);
@@ -367,12 +384,23 @@ export class WorkerRuntime implements Worker, JobHost {
 
   /**
    * {@link #complete} in one synchronous step over the adapters' twins, when the lease needs no
-   * renewal first; false (nothing done) when it does. Throws what the calls throw.
+   * renewal first: true when done; false (nothing done) when the lease needs renewal; the error
+   * when the result could not be stored (nothing done: the run failed, as on the promise path).
+   * Throws what the other calls throw.
    */
-  #completeNow(job: JobContext, sync: ManagerSyncOps): boolean {
+  #completeNow(job: JobContext, sync: ManagerSyncOps): boolean | { error: unknown } {
     const now = this.clock.now();
     if (job.leaseExpiresAt - now < this.#leaseMs / 2 || job.unsentProgress !== undefined) return false;
-    let manifest = job.commitNow(sync.cache, job.request.sticky === true ? 'persistent' : 'temporary');
+    let manifest;
+    try {
+      manifest = job.commitNow(sync.cache, job.request.sticky === true ? 'persistent' : 'temporary');
+    } catch (error) {
+      if (LeaseLostError.is(error) || ClosedError.is(error)) throw error;
+      // Handed back, not thrown: a result that cannot be stored fails this attempt (and is
+      // retried if the error allows), as #complete does; thrown, it would only be told, and the
+      // request would sit running until its lease ran out, then run again with its cause lost.
+      return { error };
+    }
     const durationMs = now - job.startedAt;
     const retainUntil = this.#host.retainUntil();
     const record = sync.queue.complete(
@@ -537,6 +565,7 @@ export class WorkerRuntime implements Worker, JobHost {
     const progress = job.unsentProgress;
     job.unsentProgress = undefined;
     job.lastProgressSentAt = this.clock.now();
+    job.beatsInFlight++;
     try {
       const result = await this.#host.queue.heartbeat(job.key, job.token, {
         leaseMs: this.#leaseMs,
@@ -561,33 +590,55 @@ export class WorkerRuntime implements Worker, JobHost {
       if (this.clock.now() >= job.leaseExpiresAt && !job.finishing) job.abort('lease-lost');
       if (!ClosedError.is(error))
         this.#host.events.emit('error', { error, context: `worker ${this.id}: heartbeat '${job.key}'` });
+    } finally {
+      job.beatsInFlight--;
     }
   }
 
   #scheduleHeartbeat(): void {
-    if (this.#stopping) return;
+    if (this.#heartbeatsOver) return;
     this.#heartbeatTimer = this.clock.setTimeout(
       () => {
         this.#heartbeatTimer = undefined;
-        void this.#heartbeatAll().finally(() => {
-          this.#scheduleHeartbeat();
-        });
+        this.#heartbeatAll();
+        this.#scheduleHeartbeat();
       },
       Math.max(1, Math.floor(this.#leaseMs / 3)),
     );
     this.#heartbeatTimer.unref?.();
   }
 
-  async #heartbeatAll(): Promise<void> {
-    const jobs = [...this.#jobs.values()].map((e) => e.job);
-    await Promise.all(jobs.map((job) => this.#beat(job)));
-    this.#report();
+  /**
+   * One round: a beat for each job on its own, never waiting for another's. A job whose last beat
+   * has not answered is not sent another (calls would pile up on a backend that hangs); the next
+   * round comes on time all the same, so one slow call cannot let every other lease run out.
+   */
+  #heartbeatAll(): void {
+    const now = this.clock.now();
+    for (const { job } of this.#jobs.values()) {
+      if (job.beatsInFlight === 0) {
+        void this.#beat(job);
+        continue;
+      }
+      // No answer, and the lease is over by our own clock: as when a beat fails (see #beat).
+      if (now >= job.leaseExpiresAt && !job.finishing) job.abort('lease-lost');
+    }
+    // A stopping worker claims no more: its capacity is not announced again.
+    if (!this.#stopping) this.#report();
   }
 
   #report(): void {
-    this.#host.queue.reportWorker(this.id, this.#concurrency, this.#leaseMs).catch((error: unknown) => {
-      if (!ClosedError.is(error)) this.#host.events.emit('error', { error, context: `worker ${this.id}: report` });
-    });
+    // One report at a time: a report that hangs is not joined by more.
+    if (this.#reporting !== undefined) return;
+    const reporting = this.#host.queue
+      .reportWorker(this.id, this.#concurrency, this.#leaseMs)
+      .catch((error: unknown) => {
+        if (!ClosedError.is(error)) this.#host.events.emit('error', { error, context: `worker ${this.id}: report` });
+      })
+      .finally(() => {
+        if (this.#reporting === reporting) this.#reporting = undefined;
+      });
+    this.#reporting = reporting;
   }
 
   async #stop(graceMs: number): Promise<void> {
@@ -621,8 +672,12 @@ export class WorkerRuntime implements Worker, JobHost {
       }),
     );
     await Promise.all(finishing);
+    this.#heartbeatsOver = true;
     if (this.#heartbeatTimer !== undefined) this.clock.clearTimeout(this.#heartbeatTimer);
     this.#heartbeatTimer = undefined;
+    // A report sent before the stop began would otherwise land after removeWorker and count this
+    // worker's slots again until its ttl ran out.
+    if (this.#reporting !== undefined) await this.#reporting;
     try {
       await this.#host.queue.removeWorker(this.id);
     } catch (error) {
