@@ -114,6 +114,13 @@ describe('file cache: durability', function () {
         .sort(),
     ).to.deep.equal(['cache-layout', 'cache.sqlite', 'persistent', 'staging', 'temporary']);
     expect(fs.readFileSync(join(dir, 'cache-layout'), 'utf8')).to.equal('sqlite-1\n');
+    // 8 KiB pages, so that a row with a 1 KiB format fits in its leaf (see open-cache-database.ts).
+    const db = openResults(dir);
+    try {
+      expect(db.pragma('page_size', { simple: true })).to.equal(8192);
+    } finally {
+      db.close();
+    }
   });
 
   it('fits the longest key and format with a commit id in one file name of 255 bytes', async function () {
