@@ -1,7 +1,7 @@
 import { BackendError } from '@armlib/core';
 import type { CacheArea, FormatInfo, ResultManifest } from '@armlib/core';
 
-import { ID_PATTERN, isFormat } from './layout.js';
+import { ID_PATTERN, isFormat, isKey } from './layout.js';
 
 /** A committed result as the cache keeps it: the SPI's {@link ResultManifest} plus where its bytes are. */
 export interface StoredResult extends ResultManifest {
@@ -79,6 +79,8 @@ export function decodeRow(row: ResultRow): StoredResult {
   const area = row.area === 'persistent' || row.area === 'temporary' ? row.area : 'temporary';
   if (row.v !== ROW_VERSION) throw unreadable(key, area, `row version ${String(row.v)}`);
   if (row.area !== area) throw unreadable(key, area, 'bad area');
+  // The key becomes part of file names: the same rule as assertValidKey.
+  if (!isKey(key)) throw unreadable(key, area, 'bad key');
   const { commit_id: commit, created_at: createdAt, fence } = row;
   if (typeof commit !== 'string' || !ID_PATTERN.test(commit)) throw unreadable(key, area, 'bad commit id');
   if (typeof createdAt !== 'number' || !Number.isFinite(createdAt)) throw unreadable(key, area, 'bad createdAt');

@@ -87,7 +87,14 @@ describe('file cache: damaged and foreign entries', function () {
     expect(await cache.head('empty')).to.equal(undefined);
     await put(cache, 'empty', 'persistent', { csv: 'z\n' });
     runOnResults(dir, "UPDATE results SET data = x'00', formats = '{}' WHERE key = 'empty'");
-    expect(await cache.clear('persistent')).to.equal(2);
+    // A key no request could have: never made into a file name.
+    runOnResults(
+      dir,
+      'INSERT INTO results VALUES (\'persistent\', \'../evil\', 1, ?, 1, NULL, \'{"csv":{"size":1,"contentType":"text/csv"}}\', NULL)',
+      rowOf(dir, 'persistent', 'whole')?.commit_id,
+    );
+    expect((await cache.list('persistent', { limit: 10 })).items.map((m) => m.key)).to.deep.equal(['whole']);
+    expect(await cache.clear('persistent')).to.equal(3);
     expect(await cache.head('empty')).to.equal(undefined);
     expect(await cache.head('whole')).to.equal(undefined);
   });
