@@ -17,7 +17,6 @@ import {
   ClosedError,
   ConfigError,
   InvalidRequestError,
-  LeaseLostError,
   sliceRange,
   SystemClock,
   TOKENS,
@@ -41,7 +40,6 @@ import {
   errnoOf,
   fsError,
   isMissing,
-  isSymlinkRefusal,
   READ_FLAGS,
   syncDir,
   syncFile,
@@ -49,12 +47,16 @@ import {
   unlinkQuietly,
 } from './fs-util.js';
 import { collectOrphans, collectStaging } from './garbage.js';
-import { CacheLayout, idTime, newId, parseShardEntry, SHARD_PATTERN } from './layout.js';
+import { CacheLayout, newId, parseShardEntry, SHARD_PATTERN } from './layout.js';
 import type { ShardEntry } from './layout.js';
 import { checkLayoutVersion } from './layout-version.js';
-import { fileFormats, inlineBytes, publicManifest, readManifest, writeManifest } from './manifest.js';
-import type { StoredManifest } from './manifest.js';
+import { migrateFlatLayout } from './migrate-flat.js';
+import { CACHE_DB_FILE, openCacheDatabase } from './open-cache-database.js';
 import { resolveFileCacheOptions } from './options.js';
+import { fileFormats, publicManifest } from './result-row.js';
+import type { StoredResult } from './result-row.js';
+import { ResultStore, Superseded } from './result-store.js';
+import type { Lookup } from './result-store.js';
 import type { FileCacheManagerOptions, ResolvedFileCacheOptions } from './options.js';
 import { FileStagedResult } from './staged-result.js';
 import type { StagingHost } from './staged-result.js';
@@ -64,19 +66,18 @@ export type { FileCacheManagerOptions } from './options.js';
 
 /** Largest chunk a read stream hands out (the SPI promises bounded chunks). */
 const READ_CHUNK_BYTES = 64 * 1024;
-/** Reads retried when a concurrent commit or delete removed the files a manifest named. */
+/** Reads retried when a concurrent commit or delete removed the files a row named. */
 const READ_ATTEMPTS = 8;
 const CURSOR_TAG = 'file1';
 
 interface Found {
   readonly area: CacheArea;
   readonly shardDir: string;
-  readonly manifest: StoredManifest;
+  readonly result: StoredResult;
 }
 
 /** The names of one key found in a shard directory. */
 interface KeyEntries {
-  manifest: boolean;
   readonly entries: { readonly name: string; readonly entry: ShardEntry }[];
 }
 
@@ -84,26 +85,27 @@ interface KeyEntries {
  * The file {@link CacheManager}: results under one root directory, shared by every process on
  * the host that opens it (a web server and its workers).
  *
- * Layout (see {@link CacheLayout}): writes stream into `<dir>/staging/<stage id>@<format>`; a
- * commit renames each file to `<dir>/<area>/<shard>/<key>@<commit id>@<format>` and then renames
- * a complete manifest naming the commit over `<key>@manifest`, which is the commit point. Readers read the
- * manifest and open the files it names, so they see the old result or the new one, all formats
- * or none, whatever crashes in between. Only then does the key's earlier result go, from both
- * areas; a crash just before that leaves the key in both areas, where reads see the persistent
- * one (old or new, but whole) until a `sweep` of either area keeps the newer commit only.
+ * Layout (see {@link CacheLayout}): writes stream into `<dir>/staging/<stage id>@<format>`, or stay
+ * in memory when small; a commit renames each file to `<dir>/<area>/<shard>/<key>@<commit id>@<format>`
+ * and then, in one SQLite transaction, writes the key's row in `<dir>/cache.sqlite` (naming the
+ * commit, holding the small formats) and deletes its row in the other area. That transaction is
+ * the commit point: readers read the row and open the files it names, so they see the old result
+ * or the new one, all formats or none, whatever crashes in between. The replaced commits' files go
+ * right after.
  *
  * What a crash leaves is garbage, never read: staging entries untouched for 24 hours are removed
- * when a cache opens and by `sweep`; data files no manifest names and temporary manifests
- * older than an hour are removed by a `sweep` of their area (younger ones may belong to a commit
- * in flight in another process).
+ * when a cache opens and by `sweep`; data files no row names are removed by a `sweep` of their
+ * area an hour after their commit id's time (younger ones may belong to a commit in flight in
+ * another process).
  *
- * Several processes may commit one key at once: the last manifest rename wins within an area,
- * the newer commit id across the two, so one whole result remains. The superseded commits'
- * files go at once, or as garbage later when a race hid them.
+ * Several processes may commit one key at once: SQLite's write lock orders their transactions,
+ * and the last one's result is the key's one result. A fenced commit is checked against the
+ * key's rows inside its transaction.
  *
  * Nothing is read or written outside `dir`: keys and formats are validated, every path is checked
- * to lie inside the root, directories are checked with lstat on every call and files are opened with
- * O_NOFOLLOW, so a symlink planted inside the root is refused with a {@link BackendError}.
+ * to lie inside the root, directories are checked with lstat on every call, files are opened with
+ * O_NOFOLLOW and the database files must not be symlinks, so a symlink planted inside the root is
+ * refused with a {@link BackendError}.
  *
  * Routed URLs are `${urlPrefix}${key}/${format}`, served by the host through `RequestManager.read`.
  * Unknown option names are ignored.
@@ -119,7 +121,7 @@ export class FileCacheManager implements CacheManager {
   readonly #durable: boolean;
   readonly #host: StagingHost;
   readonly #open = new Set<FileStagedResult>();
-  #ready = false;
+  #store: ResultStore | undefined;
   #closed = false;
 
   constructor(
@@ -142,7 +144,7 @@ export class FileCacheManager implements CacheManager {
       stagingPath: (id, format, suffix) => this.#layout.stagingPath(id, format, suffix),
       inlineMaxBytes: this.#options.inlineMaxBytes,
       publish: (key, area, files, inline, formats, fence) =>
-        this.#publish(key, area, files, toBase64(inline), formats, this.#clock.now(), fence),
+        this.#publish(key, area, files, inline, formats, this.#clock.now(), fence),
       release: (staged) => this.#open.delete(staged),
     };
   }
@@ -165,9 +167,9 @@ export class FileCacheManager implements CacheManager {
     this.#assertOpen();
     assertValidKey(key);
     const only = area === undefined ? undefined : assertCacheArea(area);
-    this.#prepare();
-    const found = this.#find(key, only);
-    return found === undefined ? undefined : publicManifest(found.manifest);
+    const store = this.#prepare();
+    const found = this.#find(store, key, only);
+    return found === undefined ? undefined : publicManifest(found.result);
   }
 
   /**
@@ -179,16 +181,18 @@ export class FileCacheManager implements CacheManager {
     this.#assertOpen();
     assertValidKey(key);
     assertValidFormat(format);
-    this.#prepare();
+    const store = this.#prepare();
     for (let attempt = 1; ; attempt++) {
-      const found = this.#find(key);
-      const info = found === undefined ? undefined : formatOf(found.manifest, format);
+      const found = this.#find(store, key);
+      const info = found === undefined ? undefined : formatOf(found.result, format);
       if (found === undefined || info === undefined) return undefined;
-      const inline = inlineBytes(found.manifest, format);
+      const inline = found.result.inline?.get(format);
       if (inline !== undefined) return inlineBody(inline, found.area, info, options);
       // The files are gone when a concurrent commit, promote or delete removed them after we read
-      // the manifest: read the manifest again.
+      // the row: read the row again.
       let handle: FileHandle | undefined;
+      // The directories on the way are checked (a symlink may be planted after the cache opened).
+      this.#existingShardDir(found.area, key);
       try {
         handle = await open(this.#formatPath(found, format), READ_FLAGS);
       } catch (error) {
@@ -219,26 +223,28 @@ export class FileCacheManager implements CacheManager {
     if (typeof expires !== 'number' || !(expires > 0) || !Number.isFinite(expires)) {
       throw new InvalidRequestError('expiresInSec', `must be a positive number of seconds, got ${String(expires)}`);
     }
-    this.#prepare();
-    const found = this.#find(key);
-    if (found === undefined || formatOf(found.manifest, format) === undefined) return undefined;
+    const store = this.#prepare();
+    const found = this.#find(store, key);
+    if (found === undefined || formatOf(found.result, format) === undefined) return undefined;
     return `${this.#options.urlPrefix}${key}/${format}`;
   }
 
   async promote(key: string): Promise<boolean> {
     this.#assertOpen();
     assertValidKey(key);
-    this.#prepare();
+    const store = this.#prepare();
     for (let attempt = 1; ; attempt++) {
-      const found = this.#find(key, 'temporary');
+      const found = this.#find(store, key, 'temporary');
       if (found === undefined) return false;
       // Hard links: the temporary result stays readable until the persistent one is published.
       this.#checkStaging();
       const id = newId();
       const files = new Map<string, string>();
       let complete = true;
+      const linked = fileFormats(found.result);
+      if (linked.length > 0) this.#existingShardDir(found.area, key);
       try {
-        for (const format of fileFormats(found.manifest)) {
+        for (const format of linked) {
           const to = this.#layout.stagingPath(id, format);
           // A hard link shares the data the commit synced; a copy is new data, synced like a write.
           const copied = linkOrCopy(this.#formatPath(found, format), to);
@@ -260,11 +266,11 @@ export class FileCacheManager implements CacheManager {
           key,
           'persistent',
           files,
-          found.manifest.inline ?? {},
-          found.manifest.formats,
-          found.manifest.createdAt,
-          found.manifest.fence,
-          found.manifest.commit,
+          found.result.inline ?? new Map<string, Buffer>(),
+          found.result.formats,
+          found.result.createdAt,
+          found.result.fence,
+          found.result.commit,
         );
       } catch (error) {
         for (const path of files.values()) unlinkQuietly(path);
@@ -282,10 +288,15 @@ export class FileCacheManager implements CacheManager {
   async delete(key: string, area?: CacheArea): Promise<number> {
     this.#assertOpen();
     assertValidKey(key);
-    this.#prepare();
+    const store = this.#prepare();
     let deleted = 0;
     for (const a of area === undefined ? CACHE_AREAS : [assertCacheArea(area)]) {
-      if (await this.#remove(a, key)) deleted++;
+      // The key's directories are checked first (a symlink planted there is refused), as they
+      // hold the files to remove.
+      this.#existingShardDir(a, key);
+      const { removed, result } = store.remove(a, key);
+      if (removed) deleted++;
+      if (result !== undefined) this.#removeFiles(result, fileFormats(result));
     }
     return deleted;
   }
@@ -293,85 +304,68 @@ export class FileCacheManager implements CacheManager {
   async clear(area: CacheArea): Promise<number> {
     this.#assertOpen();
     assertCacheArea(area);
-    this.#prepare();
-    let cleared = 0;
-    for (const key of this.#keys(area)) {
-      if (await this.#remove(area, key)) cleared++;
-    }
-    return cleared;
+    const store = this.#prepare();
+    dirState(this.#layout.areaDir(area));
+    const { count, results } = store.clear(area);
+    for (const result of results) this.#removeFiles(result, fileFormats(result));
+    return count;
   }
 
   async sweep(area: CacheArea, olderThan: number): Promise<number> {
     this.#assertOpen();
     assertCacheArea(area);
-    this.#prepare();
+    const store = this.#prepare();
     if (typeof olderThan !== 'number' || Number.isNaN(olderThan)) {
       throw new InvalidRequestError('olderThan', `must be a time in epoch ms, got ${String(olderThan)}`);
     }
     collectStaging(this.#layout.staging);
-    let swept = 0;
-    for (const shardDir of this.#shardDirs(area)) {
+    const shardDirs = this.#shardDirs(area);
+    const swept = store.sweep(area, olderThan);
+    for (const result of swept) this.#removeFiles(result, fileFormats(result));
+    // What crashes left: data files no row names (a commit that died before its transaction).
+    for (const shardDir of shardDirs) {
       for (const [key, found] of this.#keysIn(shardDir)) {
-        const read = found.manifest ? readOrUnreadable(this.#layout.manifestPath(shardDir, key), key, area) : undefined;
-        // A manifest this cache cannot read (damaged, written by a newer armlib, or unreadable for
-        // now): the key is left alone, files included, rather than its data taken for orphans.
-        if (read === 'unreadable') continue;
-        let manifest = read;
-        if (manifest !== undefined && manifest.createdAt < olderThan) {
-          if (await this.#remove(area, key, manifest.commit)) swept++;
-          manifest = undefined;
-        } else if (manifest !== undefined) {
-          // A crash between a commit and the removal of the key's result in the other area leaves
-          // both: the older commit goes now.
-          const rival = this.#find(key, otherArea(area));
-          if (rival !== undefined) {
-            if (compareCommitIds(rival.manifest.commit, manifest.commit) > 0) {
-              if (await this.#remove(area, key, manifest.commit)) manifest = undefined;
-            } else await this.#remove(rival.area, key, rival.manifest.commit);
-          }
-        }
-        collectOrphans(shardDir, found.entries, manifest?.commit);
+        const current = store.find(area, key);
+        // A row this cache cannot read: the key is left alone, files included, rather than its
+        // data taken for orphans.
+        if (current instanceof BackendError) continue;
+        collectOrphans(shardDir, found.entries, current?.commit);
       }
     }
-    return swept;
+    return swept.length;
   }
 
   async list(area: CacheArea, options: { limit: number; cursor?: string }): Promise<CacheListPage> {
     this.#assertOpen();
     assertCacheArea(area);
-    this.#prepare();
+    const store = this.#prepare();
     const { limit, cursor } = options;
     if (!Number.isSafeInteger(limit) || limit < 1) {
       throw new InvalidRequestError('limit', `must be a positive integer, got ${String(limit)}`);
     }
-    const after = cursor === undefined ? undefined : decodeKeyCursor(CURSOR_TAG, cursor);
-    const keys = this.#keys(area)
-      .filter((k) => after === undefined || k > after)
-      .sort(compareStrings);
-    const items: ResultManifest[] = [];
-    let index = 0;
-    for (; index < keys.length && items.length < limit; index++) {
-      const key = keys[index] as string;
-      // A damaged manifest is skipped (it reads as no result), not a failure of the whole listing.
-      const manifest = readOrUnreadable(this.#layout.manifestPath(this.#layout.shardDir(area, key), key), key, area);
-      if (manifest !== undefined && manifest !== 'unreadable') items.push(publicManifest(manifest));
-    }
+    const after = cursor === undefined ? '' : decodeKeyCursor(CURSOR_TAG, cursor);
+    dirState(this.#layout.areaDir(area));
+    // A row this cache cannot read is skipped (it reads as no result), not a failure of the whole listing.
+    const page = store.list(area, after, limit);
+    const items = page.items.map(publicManifest);
     const last = items.at(-1);
-    return index < keys.length && last !== undefined
-      ? { items, cursor: encodeKeyCursor(CURSOR_TAG, last.key) }
-      : { items };
+    return page.more && last !== undefined ? { items, cursor: encodeKeyCursor(CURSOR_TAG, last.key) } : { items };
   }
 
   async close(): Promise<void> {
     this.#closed = true;
     // Staged writes never committed are discarded now rather than left for garbage collection.
     for (const staged of [...this.#open]) await staged.abort();
+    this.#store?.close();
   }
 
-  /** Checks that the cache is open and, the first time, sets up and checks the directory. */
-  #prepare(): void {
+  /**
+   * Checks that the cache is open and, the first time, sets up and checks the directory (migrating
+   * a directory of the previous layout) and opens the database.
+   */
+  #prepare(): ResultStore {
     this.#assertOpen();
-    if (this.#ready) return;
+    if (this.#store !== undefined) return this.#store;
     const root = this.#layout.root;
     try {
       fs.mkdirSync(root, { recursive: true, mode: 0o755 });
@@ -392,26 +386,36 @@ export class FileCacheManager implements CacheManager {
       const what = stat.isSymbolicLink() ? 'a symlink (give the real path)' : 'not a directory';
       throw new ConfigError('invalid file cache directory', [{ path: '/dir', message: `${root} is ${what}` }]);
     }
-    checkLayoutVersion(this.#layout, this.#durable);
+    const layout = checkLayoutVersion(this.#layout, this.#durable);
     ensureDir(this.#layout.staging);
     for (const area of CACHE_AREAS) ensureDir(this.#layout.areaDir(area));
-    collectStaging(this.#layout.staging);
-    this.#ready = true;
+    const store = new ResultStore(openCacheDatabase(this.#layout.inside(join(root, CACHE_DB_FILE)), this.#durable));
+    try {
+      if (layout !== 'current') migrateFlatLayout(this.#layout, store, this.#durable);
+      collectStaging(this.#layout.staging);
+    } catch (error) {
+      store.close();
+      throw error;
+    }
+    this.#store = store;
+    return store;
   }
 
   #assertOpen(): void {
     if (this.#closed) throw new ClosedError('file cache manager is closed');
   }
 
-  /** The committed result of a key (persistent first, or only `area`). */
-  #find(key: string, area?: CacheArea): Found | undefined {
-    for (const a of area === undefined ? CACHE_AREAS : [area]) {
-      const shardDir = this.#existingShardDir(a, key);
-      const manifest =
-        shardDir === undefined ? undefined : readManifest(this.#layout.manifestPath(shardDir, key), key, a);
-      if (shardDir !== undefined && manifest !== undefined) return { area: a, shardDir, manifest };
-    }
-    return undefined;
+  /**
+   * The committed result of a key (persistent first, or only `area`). A row this cache cannot read
+   * fails with the {@link BackendError} saying why, until the key is deleted. Reads the database
+   * only: the key's directories are checked where its files are opened.
+   */
+  #find(store: ResultStore, key: string, area?: CacheArea): Found | undefined {
+    const result: Lookup = area === undefined ? store.findAny(key) : store.find(area, key);
+    if (result instanceof BackendError) throw result;
+    return result === undefined
+      ? undefined
+      : { area: result.area, shardDir: this.#layout.shardDir(result.area, key), result };
   }
 
   /**
@@ -436,7 +440,7 @@ export class FileCacheManager implements CacheManager {
 
   /** The data file of one format of a found result. */
   #formatPath(found: Found, format: string): string {
-    return this.#layout.dataPath(found.shardDir, found.manifest.key, found.manifest.commit, format);
+    return this.#layout.dataPath(found.shardDir, found.result.key, found.result.commit, format);
   }
 
   #checkStaging(): void {
@@ -445,90 +449,66 @@ export class FileCacheManager implements CacheManager {
   }
 
   /**
-   * Moves complete staged files in as the result of `key` in `area`: one rename per format to its
-   * data file name, then one rename of the manifest naming the commit (the commit point). Then the
-   * key's earlier result goes, from both areas; a crash before that leaves the old files as garbage.
-   * `promoting` is the commit of the other area's result a promotion copied: the publication
-   * happens only while that result is still there (else {@link Superseded}).
+   * Publishes complete staged files and small formats as the result of `key` in `area`: one
+   * rename per file to its data file name (synced with its directory when durable), then the
+   * transaction of {@link ResultStore.publish}, the commit point. Then the replaced results' files
+   * go; a crash before that leaves them as garbage. `promoting` is the commit of the temporary
+   * result a promotion copied: the publication happens only while that result is still there
+   * (else {@link Superseded}).
    */
   async #publish(
     key: string,
     area: CacheArea,
     files: ReadonlyMap<string, string>,
-    inline: Readonly<Record<string, string>>,
+    inline: ReadonlyMap<string, Buffer>,
     formats: Readonly<Record<string, FormatInfo>>,
     createdAt: number,
     fence?: number,
     promoting?: string,
   ): Promise<ResultManifest> {
-    this.#assertOpen();
+    const store = this.#prepare();
     assertCacheArea(area);
-    const other = otherArea(area);
-    // This commit must order after the key's result in the other area, which it replaces. Files
-    // are moved in under the commit id, so with files it is chosen first; a result kept whole in
-    // its manifest chooses it from the read the fence check makes anyway (one lookup fewer).
-    let commit: string | undefined;
-    const shardDir = await this.#ensureShardDir(area, key);
+    const commit = newId();
+    let shardDir: string | undefined;
     if (files.size > 0) {
-      commit = commitAfter(this.#find(key, other)?.manifest);
+      shardDir = await this.#ensureShardDir(area, key);
       this.#moveIn(files, shardDir, key, commit);
     }
-    const manifestPath = this.#layout.manifestPath(shardDir, key);
-    let previous: StoredManifest | undefined;
-    let stored: StoredManifest;
+    const stored: StoredResult = {
+      key,
+      area,
+      createdAt,
+      commit,
+      formats: copyFormats(formats),
+      ...(inline.size === 0 ? {} : { inline }),
+      ...(fence === undefined ? {} : { fence }),
+    };
+    let replaced: StoredResult[];
     try {
-      if (this.#durable && files.size > 0) await syncDir(shardDir);
-      previous = readQuietly(manifestPath, key, area);
-      // The fence check runs right before the manifest rename, with no await in between (unless
-      // durable, where the manifest file is fsynced first): a holder that stalled past its lease
-      // finds the result of the later claim and publishes nothing.
-      const rivalBefore =
-        fence !== undefined || commit === undefined || promoting !== undefined
-          ? this.#find(key, other)?.manifest
-          : undefined;
-      // A promotion publishes only while the result it copied is still the other area's: a commit
-      // made meanwhile must not be replaced by this older result.
-      if (promoting !== undefined && rivalBefore?.commit !== promoting) throw new Superseded();
-      if (fence !== undefined && fencedOff(fence, previous, rivalBefore)) {
-        throw new LeaseLostError(key, `commit of '${key}' refused: a later claim already published its result`);
-      }
-      commit ??= commitAfter(rivalBefore);
-      stored = {
-        key,
-        area,
-        createdAt,
-        commit,
-        formats: copyFormats(formats),
-        ...(Object.keys(inline).length === 0 ? {} : { inline }),
-        ...(fence === undefined ? {} : { fence }),
-      };
-      await writeManifest(manifestPath, this.#layout.tempManifestPath(shardDir, key, commit), stored, this.#durable);
+      // The files and their names reach the disk before the row that names them.
+      if (this.#durable && shardDir !== undefined) await syncDir(shardDir);
+      this.#assertOpen();
+      replaced = await store.publish(stored, fence, promoting);
     } catch (error) {
-      // Unpublished files are garbage at once (unless the manifest rename happened before a later step failed).
-      if (commit !== undefined && !namesCommit(manifestPath, key, area, commit)) {
-        this.#removeFiles(shardDir, key, commit, files.keys());
+      // Unpublished files are garbage at once (unless the transaction committed after all, and
+      // only its report failed).
+      if (shardDir !== undefined && !this.#names(store, area, key, commit)) {
+        for (const format of files.keys()) unlinkQuietly(this.#layout.dataPath(shardDir, key, commit, format));
       }
       throw error;
     }
-    // The result this one replaced goes (no manifest names it any more, none ever will again).
-    if (previous !== undefined && previous.commit !== commit) {
-      this.#removeFiles(shardDir, key, previous.commit, fileFormats(previous));
-    }
-    // A concurrent commit of the key in this area may have renamed its manifest over ours: then
-    // ours is superseded for good and its files are garbage.
-    const current = readQuietly(manifestPath, key, area);
-    if (current?.commit !== commit) {
-      this.#removeFiles(shardDir, key, commit, files.keys());
-      return publicManifest(stored);
-    }
-    // A key has one result: of the two areas, the newer commit stays. Deciding by commit age (not
-    // by who runs last) keeps one of two concurrent commits to different areas, never neither.
-    const rival = this.#find(key, other);
-    if (rival !== undefined) {
-      if (compareCommitIds(rival.manifest.commit, commit) > 0) await this.#remove(area, key, commit);
-      else await this.#remove(other, key, rival.manifest.commit);
-    }
+    for (const old of replaced) this.#removeFiles(old, fileFormats(old));
     return publicManifest(stored);
+  }
+
+  /** True when the row of `key` in `area` names `commit` (false when it cannot be read at all). */
+  #names(store: ResultStore, area: CacheArea, key: string, commit: string): boolean {
+    try {
+      const found = store.find(area, key);
+      return found !== undefined && !(found instanceof BackendError) && found.commit === commit;
+    } catch {
+      return false;
+    }
   }
 
   /** Renames staged files into the shard directory under `commit`; all or none (back to staging). */
@@ -553,34 +533,21 @@ export class FileCacheManager implements CacheManager {
     }
   }
 
-  /** Unlinks the data files of one commit (those still there). */
-  #removeFiles(shardDir: string, key: string, commit: string, formats: Iterable<string>): void {
-    for (const format of formats) unlinkQuietly(this.#layout.dataPath(shardDir, key, commit, format));
-  }
-
   /**
-   * Removes the result of `key` in `area` (only if its commit is still `commit`, when given):
-   * the manifest first (the result is gone from then on), then its files. False when there was none.
+   * Unlinks the data files of a result no row names any more (those still there). Never throws:
+   * the result is gone already, and what stays is garbage for a later sweep; a shard directory
+   * replaced by a symlink is not entered.
    */
-  async #remove(area: CacheArea, key: string, commit?: string): Promise<boolean> {
-    const shardDir = this.#existingShardDir(area, key);
-    if (shardDir === undefined) return false;
-    const manifestPath = this.#layout.manifestPath(shardDir, key);
-    const read = readOrUnreadable(manifestPath, key, area);
-    // A manifest that cannot be read still goes when the key's result is deleted outright
-    // (delete, clear): its data files are then orphans, which a later sweep removes.
-    if (read === 'unreadable' && commit !== undefined) return false;
-    const manifest = read === 'unreadable' ? undefined : read;
-    if (read === undefined || (commit !== undefined && manifest?.commit !== commit)) return false;
+  #removeFiles(result: StoredResult, formats: readonly string[]): void {
+    if (formats.length === 0) return;
+    let shardDir: string | undefined;
     try {
-      fs.unlinkSync(manifestPath);
-    } catch (error) {
-      if (isMissing(error)) return false; // a concurrent delete got there first
-      throw fsError(error, `deleting '${key}'`);
+      shardDir = this.#existingShardDir(result.area, result.key);
+    } catch {
+      return;
     }
-    if (this.#durable) await syncDir(shardDir);
-    if (manifest !== undefined) this.#removeFiles(shardDir, key, manifest.commit, fileFormats(manifest));
-    return true;
+    if (shardDir === undefined) return;
+    for (const format of formats) unlinkQuietly(this.#layout.dataPath(shardDir, result.key, result.commit, format));
   }
 
   /** The shard directories of `area`, each checked not to be a symlink. */
@@ -597,8 +564,9 @@ export class FileCacheManager implements CacheManager {
   }
 
   /**
-   * The keys with names in one shard directory (some with no manifest, only leftovers of a
-   * crash), refusing a symlink planted under any name of the cache.
+   * The keys with files in one shard directory, refusing a symlink planted under any name of the
+   * cache. A manifest file left by the migration from the `flat-1` layout (a crash between its
+   * steps) is never read again: it goes at once.
    */
   #keysIn(shardDir: string): Map<string, KeyEntries> {
     const keys = new Map<string, KeyEntries>();
@@ -610,22 +578,16 @@ export class FileCacheManager implements CacheManager {
           `file cache: refusing to follow the symlink at ${join(shardDir, dirent.name)} (nothing is read or written outside the cache directory)`,
         );
       }
+      if (entry.kind === 'manifest') {
+        unlinkQuietly(join(shardDir, dirent.name));
+        continue;
+      }
       let found = keys.get(entry.key);
       if (found === undefined) {
-        found = { manifest: false, entries: [] };
+        found = { entries: [] };
         keys.set(entry.key, found);
       }
-      if (entry.kind === 'manifest') found.manifest = true;
-      else found.entries.push({ name: dirent.name, entry });
-    }
-    return keys;
-  }
-
-  /** The keys with a manifest in `area`. */
-  #keys(area: CacheArea): string[] {
-    const keys: string[] = [];
-    for (const shardDir of this.#shardDirs(area)) {
-      for (const [key, found] of this.#keysIn(shardDir)) if (found.manifest) keys.push(key);
+      found.entries.push({ name: dirent.name, entry });
     }
     return keys;
   }
@@ -635,7 +597,7 @@ export class FileCacheManager implements CacheManager {
     const totalSize = (await handle.stat()).size;
     if (totalSize !== info.size) {
       throw new BackendError(
-        `file cache: stored size ${String(totalSize)} differs from the manifest's ${String(info.size)}`,
+        `file cache: stored size ${String(totalSize)} differs from the recorded ${String(info.size)}`,
       );
     }
     const range = sliceRange(totalSize, options.range);
@@ -661,7 +623,7 @@ export class FileCacheManager implements CacheManager {
 function inlineBody(bytes: Buffer, area: CacheArea, info: FormatInfo, options: CacheGetOptions): CachedBody {
   if (bytes.byteLength !== info.size) {
     throw new BackendError(
-      `file cache: stored size ${String(bytes.byteLength)} differs from the manifest's ${String(info.size)}`,
+      `file cache: stored size ${String(bytes.byteLength)} differs from the recorded ${String(info.size)}`,
     );
   }
   const range = sliceRange(bytes.byteLength, options.range);
@@ -676,15 +638,8 @@ function inlineBody(bytes: Buffer, area: CacheArea, info: FormatInfo, options: C
   };
 }
 
-/** Inline formats as the manifest stores them. */
-function toBase64(inline: ReadonlyMap<string, Buffer>): Record<string, string> {
-  const encoded: Record<string, string> = {};
-  for (const [format, bytes] of inline) encoded[format] = bytes.toString('base64');
-  return encoded;
-}
-
-function formatOf(manifest: StoredManifest, format: string): FormatInfo | undefined {
-  return Object.hasOwn(manifest.formats, format) ? manifest.formats[format] : undefined;
+function formatOf(result: StoredResult, format: string): FormatInfo | undefined {
+  return Object.hasOwn(result.formats, format) ? result.formats[format] : undefined;
 }
 
 function copyFormats(formats: Readonly<Record<string, FormatInfo>>): Record<string, FormatInfo> {
@@ -694,37 +649,6 @@ function copyFormats(formats: Readonly<Record<string, FormatInfo>>): Record<stri
     if (info !== undefined) copy[name] = { ...info };
   }
   return copy;
-}
-
-/**
- * The manifest, or undefined when it is missing or unreadable (it is about to be replaced or
- * removed). A symlink in its place is still refused.
- */
-function readQuietly(path: string, key: string, area: CacheArea): StoredManifest | undefined {
-  const read = readOrUnreadable(path, key, area);
-  return read === 'unreadable' ? undefined : read;
-}
-
-/**
- * The manifest, undefined when there is none, or 'unreadable' when there is one this cache cannot
- * read or parse. A symlink in its place is still refused.
- */
-function readOrUnreadable(path: string, key: string, area: CacheArea): StoredManifest | undefined | 'unreadable' {
-  try {
-    return readManifest(path, key, area);
-  } catch (error) {
-    if (isSymlinkRefusal(error)) throw error;
-    return 'unreadable';
-  }
-}
-
-/** True when the manifest at `path` names `commit` (false when it cannot be read at all). */
-function namesCommit(path: string, key: string, area: CacheArea, commit: string): boolean {
-  try {
-    return readManifest(path, key, area)?.commit === commit;
-  } catch {
-    return false;
-  }
 }
 
 /** Hard-links `from` to `to`, copying where the file system has no hard links; true when it copied. */
@@ -744,25 +668,6 @@ function linkOrCopy(from: string, to: string): boolean {
   }
 }
 
-/** True when the key's current result, in either area, was committed with a fence above `fence`. */
-function fencedOff(fence: number, sameArea: StoredManifest | undefined, rival: StoredManifest | undefined): boolean {
-  return (sameArea?.fence ?? Number.NEGATIVE_INFINITY) > fence || (rival?.fence ?? Number.NEGATIVE_INFINITY) > fence;
-}
-
-/** A promotion found a newer result in the area it promotes from (see #publish). */
-class Superseded extends Error {}
-
-/** A new commit id, ordered after the key's result in the other area (which the commit replaces). */
-function commitAfter(replaced: StoredManifest | undefined): string {
-  return newId(replaced === undefined ? 0 : (idTime(replaced.commit) ?? 0) + 1);
-}
-
-/** Orders commit ids by creation time, then by their random part (an arbitrary but shared tie-break). */
-function compareCommitIds(a: string, b: string): number {
-  const byTime = (idTime(a) ?? 0) - (idTime(b) ?? 0);
-  return byTime !== 0 ? byTime : compareStrings(a, b);
-}
-
 function readDir(dir: string): fs.Dirent[] {
   try {
     return fs.readdirSync(dir, { withFileTypes: true });
@@ -770,13 +675,4 @@ function readDir(dir: string): fs.Dirent[] {
     if (isMissing(error)) return [];
     throw fsError(error, `listing ${dir}`);
   }
-}
-
-/** Code-unit order, independent of locale (as the memory cache lists). */
-function compareStrings(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
-function otherArea(area: CacheArea): CacheArea {
-  return area === 'persistent' ? 'temporary' : 'persistent';
 }

@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { CACHE_AREAS, ConfigError } from '@armlib/core';
 
 import { assertRegularFile, CREATE_FLAGS, isMissing, READ_FLAGS, syncDirSync, unlinkQuietly } from './fs-util.js';
-import { LAYOUT_FILE, LAYOUT_VERSION, newId, STAGING_DIR } from './layout.js';
+import { FLAT_LAYOUT_VERSION, LAYOUT_FILE, LAYOUT_VERSION, newId, STAGING_DIR } from './layout.js';
 import type { CacheLayout } from './layout.js';
 
 /**
@@ -12,8 +12,10 @@ import type { CacheLayout } from './layout.js';
  * directory. The layout is persistent on users' disks: a directory written by another layout (an
  * earlier armlib kept a directory per key and per commit) is refused with a {@link ConfigError}
  * rather than misread (its results would look absent, and `sweep` would leave its files forever).
+ * Returns `'flat-1'` for a directory of the previous layout (manifest files), which the caller
+ * migrates and then records as this layout with {@link recordLayoutVersion}.
  */
-export function checkLayoutVersion(layout: CacheLayout, durable: boolean): void {
+export function checkLayoutVersion(layout: CacheLayout, durable: boolean): 'current' | typeof FLAT_LAYOUT_VERSION {
   const path = join(layout.root, LAYOUT_FILE);
   let version = readVersion(path);
   if (version === undefined) {
@@ -38,14 +40,21 @@ export function checkLayoutVersion(layout: CacheLayout, durable: boolean): void 
       version = readVersion(path);
     }
   }
+  if (version === FLAT_LAYOUT_VERSION) return FLAT_LAYOUT_VERSION;
   if (version !== LAYOUT_VERSION) {
     throw new ConfigError('the file cache directory uses another cache layout', [
       {
         path: '/dir',
-        message: `${path} says '${String(version)}' but this armlib reads '${LAYOUT_VERSION}': use the armlib that wrote it, or another dir`,
+        message: `${path} says '${String(version)}' but this armlib reads '${LAYOUT_VERSION}' (and migrates '${FLAT_LAYOUT_VERSION}'): use the armlib that wrote it, or another dir`,
       },
     ]);
   }
+  return 'current';
+}
+
+/** Records this layout in the directory (over the record of the layout it was migrated from). */
+export function recordLayoutVersion(layout: CacheLayout, durable: boolean): void {
+  record(join(layout.root, LAYOUT_FILE), durable);
 }
 
 function readVersion(path: string): string | undefined {

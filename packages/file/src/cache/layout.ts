@@ -8,14 +8,16 @@ import type { CacheArea } from '@armlib/core';
 export const STAGING_DIR = 'staging';
 /** Name of the file, under the root, that records which layout the cache directory uses. */
 export const LAYOUT_FILE = 'cache-layout';
-/** Content of {@link LAYOUT_FILE} for this layout (flat files in shard directories). */
-export const LAYOUT_VERSION = 'flat-1';
+/** Content of {@link LAYOUT_FILE} for this layout: rows in `cache.sqlite`, data files in shard directories. */
+export const LAYOUT_VERSION = 'sqlite-1';
+/** The layout before: a manifest file per result (`<key>@manifest`); migrated on first open (see migrate-flat.ts). */
+export const FLAT_LAYOUT_VERSION = 'flat-1';
 /**
  * Separator of the parts of a file name. Outside the key and format alphabets (KEY_PATTERN,
  * FORMAT_PATTERN), so a name splits into its parts unambiguously.
  */
 export const NAME_SEPARATOR = '@';
-/** Second part of the name of a key's commit point: `<key>@manifest`. */
+/** Second part of the name of a key's manifest in the `flat-1` layout: `<key>@manifest`. */
 export const MANIFEST_PART = 'manifest';
 
 /** Digits of the creation time (epoch ms, base 36, zero-padded) that start a commit id: enough until about the year 5000. */
@@ -49,16 +51,16 @@ export type ShardEntry =
  * Paths of the cache under its root:
  *
  * ```
- * <root>/cache-layout                                  the layout version (flat-1)
+ * <root>/cache-layout                                  the layout version (sqlite-1)
+ * <root>/cache.sqlite                                  the commit points: a row per (area, key), small formats inline
  * <root>/staging/<stage id>@<format>                   writes in progress (invisible)
- * <root>/<area>/<shard>/<key>@manifest                 the commit point: names the commit id (and holds small formats)
  * <root>/<area>/<shard>/<key>@<commit id>@<format>     the other formats of one commit
- * <root>/<area>/<shard>/<key>@manifest.<commit id>     a manifest being written
  * ```
  *
- * The area and shard directories are made once and never removed, so a new result creates its
- * manifest and one data file per format not kept in the manifest, not a directory per key and per
- * commit.
+ * (`<key>@manifest` and `<key>@manifest.<commit id>` are manifest files of the `flat-1` layout,
+ * read once by the migration and removed.) The area and shard directories are made once and never
+ * removed, so a new result creates one data file per format not kept in its row, and no
+ * directory per key or per commit.
  * Every path is built from a validated key or format and checked to lie inside the root again
  * (defence in depth).
  */

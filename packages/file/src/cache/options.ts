@@ -8,17 +8,19 @@ export interface FileCacheManagerOptions {
   /** Root directory shared with the file queue, resolved against the working directory. Default `./var/armlib` (or `ARMLIB_DIR`). */
   dir?: string;
   /**
-   * `normal` (default): survives any process crash (kill -9), since every publish is a rename.
-   * `full`: also an OS crash or power loss: files, manifests and directories are fsynced around each rename.
+   * `normal` (default): survives any process crash (kill -9): every publish is a rename of its files
+   * and a SQLite transaction (WAL, `synchronous=NORMAL`).
+   * `full`: also an OS crash or power loss: files and their directory are fsynced before the
+   * transaction, which commits with `synchronous=FULL`.
    */
   durability?: 'normal' | 'full';
   /** Prefix of routed result URLs (the host serves them through `RequestManager.read`). Default '/results/'. */
   urlPrefix?: string;
   /**
-   * Formats of at most this many bytes are kept inside the result's manifest instead of a file of
-   * their own (up to 4 times this much per result): a small result then costs one new file instead
-   * of two, which is most of a small commit's cost on a disk file system. Default 8192; 0 keeps
-   * every format in a file; at most 65536.
+   * Formats of at most this many bytes are kept inside the result's row of `cache.sqlite` instead
+   * of a file of their own (up to 4 times this much per result): a small result then creates no
+   * file at all, where creating one is most of a small commit's cost on a disk file system.
+   * Default 8192; 0 keeps every format in a file; at most 65536.
    */
   inlineMaxBytes?: number;
 }
@@ -41,7 +43,7 @@ export const FILE_CACHE_DEFAULTS: Readonly<Required<FileCacheManagerOptions>> = 
 
 const KNOWN_OPTIONS: readonly string[] = ['dir', 'durability', 'urlPrefix', 'inlineMaxBytes'];
 
-/** Upper bound of `inlineMaxBytes`: manifests are read whole on every lookup. */
+/** Upper bound of `inlineMaxBytes`: rows are read whole on every lookup. */
 const MAX_INLINE_BYTES = 65536;
 
 /**

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 
 import { expect } from 'chai';
 
+import { LeaseLostError } from '@armlib/core';
 import type { CacheManager } from '@armlib/core';
 
 import { FileCacheManager } from '../../src/cache/file-cache-manager.js';
@@ -149,6 +150,29 @@ describe('file cache: several instances and processes', function () {
       });
     }
   }
+
+  it('commits made in one turn share a transaction, yet a refused one fails alone', async function () {
+    const cache = openCache();
+    const first = await cache.stage('fenced');
+    await first.write('csv', bytes('from the later claim'), { contentType: 'text/csv' });
+    await first.commit('temporary', { fence: 5 });
+    const stages = await Promise.all(['a', 'b', 'fenced', 'c'].map((key) => cache.stage(key)));
+    for (const staged of stages) await staged.write('csv', bytes(`by ${staged.key}`), { contentType: 'text/csv' });
+    // Started in one tick: one group commit, the stale holder's commit in the middle of it.
+    const outcomes = await Promise.allSettled(stages.map((staged) => staged.commit('temporary', { fence: 3 })));
+    expect(outcomes.map((o) => o.status)).to.deep.equal(['fulfilled', 'fulfilled', 'rejected', 'fulfilled']);
+    const refused = outcomes[2];
+    expect(
+      refused?.status === 'rejected' && LeaseLostError.is(refused.reason),
+      JSON.stringify(refused?.status),
+    ).to.equal(true);
+    for (const key of ['a', 'b', 'c']) {
+      const got = await cache.get(key, 'csv');
+      expect(got && (await collect(got.body)).toString('utf8'), key).to.equal(`by ${key}`);
+    }
+    const kept = await cache.get('fenced', 'csv');
+    expect(kept && (await collect(kept.body)).toString('utf8')).to.equal('from the later claim');
+  });
 
   it('never shows a torn or mixed result while two processes commit one key', async function () {
     const writers = [spawnCommitter(dir, 'w1', 40), spawnCommitter(dir, 'w2', 40)];

@@ -131,8 +131,8 @@ describe('file cache: confinement', function () {
   describe('symlinks planted inside the root', function () {
     /**
      * A complete fake result in `dir` (outside the root), as a symlink would expose it: the data
-     * file and the manifest under their names in a shard directory, the manifest also as
-     * `fake-manifest` (a target for a symlinked manifest).
+     * file and a manifest (as the `flat-1` layout named it) in what a symlinked shard directory
+     * would show.
      */
     function plantFakeResult(dir: string, key: string, area: CacheArea): void {
       const commit = `${Date.now().toString(36).padStart(9, '0')}0123456789a`;
@@ -147,7 +147,6 @@ describe('file cache: confinement', function () {
         formats: { csv: { size: 6, contentType: 'text/csv' } },
       });
       fs.writeFileSync(join(dir, `${key}@manifest`), manifest);
-      fs.writeFileSync(join(dir, 'fake-manifest'), manifest);
     }
 
     function expectBackendError(error: unknown, what: string): void {
@@ -156,16 +155,18 @@ describe('file cache: confinement', function () {
 
     it('refuses an area directory that is a symlink, for writes and reads', async function () {
       await put(cache, 'before', 'temporary', { csv: 'ok' });
+      await put(cache, 'kept', 'persistent', { csv: 'ok' });
       fs.rmSync(join(root, 'persistent'), { recursive: true });
       fs.symlinkSync(sentinel, join(root, 'persistent'));
 
       const staged = await cache.stage('k');
       await staged.write('csv', bytes('data'), { contentType: 'text/csv' });
       expectBackendError(await rejection(staged.commit('persistent')), 'commit');
-      expectBackendError(await rejection(cache.head('k')), 'head');
-      expectBackendError(await rejection(cache.get('k', 'csv')), 'get');
+      // The row is in the database; its file is not read through the link.
+      expectBackendError(await rejection(cache.get('kept', 'csv')), 'get');
       expectBackendError(await rejection(cache.list('persistent', { limit: 10 })), 'list');
       expectBackendError(await rejection(cache.clear('persistent')), 'clear');
+      expectBackendError(await rejection(cache.delete('kept')), 'delete');
       expect(tree(sentinel)).to.deep.equal([]);
       // Planted before the cache opens: refused at once.
       const reopened = new FileCacheManager({ dir: root, inlineMaxBytes: 0 });
@@ -183,9 +184,11 @@ describe('file cache: confinement', function () {
       const before = tree(sentinel);
       fs.symlinkSync(sentinel, shardDir);
 
-      expectBackendError(await rejection(cache.head(key)), 'head');
-      expectBackendError(await rejection(cache.get(key, 'csv')), 'get');
+      // No row names the key: the planted files are never looked at.
+      expect(await cache.head(key)).to.equal(undefined);
+      expect(await cache.get(key, 'csv')).to.equal(undefined);
       expectBackendError(await rejection(cache.delete(key)), 'delete');
+      expectBackendError(await rejection(cache.sweep('temporary', Number.MAX_SAFE_INTEGER)), 'sweep');
       const staged = await cache.stage(key);
       await staged.write('csv', bytes('new data'), { contentType: 'text/csv' });
       expectBackendError(await rejection(staged.commit('temporary')), 'commit');
@@ -193,34 +196,44 @@ describe('file cache: confinement', function () {
       expect(fs.readFileSync(join(sentinel, `${key}@manifest`), 'utf8')).to.include('"createdAt":1');
     });
 
-    it('does not read or replace a result that a symlinked manifest exposes', async function () {
-      const key = 'victim';
-      await put(cache, key, 'persistent', { csv: 'real' });
-      const manifest = join(root, 'persistent', shardOf(key), `${key}@manifest`);
-      fs.rmSync(manifest);
-      plantFakeResult(sentinel, key, 'persistent');
-      const before = tree(sentinel);
-      fs.symlinkSync(join(sentinel, 'fake-manifest'), manifest);
-      const shardBefore = fs.readdirSync(join(root, 'persistent', shardOf(key))).sort();
+    for (const suffix of ['', '-wal', '-shm']) {
+      it(`refuses a symlink planted at cache.sqlite${suffix}`, async function () {
+        await put(cache, 'k', 'persistent', { csv: 'real' });
+        await cache.close();
+        // What the link points to: a file outside the root that must stay as it is.
+        const target = join(sentinel, 'target');
+        fs.writeFileSync(target, 'NOT A DATABASE');
+        const path = join(root, `cache.sqlite${suffix}`);
+        fs.rmSync(path, { force: true });
+        fs.symlinkSync(target, path);
+        const reopened = new FileCacheManager({ dir: root, inlineMaxBytes: 0 });
+        try {
+          for (const [name, call] of [
+            ['head', () => reopened.head('k')],
+            ['commit', () => put(reopened, 'k', 'persistent', { csv: 'new' })],
+            ['list', () => reopened.list('persistent', { limit: 10 })],
+          ] as const) {
+            const error = await rejection(call());
+            expectBackendError(error, name);
+            expect(String(error)).to.include('symlink');
+          }
+        } finally {
+          await reopened.close();
+        }
+        expect(tree(sentinel)).to.deep.equal(['target']);
+        expect(fs.readFileSync(target, 'utf8')).to.equal('NOT A DATABASE');
+        // The root holds nothing the refused opens made.
+        expect(fs.lstatSync(path).isSymbolicLink()).to.equal(true);
+      });
+    }
 
-      expectBackendError(await rejection(cache.head(key)), 'head');
-      expectBackendError(await rejection(cache.get(key, 'csv')), 'get');
-      expectBackendError(await rejection(cache.url(key, 'csv', { expiresInSec: 1 })), 'url');
-      expectBackendError(await rejection(cache.list('persistent', { limit: 10 })), 'list');
-      expectBackendError(await rejection(cache.sweep('persistent', Number.MAX_SAFE_INTEGER)), 'sweep');
-      expectBackendError(await rejection(put(cache, key, 'persistent', { csv: 'new' })), 'commit');
-      expect(tree(sentinel)).to.deep.equal(before);
-      expect(fs.readFileSync(join(sentinel, 'fake-manifest'), 'utf8')).to.include('"createdAt":1');
-      // The refused commit left no file of its own behind.
-      expect(fs.readdirSync(join(root, 'persistent', shardOf(key))).sort()).to.deep.equal(shardBefore);
-    });
-
-    it('refuses a symlink planted under the name of a data file when listing a shard', async function () {
+    it('refuses a symlink planted under the name of a data file when sweeping a shard', async function () {
       await put(cache, 'k', 'temporary', { csv: 'x' });
       const shardDir = join(root, 'temporary', shardOf('k'));
       fs.symlinkSync(sentinel, join(shardDir, `k@${Date.now().toString(36).padStart(9, '0')}0123456789a@csv`));
       expectBackendError(await rejection(cache.sweep('temporary', 0)), 'sweep');
-      expectBackendError(await rejection(cache.list('temporary', { limit: 10 })), 'list');
+      // A listing reads rows only: it meets no file, so it does not fail.
+      expect((await cache.list('temporary', { limit: 10 })).items.map((m) => m.key)).to.deep.equal(['k']);
       expect(tree(sentinel)).to.deep.equal([]);
     });
 

@@ -10,13 +10,15 @@ import { BackendError } from '@armlib/core';
 import { FileCacheManager } from '../../src/cache/file-cache-manager.js';
 import { collectStaging, STALE_STAGING_MS } from '../../src/cache/garbage.js';
 import { shardOf } from '../../src/cache/layout.js';
-import { put, rejection, tempDir, text } from './support.js';
+import { put, rejection, rowOf, runOnResults, tempDir, text } from './support.js';
 import type { TempDir } from './support.js';
 
 /** The files of one key in its shard directory of `area`. */
 function filesOf(dir: string, area: string, key: string): string[] {
+  const shardDir = join(dir, area, shardOf(key));
+  if (!fs.existsSync(shardDir)) return [];
   return fs
-    .readdirSync(join(dir, area, shardOf(key)))
+    .readdirSync(shardDir)
     .filter((name) => name.startsWith(`${key}@`))
     .sort();
 }
@@ -38,51 +40,78 @@ describe('file cache: damaged and foreign entries', function () {
     await tmp.remove();
   });
 
-  it('leaves alone, data files included, a key whose manifest it cannot read', async function () {
+  it('leaves alone, data files included, a key whose row it cannot read, and refuses to commit over it', async function () {
     await put(cache, 'newer', 'persistent', { csv: 'a,b\n' });
     const shardDir = join(dir, 'persistent', shardOf('newer'));
-    const manifestPath = join(shardDir, 'newer@manifest');
-    const manifest = JSON.parse(fs.readFileSync(manifestPath, 'utf8')) as { commit: string };
+    const commit = rowOf(dir, 'persistent', 'newer')?.commit_id ?? '';
     // A result committed two hours ago (the commit id carries its time): its data files are past
-    // the age at which files no manifest names are collected.
-    const old = (Date.now() - 2 * 3_600_000).toString(36).padStart(9, '0') + manifest.commit.slice(9);
-    fs.renameSync(join(shardDir, `newer@${manifest.commit}@csv`), join(shardDir, `newer@${old}@csv`));
-    fs.writeFileSync(manifestPath, JSON.stringify({ ...manifest, commit: old }));
+    // the age at which files no row names are collected.
+    const old = (Date.now() - 2 * 3_600_000).toString(36).padStart(9, '0') + commit.slice(9);
+    fs.renameSync(join(shardDir, `newer@${commit}@csv`), join(shardDir, `newer@${old}@csv`));
+    runOnResults(dir, "UPDATE results SET commit_id = ? WHERE key = 'newer'", old);
     expect(await text(cache, 'newer', 'csv')).to.equal('a,b\n');
-    // As a newer armlib might write it: a manifest version this one does not read.
-    fs.writeFileSync(manifestPath, JSON.stringify({ ...manifest, commit: old, v: 99 }));
+    // As a newer armlib might write it: a row version this one does not read.
+    runOnResults(dir, "UPDATE results SET v = 99 WHERE key = 'newer'");
     const before = filesOf(dir, 'persistent', 'newer');
-    expect(await cache.sweep('persistent', 0)).to.equal(0);
+    expect(await cache.sweep('persistent', Date.now() + 1000)).to.equal(0);
     expect(filesOf(dir, 'persistent', 'newer')).to.deep.equal(before);
+    expect(rowOf(dir, 'persistent', 'newer')?.v).to.equal(99);
+    // Reads fail rather than guess; a commit, to either area, does not replace it.
+    const read = await rejection(cache.head('newer'));
+    expect(BackendError.is(read), String(read)).to.equal(true);
+    expect(String(read)).to.include('row version 99');
+    for (const area of ['persistent', 'temporary'] as const) {
+      const refused = await rejection(put(cache, 'newer', area, { csv: 'replacement' }));
+      expect(BackendError.is(refused), `${area}: ${String(refused)}`).to.equal(true);
+    }
+    expect(rowOf(dir, 'persistent', 'newer')?.v).to.equal(99);
+    expect(rowOf(dir, 'temporary', 'newer')).to.equal(undefined);
+    expect(filesOf(dir, 'persistent', 'newer')).to.deep.equal(before);
+    // Deleting the key removes the row; its data file is then an orphan, collected by a sweep.
+    expect(await cache.delete('newer')).to.equal(1);
+    expect(await cache.sweep('persistent', 0)).to.equal(0);
+    expect(filesOf(dir, 'persistent', 'newer')).to.deep.equal([]);
   });
 
-  it('removes a damaged manifest on delete and clear, and lists around it', async function () {
+  it('removes a damaged row on delete and clear, and lists around it', async function () {
     await put(cache, 'empty', 'persistent', { csv: 'x\n' });
     await put(cache, 'whole', 'persistent', { csv: 'y\n' });
-    // What a power loss in `normal` durability can leave: a manifest of zero bytes.
-    fs.writeFileSync(join(dir, 'persistent', shardOf('empty'), 'empty@manifest'), '');
+    // Rows damaged by hand (or by a bug): formats that are not JSON.
+    runOnResults(dir, "UPDATE results SET formats = '{\"csv\":' WHERE key = 'empty'");
     expect((await cache.list('persistent', { limit: 10 })).items.map((m) => m.key)).to.deep.equal(['whole']);
+    // A page of one skips the damaged row and still says that more follow.
+    const first = await cache.list('persistent', { limit: 1 });
+    expect(first.items.map((m) => m.key)).to.deep.equal(['whole']);
+    expect(BackendError.is(await rejection(cache.head('empty')))).to.equal(true);
     expect(await cache.delete('empty')).to.equal(1);
     expect(await cache.head('empty')).to.equal(undefined);
     await put(cache, 'empty', 'persistent', { csv: 'z\n' });
-    fs.writeFileSync(join(dir, 'persistent', shardOf('empty'), 'empty@manifest'), '');
-    expect(await cache.clear('persistent')).to.equal(2);
+    runOnResults(dir, "UPDATE results SET data = x'00', formats = '{}' WHERE key = 'empty'");
+    // A key no request could have: never made into a file name.
+    runOnResults(
+      dir,
+      'INSERT INTO results VALUES (\'persistent\', \'../evil\', 1, ?, 1, NULL, \'{"csv":{"size":1,"contentType":"text/csv"}}\', NULL)',
+      rowOf(dir, 'persistent', 'whole')?.commit_id,
+    );
+    expect((await cache.list('persistent', { limit: 10 })).items.map((m) => m.key)).to.deep.equal(['whole']);
+    expect(await cache.clear('persistent')).to.equal(3);
     expect(await cache.head('empty')).to.equal(undefined);
     expect(await cache.head('whole')).to.equal(undefined);
   });
 
-  it('refuses a FIFO planted at a manifest name instead of hanging on it', async function () {
+  it('refuses a FIFO planted at a data file name instead of hanging on it', async function () {
     await put(cache, 'piped', 'persistent', { csv: 'x\n' });
-    const manifestPath = join(dir, 'persistent', shardOf('piped'), 'piped@manifest');
-    fs.unlinkSync(manifestPath);
-    execFileSync('mkfifo', [manifestPath]);
-    const error = await rejection(cache.head('piped'));
+    const commit = rowOf(dir, 'persistent', 'piped')?.commit_id ?? '';
+    const dataPath = join(dir, 'persistent', shardOf('piped'), `piped@${commit}@csv`);
+    fs.unlinkSync(dataPath);
+    execFileSync('mkfifo', [dataPath]);
+    const error = await rejection(cache.get('piped', 'csv'));
     expect(BackendError.is(error), String(error)).to.equal(true);
     expect(String(error)).to.include('not a regular file');
-    expect(await cache.sweep('persistent', Date.now() + 1000)).to.equal(0);
+    expect(await cache.sweep('persistent', 0)).to.equal(0);
     // Deleting the key removes the planted FIFO.
     expect(await cache.delete('piped')).to.equal(1);
-    expect(fs.existsSync(manifestPath)).to.equal(false);
+    expect(fs.existsSync(dataPath)).to.equal(false);
   });
 
   it('keeps a promotion’s staged hard link of an old file: its stage id is fresh, whatever its mtime', async function () {

@@ -8,7 +8,7 @@ import { ConfigError, ManualClock } from '@armlib/core';
 
 import { FileCacheManager } from '../../src/cache/file-cache-manager.js';
 import { shardOf } from '../../src/cache/layout.js';
-import { bytes, collect, put, tempDir, text } from './support.js';
+import { bytes, collect, openResults, put, rowOf, runOnResults, tempDir, text } from './support.js';
 import type { TempDir } from './support.js';
 
 const require = createRequire(import.meta.url);
@@ -44,7 +44,10 @@ describe('file cache: durability', function () {
     dir = join(tmp.path, 'cache');
   });
 
-  /** Writes a committed result by hand, as a commit (perhaps of another process) leaves it. */
+  /**
+   * Writes a committed result by hand, as a commit (perhaps of another process) leaves it: data
+   * files, then the row (the cache must have opened the directory).
+   */
   function plantResult(
     area: 'persistent' | 'temporary',
     key: string,
@@ -59,9 +62,14 @@ describe('file cache: durability', function () {
       fs.writeFileSync(join(shardDir, `${key}@${commit}@${format}`), content);
       infos[format] = { size: Buffer.byteLength(content), contentType: 'text/plain' };
     }
-    fs.writeFileSync(
-      join(shardDir, `${key}@manifest`),
-      JSON.stringify({ v: 2, key, area, createdAt, commit, formats: infos }),
+    runOnResults(
+      dir,
+      'INSERT OR REPLACE INTO results (area, key, v, commit_id, created_at, fence, formats, data) VALUES (?, ?, 1, ?, ?, NULL, ?, NULL)',
+      area,
+      key,
+      commit,
+      createdAt,
+      JSON.stringify(infos),
     );
   }
 
@@ -85,23 +93,34 @@ describe('file cache: durability', function () {
     expect((await second.list('persistent', { limit: 10 })).items.map((m) => m.key)).to.deep.equal(['kept']);
   });
 
-  it('lays results out flat as <dir>/<area>/<shard>/<key>@<commit>@<format> and <key>@manifest', async function () {
+  it('lays results out flat as <dir>/<area>/<shard>/<key>@<commit>@<format>, named by a row of cache.sqlite', async function () {
     const cache = openCache({ inlineMaxBytes: 0 });
     await put(cache, 'laid-out', 'temporary', { csv: 'x', 'tar.gz': 'y' });
     const shardDir = join(dir, 'temporary', shardOf('laid-out'));
     const names = fs.readdirSync(shardDir).sort();
-    expect(names).to.have.length(3);
-    expect(names[2]).to.equal('laid-out@manifest');
-    const manifest = JSON.parse(fs.readFileSync(join(shardDir, 'laid-out@manifest'), 'utf8')) as {
-      v: number;
-      commit: string;
-    };
-    expect(manifest.v).to.equal(3);
-    expect(manifest.commit).to.match(/^[0-9a-z]{20}$/);
-    expect(names.slice(0, 2)).to.deep.equal([`laid-out@${manifest.commit}@csv`, `laid-out@${manifest.commit}@tar.gz`]);
+    const row = rowOf(dir, 'temporary', 'laid-out');
+    expect(row?.v).to.equal(1);
+    expect(row?.commit_id).to.match(/^[0-9a-z]{20}$/);
+    expect(names).to.deep.equal([`laid-out@${row?.commit_id ?? ''}@csv`, `laid-out@${row?.commit_id ?? ''}@tar.gz`]);
+    expect(JSON.parse(row?.formats ?? '')).to.deep.equal({
+      csv: { size: 1, contentType: 'text/plain' },
+      'tar.gz': { size: 1, contentType: 'text/plain' },
+    });
     expect(fs.readdirSync(join(dir, 'staging'))).to.deep.equal([]);
-    expect(fs.readdirSync(dir).sort()).to.deep.equal(['cache-layout', 'persistent', 'staging', 'temporary']);
-    expect(fs.readFileSync(join(dir, 'cache-layout'), 'utf8')).to.equal('flat-1\n');
+    expect(
+      fs
+        .readdirSync(dir)
+        .filter((name) => !name.startsWith('cache.sqlite-'))
+        .sort(),
+    ).to.deep.equal(['cache-layout', 'cache.sqlite', 'persistent', 'staging', 'temporary']);
+    expect(fs.readFileSync(join(dir, 'cache-layout'), 'utf8')).to.equal('sqlite-1\n');
+    // 8 KiB pages, so that a row with a 1 KiB format fits in its leaf (see open-cache-database.ts).
+    const db = openResults(dir);
+    try {
+      expect(db.pragma('page_size', { simple: true })).to.equal(8192);
+    } finally {
+      db.close();
+    }
   });
 
   it('fits the longest key and format with a commit id in one file name of 255 bytes', async function () {
@@ -168,9 +187,10 @@ describe('file cache: durability', function () {
     fs.writeFileSync(live, 'in progress');
     fs.writeFileSync(liveOld, '{}');
     age(liveOld, 2 * DAY_MS);
-    // Mid-commit: the files were renamed in, the manifest never renamed over (a half-written
-    // temporary manifest next to them).
+    // Mid-commit: the files were renamed in, the row never written (and a half-written manifest
+    // of the flat-1 layout, which a crash of an earlier armlib left).
     const shardDir = join(dir, 'temporary', shardOf('k'));
+    fs.mkdirSync(shardDir, { recursive: true });
     const oldCommit = commitId(2 * 60 * 60 * 1000, 'cc');
     const orphans = ['csv', 'json'].map((format) => join(shardDir, `k@${oldCommit}@${format}`));
     fs.writeFileSync(orphans[0] ?? '', 'new csv');
@@ -210,18 +230,15 @@ describe('file cache: durability', function () {
     expect(await reopened.get('k', 'json')).to.equal(undefined);
   });
 
-  it('reads the old result when a crash left the key in both areas, and sweep keeps the newer one', async function () {
-    const cache = openCache();
+  it("replaces the key's result in the other area in the transaction that publishes, then removes its files", async function () {
+    const cache = openCache({ inlineMaxBytes: 0 });
     await put(cache, 'k', 'persistent', { csv: 'old persistent' });
-    // Crash between publishing a newer temporary result and removing the persistent one:
-    // write a complete temporary result in by hand, as the commit would have left it.
-    const commit = commitId(-60_000, 'ff'); // newer than the persistent commit
-    plantResult('temporary', 'k', commit, { csv: 'new temporary' }, 2);
-    // Persistent first: the old, complete result.
-    expect(await text(cache, 'k', 'csv')).to.equal('old persistent');
-    expect(await cache.sweep('persistent', 0)).to.equal(0);
-    expect(fs.readdirSync(join(dir, 'persistent', shardOf('k')))).to.deep.equal([]);
+    const old = rowOf(dir, 'persistent', 'k')?.commit_id ?? '';
+    await put(cache, 'k', 'temporary', { csv: 'new temporary' });
+    expect(rowOf(dir, 'persistent', 'k')).to.equal(undefined);
+    expect(fs.readdirSync(join(dir, 'persistent', shardOf('k'))).filter((n) => n.includes(old))).to.deep.equal([]);
     expect(await text(cache, 'k', 'csv')).to.equal('new temporary');
+    expect(await cache.head('k', 'persistent')).to.equal(undefined);
   });
 
   it('replaces a result of the other area even when the clock stepped back since it was committed', async function () {
@@ -236,7 +253,7 @@ describe('file cache: durability', function () {
     expect(await cache.head('k', 'persistent')).to.equal(undefined);
   });
 
-  it('works the same with durability full (fsync of files, manifests and directories)', async function () {
+  it('works the same with durability full (fsync of files and directories, synchronous=FULL)', async function () {
     const clock = new ManualClock(5_000);
     const cache = openCache({ durability: 'full' }, clock);
     const staged = await cache.stage('durable');
@@ -285,6 +302,31 @@ describe('file cache: durability', function () {
     } finally {
       synced.restore();
     }
+  });
+
+  it('with durability full, syncs the data files and their directory before the row names them', async function () {
+    const cache = openCache({ durability: 'full', inlineMaxBytes: 0 });
+    await cache.head('x'); // opens the directory (its own syncs are not this test's subject)
+    const reader = openResults(dir);
+    const rowExists = (): boolean =>
+      reader.prepare("SELECT 1 FROM results WHERE area = 'temporary' AND key = 'synced'").get() !== undefined;
+    const synced = watchSyncs(() => rowExists());
+    try {
+      await put(cache, 'synced', 'temporary', { csv: 'x'.repeat(4096), json: '{}' });
+    } finally {
+      synced.restore();
+      reader.close();
+    }
+    const shardDir = join(dir, 'temporary', shardOf('synced'));
+    const row = rowOf(dir, 'temporary', 'synced');
+    expect(row).to.not.equal(undefined);
+    // Each staged file was synced (under its staging name) and so was the shard directory it was
+    // renamed into, all while no row named them yet.
+    const files = synced.paths.filter((path) => path.startsWith(join(dir, 'staging')));
+    expect(files, `synced: ${synced.paths.join(', ')}`).to.have.length(2);
+    const dirSync = synced.paths.lastIndexOf(shardDir);
+    expect(dirSync, `synced: ${synced.paths.join(', ')}`).to.be.above(-1);
+    expect(synced.rowAt.slice(0, dirSync + 1).every((seen) => !seen)).to.equal(true);
   });
 
   it('streams a multi-block result back byte for byte, and serves ranges across block boundaries', async function () {
@@ -409,20 +451,30 @@ describe('file cache: durability', function () {
 
 /**
  * Records the path of every file and directory fsynced from now on (through `/proc/self/fd`, so
- * Linux only), and can make hard links fail as on a file system without them. Node's own `fs`
+ * Linux only), with what `probe` said at that moment (`rowAt`), and can make hard links fail as on
+ * a file system without them. Node's own `fs`
  * functions are swapped, and the ESM view of them synced, so the cache's calls come here.
  */
-function watchSyncs(): { paths: string[]; failLinks: boolean; restore(): void } {
+function watchSyncs(probe: () => boolean = () => false): {
+  paths: string[];
+  rowAt: boolean[];
+  failLinks: boolean;
+  restore(): void;
+} {
   const nodeFs = require('node:fs') as typeof fs;
   const original = { fsync: nodeFs.fsync, fsyncSync: nodeFs.fsyncSync, linkSync: nodeFs.linkSync };
-  const watch = { paths: [] as string[], failLinks: false, restore };
+  const watch = { paths: [] as string[], rowAt: [] as boolean[], failLinks: false, restore };
   const pathOf = (fd: number): string => nodeFs.readlinkSync(`/proc/self/fd/${String(fd)}`);
-  nodeFs.fsync = ((fd: number, callback: (error: NodeJS.ErrnoException | null) => void) => {
+  const note = (fd: number): void => {
     watch.paths.push(pathOf(fd));
+    watch.rowAt.push(probe());
+  };
+  nodeFs.fsync = ((fd: number, callback: (error: NodeJS.ErrnoException | null) => void) => {
+    note(fd);
     original.fsync(fd, callback);
   }) as typeof fs.fsync;
   nodeFs.fsyncSync = (fd: number) => {
-    watch.paths.push(pathOf(fd));
+    note(fd);
     original.fsyncSync(fd);
   };
   nodeFs.linkSync = (from: fs.PathLike, to: fs.PathLike) => {

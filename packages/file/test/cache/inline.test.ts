@@ -7,12 +7,12 @@ import { BackendError, ManualClock } from '@armlib/core';
 
 import { FileCacheManager } from '../../src/cache/file-cache-manager.js';
 import { shardOf } from '../../src/cache/layout.js';
-import { bytes, collect, put, tempDir, text } from './support.js';
+import { bytes, collect, put, rowOf, runOnResults, tempDir, text } from './support.js';
 import type { TempDir } from './support.js';
 
 const LIMIT = 64;
 
-describe('file cache: small formats kept in the manifest', function () {
+describe('file cache: small formats kept in the row', function () {
   let tmp: TempDir;
   let cache: FileCacheManager;
 
@@ -31,19 +31,29 @@ describe('file cache: small formats kept in the manifest', function () {
     return fs.existsSync(shardDir) ? fs.readdirSync(shardDir).sort() : [];
   }
 
-  function manifestOf(area: 'persistent' | 'temporary', key: string): { v: number; inline?: Record<string, string> } {
-    const path = join(tmp.path, area, shardOf(key), `${key}@manifest`);
-    return JSON.parse(fs.readFileSync(path, 'utf8')) as { v: number; inline?: Record<string, string> };
+  /** The row of a result: its version and the formats it holds inline (those with an offset in its data). */
+  function rowInline(area: 'persistent' | 'temporary', key: string): { v: number; inline: string[] } {
+    const row = rowOf(tmp.path, area, key);
+    expect(row, `the row of ${key} in ${area}`).to.not.equal(undefined);
+    const formats = JSON.parse(row?.formats ?? '{}') as Record<string, { at?: number }>;
+    return {
+      v: row?.v ?? 0,
+      inline: Object.keys(formats)
+        .filter((name) => formats[name]?.at !== undefined)
+        .sort(),
+    };
   }
 
-  it('writes a small result as its manifest alone, and serves it whole and by range', async function () {
+  it('writes a small result as its row alone, and serves it whole and by range', async function () {
     const manifest = await put(cache, 'small', 'temporary', { csv: 'a,b\n1,2\n', json: '{"a":1}' });
     expect(manifest.formats['csv']?.size).to.equal(8);
-    expect(names('temporary', 'small')).to.deep.equal(['small@manifest']);
+    expect(names('temporary', 'small')).to.deep.equal([]);
     expect(fs.readdirSync(join(tmp.path, 'staging'))).to.deep.equal([]);
-    const stored = manifestOf('temporary', 'small');
-    expect(stored.v).to.equal(3);
-    expect(Object.keys(stored.inline ?? {}).sort()).to.deep.equal(['csv', 'json']);
+    const stored = rowInline('temporary', 'small');
+    expect(stored.v).to.equal(1);
+    expect(stored.inline).to.deep.equal(['csv', 'json']);
+    // The bytes themselves, one after the other in the row's BLOB (no base64).
+    expect(rowOf(tmp.path, 'temporary', 'small')?.data?.toString()).to.equal('a,b\n1,2\n{"a":1}');
 
     expect(await text(cache, 'small', 'csv')).to.equal('a,b\n1,2\n');
     const got = await cache.get('small', 'json');
@@ -56,21 +66,21 @@ describe('file cache: small formats kept in the manifest', function () {
     expect((await collect(part?.body ?? bytes())).toString()).to.equal('1,2');
   });
 
-  it('puts a format over the limit in a file, and one of exactly the limit in the manifest', async function () {
+  it('puts a format over the limit in a file, and one of exactly the limit in the row', async function () {
     await put(cache, 'edge', 'persistent', { at: 'x'.repeat(LIMIT), over: 'y'.repeat(LIMIT + 1) });
     const files = names('persistent', 'edge');
-    expect(files).to.have.length(2);
+    expect(files).to.have.length(1);
     expect(files[0]).to.match(/^edge@[0-9a-z]{20}@over$/);
-    expect(Object.keys(manifestOf('persistent', 'edge').inline ?? {})).to.deep.equal(['at']);
+    expect(rowInline('persistent', 'edge').inline).to.deep.equal(['at']);
     expect(await text(cache, 'edge', 'at')).to.equal('x'.repeat(LIMIT));
     expect(await text(cache, 'edge', 'over')).to.equal('y'.repeat(LIMIT + 1));
   });
 
-  it('keeps at most four times the limit of one result in its manifest', async function () {
+  it('keeps at most four times the limit of one result in its row', async function () {
     const formats = Object.fromEntries(['a', 'b', 'c', 'd', 'e'].map((f) => [f, f.repeat(LIMIT)]));
     await put(cache, 'many', 'temporary', formats);
-    expect(Object.keys(manifestOf('temporary', 'many').inline ?? {})).to.have.length(4);
-    expect(names('temporary', 'many')).to.have.length(2);
+    expect(rowInline('temporary', 'many').inline).to.have.length(4);
+    expect(names('temporary', 'many')).to.have.length(1);
     for (const [format, content] of Object.entries(formats))
       expect(await text(cache, 'many', format)).to.equal(content);
   });
@@ -100,31 +110,28 @@ describe('file cache: small formats kept in the manifest', function () {
     expect(fs.readdirSync(join(tmp.path, 'staging'))).to.deep.equal([]);
     expect(await text(cache, 'rewritten', 'csv')).to.equal('small');
     expect(await text(cache, 'rewritten', 'json')).to.equal(`[${'0,'.repeat(LIMIT)}0]`);
-    expect(Object.keys(manifestOf('temporary', 'rewritten').inline ?? {})).to.deep.equal(['csv']);
+    expect(rowInline('temporary', 'rewritten').inline).to.deep.equal(['csv']);
   });
 
   it('promotes, replaces and deletes a small result without leaving files behind', async function () {
     await put(cache, 'moved', 'temporary', { csv: 'one' });
     expect(await cache.promote('moved')).to.equal(true);
     expect(names('temporary', 'moved')).to.deep.equal([]);
-    expect(names('persistent', 'moved')).to.deep.equal(['moved@manifest']);
+    expect(names('persistent', 'moved')).to.deep.equal([]);
     expect(await text(cache, 'moved', 'csv')).to.equal('one');
     // A big result replaces the small one, then a small one the big one: the big file goes.
     await put(cache, 'moved', 'persistent', { csv: 'B'.repeat(LIMIT + 10) });
-    expect(names('persistent', 'moved')).to.have.length(2);
+    expect(names('persistent', 'moved')).to.have.length(1);
     await put(cache, 'moved', 'persistent', { csv: 'two' });
-    expect(names('persistent', 'moved')).to.deep.equal(['moved@manifest']);
+    expect(names('persistent', 'moved')).to.deep.equal([]);
     expect(await cache.delete('moved')).to.equal(1);
     expect(names('persistent', 'moved')).to.deep.equal([]);
     expect(await cache.head('moved')).to.equal(undefined);
   });
 
-  it('refuses a manifest whose inline data does not match its size', async function () {
+  it('refuses a row whose inline data does not match its size', async function () {
     await put(cache, 'bent', 'temporary', { csv: 'abc' });
-    const path = join(tmp.path, 'temporary', shardOf('bent'), 'bent@manifest');
-    const stored = JSON.parse(fs.readFileSync(path, 'utf8')) as { inline: Record<string, string> };
-    stored.inline['csv'] = Buffer.from('abcd').toString('base64');
-    fs.writeFileSync(path, JSON.stringify(stored));
+    runOnResults(tmp.path, "UPDATE results SET data = CAST('ab' AS BLOB) WHERE key = 'bent'");
     const error = await cache.head('bent').catch((e: unknown) => e);
     expect(BackendError.is(error), String(error)).to.equal(true);
     expect((error as Error).message).to.include('bad inline data of csv');
@@ -134,7 +141,7 @@ describe('file cache: small formats kept in the manifest', function () {
     const files = new FileCacheManager({ dir: join(tmp.path, 'files'), inlineMaxBytes: 0 });
     try {
       await put(files, 'k', 'temporary', { csv: 'x' });
-      expect(fs.readdirSync(join(tmp.path, 'files', 'temporary', shardOf('k')))).to.have.length(2);
+      expect(fs.readdirSync(join(tmp.path, 'files', 'temporary', shardOf('k')))).to.have.length(1);
       expect(await text(files, 'k', 'csv')).to.equal('x');
     } finally {
       await files.close();

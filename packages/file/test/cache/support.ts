@@ -3,6 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 
+import Database from 'better-sqlite3';
+
 import type { CacheArea, CacheManager, ResultManifest } from '@armlib/core';
 
 /** A fresh directory under the OS temp dir, removed by {@link TempDir.remove}. */
@@ -56,4 +58,45 @@ export async function rejection(promise: Promise<unknown>): Promise<unknown> {
     return error;
   }
   throw new Error('expected a rejection, got a value');
+}
+
+/**
+ * A connection of its own to the results database of the cache in `dir`, as another process (or
+ * an operator with the sqlite3 shell) would open it: for tests that damage or inspect rows.
+ */
+export function openResults(dir: string): Database.Database {
+  const db = new Database(join(dir, 'cache.sqlite'), { timeout: 10_000 });
+  db.pragma('journal_mode = WAL');
+  return db;
+}
+
+/** The raw row of `key` in `area`, or undefined. */
+export interface RawRow {
+  area: string;
+  key: string;
+  v: number;
+  commit_id: string;
+  created_at: number;
+  fence: number | null;
+  formats: string;
+  data: Buffer | null;
+}
+
+export function rowOf(dir: string, area: CacheArea, key: string): RawRow | undefined {
+  const db = openResults(dir);
+  try {
+    return db.prepare('SELECT * FROM results WHERE area = ? AND key = ?').get(area, key) as RawRow | undefined;
+  } finally {
+    db.close();
+  }
+}
+
+/** Runs one statement on the results database of the cache in `dir` (to damage or plant rows). */
+export function runOnResults(dir: string, sql: string, ...params: unknown[]): number {
+  const db = openResults(dir);
+  try {
+    return db.prepare(sql).run(...params).changes;
+  } finally {
+    db.close();
+  }
 }
