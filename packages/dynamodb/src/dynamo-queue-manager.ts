@@ -58,6 +58,7 @@ import type { Item } from './codec.js';
 import { pickCandidate, readCandidates } from './claim-candidates.js';
 import type { Candidate, ClaimHistory } from './claim-candidates.js';
 import { Db } from './db.js';
+import type { WriteOutcome } from './db.js';
 import { Expr } from './expr.js';
 import { GroupSlots, needsGroupItem, policyOf } from './groups.js';
 import type { GroupItemState } from './groups.js';
@@ -76,7 +77,9 @@ import {
   WORK_INDEX,
   workShard,
 } from './layout.js';
+import { itemSize, MAX_ENQUEUE_ITEM_BYTES, TRANSITION_ROOM } from './item-size.js';
 import { LiveCounts } from './live-counts.js';
+import type { CapReservation } from './live-counts.js';
 import { resolveClient, resolveDynamoOptions } from './options.js';
 import type { DynamoQueueManagerOptions, ResolvedDynamoOptions } from './options.js';
 import { PauseControl } from './pause.js';
@@ -142,7 +145,7 @@ function checkLeaseMs(leaseMs: number): void {
  *   (`L#<shard>`, sorted by the first lease deadline) where sweeps find expired leases.
  * - Every transition is a conditional write; every fenced call conditions on `leaseToken = :t`.
  * - Finished records carry a TTL attribute (`xt`, epoch seconds) from `retainUntil`; reads ignore
- *   records past it, as DynamoDB deletes them lazily.
+ *   records past it, as DynamoDB deletes them lazily (and prune deletes them where TTL does not run).
  * - Seq numbers come from the clock (ms × 2^11 + random bits), not from a counter item; activity and
  *   duration statistics are buffered in the process and flushed periodically.
  *
@@ -241,91 +244,126 @@ export class DynamoQueueManager implements QueueManager {
       limits.groupMaxQueueLength !== undefined ||
       (limits.maxPendingPerOwner !== undefined && request.owner !== undefined);
     for (let attempt = 0; attempt < 8; attempt++) {
+      let place: CapReservation | undefined;
       if (capped) {
-        const refusal = await this.#live.check(limits, request.group, request.owner, now);
-        if (refusal !== undefined) {
+        const reserved = await this.#live.reserve(limits, key, request.group, request.owner, now);
+        if (!('commit' in reserved)) {
           // A live record is returned as is, without any cap check.
           const live = await this.#readLive(key, now);
           if (live !== undefined)
             return { outcome: 'existing', record: (await this.#joinSticky(live, entry, now)) ?? live };
-          if (refusal.kind === 'owner') throw new QuotaExceededError(refusal.owner, refusal.limit);
-          throw refusal.group === undefined
-            ? new QueueFullError(refusal.limit)
-            : new QueueFullError(refusal.limit, refusal.group);
+          if (reserved.kind === 'owner') throw new QuotaExceededError(reserved.owner, reserved.limit);
+          throw reserved.group === undefined
+            ? new QueueFullError(reserved.limit)
+            : new QueueFullError(reserved.limit, reserved.group);
         }
+        place = reserved;
       }
-      const seq = this.#seq.next(now);
-      // Seqs of different processes can coincide; only this id tells our own landed put apart.
-      const writeId = randomUUID();
-      const shard = workShard(key, this.#options.shards);
-      const sk = pendingSk(request.priority, seq);
-      const item: Item = {
-        [KEY_ATTRS.pk]: recordPk(key, this.#options.recordShards),
-        [KEY_ATTRS.sk]: recordSk(key),
-        [A.key]: key,
-        [A.request]: encodeRequest(request),
-        [A.state]: 'pending',
-        [A.group]: request.group,
-        [A.priority]: request.priority,
-        [A.seq]: seq,
-        [A.submittedAt]: now,
-        [A.readyAt]: now,
-        [A.attempts]: 0,
-        [A.maxAttempts]: entry.maxAttempts,
-        [A.writeId]: writeId,
-        [A.enqueueId]: writeId,
-        ps: sk,
-        [KEY_ATTRS.workPk]: pendingPk(shard),
-        [KEY_ATTRS.workSk]: sk,
-      };
-      if (request.sticky === true) item[A.sticky] = true;
-      if (request.owner !== undefined) item[A.owner] = request.owner;
-      if (entry.pendingExpiresAt !== undefined) item[A.pendingExpiresAt] = entry.pendingExpiresAt;
-      const e = new Expr();
-      const keep = options.keepFinishedSince;
-      // A finished record is replaced, unless it finished at or after keepFinishedSince.
-      const finished = `NOT (${e.n(A.state)} IN (${e.v('pending')}, ${e.v('running')}))`;
-      const replaceable =
-        keep === undefined
-          ? finished
-          : `(${finished} AND (attribute_not_exists(${e.n(A.finishedAt)}) OR ${e.n(A.finishedAt)} < ${e.v(keep)}))`;
-      // So is a pending record past its deadline (see isLapsed): reads report it expired already,
-      // whether or not a sweep wrote it so. It holds no result, so keepFinishedSince does not keep it.
-      const lapsed = `(${e.n(A.state)} = ${e.v('pending')} AND ${e.n(A.pendingExpiresAt)} <= ${e.v(now)} AND ${e.n(A.attempts)} = ${e.v(0)})`;
-      // Never over the record this very put made (its first attempt landed, its answer was lost, and
-      // the request has run since): the SDK's retry must not queue it again.
-      const notOurs = `(attribute_not_exists(${e.n(A.enqueueId)}) OR ${e.n(A.enqueueId)} <> ${e.v(writeId)})`;
-      const condition = `attribute_not_exists(${e.n(KEY_ATTRS.pk)}) OR ((${replaceable} OR ${lapsed}) AND ${notOurs})`;
-      const out = await this.#db.put(
-        { Item: item, ConditionExpression: condition, ReturnValues: 'ALL_OLD', ...e.attributes() },
-        'PutItem(enqueue)',
-      );
-      this.#forget(key);
-      // DynamoDB returns the item that failed the condition; dynalite does not, so it is read.
-      const oldItem = out.ok ? undefined : (out.old ?? (await this.#db.get(this.#recordKey(key), 'GetItem(record)')));
-      const old = decodeRecord(oldItem);
-      // A retried put whose first attempt landed (its answer was lost) finds its own record, in
-      // whatever state another host has moved it to since (even finished).
-      if (out.ok || oldItem?.[A.writeId] === writeId || oldItem?.[A.enqueueId] === writeId) {
-        // A lapsed record replaced here is never swept: its expiry is reported from here.
-        const replaced = out.ok ? decodeRecord(out.old) : undefined;
-        if (replaced?.state === 'pending') this.#lapsedGone(replaced);
-        this.#live.adjust(request.group, request.owner, undefined, 'pending');
-        this.#activity.record('submitted', request.group, now);
-        this.#scheduleFlush();
-        const record = decodeRecord(item);
-        if (record === undefined) throw new Error('unreachable: a fresh record item did not decode');
-        return { outcome: 'created', record };
+      // The place under the caps is kept only when this put created the record; any other way out
+      // of this attempt (existing, a retry, a thrown error) gives it back.
+      try {
+        const result = await this.#putOnce(entry, options, now, place);
+        if (result === 'retry') continue;
+        return result;
+      } finally {
+        place?.cancel();
       }
-      if (old !== undefined && isFinished(old.state) && keep !== undefined && (old.finishedAt ?? -Infinity) >= keep) {
-        return { outcome: 'existing', record: old };
-      }
-      const live = old !== undefined && !isFinished(old.state) ? old : await this.#readLive(key, now);
-      if (live === undefined) continue; // finished meanwhile: try the put again
-      const joined = await this.#joinSticky(live, entry, now);
-      if (joined !== undefined) return { outcome: 'existing', record: joined };
     }
     throw new ConflictError(`enqueue of '${key}' kept racing with other writers; try again`);
+  }
+
+  /**
+   * One conditional put of an enqueue: its result, or 'retry' when the live record it met finished
+   * meanwhile. `place` is the enqueue's place under the caps, kept when the put created the record.
+   */
+  async #putOnce(
+    entry: NewQueueEntry,
+    options: EnqueueOptions,
+    now: number,
+    place: CapReservation | undefined,
+  ): Promise<EnqueueResult | 'retry'> {
+    const request = entry.request;
+    const key = entry.key;
+    const seq = this.#seq.next(now);
+    // Seqs of different processes can coincide; only this id tells our own landed put apart.
+    const writeId = randomUUID();
+    const shard = workShard(key, this.#options.shards);
+    const sk = pendingSk(request.priority, seq);
+    const item: Item = {
+      [KEY_ATTRS.pk]: recordPk(key, this.#options.recordShards),
+      [KEY_ATTRS.sk]: recordSk(key),
+      [A.key]: key,
+      [A.request]: encodeRequest(request),
+      [A.state]: 'pending',
+      [A.group]: request.group,
+      [A.priority]: request.priority,
+      [A.seq]: seq,
+      [A.submittedAt]: now,
+      [A.readyAt]: now,
+      [A.attempts]: 0,
+      [A.maxAttempts]: entry.maxAttempts,
+      [A.writeId]: writeId,
+      [A.enqueueId]: writeId,
+      ps: sk,
+      [KEY_ATTRS.workPk]: pendingPk(shard),
+      [KEY_ATTRS.workSk]: sk,
+    };
+    if (request.sticky === true) item[A.sticky] = true;
+    if (request.owner !== undefined) item[A.owner] = request.owner;
+    if (entry.pendingExpiresAt !== undefined) item[A.pendingExpiresAt] = entry.pendingExpiresAt;
+    // Core's request limits (params and body of 256 KiB each) allow more than one DynamoDB item
+    // holds; the put would fail with a ValidationException that no retry can cure.
+    const size = itemSize(item);
+    if (size > MAX_ENQUEUE_ITEM_BYTES) {
+      throw new InvalidRequestError(
+        'request',
+        `is ${String(size)} bytes as a queue record, over the DynamoDB item size limit (${String(MAX_ENQUEUE_ITEM_BYTES)} bytes: 400 KB less ${String(TRANSITION_ROOM)} kept for what later transitions write)`,
+      );
+    }
+    const e = new Expr();
+    const keep = options.keepFinishedSince;
+    // A finished record is replaced, unless it finished at or after keepFinishedSince.
+    const finished = `NOT (${e.n(A.state)} IN (${e.v('pending')}, ${e.v('running')}))`;
+    const replaceable =
+      keep === undefined
+        ? finished
+        : `(${finished} AND (attribute_not_exists(${e.n(A.finishedAt)}) OR ${e.n(A.finishedAt)} < ${e.v(keep)}))`;
+    // So is a pending record past its deadline (see isLapsed): reads report it expired already,
+    // whether or not a sweep wrote it so. It holds no result, so keepFinishedSince does not keep it.
+    const lapsed = `(${e.n(A.state)} = ${e.v('pending')} AND ${e.n(A.pendingExpiresAt)} <= ${e.v(now)} AND ${e.n(A.attempts)} = ${e.v(0)})`;
+    // Never over the record this very put made (its first attempt landed, its answer was lost, and
+    // the request has run since): the SDK's retry must not queue it again.
+    const notOurs = `(attribute_not_exists(${e.n(A.enqueueId)}) OR ${e.n(A.enqueueId)} <> ${e.v(writeId)})`;
+    const condition = `attribute_not_exists(${e.n(KEY_ATTRS.pk)}) OR ((${replaceable} OR ${lapsed}) AND ${notOurs})`;
+    const out = await this.#db.put(
+      { Item: item, ConditionExpression: condition, ReturnValues: 'ALL_OLD', ...e.attributes() },
+      'PutItem(enqueue)',
+    );
+    this.#forget(key);
+    // DynamoDB returns the item that failed the condition; dynalite does not, so it is read.
+    const oldItem = out.ok ? undefined : (out.old ?? (await this.#db.get(this.#recordKey(key), 'GetItem(record)')));
+    const old = decodeRecord(oldItem);
+    // A retried put whose first attempt landed (its answer was lost) finds its own record, in
+    // whatever state another host has moved it to since (even finished).
+    if (out.ok || oldItem?.[A.writeId] === writeId || oldItem?.[A.enqueueId] === writeId) {
+      // A lapsed record replaced here is never swept: its expiry is reported from here.
+      const replaced = out.ok ? decodeRecord(out.old) : undefined;
+      if (replaced?.state === 'pending') this.#lapsedGone(replaced);
+      if (place === undefined) this.#live.adjust(request.group, request.owner, undefined, 'pending');
+      else place.commit();
+      this.#activity.record('submitted', request.group, now);
+      this.#scheduleFlush();
+      const record = decodeRecord(item);
+      if (record === undefined) throw new Error('unreachable: a fresh record item did not decode');
+      return { outcome: 'created', record };
+    }
+    if (old !== undefined && isFinished(old.state) && keep !== undefined && (old.finishedAt ?? -Infinity) >= keep) {
+      return { outcome: 'existing', record: old };
+    }
+    const live = old !== undefined && !isFinished(old.state) ? old : await this.#readLive(key, now);
+    if (live === undefined) return 'retry'; // finished meanwhile: try the put again
+    const joined = await this.#joinSticky(live, entry, now);
+    return joined === undefined ? 'retry' : { outcome: 'existing', record: joined };
   }
 
   /** The live record, made sticky when the entry is and it is not; undefined when it finished meanwhile. */
@@ -413,6 +451,8 @@ export class DynamoQueueManager implements QueueManager {
     const policyGroups = Object.keys(options.policies).filter(
       (g) => needsGroupItem(options.policies[g]) && (allowed === undefined || allowed.has(g)),
     );
+    // Slots this process failed to give back go first, so that they count as free again at once.
+    if (policyGroups.length > 0) await this.#groups.settleOwed();
     const groupItems = policyGroups.length > 0 ? await this.#groups.readAll() : new Map<string, GroupItemState>();
     const blocked = new Set<string>();
     const readyTime = (group: string): number | undefined => {
@@ -486,16 +526,36 @@ export class DynamoQueueManager implements QueueManager {
     else e.set(A.groupSlot, true);
     // A request past its pending deadline is left to the sweep, which expires it.
     const condition = `${e.n(A.state)} = ${e.v('pending')} AND ${e.n(KEY_ATTRS.workSk)} = ${e.v(c.sk)} AND ${e.n(A.readyAt)} <= ${e.v(now)} AND (attribute_not_exists(${e.n(A.pendingExpiresAt)}) OR ${e.n(A.pendingExpiresAt)} > ${e.v(now)})`;
-    const out = await this.#db.update(
-      { Key: this.#recordKey(c.key), UpdateExpression: e.update(), ConditionExpression: condition, ...e.attributes() },
-      'UpdateItem(claim)',
-    );
+    const input = {
+      Key: this.#recordKey(c.key),
+      UpdateExpression: e.update(),
+      ConditionExpression: condition,
+      ...e.attributes(),
+    };
+    let out: WriteOutcome;
+    try {
+      out = await this.#db.update(input, 'UpdateItem(claim)');
+    } catch (error) {
+      this.#forget(c.key);
+      // The update may have landed before it failed (a timeout after the write, retries that ran
+      // out): only the record tells, by this claim's token. Landed, the lease is returned (else the
+      // request would sit running under a token nobody holds until its lease ran out).
+      const seen = await this.#readAfterFailure(c.key);
+      if (seen === 'unknown' || seen?.[A.leaseToken] !== token) {
+        // Not claimed: the slot goes back now instead of leaking until the repair pass. When the
+        // record cannot be read either, the slot stays taken for the repair pass (the safe side
+        // of the cap: the claim may have landed).
+        if (slot !== undefined && seen !== 'unknown') await this.#giveBackSlot(c.group, c.key, token, slot.prevLc, now);
+        throw error;
+      }
+      out = { ok: true, item: seen };
+    }
     this.#forget(c.key);
     // A retried update whose first attempt landed shows this claim's token: it is ours.
     const current = out.ok ? undefined : (out.old ?? (await this.#db.get(this.#recordKey(c.key), 'GetItem(record)')));
     const landed = current?.[A.leaseToken] === token ? current : undefined;
     if (!out.ok && landed === undefined) {
-      if (slot !== undefined) await this.#groups.release(c.group, c.key, token, { prev: slot.prevLc, now });
+      if (slot !== undefined) await this.#giveBackSlot(c.group, c.key, token, slot.prevLc, now);
       return undefined;
     }
     const record = decodeRecord(out.ok ? out.item : landed);
@@ -722,9 +782,15 @@ export class DynamoQueueManager implements QueueManager {
     const now = await this.#begin();
     if (Number.isNaN(finishedBefore)) throw new InvalidRequestError('finishedBefore', 'must be a time in epoch ms');
     let dropped = 0;
-    for (const r of await this.#allRecords(now, true)) {
+    for (const r of await this.#allRecords(now, 'retained')) {
       const seen = asSeenAt(r, now);
-      if (!isFinished(seen.state) || (seen.finishedAt ?? -Infinity) >= finishedBefore) continue;
+      // Records past their retention are hidden from every read already; TTL deletes them, but
+      // not on a table without it (dynalite, TTL not enabled) and only up to days late on AWS:
+      // prune removes them whatever finishedBefore says. They are not counted: for every reader
+      // they were gone already (the memory queue has evicted them), and the count is of records
+      // this call made disappear.
+      const retained = isExpired(r, now);
+      if (!retained && (!isFinished(seen.state) || (seen.finishedAt ?? -Infinity) >= finishedBefore)) continue;
       const e = new Expr();
       // A lapsed record is still pending as stored: the condition is the sweep's.
       const lapsed = r.state === 'pending';
@@ -736,7 +802,7 @@ export class DynamoQueueManager implements QueueManager {
         'DeleteItem(prune)',
       );
       this.#forget(r.key);
-      if (!out.ok) continue;
+      if (!out.ok || retained) continue;
       dropped++;
       if (lapsed) this.#lapsedGone(r);
     }
@@ -745,9 +811,10 @@ export class DynamoQueueManager implements QueueManager {
 
   /**
    * Every visible record: one Query per record partition (no Scan), records past retention left
-   * out; as reads see them (lapsed pending records expired, see asSeenAt) unless `stored`.
+   * out; as reads see them (lapsed pending records expired, see asSeenAt). `'retained'`: as stored,
+   * and with the records past retention (for prune).
    */
-  async #allRecords(now: number, stored = false): Promise<QueueRecord[]> {
+  async #allRecords(now: number, stored?: 'retained'): Promise<QueueRecord[]> {
     const pages = await Promise.all(
       Array.from({ length: this.#options.recordShards }, async (_, n) => {
         const { items } = await this.#db.queryAll(
@@ -765,7 +832,9 @@ export class DynamoQueueManager implements QueueManager {
     const out: QueueRecord[] = [];
     for (const item of pages.flat()) {
       const r = decodeRecord(item);
-      if (r !== undefined && !isExpired(r, now)) out.push(stored ? r : asSeenAt(r, now));
+      if (r === undefined) continue;
+      if (stored === 'retained') out.push(r);
+      else if (!isExpired(r, now)) out.push(asSeenAt(r, now));
     }
     return out;
   }
@@ -807,11 +876,21 @@ export class DynamoQueueManager implements QueueManager {
     // Expiries of records that no longer exist to be swept (replaced or pruned here since the last sweep).
     result.expired.push(...this.#unreported);
     this.#unreported = [];
-    await this.#groups.repair(now, SLOT_REPAIR_MS, async (key) => {
-      const r = await this.#read(key, now);
-      return r?.state === 'running' ? r.leaseToken : undefined;
-    });
-    await this.#flush();
+    // The transitions above have committed: from here on nothing may throw their report away.
+    try {
+      await this.#groups.settleOwed();
+      await this.#groups.repair(now, SLOT_REPAIR_MS, async (key) => {
+        const r = await this.#read(key, now);
+        return r?.state === 'running' ? r.leaseToken : undefined;
+      });
+    } catch {
+      // Slots still owed stay owed; the repair pass runs again within a minute.
+    }
+    try {
+      await this.#flush();
+    } catch {
+      // Counters only feed metrics and ETAs, and stay buffered for the next flush.
+    }
     return result;
   }
 
@@ -1150,10 +1229,35 @@ export class DynamoQueueManager implements QueueManager {
     return record;
   }
 
-  /** Gives the group slot back when the claim took one (the flag stays on the item until the next claim). */
+  /**
+   * Gives the group slot back when the claim took one (the flag stays on the item until the next
+   * claim). Best-effort: the record transition before it has committed and must be reported as
+   * done, so a failed release is kept to be retried by this process's next claim or sweep (and
+   * the repair pass frees it should this process die first).
+   */
   async #releaseSlotOf(item: Item, record: QueueRecord, token: string): Promise<void> {
     if (item[A.groupSlot] !== true) return;
-    await this.#groups.release(record.group, record.key, token);
+    await this.#groups.releaseOrOwe(record.group, record.key, token);
+  }
+
+  /** A claim that did not land gives its slot back, with the last claim time before it (best-effort, as above). */
+  async #giveBackSlot(
+    group: string,
+    key: string,
+    token: string,
+    prevLc: number | undefined,
+    now: number,
+  ): Promise<void> {
+    await this.#groups.releaseOrOwe(group, key, token, { prev: prevLc, now });
+  }
+
+  /** The record after a write threw, or 'unknown' when it cannot be read either. */
+  async #readAfterFailure(key: string): Promise<Item | undefined | 'unknown'> {
+    try {
+      return await this.#db.get(this.#recordKey(key), 'GetItem(record)');
+    } catch {
+      return 'unknown';
+    }
   }
 
   #scheduleFlush(): void {

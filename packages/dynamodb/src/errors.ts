@@ -16,6 +16,8 @@ const RETRYABLE_NAMES = new Set([
   'RequestTimeout',
   'RequestTimeoutException',
   'AbortError',
+  // Temporary credentials ran out (HTTP 400): the SDK's provider refreshes them, so a retry succeeds.
+  'ExpiredTokenException',
 ]);
 
 const RETRYABLE_CODES = new Set([
@@ -54,8 +56,8 @@ function httpStatus(error: unknown): number | undefined {
 }
 
 /**
- * Whether an SDK or network error is worth retrying: throttling, capacity, 5xx, timeouts and
- * dropped connections are; validation, access, missing tables and other 4xx are not.
+ * Whether an SDK or network error is worth retrying: throttling, capacity, 5xx, timeouts, dropped
+ * connections and expired credentials are; validation, access, missing tables and other 4xx are not.
  */
 export function isRetryable(error: unknown): boolean {
   const name = errorName(error);

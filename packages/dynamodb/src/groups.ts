@@ -5,6 +5,9 @@ import type { Db } from './db.js';
 import { Expr } from './expr.js';
 import { GROUPS_PK } from './layout.js';
 
+/** Releases a process keeps to retry (see {@link GroupSlots.releaseOrOwe}). */
+const MAX_OWED = 10_000;
+
 /** What the table says about a group with a policy. */
 export interface GroupItemState {
   /** Last claim time written by any process (groups with a policy only). */
@@ -37,6 +40,8 @@ export class GroupSlots {
   #lastRepair = -Infinity;
   /** This process claims in groups with a policy (so it repairs their slots too). */
   #used = false;
+  /** Slots this process failed to give back (`group key token` → slot), retried by its next claim or sweep. */
+  readonly #owed = new Map<string, { readonly group: string; readonly key: string; readonly token: string }>();
 
   constructor(private readonly db: Db) {}
 
@@ -134,6 +139,39 @@ export class GroupSlots {
     );
     // Someone claimed in between: give the slot back without touching the claim time.
     if (!out.ok && restoreLc !== undefined) await this.release(group, key, token);
+  }
+
+  /**
+   * {@link GroupSlots.release}, for callers whose record write has already committed (a finish, a
+   * requeue) or failed (a claim): a failed release must not fail them. It is kept and retried by
+   * {@link GroupSlots.settleOwed}, so the slot comes back at this process's next claim or sweep
+   * rather than after two repair passes.
+   */
+  async releaseOrOwe(
+    group: string,
+    key: string,
+    token: string,
+    restoreLc?: { prev: number | undefined; now: number },
+  ): Promise<void> {
+    try {
+      await this.release(group, key, token, restoreLc);
+    } catch {
+      // Beyond this many the repair pass frees them (as it does after a crash).
+      if (this.#owed.size < MAX_OWED) this.#owed.set(`${group} ${key} ${token}`, { group, key, token });
+    }
+  }
+
+  /** Retries the releases this process owes; never throws (what still fails stays owed). */
+  async settleOwed(): Promise<void> {
+    for (const [id, slot] of [...this.#owed]) {
+      try {
+        // Conditional on the token: a slot already gone (repaired meanwhile) is a no-op.
+        await this.release(slot.group, slot.key, slot.token);
+        this.#owed.delete(id);
+      } catch {
+        return; // the table still refuses: the rest wait for the next try
+      }
+    }
   }
 
   /**

@@ -12,11 +12,11 @@ export interface DynamoQueueManagerOptions {
   tableName?: string;
   /** Table name prefix: the table is `<tablePrefix>armlib-queue` (e.g. `prod-` → `prod-armlib-queue`). */
   tablePrefix?: string;
-  /** AWS region of the client armlib builds (ignored with `client`). */
+  /** AWS region of the client armlib builds (never together with `client`). */
   region?: string;
-  /** Endpoint URL of the client armlib builds, e.g. DynamoDB Local (ignored with `client`). */
+  /** Endpoint URL of the client armlib builds, e.g. DynamoDB Local (never together with `client`). */
   endpoint?: string;
-  /** A ready DynamoDB client to use; never together with `clientConfig`. Not closed by armlib. */
+  /** A ready DynamoDB client to use; never together with `clientConfig`, `region` or `endpoint`. Not closed by armlib. */
   client?: DynamoDBClient;
   /** Configuration of the client armlib builds (and destroys on close); never together with `client`. */
   clientConfig?: DynamoDBClientConfig;
@@ -63,6 +63,23 @@ const TABLE_NAME = /^[A-Za-z0-9_.-]{3,255}$/;
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Whether a value can serve as the client: checked by shape, not `instanceof`, as the host's client
+ * may come from another copy of the AWS SDK (its own version, or a bundled one), whose class is a
+ * different object. What the adapter uses: `send`, `middlewareStack.add` (the document client and
+ * the cost helper add middleware) and `config`.
+ */
+function isDynamoClient(value: unknown): boolean {
+  if (!isObject(value)) return false;
+  const stack = value['middlewareStack'];
+  return (
+    typeof value['send'] === 'function' &&
+    isObject(stack) &&
+    typeof stack['add'] === 'function' &&
+    isObject(value['config'])
+  );
 }
 
 function checkInteger(o: Record<string, unknown>, name: string, min: number, max: number, issues: ConfigIssue[]): void {
@@ -120,8 +137,18 @@ export function checkDynamoQueueOptions(options: unknown): ConfigIssue[] {
       message: 'give either /client or /clientConfig, not both (/client and /clientConfig are both set)',
     });
   }
-  if (options['client'] !== undefined && !(options['client'] instanceof DynamoDBClient)) {
-    issues.push({ path: '/client', message: 'must be a DynamoDBClient instance' });
+  if (options['client'] !== undefined && !isDynamoClient(options['client'])) {
+    issues.push({ path: '/client', message: 'must be a DynamoDBClient (send, middlewareStack and config)' });
+  }
+  // A ready client carries its own region and endpoint: these would be ignored, and a config that
+  // points at an emulator would then write wherever the client points (real AWS, say).
+  for (const name of ['region', 'endpoint'] as const) {
+    if (options['client'] !== undefined && options[name] !== undefined) {
+      issues.push({
+        path: `/${name}`,
+        message: `applies only to the client armlib builds: with /client set, give it to that client instead`,
+      });
+    }
   }
   if (options['clientConfig'] !== undefined && !isObject(options['clientConfig'])) {
     issues.push({ path: '/clientConfig', message: 'must be an object (a DynamoDBClientConfig)' });

@@ -1,12 +1,16 @@
-import { GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
-import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { createRequire } from 'node:module';
+
+import { DynamoDBClient, GetItemCommand, QueryCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import {
   BackendError,
   ConfigError,
   createRequestManager,
+  InvalidRequestError,
   LeaseLostError,
   ManualClock,
+  normalizeRequest,
   QueueFullError,
+  QuotaExceededError,
 } from '@armlib/core';
 import type { NormalizedRequest } from '@armlib/core';
 import * as chai from 'chai';
@@ -64,6 +68,30 @@ describe('@armlib/dynamodb options', function () {
     expect(new DynamoQueueManager({ tablePrefix: 'prod-', region: 'eu-west-1' }, new ManualClock()).tableName).to.equal(
       'prod-armlib-queue',
     );
+  });
+
+  it('rejects region and endpoint given together with a ready client, naming both paths', function () {
+    const client = new DynamoDBClient({ region: 'eu-west-1' });
+    try {
+      const options = { client, region: 'us-east-1', endpoint: 'http://127.0.0.1:8000', tableName: 'armlib-x' };
+      expect(checkDynamoQueueOptions(options).map((i) => i.path)).to.have.members(['/region', '/endpoint']);
+      expect(() => new DynamoQueueManager(options))
+        .to.throw(ConfigError)
+        .with.property('message')
+        .that.includes('/endpoint');
+      expect(checkDynamoQueueOptions({ client, tableName: 'armlib-x' })).to.deep.equal([]);
+    } finally {
+      client.destroy();
+    }
+  });
+
+  it('accepts a client by its shape, not by the class of this copy of the SDK', function () {
+    const fake = { send: () => Promise.resolve({}), middlewareStack: { add: () => undefined }, config: {} };
+    expect(fake instanceof DynamoDBClient).to.equal(false);
+    expect(checkDynamoQueueOptions({ client: fake })).to.deep.equal([]);
+    for (const bad of [{}, { send: 1, middlewareStack: { add: () => undefined }, config: {} }, 'client']) {
+      expect(checkDynamoQueueOptions({ client: bad }).map((i) => i.path)).to.deep.equal(['/client']);
+    }
   });
 
   it('exports the adapter plugin as armlibAdapter and default', async function () {
@@ -277,6 +305,165 @@ for (const kind of selectedBackends()) {
       expect(again.outcome).to.equal('created');
     });
 
+    it('prunes finished records past their retention, which reads no longer show, where TTL has not run', async function () {
+      await queue.enqueue({ key: 'old', request: request('old'), maxAttempts: 1 }, { limits: {} });
+      const lease = await queue.claim({ workerId: 'w', leaseMs: 60_000, policies: {} });
+      if (lease === undefined) throw new Error('nothing claimed');
+      await queue.complete('old', lease.token, { durationMs: 1, retainUntil: clock.now() + 1_000 });
+      await clock.advance(5_000);
+      expect(await queue.get('old')).to.equal(undefined);
+      // TTL deletes it at some point (dynalite never, AWS up to days late): prune does, whatever
+      // finishedBefore. Not counted: no read saw it any more (as the memory queue has evicted it).
+      expect(await queue.prune(clock.now() - 60_000)).to.equal(0);
+      const raw = await table.client.send(
+        new QueryCommand({
+          TableName: table.name,
+          KeyConditionExpression: 'pk = :pk',
+          ExpressionAttributeValues: { ':pk': { S: recordPk('old', 16) } },
+          ConsistentRead: true,
+        }),
+      );
+      expect(raw.Items ?? []).to.deep.equal([]);
+      // A record re-enqueued under the key of one past retention is live: prune leaves it.
+      await queue.enqueue({ key: 'again', request: request('again'), maxAttempts: 1 }, { limits: {} });
+      const second = await queue.claim({ workerId: 'w', leaseMs: 60_000, policies: {} });
+      if (second === undefined) throw new Error('nothing claimed');
+      await queue.complete('again', second.token, { durationMs: 1, retainUntil: clock.now() + 1_000 });
+      await clock.advance(5_000);
+      await queue.enqueue({ key: 'again', request: request('again'), maxAttempts: 1 }, { limits: {} });
+      expect(await queue.prune(clock.now())).to.equal(0);
+      expect((await queue.get('again'))?.state).to.equal('pending');
+    });
+
+    it('stops concurrent enqueues of one process at the caps: each holds its place until its put settles', async function () {
+      const limits = { maxQueueLength: 10, maxPendingPerOwner: 5 };
+      const enqueue = async (key: string, owner?: string): Promise<string> => {
+        const r = await queue.enqueue(
+          { key, request: request(key, owner === undefined ? {} : { owner }), maxAttempts: 1 },
+          { limits },
+        );
+        return r.outcome;
+      };
+      await enqueue('warm', 'alice');
+      // 20 at once for one owner: 4 more fit under maxPendingPerOwner, as the memory queue has it.
+      const owned = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => enqueue(`o-${String(i)}`, 'alice')));
+      expect(owned.filter((r) => r.status === 'fulfilled' && r.value === 'created')).to.have.length(4);
+      const quota = owned.filter((r) => r.status === 'rejected').map((r) => r.reason as unknown);
+      expect(quota).to.have.length(16);
+      for (const e of quota) expect(QuotaExceededError.is(e), String(e)).to.equal(true);
+      // An enqueue of a live key gives its place back: 5 live, 5 more fit under maxQueueLength.
+      const all = await Promise.allSettled([
+        enqueue('warm', 'alice'),
+        ...Array.from({ length: 20 }, (_, i) => enqueue(`q-${String(i)}`)),
+      ]);
+      expect(all[0]).to.deep.equal({ status: 'fulfilled', value: 'existing' });
+      expect(all.filter((r) => r.status === 'fulfilled' && r.value === 'created')).to.have.length(5);
+      const full = all.filter((r) => r.status === 'rejected').map((r) => r.reason as unknown);
+      expect(full).to.have.length(15);
+      for (const e of full) expect(QueueFullError.is(e), String(e)).to.equal(true);
+      expect((await queue.counts()).byState.pending).to.equal(10);
+    });
+
+    it('carries the places of puts in flight across a refresh of the live counts', async function () {
+      // Every enqueue reads the counts afresh; one put is held until three more enqueues ran.
+      const fresh = table.queue(clock, { capsRefreshMs: 0 });
+      const limits = { maxQueueLength: 3 };
+      const enqueue = async (key: string): Promise<string> =>
+        (await fresh.enqueue({ key, request: request(key), maxAttempts: 1 }, { limits })).outcome;
+      let later: PromiseSettledResult<string>[] = [];
+      const held = interceptOnce(
+        table.client,
+        (target, body) => target.endsWith('.PutItem') && body.includes('K#first'),
+        async () => {
+          later = await Promise.allSettled(['b', 'c', 'd'].map(enqueue));
+        },
+      );
+      try {
+        expect(await enqueue('first')).to.equal('created');
+        expect(held.fired).to.equal(true);
+        // Their refresh did not see the held put, but counted its place: two of three fit.
+        expect(later.filter((r) => r.status === 'fulfilled' && r.value === 'created')).to.have.length(2);
+        expect(later.filter((r) => r.status === 'rejected' && QueueFullError.is(r.reason))).to.have.length(1);
+        expect((await fresh.counts()).byState.pending).to.equal(3);
+      } finally {
+        held.remove();
+        await fresh.close();
+      }
+    });
+
+    it('refuses a request too large for one DynamoDB item with InvalidRequestError, writing nothing', async function () {
+      // Within core's limits (params and body of 256 KiB each), over DynamoDB's 400 KB.
+      const params: Record<string, string> = {};
+      for (let i = 0; i < 60; i++) params[`p${String(i)}`] = 'x'.repeat(4000);
+      const big = normalizeRequest({ uri: '/big', key: 'big', params, body: { blob: 'y'.repeat(200_000) } });
+      const failure: unknown = await queue.enqueue({ key: 'big', request: big, maxAttempts: 1 }, { limits: {} }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(InvalidRequestError.is(failure), String(failure)).to.equal(true);
+      expect((failure as InvalidRequestError).field).to.equal('request');
+      expect((failure as Error).message).to.include('DynamoDB item size limit');
+      expect(await queue.get('big')).to.equal(undefined);
+      // Just under the limit it is queued, and the largest error and progress message still fit.
+      let body = 200_000;
+      let created: string | undefined;
+      while (created === undefined && body > 0) {
+        const r = normalizeRequest({ uri: '/big', key: 'near', params, body: { blob: 'y'.repeat(body) } });
+        created = await queue.enqueue({ key: 'near', request: r, maxAttempts: 2 }, { limits: {} }).then(
+          (out) => out.outcome,
+          (e: unknown) => {
+            if (!InvalidRequestError.is(e)) throw e;
+            return undefined;
+          },
+        );
+        body -= 256;
+      }
+      expect(created).to.equal('created');
+      const lease = await queue.claim({ workerId: 'w'.repeat(200), leaseMs: 60_000, policies: {} });
+      if (lease === undefined) throw new Error('nothing claimed');
+      const message = '€'.repeat(1000) + '…';
+      await queue.heartbeat('near', lease.token, { leaseMs: 60_000, progress: 50, message });
+      const error = { code: 'X'.repeat(64), message, retryable: true };
+      await queue.fail('near', lease.token, { error, retryAt: clock.now() });
+      const again = await queue.claim({ workerId: 'w'.repeat(200), leaseMs: 60_000, policies: {} });
+      if (again === undefined) throw new Error('nothing claimed');
+      await queue.heartbeat('near', again.token, { leaseMs: 60_000, progress: 50, message });
+      const failed = await queue.fail('near', again.token, { error, retainUntil: clock.now() + 1_000 });
+      expect(failed.state).to.equal('failed');
+    });
+
+    it('accepts a client from another copy of the AWS SDK', async function () {
+      const b = backend();
+      if (b.endpoint === undefined) this.skip();
+      // A second load of the SDK's module file: another DynamoDBClient class, as a host's own copy is.
+      const require = createRequire(import.meta.url);
+      const path = require.resolve('@aws-sdk/client-dynamodb');
+      const cached = require.cache[path];
+      Reflect.deleteProperty(require.cache, path);
+      let Other: new (config: object) => DynamoDBClient;
+      try {
+        Other = (require(path) as { DynamoDBClient: new (config: object) => DynamoDBClient }).DynamoDBClient;
+      } finally {
+        if (cached !== undefined) require.cache[path] = cached;
+      }
+      const client = new Other({
+        endpoint: b.endpoint,
+        region: 'us-east-1',
+        credentials: { accessKeyId: 'fake', secretAccessKey: 'fake' },
+      });
+      expect(client instanceof DynamoDBClient).to.equal(false);
+      const q = new DynamoQueueManager({ client, tableName: table.name }, clock);
+      try {
+        expect(
+          (await q.enqueue({ key: 'copy', request: request('copy'), maxAttempts: 1 }, { limits: {} })).outcome,
+        ).to.equal('created');
+        expect((await queue.get('copy'))?.state).to.equal('pending');
+      } finally {
+        await q.close();
+        client.destroy();
+      }
+    });
+
     it('fences every call with the lease token', async function () {
       await queue.enqueue({ key: 'f', request: request('f'), maxAttempts: 3 }, { limits: {} });
       const lease = await queue.claim({ workerId: 'w', leaseMs: 1000, policies: {} });
@@ -373,6 +560,8 @@ for (const kind of selectedBackends()) {
         { error: sdkError('ServiceUnavailable', 503), retryable: true },
         { error: Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }), retryable: true },
         { error: sdkError('TimeoutError', undefined), retryable: true },
+        // Expired temporary credentials: the SDK's provider refreshes them, and the retry succeeds.
+        { error: sdkError('ExpiredTokenException', 400), retryable: true },
         { error: sdkError('AccessDeniedException', 403), retryable: false },
         { error: sdkError('ValidationException', 400), retryable: false },
         { error: sdkError('ResourceNotFoundException', 400), retryable: false },
@@ -584,6 +773,105 @@ for (const kind of selectedBackends()) {
         expect((await queue.claim({ workerId: 'w', leaseMs: 10_000, policies }))?.record.key).to.equal('g2');
       });
 
+      it('completes when giving the group slot back fails, and the slot is back for the next claim', async function () {
+        const policies = { g: { maxConcurrent: 1 } };
+        for (const key of ['g1', 'g2']) {
+          await queue.enqueue({ key, request: request(key, { group: 'g' }), maxAttempts: 2 }, { limits: {} });
+        }
+        const lease = await queue.claim({ workerId: 'w', leaseMs: 10_000, policies });
+        expect(lease?.record.key).to.equal('g1');
+        if (lease === undefined) return;
+        const fault = failOnce(
+          table.client,
+          (command, input) => command === 'UpdateItemCommand' && input.includes('GROUPS'),
+        );
+        try {
+          // The record write committed: complete reports it, the slot write's failure is not its.
+          const done = await queue.complete('g1', lease.token, { durationMs: 1 });
+          expect(fault.fired).to.equal(true);
+          expect(done.state).to.equal('completed');
+        } finally {
+          fault.remove();
+        }
+        expect((await queue.claim({ workerId: 'w', leaseMs: 10_000, policies }))?.record.key).to.equal('g2');
+      });
+
+      it('reports every sweep transition when giving a group slot back fails', async function () {
+        const policies = { g: { maxConcurrent: 1 } };
+        await queue.enqueue(
+          { key: 'lapse', request: request('lapse', { group: 'g' }), maxAttempts: 3 },
+          { limits: {} },
+        );
+        await queue.enqueue(
+          { key: 'stale', request: request('stale'), maxAttempts: 1, pendingExpiresAt: clock.now() + 1_000 },
+          { limits: {} },
+        );
+        expect((await queue.claim({ workerId: 'w', leaseMs: 1_000, policies, groups: ['g'] }))?.record.key).to.equal(
+          'lapse',
+        );
+        await clock.advance(2_000);
+        const fault = failOnce(
+          table.client,
+          (command, input) => command === 'UpdateItemCommand' && input.includes('GROUPS'),
+        );
+        try {
+          const swept = await queue.sweep();
+          expect(fault.fired).to.equal(true);
+          expect(swept.requeued.map((r) => r.key)).to.deep.equal(['lapse']);
+          expect(swept.expired.map((r) => r.key)).to.deep.equal(['stale']);
+        } finally {
+          fault.remove();
+        }
+        expect((await queue.claim({ workerId: 'w', leaseMs: 1_000, policies, groups: ['g'] }))?.record.key).to.equal(
+          'lapse',
+        );
+      });
+
+      it('gives the group slot back when the claim of the record fails, and keeps a claim that landed', async function () {
+        const policies = { g: { maxConcurrent: 1 }, h: { maxConcurrent: 1 } };
+        for (const [key, group] of [
+          ['x', 'g'],
+          ['y', 'g'],
+          ['h1', 'h'],
+          ['h2', 'h'],
+        ] as const) {
+          await queue.enqueue({ key, request: request(key, { group }), maxAttempts: 2 }, { limits: {} });
+        }
+        const claimOf = (key: string) => (command: string, input: string) =>
+          command === 'UpdateItemCommand' && input.includes(`K#${key}`);
+        // The record's update fails before it reaches the table: the slot goes back.
+        const failed = failOnce(table.client, claimOf('x'));
+        try {
+          const failure: unknown = await queue.claim({ workerId: 'w', leaseMs: 10_000, policies, groups: ['g'] }).then(
+            () => undefined,
+            (e: unknown) => e,
+          );
+          expect(failed.fired).to.equal(true);
+          expect(BackendError.is(failure), String(failure)).to.equal(true);
+        } finally {
+          failed.remove();
+        }
+        expect((await queue.claim({ workerId: 'w', leaseMs: 10_000, policies, groups: ['g'] }))?.record.key).to.equal(
+          'x',
+        );
+        // The record's update lands and then fails: the claim is this call's, and holds the slot.
+        const landed = failOnce(table.client, claimOf('h1'), 'after');
+        let lease: Awaited<ReturnType<DynamoQueueManager['claim']>>;
+        try {
+          lease = await queue.claim({ workerId: 'w', leaseMs: 10_000, policies, groups: ['h'] });
+          expect(landed.fired).to.equal(true);
+        } finally {
+          landed.remove();
+        }
+        expect(lease?.record.key).to.equal('h1');
+        if (lease === undefined) return;
+        expect(await queue.claim({ workerId: 'w', leaseMs: 10_000, policies, groups: ['h'] })).to.equal(undefined);
+        await queue.complete('h1', lease.token, { durationMs: 1 });
+        expect((await queue.claim({ workerId: 'w', leaseMs: 10_000, policies, groups: ['h'] }))?.record.key).to.equal(
+          'h2',
+        );
+      });
+
       it('reports a sweep transition and a cancel whose write landed though the answer was lost', async function () {
         const policies = { g: { maxConcurrent: 1 } };
         await queue.enqueue(
@@ -752,6 +1040,32 @@ function interceptOnce(
   return state;
 }
 let intercepts = 0;
+
+/**
+ * Fails the first command `match` accepts (by command name and input) with a throttling error,
+ * `before` it reaches the table or `after` it landed. Above the SDK's retries: it fails once.
+ */
+function failOnce(
+  client: DynamoDBClient,
+  match: (command: string, input: string) => boolean,
+  when: 'before' | 'after' = 'before',
+): { readonly fired: boolean; remove(): void } {
+  const name = `armlibFailOnce${String(++intercepts)}`;
+  const state = { fired: false, remove: () => client.middlewareStack.remove(name) };
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const hit =
+        !state.fired && match(context.commandName ?? '', JSON.stringify((args as { input?: unknown }).input ?? null));
+      if (hit) state.fired = true;
+      if (hit && when === 'before') throw sdkError('ThrottlingException', 400);
+      const result = await next(args);
+      if (hit) throw sdkError('ThrottlingException', 400);
+      return result;
+    },
+    { step: 'initialize', name, override: true },
+  );
+  return state;
+}
 
 /** A predicate true for the first command it matches only. */
 function once(match: (target: string, body: string) => boolean): (target: string, body: string) => boolean {
