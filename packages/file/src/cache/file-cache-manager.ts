@@ -121,8 +121,14 @@ export class FileCacheManager implements CacheManager {
   readonly #durable: boolean;
   readonly #host: StagingHost;
   readonly #open = new Set<FileStagedResult>();
+  /** Commits, promotions and deletions under way: close() lets them finish before it closes the database. */
+  readonly #inFlight = new Set<Promise<void>>();
   #store: ResultStore | undefined;
+  /** close() was called: nothing new starts (what is under way finishes). */
+  #closing = false;
+  /** The database is closed. */
   #closed = false;
+  #closeDone: Promise<void> | undefined;
 
   constructor(
     @inject(TOKENS.CacheOptions) options: FileCacheManagerOptions = {},
@@ -144,7 +150,7 @@ export class FileCacheManager implements CacheManager {
       stagingPath: (id, format, suffix) => this.#layout.stagingPath(id, format, suffix),
       inlineMaxBytes: this.#options.inlineMaxBytes,
       publish: (key, area, files, inline, formats, fence) =>
-        this.#publish(key, area, files, inline, formats, this.#clock.now(), fence),
+        this.#track(this.#publish(key, area, files, inline, formats, this.#clock.now(), fence)),
       release: (staged) => this.#open.delete(staged),
     };
   }
@@ -191,14 +197,19 @@ export class FileCacheManager implements CacheManager {
       // The files are gone when a concurrent commit, promote or delete removed them after we read
       // the row: read the row again.
       let handle: FileHandle | undefined;
+      let missing: unknown;
       // The directories on the way are checked (a symlink may be planted after the cache opened).
       this.#existingShardDir(found.area, key);
       try {
         handle = await open(this.#formatPath(found, format), READ_FLAGS);
       } catch (error) {
         if (!isMissing(error)) throw fsError(error, `opening ${format} of '${key}'`);
+        missing = error;
       }
       if (handle === undefined) {
+        // Files go only after their row is replaced or deleted: a row still naming this commit
+        // means the file was lost (damage), which no retry mends.
+        if (this.#names(store, found.area, key, found.result.commit)) throw missingFile(key, format, missing);
         if (attempt < READ_ATTEMPTS) continue;
         throw new BackendError(`file cache: '${key}' kept changing while it was read`, { retryable: true });
       }
@@ -233,18 +244,26 @@ export class FileCacheManager implements CacheManager {
     this.#assertOpen();
     assertValidKey(key);
     const store = this.#prepare();
+    return this.#track(this.#promote(store, key));
+  }
+
+  async #promote(store: ResultStore, key: string): Promise<boolean> {
     for (let attempt = 1; ; attempt++) {
       const found = this.#find(store, key, 'temporary');
       if (found === undefined) return false;
       // Hard links: the temporary result stays readable until the persistent one is published.
-      this.#checkStaging();
+      // (A promotion under way when close() is called finishes: no check that the cache is open.)
+      this.#assertNotClosed();
+      ensureDir(this.#layout.staging);
       const id = newId();
       const files = new Map<string, string>();
       let complete = true;
       const linked = fileFormats(found.result);
       if (linked.length > 0) this.#existingShardDir(found.area, key);
+      let linking: string | undefined;
       try {
         for (const format of linked) {
+          linking = format;
           const to = this.#layout.stagingPath(id, format);
           // A hard link shares the data the commit synced; a copy is new data, synced like a write.
           const copied = linkOrCopy(this.#formatPath(found, format), to);
@@ -254,6 +273,10 @@ export class FileCacheManager implements CacheManager {
       } catch (error) {
         for (const path of files.values()) unlinkQuietly(path);
         if (!isMissing(error)) throw fsError(error, `promoting '${key}'`);
+        // As in get: a row still naming this commit means a lost file, not a concurrent change.
+        if (linking !== undefined && this.#names(store, found.area, key, found.result.commit)) {
+          throw missingFile(key, linking, error);
+        }
         complete = false;
       }
       if (!complete) {
@@ -288,17 +311,19 @@ export class FileCacheManager implements CacheManager {
   async delete(key: string, area?: CacheArea): Promise<number> {
     this.#assertOpen();
     assertValidKey(key);
+    const areas = area === undefined ? CACHE_AREAS : [assertCacheArea(area)];
     const store = this.#prepare();
-    let deleted = 0;
-    for (const a of area === undefined ? CACHE_AREAS : [assertCacheArea(area)]) {
-      // The key's directories are checked first (a symlink planted there is refused), as they
-      // hold the files to remove.
-      this.#existingShardDir(a, key);
-      const { removed, result } = store.remove(a, key);
-      if (removed) deleted++;
-      if (result !== undefined) this.#removeFiles(result, fileFormats(result));
-    }
-    return deleted;
+    return this.#track(this.#delete(store, key, areas));
+  }
+
+  async #delete(store: ResultStore, key: string, areas: readonly CacheArea[]): Promise<number> {
+    // The key's directories are checked first (a symlink planted there is refused), as they
+    // hold the files to remove.
+    for (const a of areas) this.#existingShardDir(a, key);
+    // One transaction for every area: see ResultStore.removeKey. The files go once it committed.
+    const { count, results } = await store.removeKey(key, areas);
+    for (const result of results) this.#removeFiles(result, fileFormats(result));
+    return count;
   }
 
   async clear(area: CacheArea): Promise<number> {
@@ -306,9 +331,12 @@ export class FileCacheManager implements CacheManager {
     assertCacheArea(area);
     const store = this.#prepare();
     dirState(this.#layout.areaDir(area));
-    const { count, results } = store.clear(area);
-    for (const result of results) this.#removeFiles(result, fileFormats(result));
-    return count;
+    return this.#track(
+      store.clear(area).then(({ count, results }) => {
+        for (const result of results) this.#removeFiles(result, fileFormats(result));
+        return count;
+      }),
+    );
   }
 
   async sweep(area: CacheArea, olderThan: number): Promise<number> {
@@ -319,8 +347,12 @@ export class FileCacheManager implements CacheManager {
       throw new InvalidRequestError('olderThan', `must be a time in epoch ms, got ${String(olderThan)}`);
     }
     collectStaging(this.#layout.staging);
+    return this.#track(this.#sweep(store, area, olderThan));
+  }
+
+  async #sweep(store: ResultStore, area: CacheArea, olderThan: number): Promise<number> {
     const shardDirs = this.#shardDirs(area);
-    const swept = store.sweep(area, olderThan);
+    const swept = await store.sweep(area, olderThan);
     for (const result of swept) this.#removeFiles(result, fileFormats(result));
     // What crashes left: data files no row names (a commit that died before its transaction).
     for (const shardDir of shardDirs) {
@@ -352,11 +384,32 @@ export class FileCacheManager implements CacheManager {
     return page.more && last !== undefined ? { items, cursor: encodeKeyCursor(CURSOR_TAG, last.key) } : { items };
   }
 
+  /**
+   * Refuses new calls at once, discards staged writes never committed, and lets the commits,
+   * promotions and deletions (delete, clear, sweep) already under way finish (they succeed or
+   * fail on their own account, not with a ClosedError), then closes the database.
+   */
   async close(): Promise<void> {
-    this.#closed = true;
-    // Staged writes never committed are discarded now rather than left for garbage collection.
+    this.#closing = true;
+    this.#closeDone ??= this.#close();
+    return this.#closeDone;
+  }
+
+  async #close(): Promise<void> {
+    // Staged writes never committed are discarded now rather than left for garbage collection
+    // (an abort waits for a commit under way).
     for (const staged of [...this.#open]) await staged.abort();
+    while (this.#inFlight.size > 0) await Promise.all(this.#inFlight);
+    this.#closed = true;
     this.#store?.close();
+  }
+
+  /** Tracks a commit, promotion or deletion under way until it settles, for close(). */
+  #track<T>(operation: Promise<T>): Promise<T> {
+    const settled = operation.then(ignore, ignore);
+    this.#inFlight.add(settled);
+    void settled.then(() => this.#inFlight.delete(settled));
+    return operation;
   }
 
   /**
@@ -402,6 +455,11 @@ export class FileCacheManager implements CacheManager {
   }
 
   #assertOpen(): void {
+    if (this.#closing) throw new ClosedError('file cache manager is closed');
+  }
+
+  /** For the steps of an operation under way, which close() waits for: only a closed database stops them. */
+  #assertNotClosed(): void {
     if (this.#closed) throw new ClosedError('file cache manager is closed');
   }
 
@@ -466,7 +524,9 @@ export class FileCacheManager implements CacheManager {
     fence?: number,
     promoting?: string,
   ): Promise<ResultManifest> {
-    const store = this.#prepare();
+    // Called from a commit or promotion that has prepared the store (and that close() waits for).
+    this.#assertNotClosed();
+    const store = this.#store ?? this.#prepare();
     assertCacheArea(area);
     const commit = newId();
     let shardDir: string | undefined;
@@ -487,7 +547,7 @@ export class FileCacheManager implements CacheManager {
     try {
       // The files and their names reach the disk before the row that names them.
       if (this.#durable && shardDir !== undefined) await syncDir(shardDir);
-      this.#assertOpen();
+      this.#assertNotClosed();
       replaced = await store.publish(stored, fence, promoting);
     } catch (error) {
       // Unpublished files are garbage at once (unless the transaction committed after all, and
@@ -619,6 +679,18 @@ export class FileCacheManager implements CacheManager {
   }
 }
 
+/**
+ * The data file of a format is missing while the key's row still names its commit: damage (lost
+ * in a crash before it reached the disk, or removed by hand), not retryable; the key reads so
+ * until it is committed again or deleted.
+ */
+function missingFile(key: string, format: string, cause: unknown): BackendError {
+  return new BackendError(
+    `file cache: the data file of ${format} of '${key}' is missing (damaged): commit the key again or delete it`,
+    { retryable: false, cause },
+  );
+}
+
 /** A body over the bytes of an inline format, for the requested range. */
 function inlineBody(bytes: Buffer, area: CacheArea, info: FormatInfo, options: CacheGetOptions): CachedBody {
   if (bytes.byteLength !== info.size) {
@@ -675,4 +747,8 @@ function readDir(dir: string): fs.Dirent[] {
     if (isMissing(error)) return [];
     throw fsError(error, `listing ${dir}`);
   }
+}
+
+function ignore(): void {
+  // The operation's own caller hears of its outcome.
 }

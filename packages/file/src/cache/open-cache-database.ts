@@ -9,9 +9,11 @@ export const CACHE_DB_FILE = 'cache.sqlite';
 /** The files SQLite may make next to the database: each is refused when something else is there. */
 const DB_COMPANIONS = ['', '-wal', '-shm', '-journal'];
 /**
- * Longest wait for another process's write lock, ms. The cache's transactions are tiny (a few
- * rows), so SQLite's own busy handler waits briefly; only a clear or sweep of a large area holds
- * the lock longer.
+ * Longest wait for another process's write lock, ms. Commits, promotions and deletions wait from
+ * the event loop (the group commit's LockWait); SQLite's own busy handler, which blocks the event
+ * loop, waits only where a new database gets its schema, where an earlier layout is migrated and
+ * in close's last commit. The cache's transactions are tiny (a few rows); only a clear or sweep of
+ * a large area holds the lock longer.
  */
 export const CACHE_BUSY_TIMEOUT_MS = 10_000;
 /**
@@ -44,6 +46,10 @@ CREATE TABLE IF NOT EXISTS cache_meta (
 ) WITHOUT ROWID;
 `;
 
+/** The tables of {@link SCHEMA_SQL}: when all are there, the schema is in place. */
+const SCHEMA_TABLES = ['results', 'cache_meta'];
+const TABLES_SQL = SCHEMA_TABLES.map((name) => `'${name}'`).join(', ');
+
 /**
  * Opens (creating when needed) `<root>/cache.sqlite` in WAL mode with the schema in place, as the
  * queue opens its database: `synchronous=NORMAL` survives a killed process, `FULL` (durability
@@ -69,7 +75,13 @@ export function openCacheDatabase(path: string, durable: boolean): Database.Data
     // random key, so a longer WAL holds fewer repeated pages than the queue's).
     db.pragma(`journal_size_limit = ${String(WAL_SIZE_LIMIT_BYTES)}`);
     const database = db;
-    database.transaction(() => database.exec(SCHEMA_SQL)).immediate();
+    // Read first: creating the schema takes the write lock, and another process holding it would
+    // make this open wait inside SQLite's busy handler, which blocks the event loop. Only a new
+    // database (or one another process is setting up right now) needs it.
+    const tables = database
+      .prepare<[], { name: string }>(`SELECT name FROM sqlite_master WHERE type = 'table' AND name IN (${TABLES_SQL})`)
+      .all();
+    if (tables.length < SCHEMA_TABLES.length) database.transaction(() => database.exec(SCHEMA_SQL)).immediate();
     return database;
   } catch (error) {
     db?.close();

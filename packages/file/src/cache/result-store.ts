@@ -32,9 +32,10 @@ const MIN_PAGE_ROWS = 16;
 
 /**
  * The results table of `cache.sqlite`: one row per (area, key), the commit point of a result.
- * Every change is one `BEGIN IMMEDIATE` transaction that reads what it depends on and writes
- * with nothing in between, so commits, promotions and deletions of one key by several processes
- * are ordered exactly. Only rows here; the caller moves and removes the data files.
+ * Every change runs in one `BEGIN IMMEDIATE` transaction (a savepoint of a group commit's, but
+ * for a migration) that reads what it depends on and writes with nothing in between, so commits,
+ * promotions and deletions of one key by several processes are ordered exactly. Only rows here;
+ * the caller moves and removes the data files.
  */
 export class ResultStore {
   readonly #db: Database.Database;
@@ -111,55 +112,52 @@ export class ResultStore {
   }
 
   /**
-   * Deletes the row of `key` in `area` (a row this cache cannot read too). Returns whether there
-   * was one and, when it could be read, the result (whose files the caller removes).
+   * Deletes the rows of `key` in each of `areas` (rows this cache cannot read too) in one
+   * transaction: a promotion or commit by another process cannot move the result from an area
+   * not yet looked at to one already done, which would leave it in place. Returns how many areas
+   * had a row, and the results that could be read (whose files the caller removes). Like every
+   * write here, a group commit: it waits for another process's write lock from the event loop.
    */
-  remove(area: CacheArea, key: string): { removed: boolean; result?: StoredResult } {
-    return this.#run('deleting', key, () =>
-      this.#db
-        .transaction(() => {
-          const found = this.#lookup(area, key);
-          if (found === undefined) return { removed: false };
-          this.#delete.run(area, key);
-          return found instanceof BackendError ? { removed: true } : { removed: true, result: found };
-        })
-        .immediate(),
-    );
+  removeKey(key: string, areas: readonly CacheArea[]): Promise<{ count: number; results: StoredResult[] }> {
+    return this.#group.add(`deleting '${key}'`, () => {
+      let count = 0;
+      const results: StoredResult[] = [];
+      for (const area of areas) {
+        const found = this.#lookup(area, key);
+        if (found === undefined) continue;
+        this.#delete.run(area, key);
+        count++;
+        if (!(found instanceof BackendError)) results.push(found);
+      }
+      return { count, results };
+    });
   }
 
-  /** Deletes every row of `area`; returns how many, and the results that could be read. */
-  clear(area: CacheArea): { count: number; results: StoredResult[] } {
-    return this.#run('clearing', area, () =>
-      this.#db
-        .transaction(() => {
-          const results: StoredResult[] = [];
-          for (const row of this.#area.all(area)) {
-            const found = decodeQuietly(row);
-            if (!(found instanceof BackendError)) results.push(found);
-          }
-          return { count: this.#clear.run(area).changes, results };
-        })
-        .immediate(),
-    );
+  /** Deletes every row of `area`; resolves with how many, and the results that could be read. */
+  clear(area: CacheArea): Promise<{ count: number; results: StoredResult[] }> {
+    return this.#group.add(`clearing '${area}'`, () => {
+      const results: StoredResult[] = [];
+      for (const row of this.#area.all(area)) {
+        const found = decodeQuietly(row);
+        if (!(found instanceof BackendError)) results.push(found);
+      }
+      return { count: this.#clear.run(area).changes, results };
+    });
   }
 
-  /** Deletes the readable rows of `area` committed before `olderThan`; returns their results. */
-  sweep(area: CacheArea, olderThan: number): StoredResult[] {
-    return this.#run('sweeping', area, () =>
-      this.#db
-        .transaction(() => {
-          const removed: StoredResult[] = [];
-          for (const row of this.#older.all(area, olderThan)) {
-            const found = decodeQuietly(row);
-            // A row this cache cannot read is left alone (its createdAt may not mean what it says).
-            if (found instanceof BackendError || !(found.createdAt < olderThan)) continue;
-            this.#delete.run(area, found.key);
-            removed.push(found);
-          }
-          return removed;
-        })
-        .immediate(),
-    );
+  /** Deletes the readable rows of `area` committed before `olderThan`; resolves with their results. */
+  sweep(area: CacheArea, olderThan: number): Promise<StoredResult[]> {
+    return this.#group.add(`sweeping '${area}'`, () => {
+      const removed: StoredResult[] = [];
+      for (const row of this.#older.all(area, olderThan)) {
+        const found = decodeQuietly(row);
+        // A row this cache cannot read is left alone (its createdAt may not mean what it says).
+        if (found instanceof BackendError || !(found.createdAt < olderThan)) continue;
+        this.#delete.run(area, found.key);
+        removed.push(found);
+      }
+      return removed;
+    });
   }
 
   /**

@@ -114,6 +114,21 @@ describe('file cache: damaged and foreign entries', function () {
     expect(fs.existsSync(dataPath)).to.equal(false);
   });
 
+  it('reads a row whose data file is missing as damage, not retryable, in get and promote', async function () {
+    await put(cache, 'lost', 'temporary', { csv: 'x\n' });
+    const commit = rowOf(dir, 'temporary', 'lost')?.commit_id ?? '';
+    fs.unlinkSync(join(dir, 'temporary', shardOf('lost'), `lost@${commit}@csv`));
+    for (const error of [await rejection(cache.get('lost', 'csv')), await rejection(cache.promote('lost'))]) {
+      expect(BackendError.is(error), String(error)).to.equal(true);
+      expect((error as BackendError).retryable, String(error)).to.equal(false);
+      expect(String(error)).to.include("csv of 'lost' is missing");
+    }
+    // Still there until deleted or committed again.
+    expect(rowOf(dir, 'temporary', 'lost')?.commit_id).to.equal(commit);
+    expect(await cache.delete('lost')).to.equal(1);
+    expect(await cache.get('lost', 'csv')).to.equal(undefined);
+  });
+
   it('keeps a promotion’s staged hard link of an old file: its stage id is fresh, whatever its mtime', async function () {
     await put(cache, 'warm', 'temporary', { csv: 'x\n' });
     const staging = join(dir, 'staging');

@@ -4,11 +4,11 @@ import { join } from 'node:path';
 
 import { expect } from 'chai';
 
-import { ConfigError, ManualClock } from '@armlib/core';
+import { ClosedError, ConfigError, ManualClock } from '@armlib/core';
 
 import { FileCacheManager } from '../../src/cache/file-cache-manager.js';
 import { shardOf } from '../../src/cache/layout.js';
-import { bytes, collect, openResults, put, rowOf, runOnResults, tempDir, text } from './support.js';
+import { bytes, collect, openResults, put, rejection, rowOf, runOnResults, tempDir, text } from './support.js';
 import type { TempDir } from './support.js';
 
 const require = createRequire(import.meta.url);
@@ -91,6 +91,27 @@ describe('file cache: durability', function () {
     expect(await text(second, 'kept', 'json')).to.equal('[]');
     expect((await second.head('temp'))?.area).to.equal('temporary');
     expect((await second.list('persistent', { limit: 10 })).items.map((m) => m.key)).to.deep.equal(['kept']);
+  });
+
+  it('lets a commit and a promotion under way finish when closed, and refuses calls made after', async function () {
+    // Files, not inline formats: a file commit awaits between its steps, where close() came in.
+    const cache = openCache({ inlineMaxBytes: 0 });
+    await put(cache, 'promoted', 'temporary', { csv: 'to promote' });
+    const staged = await cache.stage('committed');
+    await staged.write('csv', bytes('x'.repeat(70_000)), { contentType: 'text/csv' });
+    const committing = staged.commit('temporary');
+    const promoting = cache.promote('promoted');
+    const closing = cache.close();
+    expect(await rejection(cache.stage('late'))).to.be.instanceOf(ClosedError);
+    expect(await rejection(cache.promote('promoted'))).to.be.instanceOf(ClosedError);
+    expect((await committing).area).to.equal('temporary');
+    expect(await promoting).to.equal(true);
+    await closing;
+
+    const reopened = openCache();
+    expect(await text(reopened, 'committed', 'csv')).to.equal('x'.repeat(70_000));
+    expect((await reopened.head('promoted'))?.area).to.equal('persistent');
+    expect(await text(reopened, 'promoted', 'csv')).to.equal('to promote');
   });
 
   it('lays results out flat as <dir>/<area>/<shard>/<key>@<commit>@<format>, named by a row of cache.sqlite', async function () {
