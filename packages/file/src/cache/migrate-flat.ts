@@ -29,7 +29,8 @@ const MIGRATED = 'migrated-from-flat-1';
  *
  * A manifest the import cannot read (damaged, or of a newer armlib) is dropped: its key then has
  * no result (where the old layout refused to read it), and its data files are orphans, which a
- * sweep of the area removes.
+ * sweep of the area removes. A read that fails for a passing reason (a retryable error: EIO,
+ * EMFILE…) fails the whole import instead, which the next open of the cache tries again.
  */
 export function migrateFlatLayout(layout: CacheLayout, store: ResultStore, durable: boolean): void {
   store.inTransaction('migrating the flat-1 layout of', (writer) => {
@@ -39,7 +40,10 @@ export function migrateFlatLayout(layout: CacheLayout, store: ResultStore, durab
         let result;
         try {
           result = readLegacyManifest(join(shardDir, name), key, area);
-        } catch {
+        } catch (error) {
+          // A transient failure (EIO, EMFILE…) must not drop a readable result: the import is
+          // rolled back and the next open tries again. Only damage is dropped.
+          if (BackendError.is(error) && error.retryable) throw error;
           continue;
         }
         if (result === undefined) continue;

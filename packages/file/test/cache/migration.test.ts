@@ -1,6 +1,8 @@
 import * as fs from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import { join } from 'node:path';
 
+import { BackendError } from '@armlib/core';
 import { expect } from 'chai';
 
 import { FileCacheManager } from '../../src/cache/file-cache-manager.js';
@@ -154,6 +156,44 @@ describe('file cache: migration from the flat-1 layout (a manifest file per resu
     expect(await late.head('gone')).to.equal(undefined);
     expect(fs.readFileSync(join(dir, 'cache-layout'), 'utf8')).to.equal('sqlite-1\n');
     expect(shardNames(dir).filter((name) => name.includes('@manifest'))).to.deep.equal([]);
+  });
+
+  it('keeps every result when a manifest cannot be read for a passing reason, and imports it on the next open', async function () {
+    plantFlat('persistent', 'kept', commitId(0, 'a'), { inline: { csv: 'kept' } });
+    plantFlat('persistent', 'flaky', commitId(0, 'b'), { files: { csv: 'flaky' } });
+    const flaky = join(dir, 'persistent', shardOf('flaky'), 'flaky@manifest');
+    // One read of the manifest fails as a disk error would (the module's fs is node's own).
+    const original = fs.readFileSync;
+    let failed = 0;
+    const nodeFs = (fs as unknown as { default: typeof fs }).default;
+    nodeFs.readFileSync = ((...args: Parameters<typeof fs.readFileSync>) => {
+      const [target] = args;
+      if (failed === 0 && typeof target === 'number' && fs.readlinkSync(`/proc/self/fd/${String(target)}`) === flaky) {
+        failed++;
+        throw Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO', errno: -5, syscall: 'read' });
+      }
+      return original(...args);
+    }) as typeof fs.readFileSync;
+    syncBuiltinESMExports();
+    let error: unknown;
+    try {
+      error = await openCache()
+        .head('kept')
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+    } finally {
+      nodeFs.readFileSync = original;
+      syncBuiltinESMExports();
+    }
+    expect(failed).to.equal(1);
+    expect(BackendError.is(error) && error.retryable, String(error)).to.equal(true);
+    // Nothing was dropped: the directory is still flat-1 with its manifests, and the next open imports both.
+    expect(fs.readFileSync(join(dir, 'cache-layout'), 'utf8')).to.equal('flat-1\n');
+    const cache = openCache();
+    expect(await text(cache, 'kept', 'csv')).to.equal('kept');
+    expect(await text(cache, 'flaky', 'csv')).to.equal('flaky');
   });
 
   it('lets two instances open a flat-1 directory at once', async function () {
