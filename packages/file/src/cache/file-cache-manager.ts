@@ -46,8 +46,8 @@ import {
   syncParent,
   unlinkQuietly,
 } from './fs-util.js';
-import { collectOrphans, collectStaging } from './garbage.js';
-import { CacheLayout, newId, parseShardEntry, SHARD_PATTERN } from './layout.js';
+import { collectOrphans, collectStaging, STALE_COMMIT_MS } from './garbage.js';
+import { CacheLayout, idTime, newId, parseShardEntry, SHARD_PATTERN } from './layout.js';
 import type { ShardEntry } from './layout.js';
 import { checkLayoutVersion } from './layout-version.js';
 import { migrateFlatLayout } from './migrate-flat.js';
@@ -548,7 +548,11 @@ export class FileCacheManager implements CacheManager {
       // The files and their names reach the disk before the row that names them.
       if (this.#durable && shardDir !== undefined) await syncDir(shardDir);
       this.#assertNotClosed();
-      replaced = await store.publish(stored, fence, promoting);
+      // Mirrors the sweep's orphan rule (files older than STALE_COMMIT_MS by their commit id): a
+      // commit stalled that long (a suspended VM, a stopped process) gives up instead of writing a
+      // row that names files a sweep may have removed. Half the grace leaves a margin for clocks.
+      const deadline = shardDir === undefined ? undefined : (idTime(commit) ?? Date.now()) + STALE_COMMIT_MS / 2;
+      replaced = await store.publish(stored, fence, promoting, deadline);
     } catch (error) {
       // Unpublished files are garbage at once (unless the transaction committed after all, and
       // only its report failed).

@@ -105,10 +105,20 @@ export class ResultStore {
    * of the temporary result a promotion copied) is no longer the other area's result
    * ({@link Superseded}); else writes the row and deletes the key's row in the other area (a key
    * has one result, the one committed last). Resolves, once the transaction committed, with the
-   * results it replaced, whose files the caller removes.
+   * results it replaced, whose files the caller removes. With `filesDeadline` (epoch ms, real
+   * time), the transaction refuses, retryably, once it is past: the data files moved in for this
+   * commit would then be old enough for a sweep to take them for orphans.
    */
-  publish(result: StoredResult, fence?: number, promoting?: string): Promise<StoredResult[]> {
-    return this.#group.add(`committing '${result.key}'`, () => this.#publishIn(result, fence, promoting));
+  publish(result: StoredResult, fence?: number, promoting?: string, filesDeadline?: number): Promise<StoredResult[]> {
+    return this.#group.add(`committing '${result.key}'`, () => {
+      if (filesDeadline !== undefined && Date.now() > filesDeadline) {
+        throw new BackendError(
+          `file cache: the commit of '${result.key}' reached its row too late: a sweep may have collected its data files`,
+          { retryable: true },
+        );
+      }
+      return this.#publishIn(result, fence, promoting);
+    });
   }
 
   /**

@@ -1,4 +1,5 @@
 import { fork } from 'node:child_process';
+import * as fs from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { setTimeout as delay, setImmediate as yieldToLoop } from 'node:timers/promises';
@@ -6,10 +7,12 @@ import { fileURLToPath } from 'node:url';
 
 import { expect } from 'chai';
 
-import { LeaseLostError } from '@armlib/core';
+import { BackendError, LeaseLostError } from '@armlib/core';
 import type { CacheManager } from '@armlib/core';
 
 import { FileCacheManager } from '../../src/cache/file-cache-manager.js';
+import { STALE_COMMIT_MS } from '../../src/cache/garbage.js';
+import { shardOf } from '../../src/cache/layout.js';
 import { bytes, collect, put, tempDir } from './support.js';
 import type { TempDir } from './support.js';
 
@@ -243,6 +246,34 @@ describe('file cache: several instances and processes', function () {
       expect(await exited(holder)).to.equal(0);
     });
   }
+
+  it('gives up a commit that reaches its row after its files became old enough for a sweep to collect', async function () {
+    const cache = openCache();
+    expect(await cache.head(KEY)).to.equal(undefined); // opens the database the holder locks
+    const holder = await holdWriteLock();
+    // A format too big to live in the row: a data file is moved in before the row's transaction.
+    const committing = put(cache, KEY, 'temporary', { csv: 'x'.repeat(20_000) }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    await turns(20);
+    const shardDir = join(dir, 'temporary', shardOf(KEY));
+    expect(fs.readdirSync(shardDir).filter((name) => name.startsWith(`${KEY}@`))).to.have.length(1);
+    // The process stalls (a suspended VM) past half the orphan grace while it waits for the lock.
+    const realNow = Date.now;
+    Date.now = () => realNow() + STALE_COMMIT_MS / 2 + 60_000;
+    let failure: unknown;
+    try {
+      holder.send('release');
+      failure = await committing;
+    } finally {
+      Date.now = realNow;
+    }
+    expect(BackendError.is(failure) && failure.retryable, String(failure)).to.equal(true);
+    expect(await cache.head(KEY)).to.equal(undefined);
+    expect(fs.readdirSync(shardDir).filter((name) => name.startsWith(`${KEY}@`))).to.deep.equal([]);
+    expect(await exited(holder)).to.equal(0);
+  });
 
   it('opens an existing cache while another process holds the write lock, without waiting for it', async function () {
     await put(openCache(), KEY, 'temporary', { csv: 'x' });
