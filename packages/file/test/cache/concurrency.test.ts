@@ -252,7 +252,11 @@ describe('file cache: several instances and processes', function () {
     expect(await cache.head(KEY)).to.equal(undefined); // opens the database the holder locks
     const holder = await holdWriteLock();
     // A format too big to live in the row: a data file is moved in before the row's transaction.
-    const committing = put(cache, KEY, 'temporary', { csv: 'x'.repeat(20_000) }).then(
+    // The write is awaited first (file I/O), so that the commit reaches its move-in within a few
+    // turns of the loop, with no I/O left to wait for before it.
+    const staged = await cache.stage(KEY);
+    await staged.write('csv', bytes('x'.repeat(20_000)), { contentType: 'text/plain' });
+    const committing = staged.commit('temporary').then(
       () => undefined,
       (e: unknown) => e,
     );
