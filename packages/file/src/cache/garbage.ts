@@ -12,9 +12,10 @@ import type { ShardEntry } from './layout.js';
  */
 export const STALE_STAGING_MS = 24 * 60 * 60 * 1000;
 /**
- * Age after which a data file that no manifest names, or a temporary manifest, is garbage:
- * a commit publishes its manifest milliseconds after moving its files in, so an hour means
- * the committing process died in between.
+ * Age after which a data file that no row names (or a manifest file the `flat-1` layout was
+ * writing) is garbage: a commit writes its row milliseconds after moving its files in, so an hour
+ * means the committing process died in between (and a commit that stalls half this long gives up
+ * rather than write its row).
  */
 export const STALE_COMMIT_MS = 60 * 60 * 1000;
 
@@ -54,9 +55,10 @@ export function collectStaging(stagingDir: string, now = Date.now()): number {
 
 /**
  * Removes what a crash left of one key in its shard directory: data files of commits other than
- * `current` (the commit its manifest names, if any), and temporary manifests, older than
- * {@link STALE_COMMIT_MS} by the time in their commit id. Younger leftovers may be a concurrent
- * commit between moving its files in and renaming its manifest, so they stay. Never throws.
+ * `current` (the commit its row names, if any), and temporary manifest files of the `flat-1`
+ * layout, older than {@link STALE_COMMIT_MS} by the time in their commit id. Younger leftovers may
+ * be a concurrent commit between moving its files in and writing its row, so they stay. Never
+ * throws.
  */
 export function collectOrphans(
   shardDir: string,
