@@ -657,6 +657,16 @@ for (const kind of selectedBackends()) {
         hooks.remove();
       });
 
+      /** Runs `body` with a second queue manager on the table (another process's), closed after. */
+      async function withOtherProcess(body: (other: DynamoQueueManager) => Promise<void>): Promise<void> {
+        const other = table.queue(clock);
+        try {
+          await body(other);
+        } finally {
+          await other.close();
+        }
+      }
+
       it('reads as paused after a resume that failed half-way, and a second resume finishes it', async function () {
         await queue.enqueue({ key: 'held', request: request('held'), maxAttempts: 1 }, { limits: {} });
         await queue.setPaused(true);
@@ -680,8 +690,7 @@ for (const kind of selectedBackends()) {
 
       it('stays running when a pause marker lands after a concurrent resume from another process', async function () {
         await queue.enqueue({ key: 'held', request: request('held'), maxAttempts: 1 }, { limits: {} });
-        const other = table.queue(clock);
-        try {
+        await withOtherProcess(async (other) => {
           // The pause's marker of shard 1 reaches the table only after the other process resumed.
           const held = interceptOnce(
             table.client,
@@ -695,16 +704,13 @@ for (const kind of selectedBackends()) {
           expect(await queue.isPaused()).to.equal(false);
           expect(await other.isPaused()).to.equal(false);
           expect((await queue.claim({ workerId: 'w', leaseMs: 10_000, policies: {} }))?.record.key).to.equal('held');
-        } finally {
-          await other.close();
-        }
+        });
       });
 
       it('stays paused when a pause begins while a resume is still removing markers', async function () {
         await queue.enqueue({ key: 'held', request: request('held'), maxAttempts: 1 }, { limits: {} });
         await queue.setPaused(true);
-        const other = table.queue(clock);
-        try {
+        await withOtherProcess(async (other) => {
           const held = interceptOnce(
             table.client,
             (target, body) => target.endsWith('.DeleteItem') && body.includes('PAUSE#1'),
@@ -717,15 +723,12 @@ for (const kind of selectedBackends()) {
           expect(await queue.claim({ workerId: 'w', leaseMs: 10_000, policies: {} })).to.equal(undefined);
           await other.setPaused(false);
           expect((await queue.claim({ workerId: 'w', leaseMs: 10_000, policies: {} }))?.record.key).to.equal('held');
-        } finally {
-          await other.close();
-        }
+        });
       });
 
       it('removes a pause marker left by a pause that died racing a resume, on the next claim', async function () {
         await queue.enqueue({ key: 'held', request: request('held'), maxAttempts: 1 }, { limits: {} });
-        const other = table.queue(clock);
-        try {
+        await withOtherProcess(async (other) => {
           // The other process resumes before shard 1's marker lands; then the pausing process
           // fails before it can check whether a later call began (as if it died there).
           const held = interceptOnce(
@@ -750,9 +753,7 @@ for (const kind of selectedBackends()) {
           // The first claim meets the stale marker and removes it; the next one runs.
           expect(await queue.claim({ workerId: 'w', leaseMs: 10_000, policies: {} })).to.equal(undefined);
           expect((await queue.claim({ workerId: 'w', leaseMs: 10_000, policies: {} }))?.record.key).to.equal('held');
-        } finally {
-          await other.close();
-        }
+        });
       });
 
       it('takes a group slot whose write landed though its answer was lost, and leaks none', async function () {
