@@ -117,11 +117,6 @@ export function unlinkQuietly(path: string): boolean {
   }
 }
 
-/** True when `error` is this cache's refusal of a symlink planted inside the root. */
-export function isSymlinkRefusal(error: unknown): boolean {
-  return BackendError.is(error) && errnoOf((error as { cause?: unknown }).cause) === 'ELOOP';
-}
-
 /** Flushes a file descriptor to stable storage (off the event loop). */
 export async function syncFd(fd: number): Promise<void> {
   await fsyncAsync(fd);
