@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 
 import { ArmError, canonicalJson, normalizeRequest } from '@armlib/core';
-import type { ManualClock, QueueLimits, QueueManager, QueueRecord } from '@armlib/core';
+import type { Lease, ManualClock, QueueLimits, QueueManager, QueueRecord } from '@armlib/core';
 
 import { QueueModel } from './queue-model.js';
 import type { ModelErrorCode, ModelOutcome, ModelPolicy, ModelRecord, ModelSweep } from './queue-model.js';
@@ -30,7 +30,7 @@ export type QueueCommand =
       maxAttempts: number;
       limits: QueueLimits;
     }
-  | { op: 'claim'; groups?: readonly string[]; leaseMs: number }
+  | { op: 'claim'; groups?: readonly string[]; leaseMs: number; max?: number }
   | { op: 'heartbeat'; target: number; token: TokenChoice; leaseMs: number; progress?: number }
   | { op: 'complete'; target: number; token: TokenChoice; retainMs?: number }
   | { op: 'fail'; target: number; token: TokenChoice; retryInMs?: number; retainMs?: number }
@@ -88,6 +88,8 @@ export function queueCommandArb(): fc.Arbitrary<QueueCommand> {
           op: fc.constant('claim' as const),
           groups: fc.constantFrom(['ga'], ['gb'], ['ga', 'gb']),
           leaseMs: fc.constantFrom(100, 1_000, 5_000, 5_000),
+          // With max: one claimMany, which must equal that many claims in a row.
+          max: fc.constantFrom(2, 3),
         },
         { requiredKeys: ['op', 'leaseMs'] },
       ),
@@ -278,29 +280,36 @@ export async function runQueueSequence(
         break;
       }
       case 'claim': {
-        const allowed = model.claimable(
-          { ...(cmd.groups === undefined ? {} : { groups: cmd.groups }), policies: scaledPolicies },
-          now,
-        );
-        const lease = await queue.claim({
+        const claimOptions = {
           workerId: 'model-worker',
           leaseMs: s(cmd.leaseMs),
           ...(cmd.groups === undefined ? {} : { groups: cmd.groups }),
           policies: scaledPolicies,
-        });
-        const got = lease?.record.key;
-        if (got === undefined ? allowed.length > 0 : !allowed.includes(got)) {
-          throw new ModelMismatch(
-            `${where}: claim differs from the model: returned ${String(got)}, expected ${allowed.length === 0 ? 'nothing' : allowed.join(' or ')}`,
+        };
+        // One claim, or a batch checked as that many claims in a row (then one finding nothing
+        // when the batch came back short).
+        const leases: (Lease | undefined)[] =
+          cmd.max === undefined ? [await queue.claim(claimOptions)] : await queue.claimMany(claimOptions, cmd.max);
+        if (cmd.max !== undefined && leases.length < cmd.max) leases.push(undefined);
+        for (const lease of leases) {
+          const allowed = model.claimable(
+            { ...(cmd.groups === undefined ? {} : { groups: cmd.groups }), policies: scaledPolicies },
+            now,
           );
-        }
-        if (lease !== undefined) {
-          const claimed = model.claim(lease.record.key, lease.token, s(cmd.leaseMs), now);
-          const issued = tokens.get(lease.record.key) ?? [];
-          if (issued.includes(lease.token))
-            throw new ModelMismatch(`${where}: claim differs from the model: it reused a lease token`);
-          tokens.set(lease.record.key, [...issued, lease.token]);
-          compareRecord(where, 'claimed record', claimed, lease.record, now, true);
+          const got = lease?.record.key;
+          if (got === undefined ? allowed.length > 0 : !allowed.includes(got)) {
+            throw new ModelMismatch(
+              `${where}: claim${cmd.max === undefined ? '' : `Many(${String(cmd.max)})`} differs from the model: returned ${String(got)}, expected ${allowed.length === 0 ? 'nothing' : allowed.join(' or ')}`,
+            );
+          }
+          if (lease !== undefined) {
+            const claimed = model.claim(lease.record.key, lease.token, s(cmd.leaseMs), now);
+            const issued = tokens.get(lease.record.key) ?? [];
+            if (issued.includes(lease.token))
+              throw new ModelMismatch(`${where}: claim differs from the model: it reused a lease token`);
+            tokens.set(lease.record.key, [...issued, lease.token]);
+            compareRecord(where, 'claimed record', claimed, lease.record, now, true);
+          }
         }
         break;
       }

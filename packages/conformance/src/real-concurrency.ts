@@ -67,6 +67,32 @@ export function realConcurrencyTests(options: ConformanceOptions): void {
       expect((await env.queue.counts()).byState.completed).to.equal(total);
     });
 
+    it('hands each of 200 requests to exactly one of 8 concurrent claimers taking batches (claimMany, SPI)', async function () {
+      const env = await open();
+      const total = 200;
+      for (let i = 0; i < total; i++) await env.queue.enqueue(entry(`batch-${String(i)}`), { limits: {} });
+      const queues: QueueManager[] = [];
+      for (let i = 0; i < 8; i++) queues.push(i === 0 ? env.queue : (await env.peerAdapters()).queue);
+      const claimedBy = new Map<string, number[]>();
+      await Promise.all(
+        queues.map(async (queue, worker) => {
+          for (let round = 0; ; round++) {
+            const options = { workerId: `w${String(worker)}`, leaseMs: env.t(600_000), policies: {} };
+            const leases = await queue.claimMany(options, 1 + ((worker + round) % 7));
+            if (leases.length === 0) return;
+            for (const lease of leases) {
+              claimedBy.set(lease.record.key, [...(claimedBy.get(lease.record.key) ?? []), worker]);
+            }
+            await Promise.all(leases.map((l) => queue.complete(l.record.key, l.token, { durationMs: 1 })));
+          }
+        }),
+      );
+      expect(claimedBy.size).to.equal(total);
+      const twice = [...claimedBy].filter(([, workers]) => workers.length !== 1);
+      expect(twice, 'claimed more than once').to.deep.equal([]);
+      expect((await env.queue.counts()).byState.completed).to.equal(total);
+    });
+
     it('runs each of 200 requests once across 8 workers', async function () {
       const env = await open();
       const managers: RequestManager[] = [env.manager()];

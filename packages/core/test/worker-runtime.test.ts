@@ -78,6 +78,20 @@ class ScriptedQueue extends ForwardingQueueManager {
     return this.inner.claim(options);
   }
 
+  heldBatch: Gate<void> | undefined;
+  /** The `max` of every claimMany call, in order. */
+  readonly batches: number[] = [];
+
+  override async claimMany(options: ClaimOptions, max: number): Promise<Lease[]> {
+    this.batches.push(max);
+    const held = this.heldBatch;
+    if (held !== undefined) {
+      this.heldBatch = undefined;
+      await held.promise;
+    }
+    return super.claimMany(options, max);
+  }
+
   override async uriStats(uri?: string): Promise<UriStats[]> {
     const held = this.heldUriStats;
     if (held !== undefined) {
@@ -211,6 +225,64 @@ describe('worker runtime', () => {
     expect(status.attempts).to.equal(2);
     expect(log.filter((e) => e.startsWith('requeued'))).to.deep.equal([`requeued ${key} lease-expired`]);
     expect(mostRunning).to.equal(2);
+  });
+
+  it('fills every free slot with one claimMany call', async () => {
+    r = rig();
+    const keys: string[] = [];
+    for (let i = 0; i < 5; i++) keys.push((await r.rm.submit({ uri: '/batch', params: { i: String(i) } })).key);
+    const running = new Map<string, Gate<void>>();
+    const worker = r.rm.process(
+      async (job) => {
+        const held = gate();
+        running.set(job.key, held);
+        await held.promise;
+      },
+      { concurrency: 3 },
+    );
+    await r.clock.tick();
+    expect(r.queue.batches, 'one call for the three free slots').to.deep.equal([3]);
+    expect(worker.active).to.equal(3);
+    expect([...running.keys()]).to.deep.equal(keys.slice(0, 3));
+    running.get(keys[0] ?? '')?.open();
+    await commitAll(r, () => r.queue.batches.length > 1);
+    expect(r.queue.batches.slice(1), 'then one call for the slot set free').to.deep.equal([1]);
+    expect([...running.keys()]).to.deep.equal(keys.slice(0, 4));
+    for (const held of running.values()) held.open();
+    const stopped = worker.stop({ graceMs: 1000 });
+    await commitAll(r, () => worker.active === 0);
+    await stopped;
+  });
+
+  it('hands back, unrun, every request of a batch its claimMany in flight brings back after stop() began', async () => {
+    r = rig();
+    const log = eventLog(r.rm);
+    const keys: string[] = [];
+    for (let i = 0; i < 3; i++) keys.push((await r.rm.submit({ uri: '/late-batch', params: { i: String(i) } })).key);
+    const held = gate();
+    r.queue.heldBatch = held;
+    let started = 0;
+    const worker = r.rm.process(
+      async () => {
+        started++;
+        await Promise.resolve();
+      },
+      { concurrency: 3 },
+    );
+    await r.clock.tick();
+    const stopping = worker.stop({ graceMs: 1000 });
+    held.open();
+    await r.clock.advance(10);
+    await stopping;
+    expect(r.queue.batches).to.deep.equal([3]);
+    expect(started).to.equal(0);
+    for (const key of keys) {
+      const status = await r.rm.status(key);
+      expect(status.state, key).to.equal('pending');
+      expect(status.attempts, key).to.equal(0);
+      expect(log).to.include(`requeued ${key} released`);
+    }
+    expect(log.filter((e) => e.startsWith('claimed'))).to.have.length(0);
   });
 
   it('hands back, unrun, a request its claim in flight brings back after stop() began', async () => {

@@ -3,6 +3,7 @@ import { performance } from 'node:perf_hooks';
 
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import {
+  claimOneByOne,
   ClosedError,
   ConflictError,
   InvalidRequestError,
@@ -443,6 +444,14 @@ export class DynamoQueueManager implements QueueManager {
   }
 
   // ---------------------------------------------------------------- claim
+
+  /**
+   * Claims one by one ({@link claimOneByOne}): two claims of one batch sent at once would race for
+   * the same head entries and pay for the conditional writes that lose.
+   */
+  claimMany(options: ClaimOptions, max: number): Promise<Lease[]> {
+    return claimOneByOne(this, options, max);
+  }
 
   async claim(options: ClaimOptions): Promise<Lease | undefined> {
     const now = await this.#begin();

@@ -13,6 +13,7 @@ import {
   QueueFullError,
   QuotaExceededError,
 } from '../errors.js';
+import { checkClaimMax } from '../spi/claim-many.js';
 import { QUEUE_STATES } from '../model.js';
 import type { ErrorInfo, QueueState } from '../model.js';
 import type {
@@ -363,6 +364,28 @@ export class MemoryQueueManager implements QueueManager {
   claim(options: ClaimOptions): Promise<Lease | undefined> {
     try {
       return Promise.resolve(this.#claim(options));
+    } catch (error) {
+      return rejected(error);
+    }
+  }
+
+  claimMany(options: ClaimOptions, max: number): Promise<Lease[]> {
+    try {
+      checkClaimMax(max);
+      const leases: Lease[] = [];
+      while (leases.length < max) {
+        let lease: Lease | undefined;
+        try {
+          lease = this.#claim(options);
+        } catch (error) {
+          // As claimOneByOne: leases already taken are handed over, not stranded by the error.
+          if (leases.length === 0) throw error;
+          break;
+        }
+        if (lease === undefined) break;
+        leases.push(lease);
+      }
+      return Promise.resolve(leases);
     } catch (error) {
       return rejected(error);
     }

@@ -1,4 +1,5 @@
 import type { CacheArea } from '../model.js';
+import { claimOneByOne } from './claim-many.js';
 import type {
   CacheCapabilities,
   CachedBody,
@@ -70,6 +71,16 @@ export class ForwardingQueueManager implements QueueManager {
 
   claim(options: ClaimOptions): Promise<Lease | undefined> {
     return this.inner.claim(options);
+  }
+
+  /**
+   * Calls this object's own `claim` up to `max` times in a row ({@link claimOneByOne}), so a
+   * decorator that overrides `claim` sees every claim. A decorator that does not watch claims can
+   * override this to forward the batch, `return this.inner.claimMany(options, max)`, and keep the
+   * adapter's batch step (one transaction for the file queue).
+   */
+  claimMany(options: ClaimOptions, max: number): Promise<Lease[]> {
+    return claimOneByOne(this, options, max);
   }
 
   heartbeat(key: string, token: string, options: HeartbeatOptions): Promise<HeartbeatResult> {

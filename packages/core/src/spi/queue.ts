@@ -295,6 +295,15 @@ export interface QueueManager {
    * a fresh token. Clears `pendingExpiresAt`: a request once started never expires by TTL.
    */
   claim(options: ClaimOptions): Promise<Lease | undefined>;
+  /**
+   * Claims up to `max` requests (an integer from 1 to {@link MAX_CLAIM_BATCH}) as that many
+   * `claim` calls in a row would, each choice seeing the ones before it, in one step where the
+   * backend has one: the file queue claims them in one transaction. Resolves with the leases in
+   * claim order: fewer than `max`, or none, when no more are claimable. The worker runtime fills
+   * its free slots with it. An adapter with no batch primitive implements it with
+   * {@link claimOneByOne}.
+   */
+  claimMany(options: ClaimOptions, max: number): Promise<Lease[]>;
   /** Extends the lease and records progress; tells whether cancel was requested. */
   heartbeat(key: string, token: string, options: HeartbeatOptions): Promise<HeartbeatResult>;
   /** running → completed. */

@@ -11,6 +11,7 @@ import type { CacheManager } from '../spi/cache.js';
 import type { ClaimOptions, GroupPolicy, Lease, QueueManager } from '../spi/queue.js';
 import type { TypedEmitter } from '../util/emitter.js';
 import type { ManagerSyncOps } from '../manager/default-request-manager.js';
+import { MAX_CLAIM_BATCH } from '../spi/claim-many.js';
 import type { SyncCacheOps } from '../spi/sync.js';
 import { retryDelay } from './backoff.js';
 import { toErrorInfo } from './error-info.js';
@@ -51,7 +52,7 @@ interface JobEntry {
 
 /** Progress is sent to the queue at most this often; later values ride on the next send. */
 const PROGRESS_SEND_INTERVAL_MS = 1000;
-const MAX_CONCURRENCY = 10_000;
+const MAX_CONCURRENCY = MAX_CLAIM_BATCH;
 /** Placeholder for a job's `done` until its run has started. */
 const STARTED: Promise<void> = Promise.resolve();
 /** Tries of one call that finishes a job (complete, fail, cancel acknowledgement) on retryable errors. */
@@ -194,17 +195,23 @@ export class WorkerRuntime implements Worker, JobHost {
         this.#again = false;
         while (!this.#stopping && this.#jobs.size < this.#concurrency) {
           if (this.#groups?.length === 0) break;
-          const lease =
-            sync === undefined
-              ? await this.#host.queue.claim(this.#claimOptionsNow())
-              : sync.queue.claim(this.#claimOptionsNow());
-          if (lease === undefined) break;
+          if (sync !== undefined) {
+            const lease = sync.queue.claim(this.#claimOptionsNow());
+            if (lease === undefined) break;
+            this.#startJob(lease);
+            continue;
+          }
+          // Every free slot in one call: the file queue claims them in one transaction, and the jobs
+          // started together commit their results and completions together too.
+          const free = this.#concurrency - this.#jobs.size;
+          const leases = await this.#host.queue.claimMany(this.#claimOptionsNow(), free);
           if (this.#stopRequested()) {
-            // Stopped while the claim was in flight: the request goes back at once, unrun.
-            await this.#release(lease.record.key, lease.token);
+            // Stopped while the claim was in flight: the requests go back at once, unrun.
+            await Promise.all(leases.map((lease) => this.#release(lease.record.key, lease.token)));
             break;
           }
-          this.#startJob(lease);
+          for (const lease of leases) this.#startJob(lease);
+          if (leases.length < free) break;
         }
       } while (this.#wakeRequested() && !this.#stopping && this.#jobs.size < this.#concurrency);
     } catch (error) {

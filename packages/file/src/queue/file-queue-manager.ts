@@ -4,6 +4,7 @@ import type Database from 'better-sqlite3';
 import { inject, injectable } from 'inversify';
 
 import {
+  checkClaimMax,
   ClosedError,
   ConflictError,
   InvalidRequestError,
@@ -255,6 +256,23 @@ export class FileQueueManager implements QueueManager {
     return settle(() => {
       checkLeaseMs(options.leaseMs);
       return this.#write('claim', (now) => this.#claim(options, now));
+    });
+  }
+
+  /** Claims up to `max` in one transaction (one savepoint): all of them commit, or none. */
+  claimMany(options: ClaimOptions, max: number): Promise<Lease[]> {
+    return settle(() => {
+      checkLeaseMs(options.leaseMs);
+      checkClaimMax(max);
+      return this.#write('claim', (now) => {
+        const leases: Lease[] = [];
+        while (leases.length < max) {
+          const lease = this.#claim(options, now);
+          if (lease === undefined) break;
+          leases.push(lease);
+        }
+        return leases;
+      });
     });
   }
 
