@@ -254,6 +254,20 @@ describe('worker runtime', () => {
     await stopped;
   });
 
+  it('asks for at most 100 claims per claimMany call, and goes on while the batches come back full', async () => {
+    r = rig();
+    for (let i = 0; i < 160; i++) await r.rm.submit({ uri: '/wide', params: { i: String(i) } });
+    const release = gate();
+    const worker = r.rm.process(() => release.promise, { concurrency: 150 });
+    await r.clock.tick();
+    expect(r.queue.batches).to.deep.equal([100, 50]);
+    expect(worker.active).to.equal(150);
+    release.open();
+    const stopped = worker.stop({ graceMs: 1000 });
+    await commitAll(r, () => worker.active === 0);
+    await stopped;
+  });
+
   it('hands back, unrun, every request of a batch its claimMany in flight brings back after stop() began', async () => {
     r = rig();
     const log = eventLog(r.rm);

@@ -53,6 +53,11 @@ interface JobEntry {
 /** Progress is sent to the queue at most this often; later values ride on the next send. */
 const PROGRESS_SEND_INTERVAL_MS = 1000;
 const MAX_CONCURRENCY = MAX_CLAIM_BATCH;
+/**
+ * Most claims asked of one `claimMany` call: a file queue runs a batch as one transaction on the
+ * event loop, which a worker with thousands of free slots would otherwise hold for a long while.
+ */
+const CLAIM_BATCH = 100;
 /** Placeholder for a job's `done` until its run has started. */
 const STARTED: Promise<void> = Promise.resolve();
 /** Tries of one call that finishes a job (complete, fail, cancel acknowledgement) on retryable errors. */
@@ -201,17 +206,17 @@ export class WorkerRuntime implements Worker, JobHost {
             this.#startJob(lease);
             continue;
           }
-          // Every free slot in one call: the file queue claims them in one transaction, and the jobs
-          // started together commit their results and completions together too.
-          const free = this.#concurrency - this.#jobs.size;
-          const leases = await this.#host.queue.claimMany(this.#claimOptionsNow(), free);
+          // The free slots in one call (up to CLAIM_BATCH): the file queue claims them in one
+          // transaction, and the jobs started together commit their results and completions together too.
+          const want = Math.min(this.#concurrency - this.#jobs.size, CLAIM_BATCH);
+          const leases = await this.#host.queue.claimMany(this.#claimOptionsNow(), want);
           if (this.#stopRequested()) {
             // Stopped while the claim was in flight: the requests go back at once, unrun.
             await Promise.all(leases.map((lease) => this.#release(lease.record.key, lease.token)));
             break;
           }
           for (const lease of leases) this.#startJob(lease);
-          if (leases.length < free) break;
+          if (leases.length < want) break;
         }
       } while (this.#wakeRequested() && !this.#stopping && this.#jobs.size < this.#concurrency);
     } catch (error) {
