@@ -554,10 +554,11 @@ export class FileCacheManager implements CacheManager {
       const deadline = shardDir === undefined ? undefined : (idTime(commit) ?? Date.now()) + STALE_COMMIT_MS / 2;
       replaced = await store.publish(stored, fence, promoting, deadline);
     } catch (error) {
-      // Unpublished files are garbage at once (unless the transaction committed after all, and
-      // only its report failed).
+      // Unpublished files go back to staging (unless the transaction committed after all, and only
+      // its report failed): the staged result stays open, and a retried commit needs them there.
       if (shardDir !== undefined && !this.#names(store, area, key, commit)) {
-        for (const format of files.keys()) unlinkQuietly(this.#layout.dataPath(shardDir, key, commit, format));
+        const dir = shardDir;
+        this.#moveBack([...files].map(([format, from]) => [from, this.#layout.dataPath(dir, key, commit, format)]));
       }
       throw error;
     }
@@ -586,14 +587,20 @@ export class FileCacheManager implements CacheManager {
       }
     } catch (error) {
       // Back to staging, so that the staged result can still be committed again or aborted.
-      for (const [from, to] of moved) {
-        try {
-          fs.renameSync(to, from);
-        } catch {
-          // Left as an orphan: a sweep removes it after an hour.
-        }
-      }
+      this.#moveBack(moved);
       throw fsError(error, `committing '${key}'`);
+    }
+  }
+
+  /** Renames moved-in files (`[staged path, data path]` pairs) back to staging; one that cannot go back goes. */
+  #moveBack(moved: readonly (readonly [string, string])[]): void {
+    for (const [from, to] of moved) {
+      try {
+        fs.renameSync(to, from);
+      } catch {
+        // Not back in staging (gone, or the staging directory is): it must not stay an orphan.
+        unlinkQuietly(to);
+      }
     }
   }
 

@@ -3,6 +3,8 @@ import { dirname } from 'node:path';
 
 import { ArmError, BackendError } from '@armlib/core';
 
+import { isRetryableStorageError } from '../queue/sqlite-errors.js';
+
 // Absent on Windows; there a planted symlink is caught by the lstat checks only.
 const constants = fs.constants as Partial<typeof fs.constants>;
 /** Refuses to open a path whose last component is a symlink (ELOOP). */
@@ -34,9 +36,6 @@ function fsyncAsync(fd: number): Promise<void> {
   });
 }
 
-/** Codes after which the same call may succeed later. */
-const RETRYABLE = new Set(['EAGAIN', 'EBUSY', 'EMFILE', 'ENFILE', 'ENOSPC', 'EDQUOT', 'EINTR', 'EIO', 'ETIMEDOUT']);
-
 /** The `code` of a Node system error, if it is one. */
 export function errnoOf(error: unknown): string | undefined {
   const code = (error as { code?: unknown } | null)?.code;
@@ -60,7 +59,7 @@ export function fsError(error: unknown, what: string): Error {
       cause: error,
     });
   }
-  return new BackendError(`file cache: ${what}: ${code}`, { retryable: RETRYABLE.has(code), cause: error });
+  return new BackendError(`file cache: ${what}: ${code}`, { retryable: isRetryableStorageError(error), cause: error });
 }
 
 /**

@@ -2,7 +2,10 @@ import * as fs from 'node:fs';
 
 import Database from 'better-sqlite3';
 
-import { ArmError, BackendError } from '@armlib/core';
+import { BackendError } from '@armlib/core';
+import type { ArmError } from '@armlib/core';
+
+import { storageError } from '../queue/sqlite-errors.js';
 
 /** Name of the results database under the root. */
 export const CACHE_DB_FILE = 'cache.sqlite';
@@ -99,23 +102,14 @@ export function openCacheDatabase(path: string, durable: boolean): Database.Data
   }
 }
 
-/** SQLite result codes worth retrying: another process held the lock past the busy timeout. */
-const RETRYABLE_PREFIXES = ['SQLITE_BUSY', 'SQLITE_LOCKED'];
-
 /**
- * What the cache throws for a failure of SQLite: armlib errors pass unchanged; others become a
- * {@link BackendError} keeping the original as `cause`, retryable for lock contention only.
+ * What the cache throws for a failure of SQLite (or of the file system around the database):
+ * armlib errors pass unchanged; others become a {@link BackendError} naming the code and keeping
+ * the original as `cause`, retryable for a passing condition (lock contention, a full disk, an
+ * I/O error…), as the queue's and the data files' errors are: see {@link storageError}.
  */
 export function sqliteError(error: unknown, what: string): ArmError {
-  if (ArmError.is(error)) return error;
-  const code = (error as { code?: unknown } | null)?.code;
-  const sqlite = typeof code === 'string' && code.startsWith('SQLITE_') ? code : undefined;
-  const retryable = sqlite !== undefined && RETRYABLE_PREFIXES.some((prefix) => sqlite.startsWith(prefix));
-  const detail = error instanceof Error ? error.message : String(error);
-  return new BackendError(`file cache: ${what} failed${sqlite === undefined ? '' : ` (${sqlite})`}: ${detail}`, {
-    retryable,
-    cause: error,
-  });
+  return storageError(error, 'file cache', what);
 }
 
 function refuseNonFile(path: string): void {

@@ -92,8 +92,9 @@ describe('FileQueueManager: errors', function () {
     const translated = toArmError(busy, 'claim');
     expect(retryable(translated)).to.equal(true);
     expect(translated.cause).to.equal(busy);
+    // A full disk passes (as ENOSPC does for the cache's data files): see test/storage/retryability.test.ts.
     expect(retryable(toArmError(Object.assign(new Error('disk full'), { code: 'SQLITE_FULL' }), 'complete'))).to.equal(
-      false,
+      true,
     );
     expect(retryable(toArmError(new TypeError('boom'), 'list'))).to.equal(false);
   });
