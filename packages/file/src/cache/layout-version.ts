@@ -3,7 +3,16 @@ import { dirname, join } from 'node:path';
 
 import { CACHE_AREAS, ConfigError } from '@armlib/core';
 
-import { assertRegularFile, CREATE_FLAGS, isMissing, READ_FLAGS, syncDirSync, unlinkQuietly } from './fs-util.js';
+import { isRetryableStorageError } from '../queue/sqlite-errors.js';
+import {
+  assertRegularFile,
+  CREATE_FLAGS,
+  fsError,
+  isMissing,
+  READ_FLAGS,
+  syncDirSync,
+  unlinkQuietly,
+} from './fs-util.js';
 import { FLAT_LAYOUT_VERSION, LAYOUT_FILE, LAYOUT_VERSION, newId, STAGING_DIR } from './layout.js';
 import type { CacheLayout } from './layout.js';
 
@@ -68,6 +77,8 @@ function readVersion(path: string): string | undefined {
     }
   } catch (error) {
     if (isMissing(error)) return undefined;
+    // A full disk or an I/O error passes: the open may be tried again (a permission does not).
+    if (isRetryableStorageError(error)) throw fsError(error, `reading ${path}`);
     throw new ConfigError(
       'cannot read the file cache layout',
       [{ path: '/dir', message: `${path}: ${String(error)}` }],
@@ -97,6 +108,7 @@ function record(path: string, durable: boolean): void {
     fs.renameSync(temp, path);
     if (durable) syncDirSync(dirname(path));
   } catch (error) {
+    if (isRetryableStorageError(error)) throw fsError(error, `recording the layout in ${path}`);
     throw new ConfigError(
       'cannot record the file cache layout',
       [{ path: '/dir', message: `${path}: ${String(error)}` }],

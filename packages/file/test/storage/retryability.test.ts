@@ -1,12 +1,13 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import Database from 'better-sqlite3';
 import { expect } from 'chai';
 
-import { BackendError, ManualClock } from '@armlib/core';
+import { BackendError, ConfigError, ManualClock } from '@armlib/core';
 import type { ArmError, StagedResult } from '@armlib/core';
 
 import { FileCacheManager } from '../../src/cache/file-cache-manager.js';
@@ -426,6 +427,57 @@ describe('file backend: which storage failures are retryable', function () {
     } finally {
       db.pragma(`max_page_count = ${String(NO_PAGE_LIMIT)}`);
       await cache.close();
+    }
+  });
+  it('FileCacheManager: a layout record that cannot be written for a passing reason is a retryable BackendError, a permission a ConfigError', async function () {
+    // The first use of a fresh directory writes its layout record (a temporary file, renamed in).
+    // The default export is node's own fs object, which the cache's `import * as fs` sees once synced.
+    const nodeFs = fs;
+    const original = nodeFs.writeFileSync;
+    const failWith = (code: string): void => {
+      nodeFs.writeFileSync = (...args: Parameters<typeof fs.writeFileSync>) => {
+        const [target] = args;
+        if (typeof target === 'number' && fs.readlinkSync(`/proc/self/fd/${String(target)}`).includes('cache-layout')) {
+          throw Object.assign(new Error(`${code}: injected, write`), { code, syscall: 'write' });
+        }
+        original(...args);
+      };
+      syncBuiltinESMExports();
+    };
+    const restore = (): void => {
+      nodeFs.writeFileSync = original;
+      syncBuiltinESMExports();
+    };
+    for (const [code, retryable] of [
+      ['ENOSPC', true],
+      ['EIO', true],
+      ['EACCES', false],
+    ] as const) {
+      const cacheDir = path.join(dir, code);
+      let error: unknown;
+      failWith(code);
+      try {
+        error = await new FileCacheManager({ dir: cacheDir }).head('k').then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+      } finally {
+        restore();
+      }
+      if (retryable) {
+        expect(BackendError.is(error) && error.retryable, `${code}: ${String(error)}`).to.equal(true);
+      } else {
+        expect(ConfigError.is(error), `${code}: ${String(error)}`).to.equal(true);
+      }
+      expect((error as Error).cause, code).to.have.property('code', code);
+      // Nothing was left half done: the next open records the layout and works.
+      const again = new FileCacheManager({ dir: cacheDir });
+      try {
+        expect(await again.head('k')).to.equal(undefined);
+        expect(fs.readFileSync(path.join(cacheDir, 'cache-layout'), 'utf8')).to.equal('sqlite-1\n');
+      } finally {
+        await again.close();
+      }
     }
   });
 });
