@@ -21,6 +21,14 @@ export interface Candidate {
 /** Last claim per group by this process: its time and a process-wide claim counter. */
 export type ClaimHistory = Map<string, { at: number; seq: number }>;
 
+/** The candidates one read of the shard heads found. */
+export interface CandidateRead {
+  /** Every pending entry read, eligible or not, from every shard. */
+  readonly candidates: Candidate[];
+  /** Some shard holds entries past the pages read (a batch that used these up reads again). */
+  readonly more: boolean;
+}
+
 /**
  * Reads the head of every pending shard (one Query each, in parallel), more pages of a shard only
  * where nothing eligible was found yet; 'paused' when a shard's head holds the pause marker.
@@ -29,9 +37,9 @@ export async function readCandidates(
   db: Db,
   shards: number,
   eligible: (c: Candidate) => boolean,
-): Promise<Candidate[] | 'paused'> {
+): Promise<CandidateRead | 'paused'> {
   // Set by any shard's reader (an object, so the flow analysis sees the writes in the callbacks).
-  const seen = { paused: false };
+  const seen = { paused: false, more: false };
   const perShard = await Promise.all(
     Array.from({ length: shards }, async (_, shard) => {
       const out: Candidate[] = [];
@@ -73,17 +81,18 @@ export async function readCandidates(
         start = res.next;
         if (found || start === undefined) break;
       }
+      if (start !== undefined) seen.more = true;
       return out;
     }),
   );
-  return seen.paused ? 'paused' : perShard.flat();
+  return seen.paused ? 'paused' : { candidates: perShard.flat(), more: seen.more };
 }
 
 /** What {@link pickCandidate} weighs besides the candidates. */
 export interface PickContext {
-  /** Keys already tried by this claim. */
+  /** Keys already tried by this batch of claims. */
   readonly tried: ReadonlySet<string>;
-  /** Groups found full by this claim. */
+  /** Groups found full by this round of the batch. */
   readonly blocked: ReadonlySet<string>;
   /** When the group may next be claimed from, or undefined when it may not now. */
   readonly readyTime: (group: string) => number | undefined;

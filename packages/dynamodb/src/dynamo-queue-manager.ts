@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks';
 
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import {
-  claimOneByOne,
+  checkClaimMax,
   ClosedError,
   ConflictError,
   InvalidRequestError,
@@ -56,7 +56,9 @@ import {
   ttlSeconds,
 } from './codec.js';
 import type { Item } from './codec.js';
-import { pickCandidate, readCandidates } from './claim-candidates.js';
+import { ClaimBatch, ClaimRound } from './claim-batch.js';
+import type { ClaimOutcome } from './claim-batch.js';
+import { readCandidates } from './claim-candidates.js';
 import type { Candidate, ClaimHistory } from './claim-candidates.js';
 import { Db } from './db.js';
 import type { WriteOutcome } from './db.js';
@@ -94,8 +96,6 @@ const LEASE_EXPIRED: ErrorInfo = Object.freeze({
   retryable: false,
 });
 const STATE_SET: ReadonlySet<string> = new Set(QUEUE_STATES);
-/** Conditional claim attempts per call before giving up (the worker polls again). */
-const MAX_CLAIM_TRIES = 16;
 /** Least time between two passes of the group-slot repair (and before a stale slot goes), ms. */
 const SLOT_REPAIR_MS = 60_000;
 /** How long a record read by `get` is reused by `position` (same status read), ms of real time. */
@@ -143,7 +143,8 @@ function checkLeaseMs(leaseMs: number): void {
  *   inverted priority then seq); a claim Queries the shards, picks the best ready candidate
  *   (priority, FIFO, group fairness, intervals, caps, pause) and claims it with a conditional
  *   UpdateItem that issues a fresh random lease token and moves the entry to the lease partition
- *   (`L#<shard>`, sorted by the first lease deadline) where sweeps find expired leases.
+ *   (`L#<shard>`, sorted by the first lease deadline) where sweeps find expired leases. A batch
+ *   (`claimMany`) claims one candidate after another from one such read.
  * - Every transition is a conditional write; every fenced call conditions on `leaseToken = :t`.
  * - Finished records carry a TTL attribute (`xt`, epoch seconds) from `retainUntil`; reads ignore
  *   records past it, as DynamoDB deletes them lazily (and prune deletes them where TTL does not run).
@@ -445,73 +446,83 @@ export class DynamoQueueManager implements QueueManager {
 
   // ---------------------------------------------------------------- claim
 
-  /**
-   * Claims one by one ({@link claimOneByOne}): two claims of one batch sent at once would race for
-   * the same head entries and pay for the conditional writes that lose.
-   */
-  claimMany(options: ClaimOptions, max: number): Promise<Lease[]> {
-    return claimOneByOne(this, options, max);
+  /** The batch of one: claims go through the batch's code path. */
+  async claim(options: ClaimOptions): Promise<Lease | undefined> {
+    const [lease] = await this.#claimBatch(options, 1);
+    return lease;
   }
 
-  async claim(options: ClaimOptions): Promise<Lease | undefined> {
+  async claimMany(options: ClaimOptions, max: number): Promise<Lease[]> {
+    checkClaimMax(max);
+    return this.#claimBatch(options, max);
+  }
+
+  /**
+   * Claims up to `max` requests as that many claims in a row would, from one read of the shard
+   * heads rather than one per claim: the candidates read are picked and claimed one after another
+   * (conditional updates in sequence: claims sent at once would race each other for the same head
+   * entries, and pay for the writes that lose), and the heads are read again only when they ran out
+   * while more may be claimable ({@link ClaimRound.readAgain}). A pause marker ends the batch.
+   *
+   * A round that throws after some claims succeeded ends the batch with the leases taken so far
+   * rather than the error: thrown, those leases would be held by no one until they expire. The
+   * next claim meets the error again if it lasts.
+   */
+  async #claimBatch(options: ClaimOptions, max: number): Promise<Lease[]> {
     const now = await this.#begin();
     checkLeaseMs(options.leaseMs);
-    const allowed = options.groups === undefined ? undefined : new Set(options.groups);
-    const policyGroups = Object.keys(options.policies).filter(
-      (g) => needsGroupItem(options.policies[g]) && (allowed === undefined || allowed.has(g)),
-    );
-    // Slots this process failed to give back go first, so that they count as free again at once.
-    if (policyGroups.length > 0) await this.#groups.settleOwed();
-    const groupItems = policyGroups.length > 0 ? await this.#groups.readAll() : new Map<string, GroupItemState>();
-    const blocked = new Set<string>();
-    const readyTime = (group: string): number | undefined => {
-      const policy = policyOf(options, group);
-      const item = groupItems.get(group);
-      if (policy?.maxConcurrent !== undefined && (item?.running ?? 0) >= policy.maxConcurrent) return undefined;
-      const last = Math.max(this.#lastClaim.get(group)?.at ?? -Infinity, item?.lastClaimAt ?? -Infinity);
-      const ready = last + (policy?.minIntervalMs ?? 0);
-      return ready > now ? undefined : ready;
-    };
-    const eligible = (c: Candidate): boolean =>
-      c.readyAt <= now &&
-      (c.pendingExpiresAt === undefined || c.pendingExpiresAt > now) &&
-      (allowed === undefined || allowed.has(c.group)) &&
-      !blocked.has(c.group) &&
-      readyTime(c.group) !== undefined;
+    const batch = new ClaimBatch(options, max, this.#clock, now);
+    try {
+      for (;;) {
+        const round = await this.#readRound(batch);
+        if (round === undefined) break;
+        await this.#claimFrom(round, batch);
+        if (!round.readAgain) break;
+      }
+    } catch (error) {
+      if (batch.leases.length === 0) throw error;
+    }
+    return batch.leases;
+  }
 
-    const read = await readCandidates(this.#db, this.#options.shards, eligible);
+  /**
+   * One round's read: the group items the batch's policies use, then the head of every pending
+   * shard; undefined when a shard's head holds a pause marker.
+   */
+  async #readRound(batch: ClaimBatch): Promise<ClaimRound | undefined> {
+    let groupItems = new Map<string, GroupItemState>();
+    if (batch.usesGroupItems) {
+      // Slots this process failed to give back go first, so that they count as free again at once.
+      await this.#groups.settleOwed();
+      groupItems = await this.#groups.readAll();
+    }
+    const round = new ClaimRound(batch, groupItems, this.#lastClaim);
+    batch.tick();
+    const read = await readCandidates(this.#db, this.#options.shards, round.eligible);
     if (read === 'paused') {
       // Paused, or a marker outlived a resume it raced with: then it goes, and the next claim runs.
       await this.#pause.clearStale();
       return undefined;
     }
-    const candidates = read.filter(eligible);
-    const tried = new Set<string>();
-    for (let tries = 0; tries < MAX_CLAIM_TRIES; tries++) {
-      const pick = pickCandidate(candidates, { tried, blocked, readyTime, lastClaim: this.#lastClaim });
-      if (pick === undefined) return undefined;
-      tried.add(pick.key);
-      const lease = await this.#claimOne(pick, options, now, groupItems);
-      if (lease === 'group-blocked') {
-        blocked.add(pick.group);
-        continue;
-      }
-      if (lease !== undefined) return lease;
+    round.load(read);
+    return round;
+  }
+
+  /** Claims the round's candidates, best first, until the batch is done or none is left. */
+  async #claimFrom(round: ClaimRound, batch: ClaimBatch): Promise<void> {
+    for (let pick = round.pick(); pick !== undefined; pick = round.pick()) {
+      round.settle(pick.c, await this.#claimOne(pick.c, batch.options, pick.now, round.groupItems));
     }
-    return undefined;
   }
 
   async #claimOne(
     c: Candidate,
     options: ClaimOptions,
-    queriedAt: number,
+    now: number,
     groupItems: Map<string, GroupItemState>,
-  ): Promise<Lease | undefined | 'group-blocked'> {
+  ): Promise<ClaimOutcome> {
     const token = randomUUID();
-    // The lease starts now, not when the index was queried: on a slow backend the queries and the
-    // earlier candidates' attempts can take longer than a lease, which would hand out a lease that
-    // has already run out (and a sweep elsewhere would take the request back before it starts).
-    const now = Math.max(queriedAt, this.#clock.now());
+    // `now` is the pick's time, not the read's (see ClaimBatch.tick): the lease starts at its claim.
     const leaseExpiresAt = now + options.leaseMs;
     const policy = policyOf(options, c.group);
     let slot: { prevLc: number | undefined } | undefined;

@@ -25,8 +25,9 @@ import {
   ensureTable,
   measureLifecycleCost,
 } from '../src/index.js';
+import type { CommandCounter } from '../src/index.js';
 import { Db } from '../src/db.js';
-import { recordPk, recordSk } from '../src/layout.js';
+import { recordPk, recordSk, workShard } from '../src/layout.js';
 import { DurationBuffer } from '../src/side-stats.js';
 import { selectedBackends, uniqueTableName } from './harness/emulator.js';
 import { createTestTable, useBackend } from './harness/fixture.js';
@@ -195,6 +196,111 @@ for (const kind of selectedBackends()) {
         claimed.push(lease.record.key);
       }
       expect(claimed).to.deep.equal(expected);
+    });
+
+    describe('claim batches', function () {
+      const claim = { workerId: 'w', leaseMs: 10_000, policies: {} };
+      let batcher: DynamoQueueManager;
+      let counter: CommandCounter;
+
+      beforeEach(function () {
+        // No buffered-counter flush on a timer while the commands are counted (the suite's `queue`,
+        // which flushes every second, sends nothing in the tests that count).
+        batcher = table.queue(clock, { flushIntervalMs: 3_600_000 });
+        counter = attachCommandCounter(table.client);
+      });
+
+      afterEach(async function () {
+        counter.detach();
+        await batcher.close();
+      });
+
+      it('claims a batch of 5 from one read of the 4 shard heads: 4 Queries and 5 updates, not 20 Queries', async function () {
+        const keys = Array.from({ length: 8 }, (_, i) => `m-${String(i)}`);
+        for (const [i, key] of keys.entries()) {
+          await batcher.enqueue(
+            { key, request: request(key, { priority: i % 4 === 3 ? 5 : 0 }), maxAttempts: 1 },
+            { limits: {} },
+          );
+          await clock.advance(1);
+        }
+        counter.reset();
+        const leases = await batcher.claimMany(claim, 5);
+        // The order 5 claims in a row take: priority, then FIFO.
+        expect(leases.map((l) => l.record.key)).to.deep.equal(['m-3', 'm-7', 'm-0', 'm-1', 'm-2']);
+        const { commands } = counter.snapshot();
+        expect(commands).to.deep.equal({ Query: 4, UpdateItem: 5 });
+      });
+
+      it('fills a batch larger than a page of one shard, reading the heads again after the page is used up', async function () {
+        // 130 requests in shard 0 of 4: more than the 100 entries a claim reads of a shard.
+        const keys: string[] = [];
+        for (let i = 0; keys.length < 130; i++) if (workShard(`p-${String(i)}`, 4) === 0) keys.push(`p-${String(i)}`);
+        for (const key of keys) await batcher.enqueue({ key, request: request(key), maxAttempts: 1 }, { limits: {} });
+        counter.reset();
+        const leases = await batcher.claimMany(claim, 130);
+        expect(leases.map((l) => l.record.key)).to.deep.equal(keys);
+        // Two reads of the 4 heads: the first page, then what is left.
+        expect(counter.snapshot().commands).to.deep.equal({ Query: 8, UpdateItem: 130 });
+      });
+
+      it('reads the heads again when another claimer took every candidate of the first read', async function () {
+        for (const key of ['r-1', 'r-2', 'r-3']) {
+          await queue.enqueue({ key, request: request(key), maxAttempts: 1 }, { limits: {} });
+        }
+        // Before the batch's first claim lands, another process claims all three and two more are queued.
+        const taken: string[] = [];
+        const held = interceptOnce(
+          table.client,
+          (target) => target.endsWith('.UpdateItem'),
+          async () => {
+            taken.push(...(await queue.claimMany({ ...claim, workerId: 'other' }, 3)).map((l) => l.record.key));
+            for (const key of ['r-4', 'r-5']) {
+              await queue.enqueue({ key, request: request(key), maxAttempts: 1 }, { limits: {} });
+            }
+          },
+        );
+        try {
+          counter.reset();
+          const leases = await batcher.claimMany(claim, 5);
+          expect(held.fired).to.equal(true);
+          expect(taken).to.deep.equal(['r-1', 'r-2', 'r-3']);
+          // Claims in a row would each read again: the batch too, once its candidates were all lost.
+          expect(leases.map((l) => l.record.key)).to.deep.equal(['r-4', 'r-5']);
+          expect(leases.map((l) => l.record.workerId)).to.deep.equal(['w', 'w']);
+        } finally {
+          held.remove();
+        }
+      });
+
+      it('returns the leases taken when a claim of the batch fails after others succeeded', async function () {
+        for (const key of ['e-1', 'e-2', 'e-3']) {
+          await queue.enqueue({ key, request: request(key), maxAttempts: 1 }, { limits: {} });
+        }
+        const fault = failOnce(
+          table.client,
+          (command, input) => command === 'UpdateItemCommand' && input.includes('K#e-2'),
+        );
+        try {
+          const leases = await batcher.claimMany(claim, 3);
+          expect(fault.fired).to.equal(true);
+          expect(leases.map((l) => l.record.key)).to.deep.equal(['e-1']);
+        } finally {
+          fault.remove();
+        }
+        expect((await queue.get('e-2'))?.state).to.equal('pending');
+        // When the first claim fails, the batch fails.
+        const first = failOnce(
+          table.client,
+          (command, input) => command === 'UpdateItemCommand' && input.includes('K#e-2'),
+        );
+        try {
+          await expect(batcher.claimMany(claim, 3)).to.be.rejectedWith(BackendError);
+        } finally {
+          first.remove();
+        }
+        expect((await batcher.claimMany(claim, 3)).map((l) => l.record.key)).to.deep.equal(['e-2', 'e-3']);
+      });
     });
 
     it('counts no request waiting out a backoff, nor one past its pending deadline, ahead of the others', async function () {
