@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import { InvalidRequestError, LeaseLostError, MAX_CLAIM_BATCH } from '@armlib/core';
 
 import { resolveContext, useEnv } from './context.js';
-import { entry, GatedHandler, rejectionOf, req } from './helpers.js';
+import { claimManyOf, entry, GatedHandler, rejectionOf, req } from './helpers.js';
 import type { ConformanceOptions } from './types.js';
 
 /** §3.1 claim: priority first, FIFO within a priority, a fresh lease token on every claim. */
@@ -56,6 +56,7 @@ export function claimOrderTests(options: ConformanceOptions): void {
     it('claims a batch in the order claims in a row would, up to max (claimMany, SPI)', async function () {
       const env = await open();
       const { queue } = env;
+      const claimMany = claimManyOf(this, queue);
       const claim = { workerId: 'w1', leaseMs: env.t(3_000), policies: {} };
       const plan: [string, number][] = [
         ['b-low', -1],
@@ -67,7 +68,7 @@ export function claimOrderTests(options: ConformanceOptions): void {
         await queue.enqueue(entry(key, { priority }), { limits: {} });
         await env.clock.advance(env.t(1));
       }
-      const first = await queue.claimMany(claim, 3);
+      const first = await claimMany(claim, 3);
       expect(first.map((l) => l.record.key)).to.deep.equal(['b-high', 'b-mid-1', 'b-mid-2']);
       for (const lease of first) {
         expect(lease.record.state).to.equal('running');
@@ -75,8 +76,8 @@ export function claimOrderTests(options: ConformanceOptions): void {
       }
       expect(new Set(first.map((l) => l.token)).size, 'a token per lease').to.equal(3);
       // Fewer than max when the queue runs dry, then none.
-      expect((await queue.claimMany(claim, 5)).map((l) => l.record.key)).to.deep.equal(['b-low']);
-      expect(await queue.claimMany(claim, 5)).to.deep.equal([]);
+      expect((await claimMany(claim, 5)).map((l) => l.record.key)).to.deep.equal(['b-low']);
+      expect(await claimMany(claim, 5)).to.deep.equal([]);
       // Each lease fences its own request: completing one leaves the others running.
       const done = first[1];
       if (done !== undefined) await queue.complete(done.record.key, done.token, { durationMs: 1 });
@@ -88,17 +89,18 @@ export function claimOrderTests(options: ConformanceOptions): void {
       const env = await open();
       const { queue } = env;
       const claim = { workerId: 'w1', leaseMs: env.t(3_000), policies: {} };
+      const claimMany = claimManyOf(this, queue);
       for (const key of ['p-1', 'p-2']) await queue.enqueue(entry(key), { limits: {} });
       await queue.setPaused(true);
-      expect(await queue.claimMany(claim, 2)).to.deep.equal([]);
+      expect(await claimMany(claim, 2)).to.deep.equal([]);
       await queue.setPaused(false);
       for (const max of [0, -1, 2.5, MAX_CLAIM_BATCH + 1, Number.NaN]) {
-        const error = await rejectionOf(queue.claimMany(claim, max));
+        const error = await rejectionOf(claimMany(claim, max));
         expect(InvalidRequestError.is(error), `max ${String(max)}`).to.equal(true);
         expect((error as InvalidRequestError).field).to.equal('max');
       }
       expect((await queue.counts()).byState.pending, 'a refused batch claims nothing').to.equal(2);
-      expect((await queue.claimMany(claim, 2)).map((l) => l.record.key)).to.deep.equal(['p-1', 'p-2']);
+      expect((await claimMany(claim, 2)).map((l) => l.record.key)).to.deep.equal(['p-1', 'p-2']);
     });
 
     it('issues a different lease token on every claim (SPI)', async function () {

@@ -2,7 +2,17 @@ import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 
 import { normalizeRequest, REQUEST_EVENT_NAMES } from '@armlib/core';
-import type { BatchRequest, Job, ManagerEvents, NewQueueEntry, RequestManager, ResultBody } from '@armlib/core';
+import type {
+  BatchRequest,
+  ClaimOptions,
+  Job,
+  Lease,
+  ManagerEvents,
+  NewQueueEntry,
+  QueueManager,
+  RequestManager,
+  ResultBody,
+} from '@armlib/core';
 
 import type { Deferred, TestEnv } from './context.js';
 
@@ -296,4 +306,17 @@ export async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
     return error;
   }
   throw new Error('expected the call to be rejected, but it resolved');
+}
+
+/**
+ * The adapter's `claimMany`, bound, for the tests of it; skips the test (reported as skipped) when
+ * the adapter has none: it is optional, and a worker then claims one request at a time.
+ */
+export function claimManyOf(
+  test: Mocha.Context,
+  queue: QueueManager,
+): (options: ClaimOptions, max: number) => Promise<Lease[]> {
+  const claimMany = queue.claimMany?.bind(queue);
+  if (claimMany === undefined) test.skip();
+  return claimMany;
 }

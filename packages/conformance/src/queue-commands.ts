@@ -288,9 +288,12 @@ export async function runQueueSequence(
         };
         // One claim, or a batch checked as that many claims in a row (then one finding nothing
         // when the batch came back short).
+        // An adapter without claimMany (it is optional) is sent one claim instead.
         const leases: (Lease | undefined)[] =
-          cmd.max === undefined ? [await queue.claim(claimOptions)] : await queue.claimMany(claimOptions, cmd.max);
-        if (cmd.max !== undefined && leases.length < cmd.max) leases.push(undefined);
+          cmd.max === undefined || queue.claimMany === undefined
+            ? [await queue.claim(claimOptions)]
+            : await queue.claimMany(claimOptions, cmd.max);
+        if (cmd.max !== undefined && queue.claimMany !== undefined && leases.length < cmd.max) leases.push(undefined);
         for (const lease of leases) {
           const allowed = model.claimable(
             { ...(cmd.groups === undefined ? {} : { groups: cmd.groups }), policies: scaledPolicies },

@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import type { QueueManager, RequestManager } from '@armlib/core';
 
 import { resolveContext, useEnv } from './context.js';
-import { entry, EventLog, req, untilTerminal } from './helpers.js';
+import { claimManyOf, entry, EventLog, req, untilTerminal } from './helpers.js';
 import type { ConformanceOptions } from './types.js';
 
 /** §3.1 atomicity under real concurrency: one entry per key, each request claimed exactly once. */
@@ -71,14 +71,16 @@ export function realConcurrencyTests(options: ConformanceOptions): void {
       const env = await open();
       const total = 200;
       for (let i = 0; i < total; i++) await env.queue.enqueue(entry(`batch-${String(i)}`), { limits: {} });
+      claimManyOf(this, env.queue);
       const queues: QueueManager[] = [];
       for (let i = 0; i < 8; i++) queues.push(i === 0 ? env.queue : (await env.peerAdapters()).queue);
       const claimedBy = new Map<string, number[]>();
       await Promise.all(
         queues.map(async (queue, worker) => {
+          const claimMany = claimManyOf(this, queue);
           for (let round = 0; ; round++) {
             const options = { workerId: `w${String(worker)}`, leaseMs: env.t(600_000), policies: {} };
-            const leases = await queue.claimMany(options, 1 + ((worker + round) % 7));
+            const leases = await claimMany(options, 1 + ((worker + round) % 7));
             if (leases.length === 0) return;
             for (const lease of leases) {
               claimedBy.set(lease.record.key, [...(claimedBy.get(lease.record.key) ?? []), worker]);

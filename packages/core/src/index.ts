@@ -81,7 +81,7 @@ export { TOKENS } from './tokens.js';
 export { TypedEmitter } from './util/emitter.js';
 export type { Listener } from './util/emitter.js';
 export type { AdapterPlugin } from './spi/plugin.js';
-export { checkClaimMax, claimOneByOne, MAX_CLAIM_BATCH } from './spi/claim-many.js';
+export { checkClaimMax, MAX_CLAIM_BATCH } from './spi/claim-many.js';
 export { ForwardingCacheManager, ForwardingQueueManager } from './spi/forwarding.js';
 export { REQUEST_EVENT_NAMES } from './manager/types.js';
 export type {

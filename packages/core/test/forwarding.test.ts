@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 
 import { ManualClock } from '../src/clock.js';
-import { ForwardingCacheManager, ForwardingQueueManager, InvalidRequestError, MAX_CLAIM_BATCH } from '../src/index.js';
+import { buildRequestManager, ForwardingCacheManager, ForwardingQueueManager } from '../src/index.js';
 import { MemoryCacheManager } from '../src/memory/memory-cache-manager.js';
 import { MemoryQueueManager } from '../src/memory/memory-queue-manager.js';
 import type { CacheManager } from '../src/spi/cache.js';
@@ -9,7 +9,7 @@ import type { QueueManager } from '../src/spi/queue.js';
 
 /**
  * Every method of the SPI: the `Record` type fails to compile when the SPI gains or loses one.
- * `claimMany` is left out of the forwarding check: it goes through the forwarder's own `claim`.
+ * `claimMany` is left out of the forwarding check: the forwarder has none (see the test below).
  */
 const QUEUE_METHODS = Object.keys({
   enqueue: 0,
@@ -115,17 +115,9 @@ describe('ForwardingQueueManager and ForwardingCacheManager', function () {
   });
 });
 
-describe('ForwardingQueueManager.claimMany', function () {
-  const request = (key: string) => ({ uri: '/x', key, group: 'default', priority: 0 });
-  const options = { workerId: 'w', leaseMs: 1000, policies: {} };
-
-  async function filled(queue: QueueManager, n: number): Promise<void> {
-    for (let i = 1; i <= n; i++) {
-      await queue.enqueue({ key: `k${String(i)}`, request: request(`k${String(i)}`), maxAttempts: 1 }, { limits: {} });
-    }
-  }
-
-  it('claims through the subclass claim, so a decorator watching claim sees every claim of a batch', async function () {
+describe('ForwardingQueueManager and claimMany', function () {
+  it('has no claimMany, so a worker claims through the decorator, which sees every claim', async function () {
+    const clock = new ManualClock();
     const claims: string[] = [];
     class Watching extends ForwardingQueueManager {
       override async claim(...args: Parameters<QueueManager['claim']>): ReturnType<QueueManager['claim']> {
@@ -134,52 +126,29 @@ describe('ForwardingQueueManager.claimMany', function () {
         return lease;
       }
     }
-    const queue = new Watching(new MemoryQueueManager({}, new ManualClock()));
-    await filled(queue, 3);
-    const leases = await queue.claimMany(options, 5);
-    expect(leases.map((l) => l.record.key)).to.deep.equal(['k1', 'k2', 'k3']);
-    expect(claims).to.deep.equal(['k1', 'k2', 'k3']);
-    await queue.close();
-  });
-
-  it('stops at max and refuses a max that is not an integer from 1 to MAX_CLAIM_BATCH', async function () {
-    const queue = new ForwardingQueueManager(new MemoryQueueManager({}, new ManualClock()));
-    await filled(queue, 3);
-    expect((await queue.claimMany(options, 2)).map((l) => l.record.key)).to.deep.equal(['k1', 'k2']);
-    for (const max of [0, 1.5, -1, MAX_CLAIM_BATCH + 1, Number.NaN, '2']) {
-      const error = await queue.claimMany(options, max as number).then(
-        () => undefined,
-        (e: unknown) => e,
-      );
-      expect(InvalidRequestError.is(error), String(max)).to.equal(true);
-      expect((error as InvalidRequestError).field).to.equal('max');
-    }
-    expect((await queue.get('k3'))?.state, 'a refused batch claims nothing').to.equal('pending');
-    await queue.close();
-  });
-
-  it('hands over the leases already taken when a later claim of the batch throws', async function () {
-    let calls = 0;
-    class FailingSecond extends ForwardingQueueManager {
-      override claim(...args: Parameters<QueueManager['claim']>): ReturnType<QueueManager['claim']> {
-        if (++calls === 2) return Promise.reject(new Error('claim failed'));
-        return this.inner.claim(...args);
-      }
-    }
-    const queue = new FailingSecond(new MemoryQueueManager({}, new ManualClock()));
-    await filled(queue, 3);
-    expect((await queue.claimMany(options, 3)).map((l) => l.record.key)).to.deep.equal(['k1']);
-    calls = 1;
-    const error = await queue.claimMany(options, 3).then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    expect((error as Error).message, 'a batch whose first claim throws rejects').to.equal('claim failed');
-    await queue.close();
+    const queue = new Watching(new MemoryQueueManager({}, clock));
+    expect('claimMany' in queue).to.equal(false);
+    const rm = buildRequestManager({ queue, cache: new MemoryCacheManager({}, clock), clock, settings: {} });
+    const keys: string[] = [];
+    for (let i = 0; i < 3; i++) keys.push((await rm.submit({ uri: '/watched', params: { i: String(i) } })).key);
+    const release = gate();
+    const worker = rm.process(() => release.promise, { concurrency: 3 });
+    await clock.advance(10);
+    expect(claims).to.deep.equal(keys);
+    release.resolve();
+    await worker.stop();
+    await rm.close();
   });
 });
 
 async function* oneChunk(text: string): AsyncIterable<Uint8Array> {
   await Promise.resolve();
   yield new TextEncoder().encode(text);
+}
+
+/** A promise and the function that resolves it. */
+function gate(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
 }

@@ -82,14 +82,17 @@ class ScriptedQueue extends ForwardingQueueManager {
   /** The `max` of every claimMany call, in order. */
   readonly batches: number[] = [];
 
-  override async claimMany(options: ClaimOptions, max: number): Promise<Lease[]> {
+  /** The memory adapter's batch step, watched (ForwardingQueueManager itself has no claimMany). */
+  async claimMany(options: ClaimOptions, max: number): Promise<Lease[]> {
     this.batches.push(max);
     const held = this.heldBatch;
     if (held !== undefined) {
       this.heldBatch = undefined;
       await held.promise;
     }
-    return super.claimMany(options, max);
+    const batch = await this.inner.claimMany?.(options, max);
+    if (batch === undefined) throw new Error('the inner queue has no claimMany');
+    return batch;
   }
 
   override async uriStats(uri?: string): Promise<UriStats[]> {
@@ -227,7 +230,7 @@ describe('worker runtime', () => {
     expect(mostRunning).to.equal(2);
   });
 
-  it('fills every free slot with one claimMany call', async () => {
+  it('fills its free slots with one claimMany call, and a single free slot with a plain claim', async () => {
     r = rig();
     const keys: string[] = [];
     for (let i = 0; i < 5; i++) keys.push((await r.rm.submit({ uri: '/batch', params: { i: String(i) } })).key);
@@ -245,8 +248,8 @@ describe('worker runtime', () => {
     expect(worker.active).to.equal(3);
     expect([...running.keys()]).to.deep.equal(keys.slice(0, 3));
     running.get(keys[0] ?? '')?.open();
-    await commitAll(r, () => r.queue.batches.length > 1);
-    expect(r.queue.batches.slice(1), 'then one call for the slot set free').to.deep.equal([1]);
+    await commitAll(r, () => running.size > 3);
+    expect(r.queue.batches, 'no batch for the one slot set free').to.deep.equal([3]);
     expect([...running.keys()]).to.deep.equal(keys.slice(0, 4));
     for (const held of running.values()) held.open();
     const stopped = worker.stop({ graceMs: 1000 });
@@ -254,18 +257,81 @@ describe('worker runtime', () => {
     await stopped;
   });
 
-  it('asks for at most 100 claims per claimMany call, and goes on while the batches come back full', async () => {
+  it('asks for at most 16 claims per claimMany call, and goes on while the batches come back full', async () => {
     r = rig();
-    for (let i = 0; i < 160; i++) await r.rm.submit({ uri: '/wide', params: { i: String(i) } });
+    for (let i = 0; i < 60; i++) await r.rm.submit({ uri: '/wide', params: { i: String(i) } });
     const release = gate();
-    const worker = r.rm.process(() => release.promise, { concurrency: 150 });
+    const worker = r.rm.process(() => release.promise, { concurrency: 50 });
     await r.clock.tick();
-    expect(r.queue.batches).to.deep.equal([100, 50]);
-    expect(worker.active).to.equal(150);
+    expect(r.queue.batches).to.deep.equal([16, 16, 16, 2]);
+    expect(worker.active).to.equal(50);
     release.open();
     const stopped = worker.stop({ graceMs: 1000 });
     await commitAll(r, () => worker.active === 0);
     await stopped;
+  });
+
+  it('claims one at a time through a queue with no claimMany, starting each job as soon as its claim returns', async () => {
+    const clock = new ManualClock();
+    const secondClaim = gate();
+    let claims = 0;
+    class OneByOne extends ForwardingQueueManager {
+      override async claim(options: ClaimOptions): Promise<Lease | undefined> {
+        if (++claims === 2) await secondClaim.promise;
+        return this.inner.claim(options);
+      }
+    }
+    const cache = new SlowCommitCache(new MemoryCacheManager({}, clock));
+    const memory = new MemoryQueueManager({}, clock);
+    const rm = buildRequestManager({ queue: new OneByOne(memory), cache, clock, settings: { pollMs: 50 } });
+    r = { clock, rm, memory, queue: new ScriptedQueue(memory), cache };
+    for (let i = 0; i < 3; i++) await rm.submit({ uri: '/one-by-one', params: { i: String(i) } });
+    const started: string[] = [];
+    const release = gate();
+    const worker = rm.process(
+      async (job) => {
+        started.push(job.key);
+        await release.promise;
+      },
+      { concurrency: 3 },
+    );
+    await clock.tick();
+    expect(started, 'the first job runs while the second claim is in flight').to.have.length(1);
+    secondClaim.open();
+    await clock.advance(10);
+    expect(started).to.have.length(3);
+    release.open();
+    const stopped = worker.stop({ graceMs: 1000 });
+    await commitAll(r, () => worker.active === 0);
+    await stopped;
+  });
+
+  it('hands back, unrun, the rest of a batch when a job of it stops the worker', async () => {
+    r = rig();
+    const log = eventLog(r.rm);
+    const keys: string[] = [];
+    for (let i = 0; i < 3; i++) keys.push((await r.rm.submit({ uri: '/stop-in-batch', params: { i: String(i) } })).key);
+    const started: string[] = [];
+    let stopping: Promise<void> | undefined;
+    const worker = r.rm.process(
+      async (job) => {
+        started.push(job.key);
+        stopping ??= worker.stop({ graceMs: 1000 });
+        await Promise.resolve();
+      },
+      { concurrency: 3 },
+    );
+    await r.clock.tick();
+    expect(r.queue.batches).to.deep.equal([3]);
+    await commitAll(r, () => worker.active === 0);
+    await stopping;
+    expect(started).to.deep.equal([keys[0]]);
+    for (const key of keys.slice(1)) {
+      const status = await r.rm.status(key);
+      expect(status.state, key).to.equal('pending');
+      expect(status.attempts, key).to.equal(0);
+      expect(log).to.include(`requeued ${key} released`);
+    }
   });
 
   it('hands back, unrun, every request of a batch its claimMany in flight brings back after stop() began', async () => {

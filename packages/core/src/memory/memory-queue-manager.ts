@@ -378,7 +378,7 @@ export class MemoryQueueManager implements QueueManager {
         try {
           lease = this.#claim(options);
         } catch (error) {
-          // As claimOneByOne: leases already taken are handed over, not stranded by the error.
+          // Leases already taken are handed over, not stranded by the error (see QueueManager.claimMany).
           if (leases.length === 0) throw error;
           break;
         }

@@ -1,7 +1,6 @@
 import { InvalidRequestError } from '../errors.js';
-import type { ClaimOptions, Lease, QueueManager } from './queue.js';
 
-/** The largest `max` {@link QueueManager.claimMany} accepts: the worker runtime's highest concurrency. */
+/** The largest `max` a queue's `claimMany` accepts: the worker runtime's highest concurrency. */
 export const MAX_CLAIM_BATCH = 10_000;
 
 /**
@@ -15,29 +14,4 @@ export function checkClaimMax(max: unknown): asserts max is number {
       `must be an integer from 1 to ${String(MAX_CLAIM_BATCH)}, got ${typeof max === 'number' ? String(max) : typeof max}`,
     );
   }
-}
-
-/**
- * `claimMany` for an adapter with no batch primitive: `claim` called up to `max` times in a row,
- * stopping at the first that finds nothing.
- *
- * A claim that throws after others succeeded ends the batch with the leases taken so far rather
- * than the error: thrown, those leases would be held by no one until they expire. The next claim
- * meets the error again if it lasts.
- */
-export async function claimOneByOne(queue: QueueManager, options: ClaimOptions, max: number): Promise<Lease[]> {
-  checkClaimMax(max);
-  const leases: Lease[] = [];
-  while (leases.length < max) {
-    let lease: Lease | undefined;
-    try {
-      lease = await queue.claim(options);
-    } catch (error) {
-      if (leases.length === 0) throw error;
-      break;
-    }
-    if (lease === undefined) break;
-    leases.push(lease);
-  }
-  return leases;
 }

@@ -1,5 +1,4 @@
 import type { CacheArea } from '../model.js';
-import { claimOneByOne } from './claim-many.js';
 import type {
   CacheCapabilities,
   CachedBody,
@@ -43,6 +42,11 @@ import type {
  *
  * The request manager takes its synchronous fast path only for the memory adapters it holds
  * directly, so a decorated memory adapter runs on the promise path like any other backend.
+ *
+ * It has no `claimMany`, so workers claim through the decorator's `claim`, one request at a time,
+ * and a decorator watching `claim` sees every claim. One that does not watch claims may add
+ * `claimMany(options, max) { return this.inner.claimMany?.(options, max) ?? ... }` to keep the
+ * adapter's batch step (one transaction for the file queue).
  */
 export class ForwardingQueueManager implements QueueManager {
   /** The adapter every call goes to. */
@@ -71,16 +75,6 @@ export class ForwardingQueueManager implements QueueManager {
 
   claim(options: ClaimOptions): Promise<Lease | undefined> {
     return this.inner.claim(options);
-  }
-
-  /**
-   * Calls this object's own `claim` up to `max` times in a row ({@link claimOneByOne}), so a
-   * decorator that overrides `claim` sees every claim. A decorator that does not watch claims can
-   * override this to forward the batch, `return this.inner.claimMany(options, max)`, and keep the
-   * adapter's batch step (one transaction for the file queue).
-   */
-  claimMany(options: ClaimOptions, max: number): Promise<Lease[]> {
-    return claimOneByOne(this, options, max);
   }
 
   heartbeat(key: string, token: string, options: HeartbeatOptions): Promise<HeartbeatResult> {

@@ -296,14 +296,18 @@ export interface QueueManager {
    */
   claim(options: ClaimOptions): Promise<Lease | undefined>;
   /**
-   * Claims up to `max` requests (an integer from 1 to {@link MAX_CLAIM_BATCH}) as that many
-   * `claim` calls in a row would, each choice seeing the ones before it, in one step where the
-   * backend has one: the file queue claims them in one transaction. Resolves with the leases in
-   * claim order: fewer than `max`, or none, when no more are claimable. The worker runtime fills
-   * its free slots with it. An adapter with no batch primitive implements it with
-   * {@link claimOneByOne}.
+   * Optional: an adapter with a batch step implements it. Claims up to `max` requests (an integer
+   * from 1 to `MAX_CLAIM_BATCH`; else `InvalidRequestError` with field `max`, checked by
+   * `checkClaimMax`) as that many `claim` calls in a row would, each choice seeing the ones before
+   * it, in one step: the file queue claims them in one transaction, the DynamoDB queue from one read
+   * of its index. Resolves with the leases in claim order: fewer than `max`, or none, when no more
+   * are claimable. If a claim fails after others were taken, it resolves with those (not the
+   * error), which would otherwise be held by no one until their leases ran out.
+   *
+   * The worker runtime fills its free slots with it, a few at a time; without it, it claims one by
+   * one, starting each job as soon as its claim returns.
    */
-  claimMany(options: ClaimOptions, max: number): Promise<Lease[]>;
+  claimMany?(options: ClaimOptions, max: number): Promise<Lease[]>;
   /** Extends the lease and records progress; tells whether cancel was requested. */
   heartbeat(key: string, token: string, options: HeartbeatOptions): Promise<HeartbeatResult>;
   /** running → completed. */

@@ -54,10 +54,12 @@ interface JobEntry {
 const PROGRESS_SEND_INTERVAL_MS = 1000;
 const MAX_CONCURRENCY = MAX_CLAIM_BATCH;
 /**
- * Most claims asked of one `claimMany` call: a file queue runs a batch as one transaction on the
- * event loop, which a worker with thousands of free slots would otherwise hold for a long while.
+ * Most claims asked of one `claimMany` call. A few at a time already share the file queue's
+ * transactions; more would hold its write lock and the event loop longer (a batch is one
+ * transaction), delay the first job of the batch, and take a whole burst from the other worker
+ * processes sharing the queue.
  */
-const CLAIM_BATCH = 100;
+const CLAIM_BATCH = 16;
 /** Placeholder for a job's `done` until its run has started. */
 const STARTED: Promise<void> = Promise.resolve();
 /** Tries of one call that finishes a job (complete, fail, cancel acknowledgement) on retryable errors. */
@@ -200,23 +202,8 @@ export class WorkerRuntime implements Worker, JobHost {
         this.#again = false;
         while (!this.#stopping && this.#jobs.size < this.#concurrency) {
           if (this.#groups?.length === 0) break;
-          if (sync !== undefined) {
-            const lease = sync.queue.claim(this.#claimOptionsNow());
-            if (lease === undefined) break;
-            this.#startJob(lease);
-            continue;
-          }
-          // The free slots in one call (up to CLAIM_BATCH): the file queue claims them in one
-          // transaction, and the jobs started together commit their results and completions together too.
-          const want = Math.min(this.#concurrency - this.#jobs.size, CLAIM_BATCH);
-          const leases = await this.#host.queue.claimMany(this.#claimOptionsNow(), want);
-          if (this.#stopRequested()) {
-            // Stopped while the claim was in flight: the requests go back at once, unrun.
-            await Promise.all(leases.map((lease) => this.#release(lease.record.key, lease.token)));
-            break;
-          }
-          for (const lease of leases) this.#startJob(lease);
-          if (leases.length < want) break;
+          const started = sync !== undefined ? this.#claimSync(sync) : await this.#claimAsync();
+          if (!started) break;
         }
       } while (this.#wakeRequested() && !this.#stopping && this.#jobs.size < this.#concurrency);
     } catch (error) {
@@ -225,6 +212,42 @@ export class WorkerRuntime implements Worker, JobHost {
       this.#pumping = false;
     }
     if (!this.#stopping && this.#jobs.size < this.#concurrency) this.#schedulePoll();
+  }
+
+  /** One claim on the synchronous twins; true when it started a job (and another may follow). */
+  #claimSync(sync: ManagerSyncOps): boolean {
+    const lease = sync.queue.claim(this.#claimOptionsNow());
+    if (lease === undefined) return false;
+    this.#startJob(lease);
+    return true;
+  }
+
+  /**
+   * One claim, or a batch of up to {@link CLAIM_BATCH} where the queue has a batch step (the file
+   * queue claims it in one transaction, and the jobs started together then commit their results
+   * and completions together too). True when every lease asked for was taken and started: more
+   * may be claimable.
+   */
+  async #claimAsync(): Promise<boolean> {
+    const queue = this.#host.queue;
+    const batch = queue.claimMany === undefined ? 1 : Math.min(this.#concurrency - this.#jobs.size, CLAIM_BATCH);
+    let leases: Lease[];
+    if (queue.claimMany === undefined || batch === 1) {
+      const lease = await queue.claim(this.#claimOptionsNow());
+      leases = lease === undefined ? [] : [lease];
+    } else {
+      leases = await queue.claimMany(this.#claimOptionsNow(), batch);
+    }
+    for (let i = 0; i < leases.length; i++) {
+      if (this.#stopRequested()) {
+        // Stopped while the claim was in flight, or by a job of this batch: the rest go back at
+        // once, unrun.
+        await Promise.all(leases.slice(i).map((lease) => this.#release(lease.record.key, lease.token)));
+        return false;
+      }
+      this.#startJob(leases[i] as Lease);
+    }
+    return leases.length === batch;
   }
 
   #claimOptionsNow(): ClaimOptions {

@@ -84,9 +84,6 @@ export function openCacheDatabase(path: string, durable: boolean): Database.Data
     // random key, so a longer WAL holds fewer repeated pages than the queue's).
     db.pragma(`journal_size_limit = ${String(WAL_SIZE_LIMIT_BYTES)}`);
     db.pragma(`cache_size = -${String(PAGE_CACHE_KIB)}`);
-    // The pages a savepoint of a group commit changes are saved in memory rather than in a
-    // temporary file: writing that file was two syscalls per page.
-    db.pragma('temp_store = MEMORY');
     const database = db;
     // Read first: creating the schema takes the write lock, and another process holding it would
     // make this open wait inside SQLite's busy handler, which blocks the event loop. Only a new

@@ -89,9 +89,6 @@ function configure(db: Database.Database, options: ResolvedFileQueueOptions): vo
   // they were written, and the fsyncs are rarer. The WAL is cut back to 16 MiB after a burst.
   db.pragma(`wal_autocheckpoint = ${String(WAL_AUTOCHECKPOINT_PAGES)}`);
   db.pragma(`journal_size_limit = ${String(WAL_SIZE_LIMIT_BYTES)}`);
-  // The pages a savepoint of a group commit changes are saved in memory rather than in a
-  // temporary file: writing that file was two syscalls per page.
-  db.pragma('temp_store = MEMORY');
   db.transaction(() => {
     db.exec(SCHEMA_SQL);
     const version = db.prepare("SELECT value FROM meta WHERE name = 'schema_version'").pluck().get();

@@ -59,20 +59,31 @@ export class LoggingQueue extends ForwardingQueueManager {
   }
 
   override async claim(options: ClaimOptions): Promise<Lease | undefined> {
+    const leases = await this.#logClaims(options, () => this.inner.claim(options).then((l) => (l ? [l] : [])));
+    return leases[0];
+  }
+
+  /** The file queue's batch step, logged as one claim start and a line per lease (so the tests cover batches). */
+  async claimMany(options: ClaimOptions, max: number): Promise<Lease[]> {
+    const inner = this.inner;
+    if (inner.claimMany === undefined)
+      return this.#logClaims(options, () => inner.claim(options).then((l) => (l ? [l] : [])));
+    return this.#logClaims(options, () => inner.claimMany?.(options, max) ?? Promise.resolve([]));
+  }
+
+  async #logClaims(options: ClaimOptions, run: () => Promise<Lease[]>): Promise<Lease[]> {
     const t0 = Date.now();
     this.#log.write({ ev: 'claim-start' });
     this.#onPhase?.('claim');
-    let lease: Lease | undefined;
+    let leases: Lease[];
     try {
-      lease = await this.inner.claim(options);
+      leases = await run();
     } catch (error) {
       this.#log.write({ ev: 'claim-err', t0, code: errorCode(error) });
       throw error;
     }
-    if (lease === undefined) {
-      this.#log.write({ ev: 'claim', t0, outcome: 'none' });
-    } else {
-      const { record, token } = lease;
+    if (leases.length === 0) this.#log.write({ ev: 'claim', t0, outcome: 'none' });
+    for (const { record, token } of leases) {
       this.#log.write({
         ev: 'claim',
         t0,
@@ -84,7 +95,7 @@ export class LoggingQueue extends ForwardingQueueManager {
         leaseMs: options.leaseMs,
       });
     }
-    return lease;
+    return leases;
   }
 
   override async heartbeat(key: string, token: string, options: HeartbeatOptions): Promise<HeartbeatResult> {
