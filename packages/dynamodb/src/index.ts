@@ -5,7 +5,7 @@
  * @packageDocumentation
  */
 export { DynamoQueueManager } from './dynamo-queue-manager.js';
-export { checkDynamoQueueOptions, TABLE_SUFFIX } from './options.js';
+export { checkDynamoQueueOptions, DYNAMO_CLIENT_TIMEOUTS, TABLE_SUFFIX } from './options.js';
 export type { DynamoQueueManagerOptions } from './options.js';
 export { deleteTable, ensureTable } from './table.js';
 export type { EnsureTableOptions, EnsureTableResult } from './table.js';

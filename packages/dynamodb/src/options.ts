@@ -18,8 +18,27 @@ export interface DynamoQueueManagerOptions {
   endpoint?: string;
   /** A ready DynamoDB client to use; never together with `clientConfig`, `region` or `endpoint`. Not closed by armlib. */
   client?: DynamoDBClient;
-  /** Configuration of the client armlib builds (and destroys on close); never together with `client`. */
+  /**
+   * Configuration of the client armlib builds (and destroys on close); never together with `client`.
+   * A `requestHandler` given here is used as it is: then its timeouts are yours to set, and
+   * `connectTimeoutMs` / `requestTimeoutMs` are refused.
+   */
   clientConfig?: DynamoDBClientConfig;
+  /**
+   * How long the client armlib builds waits for a connection to DynamoDB (DNS lookup and TCP
+   * connect), ms; default 3000. An integer from 10 to 3600000. On expiry the call fails with a
+   * retryable `BackendError` (after the SDK's own retries). Never together with `client` or
+   * `clientConfig.requestHandler`.
+   */
+  connectTimeoutMs?: number;
+  /**
+   * How long a request of the client armlib builds may wait with nothing sent or received on its
+   * connection (an idle timeout on the socket, not a limit on the whole request), ms; default
+   * 10000. An integer from 10 to 3600000. A server that accepts the connection and never answers
+   * fails the call with a retryable `BackendError` (after the SDK's own retries) instead of
+   * hanging it. Never together with `client` or `clientConfig.requestHandler`.
+   */
+  requestTimeoutMs?: number;
   /** Shards of the work index (pending and running entries); default 4. Fixed for the life of a table. */
   shards?: number;
   /** Partitions the records are spread over (list, counts and prune Query each); default 16. Fixed for the life of a table. */
@@ -33,6 +52,15 @@ export interface DynamoQueueManagerOptions {
   /** How long the live-record counts behind `maxQueueLength` / `maxPendingPerOwner` are reused, ms; default 5000. */
   capsRefreshMs?: number;
 }
+
+/**
+ * Timeouts of the client armlib builds when the options leave them out (see
+ * {@link DynamoQueueManagerOptions.connectTimeoutMs} and {@link DynamoQueueManagerOptions.requestTimeoutMs}).
+ */
+export const DYNAMO_CLIENT_TIMEOUTS: Readonly<{ connectTimeoutMs: number; requestTimeoutMs: number }> = Object.freeze({
+  connectTimeoutMs: 3000,
+  requestTimeoutMs: 10_000,
+});
 
 /** Options with defaults applied (the client is resolved separately). */
 export interface ResolvedDynamoOptions {
@@ -52,6 +80,8 @@ const KNOWN = new Set([
   'endpoint',
   'client',
   'clientConfig',
+  'connectTimeoutMs',
+  'requestTimeoutMs',
   'shards',
   'recordShards',
   'ensureTable',
@@ -140,9 +170,9 @@ export function checkDynamoQueueOptions(options: unknown): ConfigIssue[] {
   if (options['client'] !== undefined && !isDynamoClient(options['client'])) {
     issues.push({ path: '/client', message: 'must be a DynamoDBClient (send, middlewareStack and config)' });
   }
-  // A ready client carries its own region and endpoint: these would be ignored, and a config that
-  // points at an emulator would then write wherever the client points (real AWS, say).
-  for (const name of ['region', 'endpoint'] as const) {
+  // A ready client carries its own region, endpoint and timeouts: these would be ignored, and a
+  // config that points at an emulator would then write wherever the client points (real AWS, say).
+  for (const name of ['region', 'endpoint', 'connectTimeoutMs', 'requestTimeoutMs'] as const) {
     if (options['client'] !== undefined && options[name] !== undefined) {
       issues.push({
         path: `/${name}`,
@@ -153,11 +183,28 @@ export function checkDynamoQueueOptions(options: unknown): ConfigIssue[] {
   if (options['clientConfig'] !== undefined && !isObject(options['clientConfig'])) {
     issues.push({ path: '/clientConfig', message: 'must be an object (a DynamoDBClientConfig)' });
   }
+  // A request handler of the user's is used as it is: the timeouts would be silently dropped.
+  const config = options['clientConfig'];
+  if (isObject(config) && config['requestHandler'] !== undefined) {
+    for (const [name, field] of [
+      ['connectTimeoutMs', 'connectionTimeout'],
+      ['requestTimeoutMs', 'socketTimeout'],
+    ] as const) {
+      if (options[name] !== undefined) {
+        issues.push({
+          path: `/${name}`,
+          message: `cannot be combined with /clientConfig/requestHandler, which is used as given: set its ${field} instead`,
+        });
+      }
+    }
+  }
   checkInteger(options, 'shards', 1, 256, issues);
   checkInteger(options, 'recordShards', 1, 1024, issues);
   checkInteger(options, 'flushIntervalMs', 10, 3_600_000, issues);
   checkInteger(options, 'statsCacheMs', 0, 3_600_000, issues);
   checkInteger(options, 'capsRefreshMs', 0, 3_600_000, issues);
+  checkInteger(options, 'connectTimeoutMs', 10, 3_600_000, issues);
+  checkInteger(options, 'requestTimeoutMs', 10, 3_600_000, issues);
   if (options['ensureTable'] !== undefined && typeof options['ensureTable'] !== 'boolean') {
     issues.push({ path: '/ensureTable', message: 'must be a boolean' });
   }
@@ -188,6 +235,26 @@ export function resolveDynamoOptions(options: DynamoQueueManagerOptions | undefi
   };
 }
 
+/**
+ * The configuration of the client armlib builds: `clientConfig` with `region` and `endpoint` laid
+ * over it and, unless `clientConfig` has a `requestHandler` of its own, the timeouts. They go to
+ * the SDK's node HTTP handler as its options: `connectionTimeout`, and `socketTimeout` (the idle
+ * timeout, which also covers a response body that stops arriving). Not the handler's
+ * `requestTimeout`: it only logs a warning unless `throwOnRequestTimeout` is set, and ends at the
+ * response headers.
+ */
+export function clientConfigOf(options: DynamoQueueManagerOptions | undefined): DynamoDBClientConfig {
+  const o = options ?? {};
+  const config: DynamoDBClientConfig = { ...(o.clientConfig ?? {}) };
+  if (o.region !== undefined) config.region = o.region;
+  if (o.endpoint !== undefined) config.endpoint = o.endpoint;
+  config.requestHandler ??= {
+    connectionTimeout: o.connectTimeoutMs ?? DYNAMO_CLIENT_TIMEOUTS.connectTimeoutMs,
+    socketTimeout: o.requestTimeoutMs ?? DYNAMO_CLIENT_TIMEOUTS.requestTimeoutMs,
+  };
+  return config;
+}
+
 /** The client to use and whether armlib owns it (built here, destroyed on close). */
 export function resolveClient(options: DynamoQueueManagerOptions | undefined): {
   client: DynamoDBClient;
@@ -195,8 +262,5 @@ export function resolveClient(options: DynamoQueueManagerOptions | undefined): {
 } {
   const o = options ?? {};
   if (o.client !== undefined) return { client: o.client, owned: false };
-  const config: DynamoDBClientConfig = { ...(o.clientConfig ?? {}) };
-  if (o.region !== undefined) config.region = o.region;
-  if (o.endpoint !== undefined) config.endpoint = o.endpoint;
-  return { client: new DynamoDBClient(config), owned: true };
+  return { client: new DynamoDBClient(clientConfigOf(o)), owned: true };
 }

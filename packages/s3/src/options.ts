@@ -20,8 +20,29 @@ export interface S3CacheManagerOptions {
   forcePathStyle?: boolean;
   /** A ready S3 client, shared with the application (never destroyed by the adapter). Not with `clientConfig`. */
   client?: S3Client;
-  /** Configuration of the client the adapter builds (and destroys on close). Not with `client`. */
+  /**
+   * Configuration of the client the adapter builds (and destroys on close). Not with `client`. A
+   * `requestHandler` given here is used as it is: then its timeouts are yours to set, and
+   * `connectTimeoutMs` / `requestTimeoutMs` are refused.
+   */
   clientConfig?: S3ClientConfig;
+  /**
+   * How long the client the adapter builds waits for a connection to S3 (DNS lookup and TCP
+   * connect), ms. An integer from 10 to 3600000; default 3000. On expiry the call fails with a
+   * retryable `BackendError` (after the SDK's own retries). Not allowed with `client` or
+   * `clientConfig.requestHandler`.
+   */
+  connectTimeoutMs?: number;
+  /**
+   * How long a request of the client the adapter builds may wait with nothing sent or received on
+   * its connection, ms: an idle timeout on the socket, not a limit on the whole request, so a large
+   * upload or download that keeps moving is never cut. An integer from 10 to 3600000; default
+   * 30000. A server that accepts the connection and never answers fails the call with a retryable
+   * `BackendError` (after the SDK's own retries) instead of hanging it; so does a body returned by
+   * `get` that stops arriving, or that its reader leaves unread this long. Not allowed with
+   * `client` or `clientConfig.requestHandler`.
+   */
+  requestTimeoutMs?: number;
   /**
    * Gzip formats on write and store them with `Content-Encoding: gzip` (formats written with a
    * content encoding of their own are stored as given). Reads return the original bytes. Default false.
@@ -62,13 +83,18 @@ export interface ResolvedS3CacheOptions {
 
 const HOUR_MS = 3_600_000;
 
-/** Defaults of the optional tuning fields of {@link S3CacheManagerOptions}. */
+/**
+ * Defaults of the optional tuning fields of {@link S3CacheManagerOptions} (the timeouts apply to a
+ * client the adapter builds).
+ */
 export const S3_CACHE_DEFAULTS = Object.freeze({
   prefix: '',
   gzip: false,
   partSizeBytes: 5 * 1024 * 1024,
   queueSize: 4,
   orphanGraceMs: 24 * HOUR_MS,
+  connectTimeoutMs: 3000,
+  requestTimeoutMs: 30_000,
 });
 
 /** Shortest `orphanGraceMs`: commits need room to finish, and hosts' clocks to disagree. */
@@ -88,7 +114,22 @@ const MAX_PREFIX_LENGTH = 512;
 // S3's rules for general purpose bucket names (3-63 chars, lowercase, digits, dots, hyphens).
 const BUCKET_PATTERN = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
 // Options that configure a client the adapter builds, so they make no sense next to `client`.
-const CLIENT_FIELDS = ['region', 'endpoint', 'forcePathStyle', 'clientConfig'] as const;
+const CLIENT_FIELDS = [
+  'region',
+  'endpoint',
+  'forcePathStyle',
+  'clientConfig',
+  'connectTimeoutMs',
+  'requestTimeoutMs',
+] as const;
+/** The timeout options, with the field of the SDK's node HTTP handler each one sets. */
+const TIMEOUT_FIELDS = [
+  ['connectTimeoutMs', 'connectionTimeout'],
+  ['requestTimeoutMs', 'socketTimeout'],
+] as const;
+/** Bounds of the timeout options (ms). */
+const MIN_TIMEOUT_MS = 10;
+const MAX_TIMEOUT_MS = HOUR_MS;
 /** Every option name of {@link S3CacheManagerOptions}. */
 const KNOWN: ReadonlySet<string> = new Set<keyof S3CacheManagerOptions>([
   'bucket',
@@ -98,6 +139,8 @@ const KNOWN: ReadonlySet<string> = new Set<keyof S3CacheManagerOptions>([
   'forcePathStyle',
   'client',
   'clientConfig',
+  'connectTimeoutMs',
+  'requestTimeoutMs',
   'gzip',
   'partSizeBytes',
   'queueSize',
@@ -178,6 +221,18 @@ export function checkS3CacheOptions(options: unknown): ConfigIssue[] {
       message: `must be an integer number of ms, at least ${MIN_ORPHAN_GRACE_MS} (1 h), got ${describe(grace)}`,
     });
   }
+  for (const [field] of TIMEOUT_FIELDS) {
+    const value = o[field];
+    if (
+      value !== undefined &&
+      !(Number.isSafeInteger(value) && Number(value) >= MIN_TIMEOUT_MS && Number(value) <= MAX_TIMEOUT_MS)
+    ) {
+      issues.push({
+        path: `/${field}`,
+        message: `must be an integer number of ms from ${MIN_TIMEOUT_MS} to ${MAX_TIMEOUT_MS} (1 h), got ${describe(value)}`,
+      });
+    }
+  }
   issues.push(...clientIssues(o));
   return issues;
 }
@@ -199,6 +254,17 @@ function clientIssues(o: Record<string, unknown>): ConfigIssue[] {
         issues.push({
           path: `/${field}`,
           message: `cannot be combined with /client: give either a client or the settings to build one (/${field})`,
+        });
+      }
+    }
+  }
+  // A request handler of the user's is used as it is: the timeouts would be silently dropped.
+  if (typeof config === 'object' && config !== null && (config as S3ClientConfig).requestHandler !== undefined) {
+    for (const [field, handlerField] of TIMEOUT_FIELDS) {
+      if (o[field] !== undefined) {
+        issues.push({
+          path: `/${field}`,
+          message: `cannot be combined with /clientConfig/requestHandler, which is used as given: set its ${handlerField} instead`,
         });
       }
     }
@@ -236,13 +302,24 @@ export function commitDeadlineOf(orphanGraceMs: number): number {
   return Math.min(Math.floor(orphanGraceMs / 4), MAX_COMMIT_DEADLINE_MS);
 }
 
-/** `clientConfig` with the top-level `region`, `endpoint` and `forcePathStyle` laid over it. */
-function clientConfigOf(o: S3CacheManagerOptions): S3ClientConfig {
+/**
+ * `clientConfig` with the top-level `region`, `endpoint` and `forcePathStyle` laid over it and,
+ * unless `clientConfig` has a `requestHandler` of its own, the timeouts. They go to the SDK's node
+ * HTTP handler as its options: `connectionTimeout`, and `socketTimeout` (the idle timeout, which
+ * also covers a body `get` streams that stops arriving). Not the handler's `requestTimeout`: it
+ * only logs a warning unless `throwOnRequestTimeout` is set, ends at the response headers, and
+ * counts the upload of the request body, so it would cut a large part on a slow link.
+ */
+export function clientConfigOf(o: S3CacheManagerOptions): S3ClientConfig {
   return {
     ...o.clientConfig,
     ...(o.region === undefined ? {} : { region: o.region }),
     ...(o.endpoint === undefined ? {} : { endpoint: o.endpoint }),
     ...(o.forcePathStyle === undefined ? {} : { forcePathStyle: o.forcePathStyle }),
+    requestHandler: o.clientConfig?.requestHandler ?? {
+      connectionTimeout: o.connectTimeoutMs ?? S3_CACHE_DEFAULTS.connectTimeoutMs,
+      socketTimeout: o.requestTimeoutMs ?? S3_CACHE_DEFAULTS.requestTimeoutMs,
+    },
   };
 }
 
