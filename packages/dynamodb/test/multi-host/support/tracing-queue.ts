@@ -56,17 +56,28 @@ export class TracingQueue extends ForwardingQueueManager {
   override async claim(options: ClaimOptions): Promise<Lease | undefined> {
     this.claimCalls++;
     const lease = await this.inner.claim(options);
-    if (lease !== undefined) {
-      this.#sink({
-        op: 'claim',
-        key: lease.record.key,
-        token: lease.token,
-        attempt: lease.record.attempts,
-        leaseExpiresAt: lease.record.leaseExpiresAt ?? 0,
-        at: this.#now(),
-      });
-    }
+    if (lease !== undefined) this.#traceClaim(lease);
     return lease;
+  }
+
+  /** The adapter's batch step, traced lease by lease (so the tests cover the workers' batches). */
+  async claimMany(options: ClaimOptions, max: number): Promise<Lease[]> {
+    this.claimCalls++;
+    const leases = await (this.inner.claimMany?.(options, max) ??
+      this.inner.claim(options).then((lease) => (lease === undefined ? [] : [lease])));
+    for (const lease of leases) this.#traceClaim(lease);
+    return leases;
+  }
+
+  #traceClaim(lease: Lease): void {
+    this.#sink({
+      op: 'claim',
+      key: lease.record.key,
+      token: lease.token,
+      attempt: lease.record.attempts,
+      leaseExpiresAt: lease.record.leaseExpiresAt ?? 0,
+      at: this.#now(),
+    });
   }
 
   override async heartbeat(key: string, token: string, options: HeartbeatOptions): Promise<HeartbeatResult> {
