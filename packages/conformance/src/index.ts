@@ -25,3 +25,5 @@ export { retentionTests } from './retention.js';
 export { retryTests } from './retry.js';
 export { CONFORMANCE_GROUPS, runConformance } from './run.js';
 export type { AdapterFactory, AdapterInstance, ConformanceCapabilities, ConformanceOptions } from './types.js';
+export { silentServer, unacceptingServer } from './unresponsive.js';
+export type { Unresponsive } from './unresponsive.js';

@@ -6,8 +6,8 @@ import chaiAsPromised from 'chai-as-promised';
 import { checkDynamoQueueOptions, DYNAMO_CLIENT_TIMEOUTS, DynamoQueueManager } from '../src/index.js';
 import type { DynamoQueueManagerOptions } from '../src/index.js';
 import { clientConfigOf } from '../src/options.js';
-import { silentServer, unacceptingServer } from './harness/unresponsive.js';
-import type { Unresponsive } from './harness/unresponsive.js';
+import { silentServer, unacceptingServer } from '@armlib/conformance';
+import type { Unresponsive } from '@armlib/conformance';
 
 chai.use(chaiAsPromised);
 const { expect } = chai;

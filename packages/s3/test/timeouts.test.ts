@@ -13,7 +13,7 @@ import { newId } from '../src/layout.js';
 import { encodeManifest } from '../src/manifest.js';
 import { clientConfigOf } from '../src/options.js';
 import { collect, rejectionOf } from './harness/fixture.js';
-import { silentServer, unacceptingServer } from './harness/unresponsive.js';
+import { silentServer, unacceptingServer } from '@armlib/conformance';
 
 const BUCKET = 'armlib-timeouts';
 

@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { Worker } from 'node:worker_threads';
 
-/** A loopback endpoint that never answers, for the timeout tests. */
+/** A loopback endpoint that never answers, for adapters' timeout tests. */
 export interface Unresponsive {
   /** `http://127.0.0.1:<port>`: an `endpoint` for the adapter. */
   readonly url: string;
