@@ -12,6 +12,9 @@ import type { GroupItemState } from './groups.js';
  */
 export const MAX_CLAIM_TRIES = 16;
 
+/** A batch stops claiming once its first lease is older than the lease length divided by this. */
+const LEASE_BUDGET_DIVISOR = 4;
+
 /** What one attempt on a candidate came to: a lease, lost (condition failed), or its group full. */
 export type ClaimOutcome = Lease | undefined | 'group-blocked';
 
@@ -73,7 +76,19 @@ export class ClaimBatch {
 
   /** Full, or given up after {@link MAX_CLAIM_TRIES} failed attempts in a row. */
   get done(): boolean {
-    return this.leases.length >= this.max || this.#failures >= MAX_CLAIM_TRIES;
+    return this.leases.length >= this.max || this.#failures >= MAX_CLAIM_TRIES || this.#overBudget();
+  }
+
+  /**
+   * The batch holds its leases until it returns, and the worker starts their jobs only then: once
+   * its first lease has aged a quarter of the lease length (slow or retried writes), it claims no
+   * more, so that no lease it hands over has run out, or come near it, before its job starts.
+   */
+  #overBudget(): boolean {
+    const first = this.leases[0];
+    if (first === undefined) return false;
+    const startedAt = first.record.startedAt ?? this.#now;
+    return this.#clock.now() - startedAt >= this.options.leaseMs / LEASE_BUDGET_DIVISOR;
   }
 
   claimed(key: string, lease: Lease): void {

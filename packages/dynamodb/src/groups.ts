@@ -27,8 +27,8 @@ export function policyOf(options: ClaimOptions, group: string): GroupPolicy | un
 }
 
 /**
- * Group items (`GROUPS` / group name): the last claim time and a map of running keys to lease
- * tokens, changed only by claims in groups with a policy. A slot is taken by a conditional write
+ * Group items (`GROUPS` / group name): the last claim time and a map of lease tokens to running
+ * keys, changed only by claims in groups with a policy. A slot is taken by a conditional write
  * before the record is claimed and given back (compensation) when the record claim fails, as
  * there are no transactions; a process dying between the two leaves a slot taken until the sweep
  * repairs it (see {@link GroupSlots.repair}).
@@ -90,7 +90,10 @@ export class GroupSlots {
     if (interval > 0) conditions.push(`(attribute_not_exists(${e.n('lc')}) OR ${e.n('lc')} <= ${e.v(now - interval)})`);
     if (policy.maxConcurrent !== undefined) conditions.push(`size(${e.n('run')}) < ${e.v(policy.maxConcurrent)}`);
     e.set('lc', now);
-    e.setRaw(`${e.path('run', key)} = ${e.v(token)}`);
+    // Keyed by the claim's token, not the request's key: two claimers racing for one request each
+    // hold a slot of their own until the loser gives its back, so the cap counts both (keyed by
+    // request, the second write replaced the first and the loser's release then freed the winner's).
+    e.setRaw(`${e.path('run', token)} = ${e.v(key)}`);
     const out = await this.db.update(
       {
         Key: { pk: GROUPS_PK, sk: group },
@@ -106,7 +109,7 @@ export class GroupSlots {
       // the slot holds this claim's token (unique to it): the slot is ours. The claim time before
       // it is unknown then; a failed claim keeps `now` as the last claim time (the safe side).
       const old = out.old ?? (await this.db.get({ pk: GROUPS_PK, sk: group }, 'GetItem(group)'));
-      return old !== undefined && runOf(old)[key] === token ? { prevLc: now } : false;
+      return old !== undefined && runOf(old)[token] === key ? { prevLc: now } : false;
     }
     const lc = out.item?.['lc'];
     return { prevLc: typeof lc === 'number' ? lc : undefined };
@@ -120,8 +123,8 @@ export class GroupSlots {
     restoreLc?: { prev: number | undefined; now: number },
   ): Promise<void> {
     const e = new Expr();
-    e.removeRaw(e.path('run', key));
-    let condition = `${e.path('run', key)} = ${e.v(token)}`;
+    e.removeRaw(e.path('run', token));
+    let condition = `${e.path('run', token)} = ${e.v(key)}`;
     if (restoreLc !== undefined) {
       if (restoreLc.prev === undefined) e.remove('lc');
       else e.set('lc', restoreLc.prev);
@@ -191,7 +194,7 @@ export class GroupSlots {
     const suspects = new Map<string, number>();
     let removed = 0;
     for (const [group, state] of await this.readAll()) {
-      for (const [key, token] of Object.entries(state.run)) {
+      for (const [token, key] of Object.entries(state.run)) {
         if ((await runningToken(key)) === token) continue;
         const id = `${group} ${key} ${token}`;
         const since = this.#suspects.get(id);
@@ -207,7 +210,7 @@ export class GroupSlots {
 
   async #ensure(group: string): Promise<void> {
     if (this.#ensured.has(group)) return;
-    // A map must exist before a `run.<key>` path can be set in it.
+    // A map must exist before a `run.<token>` path can be set in it.
     const e = new Expr();
     e.setRaw(`${e.n('run')} = if_not_exists(${e.n('run')}, ${e.v({})})`);
     await this.db.update(

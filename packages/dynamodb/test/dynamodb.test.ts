@@ -232,6 +232,32 @@ for (const kind of selectedBackends()) {
         expect(commands).to.deep.equal({ Query: 4, UpdateItem: 5 });
       });
 
+      it('claims no more once its first lease has aged a quarter of the lease length, and hands over the leases it has', async function () {
+        for (const key of ['s-1', 's-2', 's-3', 's-4']) {
+          await batcher.enqueue({ key, request: request(key), maxAttempts: 1 }, { limits: {} });
+          await clock.advance(1);
+        }
+        // Slow writes: each claim's update takes 1 s of the (manual) clock, a tenth of the lease.
+        const name = 'armlibSlowClaims';
+        table.client.middlewareStack.add(
+          (next) => async (args) => {
+            const body = JSON.stringify((args as { input?: unknown }).input ?? null);
+            const out = await next(args);
+            if (body.includes('"running"')) await clock.advance(1_000);
+            return out;
+          },
+          { step: 'deserialize', name, override: true },
+        );
+        try {
+          const leases = await batcher.claimMany(claim, 4);
+          // The third claim ends 3 s after the first began: past 10 s / 4, so no fourth.
+          expect(leases.map((l) => l.record.key)).to.deep.equal(['s-1', 's-2', 's-3']);
+        } finally {
+          table.client.middlewareStack.remove(name);
+        }
+        expect((await batcher.get('s-4'))?.state).to.equal('pending');
+      });
+
       it('fills a batch larger than a page of one shard, reading the heads again after the page is used up', async function () {
         // 130 requests in shard 0 of 4: more than the 100 entries a claim reads of a shard.
         const keys: string[] = [];
@@ -645,7 +671,7 @@ for (const kind of selectedBackends()) {
           Key: { pk: { S: 'GROUPS' }, sk: { S: 'g' } },
           UpdateExpression: 'SET #run = :run',
           ExpressionAttributeNames: { '#run': 'run' },
-          ExpressionAttributeValues: { ':run': { M: { ghost: { S: 'dead-token' } } } },
+          ExpressionAttributeValues: { ':run': { M: { 'dead-token': { S: 'ghost' } } } },
         }),
       );
       expect(await queue.claim({ workerId: 'w', leaseMs: 10_000, policies })).to.equal(undefined);
@@ -772,6 +798,55 @@ for (const kind of selectedBackends()) {
           await other.close();
         }
       }
+
+      it('keeps maxConcurrent when two processes race for one request and the one whose slot came second loses', async function () {
+        const policies = { g: { maxConcurrent: 2 } };
+        const options = { workerId: 'w', leaseMs: 60_000, policies };
+        for (const key of ['a', 'b', 'c']) {
+          await queue.enqueue({ key, request: request(key, { group: 'g' }), maxAttempts: 1 }, { limits: {} });
+          await clock.advance(1);
+        }
+        // This process's claim of `a` reaches the table only after the other process took its own
+        // slot for `a`; the other's claim of `a` only after this one's landed, so the other loses.
+        const otherSlotTaken = deferred();
+        const firstClaimLanded = deferred();
+        let claimsOfA = 0;
+        let slotsForA = 0;
+        const name = 'armlibSlotRace';
+        table.client.middlewareStack.add(
+          (next) => async (args) => {
+            const target = (args.request as { headers?: Record<string, string> }).headers?.['x-amz-target'] ?? '';
+            const body = JSON.stringify((args as { input?: unknown }).input ?? null);
+            const update = target.endsWith('.UpdateItem');
+            const claimOfA = update && body.includes('"K#a"') && body.includes('"running"');
+            const slotForA = update && body.includes('"GROUPS"') && body.includes('"a"');
+            if (claimOfA && ++claimsOfA === 1) {
+              await otherSlotTaken.promise;
+              const out = await next(args);
+              firstClaimLanded.resolve();
+              return out;
+            }
+            if (claimOfA) await firstClaimLanded.promise;
+            const out = await next(args);
+            if (slotForA && ++slotsForA === 2) otherSlotTaken.resolve();
+            return out;
+          },
+          { step: 'deserialize', name, override: true },
+        );
+        try {
+          await withOtherProcess(async (other) => {
+            const [mine, theirs] = await Promise.all([queue.claim(options), other.claim(options)]);
+            expect(mine?.record.key, 'this process wins a').to.equal('a');
+            expect(theirs?.record.key, 'the other, having lost a, takes b').to.equal('b');
+            // Two run in g: no third claim, from either process.
+            expect(await queue.claim(options)).to.equal(undefined);
+            expect(await other.claim(options)).to.equal(undefined);
+          });
+        } finally {
+          table.client.middlewareStack.remove(name);
+        }
+        expect((await queue.get('c'))?.state).to.equal('pending');
+      });
 
       it('reads as paused after a resume that failed half-way, and a second resume finishes it', async function () {
         await queue.enqueue({ key: 'held', request: request('held'), maxAttempts: 1 }, { limits: {} });
@@ -1235,4 +1310,11 @@ function sdkError(name: string, status: number | undefined): Error {
     $fault: status !== undefined && status >= 500 ? 'server' : 'client',
     $metadata: status === undefined ? {} : { httpStatusCode: status },
   });
+}
+
+/** A promise and the function that resolves it. */
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
 }
