@@ -119,16 +119,18 @@ export function leaseTests(options: ConformanceOptions): void {
       const second = await queue.claim({ workerId: 'w2', leaseMs, policies: {} });
       const token2 = second?.token ?? '';
       expect(second?.record.attempts).to.equal(2);
+      // All at once; each rejection is taken as it comes (awaited one by one, the later ones would
+      // be rejections nobody handled yet).
       const calls: [string, Promise<unknown>][] = [
-        ['heartbeat', queue.heartbeat('fence', token1, { leaseMs, progress: 99 })],
-        ['complete', queue.complete('fence', token1, { durationMs: 1 })],
-        ['fail', queue.fail('fence', token1, { error: { code: 'X', message: 'x', retryable: false } })],
-        ['release', queue.release('fence', token1, { countAttempt: false })],
-        ['acknowledgeCancel', queue.acknowledgeCancel('fence', token1, {})],
-        ['complete with a made-up token', queue.complete('fence', 'not-a-token', { durationMs: 1 })],
+        ['heartbeat', rejectionOf(queue.heartbeat('fence', token1, { leaseMs, progress: 99 }))],
+        ['complete', rejectionOf(queue.complete('fence', token1, { durationMs: 1 }))],
+        ['fail', rejectionOf(queue.fail('fence', token1, { error: { code: 'X', message: 'x', retryable: false } }))],
+        ['release', rejectionOf(queue.release('fence', token1, { countAttempt: false }))],
+        ['acknowledgeCancel', rejectionOf(queue.acknowledgeCancel('fence', token1, {}))],
+        ['complete with a made-up token', rejectionOf(queue.complete('fence', 'not-a-token', { durationMs: 1 }))],
       ];
       for (const [name, call] of calls) {
-        const error = await rejectionOf(call);
+        const error = await call;
         expect(LeaseLostError.is(error), `${name}: ${String(error)}`).to.equal(true);
       }
       const record = await queue.get('fence');
