@@ -262,8 +262,8 @@ export class FileQueueManager implements QueueManager {
   /** Claims up to `max` in one transaction (one savepoint): all of them commit, or none. */
   claimMany(options: ClaimOptions, max: number): Promise<Lease[]> {
     return settle(() => {
-      checkLeaseMs(options.leaseMs);
       checkClaimMax(max);
+      checkLeaseMs(options.leaseMs);
       return this.#write('claim', (now) => {
         const leases: Lease[] = [];
         while (leases.length < max) {
