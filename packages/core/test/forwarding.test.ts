@@ -51,6 +51,22 @@ const CACHE_METHODS = Object.keys({
   close: 0,
 } satisfies Record<Exclude<keyof CacheManager, 'capabilities'>, 0>);
 
+/** A decorator that watches one call: the keys it claims go to `claims`; the rest forwards. */
+class Watching extends ForwardingQueueManager {
+  readonly #claims: string[];
+
+  constructor(inner: QueueManager, claims: string[]) {
+    super(inner);
+    this.#claims = claims;
+  }
+
+  override async claim(...args: Parameters<QueueManager['claim']>): ReturnType<QueueManager['claim']> {
+    const lease = await this.inner.claim(...args);
+    if (lease !== undefined) this.#claims.push(lease.record.key);
+    return lease;
+  }
+}
+
 /** A stand-in adapter that answers every call with its own name and arguments. */
 function echo(methods: readonly string[], capabilities: object): unknown {
   const target: Record<string, unknown> = { capabilities };
@@ -90,14 +106,7 @@ describe('ForwardingQueueManager and ForwardingCacheManager', function () {
   it('lets a subclass watch one call and leave the rest forwarding, on real memory adapters', async function () {
     const clock = new ManualClock();
     const claims: string[] = [];
-    class Watching extends ForwardingQueueManager {
-      override async claim(...args: Parameters<QueueManager['claim']>): ReturnType<QueueManager['claim']> {
-        const lease = await this.inner.claim(...args);
-        if (lease !== undefined) claims.push(lease.record.key);
-        return lease;
-      }
-    }
-    const queue = new Watching(new MemoryQueueManager({}, clock));
+    const queue = new Watching(new MemoryQueueManager({}, clock), claims);
     const request = { uri: '/x', key: 'k1', group: 'default', priority: 0 };
     await queue.enqueue({ key: 'k1', request, maxAttempts: 1 }, { limits: {} });
     const lease = await queue.claim({ workerId: 'w', leaseMs: 1000, policies: {} });
@@ -119,14 +128,7 @@ describe('ForwardingQueueManager and claimMany', function () {
   it('has no claimMany, so a worker claims through the decorator, which sees every claim', async function () {
     const clock = new ManualClock();
     const claims: string[] = [];
-    class Watching extends ForwardingQueueManager {
-      override async claim(...args: Parameters<QueueManager['claim']>): ReturnType<QueueManager['claim']> {
-        const lease = await this.inner.claim(...args);
-        if (lease !== undefined) claims.push(lease.record.key);
-        return lease;
-      }
-    }
-    const queue = new Watching(new MemoryQueueManager({}, clock));
+    const queue = new Watching(new MemoryQueueManager({}, clock), claims);
     expect('claimMany' in queue).to.equal(false);
     const rm = buildRequestManager({ queue, cache: new MemoryCacheManager({}, clock), clock, settings: {} });
     const keys: string[] = [];
