@@ -32,7 +32,7 @@ const WAL_SIZE_LIMIT_BYTES = 16 * 1024 * 1024;
 /**
  * SQLite's page cache for this connection, KiB (its default is 2 MiB). A row holds up to
  * `inlineMaxBytes` of data, so the table outgrows 2 MiB at a few thousand results, and then every
- * lookup of a key (each submit checks the cache) read pages back from the OS.
+ * lookup of a key (each submit checks the cache) reads pages back from the OS.
  */
 const PAGE_CACHE_KIB = 16 * 1024;
 
