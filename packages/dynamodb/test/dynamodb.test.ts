@@ -238,22 +238,17 @@ for (const kind of selectedBackends()) {
           await clock.advance(1);
         }
         // Slow writes: each claim's update takes 1 s of the (manual) clock, a tenth of the lease.
-        const name = 'armlibSlowClaims';
-        table.client.middlewareStack.add(
-          (next) => async (args) => {
-            const body = JSON.stringify((args as { input?: unknown }).input ?? null);
-            const out = await next(args);
-            if (body.includes('"running"')) await clock.advance(1_000);
-            return out;
-          },
-          { step: 'deserialize', name, override: true },
-        );
+        const slow = addMiddleware(table.client, async (_target, body, send) => {
+          const out = await send();
+          if (body.includes('"running"')) await clock.advance(1_000);
+          return out;
+        });
         try {
           const leases = await batcher.claimMany(claim, 4);
           // The third claim ends 3 s after the first began: past 10 s / 4, so no fourth.
           expect(leases.map((l) => l.record.key)).to.deep.equal(['s-1', 's-2', 's-3']);
         } finally {
-          table.client.middlewareStack.remove(name);
+          slow.remove();
         }
         expect((await batcher.get('s-4'))?.state).to.equal('pending');
       });
@@ -813,27 +808,21 @@ for (const kind of selectedBackends()) {
         const firstClaimLanded = deferred();
         let claimsOfA = 0;
         let slotsForA = 0;
-        const name = 'armlibSlotRace';
-        table.client.middlewareStack.add(
-          (next) => async (args) => {
-            const target = (args.request as { headers?: Record<string, string> }).headers?.['x-amz-target'] ?? '';
-            const body = JSON.stringify((args as { input?: unknown }).input ?? null);
-            const update = target.endsWith('.UpdateItem');
-            const claimOfA = update && body.includes('"K#a"') && body.includes('"running"');
-            const slotForA = update && body.includes('"GROUPS"') && body.includes('"a"');
-            if (claimOfA && ++claimsOfA === 1) {
-              await otherSlotTaken.promise;
-              const out = await next(args);
-              firstClaimLanded.resolve();
-              return out;
-            }
-            if (claimOfA) await firstClaimLanded.promise;
-            const out = await next(args);
-            if (slotForA && ++slotsForA === 2) otherSlotTaken.resolve();
+        const race = addMiddleware(table.client, async (target, body, send) => {
+          const update = target.endsWith('.UpdateItem');
+          const claimOfA = update && body.includes('"K#a"') && body.includes('"running"');
+          const slotForA = update && body.includes('"GROUPS"') && body.includes('"a"');
+          if (claimOfA && ++claimsOfA === 1) {
+            await otherSlotTaken.promise;
+            const out = await send();
+            firstClaimLanded.resolve();
             return out;
-          },
-          { step: 'deserialize', name, override: true },
-        );
+          }
+          if (claimOfA) await firstClaimLanded.promise;
+          const out = await send();
+          if (slotForA && ++slotsForA === 2) otherSlotTaken.resolve();
+          return out;
+        });
         try {
           await withOtherProcess(async (other) => {
             const [mine, theirs] = await Promise.all([queue.claim(options), other.claim(options)]);
@@ -845,7 +834,7 @@ for (const kind of selectedBackends()) {
             expect(await other.claim(options)).to.equal(undefined);
           });
         } finally {
-          table.client.middlewareStack.remove(name);
+          race.remove();
         }
         expect((await queue.get('c'))?.state).to.equal('pending');
       });
@@ -1200,6 +1189,29 @@ interface WriteHooks {
 }
 
 /**
+ * Runs `around` for every command `client` sends until `remove()`: it gets the command's target
+ * (`DynamoDB_20120810.UpdateItem`), its input as JSON text (enough to pick out a write by its key
+ * or condition) and `send`, which passes the command on and resolves with its answer. In the
+ * deserialize step: after signing and the SDK's retries loop, so what `around` holds back has not
+ * reached the table, and each retry comes through again.
+ */
+function addMiddleware(
+  client: DynamoDBClient,
+  around: (target: string, body: string, send: () => Promise<unknown>) => Promise<unknown>,
+): { remove(): void } {
+  const name = `armlibMiddleware${String(++intercepts)}`;
+  client.middlewareStack.add(
+    (next) => async (args) => {
+      const target = (args.request as { headers?: Record<string, string> }).headers?.['x-amz-target'] ?? '';
+      const body = JSON.stringify((args as { input?: unknown }).input ?? null);
+      return (await around(target, body, () => next(args))) as Awaited<ReturnType<typeof next>>;
+    },
+    { step: 'deserialize', name, override: true },
+  );
+  return { remove: () => client.middlewareStack.remove(name) };
+}
+
+/**
  * Holds the first command `match` accepts until `action` settles (a failed action fails the
  * command); every other command, including those `action` sends, passes straight through.
  */
@@ -1208,20 +1220,22 @@ function interceptOnce(
   match: (target: string, body: string) => boolean,
   action: () => Promise<unknown>,
 ): { readonly fired: boolean; remove(): void } {
-  const name = `armlibIntercept${String(++intercepts)}`;
-  const state = { fired: false, remove: () => client.middlewareStack.remove(name) };
-  client.middlewareStack.add(
-    (next) => async (args) => {
-      const target = (args.request as { headers?: Record<string, string> }).headers?.['x-amz-target'] ?? '';
-      if (!state.fired && match(target, JSON.stringify((args as { input?: unknown }).input ?? null))) {
-        state.fired = true;
-        await action();
-      }
-      return next(args);
+  let fired = false;
+  const middleware = addMiddleware(client, async (target, body, send) => {
+    if (!fired && match(target, body)) {
+      fired = true;
+      await action();
+    }
+    return send();
+  });
+  return {
+    get fired() {
+      return fired;
     },
-    { step: 'deserialize', name, override: true },
-  );
-  return state;
+    remove: () => {
+      middleware.remove();
+    },
+  };
 }
 let intercepts = 0;
 
@@ -1262,42 +1276,37 @@ function once(match: (target: string, body: string) => boolean): (target: string
 }
 
 function attachWriteHooks(client: DynamoDBClient): WriteHooks {
-  const name = 'armlibWriteHooks';
   const hooks: WriteHooks = {
     loseAnswer: undefined,
     lost: 0,
     afterLanding: undefined,
     before: undefined,
-    remove: () => client.middlewareStack.remove(name),
-  };
-  client.middlewareStack.add(
-    (next) => async (args) => {
-      const target = (args.request as { headers?: Record<string, string> }).headers?.['x-amz-target'] ?? '';
-      // The command's input, as text: enough to pick out a write by its key or condition.
-      const body = JSON.stringify((args as { input?: unknown }).input ?? null);
-      const before = hooks.before;
-      if (before !== undefined) {
-        // Unset while it runs: what it sends itself goes through here too.
-        hooks.before = undefined;
-        if (!(await before(target, body))) hooks.before ??= before;
-      }
-      const result = await next(args);
-      const lose = hooks.loseAnswer;
-      if (lose !== undefined && lose(target, body)) {
-        hooks.lost++;
-        const after = hooks.afterLanding;
-        hooks.afterLanding = undefined;
-        await after?.();
-        throw Object.assign(new Error('connection reset after the write'), {
-          name: 'TimeoutError',
-          code: 'ECONNRESET',
-          $metadata: {},
-        });
-      }
-      return result;
+    remove: () => {
+      middleware.remove();
     },
-    { step: 'deserialize', name, override: true },
-  );
+  };
+  const middleware = addMiddleware(client, async (target, body, send) => {
+    const before = hooks.before;
+    if (before !== undefined) {
+      // Unset while it runs: what it sends itself goes through here too.
+      hooks.before = undefined;
+      if (!(await before(target, body))) hooks.before ??= before;
+    }
+    const result = await send();
+    const lose = hooks.loseAnswer;
+    if (lose !== undefined && lose(target, body)) {
+      hooks.lost++;
+      const after = hooks.afterLanding;
+      hooks.afterLanding = undefined;
+      await after?.();
+      throw Object.assign(new Error('connection reset after the write'), {
+        name: 'TimeoutError',
+        code: 'ECONNRESET',
+        $metadata: {},
+      });
+    }
+    return result;
+  });
   return hooks;
 }
 

@@ -372,16 +372,10 @@ export class MemoryQueueManager implements QueueManager {
   claimMany(options: ClaimOptions, max: number): Promise<Lease[]> {
     try {
       checkClaimMax(max);
+      // Only bad options make a claim throw, and the first claim meets them: no lease is taken yet.
       const leases: Lease[] = [];
       while (leases.length < max) {
-        let lease: Lease | undefined;
-        try {
-          lease = this.#claim(options);
-        } catch (error) {
-          // Leases already taken are handed over, not stranded by the error (see QueueManager.claimMany).
-          if (leases.length === 0) throw error;
-          break;
-        }
+        const lease = this.#claim(options);
         if (lease === undefined) break;
         leases.push(lease);
       }
