@@ -20,11 +20,10 @@ const DB_COMPANIONS = ['', '-wal', '-shm', '-journal'];
  */
 export const CACHE_BUSY_TIMEOUT_MS = 10_000;
 /**
- * Page size of a new database. A row lives in the leaf pages of the table's b-tree; with the
- * default 4 KiB pages a `WITHOUT ROWID` table keeps at most about 1,000 bytes of a row there and
- * moves the rest to overflow pages, so a row holding a 1 KiB format spilled, the tree held three
- * rows per leaf, and a lookup took 16 µs against 4.6 µs with 8 KiB pages (about 2,000 bytes in
- * the leaf; 20,000 such rows, a throwaway script on the bench machine).
+ * Page size of a new database. Chosen for schema version 0, whose `WITHOUT ROWID` leaves kept at
+ * most about 1,000 bytes of a row with 4 KiB pages and moved the rest to overflow pages (a lookup
+ * of rows holding a 1 KiB format took 16 µs against 4.6 µs with 8 KiB pages). Kept for version 1:
+ * a row with `inlineMaxBytes` of data still fits one leaf, and an existing database keeps its size.
  */
 const PAGE_SIZE_BYTES = 8192;
 /** The WAL is cut back to this size after a burst. */
@@ -36,9 +35,25 @@ const WAL_SIZE_LIMIT_BYTES = 16 * 1024 * 1024;
  */
 const PAGE_CACHE_KIB = 16 * 1024;
 
-/** Schema of the results table: one row per (area, key), the commit point of a result. */
+/**
+ * Version of the schema below, kept in the database's `user_version`. 0 is the first layout, whose
+ * `results` table was `WITHOUT ROWID` on (area, key): rows, inline data included, sat in the order
+ * of their random keys, so every commit rewrote a leaf page somewhere in the whole table and a
+ * table larger than the page cache read a page back from the OS for each lookup. Version 1 keeps
+ * rows in commit order (rowid) and finds keys through a small unique index.
+ */
+const SCHEMA_VERSION = 1;
+
+/**
+ * Schema of the results table: one row per (area, key), the commit point of a result. Rows are
+ * stored in the order they were written (`id`): a commit appends to the table's last pages, and
+ * only the index on (area, key), about 60 bytes an entry, takes a random write. That halved the
+ * cache's cost per commit on 200,000 results of 1 KiB (80 to 37 µs; a throwaway script on the bench
+ * machine). `INSERT OR REPLACE` gives a replaced result a new id, at the end.
+ */
 const SCHEMA_SQL = `
 CREATE TABLE IF NOT EXISTS results (
+  id INTEGER PRIMARY KEY,
   area TEXT NOT NULL,
   key TEXT NOT NULL,
   v INTEGER NOT NULL,
@@ -46,13 +61,27 @@ CREATE TABLE IF NOT EXISTS results (
   created_at REAL NOT NULL,
   fence REAL,
   formats TEXT NOT NULL,
-  data BLOB,
-  PRIMARY KEY (area, key)
-) WITHOUT ROWID;
+  data BLOB
+);
+CREATE UNIQUE INDEX IF NOT EXISTS results_area_key ON results (area, key);
 CREATE TABLE IF NOT EXISTS cache_meta (
   name TEXT PRIMARY KEY,
   value TEXT NOT NULL
 ) WITHOUT ROWID;
+PRAGMA user_version = ${String(SCHEMA_VERSION)};
+`;
+
+/**
+ * Moves the rows of a version 0 database to the version 1 table, oldest commit first, in the
+ * caller's transaction. Processes still running the code of version 0 keep working on the new
+ * table: their statements name the columns, and SQLite prepares them again after the change.
+ */
+const MIGRATE_FROM_0_SQL = `
+ALTER TABLE results RENAME TO results_v0;
+${SCHEMA_SQL}
+INSERT INTO results (area, key, v, commit_id, created_at, fence, formats, data)
+  SELECT area, key, v, commit_id, created_at, fence, formats, data FROM results_v0 ORDER BY created_at;
+DROP TABLE results_v0;
 `;
 
 /** The tables of {@link SCHEMA_SQL}: when all are there, the schema is in place. */
@@ -79,24 +108,50 @@ export function openCacheDatabase(path: string, durable: boolean): Database.Data
       throw new BackendError(`file cache: could not switch ${path} to WAL mode (got ${String(mode)})`);
     }
     db.pragma(`synchronous = ${durable ? 'FULL' : 'NORMAL'}`);
-    // SQLite's checkpoint every 1000 pages is kept (the queue takes 4000): in two alternating
-    // pairs of 10,000 small commits, 4000 was no faster here (a commit dirties a leaf page of a
-    // random key, so a longer WAL holds fewer repeated pages than the queue's).
+    // SQLite's checkpoint every 1000 pages is kept (the queue takes 4000): on the bench's file
+    // lifecycle, 4000 was no faster here, with either schema version.
     db.pragma(`journal_size_limit = ${String(WAL_SIZE_LIMIT_BYTES)}`);
     db.pragma(`cache_size = -${String(PAGE_CACHE_KIB)}`);
     const database = db;
-    // Read first: creating the schema takes the write lock, and another process holding it would
-    // make this open wait inside SQLite's busy handler, which blocks the event loop. Only a new
-    // database (or one another process is setting up right now) needs it.
-    const tables = database
-      .prepare<[], { name: string }>(`SELECT name FROM sqlite_master WHERE type = 'table' AND name IN (${TABLES_SQL})`)
-      .all();
-    if (tables.length < SCHEMA_TABLES.length) database.transaction(() => database.exec(SCHEMA_SQL)).immediate();
+    // Read first: creating or migrating the schema takes the write lock, and another process
+    // holding it would make this open wait inside SQLite's busy handler, which blocks the event
+    // loop. Only a new database, or one of an earlier version, needs it.
+    if (schemaState(database) !== 'current') {
+      database
+        .transaction(() => {
+          setUpSchema(database);
+        })
+        .immediate();
+    }
     return database;
   } catch (error) {
     db?.close();
     throw sqliteError(error, `opening ${path}`);
   }
+}
+
+/** Whether the database has no schema yet, the schema of an earlier version, or the current one. */
+function schemaState(db: Database.Database): 'empty' | 'earlier' | 'current' {
+  const tables = db
+    .prepare<[], { name: string }>(`SELECT name FROM sqlite_master WHERE type = 'table' AND name IN (${TABLES_SQL})`)
+    .all();
+  if (tables.length === 0) return 'empty';
+  const version = db.pragma('user_version', { simple: true });
+  if (typeof version !== 'number' || version > SCHEMA_VERSION) {
+    throw new BackendError(
+      `file cache: ${db.name} has schema version ${String(version)}, newer than this armlib's (${String(SCHEMA_VERSION)}): upgrade armlib`,
+    );
+  }
+  return version === SCHEMA_VERSION && tables.length === SCHEMA_TABLES.length ? 'current' : 'earlier';
+}
+
+/** Creates or migrates the schema, in the caller's write transaction (so checked again there). */
+function setUpSchema(db: Database.Database): void {
+  const state = schemaState(db);
+  if (state === 'current') return;
+  const hasResults = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'results'").get();
+  const version = db.pragma('user_version', { simple: true });
+  db.exec(state === 'earlier' && hasResults !== undefined && version === 0 ? MIGRATE_FROM_0_SQL : SCHEMA_SQL);
 }
 
 /**

@@ -90,7 +90,8 @@ describe('file cache: damaged and foreign entries', function () {
     // A key no request could have: never made into a file name.
     runOnResults(
       dir,
-      'INSERT INTO results VALUES (\'persistent\', \'../evil\', 1, ?, 1, NULL, \'{"csv":{"size":1,"contentType":"text/csv"}}\', NULL)',
+      'INSERT INTO results (area, key, v, commit_id, created_at, fence, formats, data) ' +
+        'VALUES (\'persistent\', \'../evil\', 1, ?, 1, NULL, \'{"csv":{"size":1,"contentType":"text/csv"}}\', NULL)',
       rowOf(dir, 'persistent', 'whole')?.commit_id,
     );
     expect((await cache.list('persistent', { limit: 10 })).items.map((m) => m.key)).to.deep.equal(['whole']);
