@@ -69,6 +69,8 @@ const LEASE_EXPIRED: ErrorInfo = Object.freeze({
   retryable: false,
 });
 const STATE_SET: ReadonlySet<string> = new Set(QUEUE_STATES);
+/** Records `prune` deletes per transaction. */
+const PRUNE_CHUNK = 1000;
 
 /**
  * The durable queue of the `file` adapter: one SQLite database (`<dir>/queue.sqlite`, WAL mode)
@@ -479,8 +481,26 @@ export class FileQueueManager implements QueueManager {
   prune(finishedBefore: number): Promise<number> {
     return settle(() => {
       if (Number.isNaN(finishedBefore)) throw new InvalidRequestError('finishedBefore', 'must be a time in epoch ms');
-      return this.#write('prune', () => this.#records.prune(finishedBefore));
+      return this.#pruneInChunks(finishedBefore);
     });
+  }
+
+  /**
+   * Prunes {@link PRUNE_CHUNK} records per transaction, in seq order: the database keeps the pages
+   * a transaction changes in memory until it ends (temp_store, see openDatabase), so one statement
+   * over a few hundred thousand records held them all; a chunk holds a bounded few.
+   */
+  async #pruneInChunks(finishedBefore: number): Promise<number> {
+    let total = 0;
+    let from = 0;
+    for (;;) {
+      const { count, last } = await this.#write('prune', () =>
+        this.#records.pruneSome(finishedBefore, from, PRUNE_CHUNK),
+      );
+      total += count;
+      from = last;
+      if (count < PRUNE_CHUNK) return total;
+    }
   }
 
   setPaused(paused: boolean): Promise<void> {

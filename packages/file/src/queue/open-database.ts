@@ -89,6 +89,12 @@ function configure(db: Database.Database, options: ResolvedFileQueueOptions): vo
   // they were written, and the fsyncs are rarer. The WAL is cut back to 16 MiB after a burst.
   db.pragma(`wal_autocheckpoint = ${String(WAL_AUTOCHECKPOINT_PAGES)}`);
   db.pragma(`journal_size_limit = ${String(WAL_SIZE_LIMIT_BYTES)}`);
+  // Savepoints (one per call in a group commit) and statements with triggers keep the pages they
+  // change in a statement journal; SQLite's default moves it to a temporary file past 64 KiB, and a
+  // batch of claims passed that in most transactions: most of this database's writes went to that
+  // file. In memory, the file lifecycle of the bench ran about 15 % faster. Every call here changes
+  // a bounded number of records, but for applying due transitions (prune works in chunks).
+  db.pragma('temp_store = MEMORY');
   db.transaction(() => {
     db.exec(SCHEMA_SQL);
     const version = db.prepare("SELECT value FROM meta WHERE name = 'schema_version'").pluck().get();

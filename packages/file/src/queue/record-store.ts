@@ -72,7 +72,7 @@ export class RecordStore {
    */
   #nextDue: number | undefined;
   readonly #dueRows: Stmt<[number], unknown[]>;
-  readonly #prune: Stmt<[number]>;
+  readonly #prune: Stmt<[number, number, number], number>;
   readonly #heads: Stmt<[number], unknown[]>;
   readonly #counts: Stmt<[], CountRow>;
   readonly #occupancy: Stmt<[{ grp: string; owner: string | null }], Occupancy>;
@@ -193,10 +193,17 @@ export class RecordStore {
         `SELECT ${RECORD_COLUMNS} FROM records INDEXED BY records_due WHERE due_at <= ? ORDER BY seq`,
       )
       .raw();
-    this.#prune = db.prepare(
-      // A scan: prune is an occasional clean-up, not worth an index written on every completion.
-      `DELETE FROM records WHERE finished_at < ? AND state IN ('completed', 'failed', 'cancelled', 'expired')`,
-    );
+    // A scan in seq order from where the last chunk stopped: prune is an occasional clean-up, not
+    // worth an index written on every completion.
+    this.#prune = db
+      .prepare<[number, number, number], number>(
+        `DELETE FROM records WHERE seq IN (
+           SELECT seq FROM records WHERE seq > ? AND finished_at < ?
+             AND state IN ('completed', 'failed', 'cancelled', 'expired')
+           ORDER BY seq LIMIT ?)
+         RETURNING seq`,
+      )
+      .pluck();
     // None while the queue is paused: the claim's pause check rides along (one statement fewer).
     this.#heads = db
       .prepare<[number], unknown[]>(
@@ -461,9 +468,16 @@ export class RecordStore {
     return this.#dueRows.all(now).map(rawToRow);
   }
 
-  /** Deletes finished records that finished before `time`; returns how many. */
-  prune(time: number): number {
-    return this.#prune.run(time).changes;
+  /**
+   * Deletes at most `limit` finished records that finished before `time`, the first ones in seq
+   * order after seq `after`: how many, and the highest seq deleted (`after` when none), where the
+   * next chunk starts.
+   */
+  pruneSome(time: number, after: number, limit: number): { count: number; last: number } {
+    const seqs = this.#prune.all(after, time, limit);
+    let last = after;
+    for (const seq of seqs) if (seq > last) last = seq;
+    return { count: seqs.length, last };
   }
 
   /**

@@ -56,6 +56,31 @@ describe('FileQueueManager: housekeeping in sweeps', function () {
     expect((await queue.counts()).byState.running).to.equal(1);
   });
 
+  it('prunes in chunks: every record finished before the time, none after it, none unfinished', async function () {
+    this.timeout(60_000);
+    const tokens = new Map<string, string>();
+    for (let i = 0; i < 2500; i++) await queue.enqueue(entry(`k${String(i)}`), NO_LIMITS);
+    for (let i = 0; i < 2500; i++) {
+      const lease = await queue.claim(claimOptions({ leaseMs: 600_000 }));
+      if (lease !== undefined) tokens.set(lease.record.key, lease.token);
+    }
+    // Kept records (running, then finished late) sit between pruned ones, across chunk boundaries.
+    const complete = (i: number): Promise<unknown> =>
+      queue.complete(`k${String(i)}`, tokens.get(`k${String(i)}`) ?? '', { durationMs: 1 });
+    for (let i = 0; i < 2500; i++) if (i % 5 !== 0) await complete(i);
+    await clock.advance(1_000);
+    const cutoff = clock.now();
+    await clock.advance(1_000);
+    for (let i = 0; i < 2500; i += 10) await complete(i);
+
+    expect(await queue.prune(cutoff)).to.equal(2000);
+    expect((await queue.counts()).byState).to.include({ completed: 250, running: 250 });
+    expect(await queue.get('k1')).to.equal(undefined);
+    expect((await queue.get('k10'))?.state).to.equal('completed');
+    expect((await queue.get('k5'))?.state).to.equal('running');
+    expect(await queue.prune(cutoff)).to.equal(0);
+  });
+
   it('keeps ten minutes of activity and only live worker reports', async function () {
     await queue.reportWorker('w1', 2, 1_000);
     for (let minute = 0; minute < 15; minute++) {
