@@ -18,10 +18,15 @@ export function positionAndEtaTests(options: ConformanceOptions): void {
       manager.process(gated.handler, { concurrency: 1 });
       await gated.waitStarted(1, env.settings.pollMs);
       const order = ['urgent', 'first', 'second', 'third'];
-      await manager.submit(req('first', { estimatedMs: 5_000 }));
-      await manager.submit(req('second', { estimatedMs: 5_000 }));
-      await manager.submit(req('urgent', { estimatedMs: 5_000, priority: 10 }));
-      await manager.submit(req('third', { estimatedMs: 5_000, group: 'elsewhere' }));
+      const submitted = [
+        await manager.submit(req('first', { estimatedMs: 5_000 })),
+        await manager.submit(req('second', { estimatedMs: 5_000 })),
+        await manager.submit(req('urgent', { estimatedMs: 5_000, priority: 10 })),
+        await manager.submit(req('third', { estimatedMs: 5_000, group: 'elsewhere' })),
+      ];
+      // What each submit answered: its place when it joined the line.
+      if (env.exactPosition) expect(submitted.map((s) => s.position)).to.deep.equal([1, 2, 1, 4]);
+      for (const s of submitted) expect(s.etaMs).to.be.a('number').and.at.least(0);
 
       const running = await manager.status('runner');
       expect(running.position).to.equal(0);
@@ -52,6 +57,31 @@ export function positionAndEtaTests(options: ConformanceOptions): void {
       const done = await manager.status('third');
       expect(done.position).to.equal(undefined);
       expect(done.etaMs).to.equal(undefined);
+    });
+
+    it('gives, where an enqueue states a position, the one position() reads right after (SPI)', async function () {
+      const env = await open();
+      const { queue } = env;
+      const stated: [string, number | undefined, number | undefined][] = [];
+      const enqueue = async (key: string, extra: Parameters<typeof entry>[1] = {}): Promise<void> => {
+        const result = await queue.enqueue(entry(key, extra), { limits: {} });
+        stated.push([key, result.position, await queue.position(key)]);
+      };
+      await enqueue('a');
+      await enqueue('b', { priority: 5 });
+      await enqueue('c', { group: 'other' });
+      const claimed = await queue.claim({ workerId: 'w', leaseMs: env.t(60_000), policies: {}, groups: ['default'] });
+      expect(claimed?.record.key).to.equal('b');
+      await enqueue('d', { priority: -1 });
+      await enqueue('e', { priority: 5, group: 'other' });
+      for (const [key, given, read] of stated) {
+        if (given !== undefined) expect(given, `position stated by the enqueue of ${key}`).to.equal(read);
+      }
+      // A second enqueue of a live key states nothing it cannot stand by either.
+      const again = await queue.enqueue(entry('a'), { limits: {} });
+      expect(again.outcome).to.equal('existing');
+      if (again.position !== undefined) expect(again.position).to.equal(await queue.position('a'));
+      if (env.exactPosition) expect(stated.map(([, , read]) => read)).to.deep.equal([1, 1, 3, 3, 1]);
     });
 
     it('counts no request waiting out a retry backoff ahead of requests ready now (SPI)', async function () {

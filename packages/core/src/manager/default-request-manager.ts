@@ -194,7 +194,9 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
       this.#reportTransitions(release === undefined ? undefined : key);
       // Status first: a worker woken in this process could claim the request before we read it.
       const record = result.record;
-      const status = isLive(record) ? await this.#liveStatus(record) : this.#settledStatus(key, record, undefined);
+      const status = isLive(record)
+        ? await this.#liveStatus(record, result.position)
+        : this.#settledStatus(key, record, undefined);
       if (result.outcome === 'created') this.#wakeWorkers();
       const event = result.outcome === 'created' ? 'submitted' : 'deduplicated';
       // The payload is built only for someone to see it.
@@ -625,7 +627,8 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     return recordStatus(record);
   }
 
-  async #liveStatus(record: QueueRecord): Promise<RequestStatus> {
+  /** The status of a live record; `knownPosition`: its position as the call that returned it gave it. */
+  async #liveStatus(record: QueueRecord, knownPosition?: number): Promise<RequestStatus> {
     const uri = record.request.uri;
     if (record.state === 'running') {
       // A running ETA needs neither the capacity nor a position: one call instead of three.
@@ -634,7 +637,7 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     }
     const statsRead = this.queue.uriStats(uri);
     const capacityRead = settleLater(this.queue.capacity());
-    const positionRead = settleLater(this.queue.position(record.key));
+    const positionRead = knownPosition ?? settleLater(this.queue.position(record.key));
     const fresh = this.#pausedFresh();
     const pausedRead = typeof fresh === 'boolean' ? fresh : settleLater(fresh);
     const stats = await statsRead;

@@ -91,6 +91,12 @@ export type EnqueueOutcome = 'created' | 'existing';
 export interface EnqueueResult {
   readonly outcome: EnqueueOutcome;
   readonly record: QueueRecord;
+  /**
+   * The record's {@link QueueManager.position} as this enqueue left it, for an adapter that works
+   * it out in the same step (a `created` record): the request manager then does not ask for it
+   * again to answer the submit. Absent: the manager reads `position` itself.
+   */
+  readonly position?: number;
 }
 
 /** Scheduling policy of one group (SharQ interval plus a concurrency cap). */

@@ -230,7 +230,11 @@ export class FileQueueManager implements QueueManager {
     if (existing !== undefined) this.#records.delete(existing.seq);
     const row = this.#records.insert(entry, now);
     this.#stats.count('submitted', request.group, now);
-    return { outcome: 'created', record: rowToRecord(row, request) };
+    // The position in the same transaction: the submit's status needs no read of its own (one
+    // read transaction and a probe of due transitions fewer per submit).
+    const position = this.#records.position(entry.key, now);
+    const record = rowToRecord(row, request);
+    return position === undefined ? { outcome: 'created', record } : { outcome: 'created', record, position };
   }
 
   get(key: string): Promise<QueueRecord | undefined> {
