@@ -71,6 +71,7 @@ class ScriptedQueue extends ForwardingQueueManager {
   readonly calls: string[] = [];
 
   override async claim(options: ClaimOptions): Promise<Lease | undefined> {
+    this.calls.push('claim');
     const held = this.heldClaim;
     if (held === undefined) return this.inner.claim(options);
     this.heldClaim = undefined;
@@ -85,6 +86,7 @@ class ScriptedQueue extends ForwardingQueueManager {
   /** The memory adapter's batch step, watched (ForwardingQueueManager itself has no claimMany). */
   async claimMany(options: ClaimOptions, max: number): Promise<Lease[]> {
     this.batches.push(max);
+    this.calls.push('claimMany');
     const held = this.heldBatch;
     if (held !== undefined) {
       this.heldBatch = undefined;
@@ -112,11 +114,16 @@ class ScriptedQueue extends ForwardingQueueManager {
     return result;
   }
 
-  override complete(key: string, token: string, options: CompleteOptions): Promise<QueueRecord> {
+  /** While set, every complete waits for it (the call is made, the answer is held). */
+  heldCompletes: Gate<void> | undefined;
+
+  override async complete(key: string, token: string, options: CompleteOptions): Promise<QueueRecord> {
     this.calls.push('complete');
+    const held = this.heldCompletes;
+    if (held !== undefined) await held.promise;
     if (this.failures.complete > 0) {
       this.failures.complete--;
-      return Promise.reject(new BackendError('throttled', { retryable: true }));
+      throw new BackendError('throttled', { retryable: true });
     }
     return this.inner.complete(key, token, options);
   }
@@ -187,6 +194,7 @@ describe('worker runtime', () => {
   let r: Rig;
   afterEach(async () => {
     for (const held of r.cache.commits.splice(0)) held.open();
+    r.queue.heldCompletes?.open();
     await r.rm.close();
   });
 
@@ -473,6 +481,54 @@ describe('worker runtime', () => {
     await r.clock.advance(10);
     expect(LeaseLostError.is(outcome), String(outcome)).to.equal(true);
     expect(aborted).to.equal(true);
+  });
+
+  it('hands a slot on once the completion is sent: the next claim goes out before the queue answers it', async () => {
+    r = rig();
+    const held = gate();
+    r.queue.heldCompletes = held;
+    const started: string[] = [];
+    r.rm.process(
+      async (job) => {
+        started.push(job.key);
+        await job.write('csv', 'x');
+      },
+      { concurrency: 1 },
+    );
+    const first = await r.rm.submit({ uri: '/hand-on', params: { i: '1' } });
+    await commitAll(r, () => r.queue.calls.includes('complete'));
+    const second = await r.rm.submit({ uri: '/hand-on', params: { i: '2' } });
+    await commitAll(r, () => started.length === 2);
+    // The second job ran while the first one's completion was still unanswered.
+    expect(started).to.deep.equal([first.key, second.key]);
+    expect((await r.memory.get(first.key))?.state).to.equal('running');
+    expect(r.queue.calls.indexOf('complete')).to.be.lessThan(r.queue.calls.lastIndexOf('claim'));
+    held.open();
+    await commitAll(r, () => false);
+    expect((await r.rm.status(first.key)).state).to.equal('completed');
+    expect((await r.rm.status(second.key)).state).to.equal('completed');
+  });
+
+  it('holds at most twice its concurrency in leases while completions go unanswered', async () => {
+    r = rig();
+    const held = gate();
+    r.queue.heldCompletes = held;
+    const started: string[] = [];
+    r.rm.process(
+      async (job) => {
+        started.push(job.key);
+        await job.write('csv', 'x');
+      },
+      { concurrency: 2 },
+    );
+    for (let i = 0; i < 8; i++) await r.rm.submit({ uri: '/held', params: { i: String(i) } });
+    await commitAll(r, () => false);
+    // Two running, two finishing with their slots handed on; the other four wait.
+    expect(started).to.have.length(4);
+    expect((await r.memory.counts()).byState).to.include({ running: 4, pending: 4 });
+    held.open();
+    await commitAll(r, () => started.length === 8);
+    expect(started).to.have.length(8);
   });
 
   it('tries a complete that hit a retryable backend error again, so the request completes on its first attempt', async () => {

@@ -82,6 +82,11 @@ export class WorkerRuntime implements Worker, JobHost {
    * still run when this worker claims the same request again.
    */
   readonly #jobs = new Map<string, JobEntry>();
+  /**
+   * Tokens of jobs whose handler returned and whose completion was sent: their slot is handed on
+   * at once (see {@link #handOnSlot}), though they stay in {@link #jobs} until the queue answers.
+   */
+  readonly #handedOn = new Set<string>();
   #pumping = false;
   /** The claim loop while it runs (a stop waits for a claim in flight). */
   #pumpRun: Promise<void> | undefined;
@@ -152,7 +157,7 @@ export class WorkerRuntime implements Worker, JobHost {
       this.#again = true;
       return;
     }
-    if (this.#jobs.size >= this.#concurrency) return;
+    if (this.#busy() >= this.#concurrency) return;
     this.#pumping = true;
     this.#pumpRun = this.#pump();
   }
@@ -200,18 +205,18 @@ export class WorkerRuntime implements Worker, JobHost {
       if (sync !== undefined) await STARTED;
       do {
         this.#again = false;
-        while (!this.#stopping && this.#jobs.size < this.#concurrency) {
+        while (!this.#stopping && this.#busy() < this.#concurrency) {
           if (this.#groups?.length === 0) break;
           const started = sync !== undefined ? this.#claimSync(sync) : await this.#claimAsync();
           if (!started) break;
         }
-      } while (this.#wakeRequested() && !this.#stopping && this.#jobs.size < this.#concurrency);
+      } while (this.#wakeRequested() && !this.#stopping && this.#busy() < this.#concurrency);
     } catch (error) {
       if (!ClosedError.is(error)) this.#host.events.emit('error', { error, context: `worker ${this.id}: claim` });
     } finally {
       this.#pumping = false;
     }
-    if (!this.#stopping && this.#jobs.size < this.#concurrency) this.#schedulePoll();
+    if (!this.#stopping && this.#busy() < this.#concurrency) this.#schedulePoll();
   }
 
   /** One claim on the synchronous twins; true when it started a job (and another may follow). */
@@ -230,7 +235,7 @@ export class WorkerRuntime implements Worker, JobHost {
    */
   async #claimAsync(): Promise<boolean> {
     const queue = this.#host.queue;
-    const batch = queue.claimMany === undefined ? 1 : Math.min(this.#concurrency - this.#jobs.size, CLAIM_BATCH);
+    const batch = queue.claimMany === undefined ? 1 : Math.min(this.#concurrency - this.#busy(), CLAIM_BATCH);
     let leases: Lease[];
     if (queue.claimMany === undefined || batch === 1) {
       const lease = await queue.claim(this.#claimOptionsNow());
@@ -387,7 +392,28 @@ export class WorkerRuntime implements Worker, JobHost {
   /** The job is over: its slot goes to the next one. */
   #free(job: JobContext): void {
     this.#jobs.delete(job.token);
+    // Handed on already: the claim it woke took the slot, or found nothing to claim.
+    if (this.#handedOn.delete(job.token)) return;
     this.#refill();
+  }
+
+  /** Slots taken: jobs running, and jobs finishing whose slot was not handed on. */
+  #busy(): number {
+    return this.#jobs.size - this.#handedOn.size;
+  }
+
+  /**
+   * The handler of `job` returned and its completion is on its way: its slot goes to the next
+   * claim now rather than when the queue answers, so that the claim joins the completion's
+   * round trip (the file queue's group commit takes both in one transaction; a remote queue
+   * overlaps the two requests). The next handler then starts one round trip earlier. At most
+   * `concurrency` slots are handed on at once, so a queue slow to answer completions holds at most
+   * twice the leases, never an unbounded number.
+   */
+  #handOnSlot(job: JobContext): void {
+    if (this.#stopping || this.#handedOn.size >= this.#concurrency) return;
+    this.#handedOn.add(job.token);
+    this.wake();
   }
 
   /**
@@ -401,7 +427,7 @@ export class WorkerRuntime implements Worker, JobHost {
       return;
     }
     try {
-      while (this.#jobs.size < this.#concurrency && this.#groups?.length !== 0 && !this.#stopRequested()) {
+      while (this.#busy() < this.#concurrency && this.#groups?.length !== 0 && !this.#stopRequested()) {
         const lease = sync.queue.claim(this.#claimOptionsNow());
         if (lease === undefined) break;
         this.#startJob(lease);
@@ -409,7 +435,7 @@ export class WorkerRuntime implements Worker, JobHost {
     } catch (error) {
       if (!ClosedError.is(error)) this.#host.events.emit('error', { error, context: `worker ${this.id}: claim` });
     }
-    if (!this.#stopRequested() && this.#jobs.size < this.#concurrency) this.#schedulePoll();
+    if (!this.#stopRequested() && this.#busy() < this.#concurrency) this.#schedulePoll();
   }
 
   /** Read through a method: a handler started by the claim loop may stop the worker. */
@@ -481,9 +507,12 @@ export class WorkerRuntime implements Worker, JobHost {
     }
     const durationMs = this.clock.now() - job.startedAt;
     const retainUntil = this.#host.retainUntil();
-    const record = await this.#persist(job, () =>
+    const completing = this.#persist(job, () =>
       queue.complete(job.key, job.token, retainUntil === undefined ? { durationMs } : { durationMs, retainUntil }),
     );
+    // After the completion was sent: a claim woken here is queued behind it.
+    this.#handOnSlot(job);
+    const record = await completing;
     // A sticky submit joined the request while it ran (the record says so now): its result is
     // kept. The request is complete either way; a failed promotion is reported, not retried.
     if (record.request.sticky === true && manifest.area === 'temporary') {
