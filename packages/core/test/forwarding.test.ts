@@ -124,6 +124,47 @@ describe('ForwardingQueueManager and ForwardingCacheManager', function () {
   });
 });
 
+describe('ForwardingQueueManager and the position an enqueue states', function () {
+  /** An inner adapter whose enqueue states position 7. */
+  function stating(): QueueManager {
+    const target = echo(QUEUE_METHODS, {}) as Record<string, unknown>;
+    target['enqueue'] = () => Promise.resolve({ outcome: 'created', record: { key: 'k' }, position: 7 });
+    return target as unknown as QueueManager;
+  }
+
+  it('passes the stated position on, unless the decorator overrides position()', async function () {
+    const entry = { key: 'k', request: { uri: '/x', key: 'k', group: 'default', priority: 0 }, maxAttempts: 1 };
+    const plain = await new ForwardingQueueManager(stating()).enqueue(entry, { limits: {} });
+    expect(plain.position).to.equal(7);
+    class WatchingPosition extends ForwardingQueueManager {
+      readonly asked: string[] = [];
+      override position(key: string): Promise<number | undefined> {
+        this.asked.push(key);
+        return this.inner.position(key);
+      }
+    }
+    const watched = await new WatchingPosition(stating()).enqueue(entry, { limits: {} });
+    expect(watched).to.deep.equal({ outcome: 'created', record: { key: 'k' } });
+  });
+
+  it('lets a request manager ask a decorator that watches position() for the position of a submit', async function () {
+    const clock = new ManualClock();
+    class WatchingPosition extends ForwardingQueueManager {
+      readonly asked: string[] = [];
+      override position(key: string): Promise<number | undefined> {
+        this.asked.push(key);
+        return this.inner.position(key);
+      }
+    }
+    const queue = new WatchingPosition(new MemoryQueueManager({}, clock));
+    const rm = buildRequestManager({ queue, cache: new MemoryCacheManager({}, clock), clock, settings: {} });
+    const status = await rm.submit({ uri: '/watched' });
+    expect(status.position).to.equal(1);
+    expect(queue.asked).to.deep.equal([status.key]);
+    await rm.close();
+  });
+});
+
 describe('ForwardingQueueManager and claimMany', function () {
   it('has no claimMany, so a worker claims through the decorator, which sees every claim', async function () {
     const clock = new ManualClock();

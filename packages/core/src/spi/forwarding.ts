@@ -43,6 +43,9 @@ import type {
  * The request manager takes its synchronous fast path only for the memory adapters it holds
  * directly, so a decorated memory adapter runs on the promise path like any other backend.
  *
+ * A decorator overriding `position` sees every position the request manager reads: the position an
+ * adapter states with its enqueue is dropped for it.
+ *
  * It has no `claimMany`, so workers claim through the decorator's `claim`, one request at a time,
  * and a decorator watching `claim` sees every claim. One that does not watch claims may add
  * `claimMany(options, max) { return this.inner.claimMany?.(options, max) ?? ... }` to keep the
@@ -61,8 +64,14 @@ export class ForwardingQueueManager implements QueueManager {
     return this.inner.capabilities;
   }
 
+  /**
+   * Forwards the enqueue. A decorator that overrides {@link position} does not get the inner
+   * adapter's {@link EnqueueResult.position}: the request manager then asks its `position`.
+   */
   enqueue(entry: NewQueueEntry, options: EnqueueOptions): Promise<EnqueueResult> {
-    return this.inner.enqueue(entry, options);
+    const result = this.inner.enqueue(entry, options);
+    if (this.position === ForwardingQueueManager.prototype.position) return result;
+    return result.then(({ outcome, record }) => ({ outcome, record }));
   }
 
   get(key: string): Promise<QueueRecord | undefined> {

@@ -42,7 +42,7 @@ const PAGE_CACHE_KIB = 16 * 1024;
  * table larger than the page cache read a page back from the OS for each lookup. Version 1 keeps
  * rows in commit order (rowid) and finds keys through a small unique index.
  */
-const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 1;
 
 /**
  * Schema of the results table: one row per (area, key), the commit point of a result. Rows are
@@ -71,6 +71,14 @@ CREATE TABLE IF NOT EXISTS cache_meta (
 PRAGMA user_version = ${String(SCHEMA_VERSION)};
 `;
 
+/** The other table, for a version 0 database that lacks it and stays at version 0. */
+const CACHE_META_SQL = `
+CREATE TABLE IF NOT EXISTS cache_meta (
+  name TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) WITHOUT ROWID;
+`;
+
 /**
  * Moves the rows of a version 0 database to the version 1 table, oldest commit first, in the
  * caller's transaction. Processes still running the code of version 0 keep working on the new
@@ -96,7 +104,7 @@ const TABLES_SQL = SCHEMA_TABLES.map((name) => `'${name}'`).join(', ');
  * send the cache's writes elsewhere: {@link BackendError} otherwise, as for any other planted
  * symlink.
  */
-export function openCacheDatabase(path: string, durable: boolean): Database.Database {
+export function openCacheDatabase(path: string, durable: boolean, migrate: MigratePolicy = 'auto'): Database.Database {
   for (const suffix of DB_COMPANIONS) refuseNonFile(path + suffix);
   let db: Database.Database | undefined;
   try {
@@ -112,46 +120,75 @@ export function openCacheDatabase(path: string, durable: boolean): Database.Data
     // lifecycle, 4000 was no faster here, with either schema version.
     db.pragma(`journal_size_limit = ${String(WAL_SIZE_LIMIT_BYTES)}`);
     db.pragma(`cache_size = -${String(PAGE_CACHE_KIB)}`);
-    const database = db;
-    // Read first: creating or migrating the schema takes the write lock, and another process
-    // holding it would make this open wait inside SQLite's busy handler, which blocks the event
-    // loop. Only a new database, or one of an earlier version, needs it.
-    if (schemaState(database) !== 'current') {
-      database
-        .transaction(() => {
-          setUpSchema(database);
-        })
-        .immediate();
-    }
-    return database;
+    setUpSchema(db, migrate);
+    return db;
   } catch (error) {
     db?.close();
     throw sqliteError(error, `opening ${path}`);
   }
 }
 
-/** Whether the database has no schema yet, the schema of an earlier version, or the current one. */
-function schemaState(db: Database.Database): 'empty' | 'earlier' | 'current' {
-  const tables = db
-    .prepare<[], { name: string }>(`SELECT name FROM sqlite_master WHERE type = 'table' AND name IN (${TABLES_SQL})`)
-    .all();
-  if (tables.length === 0) return 'empty';
+/**
+ * When opening migrates a database of schema version 0: `auto` when it is at most
+ * {@link AUTO_MIGRATE_MAX_BYTES} (a failed attempt leaves it at version 0, which the cache reads
+ * and writes as well), `always` whatever its size (failures are thrown).
+ */
+export type MigratePolicy = 'auto' | 'always';
+
+/**
+ * Largest database migrated when a process opens it: the copy holds the write lock (other
+ * processes wait inside SQLite's busy handler, their event loops blocked, for at most
+ * {@link CACHE_BUSY_TIMEOUT_MS}) and blocks the migrating process's event loop; 64 MiB took about
+ * half a second on the bench machine. A larger one keeps version 0 until `migrateFileCache`.
+ */
+const AUTO_MIGRATE_MAX_BYTES = 64 * 1024 * 1024;
+
+/** The database's schema: what is missing, if anything. */
+type SchemaState = 'current' | 'tables missing' | 'version 0';
+
+/** The schema state; throws for a database of a newer version than this code's. */
+function schemaState(db: Database.Database): SchemaState {
   const version = db.pragma('user_version', { simple: true });
   if (typeof version !== 'number' || version > SCHEMA_VERSION) {
     throw new BackendError(
       `file cache: ${db.name} has schema version ${String(version)}, newer than this armlib's (${String(SCHEMA_VERSION)}): upgrade armlib`,
     );
   }
-  return version === SCHEMA_VERSION && tables.length === SCHEMA_TABLES.length ? 'current' : 'earlier';
+  const tables = db
+    .prepare<[], { name: string }>(`SELECT name FROM sqlite_master WHERE type = 'table' AND name IN (${TABLES_SQL})`)
+    .all();
+  if (tables.length < SCHEMA_TABLES.length) return 'tables missing';
+  return version === SCHEMA_VERSION ? 'current' : 'version 0';
 }
 
-/** Creates or migrates the schema, in the caller's write transaction (so checked again there). */
-function setUpSchema(db: Database.Database): void {
+/**
+ * Creates a missing schema, and migrates a version 0 one as `migrate` says. Read first: both take
+ * the write lock, and another process holding it makes this wait inside SQLite's busy handler,
+ * which blocks the event loop; only a new database or an earlier version needs it. Checked again
+ * inside the write transaction, where another process may have done it meanwhile.
+ */
+function setUpSchema(db: Database.Database, migrate: MigratePolicy): void {
   const state = schemaState(db);
   if (state === 'current') return;
-  const hasResults = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'results'").get();
-  const version = db.pragma('user_version', { simple: true });
-  db.exec(state === 'earlier' && hasResults !== undefined && version === 0 ? MIGRATE_FROM_0_SQL : SCHEMA_SQL);
+  const pages = db.pragma('page_count', { simple: true });
+  const pageSize = db.pragma('page_size', { simple: true });
+  const size = typeof pages === 'number' && typeof pageSize === 'number' ? pages * pageSize : Infinity;
+  const migrating = migrate === 'always' || size <= AUTO_MIGRATE_MAX_BYTES;
+  if (state === 'version 0' && !migrating) return;
+  try {
+    db.transaction(() => {
+      const now = schemaState(db);
+      if (now === 'current') return;
+      const hasResults = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'results'").get();
+      if (hasResults === undefined) db.exec(SCHEMA_SQL);
+      else if (migrating && db.pragma('user_version', { simple: true }) === 0) db.exec(MIGRATE_FROM_0_SQL);
+      else db.exec(CACHE_META_SQL);
+    }).immediate();
+  } catch (error) {
+    // Only a migration may fail quietly: the cache runs on version 0 as well, and a later open
+    // tries again. A missing table cannot be done without.
+    if (state !== 'version 0' || migrate === 'always') throw error;
+  }
 }
 
 /**

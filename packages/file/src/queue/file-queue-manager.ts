@@ -69,6 +69,12 @@ const LEASE_EXPIRED: ErrorInfo = Object.freeze({
   retryable: false,
 });
 const STATE_SET: ReadonlySet<string> = new Set(QUEUE_STATES);
+/** A record created by the transaction in progress, and the enqueue result that states its position. */
+interface Unplaced {
+  readonly result: { outcome: 'created'; record: QueueRecord; position?: number };
+  readonly key: string;
+}
+
 /** Records `prune` deletes per transaction. */
 const PRUNE_CHUNK = 1000;
 
@@ -120,6 +126,8 @@ export class FileQueueManager implements QueueManager {
   readonly #tx: Database.Transaction<(fn: () => unknown) => unknown>;
   readonly #group: GroupCommit;
   #closed = false;
+  /** Records the transaction in progress created, whose position is stated before it commits. */
+  readonly #unplaced: Unplaced[] = [];
   /** Transitions this process journaled since the last sweep or take (see takeTransitions). */
   #journaled = 0;
   readonly #busyTimeoutMs: number;
@@ -156,12 +164,15 @@ export class FileQueueManager implements QueueManager {
           },
           beforeCommit: () => {
             if (stats.activityDue(this.#clock.now())) stats.flushActivity();
+            this.#statePositions();
           },
           committed: () => {
+            this.#unplaced.length = 0;
             this.#records.forgetDue();
             stats.committed(this.#clock.now());
           },
           rolledBack: () => {
+            this.#unplaced.length = 0;
             this.#records.forgetDue();
             stats.rolledBack(this.#clock.now());
           },
@@ -230,11 +241,26 @@ export class FileQueueManager implements QueueManager {
     if (existing !== undefined) this.#records.delete(existing.seq);
     const row = this.#records.insert(entry, now);
     this.#stats.count('submitted', request.group, now);
-    // The position in the same transaction: the submit's status needs no read of its own (one
-    // read transaction and a probe of due transitions fewer per submit).
-    const position = this.#records.position(entry.key, now);
-    const record = rowToRecord(row, request);
-    return position === undefined ? { outcome: 'created', record } : { outcome: 'created', record, position };
+    // The position is stated in the same transaction, once every call of it ran (see
+    // #statePositions): the submit's status then needs no read of its own.
+    const result: Unplaced['result'] = { outcome: 'created', record: rowToRecord(row, request) };
+    this.#unplaced.push({ result, key: entry.key });
+    return result;
+  }
+
+  /**
+   * States the position of each record the transaction created, after every call of it ran (a
+   * later call of the batch may have enqueued ahead of it, or claimed it): what `position` reads
+   * once the transaction has committed. None for a record no longer pending.
+   */
+  #statePositions(): void {
+    if (this.#unplaced.length === 0) return;
+    const now = this.#clock.now();
+    for (const { result, key } of this.#unplaced) {
+      const position = this.#records.position(key, now);
+      if (position !== undefined) result.position = position;
+    }
+    this.#unplaced.length = 0;
   }
 
   get(key: string): Promise<QueueRecord | undefined> {

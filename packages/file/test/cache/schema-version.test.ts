@@ -1,9 +1,11 @@
+import * as fs from 'node:fs';
 import { join } from 'node:path';
 
-import { BackendError } from '@armlib/core';
+import { BackendError, ConfigError } from '@armlib/core';
 import { expect } from 'chai';
 
 import { FileCacheManager } from '../../src/cache/file-cache-manager.js';
+import { migrateFileCache } from '../../src/cache/migrate-schema.js';
 import { bytes, openResults, put, rejection, rowOf, tempDir, text } from './support.js';
 import type { TempDir } from './support.js';
 
@@ -121,6 +123,88 @@ describe('file cache: schema version of cache.sqlite', function () {
     );
     // A second cache on the migrated directory (another process) finds it current.
     expect(await text(openCache(), 'small', 'csv')).to.equal('a,b\n');
+  });
+
+  it('keeps a version 0 database over 64 MiB at version 0, working, until migrateFileCache moves it', async function () {
+    this.timeout(60_000);
+    const first = openCache();
+    await put(first, 'mine', 'persistent', { csv: 'm\n' });
+    await first.close();
+    downgradeToVersion0(dir);
+    // 70,000 more rows of 1 KiB, as a busy cache of the previous version would hold.
+    const db = openResults(dir);
+    db.exec(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 70000)
+      INSERT INTO results SELECT 'temporary', 'bulk' || i, 1, '${'0'.repeat(20)}', 1, NULL,
+        '{"csv":{"size":1024,"contentType":"text/csv","at":0}}', randomblob(1024) FROM n`);
+    db.close();
+
+    const cache = openCache();
+    expect(await text(cache, 'mine', 'csv')).to.equal('m\n');
+    await put(cache, 'later', 'temporary', { csv: 'l\n' });
+    expect(await text(cache, 'later', 'csv')).to.equal('l\n');
+    expect(schemaOf(dir).version).to.equal(0);
+    expect(schemaOf(dir).tableSql).to.match(/WITHOUT ROWID/);
+    await cache.close();
+
+    expect(migrateFileCache(dir)).to.deep.equal({ from: 0, to: 1 });
+    expect(schemaOf(dir).version).to.equal(1);
+    const migrated = openCache();
+    expect(await text(migrated, 'mine', 'csv')).to.equal('m\n');
+    expect(await text(migrated, 'later', 'csv')).to.equal('l\n');
+    expect((await migrated.head('bulk70000'))?.formats['csv']?.size).to.equal(1024);
+    expect(migrateFileCache(dir)).to.deep.equal({ from: 1, to: 1 });
+  });
+
+  it('works on at version 0 when the migration fails, and migrateFileCache says why', async function () {
+    await put(openCache(), 'kept', 'temporary', { csv: 'k\n' });
+    for (const cache of open.splice(0)) await cache.close();
+    downgradeToVersion0(dir);
+    // A table left by an interrupted manual migration: the first step of ours fails on it.
+    const db = openResults(dir);
+    db.exec('CREATE TABLE results_v0 (x)');
+    db.close();
+
+    const cache = openCache();
+    expect(await text(cache, 'kept', 'csv')).to.equal('k\n');
+    await put(cache, 'new', 'temporary', { csv: 'n\n' });
+    expect(await text(cache, 'new', 'csv')).to.equal('n\n');
+    expect(schemaOf(dir).version).to.equal(0);
+    const error = (() => {
+      try {
+        migrateFileCache(dir);
+      } catch (thrown) {
+        return thrown;
+      }
+      return undefined;
+    })();
+    expect(BackendError.is(error)).to.equal(true);
+    expect((error as Error).message).to.match(/results_v0/);
+    expect(schemaOf(dir).version).to.equal(0);
+  });
+
+  it('refuses migrateFileCache on a directory without a cache database, or through a symlink', async function () {
+    const empty = join(tmp.path, 'empty');
+    fs.mkdirSync(empty);
+    expect(() => migrateFileCache(empty)).to.throw(ConfigError, /no cache\.sqlite/);
+    await put(openCache(), 'a', 'temporary', { csv: 'a\n' });
+    const link = join(tmp.path, 'link');
+    fs.symlinkSync(dir, link);
+    expect(() => migrateFileCache(link)).to.throw(ConfigError, /not a directory/);
+  });
+
+  it('refuses a newer schema version even when its tables have other names, creating nothing', async function () {
+    fs.mkdirSync(dir, { recursive: true });
+    const db = openResults(dir);
+    db.exec('CREATE TABLE results2 (x)');
+    db.pragma('user_version = 2');
+    db.close();
+    const error = await rejection(openCache().head('x'));
+    expect(BackendError.is(error)).to.equal(true);
+    expect((error as Error).message).to.match(/newer than this armlib's/);
+    const check = openResults(dir);
+    const tables = check.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[];
+    check.close();
+    expect(tables.map((t) => t.name)).to.deep.equal(['results2']);
   });
 
   it('refuses a database of a newer schema version with a BackendError, changing nothing', async function () {
