@@ -72,7 +72,9 @@ const STATE_SET: ReadonlySet<string> = new Set(QUEUE_STATES);
 /** A record created by the transaction in progress, and the enqueue result that states its position. */
 interface Unplaced {
   readonly result: { outcome: 'created'; record: QueueRecord; position?: number };
-  readonly key: string;
+  readonly priority: number;
+  /** Its position when it was created (at the tail: the cheap side of the count). */
+  readonly position: number;
 }
 
 /** Records `prune` deletes per transaction. */
@@ -127,7 +129,9 @@ export class FileQueueManager implements QueueManager {
   readonly #group: GroupCommit;
   #closed = false;
   /** Records the transaction in progress created, whose position is stated before it commits. */
-  readonly #unplaced: Unplaced[] = [];
+  #unplaced: Unplaced[] = [];
+  /** The lowest priority in {@link #unplaced} (meaningless while it is empty). */
+  #unplacedMinPriority = 0;
   /** Transitions this process journaled since the last sweep or take (see takeTransitions). */
   #journaled = 0;
   readonly #busyTimeoutMs: number;
@@ -241,25 +245,33 @@ export class FileQueueManager implements QueueManager {
     if (existing !== undefined) this.#records.delete(existing.seq);
     const row = this.#records.insert(entry, now);
     this.#stats.count('submitted', request.group, now);
-    // The position is stated in the same transaction, once every call of it ran (see
-    // #statePositions): the submit's status then needs no read of its own.
+    // The position, worked out in the same transaction, spares the submit's status a read of its
+    // own. It is stated once the transaction's last call ran, unless a later call may have moved
+    // the record (see #statePositions): a record of higher priority goes ahead of the earlier ones.
     const result: Unplaced['result'] = { outcome: 'created', record: rowToRecord(row, request) };
-    this.#unplaced.push({ result, key: entry.key });
+    if (request.priority > this.#unplacedMinPriority) {
+      this.#unplaced = this.#unplaced.filter((u) => u.priority >= request.priority);
+    }
+    const position = this.#records.position(entry.key, now);
+    if (position !== undefined) {
+      if (this.#unplaced.length === 0 || request.priority < this.#unplacedMinPriority) {
+        this.#unplacedMinPriority = request.priority;
+      }
+      this.#unplaced.push({ result, priority: request.priority, position });
+    }
     return result;
   }
 
   /**
-   * States the position of each record the transaction created, after every call of it ran (a
-   * later call of the batch may have enqueued ahead of it, or claimed it): what `position` reads
-   * once the transaction has committed. None for a record no longer pending.
+   * States, before the transaction commits, the position of each record it created that no later
+   * call of it may have moved: what `position` reads once it has committed. A later call other than
+   * an enqueue (a claim, a cancel, a requeue…) or due transitions drop every earlier one, and an
+   * enqueue of higher priority the ones it goes ahead of; their submits read the position
+   * themselves. Working them out again here instead would count, for each, the records the batch
+   * added behind it.
    */
   #statePositions(): void {
-    if (this.#unplaced.length === 0) return;
-    const now = this.#clock.now();
-    for (const { result, key } of this.#unplaced) {
-      const position = this.#records.position(key, now);
-      if (position !== undefined) result.position = position;
-    }
+    for (const { result, position } of this.#unplaced) result.position = position;
     this.#unplaced.length = 0;
   }
 
@@ -616,6 +628,7 @@ export class FileQueueManager implements QueueManager {
     return this.#group.add(what, () => {
       const now = this.#clock.now();
       if (this.#records.dueInTransaction(now)) this.#advance(now, undefined);
+      if (what !== 'enqueue') this.#unplaced.length = 0;
       return fn(now);
     });
   }
@@ -735,6 +748,8 @@ export class FileQueueManager implements QueueManager {
    * expired pending records, retention drops. Records it finishes get `retainUntil`.
    */
   #advance(now: number, retainUntil: number | undefined): void {
+    // Requeued and expired records may move the ones this transaction created.
+    this.#unplaced.length = 0;
     let dropped = 0;
     for (const row of this.#records.dueRows(now)) {
       if (row.state === 'running') this.#leaseExpired(row, now, retainUntil);
