@@ -182,6 +182,19 @@ function rig(settings: Parameters<typeof buildRequestManager>[0]['settings'] = {
   return { clock, rm, memory, queue, cache };
 }
 
+/** Runs a worker of `concurrency` whose jobs write one csv; the keys of the jobs started, in order. */
+function recordRuns(r: Rig, concurrency: number): string[] {
+  const started: string[] = [];
+  r.rm.process(
+    async (job) => {
+      started.push(job.key);
+      await job.write('csv', 'x');
+    },
+    { concurrency },
+  );
+  return started;
+}
+
 /** Lets the held commits through as they come, until `done` settles. */
 async function commitAll(r: Rig, done: () => boolean): Promise<void> {
   for (let i = 0; i < 200 && !done(); i++) {
@@ -487,14 +500,7 @@ describe('worker runtime', () => {
     r = rig();
     const held = gate();
     r.queue.heldCompletes = held;
-    const started: string[] = [];
-    r.rm.process(
-      async (job) => {
-        started.push(job.key);
-        await job.write('csv', 'x');
-      },
-      { concurrency: 1 },
-    );
+    const started = recordRuns(r, 1);
     const first = await r.rm.submit({ uri: '/hand-on', params: { i: '1' } });
     await commitAll(r, () => r.queue.calls.includes('complete'));
     const second = await r.rm.submit({ uri: '/hand-on', params: { i: '2' } });
@@ -509,18 +515,27 @@ describe('worker runtime', () => {
     expect((await r.rm.status(second.key)).state).to.equal('completed');
   });
 
+  it('claims again as soon as a completion is answered when the handed-on claim found the group full', async () => {
+    r = rig({ pollMs: 1_000 });
+    r.rm.configureGroup('serial', { maxConcurrent: 1 });
+    const held = gate();
+    r.queue.heldCompletes = held;
+    const started = recordRuns(r, 1);
+    for (let i = 0; i < 2; i++) await r.rm.submit({ uri: '/serial', params: { i: String(i) }, group: 'serial' });
+    await commitAll(r, () => r.queue.calls.includes('complete'));
+    // The claim the completion woke found the group full: the first record is still running.
+    expect(started).to.have.length(1);
+    held.open();
+    r.queue.heldCompletes = undefined;
+    for (let i = 0; i < 5 && started.length < 2; i++) await r.clock.advance(1);
+    expect(started, 'the second job starts within a few ms, not a poll of 1 s later').to.have.length(2);
+  });
+
   it('holds at most twice its concurrency in leases while completions go unanswered', async () => {
     r = rig();
     const held = gate();
     r.queue.heldCompletes = held;
-    const started: string[] = [];
-    r.rm.process(
-      async (job) => {
-        started.push(job.key);
-        await job.write('csv', 'x');
-      },
-      { concurrency: 2 },
-    );
+    const started = recordRuns(r, 2);
     for (let i = 0; i < 8; i++) await r.rm.submit({ uri: '/held', params: { i: String(i) } });
     await commitAll(r, () => false);
     // Two running, two finishing with their slots handed on; the other four wait.

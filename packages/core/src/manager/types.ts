@@ -72,7 +72,10 @@ export interface WorkerOptions {
 export interface Worker {
   /** Identifier used in leases and capacity reports. */
   readonly id: string;
-  /** Jobs running now. */
+  /**
+   * Jobs running now, and jobs whose handler returned and whose completion the queue has not yet
+   * answered (their slots already go to the next jobs: up to twice `concurrency` in all).
+   */
   readonly active: number;
   /** Stops claiming, lets running jobs finish within `graceMs` (default leaseMs), then aborts them and releases their leases. */
   stop(options?: { graceMs?: number }): Promise<void>;

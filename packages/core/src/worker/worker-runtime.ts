@@ -392,8 +392,10 @@ export class WorkerRuntime implements Worker, JobHost {
   /** The job is over: its slot goes to the next one. */
   #free(job: JobContext): void {
     this.#jobs.delete(job.token);
-    // Handed on already: the claim it woke took the slot, or found nothing to claim.
-    if (this.#handedOn.delete(job.token)) return;
+    this.#handedOn.delete(job.token);
+    // Even for a slot handed on: the claim it woke may have found nothing because the queue had
+    // not yet applied this completion (a group at its maxConcurrent, on a queue that frees the
+    // group's slot after the record). With the slot taken meanwhile, this claims nothing.
     this.#refill();
   }
 
