@@ -531,6 +531,20 @@ describe('worker runtime', () => {
     expect(started, 'the second job starts within a few ms, not a poll of 1 s later').to.have.length(2);
   });
 
+  it('counts in active the jobs whose completion the queue has not answered yet', async () => {
+    r = rig();
+    const held = gate();
+    r.queue.heldCompletes = held;
+    const worker = r.rm.process(async (job) => job.write('csv', 'x'), { concurrency: 1 });
+    for (let i = 0; i < 3; i++) await r.rm.submit({ uri: '/active', params: { i: String(i) } });
+    await commitAll(r, () => false);
+    // One finishing (its slot handed on) and one running, its own completion held as well.
+    expect(worker.active).to.equal(2);
+    held.open();
+    await commitAll(r, () => worker.active === 0);
+    expect(worker.active).to.equal(0);
+  });
+
   it('holds at most twice its concurrency in leases while completions go unanswered', async () => {
     r = rig();
     const held = gate();

@@ -29,6 +29,11 @@ export interface FileCacheMigration {
  *   the database cannot be migrated (it is then left as it was).
  */
 export function migrateFileCache(dir: string): FileCacheMigration {
+  if (typeof dir !== 'string' || dir.length === 0 || dir.includes('\0')) {
+    throw new ConfigError('not a file cache directory', [
+      { path: '/dir', message: 'must be a non-empty path without NUL characters' },
+    ]);
+  }
   const layout = new CacheLayout(dir);
   const stat = fs.lstatSync(layout.root, { throwIfNoEntry: false });
   if (stat?.isDirectory() !== true) {

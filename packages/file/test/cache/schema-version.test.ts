@@ -186,6 +186,9 @@ describe('file cache: schema version of cache.sqlite', function () {
     const empty = join(tmp.path, 'empty');
     fs.mkdirSync(empty);
     expect(() => migrateFileCache(empty)).to.throw(ConfigError, /no cache\.sqlite/);
+    for (const bad of [42, '', 'a\0b']) {
+      expect(() => migrateFileCache(bad as string)).to.throw(ConfigError, /not a file cache directory/);
+    }
     await put(openCache(), 'a', 'temporary', { csv: 'a\n' });
     const link = join(tmp.path, 'link');
     fs.symlinkSync(dir, link);
