@@ -73,9 +73,20 @@ const STATE_SET: ReadonlySet<string> = new Set(QUEUE_STATES);
 interface Unplaced {
   readonly result: { outcome: 'created'; record: QueueRecord; position?: number };
   readonly priority: number;
+  readonly seq: number;
+  /** The time the position was worked out at. */
+  readonly now: number;
   /** Its position when it was created (at the tail: the cheap side of the count). */
-  readonly position: number;
+  position: number;
 }
+
+/**
+ * Calls that leave the pending records where they are: a record created before them in the same
+ * transaction keeps the position it was given. A claim moves them, by one record at most, which
+ * {@link FileQueueManager} takes into account; every other call (a fail may requeue ahead, a
+ * cancel removes…) drops them, and their submits read the position once committed.
+ */
+const KEEP_POSITIONS: ReadonlySet<string> = new Set(['enqueue', 'claim', 'complete', 'heartbeat']);
 
 /** Records `prune` deletes per transaction. */
 const PRUNE_CHUNK = 1000;
@@ -257,22 +268,38 @@ export class FileQueueManager implements QueueManager {
       if (this.#unplaced.length === 0 || request.priority < this.#unplacedMinPriority) {
         this.#unplacedMinPriority = request.priority;
       }
-      this.#unplaced.push({ result, priority: request.priority, position });
+      this.#unplaced.push({ result, priority: request.priority, seq: row.seq, now, position });
     }
     return result;
   }
 
   /**
    * States, before the transaction commits, the position of each record it created that no later
-   * call of it may have moved: what `position` reads once it has committed. A later call other than
-   * an enqueue (a claim, a cancel, a requeue…) or due transitions drop every earlier one, and an
-   * enqueue of higher priority the ones it goes ahead of; their submits read the position
-   * themselves. Working them out again here instead would count, for each, the records the batch
+   * call of it may have moved in a way not accounted for: what `position` reads once it has
+   * committed. A later claim moves them up where it took a record ahead (see #claimedAhead); a
+   * completion or heartbeat leaves them; any other call (a cancel, a requeue…), a call rolled back
+   * or due transitions drop every earlier one, and an enqueue of higher priority the ones it goes
+   * ahead of; their submits read the position themselves. Working them out again here instead would count, for each, the records the batch
    * added behind it.
    */
   #statePositions(): void {
     for (const { result, position } of this.#unplaced) result.position = position;
     this.#unplaced.length = 0;
+  }
+
+  /**
+   * A claim in the transaction that created records moves each of them up by one when the record
+   * it took was counted ahead of it (ahead in serving order and ready at the time its position was
+   * worked out); one it took itself is no longer pending, and one waiting to be ready counts
+   * differently: both are dropped.
+   */
+  #claimedAhead(claimed: RecordRow): void {
+    this.#unplaced = this.#unplaced.filter((u) => {
+      if (u.seq === claimed.seq || u.result.record.readyAt > u.now) return false;
+      const ahead = claimed.priority > u.priority || (claimed.priority === u.priority && claimed.seq < u.seq);
+      if (ahead && claimed.ready_at <= u.now) u.position--;
+      return true;
+    });
   }
 
   get(key: string): Promise<QueueRecord | undefined> {
@@ -326,6 +353,7 @@ export class FileQueueManager implements QueueManager {
     if (picked === undefined) return undefined;
     const token = randomUUID();
     const row = this.#records.claim(picked.head.seq, now, token, now + options.leaseMs, options.workerId);
+    if (this.#unplaced.length > 0) this.#claimedAhead(row);
     this.#control.recordClaim(row.grp, now, picked.intervalMs);
     this.#stats.count('claimed', row.grp, now);
     return { token, record: rowToRecord(row) };
@@ -628,8 +656,14 @@ export class FileQueueManager implements QueueManager {
     return this.#group.add(what, () => {
       const now = this.#clock.now();
       if (this.#records.dueInTransaction(now)) this.#advance(now, undefined);
-      if (what !== 'enqueue') this.#unplaced.length = 0;
-      return fn(now);
+      if (!KEEP_POSITIONS.has(what)) this.#unplaced.length = 0;
+      try {
+        return fn(now);
+      } catch (error) {
+        // Rolled back to its savepoint: a claim of it may already have moved the positions.
+        this.#unplaced.length = 0;
+        throw error;
+      }
     });
   }
 

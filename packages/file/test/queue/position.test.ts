@@ -114,4 +114,53 @@ describe('FileQueueManager: exact positions from either side', function () {
       await clock.advance(1_000);
     }
   });
+
+  it('states the position of a record created in a transaction that also claims, completes and beats', async function () {
+    // What goes ahead of the new records: a high-priority record, two in the default line, one in a
+    // group of its own, and one waiting out a backoff (served after every ready one).
+    for (const [key, extra] of [
+      ['urgent', { priority: 5 }],
+      ['old1', {}],
+      ['old2', {}],
+      ['other', { group: 'b' }],
+      ['waits', { group: 'b', priority: 9 }],
+    ] as const) {
+      await file.enqueue(entry(key, extra), NO_LIMITS);
+    }
+    const waits = await file.claim(claimOptions({ groups: ['b'] }));
+    expect(waits?.record.key).to.equal('waits');
+    if (waits === undefined) return;
+    await file.fail('waits', waits.token, {
+      error: { code: 'BUSY', message: 'busy', retryable: true },
+      retryAt: clock.now() + 10_000,
+    });
+    const running = await file.claim(claimOptions({ groups: ['b'] }));
+    expect(running?.record.key).to.equal('other');
+    if (running === undefined) return;
+    // One group commit: each call runs in this order in one transaction.
+    const [n1, taken1, n2, beat, n3, done, taken2, n4, solo, takenSolo] = await Promise.all([
+      file.enqueue(entry('n1'), NO_LIMITS),
+      file.claim(claimOptions()),
+      file.enqueue(entry('n2'), NO_LIMITS),
+      file.heartbeat('other', running.token, { leaseMs: 5_000 }),
+      file.enqueue(entry('n3', { group: 'b', priority: -1 }), NO_LIMITS),
+      file.complete('other', running.token, { durationMs: 5 }),
+      file.claim(claimOptions({ groups: ['default'] })),
+      file.enqueue(entry('n4', { priority: -2 }), NO_LIMITS),
+      file.enqueue(entry('solo', { group: 'solo', priority: -3 }), NO_LIMITS),
+      file.claim(claimOptions({ groups: ['solo'] })),
+    ]);
+    expect([taken1?.record.key, taken2?.record.key, takenSolo?.record.key]).to.deep.equal(['urgent', 'old1', 'solo']);
+    expect(beat.cancelRequested).to.equal(false);
+    expect(done.state).to.equal('completed');
+    // Stated, and what position() reads once the transaction committed.
+    const stated = { n1: n1.position, n2: n2.position, n3: n3.position, n4: n4.position };
+    const read: Record<string, number | undefined> = {};
+    for (const key of Object.keys(stated)) read[key] = await file.position(key);
+    expect(stated).to.deep.equal(read);
+    expect(read).to.deep.equal({ n1: 2, n2: 3, n3: 4, n4: 5 });
+    // The record claimed in the transaction that created it states nothing.
+    expect(solo.position).to.equal(undefined);
+    expect(await file.position('solo')).to.equal(undefined);
+  });
 });
