@@ -167,7 +167,7 @@ export class FileQueueManager implements QueueManager {
     try {
       this.#records = new RecordStore(db);
       this.#control = new ControlStore(db);
-      this.#stats = new StatsStore(db);
+      this.#stats = new StatsStore(db, resolved.statsCacheMs);
       this.#tx = db.transaction((fn: () => unknown) => fn());
       const stats = this.#stats;
       this.#group = new GroupCommit(
@@ -598,7 +598,7 @@ export class FileQueueManager implements QueueManager {
   }
 
   uriStats(uri?: string): Promise<UriStats[]> {
-    return settle(() => this.#plainRead('uriStats', () => this.#stats.uriStats(uri)));
+    return settle(() => this.#plainRead('uriStats', () => this.#stats.uriStats(uri, this.#clock.now())));
   }
 
   reportWorker(workerId: string, slots: number, ttlMs: number): Promise<void> {

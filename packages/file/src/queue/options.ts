@@ -18,6 +18,13 @@ export interface FileQueueManagerOptions {
   durability?: 'normal' | 'full';
   /** How long a call waits for another process's transaction to finish before failing, ms. Default 5000. */
   busyTimeoutMs?: number;
+  /**
+   * How long duration statistics and worker capacity read from the database are reused, ms; default
+   * 2000 (0: read on every call). They only feed ETAs and metrics. What this process writes is seen
+   * at once, and a worker report stops counting when it expires; other processes' reports and run
+   * times up to this long late.
+   */
+  statsCacheMs?: number;
 }
 
 /** Options with defaults applied and the directory made absolute. */
@@ -25,22 +32,26 @@ export interface ResolvedFileQueueOptions {
   readonly dir: string;
   readonly durability: 'normal' | 'full';
   readonly busyTimeoutMs: number;
+  readonly statsCacheMs: number;
 }
 
 /** Default root directory, relative to the working directory. */
 export const DEFAULT_DIR = './var/armlib';
 const DEFAULT_BUSY_TIMEOUT_MS = 5000;
+const DEFAULT_STATS_CACHE_MS = 2000;
+/** An hour: longer would leave ETAs on figures that old. */
+const MAX_STATS_CACHE_MS = 3_600_000;
 /** Longer than any real path; keeps absurd values from reaching the file system. */
 const MAX_DIR_LENGTH = 4096;
 /** SQLite takes the busy timeout as a C int. */
 const MAX_BUSY_TIMEOUT_MS = 2_147_483_647;
 
 /** The option names of the file queue. */
-const KNOWN: ReadonlySet<string> = new Set(['dir', 'durability', 'busyTimeoutMs']);
+const KNOWN: ReadonlySet<string> = new Set(['dir', 'durability', 'busyTimeoutMs', 'statsCacheMs']);
 
 /**
  * Checks `queue.options` of the `file` adapter without touching the disk. Issue paths are JSON
- * pointers relative to the options (`/dir`, `/durability`, `/busyTimeoutMs`). An unknown option
+ * pointers relative to the options (`/dir`, `/durability`, `/busyTimeoutMs`, `/statsCacheMs`). An unknown option
  * name is an issue (a misspelt option would otherwise be silently ignored); a name set to
  * `undefined` is not, as undefined keeps the default. Switching adapters by environment variable
  * still works: the configuration drops the options written for the other adapter.
@@ -79,6 +90,18 @@ export function checkFileQueueOptions(options: unknown): ConfigIssue[] {
       message: `must be an integer number of ms from 0 to ${String(MAX_BUSY_TIMEOUT_MS)}, got ${show(busy)}`,
     });
   }
+  const statsCacheMs = o['statsCacheMs'];
+  if (
+    statsCacheMs !== undefined &&
+    (!Number.isSafeInteger(statsCacheMs) ||
+      (statsCacheMs as number) < 0 ||
+      (statsCacheMs as number) > MAX_STATS_CACHE_MS)
+  ) {
+    issues.push({
+      path: '/statsCacheMs',
+      message: `must be an integer number of ms from 0 to ${String(MAX_STATS_CACHE_MS)}, got ${show(statsCacheMs)}`,
+    });
+  }
   return issues;
 }
 
@@ -91,6 +114,7 @@ export function resolveFileQueueOptions(options: FileQueueManagerOptions | null 
     dir: path.resolve(process.cwd(), o.dir ?? DEFAULT_DIR),
     durability: o.durability ?? 'normal',
     busyTimeoutMs: o.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS,
+    statsCacheMs: o.statsCacheMs ?? DEFAULT_STATS_CACHE_MS,
   };
 }
 

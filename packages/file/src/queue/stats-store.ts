@@ -18,6 +18,8 @@ const KEEP_MINUTES = 10;
 const WINDOW = 256;
 const ALPHA = 0.2;
 const MAX_URIS = 10_000;
+/** Uris whose last statistics read is kept; past this many, they are all forgotten. */
+const MAX_URI_READS = 1_000;
 /** Percentiles are re-sorted once this many samples came in (and on every sample while few). */
 const RESORT_EVERY = WINDOW / 16;
 
@@ -109,9 +111,22 @@ export class StatsStore {
   readonly #workerSet: Stmt<[string, number, number]>;
   readonly #workerDelete: Stmt<[string]>;
   readonly #workerTrim: Stmt<[number]>;
-  readonly #capacity: Stmt<[number], { workers: number; slots: number | null }>;
+  readonly #capacity: Stmt<[number], { workers: number; slots: number | null; next: number | null }>;
+  /** See {@link StatsStore} (`cacheMs`). */
+  readonly #cacheMs: number;
+  /** The last capacity read and until when it holds (a reported worker expires, or `cacheMs` pass). */
+  #capacityRead: { value: WorkerCapacity; at: number; until: number } | undefined;
+  /** The last statistics read of each uri (one without run times of this process waiting). */
+  readonly #uriReads = new Map<string, { stats: UriStats | undefined; at: number }>();
 
-  constructor(db: Db) {
+  /**
+   * @param cacheMs - how long a capacity or uri statistics read is answered again without reading
+   *   the database (0: never). What this process writes is seen at once, and a worker report stops
+   *   counting when it expires; what other processes write, up to `cacheMs` late. They only feed
+   *   ETAs and metrics.
+   */
+  constructor(db: Db, cacheMs: number) {
+    this.#cacheMs = cacheMs;
     this.#activityAdd = db.prepare(
       `INSERT INTO activity (minute, grp, submitted, claimed, completed, failed) VALUES (?, ?, ?, ?, ?, ?)
        ON CONFLICT (minute, grp) DO UPDATE SET submitted = submitted + excluded.submitted,
@@ -147,7 +162,9 @@ export class StatsStore {
     );
     this.#workerDelete = db.prepare('DELETE FROM workers WHERE id = ?');
     this.#workerTrim = db.prepare('DELETE FROM workers WHERE expires_at <= ?');
-    this.#capacity = db.prepare('SELECT count(*) AS workers, sum(slots) AS slots FROM workers WHERE expires_at > ?');
+    this.#capacity = db.prepare(
+      'SELECT count(*) AS workers, sum(slots) AS slots, min(expires_at) AS next FROM workers WHERE expires_at > ?',
+    );
   }
 
   /** Counts one transition of a kind in a group at `now` (kept with the transaction in progress). */
@@ -206,6 +223,8 @@ export class StatsStore {
   /** The transaction in progress rolled back: its counts go with it, what it wrote waits again. */
   rolledBack(now: number): void {
     this.#staged = [];
+    // A read inside the transaction may have seen what it wrote.
+    this.#forgetReads();
     const before = this.#beforeFlush;
     if (before !== undefined) {
       this.#beforeFlush = undefined;
@@ -289,6 +308,7 @@ export class StatsStore {
 
   /** Adds run times of `uri` (oldest first) to its row: one read and one write for all of them. */
   #writeDurations(uri: string, added: readonly number[], now: number): void {
+    this.#uriReads.delete(uri);
     const raw = this.#uriGet.get(uri);
     let state = raw === undefined ? undefined : rowState(raw);
     for (const ms of added) state = addSample(state, ms);
@@ -327,15 +347,24 @@ export class StatsStore {
       : { uri, count: state.count, avgMs: state.avg, p50Ms: state.p50, p95Ms: state.p95 };
   }
 
-  /** Statistics of one uri, or of every uri (by uri) when none is given. */
-  uriStats(uri?: string): UriStats[] {
+  /** Statistics of one uri (read again after `cacheMs`), or of every uri (by uri) when none is given. */
+  uriStats(uri: string | undefined, now: number): UriStats[] {
     if (uri !== undefined) {
       if (this.#durations.has(uri) || this.#staged.some((noted) => noted.kind === 'duration' && noted.uri === uri)) {
         const stats = this.#withWaiting(uri);
         return stats === undefined ? [] : [stats];
       }
+      const read = this.#uriReads.get(uri);
+      if (read !== undefined && now >= read.at && now - read.at < this.#cacheMs) {
+        return read.stats === undefined ? [] : [read.stats];
+      }
       const row = this.#uriView.get(uri);
-      return row === undefined ? [] : [toStats(row)];
+      const stats = row === undefined ? undefined : toStats(row);
+      if (this.#cacheMs > 0) {
+        if (this.#uriReads.size >= MAX_URI_READS) this.#uriReads.clear();
+        this.#uriReads.set(uri, { stats, at: now });
+      }
+      return stats === undefined ? [] : [stats];
     }
     const byUri = new Map<string, UriStats>();
     for (const row of this.#uriAll.all()) byUri.set(row.uri, toStats(row));
@@ -351,15 +380,28 @@ export class StatsStore {
 
   reportWorker(workerId: string, slots: number, expiresAt: number): void {
     this.#workerSet.run(workerId, slots, expiresAt);
+    this.#capacityRead = undefined;
   }
 
   removeWorker(workerId: string): void {
     this.#workerDelete.run(workerId);
+    this.#capacityRead = undefined;
   }
 
+  /** Live worker reports at `now` (read again after `cacheMs`, or once one of them expires). */
   capacity(now: number): WorkerCapacity {
+    const read = this.#capacityRead;
+    if (read !== undefined && now >= read.at && now < read.until) return read.value;
     const row = this.#capacity.get(now);
-    return { workers: row?.workers ?? 0, slots: row?.slots ?? 0 };
+    const value: WorkerCapacity = { workers: row?.workers ?? 0, slots: row?.slots ?? 0 };
+    const until = Math.min(now + this.#cacheMs, row?.next ?? Number.POSITIVE_INFINITY);
+    this.#capacityRead = until > now ? { value, at: now, until } : undefined;
+    return value;
+  }
+
+  #forgetReads(): void {
+    this.#capacityRead = undefined;
+    this.#uriReads.clear();
   }
 
   /** Forgets activity older than the window, expired worker reports and the least recent uris beyond the cap. */
@@ -367,7 +409,10 @@ export class StatsStore {
     this.#activityTrim.run(Math.floor(now / MINUTE_MS) * MINUTE_MS - (KEEP_MINUTES - 1) * MINUTE_MS);
     this.#workerTrim.run(now);
     const uris = this.#uriCount.get()?.n ?? 0;
-    if (uris > MAX_URIS) this.#uriTrim.run(uris - MAX_URIS);
+    if (uris > MAX_URIS) {
+      this.#uriTrim.run(uris - MAX_URIS);
+      this.#uriReads.clear();
+    }
   }
 }
 

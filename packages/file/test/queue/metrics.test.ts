@@ -111,7 +111,8 @@ describe('FileQueueManager: metrics match the memory queue', function () {
   });
 
   it('writes run times with the batched counts: at once for this process, within a second for others', async function () {
-    const other = new FileQueueManager({ dir }, clock);
+    // Reads of statistics not cached, so that what is measured is when the run times are written.
+    const other = new FileQueueManager({ dir, statsCacheMs: 0 }, clock);
     try {
       for (const [key, durationMs] of [
         ['r1', 100],
@@ -135,6 +136,66 @@ describe('FileQueueManager: metrics match the memory queue', function () {
       expect(await file.uriStats('/runs')).to.deep.equal(expected);
     } finally {
       await other.close();
+    }
+  });
+
+  it('reuses capacity and uri statistics read for statsCacheMs: its own writes and expired workers at once', async function () {
+    const other = new FileQueueManager({ dir }, clock);
+    const fresh = new FileQueueManager({ dir, statsCacheMs: 0 }, clock);
+    const runOnce = async (key: string, durationMs: number): Promise<void> => {
+      // A process that runs one job and stops (closing writes its batched run times).
+      const worker = new FileQueueManager({ dir }, clock);
+      try {
+        await worker.enqueue(entry(key, { uri: '/eta' }), NO_LIMITS);
+        const lease = await worker.claim(claimOptions());
+        await worker.complete(key, lease?.token ?? '', { durationMs });
+      } finally {
+        await worker.close();
+      }
+    };
+    try {
+      await other.reportWorker('w1', 4, 10_000);
+      expect(await file.capacity()).to.deep.equal({ workers: 1, slots: 4 });
+      // Another process's report: not read again for statsCacheMs (default 2000)…
+      await other.reportWorker('w2', 2, 10_000);
+      expect(await file.capacity()).to.deep.equal({ workers: 1, slots: 4 });
+      expect(await fresh.capacity()).to.deep.equal({ workers: 2, slots: 6 });
+      // …but this process's own report is seen at once.
+      await file.reportWorker('w3', 1, 500);
+      expect(await file.capacity()).to.deep.equal({ workers: 3, slots: 7 });
+      // A report stops counting when it expires, however recent the read.
+      await clock.advance(500);
+      expect(await file.capacity()).to.deep.equal({ workers: 2, slots: 6 });
+      await other.removeWorker('w1');
+      await clock.advance(1_999);
+      expect(await file.capacity()).to.deep.equal({ workers: 2, slots: 6 });
+      await clock.advance(1);
+      expect(await file.capacity()).to.deep.equal({ workers: 1, slots: 2 });
+      await file.removeWorker('w2');
+      expect(await file.capacity()).to.deep.equal({ workers: 0, slots: 0 });
+
+      await runOnce('e1', 100);
+      expect((await file.uriStats('/eta'))[0]?.count).to.equal(1);
+      await runOnce('e2', 300);
+      expect((await file.uriStats('/eta'))[0]?.count).to.equal(1);
+      expect((await fresh.uriStats('/eta'))[0]?.count).to.equal(2);
+      await clock.advance(2_000);
+      expect((await file.uriStats('/eta'))[0]?.count).to.equal(2);
+      // Every uri at once (metrics) is never cached.
+      await runOnce('e3', 200);
+      expect((await file.uriStats())[0]?.count).to.equal(3);
+      // A run time of this process counts at once.
+      await file.enqueue(entry('e4', { uri: '/eta' }), NO_LIMITS);
+      const lease = await file.claim(claimOptions());
+      await file.complete('e4', lease?.token ?? '', { durationMs: 50 });
+      expect((await file.uriStats('/eta'))[0]?.count).to.equal(4);
+      // Once written (with the counts, a second later), read back rather than the read kept before.
+      await clock.advance(1_000);
+      await file.enqueue(entry('e5', { uri: '/eta' }), NO_LIMITS);
+      expect((await file.uriStats('/eta'))[0]?.count).to.equal(4);
+    } finally {
+      await other.close();
+      await fresh.close();
     }
   });
 

@@ -36,13 +36,16 @@ describe('FileQueueManager: options', function () {
     expect(checkFileQueueOptions(undefined)).to.deep.equal([]);
     expect(checkFileQueueOptions(null)).to.deep.equal([]);
     expect(checkFileQueueOptions({})).to.deep.equal([]);
-    expect(checkFileQueueOptions({ dir: 'x', durability: 'full', busyTimeoutMs: 0 })).to.deep.equal([]);
+    expect(checkFileQueueOptions({ dir: 'x', durability: 'full', busyTimeoutMs: 0, statsCacheMs: 0 })).to.deep.equal(
+      [],
+    );
+    expect(checkFileQueueOptions({ statsCacheMs: 3_600_000 })).to.deep.equal([]);
     // Undefined keeps the default, whatever the name.
     expect(checkFileQueueOptions({ durability: undefined, region: undefined })).to.deep.equal([]);
   });
 
   it('rejects unknown option names, naming each and the known ones', function () {
-    const expected = 'unknown option (expected one of dir, durability, busyTimeoutMs)';
+    const expected = 'unknown option (expected one of dir, durability, busyTimeoutMs, statsCacheMs)';
     expect(checkFileQueueOptions({ durability: 'normal', region: 'eu-west-1', maxFinishedBytes: 5 })).to.deep.equal([
       { path: '/region', message: expected },
       { path: '/maxFinishedBytes', message: expected },
@@ -87,6 +90,10 @@ describe('FileQueueManager: options', function () {
       [{ busyTimeoutMs: 1.5 }, '/busyTimeoutMs'],
       [{ busyTimeoutMs: '100' }, '/busyTimeoutMs'],
       [{ busyTimeoutMs: 2 ** 31 }, '/busyTimeoutMs'],
+      [{ statsCacheMs: -1 }, '/statsCacheMs'],
+      [{ statsCacheMs: 0.5 }, '/statsCacheMs'],
+      [{ statsCacheMs: '2000' }, '/statsCacheMs'],
+      [{ statsCacheMs: 3_600_001 }, '/statsCacheMs'],
     ];
     for (const [options, where] of cases) {
       expect(
