@@ -33,12 +33,15 @@ export interface BackendResults {
   readonly errors: string[];
 }
 
-/** Worker processes of the multi-process file row (concurrency 10 each). */
-export const FILE_WORKER_PROCESSES = 2;
+/**
+ * Worker processes of the multi-process file rows: one, so that the rows use two processes as
+ * BullMQ's do (its node process and redis-server), at each of the rows' concurrencies.
+ */
+export const FILE_WORKER_PROCESSES = 1;
 /** Name of the single-process file rows. */
 export const FILE_SYSTEM = `armlib file (${FILE_BENCH_DURABILITY})`;
 /** Name of the multi-process file row, before its durability. */
-export const FILE_PROCESSES_SYSTEM = `armlib file, ${String(FILE_WORKER_PROCESSES)} worker processes`;
+export const FILE_PROCESSES_SYSTEM = `armlib file, ${String(FILE_WORKER_PROCESSES)} worker process`;
 
 /** Concurrencies of the backend lifecycle rows. */
 export const BACKEND_CONCURRENCIES = [10, 100] as const;
@@ -113,15 +116,24 @@ export async function runBackendBenches(options: {
       const result = await measure(system, options.drive);
       lifecycle.push({ system: FILE_SYSTEM, concurrency, ...result });
     }
-    say(
-      `armlib file (durability ${FILE_BENCH_DURABILITY}), this process submitting, ${String(FILE_WORKER_PROCESSES)} worker processes…`,
-    );
-    const processes = await fileProcessesSystem(FILE_WORKER_PROCESSES, 10, payload, 'fp', FILE_BENCH_PARENT, leftovers);
-    lifecycle.push({
-      system: `${FILE_PROCESSES_SYSTEM} (${FILE_BENCH_DURABILITY})`,
-      concurrency: 10,
-      ...(await measure(processes, options.drive)),
-    });
+    for (const concurrency of BACKEND_CONCURRENCIES) {
+      say(
+        `armlib file (durability ${FILE_BENCH_DURABILITY}), this process submitting, ${String(FILE_WORKER_PROCESSES)} worker process, concurrency ${String(concurrency)}…`,
+      );
+      const processes = await fileProcessesSystem(
+        FILE_WORKER_PROCESSES,
+        concurrency,
+        payload,
+        `fp${String(concurrency)}`,
+        FILE_BENCH_PARENT,
+        leftovers,
+      );
+      lifecycle.push({
+        system: `${FILE_PROCESSES_SYSTEM} (${FILE_BENCH_DURABILITY})`,
+        concurrency,
+        ...(await measure(processes, options.drive)),
+      });
+    }
   } finally {
     removeDirs(leftovers);
   }
