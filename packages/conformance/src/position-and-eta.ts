@@ -96,6 +96,10 @@ export function positionAndEtaTests(options: ConformanceOptions): void {
       const again = await queue.enqueue(entry('a'), { limits: {} });
       expect(again.outcome).to.equal('existing');
       if (again.position !== undefined) expect(again.position).to.equal(await queue.position('a'));
+      // Nor does one whose pending deadline has already come: the record expires before any read.
+      const late = await queue.enqueue(entry('late', {}, { pendingExpiresAt: env.clock.now() }), { limits: {} });
+      if (late.position !== undefined) expect(late.position).to.equal(await queue.position('late'));
+      expect(await queue.position('late')).to.equal(undefined);
       if (env.exactPosition) expect(stated.map(([, , read]) => read)).to.deep.equal([1, 1, 3, 3, 1]);
     });
 

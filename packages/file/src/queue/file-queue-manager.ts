@@ -111,8 +111,10 @@ const PRUNE_CHUNK = 1000;
  * write in one `UPDATE … WHERE lease_token = ?`.
  *
  * Semantics follow `MemoryQueueManager` exactly; see the `QueueManager` SPI for the contract.
- * One difference in freshness, not in content: activity counts are written in batches (see
- * `StatsStore`), so another process sees them up to a second (or a sweep interval) late.
+ * One difference in freshness, not in content: activity counts and run times are written in
+ * batches (see `StatsStore`), so another process sees them up to a second (or a sweep interval)
+ * late, and a process reuses the worker capacity and run-time statistics it read for
+ * `statsCacheMs` (its own writes and expired worker reports count at once).
  *
  * Costs: every call is O(log n) but `position` (O(groups + the shorter side of the line: the
  * requests ahead or those behind, plus those ahead waiting out a backoff)), `claim`
@@ -263,7 +265,11 @@ export class FileQueueManager implements QueueManager {
     if (request.priority > this.#unplacedMinPriority) {
       this.#unplaced = this.#unplaced.filter((u) => u.priority >= request.priority);
     }
-    const position = this.#records.position(entry.key, now);
+    // A record whose pending deadline has already come expires before anything reads it.
+    const position =
+      entry.pendingExpiresAt !== undefined && entry.pendingExpiresAt <= now
+        ? undefined
+        : this.#records.position(entry.key, now);
     if (position !== undefined) {
       if (this.#unplaced.length === 0 || request.priority < this.#unplacedMinPriority) {
         this.#unplacedMinPriority = request.priority;
