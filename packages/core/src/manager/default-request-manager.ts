@@ -496,6 +496,8 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
   async sweep(): Promise<void> {
     const retainUntil = this.retainUntil();
     this.#emitSwept(await this.queue.sweep(retainUntil === undefined ? {} : { retainUntil }));
+    // A long report may come in parts: the rest is taken.
+    this.#reportTransitions(undefined);
   }
 
   /**
@@ -512,8 +514,14 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     if (queue.takeTransitions === undefined) return;
     // Runs on every submit and claim, and nearly always finds nothing: the retention is computed
     // only when the adapter reads it, i.e. when it has something to hand over.
-    const taken = queue.takeTransitions(this.#takeOptions);
-    if (taken !== undefined) this.#emitSwept(taken, submitting);
+    // Until there is none: an adapter may hand a long list over in parts, each read when told.
+    for (let taken = queue.takeTransitions(this.#takeOptions); taken !== undefined;) {
+      this.#emitSwept(taken, submitting);
+      // An empty part ends it too (an adapter may answer one rather than undefined).
+      const { requeued, failed, expired, cancelled } = taken;
+      if (requeued.length + failed.length + expired.length + cancelled.length === 0) break;
+      taken = queue.takeTransitions(this.#takeOptions);
+    }
   }
 
   /**

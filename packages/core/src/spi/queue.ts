@@ -355,6 +355,9 @@ export interface QueueManager {
    * pending record past `pendingExpiresAt` → `expired`; finished records past `retainUntil` are
    * dropped. Records it finishes get `options.retainUntil`. An adapter that applies due
    * transitions lazily at other calls gives them that retention when this call reports them.
+   * An adapter with `takeTransitions` may report a long list in parts (the file queue: 1,000
+   * records), handing the rest over at the next takes; the request manager takes after each
+   * sweep until a take returns undefined.
    */
   sweep(options?: SweepOptions): Promise<SweepResult>;
   /**
@@ -364,7 +367,9 @@ export interface QueueManager {
    * calls it right after a call that may have applied some (a claim, an enqueue), so that their
    * events come before that call's own (`requeued` before the next attempt's `claimed`). An
    * adapter that applies timed transitions only in `sweep` may leave it out (DynamoDB hands over
-   * only the expiries of records its enqueue replaced); `sweep` reports what was not taken.
+   * only the expiries of records its enqueue replaced); `sweep` reports what was not taken. It
+   * may hand them over in parts, one per call: the request manager calls it until it returns
+   * undefined.
    */
   takeTransitions?(options?: SweepOptions): SweepResult | undefined;
   /** Drops finished records that finished before the time. Returns how many. */

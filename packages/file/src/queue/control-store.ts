@@ -38,8 +38,8 @@ export class ControlStore {
   readonly #groupCount: Stmt<[], { n: number }>;
   readonly #journalSize: Stmt<[], { n: number | null }>;
   readonly #journalAdd: Stmt<[string, string]>;
-  readonly #journalAll: Stmt<[], { kind: SweepKind; record: string }>;
-  readonly #journalClear: Stmt<[]>;
+  readonly #journalFirst: Stmt<[number], { id: number; kind: SweepKind; record: string }>;
+  readonly #journalClear: Stmt<[number]>;
 
   constructor(db: Db) {
     this.#getMeta = db.prepare('SELECT value FROM meta WHERE name = ?');
@@ -64,8 +64,8 @@ export class ControlStore {
       'SELECT (SELECT max(id) FROM sweep_journal) - (SELECT min(id) FROM sweep_journal) + 1 AS n',
     );
     this.#journalAdd = db.prepare('INSERT INTO sweep_journal (kind, record) VALUES (?, ?)');
-    this.#journalAll = db.prepare('SELECT kind, record FROM sweep_journal ORDER BY id');
-    this.#journalClear = db.prepare('DELETE FROM sweep_journal');
+    this.#journalFirst = db.prepare('SELECT id, kind, record FROM sweep_journal ORDER BY id LIMIT ?');
+    this.#journalClear = db.prepare('DELETE FROM sweep_journal WHERE id <= ?');
   }
 
   isPaused(): boolean {
@@ -102,11 +102,18 @@ export class ControlStore {
     this.#journalAdd.run(kind, JSON.stringify(record));
   }
 
-  /** Every journaled transition, oldest first; empties the journal. */
-  takeJournal(): JournalEntry[] {
-    const rows = this.#journalAll.all();
-    if (rows.length === 0) return [];
-    this.#journalClear.run();
-    return rows.map((r) => ({ kind: r.kind, record: JSON.parse(r.record) as QueueRecord }));
+  /**
+   * The oldest `limit` journaled transitions, oldest first, removed from the journal; `more` when
+   * others may follow.
+   */
+  takeJournal(limit: number): { entries: JournalEntry[]; more: boolean } {
+    const rows = this.#journalFirst.all(limit);
+    const last = rows.at(-1);
+    if (last === undefined) return { entries: [], more: false };
+    this.#journalClear.run(last.id);
+    return {
+      entries: rows.map((r) => ({ kind: r.kind, record: JSON.parse(r.record) as QueueRecord })),
+      more: rows.length === limit,
+    };
   }
 }

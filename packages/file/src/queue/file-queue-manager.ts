@@ -90,6 +90,13 @@ const KEEP_POSITIONS: ReadonlySet<string> = new Set(['enqueue', 'claim', 'comple
 
 /** Records `prune` deletes per transaction. */
 const PRUNE_CHUNK = 1000;
+/**
+ * Transitions handed over at most by one `sweep` or `takeTransitions`: after a long stop, they may
+ * be many more than fit in memory together.
+ */
+const JOURNAL_CHUNK = 1000;
+/** Due records read at a time when transitions due are applied (all of them, in one transaction). */
+const DUE_CHUNK = 500;
 
 /**
  * The durable queue of the `file` adapter: one SQLite database (`<dir>/queue.sqlite`, WAL mode)
@@ -545,7 +552,10 @@ export class FileQueueManager implements QueueManager {
       expired: QueueRecord[];
       cancelled: QueueRecord[];
     };
-    for (const { kind, record } of this.#control.takeJournal()) {
+    const { entries, more } = this.#control.takeJournal(JOURNAL_CHUNK);
+    // The rest is handed over by the next takes (the request manager takes until there is none).
+    this.#journaled = more ? 1 : 0;
+    for (const { kind, record } of entries) {
       // Transitions applied lazily by earlier calls did not know this retention; they get it now.
       result[kind].push(
         kind === 'requeued' || retainUntil === undefined ? record : this.#retain(record, retainUntil, now),
@@ -791,15 +801,23 @@ export class FileQueueManager implements QueueManager {
     // Requeued and expired records may move the ones this transaction created.
     this.#unplaced.length = 0;
     let dropped = 0;
-    for (const row of this.#records.dueRows(now)) {
-      if (row.state === 'running') this.#leaseExpired(row, now, retainUntil);
-      else if (row.state === 'pending') {
-        // Only never-claimed records carry a deadline: a claim clears it for good.
-        this.#journal('expired', this.#finish(row, 'expired', now, retainUntil, undefined));
-      } else {
-        this.#records.delete(row.seq);
-        dropped++;
+    // In chunks, in seq order: after a long stop, the records due at once may be many more than
+    // fit in memory together (each read whole, its request included).
+    let after = 0;
+    for (;;) {
+      const rows = this.#records.dueRows(now, after, DUE_CHUNK);
+      for (const row of rows) {
+        if (row.state === 'running') this.#leaseExpired(row, now, retainUntil);
+        else if (row.state === 'pending') {
+          // Only never-claimed records carry a deadline: a claim clears it for good.
+          this.#journal('expired', this.#finish(row, 'expired', now, retainUntil, undefined));
+        } else {
+          this.#records.delete(row.seq);
+          dropped++;
+        }
+        after = row.seq;
       }
+      if (rows.length < DUE_CHUNK) break;
     }
     this.#control.addDropped(dropped);
     // Records left the deadline index: the batch's bound of the earliest deadline is read again.

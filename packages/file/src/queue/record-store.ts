@@ -71,7 +71,7 @@ export class RecordStore {
    * the first need no index probe. Undefined when unknown (outside a write transaction).
    */
   #nextDue: number | undefined;
-  readonly #dueRows: Stmt<[number], unknown[]>;
+  readonly #dueRows: Stmt<[number, number, number], unknown[]>;
   readonly #prune: Stmt<[number, number, number], number>;
   readonly #heads: Stmt<[number], unknown[]>;
   readonly #counts: Stmt<[], CountRow>;
@@ -189,8 +189,8 @@ export class RecordStore {
     this.#minDue = db.prepare<[], number | null>('SELECT min(due_at) FROM records WHERE due_at IS NOT NULL').pluck();
     // INDEXED BY: left alone, the planner walks the whole table in seq order to spare a sort.
     this.#dueRows = db
-      .prepare<[number], unknown[]>(
-        `SELECT ${RECORD_COLUMNS} FROM records INDEXED BY records_due WHERE due_at <= ? ORDER BY seq`,
+      .prepare<[number, number, number], unknown[]>(
+        `SELECT ${RECORD_COLUMNS} FROM records INDEXED BY records_due WHERE due_at <= ? AND seq > ? ORDER BY seq LIMIT ?`,
       )
       .raw();
     // A scan in seq order from where the last chunk stopped: prune is an occasional clean-up, not
@@ -463,9 +463,9 @@ export class RecordStore {
     if (this.#nextDue !== undefined && dueAt < this.#nextDue) this.#nextDue = dueAt;
   }
 
-  /** Every record with a timed transition due at `now`, in seq order. */
-  dueRows(now: number): RecordRow[] {
-    return this.#dueRows.all(now).map(rawToRow);
+  /** Up to `limit` records with a timed transition due at `now` and a seq above `after`, in seq order. */
+  dueRows(now: number, after: number, limit: number): RecordRow[] {
+    return this.#dueRows.all(now, after, limit).map(rawToRow);
   }
 
   /**

@@ -4,9 +4,10 @@ import Database from 'better-sqlite3';
 import { expect } from 'chai';
 
 import { ManualClock } from '@armlib/core';
+import type { SweepResult } from '@armlib/core';
 
 import { FileQueueManager } from '../../src/queue/file-queue-manager.js';
-import { claimOptions, entry, NO_LIMITS, T0 } from './fixtures.js';
+import { claimOptions, entry, LEASE_MS, NO_LIMITS, T0 } from './fixtures.js';
 import { makeTempDir, removeTempDir } from './temp-dir.js';
 
 /** Rows of a table, read straight from the database file as another process would. */
@@ -101,5 +102,37 @@ describe('FileQueueManager: housekeeping in sweeps', function () {
     expect(rows(dir, 'sweep_journal')).to.equal(1);
     expect((await queue.sweep()).expired.map((r) => r.key)).to.deep.equal(['a']);
     expect(rows(dir, 'sweep_journal')).to.equal(0);
+  });
+
+  it('applies many due transitions at once and hands them over in parts, in order, none twice', async function () {
+    // Three leases that will run out (back to pending), then 2,300 requests that will expire.
+    for (const key of ['r1', 'r2', 'r3']) await queue.enqueue(entry(key), NO_LIMITS);
+    for (let i = 0; i < 3; i++) expect(await queue.claim(claimOptions())).to.not.equal(undefined);
+    const expiring: string[] = [];
+    for (let i = 0; i < 2300; i += 500) {
+      const batch: Promise<unknown>[] = [];
+      for (let j = i; j < Math.min(i + 500, 2300); j++) {
+        expiring.push(`e${String(j)}`);
+        batch.push(queue.enqueue(entry(`e${String(j)}`, {}, { pendingExpiresAt: T0 + 10 }), NO_LIMITS));
+      }
+      await Promise.all(batch);
+    }
+    await clock.advance(LEASE_MS);
+    const requeued: string[] = [];
+    const expired: string[] = [];
+    const parts: number[] = [];
+    const add = (result: SweepResult): void => {
+      requeued.push(...result.requeued.map((r) => r.key));
+      expired.push(...result.expired.map((r) => r.key));
+      parts.push(result.requeued.length + result.expired.length);
+    };
+    add(await queue.sweep());
+    for (let taken = queue.takeTransitions(); taken !== undefined; taken = queue.takeTransitions()) add(taken);
+    expect(parts).to.deep.equal([1000, 1000, 303]);
+    expect(requeued).to.deep.equal(['r1', 'r2', 'r3']);
+    expect(expired).to.deep.equal(expiring);
+    expect(rows(dir, 'sweep_journal')).to.equal(0);
+    expect((await queue.get('e2299'))?.state).to.equal('expired');
+    expect((await queue.get('r3'))?.state).to.equal('pending');
   });
 });
