@@ -12,7 +12,8 @@ class InParts extends ForwardingQueueManager {
   takes = 0;
 
   override async sweep(options?: SweepOptions): Promise<SweepResult> {
-    return this.#part(await this.inner.sweep(options));
+    const part = this.#part(await this.inner.sweep(options));
+    return this.#rest.length > 0 ? { ...part, more: true } : part;
   }
 
   override takeTransitions(options?: SweepOptions): SweepResult | undefined {

@@ -62,6 +62,8 @@ function retentionOnDemand(manager: { retainUntil(): number | undefined }): Swee
 const FAILED_HEAD: unique symbol = Symbol('failed head');
 /** How long a read of the pause flag serves status reads, ms. */
 const PAUSE_READ_MS = 1000;
+/** Parts of one sweep's report at most (a bound against an adapter that always says `more`). */
+const MAX_SWEEP_PARTS = 10_000;
 
 /**
  * The request manager: armlib's behaviour (§3 of the spec) written once over the two SPIs.
@@ -495,9 +497,18 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
 
   async sweep(): Promise<void> {
     const retainUntil = this.retainUntil();
-    this.#emitSwept(await this.queue.sweep(retainUntil === undefined ? {} : { retainUntil }));
-    // A long report may come in parts: the rest is taken.
-    this.#reportTransitions(undefined);
+    const options = retainUntil === undefined ? {} : { retainUntil };
+    // A long report comes in parts: each sweep waits for the write lock, as the first did.
+    // The workers are woken once, after the last part, so that none claims a request whose
+    // requeue a later part tells.
+    let requeued = false;
+    for (let part = 0; ; part++) {
+      const result = await this.queue.sweep(options);
+      this.#emitSwept(result, undefined, false);
+      if (result.requeued.length > 0) requeued = true;
+      if (result.more !== true || part >= MAX_SWEEP_PARTS) break;
+    }
+    if (requeued) this.#wakeWorkers();
   }
 
   /**
@@ -515,20 +526,25 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     // Runs on every submit and claim, and nearly always finds nothing: the retention is computed
     // only when the adapter reads it, i.e. when it has something to hand over.
     // Until there is none: an adapter may hand a long list over in parts, each read when told.
+    // The workers are woken once, after the last part: a claim made in between would join a
+    // write the next take must not wait for.
+    let requeued = false;
     for (let taken = queue.takeTransitions(this.#takeOptions); taken !== undefined;) {
-      this.#emitSwept(taken, submitting);
+      this.#emitSwept(taken, submitting, false);
+      if (taken.requeued.length > 0) requeued = true;
       // An empty part ends it too (an adapter may answer one rather than undefined).
-      const { requeued, failed, expired, cancelled } = taken;
-      if (requeued.length + failed.length + expired.length + cancelled.length === 0) break;
+      const { failed, expired, cancelled } = taken;
+      if (taken.requeued.length + failed.length + expired.length + cancelled.length === 0) break;
       taken = queue.takeTransitions(this.#takeOptions);
     }
+    if (requeued) this.#wakeWorkers();
   }
 
   /**
    * Tells what a sweep (or a take) applied. The events of `unheld` go out at once: they happened
    * before the submit that holds that key's events enqueued its own.
    */
-  #emitSwept(result: SweepResult, unheld?: string): void {
+  #emitSwept(result: SweepResult, unheld?: string, wake = true): void {
     const tell = <K extends KeyedEvent>(name: K, payload: ManagerEvents[K]): void => {
       if (payload.key === unheld) this.events.emit(name, payload);
       else this.emitKeyed(name, payload);
@@ -539,7 +555,7 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     for (const r of result.failed) {
       if (r.error !== undefined) tell('failed', { key: r.key, error: r.error, attempts: r.attempts });
     }
-    if (result.requeued.length > 0) this.#wakeWorkers();
+    if (wake && result.requeued.length > 0) this.#wakeWorkers();
   }
 
   close(): Promise<void> {

@@ -224,6 +224,11 @@ export interface SweepResult {
   readonly cancelled: QueueRecord[];
   /** Finished records dropped past `retainUntil`. */
   readonly dropped: number;
+  /**
+   * True when the adapter reported only a part of what it applied (a long list after a long
+   * stop): the request manager calls `sweep` again, at once, for the next part.
+   */
+  readonly more?: boolean;
 }
 
 /** Per-minute transition counts. */
@@ -355,9 +360,8 @@ export interface QueueManager {
    * pending record past `pendingExpiresAt` → `expired`; finished records past `retainUntil` are
    * dropped. Records it finishes get `options.retainUntil`. An adapter that applies due
    * transitions lazily at other calls gives them that retention when this call reports them.
-   * An adapter with `takeTransitions` may report a long list in parts (the file queue: 1,000
-   * records), handing the rest over at the next takes; the request manager takes after each
-   * sweep until a take returns undefined.
+   * An adapter may report a long list in parts (the file queue: 1,000 records), setting
+   * {@link SweepResult.more} until the last: the request manager sweeps again while it is set.
    */
   sweep(options?: SweepOptions): Promise<SweepResult>;
   /**

@@ -91,12 +91,10 @@ const KEEP_POSITIONS: ReadonlySet<string> = new Set(['enqueue', 'claim', 'comple
 /** Records `prune` deletes per transaction. */
 const PRUNE_CHUNK = 1000;
 /**
- * Transitions handed over at most by one `sweep` or `takeTransitions`: after a long stop, they may
- * be many more than fit in memory together.
+ * Transitions handed over at most by one `sweep` or `takeTransitions` (inside the caller's
+ * transaction): after a long stop, they may be many more than fit in memory together.
  */
 const JOURNAL_CHUNK = 1000;
-/** Due records read at a time when transitions due are applied (all of them, in one transaction). */
-const DUE_CHUNK = 500;
 
 /**
  * The durable queue of the `file` adapter: one SQLite database (`<dir>/queue.sqlite`, WAL mode)
@@ -520,8 +518,10 @@ export class FileQueueManager implements QueueManager {
         this.#control.collectGroups(now);
         this.#stats.flushActivity();
         this.#stats.trim(now);
-        this.#journaled = 0;
-        return { ...this.#takeJournal(retainUntil, now), dropped: this.#control.takeDropped() };
+        const { more, ...part } = this.#takeJournal(retainUntil, now);
+        // The rest: the next sweep (the request manager sweeps again at once), or a take.
+        this.#journaled = more ? 1 : 0;
+        return { ...part, dropped: this.#control.takeDropped(), ...(more ? { more } : {}) };
       });
     });
   }
@@ -532,20 +532,23 @@ export class FileQueueManager implements QueueManager {
     // lock on the event loop: with a batch waiting to commit, or another process holding the
     // lock, the next sweep reports them instead.
     if (this.#journaled === 0 || this.#closed || this.#group.pending) return undefined;
-    this.#journaled = 0;
     this.#db.exec('PRAGMA busy_timeout = 0');
     try {
-      return this.#immediate(() => ({ ...this.#takeJournal(options.retainUntil, this.#clock.now()), dropped: 0 }));
+      const { more, ...part } = this.#immediate(() => this.#takeJournal(options.retainUntil, this.#clock.now()));
+      // A long journal goes in parts, one per take (the request manager takes until none is left).
+      this.#journaled = more ? 1 : 0;
+      return { ...part, dropped: 0 };
     } catch {
-      // Rolled back (the write lock was busy, say): the journal keeps them for the next sweep.
+      // Rolled back (the write lock was busy, say): the journal keeps them for the next take or
+      // sweep, and the next call tries again.
       return undefined;
     } finally {
       this.#db.exec(`PRAGMA busy_timeout = ${String(this.#busyTimeoutMs)}`);
     }
   }
 
-  /** The journaled transitions, emptied (inside the caller's transaction). */
-  #takeJournal(retainUntil: number | undefined, now: number): Omit<SweepResult, 'dropped'> {
+  /** The oldest part of the journal ({@link JOURNAL_CHUNK} records), and whether more follow. */
+  #takeJournal(retainUntil: number | undefined, now: number): Omit<SweepResult, 'dropped'> & { more: boolean } {
     const result = { requeued: [], failed: [], expired: [], cancelled: [] } as {
       requeued: QueueRecord[];
       failed: QueueRecord[];
@@ -553,15 +556,13 @@ export class FileQueueManager implements QueueManager {
       cancelled: QueueRecord[];
     };
     const { entries, more } = this.#control.takeJournal(JOURNAL_CHUNK);
-    // The rest is handed over by the next takes (the request manager takes until there is none).
-    this.#journaled = more ? 1 : 0;
     for (const { kind, record } of entries) {
       // Transitions applied lazily by earlier calls did not know this retention; they get it now.
       result[kind].push(
         kind === 'requeued' || retainUntil === undefined ? record : this.#retain(record, retainUntil, now),
       );
     }
-    return result;
+    return { ...result, more };
   }
 
   prune(finishedBefore: number): Promise<number> {
@@ -801,23 +802,19 @@ export class FileQueueManager implements QueueManager {
     // Requeued and expired records may move the ones this transaction created.
     this.#unplaced.length = 0;
     let dropped = 0;
-    // In chunks, in seq order: after a long stop, the records due at once may be many more than
-    // fit in memory together (each read whole, its request included).
-    let after = 0;
-    for (;;) {
-      const rows = this.#records.dueRows(now, after, DUE_CHUNK);
-      for (const row of rows) {
-        if (row.state === 'running') this.#leaseExpired(row, now, retainUntil);
-        else if (row.state === 'pending') {
-          // Only never-claimed records carry a deadline: a claim clears it for good.
-          this.#journal('expired', this.#finish(row, 'expired', now, retainUntil, undefined));
-        } else {
-          this.#records.delete(row.seq);
-          dropped++;
-        }
-        after = row.seq;
+    // One record at a time, in seq order: after a long stop, the records due at once may be many
+    // more than fit in memory together (each read whole, its request included).
+    for (const seq of this.#records.dueSeqs(now)) {
+      const row = this.#records.bySeq(seq);
+      if (row === undefined) continue;
+      if (row.state === 'running') this.#leaseExpired(row, now, retainUntil);
+      else if (row.state === 'pending') {
+        // Only never-claimed records carry a deadline: a claim clears it for good.
+        this.#journal('expired', this.#finish(row, 'expired', now, retainUntil, undefined));
+      } else {
+        this.#records.delete(row.seq);
+        dropped++;
       }
-      if (rows.length < DUE_CHUNK) break;
     }
     this.#control.addDropped(dropped);
     // Records left the deadline index: the batch's bound of the earliest deadline is read again.

@@ -71,7 +71,8 @@ export class RecordStore {
    * the first need no index probe. Undefined when unknown (outside a write transaction).
    */
   #nextDue: number | undefined;
-  readonly #dueRows: Stmt<[number, number, number], unknown[]>;
+  readonly #dueSeqs: Stmt<[number], number>;
+  readonly #bySeq: Stmt<[number], unknown[]>;
   readonly #prune: Stmt<[number, number, number], number>;
   readonly #heads: Stmt<[number], unknown[]>;
   readonly #counts: Stmt<[], CountRow>;
@@ -187,12 +188,12 @@ export class RecordStore {
       .raw();
     this.#due = db.prepare('SELECT 1 AS due FROM records WHERE due_at <= ? LIMIT 1');
     this.#minDue = db.prepare<[], number | null>('SELECT min(due_at) FROM records WHERE due_at IS NOT NULL').pluck();
-    // INDEXED BY: left alone, the planner walks the whole table in seq order to spare a sort.
-    this.#dueRows = db
-      .prepare<[number, number, number], unknown[]>(
-        `SELECT ${RECORD_COLUMNS} FROM records INDEXED BY records_due WHERE due_at <= ? AND seq > ? ORDER BY seq LIMIT ?`,
-      )
-      .raw();
+    // The seqs only, off the index (INDEXED BY: left alone, the planner walks the whole table in
+    // seq order to spare a sort); the rows are read one by one, in seq order, by the caller.
+    this.#dueSeqs = db
+      .prepare<[number], number>('SELECT seq FROM records INDEXED BY records_due WHERE due_at <= ?')
+      .pluck();
+    this.#bySeq = db.prepare<[number], unknown[]>(`SELECT ${RECORD_COLUMNS} FROM records WHERE seq = ?`).raw();
     // A scan in seq order from where the last chunk stopped: prune is an occasional clean-up, not
     // worth an index written on every completion.
     this.#prune = db
@@ -463,9 +464,18 @@ export class RecordStore {
     if (this.#nextDue !== undefined && dueAt < this.#nextDue) this.#nextDue = dueAt;
   }
 
-  /** Up to `limit` records with a timed transition due at `now` and a seq above `after`, in seq order. */
-  dueRows(now: number, after: number, limit: number): RecordRow[] {
-    return this.#dueRows.all(now, after, limit).map(rawToRow);
+  /**
+   * The seqs of the records with a timed transition due at `now`, ascending: 8 bytes each, where
+   * the records themselves (requests included) may not fit in memory together.
+   */
+  dueSeqs(now: number): number[] {
+    return this.#dueSeqs.all(now).sort((a, b) => a - b);
+  }
+
+  /** The record of a seq, if it is still there. */
+  bySeq(seq: number): RecordRow | undefined {
+    const raw = this.#bySeq.get(seq);
+    return raw === undefined ? undefined : rawToRow(raw);
   }
 
   /**

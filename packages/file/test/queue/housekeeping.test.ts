@@ -126,8 +126,18 @@ describe('FileQueueManager: housekeeping in sweeps', function () {
       expired.push(...result.expired.map((r) => r.key));
       parts.push(result.requeued.length + result.expired.length);
     };
-    add(await queue.sweep());
-    for (let taken = queue.takeTransitions(); taken !== undefined; taken = queue.takeTransitions()) add(taken);
+    // A sweep reports the first part and says more follow; a take hands over the next part, and
+    // the next sweep the last one.
+    const first = await queue.sweep();
+    add(first);
+    expect(first.more).to.equal(true);
+    const taken = queue.takeTransitions();
+    expect(taken).to.not.equal(undefined);
+    if (taken !== undefined) add(taken);
+    const last = await queue.sweep();
+    add(last);
+    expect(last.more).to.equal(undefined);
+    expect(queue.takeTransitions()).to.equal(undefined);
     expect(parts).to.deep.equal([1000, 1000, 303]);
     expect(requeued).to.deep.equal(['r1', 'r2', 'r3']);
     expect(expired).to.deep.equal(expiring);
