@@ -3,7 +3,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { expect } from 'chai';
 
-import { ManualClock } from '@armlib/core';
+import { buildRequestManager, ManualClock, MemoryCacheManager } from '@armlib/core';
 import type { SweepResult } from '@armlib/core';
 
 import { FileQueueManager } from '../../src/queue/file-queue-manager.js';
@@ -144,5 +144,42 @@ describe('FileQueueManager: housekeeping in sweeps', function () {
     expect(rows(dir, 'sweep_journal')).to.equal(0);
     expect((await queue.get('e2299'))?.state).to.equal('expired');
     expect((await queue.get('r3'))?.state).to.equal('pending');
+  });
+
+  it('through a request manager, tells a requeue of a later part before a worker claims that request', async function () {
+    // r1's lease runs out in the first part, X's in the second, behind 1,200 expiries.
+    await queue.enqueue(entry('r1'), NO_LIMITS);
+    expect((await queue.claim(claimOptions({ workerId: 'gone' })))?.record.key).to.equal('r1');
+    for (let i = 0; i < 1200; i += 400) {
+      const batch: Promise<unknown>[] = [];
+      for (let j = i; j < i + 400; j++) {
+        batch.push(queue.enqueue(entry(`e${String(j)}`, { group: 'ge' }, { pendingExpiresAt: T0 + 10 }), NO_LIMITS));
+      }
+      await Promise.all(batch);
+    }
+    await queue.enqueue(entry('X', { group: 'gx' }), NO_LIMITS);
+    expect((await queue.claim(claimOptions({ workerId: 'gone', groups: ['gx'] })))?.record.key).to.equal('X');
+    const rm = buildRequestManager({ queue, cache: new MemoryCacheManager({}, clock), clock, settings: {} });
+    const order: string[] = [];
+    let expired = 0;
+    rm.events.on('requeued', (e) => order.push(`requeued:${e.key}`));
+    rm.events.on('claimed', (e) => order.push(`claimed:${e.key}`));
+    rm.events.on('expired', () => expired++);
+    const worker = rm.process(() => new Promise<void>(() => undefined), {
+      concurrency: 2,
+      pollMs: 3_600_000,
+      groups: ['default', 'gx'],
+    });
+    try {
+      await clock.advance(LEASE_MS);
+      await rm.sweep();
+      expect(expired).to.equal(1200);
+      await clock.advance(10);
+      expect(order.slice(0, 2)).to.deep.equal(['requeued:r1', 'requeued:X']);
+      expect(order.slice(2).sort()).to.deep.equal(['claimed:X', 'claimed:r1']);
+    } finally {
+      await worker.stop({ graceMs: 0 }).catch(() => undefined);
+      await rm.close();
+    }
   });
 });
