@@ -58,4 +58,37 @@ describe('Request manager: transitions handed over in parts', function () {
       }
     });
   }
+
+  it('tells at most 16 parts in one go, from a queue that always has more', async function () {
+    const clock = new ManualClock(Date.UTC(2026, 0, 1));
+    const memory = new MemoryQueueManager({}, clock);
+    let n = 0;
+    const endless = (): SweepResult => ({
+      requeued: [],
+      failed: [],
+      expired: [{ key: `x${String(n++)}` } as QueueRecord],
+      cancelled: [],
+      dropped: 0,
+      more: true,
+    });
+    const queue = new (class extends ForwardingQueueManager {
+      override sweep(): Promise<SweepResult> {
+        return Promise.resolve(endless());
+      }
+      override takeTransitions(): SweepResult | undefined {
+        return endless();
+      }
+    })(memory);
+    const rm = buildRequestManager({ queue, cache: new MemoryCacheManager({}, clock), clock, settings: {} });
+    try {
+      let told = 0;
+      rm.events.on('expired', () => told++);
+      await rm.sweep();
+      expect(told).to.equal(16);
+      await rm.submit({ uri: '/parts', key: 'one' });
+      expect(told).to.equal(32);
+    } finally {
+      await rm.close();
+    }
+  });
 });

@@ -62,8 +62,12 @@ function retentionOnDemand(manager: { retainUntil(): number | undefined }): Swee
 const FAILED_HEAD: unique symbol = Symbol('failed head');
 /** How long a read of the pause flag serves status reads, ms. */
 const PAUSE_READ_MS = 1000;
-/** Parts of one sweep's report at most (a bound against an adapter that always says `more`). */
-const MAX_SWEEP_PARTS = 10_000;
+/**
+ * Parts of a report told in one go at most, by a sweep or by the takes after a call: the loop
+ * never yields to the event loop, and other processes may keep adding transitions. What is left
+ * goes at the next take or sweep.
+ */
+const MAX_PARTS = 16;
 
 /**
  * The request manager: armlib's behaviour (§3 of the spec) written once over the two SPIs.
@@ -502,13 +506,16 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     // The workers are woken once, after the last part, so that none claims a request whose
     // requeue a later part tells.
     let requeued = false;
-    for (let part = 0; ; part++) {
-      const result = await this.queue.sweep(options);
-      this.#emitSwept(result, undefined, false);
-      if (result.requeued.length > 0) requeued = true;
-      if (result.more !== true || part >= MAX_SWEEP_PARTS) break;
+    try {
+      for (let part = 1; ; part++) {
+        const result = await this.queue.sweep(options);
+        this.#emitSwept(result, undefined, false);
+        if (result.requeued.length > 0) requeued = true;
+        if (result.more !== true || part >= MAX_PARTS) break;
+      }
+    } finally {
+      if (requeued) this.#wakeWorkers();
     }
-    if (requeued) this.#wakeWorkers();
   }
 
   /**
@@ -529,15 +536,19 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     // The workers are woken once, after the last part: a claim made in between would join a
     // write the next take must not wait for.
     let requeued = false;
-    for (let taken = queue.takeTransitions(this.#takeOptions); taken !== undefined;) {
-      this.#emitSwept(taken, submitting, false);
-      if (taken.requeued.length > 0) requeued = true;
-      // An empty part ends it too (an adapter may answer one rather than undefined).
-      const { failed, expired, cancelled } = taken;
-      if (taken.requeued.length + failed.length + expired.length + cancelled.length === 0) break;
-      taken = queue.takeTransitions(this.#takeOptions);
+    try {
+      for (let part = 1, taken = queue.takeTransitions(this.#takeOptions); taken !== undefined; part++) {
+        this.#emitSwept(taken, submitting, false);
+        if (taken.requeued.length > 0) requeued = true;
+        // An empty part ends it too (an adapter may answer one rather than undefined).
+        const { failed, expired, cancelled } = taken;
+        if (taken.requeued.length + failed.length + expired.length + cancelled.length === 0) break;
+        if (part >= MAX_PARTS) break;
+        taken = queue.takeTransitions(this.#takeOptions);
+      }
+    } finally {
+      if (requeued) this.#wakeWorkers();
     }
-    if (requeued) this.#wakeWorkers();
   }
 
   /**
