@@ -509,7 +509,7 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     try {
       for (let part = 1; ; part++) {
         const result = await this.queue.sweep(options);
-        this.#emitSwept(result, undefined, false);
+        this.#emitSwept(result);
         if (result.requeued.length > 0) requeued = true;
         if (result.more !== true || part >= MAX_PARTS) break;
       }
@@ -538,7 +538,7 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     let requeued = false;
     try {
       for (let part = 1, taken = queue.takeTransitions(this.#takeOptions); taken !== undefined; part++) {
-        this.#emitSwept(taken, submitting, false);
+        this.#emitSwept(taken, submitting);
         if (taken.requeued.length > 0) requeued = true;
         // An empty part ends it too (an adapter may answer one rather than undefined).
         const { failed, expired, cancelled } = taken;
@@ -553,9 +553,10 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
 
   /**
    * Tells what a sweep (or a take) applied. The events of `unheld` go out at once: they happened
-   * before the submit that holds that key's events enqueued its own.
+   * before the submit that holds that key's events enqueued its own. The caller wakes the workers
+   * for requeued requests, once its last part is told.
    */
-  #emitSwept(result: SweepResult, unheld?: string, wake = true): void {
+  #emitSwept(result: SweepResult, unheld?: string): void {
     const tell = <K extends KeyedEvent>(name: K, payload: ManagerEvents[K]): void => {
       if (payload.key === unheld) this.events.emit(name, payload);
       else this.emitKeyed(name, payload);
@@ -566,7 +567,6 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     for (const r of result.failed) {
       if (r.error !== undefined) tell('failed', { key: r.key, error: r.error, attempts: r.attempts });
     }
-    if (wake && result.requeued.length > 0) this.#wakeWorkers();
   }
 
   close(): Promise<void> {
