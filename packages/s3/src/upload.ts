@@ -16,6 +16,7 @@ import { BackendError, countingIterable } from '@armlib/core';
 import type { ArmError } from '@armlib/core';
 
 import { toBackendError } from './errors.js';
+import { releaseBuffer } from './release-buffer.js';
 
 const gzipAsync = promisify(gzipCallback);
 
@@ -154,6 +155,7 @@ class PartWriter {
       } catch (error) {
         throw toBackendError(error, `upload of ${key}`);
       }
+      this.#releaseBuffers();
       return;
     }
     if (this.#held !== undefined) await this.#send(this.#held, this.#target.partSizeBytes);
@@ -176,6 +178,21 @@ class PartWriter {
       throw toBackendError(error, `completion of the multipart upload of ${key}`);
     }
     this.#uploadId = undefined;
+    this.#releaseBuffers();
+  }
+
+  /**
+   * Frees the part buffers once the object is stored (see {@link releaseBuffer}). Only after a
+   * success: every request that read them has answered. After a failure a request may have been
+   * cut off mid-send, so those buffers are left to the garbage collector.
+   */
+  #releaseBuffers(): void {
+    const buffers = new Set(this.#free.splice(0));
+    if (this.#current !== undefined) buffers.add(this.#current);
+    if (this.#held !== undefined) buffers.add(this.#held);
+    this.#current = undefined;
+    this.#held = undefined;
+    for (const buffer of buffers) releaseBuffer(buffer);
   }
 
   /**

@@ -421,6 +421,35 @@ describe('@armlib/s3 S3CacheManager', function () {
       client.destroy();
     });
 
+    it('frees its part buffers as soon as the object is stored, in one PutObject or in parts', async function () {
+      const client = await ownClient();
+      const bodies: Buffer[] = [];
+      client.middlewareStack.add(
+        (next, context) => async (args) => {
+          const input = args.input as { Body?: unknown };
+          const sendsPart = context.commandName === 'UploadPartCommand' || context.commandName === 'PutObjectCommand';
+          if (sendsPart && Buffer.isBuffer(input.Body)) bodies.push(input.Body);
+          return next(args);
+        },
+        { step: 'initialize', name: 'keepPartBodies' },
+      );
+      const part = 5 * 1024 * 1024;
+      const { cache } = await open({ client, partSizeBytes: part, queueSize: 2 });
+      for (const size of [part, 3 * part + 1]) {
+        bodies.length = 0;
+        const data = randomBytes(size);
+        const staged = await cache.stage(`freed-${String(size)}`);
+        await staged.write('bin', chunked(data), { contentType: 'application/octet-stream' });
+        // A detached ArrayBuffer: its memory went back when the write returned, not at a later GC.
+        expect(bodies.length, `bodies sent for ${String(size)} bytes`).to.equal(size === part ? 1 : 4);
+        for (const body of bodies) expect(body.buffer.byteLength, `a part buffer of ${String(size)} bytes`).to.equal(0);
+        await staged.commit('temporary');
+        const read = await collect((await cache.get(`freed-${String(size)}`, 'bin'))?.body);
+        expect(read.equals(data), `${String(size)} bytes read back`).to.equal(true);
+      }
+      client.destroy();
+    });
+
     it('creates multipart uploads for CRC32 part checksums when the client computes checksums', async function () {
       const env = await s3TestEnv();
       const client = new S3Client({ ...env.clientConfig, requestChecksumCalculation: 'WHEN_SUPPORTED' });
