@@ -89,6 +89,7 @@ import { PauseControl } from './pause.js';
 import { ActivityBuffer, DurationBuffer, WorkerRegistry } from './side-stats.js';
 import { ensureTable } from './table.js';
 import type { EnsureTableResult } from './table.js';
+import { UncertainWrites } from './uncertain-writes.js';
 
 const LEASE_EXPIRED: ErrorInfo = Object.freeze({
   code: 'LEASE_EXPIRED',
@@ -185,6 +186,7 @@ export class DynamoQueueManager implements QueueManager {
   readonly #pause: PauseControl;
   /** Last claim per group by this process (fairness between groups without a policy item). */
   readonly #lastClaim: ClaimHistory = new Map();
+  readonly #uncertain = new UncertainWrites();
   #claimSeq = 0;
   #ready: Promise<EnsureTableResult | undefined> | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -601,7 +603,7 @@ export class DynamoQueueManager implements QueueManager {
     e.set(A.leaseExpiresAt, leaseExpiresAt);
     if (options.progress !== undefined) e.set(A.progress, options.progress);
     if (options.message !== undefined) e.set(A.message, options.message);
-    const item = await this.#fenced(key, token, now, e, 'UpdateItem(heartbeat)', false);
+    const item = await this.#fenced(key, token, now, e, 'UpdateItem(heartbeat)');
     if (leaseSkDeadline(item[KEY_ATTRS.workSk]) > leaseExpiresAt) {
       // A lease shortened below its index deadline: the index entry must come due no later than it,
       // or a sweep would miss it (rare: workers keep one lease length).
@@ -626,7 +628,7 @@ export class DynamoQueueManager implements QueueManager {
     const e = new Expr();
     this.#finishExpr(e, 'completed', now, options.retainUntil, undefined);
     const record = await this.#finished(
-      await this.#fenced(key, token, now, e, 'UpdateItem(complete)'),
+      await this.#fenced(key, token, now, e, 'UpdateItem(complete)', 'complete'),
       token,
       'running',
     );
@@ -641,7 +643,7 @@ export class DynamoQueueManager implements QueueManager {
     if (options.retryAt === undefined) {
       const e = new Expr();
       this.#finishExpr(e, 'failed', now, options.retainUntil, options.error);
-      const item = await this.#fencedUnlessCancel(key, token, now, e, 'UpdateItem(fail)', 'failed');
+      const item = await this.#fencedUnlessCancel(key, token, now, e, 'fail');
       // A failure would drop the cancel request: the cancel wins.
       if (item === undefined) return this.#cancelRunning(key, token, now, options.retainUntil, options.error);
       const record = await this.#finished(item, token, 'running');
@@ -652,7 +654,7 @@ export class DynamoQueueManager implements QueueManager {
     if (Number.isNaN(options.retryAt)) throw new InvalidRequestError('retryAt', 'must be a time in epoch ms');
     const e = new Expr();
     this.#pendingAgainExpr(e, key, options.retryAt, options.error, 0);
-    const item = await this.#fencedUnlessCancel(key, token, now, e, 'UpdateItem(retry)');
+    const item = await this.#fencedUnlessCancel(key, token, now, e, 'retry');
     if (item !== undefined) return this.#requeued(item, token);
     // A retry would drop the cancel request: the cancel wins.
     return this.#cancelRunning(key, token, now, options.retainUntil, options.error);
@@ -662,7 +664,7 @@ export class DynamoQueueManager implements QueueManager {
     const now = await this.#begin();
     const e = new Expr();
     this.#pendingAgainExpr(e, key, now, undefined, options.countAttempt ? 0 : -1);
-    const item = await this.#fencedUnlessCancel(key, token, now, e, 'UpdateItem(release)');
+    const item = await this.#fencedUnlessCancel(key, token, now, e, 'release');
     if (item !== undefined) return this.#requeued(item, token);
     return this.#cancelRunning(key, token, now, options.retainUntil, undefined);
   }
@@ -682,28 +684,28 @@ export class DynamoQueueManager implements QueueManager {
   ): Promise<QueueRecord> {
     const e = new Expr();
     this.#finishExpr(e, 'cancelled', now, retainUntil, error);
-    const writeId = randomUUID();
-    e.set(A.writeId, writeId);
-    const out = await this.#db.update(
-      {
-        Key: this.#recordKey(key),
-        UpdateExpression: e.update(),
-        ConditionExpression: `${this.#leaseCondition(e, token, now)} AND ${e.n(A.cancelRequested)} = ${e.v(true)}`,
-        ...e.attributes(),
-      },
-      'UpdateItem(cancelled)',
-    );
-    this.#forget(key);
-    if (!out.ok) {
+    const item = await this.#uncertain.run('cancel', token, async (writeId) => {
+      e.set(A.writeId, writeId);
+      const out = await this.#db.update(
+        {
+          Key: this.#recordKey(key),
+          UpdateExpression: e.update(),
+          ConditionExpression: `${this.#leaseCondition(e, token, now)} AND ${e.n(A.cancelRequested)} = ${e.v(true)}`,
+          ...e.attributes(),
+        },
+        'UpdateItem(cancelled)',
+      );
+      this.#forget(key);
+      if (out.ok) return out.item;
       const landed = await this.#landed(key, writeId, out.old);
-      if (landed !== undefined) return this.#finished(landed, token, 'running');
+      if (landed !== undefined) return landed;
       const current = await this.#read(key, now);
       if (acknowledging && current !== undefined && leaseValid(current, token, now)) {
         throw new ConflictError(`cannot acknowledge a cancel of '${key}': no cancel was requested`);
       }
       throw new LeaseLostError(key);
-    }
-    return this.#finished(out.item, token, 'running');
+    });
+    return this.#finished(item, token, 'running');
   }
 
   async cancel(key: string, options: CancelOptions): Promise<CancelResult> {
@@ -1138,9 +1140,25 @@ export class DynamoQueueManager implements QueueManager {
     return `${e.n(A.state)} = ${e.v('running')} AND ${e.n(A.leaseToken)} = ${e.v(token)} AND ${e.n(A.leaseExpiresAt)} > ${e.v(now)}`;
   }
 
-  /** A fenced update: the lease must be the current, unexpired one, else LeaseLostError. */
-  async #fenced(key: string, token: string, now: number, e: Expr, op: string, transition = true): Promise<Item> {
-    const writeId = randomUUID();
+  /**
+   * A fenced update: the lease must be the current, unexpired one, else LeaseLostError. A
+   * `transition` writes a write id (see {@link UncertainWrites}), so that a retry of a write that
+   * landed finds it and returns it; a heartbeat is no transition.
+   */
+  async #fenced(key: string, token: string, now: number, e: Expr, op: string, transition?: 'complete'): Promise<Item> {
+    if (transition === undefined) return this.#fencedOnce(key, token, now, e, op, undefined);
+    return this.#uncertain.run(transition, token, (writeId) => this.#fencedOnce(key, token, now, e, op, writeId));
+  }
+
+  async #fencedOnce(
+    key: string,
+    token: string,
+    now: number,
+    e: Expr,
+    op: string,
+    writeId: string | undefined,
+  ): Promise<Item> {
+    const transition = writeId !== undefined;
     if (transition) e.set(A.writeId, writeId);
     const out = await this.#db.update(
       {
@@ -1177,10 +1195,20 @@ export class DynamoQueueManager implements QueueManager {
     token: string,
     now: number,
     e: Expr,
-    op: string,
-    state: 'pending' | 'failed' = 'pending',
+    op: 'fail' | 'retry' | 'release',
   ): Promise<Item | undefined> {
-    const writeId = randomUUID();
+    return this.#uncertain.run(op, token, (writeId) => this.#fencedUnlessCancelOnce(key, token, now, e, op, writeId));
+  }
+
+  async #fencedUnlessCancelOnce(
+    key: string,
+    token: string,
+    now: number,
+    e: Expr,
+    op: 'fail' | 'retry' | 'release',
+    writeId: string,
+  ): Promise<Item | undefined> {
+    const state = op === 'fail' ? 'failed' : 'pending';
     e.set(A.writeId, writeId);
     const out = await this.#db.update(
       {
@@ -1189,7 +1217,7 @@ export class DynamoQueueManager implements QueueManager {
         ConditionExpression: `${this.#leaseCondition(e, token, now)} AND attribute_not_exists(${e.n(A.cancelRequested)})`,
         ...e.attributes(),
       },
-      op,
+      `UpdateItem(${op})`,
     );
     this.#forget(key);
     if (out.ok && out.item !== undefined) return out.item;

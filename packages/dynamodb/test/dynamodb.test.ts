@@ -1045,6 +1045,68 @@ for (const kind of selectedBackends()) {
         );
       });
 
+      it('takes a finishing write whose answer was lost for its own when the worker calls again, and frees the slot', async function () {
+        // The worker runtime calls complete/fail again after a retryable error: a new call, after
+        // the SDK's retries. When the first call's write had landed, that is a success, not a lost lease.
+        const policies = { g: { maxConcurrent: 1 } };
+        for (const key of ['c', 'r', 'f', 'next']) {
+          await queue.enqueue({ key, request: request(key, { group: 'g' }), maxAttempts: 2 }, { limits: {} });
+        }
+        const writeOf = (key: string) => (command: string, input: string) =>
+          command === 'UpdateItemCommand' && input.includes(`K#${key}`);
+        const claimNext = async (expected: string): Promise<string> => {
+          const lease = await queue.claim({ workerId: 'w', leaseMs: 10_000, policies, groups: ['g'] });
+          expect(lease?.record.key, 'the group slot is free again').to.equal(expected);
+          return lease?.token ?? '';
+        };
+        const lostOnce = async (key: string, call: () => Promise<unknown>): Promise<void> => {
+          const lost = failOnce(table.client, writeOf(key), 'after');
+          try {
+            const first = await call().then(
+              () => undefined,
+              (e: unknown) => e,
+            );
+            expect(lost.fired, `the write of ${key} was intercepted`).to.equal(true);
+            expect(BackendError.is(first) && first.retryable, String(first)).to.equal(true);
+          } finally {
+            lost.remove();
+          }
+        };
+
+        let token = await claimNext('c');
+        const complete = () => queue.complete('c', token, { durationMs: 5 });
+        await lostOnce('c', complete);
+        expect((await complete()).state).to.equal('completed');
+        // Once done, the lease has ended: a further call is refused.
+        const again = await complete().then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(LeaseLostError.is(again), String(again)).to.equal(true);
+
+        token = await claimNext('r');
+        const retry = () =>
+          queue.fail('r', token, {
+            retryAt: clock.now() + 60_000,
+            error: { code: 'X', message: 'again', retryable: true },
+          });
+        await lostOnce('r', retry);
+        expect((await retry()).state).to.equal('pending');
+
+        token = await claimNext('f');
+        const fail = () => queue.fail('f', token, { error: { code: 'X', message: 'gave up', retryable: false } });
+        await lostOnce('f', fail);
+        expect((await fail()).state).to.equal('failed');
+
+        await claimNext('next');
+        // A stale token is still refused: the landed write is recognised by its own lease only.
+        const stale = await queue.complete('c', 'not-the-token', { durationMs: 1 }).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(LeaseLostError.is(stale), String(stale)).to.equal(true);
+      });
+
       it('reports a sweep transition and a cancel whose write landed though the answer was lost', async function () {
         const policies = { g: { maxConcurrent: 1 } };
         await queue.enqueue(

@@ -1,0 +1,44 @@
+import { randomUUID } from 'node:crypto';
+
+import { BackendError } from '@armlib/core';
+
+/** The transitions by which a lease holder ends or hands back its run. */
+export type LeaseTransition = 'complete' | 'fail' | 'retry' | 'release' | 'cancel';
+
+/** Transitions remembered at most; the oldest goes first (a worker calls again within seconds). */
+const MAX_REMEMBERED = 10_000;
+
+/**
+ * The write ids of lease holders' transitions whose answer never came: a retryable error after
+ * the SDK's own retries, when the write may or may not have landed. The worker runtime calls the
+ * same transition again under the same lease, and that call writes the same id, so that when the
+ * first write had landed, the second finds its id on the record and takes the write for its own
+ * (and does what follows it: the group slot, the counts) instead of reporting the lease lost.
+ *
+ * Only an uncertain transition is remembered: once one succeeded or was refused, the next call
+ * under that lease gets a fresh id and is refused, as the SPI wants (a lease ends once).
+ */
+export class UncertainWrites {
+  readonly #ids = new Map<string, string>();
+
+  /** Runs `write` with the id of this transition: the one its last uncertain call used, else a new one. */
+  async run<T>(transition: LeaseTransition, token: string, write: (writeId: string) => Promise<T>): Promise<T> {
+    const slot = `${transition}:${token}`;
+    const writeId = this.#ids.get(slot) ?? randomUUID();
+    this.#ids.delete(slot);
+    try {
+      return await write(writeId);
+    } catch (error) {
+      if (BackendError.is(error) && error.retryable) this.#remember(slot, writeId);
+      throw error;
+    }
+  }
+
+  #remember(slot: string, writeId: string): void {
+    if (this.#ids.size >= MAX_REMEMBERED) {
+      const oldest = this.#ids.keys().next();
+      if (oldest.done !== true) this.#ids.delete(oldest.value);
+    }
+    this.#ids.set(slot, writeId);
+  }
+}
