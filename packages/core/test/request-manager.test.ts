@@ -217,6 +217,78 @@ describe('DefaultRequestManager', () => {
     });
   });
 
+  describe('a status read failing after the write', () => {
+    /** The memory queue, with its capacity() and get() failing (retryably) while `failing` is set. */
+    class FlakyReads extends ForwardingQueueManager {
+      failing = false;
+      #fail(): Promise<never> {
+        return Promise.reject(new BackendError('throttled', { retryable: true }));
+      }
+      override capacity(): ReturnType<MemoryQueueManager['capacity']> {
+        return this.failing ? this.#fail() : this.inner.capacity();
+      }
+      override get(key: string): ReturnType<MemoryQueueManager['get']> {
+        return this.failing ? this.#fail() : this.inner.get(key);
+      }
+    }
+
+    it('does not fail a submit whose request is queued: the status lacks the ETA, the event and the wake happen', async () => {
+      const clock = new ManualClock();
+      const memory = new MemoryQueueManager({}, clock);
+      const queue = new FlakyReads(memory);
+      const rm = buildRequestManager({ queue, cache: new MemoryCacheManager({}, clock), clock, settings: {} });
+      r = { clock, rm, queue: memory };
+      const told: string[] = [];
+      rm.events.on('submitted', (e) => told.push(`submitted ${e.key}`));
+      rm.events.on('error', (e) => told.push(`error ${e.context}`));
+      queue.failing = true;
+      const status = await rm.submit({ uri: '/flaky' });
+      queue.failing = false;
+      // The memory queue states no position in its enqueue, so none is known without the reads.
+      expect(status.state).to.equal('pending');
+      expect(status).not.to.have.property('etaMs');
+      expect(told).to.deep.equal([`error submit '${status.key}': status after the write`, `submitted ${status.key}`]);
+      expect((await rm.status(status.key)).state).to.equal('pending');
+      // The worker was woken by the submit, not by its next poll.
+      const ran = deferred();
+      rm.process(async (job) => {
+        await job.write('csv', 'x');
+        ran.resolve();
+      });
+      await clock.tick();
+      await ran.promise;
+    });
+
+    it('tells a running job of a cancel whose status read failed, and returns the record the cancel left', async () => {
+      const clock = new ManualClock();
+      const memory = new MemoryQueueManager({}, clock);
+      const queue = new FlakyReads(memory);
+      const rm = buildRequestManager({ queue, cache: new MemoryCacheManager({}, clock), clock, settings: {} });
+      r = { clock, rm, queue: memory };
+      const started = deferred();
+      const aborted = deferred();
+      rm.process(async (job) => {
+        started.resolve();
+        await new Promise<void>((resolve) => {
+          job.signal.addEventListener('abort', () => {
+            aborted.resolve();
+            resolve();
+          });
+        });
+      });
+      const { key } = await rm.submit({ uri: '/held' });
+      await clock.tick();
+      await started.promise;
+      queue.failing = true;
+      const status = await rm.cancel(key);
+      queue.failing = false;
+      expect(status).to.deep.include({ state: 'running', cancelRequested: true });
+      await aborted.promise;
+      await rm.waitFor(key);
+      expect((await rm.status(key)).state).to.equal('cancelled');
+    });
+  });
+
   describe('running ETA', () => {
     it('scales the expected run time by the progress left, without ballooning between updates', async () => {
       r = rig();

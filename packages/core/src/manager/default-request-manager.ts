@@ -201,7 +201,7 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
       // Status first: a worker woken in this process could claim the request before we read it.
       const record = result.record;
       const status = isLive(record)
-        ? await this.#liveStatus(record, result.position)
+        ? await this.#statusAfterWrite(record, 'submit', result.position)
         : this.#settledStatus(key, record, undefined);
       if (result.outcome === 'created') this.#wakeWorkers();
       const event = result.outcome === 'created' ? 'submitted' : 'deduplicated';
@@ -298,7 +298,17 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     // Status before the abort: a local worker acknowledges the cancel as soon as its handler
     // returns, and the caller should see the request as its cancel left it (running, cancel
     // requested), not whichever of the two writes a slow backend happened to order first.
-    const status = await this.status(key);
+    let status: RequestStatus;
+    try {
+      status = await this.status(key);
+    } catch (error) {
+      // The cancel is requested all the same: the running job must hear of it, and the caller
+      // gets the record the cancel returned (the failure goes to the `error` event).
+      for (const worker of this.#workers) worker.notifyCancel(key);
+      if (ClosedError.is(error) || result.record === undefined) throw error;
+      this.events.emit('error', { error, context: `cancel '${key}': status after the write` });
+      return recordStatus(result.record);
+    }
     for (const worker of this.#workers) worker.notifyCancel(key);
     return status;
   }
@@ -663,6 +673,25 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
   }
 
   /** The status of a live record; `knownPosition`: its position as the call that returned it gave it. */
+  /**
+   * {@link #liveStatus} of a record a write of this call has just made: the write stands whatever
+   * the reads for position and ETA do, so a failed read (a throttled backend) must not fail the
+   * call, or the caller would take a queued request for a refused one, and the manager would skip
+   * its event and its wake. The status is then the record's own, without position or ETA (the
+   * position the write stated, when it did), and the failure goes to the `error` event.
+   */
+  async #statusAfterWrite(record: QueueRecord, context: string, knownPosition?: number): Promise<RequestStatus> {
+    try {
+      return await this.#liveStatus(record, knownPosition);
+    } catch (error) {
+      if (ClosedError.is(error)) throw error;
+      this.events.emit('error', { error, context: `${context} '${record.key}': status after the write` });
+      return knownPosition !== undefined && record.state === 'pending'
+        ? queuedStatus(record, knownPosition, undefined)
+        : recordStatus(record);
+    }
+  }
+
   async #liveStatus(record: QueueRecord, knownPosition?: number): Promise<RequestStatus> {
     const uri = record.request.uri;
     if (record.state === 'running') {
