@@ -4,7 +4,14 @@ import { expect, use } from 'chai';
 import chaiAsPromised from 'chai-as-promised';
 
 import { ManualClock, SystemClock } from '../src/clock.js';
-import { AbortedError, BackendError, InvalidRequestError, LeaseLostError, PermanentError } from '../src/errors.js';
+import {
+  AbortedError,
+  BackendError,
+  ClosedError,
+  InvalidRequestError,
+  LeaseLostError,
+  PermanentError,
+} from '../src/errors.js';
 import { buildRequestManager } from '../src/manager/build.js';
 import { REQUEST_EVENT_NAMES } from '../src/manager/types.js';
 import type { Job, RequestManager } from '../src/manager/types.js';
@@ -914,6 +921,75 @@ describe('worker runtime, on the sync and the promise path', () => {
         expect(status.state).to.equal('completed');
         expect(status.attempts).to.equal(1);
         expect(t.errors.some((e) => e.includes('transitions') && e.includes('journal read failed'))).to.equal(true);
+      });
+
+      it('runs a retry when its backoff ends, not at the next poll', async () => {
+        const t = (b = bench(path, { retryBaseMs: 100, retryMaxMs: 400, maxAttempts: 4 }));
+        const runs: number[] = [];
+        t.rm.process(async (job) => {
+          runs.push(t.clock.now());
+          if (runs.length < 4) throw new BackendError('try again', { retryable: true });
+          await job.write('csv', 'x');
+        });
+        const { key } = await t.rm.submit({ uri: '/retry' });
+        for (let i = 0; i < 150 && runs.length < 4; i++) await t.clock.advance(10);
+        await t.rm.waitFor(key);
+        expect(runs.length).to.equal(4);
+        // Backoffs are drawn from [d/2, d] for d = 100, 200, 400 ms (the clock moves in steps of 10):
+        // none waits for the poll, every 1000 ms.
+        runs.slice(1).forEach((at, i) => {
+          expect(at - (runs[i] ?? 0), `backoff ${String(i + 1)}`).to.be.within(50 * 2 ** i, 100 * 2 ** i + 10);
+        });
+      });
+
+      it('claims from a group with minIntervalMs on its next turn, not at the next poll', async () => {
+        const t = (b = bench(path));
+        t.rm.configureGroup('slow', { minIntervalMs: 200 });
+        const starts: number[] = [];
+        t.rm.process(
+          async (job) => {
+            starts.push(t.clock.now());
+            await job.write('csv', 'x');
+          },
+          { concurrency: 4 },
+        );
+        for (let i = 0; i < 5; i++) await t.rm.submit({ uri: '/slow', params: { i: String(i) }, group: 'slow' });
+        for (let i = 0; i < 100 && starts.length < 5; i++) await t.clock.advance(10);
+        expect(starts.length).to.equal(5);
+        starts.slice(1).forEach((at, i) => {
+          expect(at - (starts[i] ?? 0), `turn ${String(i + 1)}`).to.be.within(200, 210);
+        });
+      });
+
+      it('keeps its heartbeats going when the worker report throws instead of rejecting', async () => {
+        const t = (b = bench(path));
+        t.memory.reportWorker = () => {
+          throw new Error('report exploded');
+        };
+        const finish = gate();
+        t.rm.process(async (job) => {
+          await finish.promise;
+          await job.write('csv', 'x');
+        });
+        const { key } = await t.rm.submit({ uri: '/long' });
+        // Ten leases of 3000 ms: only the heartbeats keep the job's lease.
+        for (let i = 0; i < 30; i++) await t.clock.advance(1000);
+        finish.open();
+        await t.rm.waitFor(key);
+        expect(await t.rm.status(key)).to.deep.include({ state: 'completed', attempts: 1 });
+        expect(t.errors.filter((e) => e.includes('report exploded')).length).to.be.greaterThan(5);
+      });
+
+      it('stops, and lets the manager close its adapters, when removing the worker fails with a plain error', async () => {
+        const t = bench(path);
+        t.memory.removeWorker = () => Promise.reject(new Error('socket hang up'));
+        const worker = t.rm.process(async (job) => {
+          await job.write('csv', 'x');
+        });
+        await worker.stop();
+        expect(t.errors).to.deep.equal([`worker ${worker.id}: remove: Error: socket hang up`]);
+        await t.rm.close();
+        expect(ClosedError.is(await rejectionOf(t.memory.capacity()))).to.equal(true);
       });
 
       it('does not count a stopped worker’s slots again when a report or heartbeat in flight lands later', async () => {

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 
 import type { Clock, TimerHandle } from '../clock.js';
-import { ArmError, BackendError, ClosedError, InvalidRequestError, LeaseLostError } from '../errors.js';
+import { BackendError, ClosedError, InvalidRequestError, LeaseLostError } from '../errors.js';
 import type { AbortReason } from '../errors.js';
 import { GROUP_PATTERN, showValue } from '../keys.js';
 import type { Handler, ManagerEvents, Worker, WorkerOptions } from '../manager/types.js';
@@ -92,6 +92,8 @@ export class WorkerRuntime implements Worker, JobHost {
   #pumpRun: Promise<void> | undefined;
   #again = false;
   #pollTimer: TimerHandle | undefined;
+  /** A wake at a time this worker knows work comes ready (a retry it wrote, a group's next turn). */
+  #readyTimer: { readonly at: number; readonly handle: TimerHandle } | undefined;
   #heartbeatTimer: TimerHandle | undefined;
   /**
    * Set once stop() has drained the jobs, not when it begins: jobs finishing in the grace period
@@ -273,6 +275,30 @@ export class WorkerRuntime implements Worker, JobHost {
     return this.#again;
   }
 
+  /**
+   * Wakes the worker at `at`, when work it knows of comes ready: a retry it requeued, the next
+   * turn of a group with `minIntervalMs` it claimed from. Without it, such work would wait for the
+   * next poll, and a backoff of 100 ms or a rate of one claim per 200 ms would run on the poll's
+   * grid (1 s by default). Only the soonest such time is kept: waking claims whatever is ready,
+   * and a claim that finds nothing falls back to polling.
+   */
+  #wakeAt(at: number): void {
+    if (this.#stopping) return;
+    const current = this.#readyTimer;
+    if (current !== undefined) {
+      if (current.at <= at) return;
+      this.clock.clearTimeout(current.handle);
+    }
+    const handle = this.clock.setTimeout(
+      () => {
+        if (this.#readyTimer?.handle === handle) this.#readyTimer = undefined;
+        this.wake();
+      },
+      Math.max(0, at - this.clock.now()),
+    );
+    this.#readyTimer = { at, handle };
+  }
+
   #schedulePoll(): void {
     if (this.#pollTimer !== undefined) return;
     this.#pollTimer = this.clock.setTimeout(() => {
@@ -283,6 +309,8 @@ export class WorkerRuntime implements Worker, JobHost {
 
   #startJob(lease: Lease): void {
     const { record, token } = lease;
+    const interval = this.#claimOptions?.policies[record.group]?.minIntervalMs;
+    if (interval !== undefined && interval > 0) this.#wakeAt(this.clock.now() + interval);
     const job = new JobContext(
       this,
       record.key,
@@ -606,6 +634,7 @@ export class WorkerRuntime implements Worker, JobHost {
         attempt: job.attempt,
         retryAt: new Date(retryAt).toISOString(),
       });
+      this.#wakeAt(retryAt);
       return;
     }
     const retainUntil = this.#host.retainUntil();
@@ -666,8 +695,12 @@ export class WorkerRuntime implements Worker, JobHost {
     this.#heartbeatTimer = this.clock.setTimeout(
       () => {
         this.#heartbeatTimer = undefined;
-        this.#heartbeatAll();
-        this.#scheduleHeartbeat();
+        // Rescheduled whatever this round meets: one bad round must not end the heartbeats for good.
+        try {
+          this.#heartbeatAll();
+        } finally {
+          this.#scheduleHeartbeat();
+        }
       },
       Math.max(1, Math.floor(this.#leaseMs / 3)),
     );
@@ -696,8 +729,9 @@ export class WorkerRuntime implements Worker, JobHost {
   #report(): void {
     // One report at a time: a report that hangs is not joined by more.
     if (this.#reporting !== undefined) return;
-    const reporting = this.#host.queue
-      .reportWorker(this.id, this.#concurrency, this.#leaseMs)
+    // Called from a promise job, so that an adapter that throws rather than rejects is caught too.
+    const reporting = Promise.resolve()
+      .then(() => this.#host.queue.reportWorker(this.id, this.#concurrency, this.#leaseMs))
       .catch((error: unknown) => {
         if (!ClosedError.is(error)) this.#host.events.emit('error', { error, context: `worker ${this.id}: report` });
       })
@@ -711,6 +745,8 @@ export class WorkerRuntime implements Worker, JobHost {
     this.#stopping = true;
     if (this.#pollTimer !== undefined) this.clock.clearTimeout(this.#pollTimer);
     this.#pollTimer = undefined;
+    if (this.#readyTimer !== undefined) this.clock.clearTimeout(this.#readyTimer.handle);
+    this.#readyTimer = undefined;
     // A claim in flight ends first: a lease it brings back is handed back by the claim loop itself.
     if (this.#pumpRun !== undefined) await this.#pumpRun;
     const running = () => [...this.#jobs.values()].map((e) => e.done);
@@ -747,9 +783,12 @@ export class WorkerRuntime implements Worker, JobHost {
     try {
       await this.#host.queue.removeWorker(this.id);
     } catch (error) {
-      if (!ArmError.is(error)) throw error;
+      // Its report runs out by itself (the ttl): the stop goes on, and whatever the failure, the
+      // worker is detached, so that close() still closes the adapters.
+      if (!ClosedError.is(error)) this.#host.events.emit('error', { error, context: `worker ${this.id}: remove` });
+    } finally {
+      this.#host.detach(this);
     }
-    this.#host.detach(this);
   }
 
   /** Hands a lease back (not counted as an attempt), so another worker takes the request at once. */
