@@ -88,6 +88,7 @@ import type { DynamoQueueManagerOptions, ResolvedDynamoOptions } from './options
 import { PauseControl } from './pause.js';
 import { ActivityBuffer, DurationBuffer, WorkerRegistry } from './side-stats.js';
 import { ensureTable } from './table.js';
+import { checkTableLayout } from './table-layout.js';
 import type { EnsureTableResult } from './table.js';
 import { UncertainWrites } from './uncertain-writes.js';
 
@@ -189,6 +190,8 @@ export class DynamoQueueManager implements QueueManager {
   readonly #uncertain = new UncertainWrites();
   #claimSeq = 0;
   #ready: Promise<EnsureTableResult | undefined> | undefined;
+  /** The check of this process's shard options against the table's, once (again after a failure). */
+  #layoutChecked: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
   #flushing: Promise<void> | undefined;
   #closed = false;
@@ -1104,6 +1107,11 @@ export class DynamoQueueManager implements QueueManager {
       });
       await this.#ready;
     }
+    this.#layoutChecked ??= checkTableLayout(this.#db, this.#options).catch((error: unknown) => {
+      this.#layoutChecked = undefined;
+      throw error;
+    });
+    await this.#layoutChecked;
     return this.#clock.now();
   }
 

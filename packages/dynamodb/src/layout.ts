@@ -105,6 +105,11 @@ export function pauseStateKey(): { pk: string; sk: string } {
   return { pk: 'PAUSE', sk: 'STATE' };
 }
 
+/** Base-table key of the item that records how keys are spread over the table (see checkTableLayout). */
+export function layoutKey(): { pk: string; sk: string } {
+  return { pk: 'LAYOUT', sk: 'SHARDS' };
+}
+
 /** Partition of group items (one item per group with a policy: last claim time, running slots). */
 export const GROUPS_PK = 'GROUPS';
 

@@ -122,6 +122,32 @@ for (const kind of selectedBackends()) {
       await table.drop();
     });
 
+    it('refuses, with a ConfigError naming each option, a process whose shards differ from the table’s', async function () {
+      await queue.enqueue({ key: 'k', request: request('k'), maxAttempts: 1 }, { limits: {} });
+      const other = table.queue(clock, { shards: 8, recordShards: 4 });
+      try {
+        const refused = await other.get('k').then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(ConfigError.is(refused), String(refused)).to.equal(true);
+        expect((refused as ConfigError).issues.map((issue) => issue.path)).to.deep.equal(['/shards', '/recordShards']);
+        // Nothing was written by it: the key is queued once, where the first process put it.
+        await expect(other.enqueue({ key: 'k2', request: request('k2'), maxAttempts: 1 }, { limits: {} })).to.be
+          .rejected;
+      } finally {
+        await other.close();
+      }
+      const same = table.queue(clock);
+      try {
+        expect(
+          (await same.enqueue({ key: 'k', request: request('k'), maxAttempts: 1 }, { limits: {} })).outcome,
+        ).to.equal('existing');
+      } finally {
+        await same.close();
+      }
+    });
+
     it('ensureTable is idempotent', async function () {
       const again = await ensureTable(table.client, table.name);
       expect(again.created).to.equal(false);
