@@ -896,8 +896,18 @@ export class DynamoQueueManager implements QueueManager {
       this.#queryWork((shard) => leasePk(shard), '#gs < :bound', { ':bound': leaseSkBound(now) }),
       this.#queryWork((shard) => pendingPk(shard), '#gs >= :lo', { ':lo': PENDING_SK_MIN }, now),
     ]);
-    await this.#sweepLeases(leaseKeys, now, retainUntil, result);
-    await this.#sweepPendingExpiry(expiredKeys, now, retainUntil, result);
+    try {
+      await this.#sweepLeases(leaseKeys, now, retainUntil, result);
+      await this.#sweepPendingExpiry(expiredKeys, now, retainUntil, result);
+    } catch (error) {
+      // The transitions written before the failure have committed, and the records have moved on,
+      // so no later sweep finds them again: they are reported now, as a part (`more`), and the next
+      // sweep meets the failure again, if it lasts, with nothing of its own to lose.
+      if (sweptCount(result) === 0) throw error;
+      result.expired.push(...this.#unreported);
+      this.#unreported = [];
+      return { ...result, more: true };
+    }
     // Expiries of records that no longer exist to be swept (replaced or pruned here since the last sweep).
     result.expired.push(...this.#unreported);
     this.#unreported = [];
@@ -1344,4 +1354,9 @@ export class DynamoQueueManager implements QueueManager {
 
 function leaseValid(r: QueueRecord, token: string, now: number): boolean {
   return r.state === 'running' && r.leaseToken === token && (r.leaseExpiresAt ?? -Infinity) > now;
+}
+
+/** Transitions a sweep has written so far. */
+function sweptCount(result: SweepResult): number {
+  return result.requeued.length + result.failed.length + result.expired.length + result.cancelled.length;
 }

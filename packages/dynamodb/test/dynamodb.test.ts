@@ -1133,6 +1133,30 @@ for (const kind of selectedBackends()) {
         expect(LeaseLostError.is(stale), String(stale)).to.equal(true);
       });
 
+      it('reports the transitions a sweep wrote before a write failed, as a part, and the rest next time', async function () {
+        for (const key of ['a', 'b', 'c']) {
+          await queue.enqueue({ key, request: request(key), maxAttempts: 3 }, { limits: {} });
+        }
+        expect(await queue.claimMany({ workerId: 'w', leaseMs: 1_000, policies: {} }, 3)).to.have.length(3);
+        await clock.advance(5_000);
+        // The sweep's second lease expiry fails before it reaches the table.
+        let updates = 0;
+        const failing = failOnce(table.client, (command) => command === 'UpdateItemCommand' && ++updates === 2);
+        let first: Awaited<ReturnType<DynamoQueueManager['sweep']>>;
+        try {
+          first = await queue.sweep();
+          expect(failing.fired).to.equal(true);
+        } finally {
+          failing.remove();
+        }
+        expect(first.requeued).to.have.length(1);
+        expect(first.more).to.equal(true);
+        const second = await queue.sweep();
+        const told = [...first.requeued, ...second.requeued].map((r) => r.key).sort();
+        expect(told).to.deep.equal(['a', 'b', 'c']);
+        for (const key of told) expect((await queue.get(key))?.state).to.equal('pending');
+      });
+
       it('reports a sweep transition and a cancel whose write landed though the answer was lost', async function () {
         const policies = { g: { maxConcurrent: 1 } };
         await queue.enqueue(
