@@ -164,7 +164,9 @@ export interface ManagerEvents {
   retried: { key: string; error: ErrorInfo; attempt: number; retryAt: string };
   /**
    * `key` is pending again without having failed: its lease ran out (`lease-expired`, found by a
-   * sweep of this manager; the attempt counts) or `worker.stop()` released it (`released`).
+   * sweep of this manager; the attempt counts) or `worker.stop()` released it (`released`). A
+   * lease that `stop()` hands back before its job started is not told: neither `claimed` nor
+   * `requeued` was, and to the outside the request stayed pending.
    */
   requeued: { key: string; reason: 'lease-expired' | 'released' };
   /**

@@ -249,7 +249,7 @@ export class WorkerRuntime implements Worker, JobHost {
       if (this.#stopRequested()) {
         // Stopped while the claim was in flight, or by a job of this batch: the rest go back at
         // once, unrun.
-        await Promise.all(leases.slice(i).map((lease) => this.#release(lease.record.key, lease.token)));
+        await Promise.all(leases.slice(i).map((lease) => this.#release(lease.record.key, lease.token, false)));
         return false;
       }
       this.#startJob(leases[i] as Lease);
@@ -791,16 +791,20 @@ export class WorkerRuntime implements Worker, JobHost {
     }
   }
 
-  /** Hands a lease back (not counted as an attempt), so another worker takes the request at once. */
-  async #release(key: string, token: string): Promise<void> {
+  /**
+   * Hands a lease back (not counted as an attempt), so another worker takes the request at once.
+   * `started` is false for a lease handed back unrun: no `claimed` was told for it, so no
+   * `requeued` is either (a cancel that wins is told all the same: the request ended).
+   */
+  async #release(key: string, token: string, started = true): Promise<void> {
     try {
       const retainUntil = this.#host.retainUntil();
       const record = await this.#host.queue.release(key, token, {
         countAttempt: false,
         ...(retainUntil === undefined ? {} : { retainUntil }),
       });
-      if (record.state === 'cancelled') this.#host.emitKeyed('cancelled', { key, running: true });
-      else this.#host.emitKeyed('requeued', { key, reason: 'released' });
+      if (record.state === 'cancelled') this.#host.emitKeyed('cancelled', { key, running: started });
+      else if (started) this.#host.emitKeyed('requeued', { key, reason: 'released' });
     } catch (error) {
       if (!LeaseLostError.is(error) && !ClosedError.is(error)) {
         this.#host.events.emit('error', { error, context: `worker ${this.id}: release '${key}'` });
