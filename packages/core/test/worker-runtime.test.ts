@@ -8,6 +8,7 @@ import {
   AbortedError,
   BackendError,
   ClosedError,
+  ConflictError,
   InvalidRequestError,
   LeaseLostError,
   PermanentError,
@@ -962,6 +963,33 @@ describe('worker runtime, on the sync and the promise path', () => {
         starts.slice(1).forEach((at, i) => {
           expect(at - (starts[i] ?? 0), `turn ${String(i + 1)}`).to.be.within(200, 210);
         });
+      });
+
+      it('refuses writes started after the handler returned, while it waits for the writes left running', async () => {
+        const t = (b = bench(path));
+        const late: string[] = [];
+        async function* slow(ms: number): AsyncGenerator<Buffer> {
+          yield Buffer.from('a');
+          await later(t.clock, ms);
+          yield Buffer.from('b');
+        }
+        t.rm.process(async (job) => {
+          // Not awaited: the worker waits for it before it commits.
+          void job.write('csv', slow(100));
+          t.clock.setTimeout(() => {
+            job.write('json', slow(500)).then(
+              () => late.push('written'),
+              (e: unknown) => late.push(ConflictError.is(e) ? 'refused' : String(e)),
+            );
+          }, 50);
+          await Promise.resolve();
+        });
+        const { key } = await t.rm.submit({ uri: '/late-write' });
+        for (let i = 0; i < 20; i++) await t.clock.advance(100);
+        const status = await t.rm.status(key);
+        expect(status.state, JSON.stringify(status.error)).to.equal('completed');
+        expect(Object.keys(status.result?.formats ?? {})).to.deep.equal(['csv']);
+        expect(late).to.deep.equal(['refused']);
       });
 
       it('keeps its heartbeats going when the worker report throws instead of rejecting', async () => {

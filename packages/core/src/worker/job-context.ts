@@ -59,6 +59,11 @@ export class JobContext implements Job {
    */
   #failedWrites: Map<string, unknown> | undefined;
   #closed = false;
+  /**
+   * The handler has returned (or thrown): writes and progress started from now on are refused,
+   * while the writes it left running are still waited for, and still count, until {@link close}.
+   */
+  #returned = false;
   /** Rejects when the job is aborted (created on first need): ends a wait for writes. */
   #halted: Promise<never> | undefined;
   #halt: ((error: AbortedError) => void) | undefined;
@@ -184,9 +189,12 @@ export class JobContext implements Job {
     return written;
   }
 
-  /** A write that failed: noted for its format (unless the job is over), rejected, never unhandled. */
+  /**
+   * A write that failed before it started: noted for its format (unless the handler had returned:
+   * a late write refused is the late writer's error, not the result's), rejected, never unhandled.
+   */
   #failed(format: unknown, error: unknown): Promise<void> {
-    if (!this.#closed && this.#abortReason === undefined && typeof format === 'string') {
+    if (!this.#returned && !this.#closed && this.#abortReason === undefined && typeof format === 'string') {
       (this.#failedWrites ??= new Map()).set(format, error);
     }
     // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- passes on what was thrown
@@ -227,8 +235,14 @@ export class JobContext implements Job {
     }
   }
 
-  /** No more writes or progress: the handler has returned. */
+  /** The handler returned: no new writes or progress (the ones in flight go on). */
+  markReturned(): void {
+    this.#returned = true;
+  }
+
+  /** No more writes or progress, and the writes in flight no longer count: the job is being finished. */
   close(): void {
+    this.#returned = true;
     this.#closed = true;
   }
 
@@ -304,7 +318,7 @@ export class JobContext implements Job {
   }
 
   #assertUsable(what: string): void {
-    if (this.#closed) {
+    if (this.#returned) {
       throw new ConflictError(`job '${this.key}' already finished: ${what}() after the handler returned`);
     }
     const reason = this.abortReason;

@@ -346,11 +346,18 @@ export class WorkerRuntime implements Worker, JobHost {
     try {
       result = this.#handler(job);
     } catch (error) {
+      job.markReturned();
       return this.#end(job, { error }, maxAttempts);
     }
     return Promise.resolve(result).then(
-      () => this.#handlerReturned(job, maxAttempts),
-      (error: unknown) => this.#end(job, { error }, maxAttempts),
+      () => {
+        job.markReturned();
+        return this.#handlerReturned(job, maxAttempts);
+      },
+      (error: unknown) => {
+        job.markReturned();
+        return this.#end(job, { error }, maxAttempts);
+      },
     );
   }
 
