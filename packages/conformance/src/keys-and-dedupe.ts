@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 
-import { deriveKey, InvalidRequestError, KEY_PATTERN, PermanentError } from '@armlib/core';
+import { deriveKey, InvalidRequestError, KEY_PATTERN, PermanentError, QueueFullError } from '@armlib/core';
 import type { BatchRequest, CacheArea, CacheManager } from '@armlib/core';
 
 import { resolveContext, shield, useEnv } from './context.js';
@@ -276,6 +276,26 @@ export function keysAndDedupeTests(options: ConformanceOptions): void {
       expect(replaced.outcome).to.equal('created');
       expect(replaced.record.state).to.equal('pending');
       expect(replaced.record.attempts).to.equal(0);
+    });
+
+    it('keeps a record kept by keepFinishedSince even when the queue is at its cap (SPI)', async function () {
+      const env = await open();
+      const { queue } = env;
+      await queue.enqueue(entry('done'), { limits: {} });
+      const lease = await queue.claim({ workerId: 'w1', leaseMs: env.t(1_000), policies: {} });
+      expect(lease?.record.key).to.equal('done');
+      await env.clock.advance(env.t(10));
+      const finishedAt = env.clock.now();
+      await queue.complete('done', lease?.token ?? '', { durationMs: 1 });
+      await queue.enqueue(entry('filler'), { limits: {} });
+      // The caps are about adding records: one that is kept adds nothing.
+      const kept = await queue.enqueue(entry('done'), { limits: { maxQueueLength: 1 }, keepFinishedSince: finishedAt });
+      expect(kept.outcome).to.equal('existing');
+      expect(kept.record.state).to.equal('completed');
+      const refused = await rejectionOf(
+        queue.enqueue(entry('done'), { limits: { maxQueueLength: 1 }, keepFinishedSince: finishedAt + 1 }),
+      );
+      expect(QueueFullError.is(refused), String(refused)).to.equal(true);
     });
 
     it('serves the result of a run that completes between its cache check and its enqueue', async function () {

@@ -255,10 +255,12 @@ export class DynamoQueueManager implements QueueManager {
       if (capped) {
         const reserved = await this.#live.reserve(limits, key, request.group, request.owner, now);
         if (!('commit' in reserved)) {
-          // A live record is returned as is, without any cap check.
-          const live = await this.#readLive(key, now);
-          if (live !== undefined)
-            return { outcome: 'existing', record: (await this.#joinSticky(live, entry, now)) ?? live };
+          // A live record is returned as is, without any cap check, and so is a finished one that
+          // keepFinishedSince keeps (as the put below would): the caps are about adding records.
+          const current = await this.#read(key, now);
+          if (current !== undefined && !isFinished(current.state))
+            return { outcome: 'existing', record: (await this.#joinSticky(current, entry, now)) ?? current };
+          if (kept(current, options.keepFinishedSince)) return { outcome: 'existing', record: current };
           if (reserved.kind === 'owner') throw new QuotaExceededError(reserved.owner, reserved.limit);
           throw reserved.group === undefined
             ? new QueueFullError(reserved.limit)
@@ -1359,4 +1361,20 @@ function leaseValid(r: QueueRecord, token: string, now: number): boolean {
 /** Transitions a sweep has written so far. */
 function sweptCount(result: SweepResult): number {
   return result.requeued.length + result.failed.length + result.expired.length + result.cancelled.length;
+}
+
+/**
+ * A finished record that an enqueue with `keepFinishedSince` keeps rather than replaces: one that
+ * finished at or after it. Not an expired one (a request that never ran holds no result; a lapsed
+ * pending record reads as expired too, and the put replaces it whatever keepFinishedSince says).
+ */
+function kept(record: QueueRecord | undefined, keepFinishedSince: number | undefined): record is QueueRecord {
+  return (
+    record !== undefined &&
+    keepFinishedSince !== undefined &&
+    isFinished(record.state) &&
+    record.state !== 'expired' &&
+    record.finishedAt !== undefined &&
+    record.finishedAt >= keepFinishedSince
+  );
 }

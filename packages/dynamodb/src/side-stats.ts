@@ -57,9 +57,10 @@ export class ActivityBuffer {
 
   /** Writes the buffered counts (ADD, so flushes from one process never race each other's data). */
   async flush(): Promise<void> {
-    const pending = this.#pending;
+    const minutes = [...this.#pending];
     this.#pending = new Map();
-    for (const [minute, attrs] of pending) {
+    for (let m = 0; m < minutes.length; m++) {
+      const [minute, attrs] = minutes[m] as [number, Map<string, number>];
       const entries = [...attrs];
       for (let i = 0; i < entries.length; i += MAX_ATTRS_PER_UPDATE) {
         const e = new Expr();
@@ -76,8 +77,9 @@ export class ActivityBuffer {
             'UpdateItem(activity)',
           );
         } catch (error) {
-          // Put the unwritten counts back for the next flush.
+          // Put the unwritten counts back for the next flush: this minute's rest, and every later minute.
           for (const [attr, n] of entries.slice(i)) this.#merge(minute, attr, n);
+          for (const [later, rest] of minutes.slice(m + 1)) for (const [attr, n] of rest) this.#merge(later, attr, n);
           throw error;
         }
       }
@@ -197,15 +199,18 @@ export class DurationBuffer {
 
   /** Merges the buffered samples into the table. */
   async flush(): Promise<void> {
-    const pending = this.#pending;
+    const uris = [...this.#pending];
     this.#pending = new Map();
-    for (const [uri, samples] of pending) {
+    for (let u = 0; u < uris.length; u++) {
+      const [uri, samples] = uris[u] as [string, number[]];
       try {
         await this.#merge(uri, samples);
         this.#cache.delete(uri);
       } catch (error) {
-        const back = this.#pending.get(uri) ?? [];
-        this.#pending.set(uri, [...samples, ...back]);
+        // Put this uri's samples back for the next flush, and those of every uri not tried yet.
+        for (const [unwritten, kept] of uris.slice(u)) {
+          this.#pending.set(unwritten, [...kept, ...(this.#pending.get(unwritten) ?? [])]);
+        }
         throw error;
       }
     }

@@ -436,6 +436,44 @@ for (const kind of selectedBackends()) {
       expect(stats?.p95Ms).to.equal(1_000);
     });
 
+    it('keeps every buffered count and run time that a failed flush did not write, for the next flush', async function () {
+      const q = table.queue(clock, { flushIntervalMs: 3_600_000 });
+      try {
+        for (const key of ['a1', 'a2']) await q.enqueue({ key, request: request(key), maxAttempts: 1 }, { limits: {} });
+        await clock.advance(60_000);
+        for (const key of ['b1', 'b2', 'b3']) {
+          await q.enqueue({ key, request: request(key), maxAttempts: 1 }, { limits: {} });
+        }
+        // The first minute's write fails: the second minute's counts must not go with it.
+        const failed = failOnce(
+          table.client,
+          (command, input) => command === 'UpdateItemCommand' && input.includes('ACT#'),
+        );
+        try {
+          await expect(q.flush()).to.be.rejectedWith(BackendError);
+          expect(failed.fired).to.equal(true);
+        } finally {
+          failed.remove();
+        }
+        await q.flush();
+        expect((await q.activity(2)).map((bucket) => bucket.total.submitted)).to.deep.equal([2, 3]);
+      } finally {
+        await q.close();
+      }
+      const durations = new DurationBuffer(new Db(table.client, table.name), 0);
+      durations.record('/u1', 5);
+      durations.record('/u2', 7);
+      const failed = failOnce(table.client, (command, input) => command === 'PutItemCommand' && input.includes('/u1'));
+      try {
+        await expect(durations.flush()).to.be.rejectedWith(BackendError);
+      } finally {
+        failed.remove();
+      }
+      await durations.flush();
+      expect((await durations.read('/u1', clock.now()))[0]?.count).to.equal(1);
+      expect((await durations.read('/u2', clock.now()))[0]?.count).to.equal(1);
+    });
+
     it('writes the TTL attribute on finished records and hides them once past retainUntil', async function () {
       await queue.enqueue({ key: 't', request: request('t'), maxAttempts: 1 }, { limits: {} });
       const lease = await queue.claim({ workerId: 'w', leaseMs: 10_000, policies: {} });
