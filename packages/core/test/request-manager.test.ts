@@ -259,6 +259,24 @@ describe('DefaultRequestManager', () => {
       await ran.promise;
     });
 
+    it('does not fail the cancel of a pending request when the status read after it fails', async () => {
+      const clock = new ManualClock();
+      const memory = new MemoryQueueManager({}, clock);
+      const queue = new FlakyReads(memory);
+      const rm = buildRequestManager({ queue, cache: new MemoryCacheManager({}, clock), clock, settings: {} });
+      r = { clock, rm, queue: memory };
+      const told: string[] = [];
+      rm.events.on('cancelled', (e) => told.push(`cancelled ${e.key}`));
+      rm.events.on('error', (e) => told.push(`error ${e.context}`));
+      const { key } = await rm.submit({ uri: '/to-cancel' });
+      queue.failing = true;
+      const status = await rm.cancel(key);
+      queue.failing = false;
+      expect(status.state).to.equal('cancelled');
+      expect(told).to.deep.equal([`cancelled ${key}`, `error cancel '${key}': status after the write`]);
+      expect((await rm.status(key)).state).to.equal('cancelled');
+    });
+
     it('tells a running job of a cancel whose status read failed, and returns the record the cancel left', async () => {
       const clock = new ManualClock();
       const memory = new MemoryQueueManager({}, clock);

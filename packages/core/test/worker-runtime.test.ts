@@ -992,6 +992,51 @@ describe('worker runtime, on the sync and the promise path', () => {
         expect(late).to.deep.equal(['refused']);
       });
 
+      it('takes progress reported by a write the handler left running', async () => {
+        const t = (b = bench(path));
+        const log = eventLog(t.rm);
+        t.rm.process(async (job) => {
+          async function* rows(): AsyncGenerator<Buffer> {
+            yield Buffer.from('a\n');
+            await job.progress(50, 'half');
+            await later(t.clock, 100);
+            yield Buffer.from('b\n');
+          }
+          void job.write('csv', rows());
+          await Promise.resolve();
+        });
+        const { key } = await t.rm.submit({ uri: '/streamed-progress' });
+        for (let i = 0; i < 5; i++) await t.clock.advance(100);
+        const status = await t.rm.status(key);
+        expect(status.state, JSON.stringify(status.error)).to.equal('completed');
+        expect(log).to.include(`progress ${key}`);
+      });
+
+      it('keeps a group’s next turn when a retry comes due sooner', async () => {
+        const t = (b = bench(path, { retryBaseMs: 100, retryMaxMs: 100, maxAttempts: 2 }));
+        t.rm.configureGroup('slow', { minIntervalMs: 200 });
+        const starts: number[] = [];
+        let failed = false;
+        t.rm.process(
+          async (job) => {
+            if (job.request.group === 'slow') starts.push(t.clock.now());
+            else if (!failed) {
+              failed = true;
+              throw new BackendError('once more', { retryable: true });
+            }
+            await job.write('csv', 'x');
+          },
+          { concurrency: 4 },
+        );
+        await t.rm.submit({ uri: '/flaky' });
+        for (let i = 0; i < 3; i++) await t.rm.submit({ uri: '/slow', params: { i: String(i) }, group: 'slow' });
+        for (let i = 0; i < 60 && starts.length < 3; i++) await t.clock.advance(10);
+        expect(starts.length).to.equal(3);
+        starts.slice(1).forEach((at, i) => {
+          expect(at - (starts[i] ?? 0), `turn ${String(i + 1)}`).to.be.within(200, 210);
+        });
+      });
+
       it('keeps its heartbeats going when the worker report throws instead of rejecting', async () => {
         const t = (b = bench(path));
         t.memory.reportWorker = () => {

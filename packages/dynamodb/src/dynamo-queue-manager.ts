@@ -1244,6 +1244,12 @@ export class DynamoQueueManager implements QueueManager {
     const landed = await this.#landed(key, writeId, out.ok ? undefined : out.old);
     // Landed as the transition it asked for (a cancel that finished it instead is its own path).
     if (landed !== undefined && landed[A.state] === state) return landed;
+    // A cancel this call fell back to before (a cancel was requested) landed, though its answer
+    // was lost: the caller finishes the run as that cancel, which finds its own write.
+    const cancelId = this.#uncertain.peek('cancel', token);
+    if (cancelId !== undefined && (await this.#landed(key, cancelId, out.ok ? undefined : out.old)) !== undefined) {
+      return undefined;
+    }
     const current = !out.ok && out.old !== undefined ? decodeRecord(out.old) : await this.#read(key, now);
     if (current !== undefined && leaseValid(current, token, now) && current.cancelRequested === true) return undefined;
     throw new LeaseLostError(key);

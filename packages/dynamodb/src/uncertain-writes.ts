@@ -34,6 +34,11 @@ export class UncertainWrites {
     }
   }
 
+  /** The id an uncertain call of this transition used, if one is remembered. */
+  peek(transition: LeaseTransition, token: string): string | undefined {
+    return this.#ids.get(`${transition}:${token}`);
+  }
+
   #remember(slot: string, writeId: string): void {
     if (this.#ids.size >= MAX_REMEMBERED) {
       const oldest = this.#ids.keys().next();

@@ -1113,7 +1113,7 @@ for (const kind of selectedBackends()) {
         // The worker runtime calls complete/fail again after a retryable error: a new call, after
         // the SDK's retries. When the first call's write had landed, that is a success, not a lost lease.
         const policies = { g: { maxConcurrent: 1 } };
-        for (const key of ['c', 'r', 'f', 'next']) {
+        for (const key of ['c', 'r', 'f', 'x', 'next']) {
           await queue.enqueue({ key, request: request(key, { group: 'g' }), maxAttempts: 2 }, { limits: {} });
         }
         const writeOf = (key: string) => (command: string, input: string) =>
@@ -1161,6 +1161,32 @@ for (const kind of selectedBackends()) {
         const fail = () => queue.fail('f', token, { error: { code: 'X', message: 'gave up', retryable: false } });
         await lostOnce('f', fail);
         expect((await fail()).state).to.equal('failed');
+
+        // A retry that meets a cancel request finishes the run as cancelled; that write lands, its
+        // answer is lost, and the worker's retry of the same call must find it.
+        token = await claimNext('x');
+        expect((await queue.cancel('x', {})).outcome).to.equal('requested');
+        const retryX = () =>
+          queue.fail('x', token, {
+            retryAt: clock.now() + 60_000,
+            error: { code: 'X', message: 'again', retryable: true },
+          });
+        const lostCancel = failOnce(
+          table.client,
+          (command, input) => command === 'UpdateItemCommand' && input.includes('K#x') && input.includes('cancelled'),
+          'after',
+        );
+        try {
+          const first = await retryX().then(
+            () => undefined,
+            (e: unknown) => e,
+          );
+          expect(lostCancel.fired).to.equal(true);
+          expect(BackendError.is(first) && first.retryable, String(first)).to.equal(true);
+        } finally {
+          lostCancel.remove();
+        }
+        expect((await retryX()).state).to.equal('cancelled');
 
         await claimNext('next');
         // A stale token is still refused: the landed write is recognised by its own lease only.

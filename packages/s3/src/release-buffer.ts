@@ -16,6 +16,10 @@ type Transferable = ArrayBuffer & { transfer?: (newLength?: number) => ArrayBuff
 export function releaseBuffer(buffer: Buffer): void {
   const memory = buffer.buffer as Transferable;
   if (memory.byteLength === 0) return;
-  if (typeof memory.transfer === 'function') memory.transfer(0);
-  else structuredClone(memory, { transfer: [memory] });
+  try {
+    if (typeof memory.transfer === 'function') memory.transfer(0);
+    else structuredClone(memory, { transfer: [memory] });
+  } catch {
+    // The object is stored already: a buffer that cannot be detached is left to the collector.
+  }
 }

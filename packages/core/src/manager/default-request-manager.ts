@@ -294,7 +294,6 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     const retainUntil = this.retainUntil();
     const result = await this.queue.cancel(key, retainUntil === undefined ? {} : { retainUntil });
     if (result.outcome === 'cancelled') this.emitKeyed('cancelled', { key, running: false });
-    if (result.outcome !== 'requested') return this.status(key);
     // Status before the abort: a local worker acknowledges the cancel as soon as its handler
     // returns, and the caller should see the request as its cancel left it (running, cancel
     // requested), not whichever of the two writes a slow backend happened to order first.
@@ -302,14 +301,14 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     try {
       status = await this.status(key);
     } catch (error) {
-      // The cancel is requested all the same: the running job must hear of it, and the caller
-      // gets the record the cancel returned (the failure goes to the `error` event).
-      for (const worker of this.#workers) worker.notifyCancel(key);
+      // A cancel that was written stands: the running job must hear of it, and the caller gets
+      // the record the cancel returned (the failure goes to the `error` event).
+      if (result.outcome === 'requested') for (const worker of this.#workers) worker.notifyCancel(key);
       if (ClosedError.is(error) || result.record === undefined) throw error;
       this.events.emit('error', { error, context: `cancel '${key}': status after the write` });
       return recordStatus(result.record);
     }
-    for (const worker of this.#workers) worker.notifyCancel(key);
+    if (result.outcome === 'requested') for (const worker of this.#workers) worker.notifyCancel(key);
     return status;
   }
 
@@ -672,7 +671,6 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     return recordStatus(record);
   }
 
-  /** The status of a live record; `knownPosition`: its position as the call that returned it gave it. */
   /**
    * {@link #liveStatus} of a record a write of this call has just made: the write stands whatever
    * the reads for position and ETA do, so a failed read (a throttled backend) must not fail the
@@ -692,6 +690,7 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     }
   }
 
+  /** The status of a live record; `knownPosition`: its position as the call that returned it gave it. */
   async #liveStatus(record: QueueRecord, knownPosition?: number): Promise<RequestStatus> {
     const uri = record.request.uri;
     if (record.state === 'running') {

@@ -317,8 +317,10 @@ export class JobContext implements Job {
     return staged;
   }
 
-  #assertUsable(what: string): void {
-    if (this.#returned) {
+  #assertUsable(what: 'write' | 'progress'): void {
+    // Progress may still come from a write the handler left running (a stream reporting as it is
+    // read); a new write may not.
+    if (this.#closed || (this.#returned && (what === 'write' || this.#writes.length === 0))) {
       throw new ConflictError(`job '${this.key}' already finished: ${what}() after the handler returned`);
     }
     const reason = this.abortReason;

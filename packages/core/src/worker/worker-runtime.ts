@@ -60,6 +60,8 @@ const MAX_CONCURRENCY = MAX_CLAIM_BATCH;
  * processes sharing the queue.
  */
 const CLAIM_BATCH = 16;
+/** Ready times a worker keeps for timed wakes (retries it requeued, groups' next turns). */
+const MAX_READY_TIMES = 64;
 /** Placeholder for a job's `done` until its run has started. */
 const STARTED: Promise<void> = Promise.resolve();
 /** Tries of one call that finishes a job (complete, fail, cancel acknowledgement) on retryable errors. */
@@ -92,7 +94,9 @@ export class WorkerRuntime implements Worker, JobHost {
   #pumpRun: Promise<void> | undefined;
   #again = false;
   #pollTimer: TimerHandle | undefined;
-  /** A wake at a time this worker knows work comes ready (a retry it wrote, a group's next turn). */
+  /** Times this worker knows work comes ready (a retry it wrote, a group's next turn), soonest first. */
+  #readyTimes: number[] = [];
+  /** The timer of the soonest of them. */
   #readyTimer: { readonly at: number; readonly handle: TimerHandle } | undefined;
   #heartbeatTimer: TimerHandle | undefined;
   /**
@@ -279,24 +283,44 @@ export class WorkerRuntime implements Worker, JobHost {
    * Wakes the worker at `at`, when work it knows of comes ready: a retry it requeued, the next
    * turn of a group with `minIntervalMs` it claimed from. Without it, such work would wait for the
    * next poll, and a backoff of 100 ms or a rate of one claim per 200 ms would run on the poll's
-   * grid (1 s by default). Only the soonest such time is kept: waking claims whatever is ready,
-   * and a claim that finds nothing falls back to polling.
+   * grid (1 s by default). The times are kept in order (at most {@link MAX_READY_TIMES}; a later
+   * one beyond is left to the poll), and one timer waits for the soonest.
    */
   #wakeAt(at: number): void {
     if (this.#stopping) return;
+    const times = this.#readyTimes;
+    if (times.includes(at)) return;
+    if (times.length >= MAX_READY_TIMES) {
+      if (at >= (times[times.length - 1] ?? at)) return;
+      times.pop();
+    }
+    let i = times.length;
+    while (i > 0 && (times[i - 1] ?? 0) > at) i--;
+    times.splice(i, 0, at);
+    this.#armReadyTimer();
+  }
+
+  #armReadyTimer(): void {
+    const next = this.#readyTimes[0];
     const current = this.#readyTimer;
     if (current !== undefined) {
-      if (current.at <= at) return;
+      if (current.at === next) return;
       this.clock.clearTimeout(current.handle);
+      this.#readyTimer = undefined;
     }
+    if (next === undefined || this.#stopping) return;
     const handle = this.clock.setTimeout(
       () => {
-        if (this.#readyTimer?.handle === handle) this.#readyTimer = undefined;
+        this.#readyTimer = undefined;
+        const now = this.clock.now();
+        const times = this.#readyTimes;
+        while (times.length > 0 && (times[0] ?? 0) <= now) times.shift();
+        this.#armReadyTimer();
         this.wake();
       },
-      Math.max(0, at - this.clock.now()),
+      Math.max(0, next - this.clock.now()),
     );
-    this.#readyTimer = { at, handle };
+    this.#readyTimer = { at: next, handle };
   }
 
   #schedulePoll(): void {
@@ -754,6 +778,7 @@ export class WorkerRuntime implements Worker, JobHost {
     this.#pollTimer = undefined;
     if (this.#readyTimer !== undefined) this.clock.clearTimeout(this.#readyTimer.handle);
     this.#readyTimer = undefined;
+    this.#readyTimes = [];
     // A claim in flight ends first: a lease it brings back is handed back by the claim loop itself.
     if (this.#pumpRun !== undefined) await this.#pumpRun;
     const running = () => [...this.#jobs.values()].map((e) => e.done);
