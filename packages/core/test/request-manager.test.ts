@@ -232,12 +232,18 @@ describe('DefaultRequestManager', () => {
       }
     }
 
-    it('does not fail a submit whose request is queued: the status lacks the ETA, the event and the wake happen', async () => {
+    /** A request manager over {@link FlakyReads}, kept in `r` for the suite's clean-up. */
+    function flakyRig(): { clock: ManualClock; rm: RequestManager; queue: FlakyReads } {
       const clock = new ManualClock();
       const memory = new MemoryQueueManager({}, clock);
       const queue = new FlakyReads(memory);
       const rm = buildRequestManager({ queue, cache: new MemoryCacheManager({}, clock), clock, settings: {} });
       r = { clock, rm, queue: memory };
+      return { clock, rm, queue };
+    }
+
+    it('does not fail a submit whose request is queued: the status lacks the ETA, the event and the wake happen', async () => {
+      const { clock, rm, queue } = flakyRig();
       const told: string[] = [];
       rm.events.on('submitted', (e) => told.push(`submitted ${e.key}`));
       rm.events.on('error', (e) => told.push(`error ${e.context}`));
@@ -260,11 +266,7 @@ describe('DefaultRequestManager', () => {
     });
 
     it('does not fail the cancel of a pending request when the status read after it fails', async () => {
-      const clock = new ManualClock();
-      const memory = new MemoryQueueManager({}, clock);
-      const queue = new FlakyReads(memory);
-      const rm = buildRequestManager({ queue, cache: new MemoryCacheManager({}, clock), clock, settings: {} });
-      r = { clock, rm, queue: memory };
+      const { rm, queue } = flakyRig();
       const told: string[] = [];
       rm.events.on('cancelled', (e) => told.push(`cancelled ${e.key}`));
       rm.events.on('error', (e) => told.push(`error ${e.context}`));
@@ -278,11 +280,7 @@ describe('DefaultRequestManager', () => {
     });
 
     it('tells a running job of a cancel whose status read failed, and returns the record the cancel left', async () => {
-      const clock = new ManualClock();
-      const memory = new MemoryQueueManager({}, clock);
-      const queue = new FlakyReads(memory);
-      const rm = buildRequestManager({ queue, cache: new MemoryCacheManager({}, clock), clock, settings: {} });
-      r = { clock, rm, queue: memory };
+      const { clock, rm, queue } = flakyRig();
       const started = deferred();
       const aborted = deferred();
       rm.process(async (job) => {
