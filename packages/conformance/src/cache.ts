@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 
-import { ConflictError, LeaseLostError, PermanentError } from '@armlib/core';
+import { ConflictError, InvalidRequestError, LeaseLostError, PermanentError } from '@armlib/core';
 import type { Job } from '@armlib/core';
 
 import { resolveContext, useEnv } from './context.js';
@@ -243,6 +243,20 @@ export function cacheTests(options: ConformanceOptions): void {
       await unfenced.write('csv', bytesOf('unfenced'), { contentType: 'text/csv' });
       await unfenced.commit('temporary');
       expect(await readText(await cache.get('fenced', 'csv'))).to.equal('unfenced');
+    });
+
+    it('refuses a commit whose fence is not a finite number, and keeps the staged result open (SPI)', async function () {
+      const env = await open();
+      const { cache } = env;
+      const staged = await cache.stage('bad-fence');
+      await staged.write('csv', bytesOf('kept'), { contentType: 'text/csv' });
+      for (const fence of [Number.NaN, Number.POSITIVE_INFINITY, '7']) {
+        const error = await rejectionOf(staged.commit('temporary', { fence } as unknown as { fence: number }));
+        expect(InvalidRequestError.is(error) && error.field, String(error)).to.equal('fence');
+      }
+      expect(await cache.head('bad-fence')).to.equal(undefined);
+      expect((await staged.commit('temporary', { fence: 5 })).fence).to.equal(5);
+      expect(await readText(await cache.get('bad-fence', 'csv'))).to.equal('kept');
     });
 
     it('keeps the fence of a promoted result, so a stale commit still cannot replace it (SPI)', async function () {

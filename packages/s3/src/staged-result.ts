@@ -1,4 +1,4 @@
-import { assertValidFormat, ConflictError, InvalidRequestError, LeaseLostError } from '@armlib/core';
+import { assertValidFormat, commitFence, ConflictError, InvalidRequestError, LeaseLostError } from '@armlib/core';
 import type {
   CacheArea,
   CacheWriteOptions,
@@ -114,6 +114,7 @@ export class S3StagedResult implements StagedResult {
 
   async commit(area: CacheArea, options?: CommitOptions): Promise<ResultManifest> {
     this.#assertWritable('commit');
+    commitFence(options);
     if (this.#writing > 0) {
       throw new ConflictError(`cannot commit '${this.key}' while ${this.#writing} write(s) are still in progress`);
     }

@@ -1,5 +1,5 @@
 import { InvalidRequestError } from '../errors.js';
-import { assertValidKey } from '../keys.js';
+import { assertValidKey, showValue } from '../keys.js';
 import { CACHE_AREAS } from '../model.js';
 import type { CacheArea } from '../model.js';
 
@@ -34,4 +34,21 @@ export function decodeKeyCursor(tag: string, cursor: unknown): string {
     throw new InvalidRequestError('cursor', 'is not a cursor returned by list() of this cache');
   }
   return key;
+}
+
+/**
+ * The fence of a commit's options, checked at an adapter's boundary: undefined, or a finite
+ * number. Anything else (`NaN` would pass every fence check, `Infinity` would fence the key off
+ * for good, a string would be stored where a number is read back) is an `InvalidRequestError`
+ * naming `fence`, thrown before anything is published: the staged result stays open.
+ */
+export function commitFence(options: unknown): number | undefined {
+  if (options === undefined || options === null) return undefined;
+  if (typeof options !== 'object') throw new InvalidRequestError('options', 'must be an object');
+  const fence = (options as { fence?: unknown }).fence;
+  if (fence === undefined) return undefined;
+  if (typeof fence !== 'number' || !Number.isFinite(fence)) {
+    throw new InvalidRequestError('fence', `must be a finite number, got ${showValue(fence)}`);
+  }
+  return fence;
 }

@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 
-import { assertValidFormat, ConflictError, InvalidRequestError, LeaseLostError } from '@armlib/core';
+import { assertValidFormat, commitFence, ConflictError, InvalidRequestError, LeaseLostError } from '@armlib/core';
 import type {
   CacheArea,
   CacheWriteOptions,
@@ -178,6 +178,7 @@ export class FileStagedResult implements StagedResult {
 
   async commit(area: CacheArea, options?: CommitOptions): Promise<ResultManifest> {
     this.#assertWritable('commit');
+    commitFence(options);
     if (this.#writing > 0) {
       throw new ConflictError(
         `cannot commit '${this.key}' while ${String(this.#writing)} write(s) are still in progress`,
