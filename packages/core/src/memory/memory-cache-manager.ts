@@ -32,7 +32,7 @@ import { SYNC_OPS } from '../spi/sync.js';
 import type { SyncCacheOps, SyncStagedResult } from '../spi/sync.js';
 import { TOKENS } from '../tokens.js';
 import { ByteLru } from '../util/byte-lru.js';
-import { assertCacheArea, commitFence, decodeKeyCursor, encodeKeyCursor } from '../util/cache-args.js';
+import { assertCacheArea, checkFence, commitFence, decodeKeyCursor, encodeKeyCursor } from '../util/cache-args.js';
 import { chunksOf, isSyncIterable, readAll, readAllSync, sliceRange } from '../util/bytes.js';
 
 /** Options of {@link MemoryCacheManager} (the `cache.options` of a config using the `memory` adapter). */
@@ -408,7 +408,7 @@ class MemoryStagedResult implements SyncStagedResult {
 
   commitNow(area: CacheArea, fence?: number): ResultManifest {
     this.#assertWritable('commit');
-    commitFence({ fence });
+    checkFence(fence);
     if (this.#writing > 0) {
       throw new ConflictError(`cannot commit '${this.key}' while ${this.#writing} write(s) are still in progress`);
     }

@@ -45,7 +45,11 @@ export function decodeKeyCursor(tag: string, cursor: unknown): string {
 export function commitFence(options: unknown): number | undefined {
   if (options === undefined || options === null) return undefined;
   if (typeof options !== 'object') throw new InvalidRequestError('options', 'must be an object');
-  const fence = (options as { fence?: unknown }).fence;
+  return checkFence((options as { fence?: unknown }).fence);
+}
+
+/** {@link commitFence} of the fence alone (no options object to build on a synchronous commit). */
+export function checkFence(fence: unknown): number | undefined {
   if (fence === undefined) return undefined;
   if (typeof fence !== 'number' || !Number.isFinite(fence)) {
     throw new InvalidRequestError('fence', `must be a finite number, got ${showValue(fence)}`);

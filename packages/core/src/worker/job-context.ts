@@ -194,7 +194,7 @@ export class JobContext implements Job {
    * a late write refused is the late writer's error, not the result's), rejected, never unhandled.
    */
   #failed(format: unknown, error: unknown): Promise<void> {
-    if (!this.#returned && !this.#closed && this.#abortReason === undefined && typeof format === 'string') {
+    if (!this.#returned && this.#abortReason === undefined && typeof format === 'string') {
       (this.#failedWrites ??= new Map()).set(format, error);
     }
     // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- passes on what was thrown
