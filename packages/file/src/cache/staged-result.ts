@@ -1,5 +1,3 @@
-import * as fs from 'node:fs';
-
 import { assertValidFormat, commitFence, ConflictError, InvalidRequestError, LeaseLostError } from '@armlib/core';
 import type {
   CacheArea,
@@ -10,9 +8,9 @@ import type {
   StagedResult,
 } from '@armlib/core';
 
-import { fsError, unlinkQuietly } from './fs-util.js';
+import { unlinkQuietly } from './fs-util.js';
 import { readHead } from './read-head.js';
-import { writeNewFile } from './write-file.js';
+import { closeSource, writeNewFile } from './write-file.js';
 
 /**
  * A result keeps at most this many times `inlineMaxBytes` in its manifest (over all its formats),
@@ -28,7 +26,7 @@ export interface StagingHost {
   newStageId(): string;
   /** Checks the staging directory (not a symlink), creating it if need be. */
   checkStaging(): void;
-  /** The path of a staging file of `stageId` (`suffix` for a rewrite in progress). */
+  /** The path of a staging file of `stageId` (`suffix` for a later write of the format). */
   stagingPath(stageId: string, format: string, suffix?: string): string;
   /** Formats of at most this many bytes are kept in the manifest (0: none). */
   readonly inlineMaxBytes: number;
@@ -51,10 +49,11 @@ export interface StagingHost {
 type StagedState = 'open' | 'committing' | 'committed' | 'aborted';
 
 /**
- * One staged write: each format is streamed into a file `<stage id>@<format>` of the staging
- * directory, or kept in memory when it is small (it then goes into the manifest), and `commit`
- * hands the files and the small formats (of the formats written completely) to the cache, which
- * renames each file into place, then publishes the manifest naming them.
+ * One staged write: each format is streamed into a file of the staging directory (`<stage id>@<format>`
+ * for its first write, with a suffix for later ones), or kept in memory when it is small (it then
+ * goes into the manifest), and `commit` hands the files and the small formats (of the formats
+ * written completely) to the cache, which renames each file into place, then publishes the
+ * manifest naming them.
  */
 export class FileStagedResult implements StagedResult {
   readonly key: string;
@@ -66,12 +65,12 @@ export class FileStagedResult implements StagedResult {
   #writes = 0;
   /** Formats whose latest complete write was small: their bytes, for the manifest. */
   readonly #inline = new Map<string, Buffer>();
-  /** Every staging file this staging created (some may be gone): what an abort removes. */
+  /** Formats whose latest complete write went to a file: its staging path. */
+  readonly #files = new Map<string, string>();
+  /** Formats whose plain staging name a write has taken: their later writes take suffixed names. */
+  readonly #named = new Set<string>();
+  /** Every staging file this staging created and has not removed yet: what an abort removes. */
   readonly #created = new Set<string>();
-  /** Formats whose first write is streaming to the format's own name. */
-  readonly #inFlight = new Set<string>();
-  /** Formats in {@link #inFlight} whose file a rewrite replaced meanwhile. */
-  readonly #superseded = new Set<string>();
   /** Settles when the commit in flight has finished (cleanup included). */
   #committing: Promise<void> | undefined;
   /** An abort arrived during the commit: a failed commit is then aborted. */
@@ -82,32 +81,45 @@ export class FileStagedResult implements StagedResult {
     this.#host = host;
   }
 
+  /**
+   * Writes of one format at once all succeed, and the last to finish is the one kept, as in the
+   * memory cache: each streams into a file of its own (so they never meet in one file, whatever
+   * order they open in), and finishing replaces the format's earlier file or bytes.
+   */
   async write(format: string, data: AsyncIterable<Uint8Array>, options: CacheWriteOptions): Promise<FormatInfo> {
-    this.#assertWritable('write');
-    assertValidFormat(format);
-    const info = formatInfo(options);
-    // The first write of a format goes straight to its name (the name is this staging's own, and
-    // a failed write removes its file); a rewrite goes to a name with a suffix (never a staged
-    // format: those have one separator), renamed over the first when complete.
-    const rewrite = Object.hasOwn(this.#formats, format) || this.#inFlight.has(format);
-    const writeNumber = rewrite ? ++this.#writes : 0;
-    if (!rewrite) this.#inFlight.add(format);
+    // The source is this write's to close whenever it will not be read to its end (a file stream
+    // would keep its descriptor open until collected).
+    let source: AsyncIterable<Uint8Array> | Iterable<Uint8Array> = data;
+    let info: Omit<FormatInfo, 'size'>;
+    try {
+      this.#assertWritable('write');
+      assertValidFormat(format);
+      info = formatInfo(options);
+    } catch (error) {
+      await closeSource(source);
+      throw error;
+    }
     this.#writing++;
     let temp: string | undefined;
     try {
-      let source: AsyncIterable<Uint8Array> | Iterable<Uint8Array> = data;
       const limit = this.#host.inlineMaxBytes;
       if (limit > 0) {
         const head = await readHead(data, limit);
         if (head.whole && this.#fitsInline(format, head.bytes.byteLength)) {
-          return this.#keepInline(format, info, head.bytes, rewrite);
+          // An abort (or close) while the data came in wins over this write.
+          this.#assertWritable('write');
+          return this.#keep(format, { ...info, size: head.bytes.byteLength }, head.bytes);
         }
         source = head.whole ? [head.bytes] : head.source;
       }
       this.#id ??= this.#host.newStageId();
       this.#host.checkStaging();
-      const path = this.#host.stagingPath(this.#id, format);
-      temp = rewrite ? this.#host.stagingPath(this.#id, format, `w${String(writeNumber)}`) : path;
+      // Chosen at open, not when the write started: writes of a format may open in another order
+      // than they started (one still reading its head opens late), and each needs a name of its own.
+      temp = this.#named.has(format)
+        ? this.#host.stagingPath(this.#id, format, `w${String(++this.#writes)}`)
+        : this.#host.stagingPath(this.#id, format);
+      this.#named.add(format);
       this.#created.add(temp);
       const size = await writeNewFile(temp, source, {
         durable: this.#host.durable,
@@ -115,31 +127,17 @@ export class FileStagedResult implements StagedResult {
       });
       // An abort (or close) while the data streamed in wins over this write.
       this.#assertWritable('write');
-      try {
-        if (rewrite) fs.renameSync(temp, path);
-      } catch (error) {
-        throw fsError(error, `staging ${format} of '${this.key}'`);
-      }
-      const stored: FormatInfo = { ...info, size };
-      // The last write to finish wins, as a rename does; a first write that a rewrite finished
-      // before has lost its file to that rename, so the rewrite's info stays.
-      if (rewrite && this.#inFlight.has(format)) this.#superseded.add(format);
-      if (rewrite || !this.#superseded.delete(format)) {
-        this.#formats[format] = stored;
-        this.#inline.delete(format);
-      }
-      return { ...stored };
+      return this.#keep(format, { ...info, size }, temp);
     } catch (error) {
-      // (A superseded first write's name holds the rewrite's file now.)
-      if (temp !== undefined && (rewrite || !this.#superseded.has(format))) unlinkQuietly(temp);
+      await closeSource(source);
+      if (temp !== undefined) {
+        unlinkQuietly(temp);
+        this.#created.delete(temp);
+      }
       // A write cut short by an abort reports the abort, not the file that vanished under it.
       if (this.#state !== 'open') throw this.#conflict('write', error);
       throw error;
     } finally {
-      if (!rewrite) {
-        this.#inFlight.delete(format);
-        this.#superseded.delete(format);
-      }
       this.#writing--;
     }
   }
@@ -151,18 +149,23 @@ export class FileStagedResult implements StagedResult {
     return total <= this.#host.inlineMaxBytes * INLINE_FORMATS;
   }
 
-  /** Finishes a small write: its bytes stay in memory until the commit puts them in the manifest. */
-  #keepInline(format: string, info: Omit<FormatInfo, 'size'>, bytes: Buffer, rewrite: boolean): FormatInfo {
-    // An abort (or close) while the data came in wins over this write.
-    this.#assertWritable('write');
-    const stored: FormatInfo = { ...info, size: bytes.byteLength };
-    // As a rename over the format's staged file would: a first write still streaming there loses.
-    if (rewrite && this.#inFlight.has(format)) this.#superseded.add(format);
-    if (rewrite || !this.#superseded.delete(format)) {
-      this.#formats[format] = stored;
-      this.#inline.set(format, bytes);
-      // A staged file of an earlier write of the format (or one still streaming) is out of date.
-      if (rewrite && this.#id !== undefined) unlinkQuietly(this.#host.stagingPath(this.#id, format));
+  /**
+   * Records a finished write of `format`: its staged file, or its bytes when small (the commit puts
+   * them in the manifest). It replaces the format's earlier write, whose file goes now.
+   */
+  #keep(format: string, stored: FormatInfo, data: string | Buffer): FormatInfo {
+    const previous = this.#files.get(format);
+    if (typeof data === 'string') {
+      this.#files.set(format, data);
+      this.#inline.delete(format);
+    } else {
+      this.#files.delete(format);
+      this.#inline.set(format, data);
+    }
+    this.#formats[format] = stored;
+    if (previous !== undefined && previous !== data) {
+      unlinkQuietly(previous);
+      this.#created.delete(previous);
     }
     return { ...stored };
   }
@@ -191,16 +194,9 @@ export class FileStagedResult implements StagedResult {
   }
 
   async #commit(area: CacheArea, options: CommitOptions | undefined): Promise<ResultManifest> {
-    const files = new Map<string, string>();
-    const id = this.#id;
-    if (id !== undefined) {
-      for (const format of Object.keys(this.#formats)) {
-        if (!this.#inline.has(format)) files.set(format, this.#host.stagingPath(id, format));
-      }
-    }
     let manifest: ResultManifest;
     try {
-      manifest = await this.#host.publish(this.key, area, files, this.#inline, this.#formats, options?.fence);
+      manifest = await this.#host.publish(this.key, area, this.#files, this.#inline, this.#formats, options?.fence);
     } catch (error) {
       // Not published: still open, so the caller may retry or abort.
       this.#state = 'open';
@@ -229,6 +225,7 @@ export class FileStagedResult implements StagedResult {
       this.#state = 'aborted';
       this.#formats = {};
       this.#inline.clear();
+      this.#files.clear();
       // A write still streaming keeps its descriptor on an unlinked file, and stops at its next block.
       for (const path of this.#created) unlinkQuietly(path);
       this.#created.clear();

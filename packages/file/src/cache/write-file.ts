@@ -1,13 +1,13 @@
 import * as fs from 'node:fs';
-import { promisify } from 'node:util';
 
 import { InvalidRequestError } from '@armlib/core';
 
 import { CREATE_FLAGS, fsError, syncFd } from './fs-util.js';
 
-const writeAsync = promisify(fs.write);
-
-/** Bytes gathered before one write call: large enough that per-call overhead vanishes. */
+/**
+ * Bytes gathered before one write call: large enough that per-call overhead vanishes. Also the
+ * most one call writes of a big chunk, so that an abort stops it within a slice, not a gigabyte.
+ */
 const BLOCK_BYTES = 1024 * 1024;
 /**
  * Bytes of an in-memory (synchronously iterable) source written with blocking calls, which skips a
@@ -42,8 +42,9 @@ export interface WriteFileOptions {
 /**
  * Streams `data` into a new file at `path` (never an existing file, never through a symlink) and
  * returns its size. Memory stays constant: small chunks are gathered into two alternating 1 MiB
- * blocks (one filling while the other is written), big chunks are written as they are.
- * Errors of the source pass through as they are; file system errors become BackendErrors.
+ * blocks (one filling while the other is written), big chunks are written from their own memory,
+ * 1 MiB per call. Errors of the source pass through as they are; file system errors become
+ * BackendErrors. A failed write closes the source (see {@link closeSource}).
  */
 export async function writeNewFile(
   path: string,
@@ -55,28 +56,40 @@ export async function writeNewFile(
   try {
     fd = fs.openSync(path, CREATE_FLAGS, 0o644);
   } catch (error) {
+    await closeSource(source);
     throw fsError(error, `creating ${path}`);
   }
   const writer = new BlockWriter(fd, path, options.stopped);
+  // What a failed write closes: the iterator once there is one.
+  let reading: unknown = source;
   try {
     if (isSyncIterable(source)) {
       const iterator = source[Symbol.iterator]();
-      // In-memory chunks: written at once while small, the remainder (if any) asynchronously.
-      let rest = false;
+      reading = iterator;
+      // In-memory chunks: written at once while their total is small, the rest asynchronously from
+      // the first chunk that would go beyond (so that one big buffer never blocks the event loop).
+      let beyond: Uint8Array | undefined;
       for (let next = iterator.next(); next.done !== true; next = iterator.next()) {
-        writer.writeSync(checkChunk(next.value));
-        if (writer.position > SYNC_BYTES) {
-          rest = true;
+        const chunk = checkChunk(next.value);
+        if (writer.position + chunk.byteLength > SYNC_BYTES) {
+          beyond = chunk;
           break;
         }
+        writer.writeSync(chunk);
       }
-      if (rest) await writer.writeAll({ [Symbol.iterator]: () => iterator });
+      if (beyond !== undefined) {
+        await writer.writeAll([beyond]);
+        await writer.writeAll({ [Symbol.iterator]: () => iterator });
+      }
     } else {
       await writer.writeAll(source);
     }
     await writer.finish();
     if (options.durable) await syncFd(fd).catch((error: unknown) => Promise.reject(fsError(error, `syncing ${path}`)));
     return writer.position;
+  } catch (error) {
+    await closeSource(reading);
+    throw error;
   } finally {
     // A block write may still be in flight when the source failed: the descriptor must outlive
     // it, or the write could land in whatever file reuses the number.
@@ -121,12 +134,17 @@ class BlockWriter {
     for await (const raw of source) {
       const chunk = checkChunk(raw);
       if (chunk.byteLength >= BLOCK_BYTES) {
-        // Big chunks go out as they are (no copy); the producer gets control back only once they
-        // are written, so it may reuse its buffer.
+        // Big chunks go out as they are (no copy), a slice per call; the producer is asked for the
+        // next chunk only once this one is written, so it may reuse its buffer then.
         await this.#flush();
         await this.#settle();
-        await this.#writeFully(chunk, this.position);
-        this.position += chunk.byteLength;
+        for (let done = 0; done < chunk.byteLength; done += BLOCK_BYTES) {
+          const stop = this.#stopped();
+          if (stop !== undefined) throw stop;
+          const slice = chunk.subarray(done, done + BLOCK_BYTES);
+          await this.#writeFully(slice, this.position);
+          this.position += slice.byteLength;
+        }
         continue;
       }
       let taken = 0;
@@ -187,12 +205,38 @@ class BlockWriter {
     let done = 0;
     try {
       while (done < bytes.byteLength) {
-        const { bytesWritten } = await writeAsync(this.#fd, bytes, done, bytes.byteLength - done, at + done);
-        done += bytesWritten;
+        done += await writeAt(this.#fd, bytes, done, bytes.byteLength - done, at + done);
       }
     } catch (error) {
       throw fsError(error, `writing ${this.#path}`);
     }
+  }
+}
+
+/** `fs.write` off the event loop; looked up at each call, so that tests can watch the calls. */
+function writeAt(fd: number, bytes: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    fs.write(fd, bytes, offset, length, position, (error, written) => {
+      if (error === null) resolve(written);
+      else reject(error);
+    });
+  });
+}
+
+/**
+ * Closes a source (or its iterator) that a failed write will not read to its end, so that what it
+ * holds (the descriptor of a file stream, say) goes now rather than whenever it is collected: a
+ * Node stream is destroyed, an iterator returned. Safe on one already closed or finished. Its own
+ * failure is ignored: the write's error is the one to report.
+ */
+export async function closeSource(source: unknown): Promise<void> {
+  if (typeof source !== 'object' || source === null) return;
+  const { destroy, return: end } = source as { destroy?: unknown; return?: unknown };
+  try {
+    if (typeof destroy === 'function') (destroy as () => unknown).call(source);
+    else if (typeof end === 'function') await (end as () => unknown).call(source);
+  } catch {
+    // The write failed already; that is what its caller hears of.
   }
 }
 
