@@ -342,6 +342,65 @@ export function cacheTests(options: ConformanceOptions): void {
       );
       expect(await cache.clear('temporary')).to.equal(7);
     });
+
+    it('refuses malformed options of every call with InvalidRequestError naming the field (SPI)', async function () {
+      const env = await open();
+      const { cache } = env;
+      await putResult(env, 'present', 'temporary', { csv: '0123456789' });
+      const staged = await cache.stage('staged');
+      // Through `never`: these are the calls a JavaScript caller (or a cast) can make.
+      const calls: [string, string, () => Promise<unknown>][] = [
+        ['options', 'list null', () => cache.list('temporary', null as never)],
+        ['options', 'list a string', () => cache.list('temporary', 'ten' as never)],
+        ['options', 'list an array', () => cache.list('temporary', [10] as never)],
+        ['limit', 'list without options', () => cache.list('temporary', undefined as never)],
+        ['limit', 'list {}', () => cache.list('temporary', {} as never)],
+        ['limit', 'list a string limit', () => cache.list('temporary', { limit: '10' } as never)],
+        ['limit', 'list a null limit', () => cache.list('temporary', { limit: null } as never)],
+        ['limit', 'list limit 0', () => cache.list('temporary', { limit: 0 })],
+        ['limit', 'list limit 1.5', () => cache.list('temporary', { limit: 1.5 })],
+        ['limit', 'list limit NaN', () => cache.list('temporary', { limit: Number.NaN })],
+        ['cursor', 'list a numeric cursor', () => cache.list('temporary', { limit: 1, cursor: 5 } as never)],
+        ['cursor', 'list a null cursor', () => cache.list('temporary', { limit: 1, cursor: null } as never)],
+        ['cursor', 'list a foreign cursor', () => cache.list('temporary', { limit: 1, cursor: 'bm90LWEtY3Vyc29y' })],
+        ['olderThan', 'sweep without a time', () => cache.sweep('temporary', undefined as never)],
+        ['olderThan', 'sweep a string time', () => cache.sweep('temporary', '1' as never)],
+        ['olderThan', 'sweep NaN', () => cache.sweep('temporary', Number.NaN)],
+        ['options', 'commit a string', () => staged.commit('temporary', 'soon' as never)],
+        ['contentType', 'write null', () => staged.write('csv', bytesOf('x'), null as never)],
+      ];
+      // A lookup that finds nothing checks its options all the same.
+      for (const key of ['present', 'absent']) {
+        calls.push(
+          ['options', `get ${key} null`, () => cache.get(key, 'csv', null as never)],
+          ['options', `get ${key} a string`, () => cache.get(key, 'csv', 'all' as never)],
+          ['range', `get ${key} a null range`, () => cache.get(key, 'csv', { range: null } as never)],
+          ['range', `get ${key} a string range`, () => cache.get(key, 'csv', { range: '0-4' } as never)],
+          ['range', `get ${key} a negative range`, () => cache.get(key, 'csv', { range: { start: -1 } })],
+          ['range', `get ${key} a reversed range`, () => cache.get(key, 'csv', { range: { start: 4, end: 2 } })],
+          ['options', `url ${key} null`, () => cache.url(key, 'csv', null as never)],
+          ['options', `url ${key} a number`, () => cache.url(key, 'csv', 60 as never)],
+          ['expiresInSec', `url ${key} without options`, () => cache.url(key, 'csv', undefined as never)],
+          ['expiresInSec', `url ${key} a string expiry`, () => cache.url(key, 'csv', { expiresInSec: '60' } as never)],
+        );
+      }
+      // Every call is tried, so that a failure lists all the calls an adapter gets wrong.
+      const wrong: string[] = [];
+      for (const [field, what, call] of calls) {
+        const error = await call().then(
+          () => 'resolved',
+          (reason: unknown) => reason,
+        );
+        if (!InvalidRequestError.is(error) || error.field !== field) wrong.push(`${what}: ${String(error)}`);
+      }
+      expect(wrong).to.deep.equal([]);
+      // Nothing was changed by the refused calls: the staged result is still open.
+      expect(await readText(await cache.get('present', 'csv', { range: { start: 2, end: 4 } }))).to.equal('234');
+      expect((await cache.list('temporary', { limit: 10 })).items.map((m) => m.key)).to.deep.equal(['present']);
+      await staged.write('csv', bytesOf('kept'), { contentType: 'text/csv' });
+      await staged.commit('temporary');
+      expect(await readText(await cache.get('staged', 'csv'))).to.equal('kept');
+    });
   });
 }
 

@@ -26,8 +26,17 @@ export { MEMORY_CACHE_DEFAULTS, MemoryCacheManager } from './memory/memory-cache
 export { MemoryQueueManager } from './memory/memory-queue-manager.js';
 export type { MemoryQueueManagerOptions } from './memory/memory-queue-manager.js';
 export type { MemoryCacheManagerOptions } from './memory/memory-cache-manager.js';
-export { chunksOf, countingIterable, readAll, sliceRange } from './util/bytes.js';
-export { assertCacheArea, commitFence, decodeKeyCursor, encodeKeyCursor } from './util/cache-args.js';
+export { checkByteRange, chunksOf, countingIterable, readAll, sliceRange } from './util/bytes.js';
+export {
+  assertCacheArea,
+  cacheGetOptions,
+  cacheListOptions,
+  cacheUrlExpiry,
+  checkOlderThan,
+  commitFence,
+  decodeKeyCursor,
+  encodeKeyCursor,
+} from './util/cache-args.js';
 export type { CountingIterable, ResolvedRange } from './util/bytes.js';
 export { retryDelay } from './worker/backoff.js';
 export type { Clock, TimerHandle } from './clock.js';

@@ -59,6 +59,11 @@ describe('util/bytes', () => {
           .to.throw(InvalidRequestError)
           .with.property('field', 'range');
       }
+      for (const range of [null, 'bytes=0-4', [0, 4], { end: 4 }, { start: '0' }]) {
+        expect(() => sliceRange(10, range as never), JSON.stringify(range))
+          .to.throw(InvalidRequestError)
+          .with.property('field', 'range');
+      }
       expect(() => sliceRange(10, { start: 10 })).to.throw(InvalidRequestError, /past the end/);
       expect(() => sliceRange(0, { start: 1 })).to.throw(InvalidRequestError, /past the end/);
     });

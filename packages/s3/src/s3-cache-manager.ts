@@ -11,7 +11,10 @@ import {
   assertValidKey,
   BackendError,
   CACHE_AREAS,
-  decodeKeyCursor,
+  cacheGetOptions,
+  cacheListOptions,
+  cacheUrlExpiry,
+  checkOlderThan,
   encodeKeyCursor,
   ClosedError,
   InvalidRequestError,
@@ -180,6 +183,7 @@ export class S3CacheManager implements CacheManager {
     this.#assertOpen();
     assertValidKey(key);
     assertValidFormat(format);
+    const { range: requested } = cacheGetOptions(options);
     let tried: string | undefined;
     for (let attempt = 0; attempt < MAX_READ_ATTEMPTS; attempt++) {
       const manifest = await this.#find(key);
@@ -189,7 +193,7 @@ export class S3CacheManager implements CacheManager {
       const attemptId = manifest === undefined ? undefined : `${manifest.area}/${manifest.commitId}`;
       if (manifest === undefined || stored === undefined || attemptId === tried) return undefined;
       tried = attemptId;
-      const range = sliceRange(stored.info.size, options.range);
+      const range = sliceRange(stored.info.size, requested);
       const body = await this.#open(manifest, format, stored, range);
       if (body !== undefined) {
         return {
@@ -209,8 +213,8 @@ export class S3CacheManager implements CacheManager {
     this.#assertOpen();
     assertValidKey(key);
     assertValidFormat(format);
-    const expires = (options as Partial<CacheUrlOptions> | undefined)?.expiresInSec;
-    if (typeof expires !== 'number' || !Number.isInteger(expires) || expires < 1 || expires > MAX_URL_SECONDS) {
+    const expires = cacheUrlExpiry(options);
+    if (!Number.isInteger(expires) || expires > MAX_URL_SECONDS) {
       throw new InvalidRequestError(
         'expiresInSec',
         `must be an integer from 1 to ${MAX_URL_SECONDS} (7 days, the SigV4 limit), got ${String(expires)}`,
@@ -368,9 +372,7 @@ export class S3CacheManager implements CacheManager {
   async sweep(area: CacheArea, olderThan: number): Promise<number> {
     this.#assertOpen();
     assertCacheArea(area);
-    if (typeof olderThan !== 'number' || Number.isNaN(olderThan)) {
-      throw new InvalidRequestError('olderThan', `must be a time in epoch ms, got ${String(olderThan)}`);
-    }
+    checkOlderThan(olderThan);
     const state: SweepState = { swept: 0, orphans: [], refused: [] };
     let carried: ListedFolder | undefined;
     let token: string | undefined;
@@ -506,11 +508,7 @@ export class S3CacheManager implements CacheManager {
   async list(area: CacheArea, options: { limit: number; cursor?: string }): Promise<CacheListPage> {
     this.#assertOpen();
     assertCacheArea(area);
-    const { limit, cursor } = options;
-    if (!Number.isSafeInteger(limit) || limit < 1) {
-      throw new InvalidRequestError('limit', `must be a positive integer, got ${String(limit)}`);
-    }
-    const after = cursor === undefined ? undefined : decodeKeyCursor(CURSOR_TAG, cursor);
+    const { limit, after } = cacheListOptions(CURSOR_TAG, options);
     const items: ResultManifest[] = [];
     let startAfter = after === undefined ? undefined : `${this.#layout.keyFolder(area, after)}${AFTER_FOLDER}`;
     let token: string | undefined;

@@ -32,7 +32,16 @@ import { SYNC_OPS } from '../spi/sync.js';
 import type { SyncCacheOps, SyncStagedResult } from '../spi/sync.js';
 import { TOKENS } from '../tokens.js';
 import { ByteLru } from '../util/byte-lru.js';
-import { assertCacheArea, checkFence, commitFence, decodeKeyCursor, encodeKeyCursor } from '../util/cache-args.js';
+import {
+  assertCacheArea,
+  cacheGetOptions,
+  cacheListOptions,
+  cacheUrlExpiry,
+  checkFence,
+  checkOlderThan,
+  commitFence,
+  encodeKeyCursor,
+} from '../util/cache-args.js';
 import { chunksOf, isSyncIterable, readAll, readAllSync, sliceRange } from '../util/bytes.js';
 
 /** Options of {@link MemoryCacheManager} (the `cache.options` of a config using the `memory` adapter). */
@@ -142,11 +151,12 @@ export class MemoryCacheManager implements CacheManager {
     return run(() => {
       this.#assertOpen();
       assertValidFormat(format);
+      const { range } = cacheGetOptions(options);
       const stored = this.#find(key);
       const data = stored !== undefined && Object.hasOwn(stored.data, format) ? stored.data[format] : undefined;
       const info = stored?.manifest.formats[format];
       if (stored === undefined || data === undefined || info === undefined) return undefined;
-      const { start, end, length } = sliceRange(data.byteLength, options.range);
+      const { start, end, length } = sliceRange(data.byteLength, range);
       return {
         body: Readable.from(chunksOf(data.subarray(start, end + 1)), { objectMode: false }),
         size: length,
@@ -163,10 +173,7 @@ export class MemoryCacheManager implements CacheManager {
       this.#assertOpen();
       assertValidFormat(format);
       // Routed URLs do not expire, but a nonsensical expiry is still the caller's bug.
-      const expires = (options as Partial<CacheUrlOptions> | undefined)?.expiresInSec;
-      if (typeof expires !== 'number' || !(expires > 0) || !Number.isFinite(expires)) {
-        throw new InvalidRequestError('expiresInSec', `must be a positive number of seconds, got ${String(expires)}`);
-      }
+      cacheUrlExpiry(options);
       const stored = this.#find(key);
       if (stored === undefined || !Object.hasOwn(stored.data, format)) return undefined;
       return `${this.#options.urlPrefix}${key}/${format}`;
@@ -212,9 +219,7 @@ export class MemoryCacheManager implements CacheManager {
     return run(() => {
       this.#assertOpen();
       const store = this.#area(assertCacheArea(area));
-      if (typeof olderThan !== 'number' || Number.isNaN(olderThan)) {
-        throw new InvalidRequestError('olderThan', `must be a time in epoch ms, got ${String(olderThan)}`);
-      }
+      checkOlderThan(olderThan);
       // Collected first, so nothing is deleted while iterating (ByteLru#entries does not count as a use).
       const doomed = [...store.entries()].filter(([, s]) => s.manifest.createdAt < olderThan).map(([k]) => k);
       for (const key of doomed) store.delete(key);
@@ -226,11 +231,7 @@ export class MemoryCacheManager implements CacheManager {
     return run(() => {
       this.#assertOpen();
       const store = this.#area(assertCacheArea(area));
-      const { limit, cursor } = options;
-      if (!Number.isSafeInteger(limit) || limit < 1) {
-        throw new InvalidRequestError('limit', `must be a positive integer, got ${String(limit)}`);
-      }
-      const after = cursor === undefined ? undefined : decodeKeyCursor(CURSOR_TAG, cursor);
+      const { limit, after } = cacheListOptions(CURSOR_TAG, options);
       const keys = [...store.keys()].filter((k) => after === undefined || k > after).sort(compareStrings);
       const items: ResultManifest[] = [];
       for (const key of keys.slice(0, limit)) {

@@ -1,4 +1,5 @@
 import { InvalidRequestError } from '../errors.js';
+import { showValue } from '../keys.js';
 import type { ByteRange } from '../spi/cache.js';
 
 /** A validated, inclusive byte range of an object; `length` is 0 only for an empty object. */
@@ -54,21 +55,36 @@ function pushCopy(chunks: Buffer[], chunk: unknown): number {
 }
 
 /**
+ * Checks the shape of an optional range (undefined, or `{ start, end? }` of non-negative integers
+ * with `start <= end`), before the size of the object is known: a lookup that finds nothing still
+ * refuses a malformed range. Throws {@link InvalidRequestError} on field `range`.
+ */
+export function checkByteRange(range: unknown): ByteRange | undefined {
+  if (range === undefined) return undefined;
+  if (range === null || typeof range !== 'object' || Array.isArray(range)) {
+    throw new InvalidRequestError('range', `must be an object { start, end? }, got ${showValue(range)}`);
+  }
+  const { start, end } = range as { start?: unknown; end?: unknown };
+  if (!isOffset(start))
+    throw new InvalidRequestError('range', `start must be a non-negative integer, got ${showValue(start)}`);
+  if (end !== undefined) {
+    if (!isOffset(end))
+      throw new InvalidRequestError('range', `end must be a non-negative integer, got ${showValue(end)}`);
+    if (start > end) throw new InvalidRequestError('range', `start ${start} is after end ${end}`);
+  }
+  return end === undefined ? { start } : { start, end };
+}
+
+/**
  * Resolves an optional inclusive range against an object of `totalSize` bytes: `end` is clamped
- * to the last byte. Throws {@link InvalidRequestError} on field `range` for negative or
- * non-integer bounds, `start > end`, or a start past the end (only `start: 0` fits an empty object).
+ * to the last byte. Throws {@link InvalidRequestError} on field `range` for a range that is not
+ * one (see {@link checkByteRange}), or a start past the end (only `start: 0` fits an empty object).
  */
 export function sliceRange(totalSize: number, range?: ByteRange): ResolvedRange {
   const last = totalSize - 1;
-  if (range === undefined) return { start: 0, end: last, length: totalSize };
-  const { start, end } = range;
-  if (!isOffset(start))
-    throw new InvalidRequestError('range', `start must be a non-negative integer, got ${String(start)}`);
-  if (end !== undefined) {
-    if (!isOffset(end))
-      throw new InvalidRequestError('range', `end must be a non-negative integer, got ${String(end)}`);
-    if (start > end) throw new InvalidRequestError('range', `start ${start} is after end ${end}`);
-  }
+  const checked = checkByteRange(range);
+  if (checked === undefined) return { start: 0, end: last, length: totalSize };
+  const { start, end } = checked;
   if (start > last && !(start === 0 && totalSize === 0)) {
     throw new InvalidRequestError('range', `start ${start} is past the end of the ${totalSize}-byte object`);
   }

@@ -2,6 +2,9 @@ import { InvalidRequestError } from '../errors.js';
 import { assertValidKey, showValue } from '../keys.js';
 import { CACHE_AREAS } from '../model.js';
 import type { CacheArea } from '../model.js';
+import type { CacheGetOptions } from '../spi/cache.js';
+import { optionsArgumentError } from './arguments.js';
+import { checkByteRange } from './bytes.js';
 
 /**
  * Checks a cache area argument at an adapter's boundary (the SPI is typed, but JavaScript callers
@@ -55,4 +58,57 @@ export function checkFence(fence: unknown): number | undefined {
     throw new InvalidRequestError('fence', `must be a finite number, got ${showValue(fence)}`);
   }
   return fence;
+}
+
+/*
+ * The options arguments of the CacheManager calls, checked at an adapter's boundary. The SPI is
+ * typed, but JavaScript callers are not: a `null` or a string must be an InvalidRequestError
+ * naming the parameter, not a TypeError from deep inside the adapter, and every adapter must
+ * say the same thing (the conformance suite checks it). Each runs before any lookup, so an
+ * absent key does not hide a malformed call.
+ */
+
+/** The options of `get`: an object (undefined for none) whose `range` has the shape of one. */
+export function cacheGetOptions(options: unknown): CacheGetOptions {
+  const range = checkByteRange(cacheOptions(options).range);
+  return range === undefined ? {} : { range };
+}
+
+/**
+ * The `expiresInSec` of `url`'s options: a positive, finite number of seconds (an adapter may
+ * narrow it further, as presigned URLs do).
+ */
+export function cacheUrlExpiry(options: unknown): number {
+  const expires = cacheOptions(options).expiresInSec;
+  if (typeof expires !== 'number' || !(expires > 0) || !Number.isFinite(expires)) {
+    throw new InvalidRequestError('expiresInSec', `must be a positive number of seconds, got ${showValue(expires)}`);
+  }
+  return expires;
+}
+
+/**
+ * The options of `list`: `limit` a positive integer (also when the options are missing: it is
+ * required), `cursor` absent or one that {@link encodeKeyCursor} made with `tag`. Returns the
+ * limit and the key the page starts after.
+ */
+export function cacheListOptions(tag: string, options: unknown): { limit: number; after: string | undefined } {
+  const { limit, cursor } = cacheOptions(options);
+  if (typeof limit !== 'number' || !Number.isSafeInteger(limit) || limit < 1) {
+    throw new InvalidRequestError('limit', `must be a positive integer, got ${showValue(limit)}`);
+  }
+  return { limit, after: cursor === undefined ? undefined : decodeKeyCursor(tag, cursor) };
+}
+
+/** The `olderThan` of `sweep`: a time in epoch ms (any number but NaN: infinities sweep all or nothing). */
+export function checkOlderThan(olderThan: unknown): number {
+  if (typeof olderThan !== 'number' || Number.isNaN(olderThan)) {
+    throw new InvalidRequestError('olderThan', `must be a time in epoch ms, got ${showValue(olderThan)}`);
+  }
+  return olderThan;
+}
+
+function cacheOptions(options: unknown): Record<string, unknown> {
+  const error = optionsArgumentError(options, 'options');
+  if (error !== undefined) throw error;
+  return (options ?? {}) as Record<string, unknown>;
 }

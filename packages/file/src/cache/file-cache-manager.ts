@@ -12,11 +12,13 @@ import {
   assertValidKey,
   BackendError,
   CACHE_AREAS,
-  decodeKeyCursor,
+  cacheGetOptions,
+  cacheListOptions,
+  cacheUrlExpiry,
+  checkOlderThan,
   encodeKeyCursor,
   ClosedError,
   ConfigError,
-  InvalidRequestError,
   sliceRange,
   SystemClock,
   TOKENS,
@@ -35,6 +37,7 @@ import type {
   StagedResult,
 } from '@armlib/core';
 import {
+  CREATE_FLAGS,
   dirState,
   ensureDir,
   errnoOf,
@@ -55,8 +58,8 @@ import { CACHE_DB_FILE, openCacheDatabase } from './open-cache-database.js';
 import { resolveFileCacheOptions } from './options.js';
 import { fileFormats, publicManifest } from './result-row.js';
 import type { StoredResult } from './result-row.js';
-import { ResultStore, Superseded } from './result-store.js';
-import type { Lookup } from './result-store.js';
+import { CLEAN_UP_CHUNK, ResultStore, Superseded } from './result-store.js';
+import type { CleanUpChunk, CleanUpCursor, Lookup } from './result-store.js';
 import type { FileCacheManagerOptions, ResolvedFileCacheOptions } from './options.js';
 import { FileStagedResult } from './staged-result.js';
 import type { StagingHost } from './staged-result.js';
@@ -105,7 +108,7 @@ interface KeyEntries {
  * Nothing is read or written outside `dir`: keys and formats are validated, every path is checked
  * to lie inside the root, directories are checked with lstat on every call, files are opened with
  * O_NOFOLLOW and the database files must not be symlinks, so a symlink planted inside the root is
- * refused with a {@link BackendError}.
+ * refused with a {@link BackendError} (a sweep skips it, and sweeps the rest).
  *
  * Routed URLs are `${urlPrefix}${key}/${format}`, served by the host through `RequestManager.read`.
  * Unknown option names are ignored.
@@ -183,10 +186,11 @@ export class FileCacheManager implements CacheManager {
    * replacement or deletion of the result does not cut the stream short. The caller must consume
    * or destroy the body: that closes the file.
    */
-  async get(key: string, format: string, options: CacheGetOptions = {}): Promise<CachedBody | undefined> {
+  async get(key: string, format: string, given?: CacheGetOptions): Promise<CachedBody | undefined> {
     this.#assertOpen();
     assertValidKey(key);
     assertValidFormat(format);
+    const options = cacheGetOptions(given);
     const store = this.#prepare();
     for (let attempt = 1; ; attempt++) {
       const found = this.#find(store, key);
@@ -230,10 +234,7 @@ export class FileCacheManager implements CacheManager {
     assertValidKey(key);
     assertValidFormat(format);
     // Routed URLs do not expire, but a nonsensical expiry is still the caller's bug.
-    const expires = (options as Partial<CacheUrlOptions> | undefined)?.expiresInSec;
-    if (typeof expires !== 'number' || !(expires > 0) || !Number.isFinite(expires)) {
-      throw new InvalidRequestError('expiresInSec', `must be a positive number of seconds, got ${String(expires)}`);
-    }
+    cacheUrlExpiry(options);
     const store = this.#prepare();
     const found = this.#find(store, key);
     if (found === undefined || formatOf(found.result, format) === undefined) return undefined;
@@ -266,7 +267,7 @@ export class FileCacheManager implements CacheManager {
           linking = format;
           const to = this.#layout.stagingPath(id, format);
           // A hard link shares the data the commit synced; a copy is new data, synced like a write.
-          const copied = linkOrCopy(this.#formatPath(found, format), to);
+          const copied = await linkOrCopy(this.#formatPath(found, format), to);
           files.set(format, to);
           if (copied && this.#durable) await syncFile(to);
         }
@@ -331,54 +332,60 @@ export class FileCacheManager implements CacheManager {
     assertCacheArea(area);
     const store = this.#prepare();
     dirState(this.#layout.areaDir(area));
-    return this.#track(
-      store.clear(area).then(({ count, results }) => {
-        for (const result of results) this.#removeFiles(result, fileFormats(result));
-        return count;
-      }),
-    );
+    return this.#track(this.#inChunks((after) => store.clearSome(area, after, CLEAN_UP_CHUNK.rows)));
   }
 
   async sweep(area: CacheArea, olderThan: number): Promise<number> {
     this.#assertOpen();
     assertCacheArea(area);
     const store = this.#prepare();
-    if (typeof olderThan !== 'number' || Number.isNaN(olderThan)) {
-      throw new InvalidRequestError('olderThan', `must be a time in epoch ms, got ${String(olderThan)}`);
-    }
+    checkOlderThan(olderThan);
     collectStaging(this.#layout.staging);
     return this.#track(this.#sweep(store, area, olderThan));
   }
 
   async #sweep(store: ResultStore, area: CacheArea, olderThan: number): Promise<number> {
     const shardDirs = this.#shardDirs(area);
-    const swept = await store.sweep(area, olderThan);
-    for (const result of swept) this.#removeFiles(result, fileFormats(result));
+    const swept = await this.#inChunks((after) => store.sweepSome(area, olderThan, after, CLEAN_UP_CHUNK.rows));
     // What crashes left: data files no row names (a commit that died before its transaction).
     for (const shardDir of shardDirs) {
       for (const [key, found] of this.#keysIn(shardDir)) {
-        const current = store.find(area, key);
+        const current = store.findFiles(area, key);
         // A row this cache cannot read: the key is left alone, files included, rather than its
         // data taken for orphans.
         if (current instanceof BackendError) continue;
         collectOrphans(shardDir, found.entries, current?.commit);
       }
     }
-    return swept.length;
+    return swept;
+  }
+
+  /**
+   * Runs a clean-up of an area one chunk (one transaction) at a time, in key order, removing each
+   * chunk's files once it committed, as a delete does: a result is whole until its row goes.
+   * Between chunks, other writers and readers go on; a result they commit behind the chunks stays,
+   * one ahead of them may go too (and is counted). Returns how many rows went.
+   */
+  async #inChunks(chunk: (after: CleanUpCursor) => Promise<CleanUpChunk>): Promise<number> {
+    let count = 0;
+    let after: CleanUpCursor | undefined = '';
+    while (after !== undefined) {
+      const done = await chunk(after);
+      count += done.count;
+      for (const result of done.removed) this.#removeFiles(result, result.files);
+      after = done.next;
+    }
+    return count;
   }
 
   async list(area: CacheArea, options: { limit: number; cursor?: string }): Promise<CacheListPage> {
     this.#assertOpen();
     assertCacheArea(area);
     const store = this.#prepare();
-    const { limit, cursor } = options;
-    if (!Number.isSafeInteger(limit) || limit < 1) {
-      throw new InvalidRequestError('limit', `must be a positive integer, got ${String(limit)}`);
-    }
-    const after = cursor === undefined ? '' : decodeKeyCursor(CURSOR_TAG, cursor);
+    const { limit, after } = cacheListOptions(CURSOR_TAG, options);
     dirState(this.#layout.areaDir(area));
     // A row this cache cannot read is skipped (it reads as no result), not a failure of the whole listing.
-    const page = store.list(area, after, limit);
+    const page = store.list(area, after ?? '', limit);
     const items = page.items.map(publicManifest);
     const last = items.at(-1);
     return page.more && last !== undefined ? { items, cursor: encodeKeyCursor(CURSOR_TAG, last.key) } : { items };
@@ -609,7 +616,7 @@ export class FileCacheManager implements CacheManager {
    * the result is gone already, and what stays is garbage for a later sweep; a shard directory
    * replaced by a symlink is not entered.
    */
-  #removeFiles(result: StoredResult, formats: readonly string[]): void {
+  #removeFiles(result: Pick<StoredResult, 'area' | 'key' | 'commit'>, formats: readonly string[]): void {
     if (formats.length === 0) return;
     let shardDir: string | undefined;
     try {
@@ -621,34 +628,35 @@ export class FileCacheManager implements CacheManager {
     for (const format of formats) unlinkQuietly(this.#layout.dataPath(shardDir, result.key, result.commit, format));
   }
 
-  /** The shard directories of `area`, each checked not to be a symlink. */
+  /**
+   * The shard directories of `area`: real directories only (the types are lstat's, so a symlink is
+   * never one). Anything else under a shard's name (a symlink or a file planted there) is skipped,
+   * never entered: one odd entry must not stop the sweep of the whole area. The area directory
+   * itself is checked, and refused when it is a symlink.
+   */
   #shardDirs(area: CacheArea): string[] {
     const areaDir = this.#layout.areaDir(area);
     if (dirState(areaDir) === 'missing') return [];
     const dirs: string[] = [];
     for (const shard of readDir(areaDir)) {
-      if (!SHARD_PATTERN.test(shard.name)) continue;
-      const shardDir = this.#layout.inside(join(areaDir, shard.name));
-      if (dirState(shardDir) === 'dir') dirs.push(shardDir);
+      if (!SHARD_PATTERN.test(shard.name) || !shard.isDirectory()) continue;
+      dirs.push(this.#layout.inside(join(areaDir, shard.name)));
     }
     return dirs;
   }
 
   /**
-   * The keys with files in one shard directory, refusing a symlink planted under any name of the
-   * cache. A manifest file left by the migration from the `flat-1` layout (a crash between its
-   * steps) is never read again: it goes at once.
+   * The keys with data files in one shard directory: regular files only. A symlink, a FIFO or a
+   * directory planted under a name of the cache is skipped, left as it is (never followed, never
+   * opened), as is a shard directory replaced since it was listed. A manifest file left by the
+   * migration from the `flat-1` layout (a crash between its steps) is never read again: it goes at once.
    */
   #keysIn(shardDir: string): Map<string, KeyEntries> {
     const keys = new Map<string, KeyEntries>();
+    if (!isRealDir(shardDir)) return keys;
     for (const dirent of readDir(shardDir)) {
       const entry = parseShardEntry(dirent.name);
-      if (entry === undefined) continue;
-      if (dirent.isSymbolicLink()) {
-        throw new BackendError(
-          `file cache: refusing to follow the symlink at ${join(shardDir, dirent.name)} (nothing is read or written outside the cache directory)`,
-        );
-      }
+      if (entry === undefined || !dirent.isFile()) continue;
       if (entry.kind === 'manifest') {
         unlinkQuietly(join(shardDir, dirent.name));
         continue;
@@ -735,19 +743,61 @@ function copyFormats(formats: Readonly<Record<string, FormatInfo>>): Record<stri
 }
 
 /** Hard-links `from` to `to`, copying where the file system has no hard links; true when it copied. */
-function linkOrCopy(from: string, to: string): boolean {
+async function linkOrCopy(from: string, to: string): Promise<boolean> {
   try {
     fs.linkSync(from, to);
     return false;
   } catch (error) {
     const code = errnoOf(error);
     if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EXDEV' && code !== 'EMLINK') throw error;
-    // copyFile follows symlinks, link does not: refuse one planted in place of a format file.
-    if (fs.lstatSync(from).isSymbolicLink()) {
-      throw new BackendError(`file cache: refusing to follow the symlink at ${from}`, { cause: error });
-    }
-    fs.copyFileSync(from, to, fs.constants.COPYFILE_EXCL);
+    await copyRegularFile(from, to);
     return true;
+  }
+}
+
+/**
+ * Copies the regular file at `from` to a new file `to`, through descriptors: what is read is
+ * what was checked. A link copies whatever is at the name, but a copy reads it: O_NOFOLLOW
+ * refuses a symlink planted there (copyFile would follow it out of the root), and O_NONBLOCK with
+ * the fstat refuses a FIFO, whose open and reads would wait for a writer for ever, or a device.
+ * Removes `to` when it fails.
+ */
+async function copyRegularFile(from: string, to: string): Promise<void> {
+  const source = await open(from, READ_FLAGS);
+  try {
+    if (!(await source.stat()).isFile()) {
+      throw new BackendError(`file cache: refusing to copy ${from}: it is not a regular file`);
+    }
+    const target = await open(to, CREATE_FLAGS, 0o644);
+    let closing = false;
+    try {
+      const buffer = Buffer.allocUnsafe(READ_CHUNK_BYTES);
+      for (;;) {
+        const { bytesRead } = await source.read(buffer, 0, buffer.byteLength, null);
+        if (bytesRead === 0) break;
+        let written = 0;
+        while (written < bytesRead) {
+          written += (await target.write(buffer, written, bytesRead - written)).bytesWritten;
+        }
+      }
+      closing = true;
+      await target.close();
+    } catch (error) {
+      if (!closing) await target.close().catch(() => undefined);
+      unlinkQuietly(to);
+      throw error;
+    }
+  } finally {
+    await source.close().catch(() => undefined);
+  }
+}
+
+/** True when `path` is a directory, not a symlink to one (false for anything else, or an error). */
+function isRealDir(path: string): boolean {
+  try {
+    return dirState(path) === 'dir';
+  } catch {
+    return false;
   }
 }
 

@@ -71,10 +71,73 @@ export function encodeRow(result: StoredResult): EncodedRow {
 }
 
 /**
+ * The columns of a row but its inline bytes, which a clean-up does not need: `data_type` and
+ * `data_size` are SQLite's `typeof(data)` and `length(data)`, which SQLite answers from the row's
+ * header without reading the BLOB.
+ */
+export interface ResultFilesRow extends Omit<ResultRow, 'data'> {
+  readonly data_type: unknown;
+  readonly data_size: unknown;
+}
+
+/** What a clean-up needs of a result: which commit it is, when it was made, and its data files. */
+export interface ResultFiles {
+  readonly key: string;
+  readonly area: CacheArea;
+  readonly commit: string;
+  readonly createdAt: number;
+  /** The formats that are files of their own (see {@link fileFormats}). */
+  readonly files: readonly string[];
+}
+
+/**
  * The result a row describes, or throws a {@link BackendError} saying why the row is not one this
  * cache can read (another version, or damaged). Inline formats are views of the row's BLOB.
  */
 export function decodeRow(row: ResultRow): StoredResult {
+  const { data } = row;
+  const blob = Buffer.isBuffer(data) ? data : undefined;
+  const size = data === null || data === undefined ? undefined : (blob?.byteLength ?? 'bad');
+  const { key, area, createdAt, commit, formats, fence, ranges } = decodeFields(row, size);
+  const inline = new Map<string, Buffer>();
+  // Only a row with a BLOB has inline formats: decodeFields refused the others.
+  if (blob !== undefined) for (const [name, [start, end]] of ranges) inline.set(name, blob.subarray(start, end));
+  return {
+    key,
+    area,
+    createdAt,
+    commit,
+    formats,
+    ...(inline.size === 0 ? {} : { inline }),
+    ...(fence === undefined ? {} : { fence }),
+  };
+}
+
+/**
+ * {@link decodeRow} of a row read without its inline bytes: the same checks, so that exactly the
+ * rows decodeRow reads are read here, and the same errors.
+ */
+export function decodeFiles(row: ResultFilesRow): ResultFiles {
+  const type = row.data_type;
+  const size =
+    type === 'null' ? undefined : type === 'blob' && typeof row.data_size === 'number' ? row.data_size : 'bad';
+  const { key, area, commit, createdAt, formats, ranges } = decodeFields(row, size);
+  return { key, area, commit, createdAt, files: Object.keys(formats).filter((name) => !ranges.has(name)) };
+}
+
+/** A row's fields but its inline bytes, checked; `ranges` are where the inline formats lie in the BLOB (end exclusive). */
+interface RowFields {
+  readonly key: string;
+  readonly area: CacheArea;
+  readonly createdAt: number;
+  readonly commit: string;
+  readonly formats: Record<string, FormatInfo>;
+  readonly fence: number | undefined;
+  readonly ranges: ReadonlyMap<string, readonly [number, number]>;
+}
+
+/** Checks every column of a row; `dataSize` is the length of its BLOB (undefined: none, `bad`: not a BLOB). */
+function decodeFields(row: Omit<ResultRow, 'data'>, dataSize: number | undefined | 'bad'): RowFields {
   const key = String(row.key);
   const area = row.area === 'persistent' || row.area === 'temporary' ? row.area : 'temporary';
   if (row.v !== ROW_VERSION) throw unreadable(key, area, `row version ${String(row.v)}`);
@@ -87,8 +150,7 @@ export function decodeRow(row: ResultRow): StoredResult {
   if (fence !== null && (typeof fence !== 'number' || !Number.isFinite(fence))) {
     throw unreadable(key, area, 'bad fence');
   }
-  const data = row.data === null ? undefined : row.data;
-  if (data !== undefined && !Buffer.isBuffer(data)) throw unreadable(key, area, 'bad data');
+  if (dataSize === 'bad') throw unreadable(key, area, 'bad data');
   let raw: unknown;
   try {
     raw = typeof row.formats === 'string' ? JSON.parse(row.formats) : undefined;
@@ -97,28 +159,20 @@ export function decodeRow(row: ResultRow): StoredResult {
   }
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw unreadable(key, area, 'bad formats');
   const formats: Record<string, FormatInfo> = {};
-  const inline = new Map<string, Buffer>();
+  const ranges = new Map<string, readonly [number, number]>();
   let inlineBytes = 0;
   for (const [name, value] of Object.entries(raw as Record<string, unknown>)) {
-    const { info, at } = decodeFormat(name, value, key, area);
-    formats[name] = info;
-    if (at === undefined) continue;
-    if (data === undefined || at + info.size > data.byteLength) {
+    const decoded = decodeFormat(name, value, key, area);
+    formats[name] = decoded.info;
+    if (decoded.at === undefined) continue;
+    if (dataSize === undefined || decoded.at + decoded.info.size > dataSize) {
       throw unreadable(key, area, `bad inline data of ${name}`);
     }
-    inline.set(name, data.subarray(at, at + info.size));
-    inlineBytes += info.size;
+    ranges.set(name, [decoded.at, decoded.at + decoded.info.size]);
+    inlineBytes += decoded.info.size;
   }
-  if ((data?.byteLength ?? 0) !== inlineBytes) throw unreadable(key, area, 'bad inline data');
-  return {
-    key,
-    area,
-    createdAt,
-    commit,
-    formats,
-    ...(inline.size === 0 ? {} : { inline }),
-    ...(fence === null ? {} : { fence }),
-  };
+  if ((dataSize ?? 0) !== inlineBytes) throw unreadable(key, area, 'bad inline data');
+  return { key, area, createdAt, commit, formats, fence: fence === null ? undefined : fence, ranges };
 }
 
 function decodeFormat(

@@ -188,7 +188,9 @@ describe('file cache: confinement', function () {
       expect(await cache.head(key)).to.equal(undefined);
       expect(await cache.get(key, 'csv')).to.equal(undefined);
       expectBackendError(await rejection(cache.delete(key)), 'delete');
-      expectBackendError(await rejection(cache.sweep('temporary', Number.MAX_SAFE_INTEGER)), 'sweep');
+      // A sweep skips the link (never enters it) and sweeps the rest of the area.
+      expect(await cache.sweep('temporary', Number.MAX_SAFE_INTEGER)).to.equal(1);
+      expect(await cache.head('other')).to.equal(undefined);
       const staged = await cache.stage(key);
       await staged.write('csv', bytes('new data'), { contentType: 'text/csv' });
       expectBackendError(await rejection(staged.commit('temporary')), 'commit');
@@ -227,14 +229,38 @@ describe('file cache: confinement', function () {
       });
     }
 
-    it('refuses a symlink planted under the name of a data file when sweeping a shard', async function () {
-      await put(cache, 'k', 'temporary', { csv: 'x' });
-      const shardDir = join(root, 'temporary', shardOf('k'));
-      fs.symlinkSync(sentinel, join(shardDir, `k@${Date.now().toString(36).padStart(9, '0')}0123456789a@csv`));
-      expectBackendError(await rejection(cache.sweep('temporary', 0)), 'sweep');
-      // A listing reads rows only: it meets no file, so it does not fail.
+    it('skips what is not a regular file or a real directory when sweeping, and sweeps the rest', async function () {
+      await put(cache, 'k', 'temporary', { csv: 'kept' });
+      const areaDir = join(root, 'temporary');
+      const shardDir = join(areaDir, shardOf('k'));
+      // Names of commits two hours old that no row names: orphans by their names.
+      const twoHoursAgo = Date.now() - 2 * 60 * 60 * 1000;
+      const stale = (n: number): string => `k@${idAt(twoHoursAgo, n)}@csv`;
+      const target = join(sentinel, 'target');
+      fs.writeFileSync(target, 'OUTSIDE');
+      fs.symlinkSync(target, join(shardDir, stale(1)));
+      fs.mkdirSync(join(shardDir, stale(2)));
+      fs.writeFileSync(join(shardDir, stale(3)), 'a real orphan');
+      // A shard name that is a symlink to a directory outside holding an orphan by its name.
+      const elsewhere = join(sentinel, 'shard');
+      fs.mkdirSync(elsewhere);
+      fs.writeFileSync(join(elsewhere, stale(4)), 'OUTSIDE');
+      const otherShard = ['00', '01', '02'].find((name) => name !== shardOf('k')) ?? '';
+      fs.rmSync(join(areaDir, otherShard), { recursive: true, force: true });
+      fs.symlinkSync(elsewhere, join(areaDir, otherShard));
+      const outside = tree(sentinel);
+
+      expect(await cache.sweep('temporary', 0)).to.equal(0);
+      expect(fs.existsSync(join(shardDir, stale(3))), 'the regular orphan').to.equal(false);
+      expect(fs.lstatSync(join(shardDir, stale(1))).isSymbolicLink(), 'the planted link').to.equal(true);
+      expect(fs.lstatSync(join(shardDir, stale(2))).isDirectory(), 'the planted directory').to.equal(true);
+      expect(tree(sentinel)).to.deep.equal(outside);
+      expect(fs.readFileSync(target, 'utf8')).to.equal('OUTSIDE');
+      expect(await text(cache, 'k', 'csv')).to.equal('kept');
+      // A listing reads rows only: it meets no file.
       expect((await cache.list('temporary', { limit: 10 })).items.map((m) => m.key)).to.deep.equal(['k']);
-      expect(tree(sentinel)).to.deep.equal([]);
+      expect(await cache.sweep('temporary', Number.MAX_SAFE_INTEGER)).to.equal(1);
+      expect(fs.readFileSync(target, 'utf8')).to.equal('OUTSIDE');
     });
 
     it('does not open a format file that is a symlink', async function () {
@@ -279,3 +305,8 @@ describe('file cache: confinement', function () {
     });
   });
 });
+
+/** A commit id of the time `at` (epoch ms); `n` tells several of one time apart. */
+function idAt(at: number, n: number): string {
+  return at.toString(36).padStart(9, '0') + String(n).padStart(11, 'a');
+}

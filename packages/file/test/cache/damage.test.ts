@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { join } from 'node:path';
@@ -115,6 +115,65 @@ describe('file cache: damaged and foreign entries', function () {
     expect(fs.existsSync(dataPath)).to.equal(false);
   });
 
+  it('refuses a FIFO planted at a data file name when a promotion copies (no hard links), instead of hanging', async function () {
+    await put(cache, 'piped', 'temporary', { csv: 'x\n' });
+    const commit = rowOf(dir, 'temporary', 'piped')?.commit_id ?? '';
+    const dataPath = join(dir, 'temporary', shardOf('piped'), `piped@${commit}@csv`);
+    fs.unlinkSync(dataPath);
+    if (!mkfifo(dataPath)) skipBecause(this, 'the mkfifo command is not installed: no FIFO to plant');
+    // A writer that opens the FIFO and closes it at once, as soon as a reader opens it: a copy
+    // that opened the FIFO anyway then reads an empty file and this test fails, where it would
+    // otherwise hang the whole run inside a synchronous open.
+    const writer = spawn('sh', ['-c', ': > "$0"', dataPath], { stdio: 'ignore' });
+    const links = failLinks();
+    try {
+      const error = await rejection(cache.promote('piped'));
+      expect(BackendError.is(error), String(error)).to.equal(true);
+      expect(String(error)).to.include('not a regular file');
+    } finally {
+      links.restore();
+      writer.kill();
+    }
+    expect(fs.readdirSync(join(dir, 'staging')), 'no copy left in staging').to.deep.equal([]);
+    expect(rowOf(dir, 'temporary', 'piped')?.commit_id).to.equal(commit);
+    expect(rowOf(dir, 'persistent', 'piped')).to.equal(undefined);
+  });
+
+  it('refuses a symlink planted at a data file name when a promotion copies, leaving its target alone', async function () {
+    await put(cache, 'linked', 'temporary', { csv: 'x\n' });
+    const commit = rowOf(dir, 'temporary', 'linked')?.commit_id ?? '';
+    const dataPath = join(dir, 'temporary', shardOf('linked'), `linked@${commit}@csv`);
+    const secret = join(tmp.path, 'secret');
+    fs.writeFileSync(secret, 'SECRET');
+    fs.unlinkSync(dataPath);
+    fs.symlinkSync(secret, dataPath);
+    const links = failLinks();
+    try {
+      const error = await rejection(cache.promote('linked'));
+      expect(BackendError.is(error), String(error)).to.equal(true);
+      expect(String(error)).to.include('symlink');
+    } finally {
+      links.restore();
+    }
+    expect(fs.readdirSync(join(dir, 'staging'))).to.deep.equal([]);
+    expect(fs.readFileSync(secret, 'utf8')).to.equal('SECRET');
+  });
+
+  it('promotes by copying where the file system has no hard links', async function () {
+    const big = 'y'.repeat(200_000);
+    await put(cache, 'copied', 'temporary', { csv: big, json: '{}' });
+    const links = failLinks();
+    try {
+      expect(await cache.promote('copied')).to.equal(true);
+    } finally {
+      links.restore();
+    }
+    expect(await text(cache, 'copied', 'csv')).to.equal(big);
+    expect(await text(cache, 'copied', 'json')).to.equal('{}');
+    expect((await cache.head('copied'))?.area).to.equal('persistent');
+    expect(fs.readdirSync(join(dir, 'staging'))).to.deep.equal([]);
+  });
+
   it('reads a row whose data file is missing as damage, not retryable, in get and promote', async function () {
     await put(cache, 'lost', 'temporary', { csv: 'x\n' });
     const commit = rowOf(dir, 'temporary', 'lost')?.commit_id ?? '';
@@ -181,3 +240,39 @@ describe('file cache: damaged and foreign entries', function () {
     expect(await text(cache, 'x', 'csv')).to.equal(undefined);
   });
 });
+
+/** Skips the running test, saying why in its title (mocha's skip takes no reason). */
+function skipBecause(context: Mocha.Context, reason: string): never {
+  if (context.test !== undefined) context.test.title += ` (skipped: ${reason})`;
+  context.skip();
+}
+
+/** Makes a FIFO at `path`; false when the mkfifo command is not installed. */
+function mkfifo(path: string): boolean {
+  try {
+    execFileSync('mkfifo', [path]);
+    return true;
+  } catch (error) {
+    if ((error as { code?: unknown }).code === 'ENOENT') return false;
+    throw error;
+  }
+}
+
+/**
+ * Makes hard links fail as on a file system without them (EPERM), until restored: Node's own
+ * `fs.linkSync` is swapped, and the ESM view of it synced, so the cache's calls come here.
+ */
+function failLinks(): { restore(): void } {
+  const nodeFs = createRequire(import.meta.url)('node:fs') as typeof fs;
+  const linkSync = nodeFs.linkSync;
+  nodeFs.linkSync = () => {
+    throw Object.assign(new Error('EPERM: operation not permitted, link'), { code: 'EPERM' });
+  };
+  syncBuiltinESMExports();
+  return {
+    restore() {
+      nodeFs.linkSync = linkSync;
+      syncBuiltinESMExports();
+    },
+  };
+}
