@@ -107,7 +107,10 @@ export class CacheLayout {
     return this.#child(shardDir, `${key}${NAME_SEPARATOR}${commit}${NAME_SEPARATOR}${format}`);
   }
 
-  /** `<root>/staging/<stage id>@<format>`, or with `@<suffix>` for a rewrite in progress. */
+  /**
+   * `<root>/staging/<stage id>@<format>`, or `…@<format>@<suffix>` for a further write of the
+   * format in the same staged result (each write streams into a file of its own).
+   */
   stagingPath(stageId: string, format: string, suffix?: string): string {
     const name = `${stageId}${NAME_SEPARATOR}${format}${suffix === undefined ? '' : NAME_SEPARATOR + suffix}`;
     return this.#child(this.staging, name);
