@@ -156,6 +156,11 @@ export class TestEnv {
     return this.context.capabilities.exactPosition ?? this.queue.capabilities.exactPosition;
   }
 
+  /** Whether `capacity().busy` counts running leases for this adapter. */
+  get reportsBusy(): boolean {
+    return this.context.capabilities.reportsBusy ?? this.queue.capabilities.reportsBusy ?? false;
+  }
+
   /** Settings of the last manager built (scaled). */
   get settings(): ManagerSettings {
     return this.#settings;

@@ -177,6 +177,42 @@ export function positionAndEtaTests(options: ConformanceOptions): void {
       expect(gated.started).to.deep.equal(['flaky', 'fresh']);
     });
 
+    it('counts running leases in capacity().busy, where the adapter reports it (SPI)', async function () {
+      const env = await open();
+      const { queue } = env;
+      const lease = { workerId: 'w', leaseMs: env.t(60_000), policies: {} };
+      await queue.reportWorker('w', 4, env.t(120_000));
+      for (const key of ['a', 'b', 'c']) await queue.enqueue(entry(key), { limits: {} });
+      const busy = async (): Promise<number | undefined> => (await queue.capacity()).busy;
+      if (!env.reportsBusy) {
+        // Not declared: left out, or a count.
+        const read = await busy();
+        if (read !== undefined) expect(read).to.satisfy(Number.isSafeInteger).and.at.least(0);
+        return;
+      }
+      expect(await busy(), 'nothing claimed').to.equal(0);
+      const a = await queue.claim(lease);
+      const b = await queue.claim(lease);
+      expect([a?.record.key, b?.record.key]).to.deep.equal(['a', 'b']);
+      if (a === undefined || b === undefined) return;
+      expect(await busy(), 'two claimed').to.equal(2);
+      await queue.complete('a', a.token, { durationMs: env.t(10) });
+      expect(await busy(), 'one completed').to.equal(1);
+      const c = await queue.claim(lease);
+      expect(c?.record.key).to.equal('c');
+      if (c === undefined) return;
+      expect(await busy(), 'claimed again').to.equal(2);
+      const error = { code: 'BUSY', message: 'try later', retryable: true };
+      await queue.fail('c', c.token, { error, retryAt: env.clock.now() + env.t(120_000) });
+      expect(await busy(), 'one back to pending for a retry').to.equal(1);
+      // A lease that expires frees its slot once the queue applied the expiry (a read of the record does).
+      await env.clock.advance(env.t(60_000));
+      expect((await queue.get('b'))?.state).to.equal('pending');
+      expect(await busy(), 'lease expired').to.equal(0);
+      // Workers are not what is counted: the running leases are, whoever holds them.
+      expect((await queue.capacity()).slots).to.equal(4);
+    });
+
     it('reports an ETA that grows with the number of requests ahead', async function () {
       const env = await open();
       const manager = env.manager();

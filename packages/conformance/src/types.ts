@@ -25,6 +25,11 @@ export interface ConformanceCapabilities {
   exactPosition?: boolean;
   /** Smallest time step the backend distinguishes, ms; defaults to `queue.capabilities.clockGranularityMs`. */
   clockGranularityMs?: number;
+  /**
+   * `capacity()` counts running leases in `busy`; defaults to `queue.capabilities.reportsBusy`
+   * (absent: false, and `busy` is only checked to be a count when given).
+   */
+  reportsBusy?: boolean;
   /** Sequences run by the model-based queue test (default 1000; the cache model runs a fifth of it). */
   propertyRuns?: number;
   /**

@@ -81,6 +81,7 @@ describe('MemoryQueueManager', () => {
         exactPosition: true,
         sharedAcrossProcesses: false,
         clockGranularityMs: 1,
+        reportsBusy: true,
       });
     });
 
@@ -753,13 +754,13 @@ describe('MemoryQueueManager', () => {
     it('sums live worker reports until their ttl passes', async () => {
       await queue.reportWorker('w1', 4, 1_000);
       await queue.reportWorker('w2', 2, 5_000);
-      expect(await queue.capacity()).to.deep.equal({ workers: 2, slots: 6 });
+      expect(await queue.capacity()).to.deep.equal({ workers: 2, slots: 6, busy: 0 });
       await clock.advance(1_000);
-      expect(await queue.capacity()).to.deep.equal({ workers: 1, slots: 2 });
+      expect(await queue.capacity()).to.deep.equal({ workers: 1, slots: 2, busy: 0 });
       await queue.reportWorker('w2', 3, 5_000);
-      expect(await queue.capacity()).to.deep.equal({ workers: 1, slots: 3 });
+      expect(await queue.capacity()).to.deep.equal({ workers: 1, slots: 3, busy: 0 });
       await queue.removeWorker('w2');
-      expect(await queue.capacity()).to.deep.equal({ workers: 0, slots: 0 });
+      expect(await queue.capacity()).to.deep.equal({ workers: 0, slots: 0, busy: 0 });
       await expect(queue.reportWorker('w3', -1, 1_000)).to.be.rejectedWith(InvalidRequestError, /slots/);
     });
 

@@ -162,6 +162,109 @@ describe('DefaultRequestManager', () => {
   });
 
   describe('ETA', () => {
+    /** Slots reported by a worker that claims nothing itself; `claim()` takes a lease as a busy slot. */
+    function etaRig(wrap: boolean): Rig & { claim(): Promise<void> } {
+      const clock = new ManualClock();
+      const queue = new MemoryQueueManager({}, clock);
+      // Through a wrapper, the manager takes the promise-based path (#liveStatus) instead of the twins.
+      const rm = buildRequestManager({
+        queue: wrap ? new ForwardingQueueManager(queue) : queue,
+        cache: new MemoryCacheManager({}, clock),
+        clock,
+        settings: { leaseMs: 3000 },
+      });
+      const claim = async (): Promise<void> => {
+        expect(await queue.claim({ workerId: 'elsewhere', leaseMs: 60_000, policies: {} })).not.to.equal(undefined);
+      };
+      return { clock, rm, queue, claim };
+    }
+
+    for (const wrap of [false, true]) {
+      const path = wrap ? 'through a wrapper (async path)' : 'over the memory twins (sync path)';
+
+      it(`waits for a busy slot to free: half a run for the first release, ${path}`, async () => {
+        const t = etaRig(wrap);
+        r = t;
+        await t.queue.reportWorker('w', 1, 60_000);
+        await r.rm.submit({ uri: '/busy', key: 'running', estimatedMs: 1000 });
+        await t.claim();
+        // The only slot is busy: position 1 waits for it (on average half a run), then runs.
+        const first = await r.rm.submit({ uri: '/busy', key: 'first', estimatedMs: 1000 });
+        expect(first).to.deep.include({ position: 1, etaMs: 1500 });
+        expect(await r.rm.status('first')).to.deep.include({ position: 1, etaMs: 1500 });
+        const second = await r.rm.submit({ uri: '/busy', key: 'second', estimatedMs: 1000 });
+        expect(second).to.deep.include({ position: 2, etaMs: 2500 });
+        expect(await r.rm.status('second')).to.deep.include({ position: 2, etaMs: 2500 });
+      });
+
+      it(`starts at once on a free slot and spreads the releases of busy ones, ${path}`, async () => {
+        const t = etaRig(wrap);
+        r = t;
+        await t.queue.reportWorker('w', 2, 60_000);
+        await r.rm.submit({ uri: '/busy', key: 'running-1', estimatedMs: 1000 });
+        await t.claim();
+        // One slot of two free: position 1 starts now; position 2 waits for the busy one (half a
+        // run), position 3 for the one position 1 took (a whole run).
+        const keys = ['p1', 'p2', 'p3'];
+        for (const key of keys) await r.rm.submit({ uri: '/busy', key, estimatedMs: 1000 });
+        const etas = async (): Promise<(number | undefined)[]> =>
+          Promise.all(keys.map(async (key) => (await r.rm.status(key)).etaMs));
+        expect(await etas()).to.deep.equal([1000, 1500, 2000]);
+        // Both busy (p1 taken): the releases of two jobs at random points of their runs come at
+        // 1/3 and 2/3 of a run on average.
+        await t.claim();
+        expect((await r.rm.status('p1')).state).to.equal('running');
+        expect(await Promise.all(['p2', 'p3'].map(async (key) => (await r.rm.status(key)).etaMs))).to.deep.equal([
+          1333, 1667,
+        ]);
+      });
+    }
+
+    it('keeps the whole-waves ETA for an adapter that does not report busy slots', async () => {
+      const clock = new ManualClock();
+      const queue = new MemoryQueueManager({}, clock);
+      class NoBusy extends ForwardingQueueManager {
+        override async capacity(): Promise<{ workers: number; slots: number }> {
+          const { workers, slots } = await super.capacity();
+          return { workers, slots };
+        }
+      }
+      const rm = buildRequestManager({
+        queue: new NoBusy(queue),
+        cache: new MemoryCacheManager({}, clock),
+        clock,
+        settings: { leaseMs: 3000 },
+      });
+      r = { clock, rm, queue };
+      await queue.reportWorker('w', 1, 60_000);
+      await rm.submit({ uri: '/busy', key: 'running', estimatedMs: 1000 });
+      await queue.claim({ workerId: 'elsewhere', leaseMs: 60_000, policies: {} });
+      expect(await rm.submit({ uri: '/busy', key: 'first', estimatedMs: 1000 })).to.deep.include({
+        position: 1,
+        etaMs: 1000,
+      });
+    });
+
+    it("counts a worker's running job: with its only slot busy, the next request waits half a run", async () => {
+      r = rig();
+      const started = deferred();
+      const release = deferred();
+      r.rm.process(
+        async () => {
+          started.resolve();
+          await release.promise;
+        },
+        { concurrency: 1 },
+      );
+      await r.rm.submit({ uri: '/busy', key: 'running', estimatedMs: 1000 });
+      await started.promise;
+      expect((await r.queue.capacity()).busy).to.equal(1);
+      const next = await r.rm.submit({ uri: '/busy', key: 'next', estimatedMs: 1000 });
+      expect(next).to.deep.include({ state: 'pending', position: 1, etaMs: 1500 });
+      release.resolve();
+      await r.rm.waitFor('next');
+    });
+
     it('leaves it out for a running job past its expected time without progress, rather than 0', async () => {
       r = rig();
       const started = deferred();

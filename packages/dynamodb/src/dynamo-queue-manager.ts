@@ -161,11 +161,16 @@ function checkLeaseMs(leaseMs: number): void {
  */
 @injectable()
 export class DynamoQueueManager implements QueueManager {
-  /** Positions are estimates; shared by every process on the table; 1 ms resolution. */
+  /**
+   * Positions are estimates; shared by every process on the table; 1 ms resolution. `capacity()`
+   * has no running count: the leases are counted nowhere without a Query per shard (read units on
+   * every capacity read), so ETAs assume every slot free.
+   */
   readonly capabilities: QueueCapabilities = Object.freeze({
     exactPosition: false,
     sharedAcrossProcesses: true,
     clockGranularityMs: 1,
+    reportsBusy: false,
   });
 
   /** The table this queue uses. */

@@ -710,7 +710,7 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     // No longer pending when the position was read (claimed or finished meanwhile): no place in line.
     if (position === undefined) return recordStatus(record);
     if (paused) return queuedStatus(record, position, undefined);
-    return this.#pendingStatus(record, position, stats[0]?.avgMs, capacity.slots, this.clock.now());
+    return this.#pendingStatus(record, position, stats[0]?.avgMs, capacity.slots, capacity.busy, this.clock.now());
   }
 
   /** {@link #liveStatus} over the synchronous twins, right after the call that returned `record`. */
@@ -720,7 +720,7 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     const position = queue.rank(record.key);
     if (position === undefined) return recordStatus(record);
     if (queue.paused()) return queuedStatus(record, position, undefined);
-    return this.#pendingStatus(record, position, queue.avgMs(uri), queue.slots(), queue.now);
+    return this.#pendingStatus(record, position, queue.avgMs(uri), queue.slots(), queue.busy(), queue.now);
   }
 
   /**
@@ -732,8 +732,7 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
       const position = queue.rank(live.key);
       if (position !== undefined) {
         const durationMs = queue.avgMs(live.uri) ?? live.estimatedMs ?? this.settings.defaultEstimatedMs;
-        const waves = Math.floor((position - 1) / Math.max(1, queue.slots())) + 1;
-        const etaMs = Math.round(Math.max(queue.waitMs(live.key), (waves - 1) * durationMs) + durationMs);
+        const etaMs = pendingEtaMs(position, queue.slots(), queue.busy(), durationMs, queue.waitMs(live.key));
         // The same literal as queuedStatus builds for such a record.
         return {
           key: live.key,
@@ -771,17 +770,51 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     position: number,
     avgMs: number | undefined,
     slots: number,
+    busy: number | undefined,
     now: number,
   ): RequestStatus {
     const durationMs = avgMs ?? record.request.estimatedMs ?? this.settings.defaultEstimatedMs;
-    const waves = Math.floor((position - 1) / Math.max(1, slots)) + 1;
     const notBefore = Math.max(0, record.readyAt - now);
-    return queuedStatus(record, position, Math.round(Math.max(notBefore, (waves - 1) * durationMs) + durationMs));
+    return queuedStatus(record, position, pendingEtaMs(position, slots, busy ?? 0, durationMs, notBefore));
   }
 
   #assertOpen(): void {
     if (this.#closed !== undefined) throw new ClosedError();
   }
+}
+
+/**
+ * ETA of a pending request, ms: the expected wait for a slot, then its own run of `durationMs`.
+ *
+ * Model: `S = max(1, slots)` slots (none reported still means someone may serve), of which
+ * `B = min(busy, S)` run a job and `F = S − B` are free. The requests at positions 1..F start now
+ * (wait 0). A later one waits for the `(p − F)`-th slot release. What is left of a running job is
+ * not known here (only its own status has its progress), so each is taken as started at a
+ * uniformly random point of its run of `D = durationMs`: the `k`-th of the `B` releases then comes,
+ * on average, at `k / (B + 1) · D` (the expected `k`-th smallest of `B` uniform times; their mean is
+ * `D / 2`, a running job half done). The `F` jobs started now release at `D`. Each slot then frees
+ * every `D`, so the releases repeat with a period of `D`, `S` per period:
+ * release `r = p − F − 1` (0-based) of period `n = floor(r / S)`, index `k = r − n · S` in it,
+ * comes at `n · D + (k < B ? (k + 1) / (B + 1) : 1) · D`.
+ * `etaMs = max(notBefore, wait) + D`, `notBefore` the time left of a retry backoff.
+ *
+ * With `busy` 0 (or not reported) this is `floor((p − 1) / S) · D` for the wait, the whole-waves
+ * model that assumes every slot free now. The wait grows with `p` and never jumps back.
+ * Requests are taken as all lasting `D` (this request's duration), groups' fairness and caps are
+ * not modelled, as for the position.
+ */
+function pendingEtaMs(position: number, slots: number, busy: number, durationMs: number, notBefore: number): number {
+  const total = Math.max(1, slots);
+  const running = Math.min(Math.max(0, busy), total);
+  const free = total - running;
+  let wait = 0;
+  if (position > free) {
+    const release = position - free - 1;
+    const period = Math.floor(release / total);
+    const k = release - period * total;
+    wait = (period + (k < running ? (k + 1) / (running + 1) : 1)) * durationMs;
+  }
+  return Math.round(Math.max(notBefore, wait) + durationMs);
 }
 
 /**

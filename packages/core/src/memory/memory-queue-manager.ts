@@ -131,11 +131,12 @@ function decodeCursor(cursor: string): number {
  */
 @injectable()
 export class MemoryQueueManager implements QueueManager {
-  /** Exact positions, one process, 1 ms resolution. */
+  /** Exact positions, one process, 1 ms resolution, running leases counted. */
   readonly capabilities: QueueCapabilities = Object.freeze({
     exactPosition: true,
     sharedAcrossProcesses: false,
     clockGranularityMs: 1,
+    reportsBusy: true,
   });
 
   readonly #clock: Clock;
@@ -187,7 +188,10 @@ export class MemoryQueueManager implements QueueManager {
   readonly #activity = new ActivityTracker();
   readonly #durations = new DurationStats();
   readonly #workers = new Map<string, WorkerReport>();
-  #capacityCache: { readonly value: WorkerCapacity; readonly until: number } | undefined;
+  /** Live reports summed, valid until `until` (see {@link #reportsAt}). */
+  #capacityCache: { readonly workers: number; readonly slots: number; readonly until: number } | undefined;
+  /** The last `capacity()` answer, given again while nothing in it changed. */
+  #capacityValue: WorkerCapacity | undefined;
 
   /** Time of the last call (its `#begin`). */
   #lastNow = 0;
@@ -239,7 +243,8 @@ export class MemoryQueueManager implements QueueManager {
         return self.#lastNow;
       },
       rank: (key) => this.#rankOf(key),
-      slots: () => this.#capacityAt(this.#lastNow).slots,
+      slots: () => this.#reportsAt(this.#lastNow).slots,
+      busy: () => this.#byState.running,
       avgMs: (uri) => this.#durations.get(uri)?.avgMs,
       paused: () => this.#paused,
       claim: (options) => this.#claim(options),
@@ -664,14 +669,21 @@ export class MemoryQueueManager implements QueueManager {
   }
 
   #capacity(): WorkerCapacity {
-    return this.#capacityAt(this.#begin());
+    const { workers, slots } = this.#reportsAt(this.#begin());
+    // Every running record holds a lease (expired ones were just requeued or failed by #begin).
+    const busy = this.#byState.running;
+    const last = this.#capacityValue;
+    if (last !== undefined && last.workers === workers && last.slots === slots && last.busy === busy) return last;
+    const value: WorkerCapacity = Object.freeze({ workers, slots, busy });
+    this.#capacityValue = value;
+    return value;
   }
 
-  #capacityAt(now: number): WorkerCapacity {
+  #reportsAt(now: number): { readonly workers: number; readonly slots: number } {
     // Read on every submit and status read, changed only by reports and their expiry: the last
-    // result stands until a report comes or goes, or the first of the counted ones expires.
+    // sum stands until a report comes or goes, or the first of the counted ones expires.
     const cached = this.#capacityCache;
-    if (cached !== undefined && now < cached.until) return cached.value;
+    if (cached !== undefined && now < cached.until) return cached;
     let workers = 0;
     let slots = 0;
     let until = Infinity;
@@ -684,8 +696,8 @@ export class MemoryQueueManager implements QueueManager {
       slots += report.slots;
       if (report.expiresAt < until) until = report.expiresAt;
     }
-    const value: WorkerCapacity = Object.freeze({ workers, slots });
-    this.#capacityCache = { value, until };
+    const value = { workers, slots, until };
+    this.#capacityCache = value;
     return value;
   }
 

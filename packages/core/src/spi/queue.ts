@@ -261,6 +261,14 @@ export interface UriStats {
 export interface WorkerCapacity {
   readonly workers: number;
   readonly slots: number;
+  /**
+   * Leases running now (records in state `running`), across every process sharing the queue:
+   * the slots among `slots` that are taken. May exceed `slots` (a worker whose report lapsed while
+   * its jobs run on). Absent when the adapter cannot read it cheaply (see
+   * {@link QueueCapabilities.reportsBusy}); the manager's ETA then assumes no slot is busy. It may
+   * lag like the rest of the capacity (an adapter that reuses its reads for a while).
+   */
+  readonly busy?: number;
 }
 
 /** What an adapter can and cannot do exactly; the conformance suite adapts to it. */
@@ -271,6 +279,11 @@ export interface QueueCapabilities {
   readonly sharedAcrossProcesses: boolean;
   /** Smallest time step the adapter distinguishes, ms. */
   readonly clockGranularityMs: number;
+  /**
+   * `capacity()` reports {@link WorkerCapacity.busy} (memory, file). Absent or false: it leaves it
+   * out (DynamoDB: counting leases would cost read units on every capacity read).
+   */
+  readonly reportsBusy?: boolean;
 }
 
 /**
@@ -396,7 +409,7 @@ export interface QueueManager {
   reportWorker(workerId: string, slots: number, ttlMs: number): Promise<void>;
   /** A worker leaves. */
   removeWorker(workerId: string): Promise<void>;
-  /** Live capacity from reports. */
+  /** Live capacity from reports, with the running leases when `capabilities.reportsBusy`. */
   capacity(): Promise<WorkerCapacity>;
   /**
    * Releases what this instance holds (connections, file handles, timers; a client it built) after

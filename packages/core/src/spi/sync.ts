@@ -24,7 +24,7 @@ export const SYNC_OPS: unique symbol = Symbol('armlib.syncOps');
 /**
  * Synchronous twins of the queue calls a lifecycle makes. Each throws what the async call would
  * reject with. `lookup` applies due transitions like any SPI call; the peeks that follow it in
- * the same synchronous step (`rank`, `slots`, `avgMs`) read the state as it left it.
+ * the same synchronous step (`rank`, `slots`, `busy`, `avgMs`) read the state as it left it.
  */
 export interface SyncQueueOps {
   /** The adapter these belong to: a wrapper (a Proxy, say) around it does not get the fast path. */
@@ -44,6 +44,8 @@ export interface SyncQueueOps {
   rank(key: string): number | undefined;
   /** `capacity().slots` as of the last call. */
   slots(): number;
+  /** `capacity().busy` as of the last call (a counter the queue keeps: read on every status read). */
+  busy(): number;
   /** `uriStats(uri)[0]?.avgMs` as of the last call. */
   avgMs(uri: string): number | undefined;
   /** `isPaused()`. */

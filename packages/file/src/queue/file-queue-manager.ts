@@ -128,11 +128,12 @@ const JOURNAL_CHUNK = 1000;
  */
 @injectable()
 export class FileQueueManager implements QueueManager {
-  /** Exact positions, shared across processes, 1 ms resolution. */
+  /** Exact positions, shared across processes, 1 ms resolution, running leases counted. */
   readonly capabilities: QueueCapabilities = Object.freeze({
     exactPosition: true,
     sharedAcrossProcesses: true,
     clockGranularityMs: 1,
+    reportsBusy: true,
   });
 
   /** Absolute directory holding `queue.sqlite`. */
@@ -364,6 +365,7 @@ export class FileQueueManager implements QueueManager {
     if (picked === undefined) return undefined;
     const token = randomUUID();
     const row = this.#records.claim(picked.head.seq, now, token, now + options.leaseMs, options.workerId);
+    this.#stats.runningChanged();
     if (this.#unplaced.length > 0) this.#claimedAhead(row);
     this.#control.recordClaim(row.grp, now, picked.intervalMs);
     this.#stats.count('claimed', row.grp, now);
@@ -392,6 +394,7 @@ export class FileQueueManager implements QueueManager {
           // The usual case: checked and written by one statement.
           const row = this.#records.completeLeased(key, token, now, retainUntil);
           if (row === undefined) throw new LeaseLostError(key);
+          this.#stats.runningChanged();
           record = rowToRecord(row);
           group = row.grp;
         } else {
@@ -416,7 +419,7 @@ export class FileQueueManager implements QueueManager {
         // A retry or a failure would drop the cancel request: the cancel wins.
         if (row.cancel_requested === 1) return this.#finish(row, 'cancelled', now, options.retainUntil, options.error);
         if (options.retryAt !== undefined) {
-          return rowToRecord(this.#records.pendingAgain(row, options.retryAt, row.attempts, options.error));
+          return this.#requeue(row, options.retryAt, row.attempts, options.error);
         }
         const record = this.#finish(row, 'failed', now, options.retainUntil, options.error);
         this.#stats.count('failed', row.grp, now);
@@ -431,7 +434,7 @@ export class FileQueueManager implements QueueManager {
         const row = this.#leased(key, token, now);
         if (row.cancel_requested === 1) return this.#finish(row, 'cancelled', now, options.retainUntil, undefined);
         const attempts = options.countAttempt ? row.attempts : Math.max(0, row.attempts - 1);
-        return rowToRecord(this.#records.pendingAgain(row, now, attempts, undefined));
+        return this.#requeue(row, now, attempts, undefined);
       }),
     );
   }
@@ -831,7 +834,7 @@ export class FileQueueManager implements QueueManager {
       this.#journal('failed', record);
     } else {
       // The claim already counted the attempt.
-      this.#journal('requeued', rowToRecord(this.#records.pendingAgain(row, now, row.attempts, undefined)));
+      this.#journal('requeued', this.#requeue(row, now, row.attempts, undefined));
     }
   }
 
@@ -843,8 +846,16 @@ export class FileQueueManager implements QueueManager {
     error: ErrorInfo | undefined,
   ): QueueRecord {
     const finished = this.#records.finish(row, state, now, retainUntil, error);
+    if (row.state === 'running') this.#stats.runningChanged();
     if (finished.dropped) this.#control.addDropped(1);
     return rowToRecord(finished.row);
+  }
+
+  /** running → pending at `readyAt` (retry, release, lease expiry). */
+  #requeue(row: RecordRow, readyAt: number, attempts: number, error: ErrorInfo | undefined): QueueRecord {
+    const record = rowToRecord(this.#records.pendingAgain(row, readyAt, attempts, error));
+    this.#stats.runningChanged();
+    return record;
   }
 
   /**

@@ -66,7 +66,7 @@ interface UriSamples {
 /**
  * Metrics the queue learns as it runs, shared by every process: per-minute activity per group,
  * run-time statistics per uri (EMA, p50/p95 over a window of recent samples, as core's
- * DurationStats) and live worker reports.
+ * DurationStats) and live worker reports (with the running count the `groups` table keeps).
  *
  * Activity counts and run times are batched: a transition is counted (a completion's run time
  * noted) in memory and written with a later transaction of the same process, at most
@@ -111,10 +111,13 @@ export class StatsStore {
   readonly #workerSet: Stmt<[string, number, number]>;
   readonly #workerDelete: Stmt<[string]>;
   readonly #workerTrim: Stmt<[number]>;
-  readonly #capacity: Stmt<[number], { workers: number; slots: number | null; next: number | null }>;
+  readonly #capacity: Stmt<[number], { workers: number; slots: number | null; next: number | null; busy: number }>;
   /** See {@link StatsStore} (`cacheMs`). */
   readonly #cacheMs: number;
-  /** The last capacity read and until when it holds (a reported worker expires, or `cacheMs` pass). */
+  /**
+   * The last capacity read and until when it holds (a reported worker expires, or `cacheMs` pass, or
+   * this process changes what runs).
+   */
   #capacityRead: { value: WorkerCapacity; at: number; until: number } | undefined;
   /** The last statistics read of each uri (one without run times of this process waiting). */
   readonly #uriReads = new Map<string, { stats: UriStats | undefined; at: number }>();
@@ -163,7 +166,10 @@ export class StatsStore {
     this.#workerDelete = db.prepare('DELETE FROM workers WHERE id = ?');
     this.#workerTrim = db.prepare('DELETE FROM workers WHERE expires_at <= ?');
     this.#capacity = db.prepare(
-      'SELECT count(*) AS workers, sum(slots) AS slots, min(expires_at) AS next FROM workers WHERE expires_at > ?',
+      // Running leases: the per-group counts the triggers keep, O(groups), read with the reports.
+      `SELECT count(*) AS workers, sum(slots) AS slots, min(expires_at) AS next,
+         (SELECT coalesce(sum(running), 0) FROM groups) AS busy
+       FROM workers WHERE expires_at > ?`,
     );
   }
 
@@ -388,12 +394,24 @@ export class StatsStore {
     this.#capacityRead = undefined;
   }
 
-  /** Live worker reports at `now` (read again after `cacheMs`, or once one of them expires). */
+  /**
+   * This process claimed a record or ended a run (in the transaction in progress): the next
+   * capacity read counts the running leases again.
+   */
+  runningChanged(): void {
+    this.#capacityRead = undefined;
+  }
+
+  /**
+   * Live worker reports at `now`, with the running leases (read again after `cacheMs`, once one of
+   * the reports expires, or after {@link runningChanged}). A lease past its expiry counts until a
+   * call of some process applies it (as the next write or record read does).
+   */
   capacity(now: number): WorkerCapacity {
     const read = this.#capacityRead;
     if (read !== undefined && now >= read.at && now < read.until) return read.value;
     const row = this.#capacity.get(now);
-    const value: WorkerCapacity = { workers: row?.workers ?? 0, slots: row?.slots ?? 0 };
+    const value: WorkerCapacity = { workers: row?.workers ?? 0, slots: row?.slots ?? 0, busy: row?.busy ?? 0 };
     const until = Math.min(now + this.#cacheMs, row?.next ?? Number.POSITIVE_INFINITY);
     this.#capacityRead = until > now ? { value, at: now, until } : undefined;
     return value;

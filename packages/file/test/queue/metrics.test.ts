@@ -155,24 +155,24 @@ describe('FileQueueManager: metrics match the memory queue', function () {
     };
     try {
       await other.reportWorker('w1', 4, 10_000);
-      expect(await file.capacity()).to.deep.equal({ workers: 1, slots: 4 });
+      expect(await file.capacity()).to.deep.equal({ workers: 1, slots: 4, busy: 0 });
       // Another process's report: not read again for statsCacheMs (default 2000)…
       await other.reportWorker('w2', 2, 10_000);
-      expect(await file.capacity()).to.deep.equal({ workers: 1, slots: 4 });
-      expect(await fresh.capacity()).to.deep.equal({ workers: 2, slots: 6 });
+      expect(await file.capacity()).to.deep.equal({ workers: 1, slots: 4, busy: 0 });
+      expect(await fresh.capacity()).to.deep.equal({ workers: 2, slots: 6, busy: 0 });
       // …but this process's own report is seen at once.
       await file.reportWorker('w3', 1, 500);
-      expect(await file.capacity()).to.deep.equal({ workers: 3, slots: 7 });
+      expect(await file.capacity()).to.deep.equal({ workers: 3, slots: 7, busy: 0 });
       // A report stops counting when it expires, however recent the read.
       await clock.advance(500);
-      expect(await file.capacity()).to.deep.equal({ workers: 2, slots: 6 });
+      expect(await file.capacity()).to.deep.equal({ workers: 2, slots: 6, busy: 0 });
       await other.removeWorker('w1');
       await clock.advance(1_999);
-      expect(await file.capacity()).to.deep.equal({ workers: 2, slots: 6 });
+      expect(await file.capacity()).to.deep.equal({ workers: 2, slots: 6, busy: 0 });
       await clock.advance(1);
-      expect(await file.capacity()).to.deep.equal({ workers: 1, slots: 2 });
+      expect(await file.capacity()).to.deep.equal({ workers: 1, slots: 2, busy: 0 });
       await file.removeWorker('w2');
-      expect(await file.capacity()).to.deep.equal({ workers: 0, slots: 0 });
+      expect(await file.capacity()).to.deep.equal({ workers: 0, slots: 0, busy: 0 });
 
       await runOnce('e1', 100);
       expect((await file.uriStats('/eta'))[0]?.count).to.equal(1);

@@ -104,7 +104,7 @@ describe('FileQueueManager: durability across close and reopen', function () {
     await first.enqueue(entry('a'), NO_LIMITS);
     const lease = await other.claim(claimOptions());
     await other.complete('a', lease?.token ?? '', { durationMs: 120 });
-    expect(await other.capacity()).to.deep.equal({ workers: 1, slots: 4 });
+    expect(await other.capacity()).to.deep.equal({ workers: 1, slots: 4, busy: 0 });
     // Activity counts are batched per process: written within a second, and at every sweep.
     await first.sweep();
     const [bucket] = await other.activity(1);
@@ -113,7 +113,7 @@ describe('FileQueueManager: durability across close and reopen', function () {
       { uri: '/reports/sales', count: 1, avgMs: 120, p50Ms: 120, p95Ms: 120 },
     ]);
     await other.removeWorker('w1');
-    expect(await first.capacity()).to.deep.equal({ workers: 0, slots: 0 });
+    expect(await first.capacity()).to.deep.equal({ workers: 0, slots: 0, busy: 0 });
   });
 
   it('writes batched activity counts a second after they were made, or at close', async function () {
