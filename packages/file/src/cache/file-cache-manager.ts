@@ -332,7 +332,7 @@ export class FileCacheManager implements CacheManager {
     assertCacheArea(area);
     const store = this.#prepare();
     dirState(this.#layout.areaDir(area));
-    return this.#track(this.#inChunks((after) => store.clearSome(area, after, CLEAN_UP_CHUNK.rows)));
+    return this.#track(this.#inChunks(() => store.clearSome(area, CLEAN_UP_CHUNK.rows)));
   }
 
   async sweep(area: CacheArea, olderThan: number): Promise<number> {
@@ -363,20 +363,21 @@ export class FileCacheManager implements CacheManager {
   /**
    * Runs a clean-up of an area one chunk (one transaction) at a time, in key order, removing each
    * chunk's files once it committed, as a delete does: a result is whole until its row goes.
-   * Between chunks, other writers and readers go on; a result they commit behind the chunks stays,
-   * one ahead of them may go too (and is counted). Returns how many rows went.
+   * Between chunks, other writers and readers go on: a result committed meanwhile may go too (and
+   * is counted), or stay when a sweep has passed its key. Returns how many rows went.
    */
-  async #inChunks(chunk: (after: CleanUpCursor) => Promise<CleanUpChunk>): Promise<number> {
+  async #inChunks(chunk: (after: CleanUpCursor | undefined) => Promise<CleanUpChunk>): Promise<number> {
     let count = 0;
-    let after: CleanUpCursor | undefined = '';
-    while (after !== undefined) {
+    let after: CleanUpCursor | undefined;
+    do {
       const done = await chunk(after);
       count += done.count;
       for (const result of done.removed) this.#removeFiles(result, result.files);
       after = done.next;
-    }
+    } while (after !== undefined);
     return count;
   }
+
 
   async list(area: CacheArea, options: { limit: number; cursor?: string }): Promise<CacheListPage> {
     this.#assertOpen();

@@ -25,6 +25,14 @@ const COLUMNS = 'area, key, v, commit_id, created_at, fence, formats, data';
  */
 const FILES_COLUMNS =
   'area, key, v, commit_id, created_at, fence, formats, typeof(data) AS data_type, length(data) AS data_size';
+/**
+ * {@link FILES_COLUMNS} plus the key's exact bytes, for a clean-up that goes on after it: a key
+ * read into JavaScript may not be the key bound back (a damaged row's text that is not UTF-8
+ * comes back with U+FFFD in it), so the cursor and the delete use the stored bytes.
+ */
+const CURSOR_COLUMNS = `${FILES_COLUMNS}, typeof(key) = 'blob' AS key_is_blob, CAST(key AS BLOB) AS key_bytes`;
+/** The stored key a cursor names: its bytes, as a BLOB or as TEXT as it was stored. */
+const EXACT_KEY = 'CASE WHEN @blob THEN @bytes ELSE CAST(@bytes AS TEXT) END';
 /** The cache keeps no bookkeeping alongside its transactions. */
 const NO_HOOKS: GroupCommitHooks = {
   mark: () => 0,
@@ -45,10 +53,13 @@ const MIN_PAGE_ROWS = 16;
 export const CLEAN_UP_CHUNK = { rows: 1000 };
 
 /**
- * Where a clean-up goes on: the last key of a chunk as SQLite returned it (a damaged row may hold
- * a BLOB, which sorts after every text: as a string, the same rows would come back for ever).
+ * Where a sweep goes on: the last key of a chunk, as the bytes SQLite stored and whether they are
+ * a BLOB (a damaged row may hold one; BLOBs sort after every text).
  */
-export type CleanUpCursor = string | Buffer;
+export interface CleanUpCursor {
+  readonly blob: boolean;
+  readonly bytes: Buffer;
+}
 
 /** One chunk of a clean-up: what went, and the key the next chunk starts after (none when done). */
 export interface CleanUpChunk {
@@ -56,10 +67,18 @@ export interface CleanUpChunk {
   readonly count: number;
   /** The readable results among them, whose files the caller removes. */
   readonly removed: readonly ResultFiles[];
+  /** Where the next chunk starts (after this key); undefined when this was the last chunk. */
   readonly next: CleanUpCursor | undefined;
 }
 
-type FilesRow = ResultFilesRow & { readonly key: CleanUpCursor };
+type FilesRow = ResultFilesRow & { readonly key: unknown };
+type CursorRow = FilesRow & { readonly key_is_blob: number; readonly key_bytes: Buffer };
+/** The named parameters of a statement that goes on after a cursor. */
+interface AfterParams {
+  readonly area: string;
+  readonly blob: number;
+  readonly bytes: Buffer;
+}
 
 /**
  * The results table of `cache.sqlite`: one row per (area, key), the commit point of a result.
@@ -76,9 +95,11 @@ export class ResultStore {
   readonly #delete: Database.Statement<[string, string]>;
   readonly #page: Database.Statement<[string, string, number], ResultRow>;
   readonly #selectFiles: Database.Statement<[string, string], FilesRow>;
-  readonly #chunk: Database.Statement<[string, CleanUpCursor, number], FilesRow>;
-  readonly #olderChunk: Database.Statement<[string, CleanUpCursor, number, number], FilesRow>;
-  readonly #deleteRow: Database.Statement<[string, CleanUpCursor]>;
+  readonly #firstRows: Database.Statement<[string, number], FilesRow>;
+  readonly #deleteFirst: Database.Statement<[{ area: string; limit: number }]>;
+  readonly #olderFirst: Database.Statement<[{ area: string; olderThan: number; limit: number }], CursorRow>;
+  readonly #olderAfter: Database.Statement<[AfterParams & { olderThan: number; limit: number }], CursorRow>;
+  readonly #deleteExact: Database.Statement<[AfterParams]>;
   readonly #getMeta: Database.Statement<[string], { value: string }>;
   readonly #setMeta: Database.Statement<[string, string]>;
   readonly #group: GroupCommit;
@@ -97,14 +118,21 @@ export class ResultStore {
     this.#delete = db.prepare('DELETE FROM results WHERE area = ? AND key = ?');
     this.#page = db.prepare(`SELECT ${COLUMNS} FROM results WHERE area = ? AND key > ? ORDER BY key LIMIT ?`);
     this.#selectFiles = db.prepare(`SELECT ${FILES_COLUMNS} FROM results WHERE area = ? AND key = ?`);
-    // In key order, through the (area, key) index, from where the last chunk stopped: each chunk
-    // reads only its own rows, and only the area's. (No row id: a version 0 table has none.)
-    this.#chunk = db.prepare(`SELECT ${FILES_COLUMNS} FROM results WHERE area = ? AND key > ? ORDER BY key LIMIT ?`);
-    this.#olderChunk = db.prepare(
-      `SELECT ${FILES_COLUMNS} FROM results WHERE area = ? AND key > ? AND created_at < ? ORDER BY key LIMIT ?`,
+    // A clear takes the area's first rows in key order, through the (area, key) index, and deletes
+    // those same rows by a subquery: no key leaves SQLite, so a damaged one cannot be missed.
+    // (No row id: a version 0 table has none.)
+    this.#firstRows = db.prepare(`SELECT ${FILES_COLUMNS} FROM results WHERE area = ? ORDER BY key LIMIT ?`);
+    this.#deleteFirst = db.prepare(
+      'DELETE FROM results WHERE area = @area AND key IN (SELECT key FROM results WHERE area = @area ORDER BY key LIMIT @limit)',
     );
-    // #delete's statement, typed for the key a clean-up read, which a damaged row may hold as a BLOB.
-    this.#deleteRow = db.prepare('DELETE FROM results WHERE area = ? AND key = ?');
+    // A sweep leaves rows behind (young or unreadable ones), so it goes on after the last key of a
+    // chunk, by its exact bytes.
+    const older = `SELECT ${CURSOR_COLUMNS} FROM results WHERE area = @area`;
+    this.#olderFirst = db.prepare(`${older} AND created_at < @olderThan ORDER BY key LIMIT @limit`);
+    this.#olderAfter = db.prepare(
+      `${older} AND key > ${EXACT_KEY} AND created_at < @olderThan ORDER BY key LIMIT @limit`,
+    );
+    this.#deleteExact = db.prepare(`DELETE FROM results WHERE area = @area AND key = ${EXACT_KEY}`);
     this.#getMeta = db.prepare('SELECT value FROM cache_meta WHERE name = ?');
     this.#setMeta = db.prepare('INSERT OR REPLACE INTO cache_meta (name, value) VALUES (?, ?)');
     // The commits one process makes in one turn of its event loop share a transaction (each in its
@@ -190,19 +218,18 @@ export class ResultStore {
   }
 
   /**
-   * Deletes, in one transaction, up to `limit` rows of `area` (unreadable ones too) with keys
-   * after `after`, in key order; resolves once it committed.
+   * Deletes, in one transaction, the first `limit` rows of `area` in key order (unreadable ones
+   * too); resolves once it committed. `next` is set (to no particular key) while rows may be left.
    */
-  clearSome(area: CacheArea, after: CleanUpCursor, limit: number): Promise<CleanUpChunk> {
+  clearSome(area: CacheArea, limit: number): Promise<CleanUpChunk> {
     return this.#group.add(`clearing '${area}'`, () => {
-      const rows = this.#chunk.all(area, after, limit);
       const removed: ResultFiles[] = [];
-      for (const row of rows) {
-        this.#deleteRow.run(area, row.key);
+      for (const row of this.#firstRows.all(area, limit)) {
         const found = decodeFilesQuietly(row);
         if (!(found instanceof BackendError)) removed.push(found);
       }
-      return { count: rows.length, removed, next: nextAfter(rows, limit) };
+      const count = this.#deleteFirst.run({ area, limit }).changes;
+      return { count, removed, next: count < limit ? undefined : MORE };
     });
   }
 
@@ -211,17 +238,26 @@ export class ResultStore {
    * the next `limit` such rows with keys after `after`, in key order; resolves once it committed.
    * A row this cache cannot read is left alone (its createdAt may not mean what it says).
    */
-  sweepSome(area: CacheArea, olderThan: number, after: CleanUpCursor, limit: number): Promise<CleanUpChunk> {
+  sweepSome(
+    area: CacheArea,
+    olderThan: number,
+    after: CleanUpCursor | undefined,
+    limit: number,
+  ): Promise<CleanUpChunk> {
     return this.#group.add(`sweeping '${area}'`, () => {
-      const rows = this.#olderChunk.all(area, after, olderThan, limit);
+      const rows =
+        after === undefined
+          ? this.#olderFirst.all({ area, olderThan, limit })
+          : this.#olderAfter.all({ area, blob: after.blob ? 1 : 0, bytes: after.bytes, olderThan, limit });
       const removed: ResultFiles[] = [];
+      let count = 0;
       for (const row of rows) {
         const found = decodeFilesQuietly(row);
         if (found instanceof BackendError || !(found.createdAt < olderThan)) continue;
-        this.#deleteRow.run(area, row.key);
+        count += this.#deleteExact.run({ area, blob: row.key_is_blob, bytes: row.key_bytes }).changes;
         removed.push(found);
       }
-      return { count: removed.length, removed, next: nextAfter(rows, limit) };
+      return { count, removed, next: nextAfter(rows, limit) };
     });
   }
 
@@ -346,9 +382,15 @@ function decodeFilesQuietly(row: ResultFilesRow): ResultFiles | BackendError {
   }
 }
 
-/** The key a clean-up goes on after: the last one of a full chunk (a short one was the last). */
-function nextAfter(rows: readonly FilesRow[], limit: number): CleanUpCursor | undefined {
-  return rows.length < limit ? undefined : rows.at(-1)?.key;
+/** A clear's `next`: its chunks always start at the area's first row. */
+const MORE: CleanUpCursor = { blob: false, bytes: Buffer.alloc(0) };
+
+/** The key a sweep goes on after: the last one of a full chunk (a short one was the last). */
+function nextAfter(rows: readonly CursorRow[], limit: number): CleanUpCursor | undefined {
+  const last = rows.at(-1);
+  return rows.length < limit || last === undefined
+    ? undefined
+    : { blob: last.key_is_blob === 1, bytes: last.key_bytes };
 }
 
 function refusal(error: BackendError): BackendError {
