@@ -1,9 +1,8 @@
 import type { Clock } from './clock.js';
 import { loadConfig } from './config/load.js';
 import type { ArmConfig } from './config/types.js';
-import { buildContainer } from './container/build-container.js';
+import { buildContainer, resolveRequestManager } from './container/build-container.js';
 import type { RequestManager } from './manager/types.js';
-import { TOKENS } from './tokens.js';
 
 /** Options of {@link createRequestManager}. */
 export interface CreateRequestManagerOptions {
@@ -19,7 +18,10 @@ export interface CreateRequestManagerOptions {
  * Loads a configuration (an object, a JSON file path, else `ARMLIB_CONFIG`, else the default
  * configuration), applies environment overrides, validates everything, builds the container and
  * returns its request manager. An invalid configuration rejects with one `ConfigError` listing
- * every bad field, before any adapter is constructed.
+ * every bad field, before any adapter is constructed. An adapter that fails to start (its
+ * constructor throws) rejects the call after closing what was already started; an error of its
+ * own that is not an armlib error arrives as a `ConfigError` naming the adapter, with the
+ * original as `cause`.
  */
 export async function createRequestManager(
   config?: ArmConfig | string,
@@ -31,5 +33,5 @@ export async function createRequestManager(
   };
   const resolved = await loadConfig(config, loadOptions);
   const container = await buildContainer(resolved, options.clock === undefined ? {} : { clock: options.clock });
-  return container.get(TOKENS.RequestManager);
+  return resolveRequestManager(container, resolved);
 }

@@ -18,6 +18,8 @@ use(chaiAsPromised);
 
 const FIXTURES = fileURLToPath(new URL('../../../../test-fixtures/config/', import.meta.url));
 const CUSTOM_ADAPTER = fileURLToPath(new URL('./fixtures/custom-adapter.js', import.meta.url));
+const NOT_A_MODULE = fileURLToPath(new URL('./fixtures/not-a-module-adapter.js', import.meta.url));
+const BARE_QUEUE_MODULE = fileURLToPath(new URL('./fixtures/bare-module-adapter.js', import.meta.url));
 const NO_ENV = {};
 
 async function configError(promise: Promise<unknown>): Promise<ConfigError> {
@@ -65,17 +67,46 @@ describe('config', () => {
       expect(config.source).to.equal(undefined);
     });
 
-    it('fills missing sections from the default configuration and missing settings from the defaults', async () => {
+    it('uses a given config as given: a section it leaves out is the memory adapter, settings take defaults', async () => {
       const config = await loadConfig({ manager: { leaseMs: 9000 } }, { env: NO_ENV });
-      expect(config.queue.adapter).to.equal(DEFAULT_CONFIG.queue?.adapter);
-      expect(config.cache.adapter).to.equal(DEFAULT_CONFIG.cache?.adapter);
+      expect(config.queue).to.deep.equal({ adapter: 'memory', options: {} });
+      expect(config.cache).to.deep.equal({ adapter: 'memory', options: {} });
       expect(config.manager).to.deep.equal({ ...DEFAULT_SETTINGS, leaseMs: 9000 });
+      const onlyQueue = await loadConfig({ queue: { adapter: CUSTOM_ADAPTER } }, { env: NO_ENV });
+      expect(onlyQueue.cache).to.deep.equal({ adapter: 'memory', options: {} });
     });
 
-    it('takes a section given as undefined from the default configuration, and refuses a null config', async () => {
-      const config = await loadConfig({ queue: undefined, cache: { adapter: 'memory' } } as never, { env: NO_ENV });
-      expect(config.queue.adapter).to.equal(DEFAULT_CONFIG.queue?.adapter);
-      expect(config.cache.adapter).to.equal('memory');
+    it('gives a config file, named or from ARMLIB_CONFIG, the memory adapter for a section it leaves out', async () => {
+      const file = path.join(tmp, 'only-queue.json');
+      await writeFile(file, JSON.stringify({ queue: { adapter: 'memory', options: { maxFinishedBytes: 4096 } } }));
+      const named = await loadConfig(file, { env: NO_ENV });
+      expect(named.cache).to.deep.equal({ adapter: 'memory', options: {} });
+      const fromEnv = await loadConfig(undefined, { env: { ARMLIB_CONFIG: file } });
+      expect(fromEnv.queue).to.deep.equal({ adapter: 'memory', options: { maxFinishedBytes: 4096 } });
+      expect(fromEnv.cache).to.deep.equal({ adapter: 'memory', options: {} });
+    });
+
+    it('applies environment overrides to a section left out', async () => {
+      const dir = path.join(tmp, 'env-dir');
+      const config = await loadConfig(
+        { queue: { adapter: 'memory' } },
+        { env: { ARMLIB_CACHE_ADAPTER: 'file', ARMLIB_DIR: dir, ARMLIB_QUEUE_OPTIONS: '{"maxFinishedBytes":10}' } },
+      );
+      expect(config.cache).to.deep.equal({ adapter: 'file', options: { dir } });
+      expect(config.queue).to.deep.equal({ adapter: 'memory', options: { maxFinishedBytes: 10 } });
+      const options = await loadConfig({}, { env: { ARMLIB_CACHE_OPTIONS: '{"maxTemporaryBytes":10}' } });
+      expect(options.cache).to.deep.equal({ adapter: 'memory', options: { maxTemporaryBytes: 10 } });
+    });
+
+    it('takes a section given as undefined as left out, and refuses a null config', async () => {
+      const config = await loadConfig(
+        { queue: undefined, cache: { adapter: 'memory', options: { maxTemporaryBytes: 5 } } } as never,
+        {
+          env: NO_ENV,
+        },
+      );
+      expect(config.queue).to.deep.equal({ adapter: 'memory', options: {} });
+      expect(config.cache).to.deep.equal({ adapter: 'memory', options: { maxTemporaryBytes: 5 } });
       const error = await configError(loadConfig(null as never, { env: NO_ENV, cwd: tmp }));
       expect(issueAt(error, '')).to.include('got null');
     });
@@ -290,6 +321,35 @@ describe('config', () => {
       );
       expect(paths(error)).to.deep.equal(['/queue/adapter']);
       expect(issueAt(error, '/queue/adapter')).to.include('queueModule');
+    });
+
+    it('reports a plugin whose module factory returns something that is not a ContainerModule', async () => {
+      const error = await configError(
+        loadConfig({ queue: { adapter: NOT_A_MODULE }, cache: { adapter: NOT_A_MODULE } }, { env: NO_ENV }),
+      );
+      expect(paths(error)).to.have.members(['/queue/adapter', '/cache/adapter']);
+      expect(issueAt(error, '/queue/adapter'))
+        .to.include("plugin 'not-a-module'")
+        .and.include('queueModule returned an object, not an inversify ContainerModule');
+      expect(issueAt(error, '/cache/adapter')).to.include('cacheModule returned').and.include('ContainerModule');
+    });
+
+    it('accepts a bare ContainerModule as the default export, for a side it binds', async () => {
+      const config = await loadConfig({ queue: { adapter: BARE_QUEUE_MODULE } }, { env: NO_ENV });
+      expect(config.queue.adapter).to.equal(BARE_QUEUE_MODULE);
+      const error = await configError(loadConfig({ cache: { adapter: BARE_QUEUE_MODULE } }, { env: NO_ENV }));
+      expect(paths(error)).to.deep.equal(['/cache/adapter']);
+      expect(issueAt(error, '/cache/adapter'))
+        .to.include('cannot be used as a cache')
+        .and.include('binds no TOKENS.CacheManager');
+    });
+
+    it('says which shapes a module may export', async () => {
+      const notAdapter = fileURLToPath(new URL('./fixtures/not-an-adapter.js', import.meta.url));
+      const error = await configError(loadConfig({ queue: { adapter: notAdapter } }, { env: NO_ENV }));
+      expect(issueAt(error, '/queue/adapter'))
+        .to.include('a plugin (a name and a queueModule and/or cacheModule function')
+        .and.include('or an inversify ContainerModule');
     });
 
     it("reports a plugin's own option issues under the options path", async () => {

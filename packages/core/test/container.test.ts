@@ -25,6 +25,12 @@ use(chaiAsPromised);
 const CUSTOM_ADAPTER = fileURLToPath(new URL('./fixtures/custom-adapter.js', import.meta.url));
 const CACHE_ONLY_ADAPTER = fileURLToPath(new URL('./fixtures/cache-only-adapter.js', import.meta.url));
 const CONFIG_TEMPLATE = fileURLToPath(new URL('../../test/fixtures/custom-adapter.config.json', import.meta.url));
+const THROWING_CACHE = fileURLToPath(new URL('./fixtures/throwing-cache-adapter.js', import.meta.url));
+const NOT_A_MODULE = fileURLToPath(new URL('./fixtures/not-a-module-adapter.js', import.meta.url));
+const BARE_QUEUE_MODULE = fileURLToPath(new URL('./fixtures/bare-module-adapter.js', import.meta.url));
+const BARE_BOTH_MODULE = fileURLToPath(new URL('./fixtures/bare-both-module.js', import.meta.url));
+/** A package name only the temp app's node_modules holds: core cannot import it by itself. */
+const ESM_ONLY_PACKAGE = 'armlib-test-esm-only-adapter';
 const MEMORY: ArmConfig = { queue: { adapter: 'memory' }, cache: { adapter: 'memory' } };
 const NO_ENV = {};
 
@@ -171,6 +177,99 @@ describe('container', () => {
       expect(ConfigError.is(error)).to.equal(true);
       expect((error as Error).message).to.include('queueModule');
     });
+
+    it('gives a section a config leaves out the memory adapter, not the file backend', async () => {
+      const container = await buildContainer(await loadConfig({ queue: { adapter: 'memory' } }, { env: NO_ENV }), {
+        clock,
+      });
+      expect(container.get(TOKENS.CacheManager)).to.be.instanceOf(MemoryCacheManager);
+      const onlyCache = await buildContainer(await loadConfig({ cache: { adapter: 'memory' } }, { env: NO_ENV }), {
+        clock,
+      });
+      expect(onlyCache.get(TOKENS.QueueManager)).to.be.instanceOf(MemoryQueueManager);
+    });
+
+    it('refuses a module factory that returns no ContainerModule, even in a hand-made config', async () => {
+      const config = await loadConfig(MEMORY, { env: NO_ENV });
+      const error: unknown = await buildContainer({
+        ...config,
+        queue: { adapter: NOT_A_MODULE, options: {} },
+      }).catch((e: unknown) => e);
+      expect(ConfigError.is(error), String(error)).to.equal(true);
+      expect((error as Error).message).to.include('not an inversify ContainerModule');
+    });
+
+    it('loads a bare ContainerModule default export, once when it backs both sides', async () => {
+      const queueOnly = await buildContainer(
+        await loadConfig({ queue: { adapter: BARE_QUEUE_MODULE } }, { env: NO_ENV }),
+        { clock },
+      );
+      expect(queueOnly.get(TOKENS.QueueManager)).to.be.instanceOf(RecordingQueueManager);
+      const both = await buildContainer(
+        await loadConfig(
+          { queue: { adapter: BARE_BOTH_MODULE }, cache: { adapter: BARE_BOTH_MODULE } },
+          { env: NO_ENV },
+        ),
+        { clock },
+      );
+      expect(both.get(TOKENS.QueueManager)).to.be.instanceOf(MemoryQueueManager);
+      expect(both.get(TOKENS.CacheManager)).to.be.instanceOf(MemoryCacheManager);
+    });
+  });
+
+  describe('adapter packages core cannot see', () => {
+    let app: string;
+
+    before(async () => {
+      // An app directory with its own node_modules, outside core's: only the config's directory
+      // leads to the package, whose exports have an `import` condition and nothing else.
+      app = path.join(tmp, 'esm-app');
+      const pkg = path.join(app, 'node_modules', ESM_ONLY_PACKAGE);
+      await mkdir(pkg, { recursive: true });
+      await writeFile(
+        path.join(pkg, 'package.json'),
+        JSON.stringify({
+          name: ESM_ONLY_PACKAGE,
+          version: '1.0.0',
+          type: 'module',
+          exports: { '.': { import: './index.js' } },
+        }),
+      );
+      await writeFile(
+        path.join(pkg, 'index.js'),
+        `export { armlibAdapter } from ${JSON.stringify(pathToFileURL(CUSTOM_ADAPTER).href)};\n`,
+      );
+    });
+
+    it("loads a package whose exports have only an import condition, from the config file's directory", async () => {
+      const file = path.join(app, 'armlib.json');
+      await writeFile(file, JSON.stringify({ queue: { adapter: ESM_ONLY_PACKAGE, options: { label: 'esm' } } }));
+      const manager = await createRequestManager(file, { env: NO_ENV, cwd: os.tmpdir(), clock });
+      try {
+        expect(RecordingQueueManager.instances).to.have.length(1);
+        expect(RecordingQueueManager.instances[0]?.receivedOptions).to.deep.equal({ label: 'esm' });
+      } finally {
+        await dispose(manager);
+      }
+    });
+
+    it('shows why an installed package cannot be loaded instead of calling it not installed', async () => {
+      const error: unknown = await loadConfig(
+        { queue: { adapter: `${ESM_ONLY_PACKAGE}/not-exported` } },
+        { env: NO_ENV, cwd: app },
+      ).catch((e: unknown) => e);
+      expect(ConfigError.is(error), String(error)).to.equal(true);
+      const issue = (error as ConfigError).issues.find((i) => i.path === '/queue/adapter');
+      expect(issue?.message).to.include(`cannot load adapter package ${ESM_ONLY_PACKAGE}/not-exported`);
+      expect(issue?.message).to.include('not defined by "exports"');
+      expect(issue?.message).to.not.include('not installed');
+      // A package that is nowhere is still "not installed".
+      const missing: unknown = await loadConfig(
+        { queue: { adapter: 'armlib-test-no-such-adapter' } },
+        { env: NO_ENV, cwd: app },
+      ).catch((e: unknown) => e);
+      expect((missing as Error).message).to.include('npm install armlib-test-no-such-adapter');
+    });
   });
 
   describe('memory plugin', () => {
@@ -229,6 +328,32 @@ describe('container', () => {
         '/manager/leaseMs',
       ]);
       expect(RecordingQueueManager.instances).to.have.length(0);
+    });
+
+    it('closes the queue it started when the cache adapter cannot be constructed, naming the adapter', async () => {
+      const error: unknown = await createRequestManager(
+        { queue: { adapter: CUSTOM_ADAPTER }, cache: { adapter: THROWING_CACHE } },
+        { env: NO_ENV, clock },
+      ).catch((e: unknown) => e);
+      expect(ConfigError.is(error), String(error)).to.equal(true);
+      expect((error as Error).message).to.equal(
+        `cannot start the cache adapter '${THROWING_CACHE}': throwing cache: boom in the constructor`,
+      );
+      const cause = (error as Error).cause;
+      expect(cause).to.be.instanceOf(Error);
+      expect((cause as Error).message).to.equal('throwing cache: boom in the constructor');
+      expect(RecordingQueueManager.instances).to.have.length(1);
+      expect(RecordingQueueManager.instances[0]?.closeCalls).to.equal(1);
+    });
+
+    it('passes an armlib error from an adapter constructor through, still closing the queue', async () => {
+      const error: unknown = await createRequestManager(
+        { queue: { adapter: CUSTOM_ADAPTER }, cache: { adapter: THROWING_CACHE, options: { throws: 'config' } } },
+        { env: NO_ENV, clock },
+      ).catch((e: unknown) => e);
+      expect(ConfigError.is(error), String(error)).to.equal(true);
+      expect((error as Error).message).to.equal('throwing cache: refused by its constructor');
+      expect(RecordingQueueManager.instances[0]?.closeCalls).to.equal(1);
     });
 
     it('applies environment overrides', async () => {

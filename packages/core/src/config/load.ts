@@ -1,6 +1,6 @@
 import path from 'node:path';
 
-import { loadAdapterPlugin, moduleFactoryFor } from '../container/adapter-registry.js';
+import { checkAdapterModule, loadAdapterPlugin, moduleFactoryFor } from '../container/adapter-registry.js';
 import type { AdapterRole } from '../container/adapter-registry.js';
 import { ArmError, ConfigError } from '../errors.js';
 import type { ConfigIssue } from '../errors.js';
@@ -24,12 +24,19 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** Sections the config leaves out come from the default configuration. */
-function withDefaultSections(raw: unknown): unknown {
+/** What a `queue` or `cache` section left out of a config is: the memory adapter. */
+const MISSING_SECTION = Object.freeze({ adapter: 'memory' });
+
+/**
+ * A config used as given: a `queue` or `cache` section it leaves out is the memory adapter, so
+ * that nothing is written anywhere the config did not name. (The default configuration, used when
+ * there is no config at all, has both sections.)
+ */
+function withMissingSections(raw: unknown): unknown {
   if (!isPlainObject(raw)) return raw;
   // A section given as undefined is left out, as in JSON.
   const given = Object.fromEntries(Object.entries(raw).filter(([, value]) => value !== undefined));
-  return { queue: DEFAULT_CONFIG.queue, cache: DEFAULT_CONFIG.cache, ...given };
+  return { queue: MISSING_SECTION, cache: MISSING_SECTION, ...given };
 }
 
 function checkSettings(settings: ManagerSettings): ConfigIssue[] {
@@ -54,13 +61,18 @@ async function checkAdapter(section: unknown, role: AdapterRole, baseDir: string
   if (typeof adapter !== 'string' || adapter === '') return [];
   try {
     const plugin = await loadAdapterPlugin(adapter, baseDir);
-    moduleFactoryFor(plugin, role, adapter);
+    const factory = moduleFactoryFor(plugin, role, adapter);
+    // Options of the wrong type were already reported by the schema.
+    if (options !== undefined && !isPlainObject(options)) return [];
     const validate =
       role === 'queue' ? plugin.validateQueueOptions?.bind(plugin) : plugin.validateCacheOptions?.bind(plugin);
-    // Options of the wrong type were already reported by the schema.
-    if (validate === undefined || (options !== undefined && !isPlainObject(options))) return [];
     const optionsPath = pointer(role, 'options');
-    return validate(options ?? {}).map((issue) => prefixIssue(optionsPath, issue));
+    const issues = (validate?.(options ?? {}) ?? []).map((issue) => prefixIssue(optionsPath, issue));
+    if (issues.length > 0) return issues;
+    // With valid options, the factory must give a container module binding this side's token
+    // (which builds nothing: the module is only loaded into a throw-away container).
+    await checkAdapterModule(factory(options ?? {}), role, adapter);
+    return [];
   } catch (error) {
     if (!ArmError.is(error)) throw error;
     if (ConfigError.is(error) && error.issues.length > 0) {
@@ -78,9 +90,11 @@ function resolveAdapter(section: unknown): ResolvedAdapterConfig {
 /**
  * Loads, completes and validates a configuration. `input` is a config object or the path of a
  * JSON file; without it, the file named by `ARMLIB_CONFIG` is used, else the default
- * configuration. Environment overrides (see `ENV_VARS`) apply on top. Every problem — schema,
- * environment, adapter loading, adapter options — is collected into one {@link ConfigError}
- * whose issues name each bad field by its JSON-pointer path. Nothing is constructed here.
+ * configuration. A given config (object or file) is used as given: a `queue` or `cache` section
+ * it leaves out is the memory adapter. Environment overrides (see `ENV_VARS`) apply on top. Every
+ * problem — schema, environment, adapter loading, adapter options, a module factory that gives no
+ * container module binding its side — is collected into one {@link ConfigError} whose issues
+ * name each bad field by its JSON-pointer path. Nothing is constructed here.
  */
 export async function loadConfig(input?: ArmConfig | string, options: LoadConfigOptions = {}): Promise<ResolvedConfig> {
   const env = options.env ?? process.env;
@@ -104,7 +118,7 @@ export async function loadConfig(input?: ArmConfig | string, options: LoadConfig
     raw = await readJsonFile(source);
   }
 
-  const overridden = applyEnvOverrides(withDefaultSections(raw), env);
+  const overridden = applyEnvOverrides(withMissingSections(raw), env);
   const config = overridden.config;
   const issues = validateConfigShape(config);
   const shapeOk = issues.length === 0 && overridden.issues.length === 0;

@@ -1,11 +1,13 @@
-import { createRequire } from 'node:module';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
+import { resolve as resolveEsm } from 'import-meta-resolve';
+import { Container } from 'inversify';
 import type { ContainerModule } from 'inversify';
 
-import { ConfigError } from '../errors.js';
+import { ArmError, ConfigError } from '../errors.js';
 import type { AdapterPlugin } from '../spi/plugin.js';
+import { TOKENS } from '../tokens.js';
 import { memoryAdapter } from './memory-plugin.js';
 
 /** Built-in adapter names that live in their own packages, loaded only when configured. */
@@ -32,11 +34,15 @@ function packageName(specifier: string): string {
   return (specifier.startsWith('@') ? parts.slice(0, 2) : parts.slice(0, 1)).join('/');
 }
 
+/**
+ * True when `error` says that `target` itself (a package name or a file path) was not found, as
+ * opposed to something it imports, or a package that is there but cannot be loaded.
+ */
 function isNotFound(error: unknown, target: string): boolean {
   if (!isObject(error)) return false;
   const code = error['code'];
   const message = typeof error['message'] === 'string' ? error['message'] : '';
-  return (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && message.includes(`'${target}`);
+  return (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && message.includes(`'${target}'`);
 }
 
 function describeError(error: unknown): string {
@@ -64,25 +70,57 @@ async function importPackage(specifier: string, baseDir: string, builtin?: strin
     }
   }
   // Core may be installed where it cannot see the application's packages (e.g. pnpm), so also
-  // look from the directory the configuration belongs to.
+  // look from the directory the configuration belongs to, as an import there would: ESM
+  // resolution, with the `import` condition of the package's `exports`.
   let resolved: string;
   try {
-    resolved = createRequire(path.join(baseDir, 'package.json')).resolve(specifier);
+    resolved = resolveEsm(specifier, pathToFileURL(path.join(baseDir, 'package.json')).href);
   } catch (error) {
-    const what =
-      builtin === undefined ? `adapter package ${name}` : `adapter '${builtin}' needs the package ${name}, which`;
-    throw new ConfigError(`${what} is not installed; install it with: npm install ${name}`, [], { cause: error });
+    if (isNotFound(error, name)) {
+      const what =
+        builtin === undefined ? `adapter package ${name}` : `adapter '${builtin}' needs the package ${name}, which`;
+      throw new ConfigError(`${what} is not installed; install it with: npm install ${name}`, [], { cause: error });
+    }
+    throw new ConfigError(`cannot load adapter package ${specifier}: ${describeError(error)}`, [], { cause: error });
   }
-  return importFile(pathToFileURL(resolved).href, specifier, resolved);
+  return importFile(resolved, specifier, resolved.startsWith('file:') ? fileURLToPath(resolved) : resolved);
 }
 
-function pluginOf(mod: unknown): unknown {
+/**
+ * True when `value` is an inversify `ContainerModule`. Duck-typed on what the container uses (a
+ * numeric `id` and a `load` function) rather than `instanceof`: an adapter package may bring its
+ * own copy of inversify (another version, or a second install under pnpm), whose modules the
+ * container loads all the same but which are not instances of core's class.
+ */
+export function isContainerModule(value: unknown): value is ContainerModule {
+  return isObject(value) && typeof value['load'] === 'function' && typeof value['id'] === 'number';
+}
+
+/**
+ * A module exporting a bare `ContainerModule` is a plugin for whichever side it is configured
+ * for: its module is used as is, and must bind that side's token. It has no option validators;
+ * the options still reach it as `TOKENS.QueueOptions` / `TOKENS.CacheOptions`.
+ */
+function bareModulePlugin(module: ContainerModule, adapter: string): AdapterPlugin {
+  return Object.freeze({
+    name: adapter,
+    queueModule: () => module,
+    cacheModule: () => module,
+  });
+}
+
+function exportedPlugin(mod: unknown): unknown {
   if (!isObject(mod)) return undefined;
   if (mod['armlibAdapter'] !== undefined) return mod['armlibAdapter'];
   const fallback = mod['default'];
   // A CommonJS module's `module.exports` arrives as the default export.
   if (isObject(fallback) && fallback['armlibAdapter'] !== undefined) return fallback['armlibAdapter'];
   return fallback;
+}
+
+function pluginOf(mod: unknown, adapter: string): unknown {
+  const exported = exportedPlugin(mod);
+  return isContainerModule(exported) ? bareModulePlugin(exported, adapter) : exported;
 }
 
 /** True when `value` has the shape of an {@link AdapterPlugin} with at least one module factory. */
@@ -96,8 +134,9 @@ export function isAdapterPlugin(value: unknown): value is AdapterPlugin {
 /**
  * Resolves a configured adapter to its plugin: `memory` is built in; `file`, `dynamodb` and `s3`
  * load `@armlib/file`, `@armlib/dynamodb` and `@armlib/s3`; anything else is a module specifier
- * (relative ones resolve against `baseDir`). The module must export `armlibAdapter` or a default
- * export that is an {@link AdapterPlugin}. Throws {@link ConfigError} saying what to fix.
+ * (relative ones resolve against `baseDir`). The module must export, as `armlibAdapter` or as its
+ * default export, an {@link AdapterPlugin} or a bare inversify `ContainerModule` (used for the
+ * side it is configured for). Throws {@link ConfigError} saying what to fix.
  */
 export async function loadAdapterPlugin(adapter: string, baseDir: string): Promise<AdapterPlugin> {
   if (adapter === 'memory') return memoryAdapter;
@@ -119,17 +158,33 @@ export async function loadAdapterPlugin(adapter: string, baseDir: string): Promi
   } else {
     mod = await importPackage(adapter, baseDir);
   }
-  const plugin = pluginOf(mod);
+  const plugin = pluginOf(mod, adapter);
   if (!isAdapterPlugin(plugin)) {
     throw new ConfigError(
       `module '${adapter}' does not export an armlib adapter plugin: expected an 'armlibAdapter' (or default) ` +
-        'export with a name and a queueModule and/or cacheModule function',
+        'export that is either a plugin (a name and a queueModule and/or cacheModule function returning an ' +
+        'inversify ContainerModule) or an inversify ContainerModule',
     );
   }
   return plugin;
 }
 
-/** The plugin's module factory for one side; throws {@link ConfigError} if it cannot back that side. */
+function describeValue(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'object') {
+    const name = (value as { constructor?: { name?: unknown } }).constructor?.name;
+    return typeof name === 'string' && name !== '' && name !== 'Object' ? `a ${name}` : 'an object';
+  }
+  return typeof value;
+}
+
+/**
+ * The plugin's module factory for one side, checked: it throws {@link ConfigError} if the plugin
+ * cannot back that side, and the factory it returns throws {@link ConfigError} when the plugin's
+ * factory throws something other than an armlib error or returns something that is not an
+ * inversify `ContainerModule`.
+ */
 export function moduleFactoryFor(
   plugin: AdapterPlugin,
   role: AdapterRole,
@@ -141,5 +196,41 @@ export function moduleFactoryFor(
       `adapter '${adapter}' (plugin '${plugin.name}') cannot be used as a ${role}: it has no ${role}Module`,
     );
   }
-  return factory;
+  const what = `adapter '${adapter}' (plugin '${plugin.name}')`;
+  return (options) => {
+    let module: unknown;
+    try {
+      module = factory(options);
+    } catch (error) {
+      if (ArmError.is(error)) throw error;
+      throw new ConfigError(`${what}: its ${role}Module threw: ${describeError(error)}`, [], { cause: error });
+    }
+    if (!isContainerModule(module)) {
+      throw new ConfigError(
+        `${what}: its ${role}Module returned ${describeValue(module)}, not an inversify ContainerModule`,
+      );
+    }
+    return module;
+  };
+}
+
+/**
+ * Checks, without constructing anything, that a side's container module binds that side's token
+ * (`TOKENS.QueueManager` or `TOKENS.CacheManager`): it is loaded into a throw-away container.
+ * Throws {@link ConfigError} naming the adapter otherwise.
+ */
+export async function checkAdapterModule(module: ContainerModule, role: AdapterRole, adapter: string): Promise<void> {
+  const token = role === 'queue' ? TOKENS.QueueManager : TOKENS.CacheManager;
+  const name = role === 'queue' ? 'TOKENS.QueueManager' : 'TOKENS.CacheManager';
+  const probe = new Container();
+  try {
+    await probe.loadAsync(module);
+  } catch (error) {
+    if (ArmError.is(error)) throw error;
+    const message = `adapter '${adapter}': its ${role} container module failed to load: ${describeError(error)}`;
+    throw new ConfigError(message, [], { cause: error });
+  }
+  if (!probe.isBound(token)) {
+    throw new ConfigError(`adapter '${adapter}' cannot be used as a ${role}: its container module binds no ${name}`);
+  }
 }
