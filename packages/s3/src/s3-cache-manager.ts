@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { Readable } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
 
@@ -106,7 +107,14 @@ export class S3CacheManager implements CacheManager {
   readonly #staging: StagingHost;
   /** Clean-up running after a commit returned. */
   readonly #background = new Set<Promise<void>>();
+  /** Writes, commits, promotions, deletes, clears and sweeps in flight (settled versions): close() waits for them. */
+  readonly #operations = new Set<Promise<void>>();
+  /** Staged results neither committed nor aborted: close() aborts them. */
+  readonly #staged = new Set<S3StagedResult>();
+  /** One per upload in flight: close() stops them. */
+  readonly #uploads = new Set<AbortController>();
   #closed = false;
+  #closing: Promise<void> | undefined;
 
   constructor(
     @inject(TOKENS.CacheOptions) options: S3CacheManagerOptions,
@@ -120,6 +128,9 @@ export class S3CacheManager implements CacheManager {
       assertOpen: () => {
         this.#assertOpen();
       },
+      isClosed: () => this.#closed,
+      track: (work) => this.#track(work),
+      ended: (staged) => this.#staged.delete(staged),
       stagedKey: (stageId, seq, format) => this.#layout.staged(stageId, seq, format),
       upload: (objectKey, data, options) => this.#upload(objectKey, data, options),
       publish: (key, area, formats, published, fence) => this.#publish(key, area, formats, published, fence),
@@ -169,7 +180,9 @@ export class S3CacheManager implements CacheManager {
   async stage(key: string): Promise<StagedResult> {
     this.#assertOpen();
     assertValidKey(key);
-    return new S3StagedResult(key, newId('s'), this.#staging);
+    const staged = new S3StagedResult(key, newId('s'), this.#staging);
+    this.#staged.add(staged);
+    return staged;
   }
 
   async head(key: string, area?: CacheArea): Promise<ResultManifest | undefined> {
@@ -227,16 +240,17 @@ export class S3CacheManager implements CacheManager {
   }
 
   async promote(key: string): Promise<boolean> {
-    this.#assertOpen();
-    assertValidKey(key);
-    for (let attempt = 1; ; attempt++) {
-      const outcome = await this.#promoteOnce(key);
-      if (outcome !== 'superseded') return outcome;
-      // A newer temporary result was committed while this one was copied: promote that one.
-      if (attempt >= MAX_READ_ATTEMPTS) {
-        throw new BackendError(`temporary result '${key}' kept changing while it was promoted`, { retryable: true });
+    return this.#track(async () => {
+      assertValidKey(key);
+      for (let attempt = 1; ; attempt++) {
+        const outcome = await this.#promoteOnce(key);
+        if (outcome !== 'superseded') return outcome;
+        // A newer temporary result was committed while this one was copied: promote that one.
+        if (attempt >= MAX_READ_ATTEMPTS) {
+          throw new BackendError(`temporary result '${key}' kept changing while it was promoted`, { retryable: true });
+        }
       }
-    }
+    });
   }
 
   /**
@@ -319,39 +333,74 @@ export class S3CacheManager implements CacheManager {
   }
 
   async delete(key: string, area?: CacheArea): Promise<number> {
-    this.#assertOpen();
-    assertValidKey(key);
-    let deleted = 0;
-    for (const a of area === undefined ? CACHE_AREAS : [assertCacheArea(area)]) {
-      // Read right before the delete: a result committed since its read is removed only if it
-      // landed within that one round trip (S3 has no conditional delete to close it).
-      const found = await this.#readOrUnreadable(a, key);
-      if (found === undefined) continue;
-      // A manifest that cannot be read goes alone: which objects it names is unknown, so they
-      // are left to clear() and to sweep(), which collects them as orphans once old enough.
-      const result =
-        found instanceof Unreadable ? { manifest: this.#layout.manifest(a, key), data: [] } : this.#resultOf(a, found);
-      deleted += await this.#removeResults([result]);
-    }
-    return deleted;
+    return this.#track(async () => {
+      assertValidKey(key);
+      let deleted = 0;
+      for (const a of area === undefined ? CACHE_AREAS : [assertCacheArea(area)]) {
+        // Read right before the delete: a result committed since its read is removed only if it
+        // landed within that one round trip (S3 has no conditional delete to close it).
+        const found = await this.#readOrUnreadable(a, key);
+        if (found === undefined) continue;
+        // A manifest that cannot be read goes alone: which objects it names is unknown, so they
+        // are left to clear() and to sweep(), which collects them as orphans once old enough.
+        const result =
+          found instanceof Unreadable
+            ? { manifest: this.#layout.manifest(a, key), data: [] }
+            : this.#resultOf(a, found);
+        deleted += await this.#removeResults([result]);
+      }
+      return deleted;
+    });
   }
 
+  /**
+   * Deletes every object of `area` (results, their data, leftovers) and returns how many results
+   * (manifests) went. One ListObjectsV2 pass; the objects of a key folder are deleted together
+   * once the listing has shown all of them, its manifest first: a folder's data sorts before its
+   * manifest, so a folder the page ends with waits for the next page (as in `sweep`). A clear that
+   * fails or is stopped part way thus leaves each key whole or gone, never a manifest whose data
+   * was deleted. Stops between pages when the cache is closed.
+   */
   async clear(area: CacheArea): Promise<number> {
-    this.#assertOpen();
-    const prefix = this.#layout.area(assertCacheArea(area));
-    let cleared = 0;
-    let token: string | undefined;
-    do {
-      const page = await this.#store.list(prefix, token === undefined ? {} : { token });
-      const manifests = page.objects.filter((k) => this.#layout.keyOfManifest(area, k) !== undefined);
-      const data = page.objects.filter((k) => this.#layout.keyOfManifest(area, k) === undefined);
-      // Manifests first, so that no reader finds a manifest whose data was already deleted.
-      await this.#store.deleteAllOrThrow(manifests);
-      cleared += manifests.length;
-      await this.#store.deleteAllOrThrow(data);
-      token = page.next;
-    } while (token !== undefined);
-    return cleared;
+    return this.#track(async () => {
+      const prefix = this.#layout.area(assertCacheArea(area));
+      let cleared = 0;
+      let carried: string[] = [];
+      let token: string | undefined;
+      do {
+        if (token !== undefined) this.#assertOpen();
+        const page = await this.#store.list(prefix, token === undefined ? {} : { token });
+        const objects = [...carried, ...page.objects];
+        token = page.next;
+        // The objects of the page's last key folder, which may go on in the next page.
+        carried = token === undefined ? [] : this.#lastFolder(prefix, objects);
+        const complete = objects.slice(0, objects.length - carried.length);
+        const manifests = complete.filter((k) => this.#layout.keyOfManifest(area, k) !== undefined);
+        // Manifests first, so that no reader finds a manifest whose data was already deleted.
+        await this.#store.deleteAllOrThrow(manifests);
+        cleared += manifests.length;
+        await this.#store.deleteAllOrThrow(complete.filter((k) => this.#layout.keyOfManifest(area, k) === undefined));
+      } while (token !== undefined);
+      return cleared;
+    });
+  }
+
+  /**
+   * The trailing objects of `objects` (listed under `prefix`, in listing order) that share the
+   * last one's key folder: the folder's objects sort together, and may go on in the next page.
+   * An object right under `prefix` has no folder.
+   */
+  #lastFolder(prefix: string, objects: readonly string[]): string[] {
+    const folderOf = (objectKey: string): string | undefined => {
+      const slash = objectKey.indexOf('/', prefix.length);
+      return slash < 0 ? undefined : objectKey.slice(0, slash + 1);
+    };
+    const last = objects.at(-1);
+    const folder = last === undefined ? undefined : folderOf(last);
+    if (folder === undefined) return [];
+    let from = objects.length - 1;
+    while (from > 0 && (objects[from - 1] as string).startsWith(folder)) from--;
+    return objects.slice(from);
   }
 
   /**
@@ -370,26 +419,29 @@ export class S3CacheManager implements CacheManager {
    * before the data goes, and DeleteObjects in batches of up to 1000.
    */
   async sweep(area: CacheArea, olderThan: number): Promise<number> {
-    this.#assertOpen();
-    assertCacheArea(area);
-    checkOlderThan(olderThan);
-    const state: SweepState = { swept: 0, orphans: [], refused: [] };
-    let carried: ListedFolder | undefined;
-    let token: string | undefined;
-    do {
-      // Ages count from before the listing: whatever was written before it, a manifest included, is in it.
-      const listedAt = this.#clock.now();
-      const page = await this.#store.list(this.#layout.area(area), token === undefined ? {} : { token });
-      const folders = this.#foldersOf(area, page.listed, listedAt, carried);
-      token = page.next;
-      // The page's last key folder may go on in the next page: it is swept with the rest of it.
-      carried = token === undefined ? undefined : folders.pop();
-      await this.#sweepFolders(area, olderThan, folders, state);
-      await this.#collect(state, DELETE_BATCH);
-    } while (token !== undefined);
-    await this.#collect(state, 1);
-    if (state.refused.length > 0) throw refusalError(state.refused);
-    return state.swept;
+    return this.#track(async () => {
+      assertCacheArea(area);
+      checkOlderThan(olderThan);
+      const state: SweepState = { swept: 0, orphans: [], refused: [] };
+      let carried: ListedFolder | undefined;
+      let token: string | undefined;
+      do {
+        // Closed meanwhile: stops between pages (what is left is swept next time).
+        if (token !== undefined) this.#assertOpen();
+        // Ages count from before the listing: whatever was written before it, a manifest included, is in it.
+        const listedAt = this.#clock.now();
+        const page = await this.#store.list(this.#layout.area(area), token === undefined ? {} : { token });
+        const folders = this.#foldersOf(area, page.listed, listedAt, carried);
+        token = page.next;
+        // The page's last key folder may go on in the next page: it is swept with the rest of it.
+        carried = token === undefined ? undefined : folders.pop();
+        await this.#sweepFolders(area, olderThan, folders, state);
+        await this.#collect(state, DELETE_BATCH);
+      } while (token !== undefined);
+      await this.#collect(state, 1);
+      if (state.refused.length > 0) throw refusalError(state.refused);
+      return state.swept;
+    });
   }
 
   /**
@@ -538,11 +590,43 @@ export class S3CacheManager implements CacheManager {
     }
   }
 
+  /**
+   * Closes the cache: every call made afterwards, and every write or commit of a staged result,
+   * fails with core's ClosedError. Writes in flight stop (their multipart uploads are aborted) and
+   * fail with ClosedError; staged results neither committed nor aborted are aborted (their staged
+   * objects deleted). A commit in flight that has not yet passed its last check before the
+   * manifest write (fence and deadline) stops there with ClosedError and deletes its data; one
+   * past it finishes (manifest and settling: never a half state). Resolves once every operation
+   * in flight (commits, promotions, deletes, clears and sweeps, which stop between listing pages)
+   * and the background clean-up have settled, then destroys the client if the cache made it.
+   * Reads in flight are not waited for.
+   */
   async close(): Promise<void> {
-    if (this.#closed) return;
+    this.#closing ??= this.#shutDown();
+    return this.#closing;
+  }
+
+  async #shutDown(): Promise<void> {
     this.#closed = true;
-    await Promise.allSettled(this.#background);
+    const reason = new ClosedError('s3 cache manager was closed during the write');
+    for (const upload of this.#uploads) upload.abort(reason);
+    // A staged result being committed waits for its commit (and is aborted if it fails).
+    await Promise.allSettled([...this.#staged].map((staged) => staged.abort()));
+    // Operations may start clean-up as they settle: wait until nothing is left.
+    while (this.#operations.size > 0 || this.#background.size > 0) {
+      await Promise.allSettled([...this.#operations, ...this.#background]);
+    }
     if (this.#options.ownsClient) this.#options.client.destroy();
+  }
+
+  /** Runs `work` as an operation close() waits for; ClosedError once closed. */
+  #track<T>(work: () => Promise<T>): Promise<T> {
+    this.#assertOpen();
+    const running = work();
+    const settled = running.then(ignore, ignore);
+    this.#operations.add(settled);
+    void settled.then(() => this.#operations.delete(settled));
+    return running;
   }
 
   /** Tracks clean-up that nobody awaits (it never rejects: see #discard), so that close() can. */
@@ -633,6 +717,12 @@ export class S3CacheManager implements CacheManager {
     options: CacheWriteOptions,
   ): Promise<InlineFormat | UploadedFormat> {
     const { client, bucket, gzip, partSizeBytes, queueSize } = this.#options;
+    const stop = new AbortController();
+    // The read of the data and every part request listen to it (a request's listener goes when its
+    // socket closes, which may come after the next part started): no limit on a signal that lives
+    // as long as one write.
+    setMaxListeners(0, stop.signal);
+    this.#uploads.add(stop);
     return stageFormat(
       {
         client,
@@ -643,10 +733,11 @@ export class S3CacheManager implements CacheManager {
         gzip,
         partSizeBytes,
         queueSize,
+        signal: stop.signal,
       },
       data,
       INLINE_MAX_BYTES,
-    );
+    ).finally(() => this.#uploads.delete(stop));
   }
 
   /**
@@ -665,7 +756,7 @@ export class S3CacheManager implements CacheManager {
     this.#assertOpen();
     assertCacheArea(area);
     const entries = [...formats];
-    let { manifest, previous } = await this.#writeCommit(key, area, entries, fence);
+    let { manifest, previous } = await this.#writeCommit(key, area, entries, fence, true);
     published();
     // The staged objects are garbage once a manifest names their copies (data no manifest names is added by #settle).
     const garbage = entries.flatMap(([, s]) => (s.kind === 'uploaded' ? [s.objectKey] : []));
@@ -674,7 +765,8 @@ export class S3CacheManager implements CacheManager {
       // This commit and one to the other area overlapping it removed each other's manifest (see
       // #settle): the key has no result. Once more, with data of its own (the other commit may
       // have deleted this one's data), from the staged formats, which are still there.
-      ({ manifest, previous } = await this.#writeCommit(key, area, entries, fence));
+      // Past its fence check once already: it finishes even if the cache was closed meanwhile.
+      ({ manifest, previous } = await this.#writeCommit(key, area, entries, fence, false));
       if (await this.#settle(manifest, previous, garbage)) return publicManifest(manifest);
       throw new BackendError(
         `commit of '${key}' was undone twice by overlapping commits of the key to the other area; try again`,
@@ -688,18 +780,24 @@ export class S3CacheManager implements CacheManager {
 
   /**
    * Puts the data of a new commit of the staged `entries` in place and writes its manifest (see
-   * {@link #publish}); returns it with the key's results the commit found.
+   * {@link #publish}); returns it with the key's results the commit found. With `stopIfClosed`, a
+   * cache closed meanwhile stops it before the fence check (its data goes; ClosedError).
    */
   async #writeCommit(
     key: string,
     area: CacheArea,
     entries: readonly [string, StagedFormat][],
     fence: number | undefined,
+    stopIfClosed: boolean,
   ): Promise<{ manifest: StoredManifest; previous: Record<CacheArea, StoredManifest | undefined> }> {
     const commitId = newId('c');
     const targets = entries.map(([format]) => this.#layout.data(area, key, commitId, format));
     const started = this.#clock.now();
     const previous = await this.#putData(key, entries, targets);
+    if (stopIfClosed && this.#closed) {
+      await this.#discard(targets);
+      throw new ClosedError(`s3 cache manager was closed before the commit of '${key}' wrote its manifest`);
+    }
     // Fencing: a holder that stalled past its lease finds the later claim's result and publishes
     // nothing. The check and the manifest write are two requests (S3 emulators have no conditional
     // writes), so a stall between them is still a window: see the package README.
@@ -997,6 +1095,10 @@ function refusalError(refused: readonly RefusedDelete[]): BackendError {
   return new BackendError(`S3 refused to delete '${first.key}' (${first.code})${more}`, {
     retryable: refused.every((r) => isRetryable({ name: r.code })),
   });
+}
+
+function ignore(): void {
+  // Its own caller hears of the outcome.
 }
 
 function formatOf(manifest: StoredManifest, format: string): StoredFormat | undefined {

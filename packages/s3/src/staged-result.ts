@@ -21,7 +21,16 @@ export type StagedFormat =
 
 /** What a staged result needs from its cache manager. */
 export interface StagingHost {
+  /** Throws core's ClosedError once the cache manager is closed. */
   assertOpen(): void;
+  isClosed(): boolean;
+  /**
+   * Runs `work` (a write or a commit) as an operation that `close()` waits for; ClosedError
+   * instead when the cache manager is closed.
+   */
+  track<T>(work: () => Promise<T>): Promise<T>;
+  /** The staged result was committed or aborted: `close()` has nothing left to abort in it. */
+  ended(staged: S3StagedResult): void;
   /** The object key of the `seq`-th write of a staging. */
   stagedKey(stageId: string, seq: number, format: string): string;
   /** Keeps a small format in memory, or streams it to `objectKey`. */
@@ -73,6 +82,10 @@ export class S3StagedResult implements StagedResult {
   }
 
   async write(format: string, data: AsyncIterable<Uint8Array>, options: CacheWriteOptions): Promise<FormatInfo> {
+    return this.#host.track(() => this.#write(format, data, options));
+  }
+
+  async #write(format: string, data: AsyncIterable<Uint8Array>, options: CacheWriteOptions): Promise<FormatInfo> {
     this.#assertWritable('write');
     assertValidFormat(format);
     const checked = checkWriteOptions(options);
@@ -84,9 +97,11 @@ export class S3StagedResult implements StagedResult {
     } finally {
       this.#writing--;
     }
-    if (this.#state !== 'open') {
-      // Aborted (or committed) while the data streamed in: that wins, and this object goes.
+    if (this.#state !== 'open' || this.#host.isClosed()) {
+      // Aborted (or committed) while the data streamed in, or the cache manager was closed (its
+      // close() aborted this result): that wins, and this object goes.
       if (result.kind === 'uploaded') await this.#host.discard([objectKey]);
+      this.#host.assertOpen();
       throw new ConflictError(`cannot write staged result '${this.key}': it was ${this.#state} during the write`);
     }
     const info: FormatInfo =
@@ -113,6 +128,10 @@ export class S3StagedResult implements StagedResult {
   }
 
   async commit(area: CacheArea, options?: CommitOptions): Promise<ResultManifest> {
+    return this.#host.track(() => this.#startCommit(area, options));
+  }
+
+  async #startCommit(area: CacheArea, options: CommitOptions | undefined): Promise<ResultManifest> {
     this.#assertWritable('commit');
     commitFence(options);
     if (this.#writing > 0) {
@@ -142,6 +161,8 @@ export class S3StagedResult implements StagedResult {
       // that an abort waited for.
       if (LeaseLostError.is(error) || this.#abortRequested) await this.abort();
       throw error;
+    } finally {
+      if (!this.#isCommitting() && this.#state !== 'open') this.#host.ended(this);
     }
   }
 
@@ -157,6 +178,7 @@ export class S3StagedResult implements StagedResult {
     }
     if (this.#state !== 'open') return;
     this.#state = 'aborted';
+    this.#host.ended(this);
     const keys = [...this.#formats.values()].flatMap((f) => (f.kind === 'uploaded' ? [f.objectKey] : []));
     this.#formats.clear();
     await this.#host.discard(keys);

@@ -35,6 +35,13 @@ export interface UploadTarget {
   readonly gzip: boolean;
   readonly partSizeBytes: number;
   readonly queueSize: number;
+  /**
+   * Stops the upload (the cache manager's close()): the data is read no further, the parts in
+   * flight are cut off, the multipart upload is aborted, and the upload fails with the signal's
+   * reason. Creations, completions and single PutObjects are never cut off (whether S3 stored
+   * them would be unknown): the upload stops right before or after them.
+   */
+  readonly signal?: AbortSignal;
 }
 
 /** Sizes of an uploaded object. */
@@ -70,7 +77,8 @@ export async function uploadStream(
     await writer.finish();
   } catch (error) {
     await writer.abort();
-    throw error;
+    // Stopped by the signal: its reason, whatever the stop broke on the way.
+    throw target.signal?.aborted === true ? reasonOf(target.signal) : error;
   }
   return { size: counted.bytes, storedSize: writer.bytes, gzipped };
 }
@@ -125,6 +133,7 @@ class PartWriter {
     let offset = 0;
     while (offset < chunk.byteLength) {
       if (this.#current === undefined) {
+        this.#throwIfStopped();
         if (this.#held !== undefined) {
           const held = this.#held;
           this.#held = undefined;
@@ -148,6 +157,7 @@ class PartWriter {
   /** Sends what is left: one PutObject if no part went out, else the last parts and the completion. */
   async finish(): Promise<void> {
     const { client, bucket, key } = this.#target;
+    this.#throwIfStopped();
     if (this.#uploadId === undefined) {
       const body = this.#held ?? (this.#current ?? Buffer.alloc(0)).subarray(0, this.#filled);
       try {
@@ -164,6 +174,7 @@ class PartWriter {
     this.#current = undefined;
     await Promise.all(this.#inFlight);
     this.#throwIfFailed();
+    this.#throwIfStopped();
     const parts = this.#parts.sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
     try {
       await client.send(
@@ -241,8 +252,10 @@ class PartWriter {
   async #send(buffer: Buffer, length: number): Promise<void> {
     while (this.#inFlight.size >= this.#target.queueSize) await Promise.race(this.#inFlight);
     this.#throwIfFailed();
-    const { client, bucket, key } = this.#target;
+    this.#throwIfStopped();
+    const { client, bucket, key, signal } = this.#target;
     this.#uploadId ??= await this.#create();
+    this.#throwIfStopped();
     const partNumber = ++this.#partNumber;
     if (partNumber > MAX_PARTS) {
       throw new BackendError(
@@ -260,6 +273,8 @@ class PartWriter {
           PartNumber: partNumber,
           Body: buffer.subarray(0, length),
         }),
+        // A part cut off is harmless: the multipart upload is aborted next.
+        signal === undefined ? {} : { abortSignal: signal },
       )
       .then((result) => {
         if (result.ETag === undefined) throw new Error(`S3 returned no ETag for part ${String(partNumber)}`);
@@ -306,6 +321,58 @@ class PartWriter {
   #throwIfFailed(): void {
     if (this.#failure !== undefined) throw this.#failure;
   }
+
+  #throwIfStopped(): void {
+    const { signal } = this.#target;
+    if (signal?.aborted === true) throw reasonOf(signal);
+  }
+}
+
+/** Why `signal` aborted, as an error. */
+function reasonOf(signal: AbortSignal): Error {
+  const reason: unknown = signal.reason;
+  return reason instanceof Error ? reason : new Error(String(reason));
+}
+
+/**
+ * `data`, until `signal` aborts: a read waiting on the producer then fails at once with the
+ * signal's reason. The producer is told to stop (`return`) but not waited for: it may hang.
+ */
+async function* untilAborted(
+  data: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  signal: AbortSignal,
+): AsyncGenerator<Uint8Array> {
+  const iterator = (async function* () {
+    yield* data;
+  })();
+  try {
+    for (;;) {
+      const next = await raceAbort(iterator.next(), signal);
+      if (next.done === true) return;
+      yield next.value;
+    }
+  } finally {
+    if (signal.aborted) void iterator.return(undefined).catch(ignore);
+    else await iterator.return(undefined);
+  }
+}
+
+/** `promise`, or a rejection with the reason of `signal` as soon as it aborts. */
+function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(reasonOf(signal));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => {
+      reject(reasonOf(signal));
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    void promise.then(resolve, reject).finally(() => {
+      signal.removeEventListener('abort', onAbort);
+    });
+  });
+}
+
+function ignore(): void {
+  // The producer's own failure after the upload stopped concerns nobody.
 }
 
 /** A format small enough to stay in memory until the commit writes it in place. */
@@ -332,7 +399,8 @@ export async function stageFormat(
   data: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   inlineMaxBytes: number,
 ): Promise<InlineFormat | UploadedFormat> {
-  const iterator = countingIterable(data)[Symbol.asyncIterator]();
+  const source = target.signal === undefined ? data : untilAborted(data, target.signal);
+  const iterator = countingIterable(source)[Symbol.asyncIterator]();
   const head: Buffer[] = [];
   let headBytes = 0;
   for (;;) {

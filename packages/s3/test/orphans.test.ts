@@ -6,14 +6,12 @@ import { BackendError } from '@armlib/core';
 
 import { newId } from '../src/layout.js';
 import { commitDeadlineOf } from '../src/options.js';
-import { recordCommands, refuseDeletes } from './harness/faults.js';
+import { holdOnce, recordCommands, refuseDeletes } from './harness/faults.js';
 import type { CommandInput } from './harness/faults.js';
 import { bytes, commitText, listKeys, readText, rejectionOf, useCaches } from './harness/fixture.js';
 import type { OpenedCache } from './harness/fixture.js';
 
 const MINUTE = 60_000;
-/** Numbers the middleware {@link holdOnce} adds: each needs a name of its own. */
-let holds = 0;
 /** The default `orphanGraceMs`. */
 const GRACE = 24 * 60 * MINUTE;
 /** Its commit deadline: 6 h. */
@@ -21,33 +19,6 @@ const DEADLINE = commitDeadlineOf(GRACE);
 
 async function put(client: S3Client, bucket: string, key: string, text: string): Promise<void> {
   await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: Buffer.from(text) }));
-}
-
-/**
- * A client whose first call `matches` picks waits until the returned `release` is called;
- * `reached` resolves when it starts waiting. Armed once.
- */
-function holdOnce(
-  client: S3Client,
-  matches: (command: string, input: CommandInput) => boolean,
-): { reached: Promise<void>; release: () => void } {
-  let reach!: () => void;
-  let release!: () => void;
-  const reached = new Promise<void>((resolve) => (reach = resolve));
-  const released = new Promise<void>((resolve) => (release = resolve));
-  let armed = true;
-  client.middlewareStack.add(
-    (next, context) => async (args) => {
-      if (armed && matches(context.commandName ?? '', args.input as CommandInput)) {
-        armed = false;
-        reach();
-        await released;
-      }
-      return next(args);
-    },
-    { step: 'initialize', name: `armlibHoldOnce${String(++holds)}` },
-  );
-  return { reached, release };
 }
 
 function keyOf(input: CommandInput): string {

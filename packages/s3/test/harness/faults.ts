@@ -106,3 +106,73 @@ export function recordCommands(client: S3Client): string[] {
   );
   return seen;
 }
+
+/**
+ * Makes `client` answer with `reply` every attempt of each call of `command` that `pick()` chose:
+ * `pick` is asked once per call (not per SDK retry), in the order the calls are made, so a test
+ * can fail e.g. the second DeleteObjects of an operation. See {@link injectFault}.
+ */
+export function failCalls(client: S3Client, command: string, reply: FaultReply, pick: () => boolean): void {
+  const failing = new WeakSet<object>();
+  client.middlewareStack.add(
+    (next, context) => (args) => {
+      if (context.commandName === command && pick()) failing.add(context);
+      return next(args);
+    },
+    { step: 'initialize', name: `armlibFailCalls${String(++faults)}` },
+  );
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      if (!failing.has(context)) return next(args);
+      const xml =
+        `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${reply.code}</Code>` +
+        `<Message>injected ${reply.code}</Message><RequestId>test</RequestId></Error>`;
+      const response = {
+        statusCode: reply.status,
+        reason: reply.code,
+        headers: { 'content-type': 'application/xml', 'x-amz-request-id': 'test' },
+        body: Readable.from([Buffer.from(xml)]),
+      };
+      return { response, output: undefined as never };
+    },
+    { step: 'deserialize', priority: 'low', name: `armlibFailCallsReply${String(++faults)}` },
+  );
+}
+
+/** Makes every ListObjectsV2 of `client` ask for pages of at most `maxKeys` objects. */
+export function smallPages(client: S3Client, maxKeys: number): void {
+  client.middlewareStack.add(
+    (next, context) => (args) =>
+      next(
+        context.commandName === 'ListObjectsV2Command' ? { ...args, input: { ...args.input, MaxKeys: maxKeys } } : args,
+      ),
+    { step: 'initialize', name: `armlibSmallPages${String(++faults)}` },
+  );
+}
+
+/**
+ * A client whose first call `matches` picks waits until the returned `release` is called;
+ * `reached` resolves when it starts waiting. Armed once.
+ */
+export function holdOnce(
+  client: S3Client,
+  matches: (command: string, input: CommandInput) => boolean,
+): { reached: Promise<void>; release: () => void } {
+  let reach!: () => void;
+  let release!: () => void;
+  const reached = new Promise<void>((resolve) => (reach = resolve));
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let armed = true;
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      if (armed && matches(context.commandName ?? '', args.input as CommandInput)) {
+        armed = false;
+        reach();
+        await released;
+      }
+      return next(args);
+    },
+    { step: 'initialize', name: `armlibHoldOnce${String(++faults)}` },
+  );
+  return { reached, release };
+}

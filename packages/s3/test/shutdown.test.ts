@@ -1,0 +1,179 @@
+import { randomBytes } from 'node:crypto';
+
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { expect } from 'chai';
+
+import { BackendError, chunksOf, ClosedError } from '@armlib/core';
+
+import { newId } from '../src/layout.js';
+import { failCalls, holdOnce, recordCommands, smallPages } from './harness/faults.js';
+import type { CommandInput } from './harness/faults.js';
+import { bytes, commitText, listKeys, readText, rejectionOf, useCaches } from './harness/fixture.js';
+
+const MiB = 1024 * 1024;
+
+async function* chunked(data: Buffer): AsyncGenerator<Uint8Array> {
+  yield* chunksOf(data, 64 * 1024);
+}
+
+function keyOf(input: CommandInput): string {
+  return typeof input['Key'] === 'string' ? input['Key'] : '';
+}
+
+describe('@armlib/s3 S3CacheManager clear over listing pages, and close with work in flight', function () {
+  this.timeout(120_000);
+  const { open, ownClient } = useCaches();
+
+  describe('clear', function () {
+    /** Results committed for the tests below: each key folder spans several one-object pages. */
+    const RESULTS: Record<string, Record<string, string>> = {
+      k1: { csv: 'k1 csv', txt: 'k1 txt' },
+      k2: { csv: 'k2 csv' },
+      k3: { csv: 'k3 csv', txt: 'k3 txt', xml: 'k3 xml' },
+    };
+
+    it('leaves every key whole or gone when a DeleteObjects fails part way', async function () {
+      const client = await ownClient();
+      smallPages(client, 1);
+      // The DeleteObjects calls to let through before the one that fails (-1: none fails).
+      let before = -1;
+      failCalls(client, 'DeleteObjectsCommand', { status: 503, code: 'SlowDown' }, () => before-- === 0);
+      const { cache } = await open({ client });
+      let partial = 0;
+      for (let n = 0; ; n++) {
+        before = -1;
+        await cache.clear('temporary');
+        // Fresh results: their commits delete nothing, so every DeleteObjects below is the clear's.
+        for (const [key, formats] of Object.entries(RESULTS)) await commitText(cache, key, formats);
+        before = n;
+        const outcome = await cache.clear('temporary').catch((error: unknown) => error);
+        if (typeof outcome === 'number') {
+          // The (n+1)-th call never came: the clear went through.
+          expect(outcome).to.equal(3);
+          for (const key of Object.keys(RESULTS)) expect(await cache.head(key), key).to.equal(undefined);
+          expect(n, 'the clear needs several DeleteObjects').to.be.greaterThan(2);
+          break;
+        }
+        expect(BackendError.is(outcome) && outcome.retryable, String(outcome)).to.equal(true);
+        let gone = 0;
+        for (const [key, formats] of Object.entries(RESULTS)) {
+          const manifest = await cache.head(key);
+          for (const [format, text] of Object.entries(formats)) {
+            expect(
+              await readText(cache, key, format),
+              `${key}/${format} after failing DeleteObjects #${String(n + 1)}`,
+            ).to.equal(manifest === undefined ? undefined : text);
+          }
+          if (manifest === undefined) gone++;
+        }
+        if (gone > 0 && gone < 3) partial++;
+      }
+      // Some failures came after the clear had removed some keys and before it removed the others.
+      expect(partial).to.be.greaterThan(0);
+    });
+
+    it('removes every object of the area over several pages and counts the results', async function () {
+      const client = await ownClient();
+      smallPages(client, 2);
+      const { cache, bucket, prefix, peer } = await open({ client });
+      const area = `${prefix}temporary/`;
+      // (No key that is another's prefix: s3rver lists 'a/…' before 'a-b/…', and then skips the latter.)
+      await commitText(cache, 'a', { csv: 'a', txt: 'a', xml: 'a' });
+      await commitText(cache, 'b', { csv: 'b' });
+      await commitText(cache, 'c', { csv: 'c', txt: 'c' });
+      await commitText(cache, 'p', { csv: 'p' }, 'persistent');
+      // Leftovers: a commit that crashed before its manifest, and an object of someone else.
+      for (const key of [`${area}z/${newId('c')}/csv`, `${area}stray`]) {
+        await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: 'x' }));
+      }
+      expect(await listKeys(client, bucket, area)).to.have.length(11);
+      const seen = recordCommands(client);
+      expect(await cache.clear('temporary')).to.equal(3);
+      expect(seen.filter((c) => c === 'ListObjectsV2Command')).to.have.length(6);
+      expect(await listKeys(client, bucket, area)).to.deep.equal([]);
+      expect(await readText(peer(), 'p', 'csv')).to.equal('p');
+      expect(await cache.clear('temporary')).to.equal(0);
+    });
+  });
+
+  describe('close', function () {
+    it('stops a multipart write in flight: it fails with ClosedError, its upload is aborted, and nothing is left', async function () {
+      const client = await ownClient();
+      const seen = recordCommands(client);
+      const held = holdOnce(client, (command, input) => command === 'UploadPartCommand' && input['PartNumber'] === 2);
+      const { cache, bucket, prefix, peer } = await open({ client, partSizeBytes: 5 * MiB, queueSize: 2 });
+      // Another staged result, written (one 2 MiB staged object) but not committed yet.
+      const waiting = await cache.stage('waiting');
+      await waiting.write('bin', bytes(randomBytes(2 * MiB)), { contentType: 'application/octet-stream' });
+      expect(await listKeys(client, bucket, `${prefix}staging/`)).to.have.length(1);
+
+      const staged = await cache.stage('big');
+      const write = staged.write('bin', chunked(randomBytes(14 * MiB)), {
+        contentType: 'application/octet-stream',
+      });
+      const failed = rejectionOf(write);
+      await held.reached;
+      const closing = cache.close();
+      held.release();
+      expect(ClosedError.is(await failed), String(await failed)).to.equal(true);
+      await closing;
+
+      expect(seen.filter((c) => c.startsWith('AbortMultipartUploadCommand'))).to.have.length(1);
+      expect(seen.filter((c) => c.startsWith('CompleteMultipartUploadCommand'))).to.deep.equal([]);
+      // Both staged results were aborted: staging is empty.
+      expect(await listKeys(client, bucket, `${prefix}staging/`)).to.deep.equal([]);
+      // A commit after close: ClosedError, and no manifest.
+      expect(ClosedError.is(await rejectionOf(waiting.commit('temporary')))).to.equal(true);
+      expect(ClosedError.is(await rejectionOf(staged.write('csv', bytes('x'), { contentType: 'text/csv' })))).to.equal(
+        true,
+      );
+      expect(await listKeys(client, bucket, prefix)).to.deep.equal([]);
+      expect(await peer().head('waiting')).to.equal(undefined);
+    });
+
+    it('stops a commit still writing its data: ClosedError, and none of it is left', async function () {
+      const client = await ownClient();
+      const { cache, bucket, prefix, peer } = await open({ client });
+      const area = `${prefix}temporary/`;
+      // Held at its data PUT: not yet past the fence check when close() comes.
+      const early = await cache.stage('early');
+      await early.write('csv', bytes('early'), { contentType: 'text/csv' });
+      const heldData = holdOnce(
+        client,
+        (command, input) => command === 'PutObjectCommand' && keyOf(input).startsWith(`${area}early/c`),
+      );
+      const stopped = rejectionOf(early.commit('temporary'));
+      await heldData.reached;
+      const closing = cache.close();
+      heldData.release();
+      expect(ClosedError.is(await stopped), String(await stopped)).to.equal(true);
+      await closing;
+      expect(await listKeys(client, bucket, prefix)).to.deep.equal([]);
+      expect(await peer().head('early')).to.equal(undefined);
+    });
+
+    it('lets a commit past its fence check finish, and resolves once it has', async function () {
+      const client = await ownClient();
+      // Held at its manifest PUT: past the fence check, so it finishes and close() waits for it.
+      const { cache, peer } = await open({ client });
+      const late = await cache.stage('late');
+      await late.write('csv', bytes('late'), { contentType: 'text/csv' });
+      const heldManifest = holdOnce(
+        client,
+        (command, input) => command === 'PutObjectCommand' && keyOf(input).endsWith('late/manifest.json'),
+      );
+      const order: string[] = [];
+      const committed = late.commit('temporary').then((manifest) => {
+        order.push('committed');
+        return manifest;
+      });
+      await heldManifest.reached;
+      const closed = cache.close().then(() => order.push('closed'));
+      heldManifest.release();
+      expect((await committed).formats).to.have.keys('csv');
+      await closed;
+      expect(order).to.deep.equal(['committed', 'closed']);
+      expect(await readText(peer(), 'late', 'csv')).to.equal('late');
+    });
+  });
+});
