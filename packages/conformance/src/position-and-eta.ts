@@ -205,8 +205,10 @@ export function positionAndEtaTests(options: ConformanceOptions): void {
       const error = { code: 'BUSY', message: 'try later', retryable: true };
       await queue.fail('c', c.token, { error, retryAt: env.clock.now() + env.t(120_000) });
       expect(await busy(), 'one back to pending for a retry').to.equal(1);
-      // A lease that expires frees its slot once the queue applied the expiry (a read of the record does).
+      // A lease that has expired holds no slot, even before any call applied the expiry (a crashed
+      // worker's leases must not make every ETA wait for them).
       await env.clock.advance(env.t(60_000));
+      expect(await busy(), 'lease expired, not applied yet').to.equal(0);
       expect((await queue.get('b'))?.state).to.equal('pending');
       expect(await busy(), 'lease expired').to.equal(0);
       // Workers are not what is counted: the running leases are, whoever holds them.

@@ -94,11 +94,12 @@ export class StatsStore {
   #beforeFlush:
     { buffered: Map<string, ActivityEntry>; durations: Map<string, UriSamples>; since: number | undefined } | undefined;
   /**
-   * Per uri, its stored statistics with the first `applied` of its waiting run times added: what
-   * a read of this process answers, kept so that each read adds only the run times noted since
-   * (rebuilt after every write of the run times).
+   * Per uri, its stored statistics (read at `at`) with the first `applied` of its waiting run
+   * times added: what a read of this process answers, kept so that each read adds only the run
+   * times noted since (rebuilt after every write of the run times, and once `cacheMs` have passed,
+   * so that other processes' run times arrive as late as the cache allows and no later).
    */
-  readonly #projections = new Map<string, { state: UriState | undefined; applied: number }>();
+  readonly #projections = new Map<string, { state: UriState | undefined; applied: number; at: number }>();
   readonly #activityRange: Stmt<[number, number], ActivityRow>;
   readonly #activityTrim: Stmt<[number]>;
   readonly #uriGet: Stmt<[string], unknown[]>;
@@ -111,7 +112,10 @@ export class StatsStore {
   readonly #workerSet: Stmt<[string, number, number]>;
   readonly #workerDelete: Stmt<[string]>;
   readonly #workerTrim: Stmt<[number]>;
-  readonly #capacity: Stmt<[number], { workers: number; slots: number | null; next: number | null; busy: number }>;
+  readonly #capacity: Stmt<
+    [{ now: number }],
+    { workers: number; slots: number | null; next: number | null; busy: number }
+  >;
   /** See {@link StatsStore} (`cacheMs`). */
   readonly #cacheMs: number;
   /**
@@ -166,10 +170,13 @@ export class StatsStore {
     this.#workerDelete = db.prepare('DELETE FROM workers WHERE id = ?');
     this.#workerTrim = db.prepare('DELETE FROM workers WHERE expires_at <= ?');
     this.#capacity = db.prepare(
-      // Running leases: the per-group counts the triggers keep, O(groups), read with the reports.
+      // Running leases: the per-group counts the triggers keep, O(groups), read with the reports,
+      // less the running records whose lease has expired but which no call has requeued yet (a
+      // crashed worker's): their due_at is the lease's expiry, so the due index finds them.
       `SELECT count(*) AS workers, sum(slots) AS slots, min(expires_at) AS next,
-         (SELECT coalesce(sum(running), 0) FROM groups) AS busy
-       FROM workers WHERE expires_at > ?`,
+         (SELECT coalesce(sum(running), 0) FROM groups)
+           - (SELECT count(*) FROM records WHERE due_at <= @now AND state = 'running') AS busy
+       FROM workers WHERE expires_at > @now`,
     );
   }
 
@@ -332,12 +339,12 @@ export class StatsStore {
   }
 
   /** The statistics of `uri` with this process's waiting run times added, as if they were written. */
-  #withWaiting(uri: string): UriStats | undefined {
+  #withWaiting(uri: string, now: number): UriStats | undefined {
     const waiting = this.#durations.get(uri)?.samples ?? [];
     let projection = this.#projections.get(uri);
-    if (projection === undefined) {
+    if (projection === undefined || !(now >= projection.at && now - projection.at < this.#cacheMs)) {
       const raw = this.#uriGet.get(uri);
-      projection = { state: raw === undefined ? undefined : rowState(raw), applied: 0 };
+      projection = { state: raw === undefined ? undefined : rowState(raw), applied: 0, at: now };
       this.#projections.set(uri, projection);
     }
     for (; projection.applied < waiting.length; projection.applied++) {
@@ -357,7 +364,7 @@ export class StatsStore {
   uriStats(uri: string | undefined, now: number): UriStats[] {
     if (uri !== undefined) {
       if (this.#durations.has(uri) || this.#staged.some((noted) => noted.kind === 'duration' && noted.uri === uri)) {
-        const stats = this.#withWaiting(uri);
+        const stats = this.#withWaiting(uri, now);
         return stats === undefined ? [] : [stats];
       }
       const read = this.#uriReads.get(uri);
@@ -377,7 +384,7 @@ export class StatsStore {
     const pending = new Set(this.#durations.keys());
     for (const noted of this.#staged) if (noted.kind === 'duration') pending.add(noted.uri);
     for (const name of pending) {
-      const stats = this.#withWaiting(name);
+      const stats = this.#withWaiting(name, now);
       if (stats !== undefined) byUri.set(name, stats);
     }
     // Sorted here by UTF-16 code units, as the memory queue does (SQLite would compare UTF-8 bytes).
@@ -404,13 +411,13 @@ export class StatsStore {
 
   /**
    * Live worker reports at `now`, with the running leases (read again after `cacheMs`, once one of
-   * the reports expires, or after {@link runningChanged}). A lease past its expiry counts until a
-   * call of some process applies it (as the next write or record read does).
+   * the reports expires, or after {@link runningChanged}). A lease past its expiry is not counted,
+   * whether or not a call has applied the expiry yet.
    */
   capacity(now: number): WorkerCapacity {
     const read = this.#capacityRead;
     if (read !== undefined && now >= read.at && now < read.until) return read.value;
-    const row = this.#capacity.get(now);
+    const row = this.#capacity.get({ now });
     const value: WorkerCapacity = { workers: row?.workers ?? 0, slots: row?.slots ?? 0, busy: row?.busy ?? 0 };
     const until = Math.min(now + this.#cacheMs, row?.next ?? Number.POSITIVE_INFINITY);
     this.#capacityRead = until > now ? { value, at: now, until } : undefined;

@@ -139,6 +139,33 @@ describe('FileQueueManager: metrics match the memory queue', function () {
     }
   });
 
+  it('reads other processes run times again after statsCacheMs while its own wait to be written', async function () {
+    // Review finding: with run times of its own waiting, a process answered from one snapshot of
+    // the stored statistics until it wrote them, however long that took.
+    const other = new FileQueueManager({ dir, statsCacheMs: 0 }, clock);
+    const reader = new FileQueueManager({ dir, statsCacheMs: 500 }, clock);
+    try {
+      await reader.enqueue(entry('mine', { uri: '/stale' }), NO_LIMITS);
+      const mine = await reader.claim(claimOptions());
+      await reader.complete('mine', mine?.token ?? '', { durationMs: 1000 });
+      expect((await reader.uriStats('/stale'))[0]?.count).to.equal(1);
+      for (const key of ['o1', 'o2', 'o3']) {
+        await other.enqueue(entry(key, { uri: '/stale' }), NO_LIMITS);
+        const lease = await other.claim(claimOptions());
+        await other.complete(key, lease?.token ?? '', { durationMs: 10 });
+      }
+      await other.close();
+      // Within statsCacheMs the snapshot stands; after it, the other process's three count too.
+      await clock.advance(499);
+      expect((await reader.uriStats('/stale'))[0]?.count).to.equal(1);
+      await clock.advance(1);
+      expect((await reader.uriStats('/stale'))[0]?.count).to.equal(4);
+    } finally {
+      await other.close();
+      await reader.close();
+    }
+  });
+
   it('reuses capacity and uri statistics read for statsCacheMs: its own writes and expired workers at once', async function () {
     const other = new FileQueueManager({ dir }, clock);
     const fresh = new FileQueueManager({ dir, statsCacheMs: 0 }, clock);
