@@ -11,6 +11,7 @@ import { DEFAULT_CONFIG } from '../src/config/defaults.js';
 import { applyEnvOverrides, settingEnvVar } from '../src/config/env.js';
 import { jsonErrorOffset } from '../src/config/json-file.js';
 import { loadConfig } from '../src/config/load.js';
+import { buildContainer } from '../src/container/build-container.js';
 import { ConfigError } from '../src/errors.js';
 import { DEFAULT_SETTINGS } from '../src/settings.js';
 
@@ -337,11 +338,22 @@ describe('config', () => {
     it('accepts a bare ContainerModule as the default export, for a side it binds', async () => {
       const config = await loadConfig({ queue: { adapter: BARE_QUEUE_MODULE } }, { env: NO_ENV });
       expect(config.queue.adapter).to.equal(BARE_QUEUE_MODULE);
-      const error = await configError(loadConfig({ cache: { adapter: BARE_QUEUE_MODULE } }, { env: NO_ENV }));
+      // What a module binds is known once it is loaded, which validation does not do (see below):
+      // the container refuses it, before anything is constructed.
+      const wrongSide = await loadConfig({ cache: { adapter: BARE_QUEUE_MODULE } }, { env: NO_ENV });
+      const error = await configError(buildContainer(wrongSide));
       expect(paths(error)).to.deep.equal(['/cache/adapter']);
-      expect(issueAt(error, '/cache/adapter'))
-        .to.include('cannot be used as a cache')
-        .and.include('binds no TOKENS.CacheManager');
+      expect(error.message).to.include('cannot be used as a cache').and.include('binds no TOKENS.CacheManager');
+    });
+
+    it('does not load adapter modules while validating (a plugin may construct in load)', async () => {
+      const counting = fileURLToPath(new URL('./fixtures/counting-load-adapter.js', import.meta.url));
+      const { loads } = (await import(counting)) as { loads: { count: number } };
+      const before = loads.count;
+      const config = await loadConfig({ queue: { adapter: counting } }, { env: NO_ENV });
+      expect(loads.count - before, 'loads during validation').to.equal(0);
+      await buildContainer(config);
+      expect(loads.count - before, 'loads when the container is built').to.equal(1);
     });
 
     it('says which shapes a module may export', async () => {

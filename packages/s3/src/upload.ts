@@ -336,39 +336,116 @@ function reasonOf(signal: AbortSignal): Error {
 
 /**
  * `data`, until `signal` aborts: a read waiting on the producer then fails at once with the
- * signal's reason. The producer is told to stop (`return`) but not waited for: it may hang.
+ * signal's reason, and the producer is stopped without being waited for (it may hang): a Node
+ * stream is destroyed (its descriptor or socket closes), another source's own iterator returned.
+ * A synchronous source cannot stall, so it is passed on as it is (the part writer checks the
+ * signal between parts), and so is a stream: destroying it settles a read waiting on it. Other
+ * sources pay one race per chunk. One abort listener per write.
  */
-async function* untilAborted(
+function untilAborted(
   data: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   signal: AbortSignal,
-): AsyncGenerator<Uint8Array> {
-  const iterator = (async function* () {
-    yield* data;
-  })();
-  try {
-    for (;;) {
-      const next = await raceAbort(iterator.next(), signal);
-      if (next.done === true) return;
-      yield next.value;
+): AsyncIterable<Uint8Array> | Iterable<Uint8Array> {
+  if (!(Symbol.asyncIterator in data)) return data;
+  if (typeof (data as { destroy?: unknown }).destroy === 'function') {
+    const stream = data;
+    return {
+      [Symbol.asyncIterator]() {
+        const iterator = stream[Symbol.asyncIterator]();
+        const onAbort = (): void => {
+          stopProducer(stream, iterator);
+        };
+        if (signal.aborted) onAbort();
+        else signal.addEventListener('abort', onAbort, { once: true });
+        return new ListenerRelease(iterator, signal, onAbort);
+      },
+    };
+  }
+  return { [Symbol.asyncIterator]: () => new AbortableIterator(data[Symbol.asyncIterator](), signal) };
+}
+
+/** A stream's own iterator, dropping the abort listener once it is done. */
+class ListenerRelease implements AsyncIterator<Uint8Array> {
+  readonly #iterator: AsyncIterator<Uint8Array>;
+  readonly #signal: AbortSignal;
+  readonly #onAbort: () => void;
+
+  constructor(iterator: AsyncIterator<Uint8Array>, signal: AbortSignal, onAbort: () => void) {
+    this.#iterator = iterator;
+    this.#signal = signal;
+    this.#onAbort = onAbort;
+  }
+
+  async next(): Promise<IteratorResult<Uint8Array>> {
+    try {
+      const next = await this.#iterator.next();
+      if (next.done === true) this.#release();
+      return next;
+    } catch (error) {
+      this.#release();
+      // A stream destroyed by the abort: the signal's reason, not the stream's premature close.
+      throw this.#signal.aborted ? reasonOf(this.#signal) : error;
     }
-  } finally {
-    if (signal.aborted) void iterator.return(undefined).catch(ignore);
-    else await iterator.return(undefined);
+  }
+
+  async return(): Promise<IteratorResult<Uint8Array>> {
+    this.#release();
+    if (!this.#signal.aborted) await this.#iterator.return?.();
+    return { done: true, value: undefined };
+  }
+
+  #release(): void {
+    this.#signal.removeEventListener('abort', this.#onAbort);
   }
 }
 
-/** `promise`, or a rejection with the reason of `signal` as soon as it aborts. */
-function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(reasonOf(signal));
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => {
-      reject(reasonOf(signal));
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-    void promise.then(resolve, reject).finally(() => {
-      signal.removeEventListener('abort', onAbort);
+/** An iterator whose waiting read fails as soon as the signal aborts (the producer is then stopped). */
+class AbortableIterator implements AsyncIterator<Uint8Array> {
+  readonly #iterator: AsyncIterator<Uint8Array>;
+  readonly #signal: AbortSignal;
+  readonly #aborted: Promise<never>;
+  readonly #onAbort: () => void;
+
+  constructor(iterator: AsyncIterator<Uint8Array>, signal: AbortSignal) {
+    this.#iterator = iterator;
+    this.#signal = signal;
+    let onAbort = (): void => undefined;
+    this.#aborted = new Promise<never>((_resolve, reject) => {
+      onAbort = () => {
+        reject(reasonOf(signal));
+        stopProducer(undefined, iterator);
+      };
     });
-  });
+    this.#aborted.catch(ignore);
+    this.#onAbort = onAbort;
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+  }
+
+  async next(): Promise<IteratorResult<Uint8Array>> {
+    const next = await Promise.race([this.#iterator.next(), this.#aborted]);
+    if (next.done === true) this.#signal.removeEventListener('abort', this.#onAbort);
+    return next;
+  }
+
+  async return(): Promise<IteratorResult<Uint8Array>> {
+    this.#signal.removeEventListener('abort', this.#onAbort);
+    // Stopped early without an abort (a failed part, a bad chunk): closed as for-of would.
+    if (!this.#signal.aborted) await this.#iterator.return?.();
+    return { done: true, value: undefined };
+  }
+}
+
+/** Stops a producer that a closed cache will read no further, without waiting for it. */
+function stopProducer(data: AsyncIterable<Uint8Array> | undefined, iterator: AsyncIterator<Uint8Array>): void {
+  const destroy = (data as { destroy?: unknown } | undefined)?.destroy;
+  if (typeof destroy === 'function') {
+    (destroy as () => void).call(data);
+    return;
+  }
+  void Promise.resolve()
+    .then(() => iterator.return?.())
+    .catch(ignore);
 }
 
 function ignore(): void {

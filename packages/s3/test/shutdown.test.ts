@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
 
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { expect } from 'chai';
@@ -129,6 +130,29 @@ describe('@armlib/s3 S3CacheManager clear over listing pages, and close with wor
       );
       expect(await listKeys(client, bucket, prefix)).to.deep.equal([]);
       expect(await peer().head('waiting')).to.equal(undefined);
+    });
+
+    it('stops a write whose stream source stalls, and destroys the stream (review finding)', async function () {
+      const { cache } = await open({});
+      let asks = 0;
+      let stalled: () => void = () => undefined;
+      const waiting = new Promise<void>((resolve) => {
+        stalled = resolve;
+      });
+      // One chunk, then nothing more and no end (a stalled upstream socket, say).
+      const source = new Readable({
+        read() {
+          asks++;
+          if (asks === 1) this.push(Buffer.from('first chunk'));
+          else stalled();
+        },
+      });
+      const staged = await cache.stage('stalled');
+      const failed = rejectionOf(staged.write('bin', source, { contentType: 'application/octet-stream' }));
+      await waiting;
+      await cache.close();
+      expect(ClosedError.is(await failed), String(await failed)).to.equal(true);
+      expect(source.destroyed, 'the source stream is destroyed').to.equal(true);
     });
 
     it('stops a commit still writing its data: ClosedError, and none of it is left', async function () {

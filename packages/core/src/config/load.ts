@@ -1,6 +1,6 @@
 import path from 'node:path';
 
-import { checkAdapterModule, loadAdapterPlugin, moduleFactoryFor } from '../container/adapter-registry.js';
+import { loadAdapterPlugin, moduleFactoryFor } from '../container/adapter-registry.js';
 import type { AdapterRole } from '../container/adapter-registry.js';
 import { ArmError, ConfigError } from '../errors.js';
 import type { ConfigIssue } from '../errors.js';
@@ -69,9 +69,10 @@ async function checkAdapter(section: unknown, role: AdapterRole, baseDir: string
     const optionsPath = pointer(role, 'options');
     const issues = (validate?.(options ?? {}) ?? []).map((issue) => prefixIssue(optionsPath, issue));
     if (issues.length > 0) return issues;
-    // With valid options, the factory must give a container module binding this side's token
-    // (which builds nothing: the module is only loaded into a throw-away container).
-    await checkAdapterModule(factory(options ?? {}), role, adapter);
+    // With valid options, the factory must give a container module (checked by its shape). The
+    // module is not loaded here: a plugin may construct in `load` (toConstantValue(new …)), and
+    // nothing may be built before the container is. buildContainer checks what it binds.
+    factory(options ?? {});
     return [];
   } catch (error) {
     if (!ArmError.is(error)) throw error;
@@ -93,7 +94,7 @@ function resolveAdapter(section: unknown): ResolvedAdapterConfig {
  * configuration. A given config (object or file) is used as given: a `queue` or `cache` section
  * it leaves out is the memory adapter. Environment overrides (see `ENV_VARS`) apply on top. Every
  * problem — schema, environment, adapter loading, adapter options, a module factory that gives no
- * container module binding its side — is collected into one {@link ConfigError} whose issues
+ * container module — is collected into one {@link ConfigError} whose issues
  * name each bad field by its JSON-pointer path. Nothing is constructed here.
  */
 export async function loadConfig(input?: ArmConfig | string, options: LoadConfigOptions = {}): Promise<ResolvedConfig> {

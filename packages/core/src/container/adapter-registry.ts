@@ -215,22 +215,32 @@ export function moduleFactoryFor(
 }
 
 /**
- * Checks, without constructing anything, that a side's container module binds that side's token
- * (`TOKENS.QueueManager` or `TOKENS.CacheManager`): it is loaded into a throw-away container.
- * Throws {@link ConfigError} naming the adapter otherwise.
+ * Checks that the container the adapters' modules were loaded into binds a side's token
+ * (`TOKENS.QueueManager` or `TOKENS.CacheManager`). Throws {@link ConfigError} naming the adapter
+ * otherwise.
  */
-export async function checkAdapterModule(module: ContainerModule, role: AdapterRole, adapter: string): Promise<void> {
+export function checkSideBound(container: Container, role: AdapterRole, adapter: string): void {
   const token = role === 'queue' ? TOKENS.QueueManager : TOKENS.CacheManager;
   const name = role === 'queue' ? 'TOKENS.QueueManager' : 'TOKENS.CacheManager';
-  const probe = new Container();
+  if (!container.isBound(token)) {
+    throw new ConfigError(`adapter '${adapter}' cannot be used as a ${role}: its container module binds no ${name}`, [
+      { path: `/${role}/adapter`, message: `its container module binds no ${name}` },
+    ]);
+  }
+}
+
+/** Loads the adapters' modules; a foreign failure becomes a {@link ConfigError} naming the adapters. */
+export async function loadAdapterModules(
+  container: Container,
+  modules: readonly ContainerModule[],
+  adapters: string,
+): Promise<void> {
   try {
-    await probe.loadAsync(module);
+    await container.loadAsync(...modules);
   } catch (error) {
     if (ArmError.is(error)) throw error;
-    const message = `adapter '${adapter}': its ${role} container module failed to load: ${describeError(error)}`;
-    throw new ConfigError(message, [], { cause: error });
-  }
-  if (!probe.isBound(token)) {
-    throw new ConfigError(`adapter '${adapter}' cannot be used as a ${role}: its container module binds no ${name}`);
+    throw new ConfigError(`adapter ${adapters}: its container module failed to load: ${describeError(error)}`, [], {
+      cause: error,
+    });
   }
 }

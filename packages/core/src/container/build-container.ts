@@ -9,7 +9,7 @@ import { DefaultRequestManager } from '../manager/default-request-manager.js';
 import type { RequestManager } from '../manager/types.js';
 import { withDefaults } from '../settings.js';
 import { TOKENS } from '../tokens.js';
-import { loadAdapterPlugin, moduleFactoryFor } from './adapter-registry.js';
+import { checkSideBound, loadAdapterModules, loadAdapterPlugin, moduleFactoryFor } from './adapter-registry.js';
 import type { AdapterRole } from './adapter-registry.js';
 
 /** Options of {@link buildContainer}. */
@@ -43,7 +43,11 @@ export async function buildContainer(config: ResolvedConfig, options: BuildConta
   container.bind(TOKENS.CacheOptions).toConstantValue(config.cache.options);
   // loadAsync accepts synchronous and asynchronous modules alike. A bare ContainerModule
   // configured for both sides is one module: loaded twice, it would bind its adapter twice.
-  await container.loadAsync(...new Set(modules));
+  const { queue, cache } = config;
+  const adapters = queue.adapter === cache.adapter ? `'${queue.adapter}'` : `'${queue.adapter}' or '${cache.adapter}'`;
+  await loadAdapterModules(container, [...new Set(modules)], adapters);
+  checkSideBound(container, 'queue', queue.adapter);
+  checkSideBound(container, 'cache', cache.adapter);
   container.bind(TOKENS.RequestManager).to(DefaultRequestManager).inSingletonScope();
   return container;
 }
