@@ -35,16 +35,7 @@ export function injectFault(
       const input = args.input as CommandInput;
       if ((command !== '*' && context.commandName !== command) || !active(input)) return next(args);
       if (options.afterSending === true) await next(args);
-      const xml =
-        `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${reply.code}</Code>` +
-        `<Message>injected ${reply.code}</Message><RequestId>test</RequestId></Error>`;
-      const response = {
-        statusCode: reply.status,
-        reason: reply.code,
-        headers: { 'content-type': 'application/xml', 'x-amz-request-id': 'test' },
-        body: Readable.from([Buffer.from(xml)]),
-      };
-      return { response, output: undefined as never };
+      return { response: errorResponse(reply), output: undefined as never };
     },
     { step: 'deserialize', priority: 'low', name: `armlibFault${reply.code}${String(++faults)}` },
   );
@@ -124,16 +115,7 @@ export function failCalls(client: S3Client, command: string, reply: FaultReply, 
   client.middlewareStack.add(
     (next, context) => async (args) => {
       if (!failing.has(context)) return next(args);
-      const xml =
-        `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${reply.code}</Code>` +
-        `<Message>injected ${reply.code}</Message><RequestId>test</RequestId></Error>`;
-      const response = {
-        statusCode: reply.status,
-        reason: reply.code,
-        headers: { 'content-type': 'application/xml', 'x-amz-request-id': 'test' },
-        body: Readable.from([Buffer.from(xml)]),
-      };
-      return { response, output: undefined as never };
+      return { response: errorResponse(reply), output: undefined as never };
     },
     { step: 'deserialize', priority: 'low', name: `armlibFailCallsReply${String(++faults)}` },
   );
@@ -175,4 +157,22 @@ export function holdOnce(
     { step: 'initialize', name: `armlibHoldOnce${String(++faults)}` },
   );
   return { reached, release };
+}
+
+/** The HTTP response S3 sends for an error `reply`, for the deserializer to turn into an exception. */
+function errorResponse(reply: FaultReply): {
+  statusCode: number;
+  reason: string;
+  headers: Record<string, string>;
+  body: Readable;
+} {
+  const xml =
+    `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${reply.code}</Code>` +
+    `<Message>injected ${reply.code}</Message><RequestId>test</RequestId></Error>`;
+  return {
+    statusCode: reply.status,
+    reason: reply.code,
+    headers: { 'content-type': 'application/xml', 'x-amz-request-id': 'test' },
+    body: Readable.from([Buffer.from(xml)]),
+  };
 }
