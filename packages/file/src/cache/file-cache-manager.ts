@@ -378,7 +378,6 @@ export class FileCacheManager implements CacheManager {
     return count;
   }
 
-
   async list(area: CacheArea, options: { limit: number; cursor?: string }): Promise<CacheListPage> {
     this.#assertOpen();
     assertCacheArea(area);
