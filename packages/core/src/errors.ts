@@ -141,6 +141,12 @@ export interface ConfigIssue {
   path: string;
   /** What was expected there. */
   message: string;
+  /**
+   * The error behind the issue, when one was thrown (an adapter that failed to load, a plugin's
+   * factory that threw): kept for its stack. The {@link ConfigError} carries it as its `cause`
+   * (an `AggregateError` when several issues have one).
+   */
+  cause?: unknown;
 }
 
 /** The configuration is invalid; `issues` names every bad field by its path. */

@@ -346,6 +346,23 @@ describe('config', () => {
       expect(error.message).to.include('cannot be used as a cache').and.include('binds no TOKENS.CacheManager');
     });
 
+    it('keeps the error behind an adapter issue as the cause of the ConfigError', async () => {
+      const throwing = fileURLToPath(new URL('./fixtures/throwing-factory-adapter.js', import.meta.url));
+      const { FACTORY_BUG } = (await import(throwing)) as { FACTORY_BUG: Error };
+      const error = await configError(loadConfig({ queue: { adapter: throwing } }, { env: NO_ENV }));
+      expect(paths(error)).to.deep.equal(['/queue/adapter']);
+      expect(error.issues[0]?.cause).to.equal(FACTORY_BUG);
+      expect(error.cause).to.equal(FACTORY_BUG);
+      // Several: all of them, in an AggregateError.
+      const both = await configError(
+        loadConfig({ queue: { adapter: throwing }, cache: { adapter: NOT_A_MODULE } }, { env: NO_ENV }),
+      );
+      expect(both.cause).to.be.instanceOf(AggregateError);
+      expect((both.cause as AggregateError).errors)
+        .to.have.length(2)
+        .and.include(FACTORY_BUG);
+    });
+
     it('does not load adapter modules while validating (a plugin may construct in load)', async () => {
       const counting = fileURLToPath(new URL('./fixtures/counting-load-adapter.js', import.meta.url));
       const { loads } = (await import(counting)) as { loads: { count: number } };

@@ -179,5 +179,6 @@ export function attributeIssue(issue: ConfigIssue, sources: ReadonlyMap<string, 
     if (covers && (best === undefined || path.length > best.length)) best = path;
   }
   if (best === undefined) return issue;
-  return { path: `${issue.path} (from ${String(sources.get(best))})`, message: issue.message };
+  const attributed = { path: `${issue.path} (from ${String(sources.get(best))})`, message: issue.message };
+  return issue.cause === undefined ? attributed : { ...attributed, cause: issue.cause };
 }

@@ -51,7 +51,15 @@ function checkSettings(settings: ManagerSettings): ConfigIssue[] {
 
 function prefixIssue(prefix: string, issue: ConfigIssue): ConfigIssue {
   const rest = issue.path === '' || issue.path.startsWith('/') ? issue.path : `/${issue.path}`;
-  return { path: `${prefix}${rest}`, message: issue.message };
+  const prefixed = { path: `${prefix}${rest}`, message: issue.message };
+  return issue.cause === undefined ? prefixed : { ...prefixed, cause: issue.cause };
+}
+
+/** The `cause` of an error listing `issues`: the one error behind them, or all of them. */
+function causeOf(issues: readonly ConfigIssue[]): { cause?: unknown } {
+  const causes = issues.flatMap((issue) => (issue.cause === undefined ? [] : [issue.cause]));
+  if (causes.length === 0) return {};
+  return { cause: causes.length === 1 ? causes[0] : new AggregateError(causes, 'configuration issues') };
 }
 
 /** Loads the adapter of one side and lets it check its options; every problem becomes an issue. */
@@ -79,7 +87,7 @@ async function checkAdapter(section: unknown, role: AdapterRole, baseDir: string
     if (ConfigError.is(error) && error.issues.length > 0) {
       return error.issues.map((issue) => prefixIssue(pointer(role, 'options'), issue));
     }
-    return [{ path: pointer(role, 'adapter'), message: error.message }];
+    return [{ path: pointer(role, 'adapter'), message: error.message, cause: error.cause ?? error }];
   }
 }
 
@@ -136,10 +144,8 @@ export async function loadConfig(input?: ArmConfig | string, options: LoadConfig
 
   if (issues.length > 0 || overridden.issues.length > 0) {
     const where = source === undefined ? '' : ` in ${source}`;
-    throw new ConfigError(`invalid armlib configuration${where}`, [
-      ...overridden.issues,
-      ...issues.map((issue) => attributeIssue(issue, overridden.sources)),
-    ]);
+    const all = [...overridden.issues, ...issues.map((issue) => attributeIssue(issue, overridden.sources))];
+    throw new ConfigError(`invalid armlib configuration${where}`, all, causeOf(all));
   }
   const resolved: ResolvedConfig = {
     queue: resolveAdapter(typed.queue),
