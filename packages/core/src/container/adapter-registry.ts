@@ -1,10 +1,9 @@
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
-import { resolve as resolveEsm } from 'import-meta-resolve';
-import { Container } from 'inversify';
-import type { ContainerModule } from 'inversify';
+import type { Container, ContainerModule } from 'inversify';
 
+import { pointer } from '../config/validate.js';
 import { ArmError, ConfigError } from '../errors.js';
 import type { AdapterPlugin } from '../spi/plugin.js';
 import { TOKENS } from '../tokens.js';
@@ -74,7 +73,9 @@ async function importPackage(specifier: string, baseDir: string, builtin?: strin
   // resolution, with the `import` condition of the package's `exports`.
   let resolved: string;
   try {
-    resolved = resolveEsm(specifier, pathToFileURL(path.join(baseDir, 'package.json')).href);
+    // Loaded only here, on this rare path, rather than with core by every process.
+    const { resolve } = await import('import-meta-resolve');
+    resolved = resolve(specifier, pathToFileURL(path.join(baseDir, 'package.json')).href);
   } catch (error) {
     if (isNotFound(error, name)) {
       const what =
@@ -223,8 +224,8 @@ export function checkSideBound(container: Container, role: AdapterRole, adapter:
   const token = role === 'queue' ? TOKENS.QueueManager : TOKENS.CacheManager;
   const name = role === 'queue' ? 'TOKENS.QueueManager' : 'TOKENS.CacheManager';
   if (!container.isBound(token)) {
-    throw new ConfigError(`adapter '${adapter}' cannot be used as a ${role}: its container module binds no ${name}`, [
-      { path: `/${role}/adapter`, message: `its container module binds no ${name}` },
+    throw new ConfigError(`adapter '${adapter}' cannot be used as a ${role}`, [
+      { path: pointer(role, 'adapter'), message: `its container module binds no ${name}` },
     ]);
   }
 }

@@ -120,6 +120,8 @@ describe('file cache: damaged and foreign entries', function () {
     const commit = rowOf(dir, 'temporary', 'piped')?.commit_id ?? '';
     const dataPath = join(dir, 'temporary', shardOf('piped'), `piped@${commit}@csv`);
     fs.unlinkSync(dataPath);
+    // Node has no mkfifo of its own; coreutils' command is on every machine CI uses (Debian), where
+    // this runs. Only a machine without it skips, and says so in the test's title.
     if (!mkfifo(dataPath)) skipBecause(this, 'the mkfifo command is not installed: no FIFO to plant');
     // A writer that opens the FIFO and closes it at once, as soon as a reader opens it: a copy
     // that opened the FIFO anyway then reads an empty file and this test fails, where it would
