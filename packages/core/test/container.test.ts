@@ -19,6 +19,7 @@ import { MemoryQueueManager } from '../src/memory/memory-queue-manager.js';
 import { DEFAULT_SETTINGS } from '../src/settings.js';
 import { TOKENS } from '../src/tokens.js';
 import { RecordingQueueManager } from './fixtures/custom-adapter.js';
+import { activated, TwoSidedCacheManager } from './fixtures/two-sided-module.js';
 
 use(chaiAsPromised);
 
@@ -29,6 +30,7 @@ const THROWING_CACHE = fileURLToPath(new URL('./fixtures/throwing-cache-adapter.
 const NOT_A_MODULE = fileURLToPath(new URL('./fixtures/not-a-module-adapter.js', import.meta.url));
 const BARE_QUEUE_MODULE = fileURLToPath(new URL('./fixtures/bare-module-adapter.js', import.meta.url));
 const BARE_BOTH_MODULE = fileURLToPath(new URL('./fixtures/bare-both-module.js', import.meta.url));
+const TWO_SIDED_MODULE = fileURLToPath(new URL('./fixtures/two-sided-module.js', import.meta.url));
 /** A package name only the temp app's node_modules holds: core cannot import it by itself. */
 const ESM_ONLY_PACKAGE = 'armlib-test-esm-only-adapter';
 const MEMORY: ArmConfig = { queue: { adapter: 'memory' }, cache: { adapter: 'memory' } };
@@ -60,6 +62,7 @@ describe('container', () => {
   beforeEach(() => {
     clock = new ManualClock();
     RecordingQueueManager.instances.length = 0;
+    activated.length = 0;
   });
 
   describe('buildContainer', () => {
@@ -215,6 +218,45 @@ describe('container', () => {
       expect(both.get(TOKENS.QueueManager)).to.be.instanceOf(MemoryQueueManager);
       expect(both.get(TOKENS.CacheManager)).to.be.instanceOf(MemoryCacheManager);
     });
+
+    it('uses a module binding both tokens for the one side it is configured for, the other side its own adapter', async () => {
+      const queueSide = await buildContainer(
+        await loadConfig({ queue: { adapter: TWO_SIDED_MODULE }, cache: { adapter: 'memory' } }, { env: NO_ENV }),
+        { clock },
+      );
+      const queue = queueSide.get(TOKENS.QueueManager);
+      const cache = queueSide.get(TOKENS.CacheManager);
+      expect(queue).to.be.instanceOf(RecordingQueueManager);
+      expect(cache).to.be.instanceOf(MemoryCacheManager).and.not.instanceOf(TwoSidedCacheManager);
+      // The module's activation hook for the cache token must not see the memory adapter's cache.
+      expect(activated).to.deep.equal([queue]);
+
+      activated.length = 0;
+      const cacheSide = await buildContainer(
+        await loadConfig({ queue: { adapter: 'memory' }, cache: { adapter: TWO_SIDED_MODULE } }, { env: NO_ENV }),
+        { clock },
+      );
+      const otherQueue = cacheSide.get(TOKENS.QueueManager);
+      const otherCache = cacheSide.get(TOKENS.CacheManager);
+      expect(otherQueue).to.be.instanceOf(MemoryQueueManager).and.not.instanceOf(RecordingQueueManager);
+      expect(otherCache).to.be.instanceOf(TwoSidedCacheManager);
+      expect(activated).to.deep.equal([otherCache]);
+    });
+
+    it('loads a module binding both tokens once when it backs both sides, with both its hooks', async () => {
+      const container = await buildContainer(
+        await loadConfig(
+          { queue: { adapter: TWO_SIDED_MODULE }, cache: { adapter: TWO_SIDED_MODULE } },
+          { env: NO_ENV },
+        ),
+        { clock },
+      );
+      const queue = container.get(TOKENS.QueueManager);
+      const cache = container.get(TOKENS.CacheManager);
+      expect(queue).to.be.instanceOf(RecordingQueueManager);
+      expect(cache).to.be.instanceOf(TwoSidedCacheManager);
+      expect(activated).to.deep.equal([queue, cache]);
+    });
   });
 
   describe('adapter packages core cannot see', () => {
@@ -354,6 +396,20 @@ describe('container', () => {
       expect(ConfigError.is(error), String(error)).to.equal(true);
       expect((error as Error).message).to.equal('throwing cache: refused by its constructor');
       expect(RecordingQueueManager.instances[0]?.closeCalls).to.equal(1);
+    });
+
+    it('starts a manager whose queue comes from a module that also binds a cache, configured as the queue only', async () => {
+      const manager = await createRequestManager(
+        { queue: { adapter: TWO_SIDED_MODULE }, cache: { adapter: 'memory' } },
+        { env: NO_ENV, clock },
+      );
+      try {
+        expect(RecordingQueueManager.instances).to.have.length(1);
+        const submitted = await manager.submit({ uri: '/two-sided' });
+        expect(submitted.state).to.equal('pending');
+      } finally {
+        await dispose(manager);
+      }
     });
 
     it('applies environment overrides', async () => {

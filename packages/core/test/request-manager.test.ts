@@ -81,6 +81,20 @@ describe('DefaultRequestManager', () => {
       expect(m.queueLength).to.equal(0);
     });
 
+    it('rejects submit options that are not what they should be, naming the field, and queues nothing', async () => {
+      r = rig();
+      for (const options of [{ force: 'yes' }, { force: 1 }, 'force', null]) {
+        const error: unknown = await r.rm.submit({ uri: '/x' }, options as never).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(InvalidRequestError.is(error), `${JSON.stringify(options)}: ${String(error)}`).to.equal(true);
+        expect((error as InvalidRequestError).field).to.match(/^options/);
+      }
+      expect((await r.rm.metrics()).queueLength).to.equal(0);
+      expect((await r.rm.submit({ uri: '/x' }, { force: false })).state).to.equal('pending');
+    });
+
     it('reports a completed key whose result was cleared as unknown, and re-queues it on submit', async () => {
       r = rig();
       r.rm.process(async (job) => job.write('csv', 'x'));

@@ -114,7 +114,18 @@ class ScriptedQueue extends ForwardingQueueManager {
     return this.inner.uriStats(uri);
   }
 
+  /** While set, every heartbeat hangs: sent, never answered (a half-open socket). */
+  heartbeatHangs = false;
+  /** Status reads (`get`) still to fail, and with what. */
+  getFailures: Error[] = [];
+
+  override get(key: string): Promise<QueueRecord | undefined> {
+    const failure = this.getFailures.shift();
+    return failure === undefined ? this.inner.get(key) : Promise.reject(failure);
+  }
+
   override async heartbeat(key: string, token: string, options: HeartbeatOptions): Promise<HeartbeatResult> {
+    if (this.heartbeatHangs) return new Promise<never>(() => undefined);
     const fails = this.heartbeatFails;
     if (fails !== undefined) throw fails();
     const result = await this.inner.heartbeat(key, token, options);
@@ -448,6 +459,78 @@ describe('worker runtime', () => {
     expect(status.attempts).to.equal(1);
     expect(log.filter((e) => e.startsWith('requeued'))).to.have.length(0);
     expect(log).to.include(`completed ${key}`);
+  });
+
+  it('stops, and closes, once the lease of a finishing job whose fence heartbeat hangs has run out', async () => {
+    r = rig({ leaseMs: 3000 });
+    const go = gate();
+    const worker = r.rm.process(async (job) => {
+      await go.promise;
+      await job.write('csv', 'result');
+    });
+    await r.rm.submit({ uri: '/hung-fence' });
+    await r.clock.advance(1);
+    r.queue.heartbeatHangs = true;
+    // Less than half the lease is left when the handler returns: the commit is fenced by a heartbeat, which hangs.
+    await r.clock.advance(2000);
+    go.open();
+    await r.clock.advance(10);
+    let stopped = false;
+    void worker.stop({ graceMs: 0 }).then(() => (stopped = true));
+    await r.clock.advance(500);
+    expect(stopped, 'waits while the lease holds').to.equal(false);
+    await r.clock.advance(1000);
+    expect(stopped, 'gives up once the lease has run out').to.equal(true);
+    expect(r.cache.commits, 'nothing was committed').to.have.length(0);
+  });
+
+  it('rejects job.progress() with LeaseLostError when the lease runs out while its heartbeat hangs', async () => {
+    r = rig({ leaseMs: 3000 });
+    const go = gate();
+    // What each run's progress() ended with (undefined: it returned).
+    const outcomes: unknown[] = [];
+    r.rm.process(async (job) => {
+      await go.promise;
+      outcomes.push(await rejectionOf(job.progress(10)));
+    });
+    await r.rm.submit({ uri: '/hung-progress' });
+    await r.clock.advance(1);
+    r.queue.heartbeatHangs = true;
+    go.open();
+    await r.clock.advance(1);
+    expect(outcomes, 'progress waits for its heartbeat').to.have.length(0);
+    await r.clock.advance(4000);
+    // The handler was told, went on and ended (the request, queued again once its lease ran out, runs again).
+    expect(outcomes.length, 'progress() ended').to.be.at.least(1);
+    expect(LeaseLostError.is(outcomes[0]), String(outcomes[0])).to.equal(true);
+  });
+
+  it('polls a waitFor through a transient status failure, and rejects on any other', async () => {
+    r = rig();
+    const errors: string[] = [];
+    r.rm.events.on('error', (e) => errors.push(e.context));
+    const { key } = await r.rm.submit({ uri: '/wait-through' });
+    r.queue.getFailures.push(new BackendError('throttled', { retryable: true }));
+    let outcome = 'waiting';
+    const waiting = r.rm.waitFor(key, { timeoutMs: 60_000 }).then(
+      (status) => (outcome = status.state),
+      (error: unknown) => (outcome = String(error)),
+    );
+    await r.clock.advance(300);
+    expect(outcome).to.equal('waiting');
+    expect(
+      errors.some((c) => c.startsWith(`waitFor '${key}'`)),
+      errors.join('; '),
+    ).to.equal(true);
+    const started = recordRuns(r, 1);
+    await commitAll(r, () => outcome !== 'waiting');
+    await waiting;
+    expect(started).to.deep.equal([key]);
+    expect(outcome).to.equal('completed');
+
+    const other = await r.rm.submit({ uri: '/wait-fails' });
+    r.queue.getFailures.push(new BackendError('access denied', { retryable: false }));
+    await expect(r.rm.waitFor(other.key, { timeoutMs: 60_000 })).to.be.rejectedWith(BackendError, /access denied/);
   });
 
   /** A job whose handler has returned and whose commit is held (leaseMs 300). */

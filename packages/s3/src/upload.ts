@@ -340,7 +340,8 @@ function reasonOf(signal: AbortSignal): Error {
  * stream is destroyed (its descriptor or socket closes), another source's own iterator returned.
  * A synchronous source cannot stall, so it is passed on as it is (the part writer checks the
  * signal between parts), and so is a stream: destroying it settles a read waiting on it. Other
- * sources pay one race per chunk. One abort listener per write.
+ * sources get a promise of ours per chunk (see {@link AbortableIterator}). One abort listener per
+ * write.
  */
 function untilAborted(
   data: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
@@ -399,33 +400,69 @@ class ListenerRelease implements AsyncIterator<Uint8Array> {
   }
 }
 
-/** An iterator whose waiting read fails as soon as the signal aborts (the producer is then stopped). */
+/**
+ * An iterator whose waiting read fails as soon as the signal aborts (the producer is then stopped).
+ *
+ * A read stalled for good must still end, so the caller cannot be handed the producer's own
+ * promise: each read gets a promise of this iterator's that follows the producer's. That is the
+ * least a read can cost, and nothing of a read outlives it. (A `Promise.race` against one abort
+ * promise per upload did the same, but each race left a reaction on that promise, which never
+ * settles, so every chunk's race stayed reachable until the upload ended.) Reads are sequential
+ * (`for await` and stageFormat's loops ask for a chunk once the last has arrived), so one slot
+ * holds the read in flight, and the one listener registered at the start cuts it short.
+ */
 class AbortableIterator implements AsyncIterator<Uint8Array> {
   readonly #iterator: AsyncIterator<Uint8Array>;
   readonly #signal: AbortSignal;
-  readonly #aborted: Promise<never>;
   readonly #onAbort: () => void;
+  /** Settle the read in flight; no-ops between reads, so that the slot holds on to nothing. */
+  #resolve: (result: IteratorResult<Uint8Array>) => void = ignore;
+  #reject: (reason: unknown) => void = ignore;
+
+  // The functions below are made once per upload, not once per read.
+
+  /** The executor of each read's promise: it fills the slot. */
+  readonly #track = (
+    resolve: (result: IteratorResult<Uint8Array>) => void,
+    reject: (reason: unknown) => void,
+  ): void => {
+    this.#resolve = resolve;
+    this.#reject = reject;
+  };
+
+  readonly #arrived = (next: IteratorResult<Uint8Array>): void => {
+    const resolve = this.#resolve;
+    this.#clear();
+    // The producer is done: the signal, which outlives the upload, must not keep this alive.
+    if (next.done === true) this.#signal.removeEventListener('abort', this.#onAbort);
+    resolve(next);
+  };
+
+  readonly #failed = (error: unknown): void => {
+    const reject = this.#reject;
+    this.#clear();
+    reject(error);
+  };
 
   constructor(iterator: AsyncIterator<Uint8Array>, signal: AbortSignal) {
     this.#iterator = iterator;
     this.#signal = signal;
-    let onAbort = (): void => undefined;
-    this.#aborted = new Promise<never>((_resolve, reject) => {
-      onAbort = () => {
-        reject(reasonOf(signal));
-        stopProducer(undefined, iterator);
-      };
-    });
-    this.#aborted.catch(ignore);
-    this.#onAbort = onAbort;
-    if (signal.aborted) onAbort();
-    else signal.addEventListener('abort', onAbort, { once: true });
+    this.#onAbort = () => {
+      // Fails the read in flight, if any; a later read fails in next() itself.
+      this.#failed(reasonOf(signal));
+      stopProducer(undefined, iterator);
+    };
+    if (signal.aborted) stopProducer(undefined, iterator);
+    else signal.addEventListener('abort', this.#onAbort, { once: true });
   }
 
-  async next(): Promise<IteratorResult<Uint8Array>> {
-    const next = await Promise.race([this.#iterator.next(), this.#aborted]);
-    if (next.done === true) this.#signal.removeEventListener('abort', this.#onAbort);
-    return next;
+  next(): Promise<IteratorResult<Uint8Array>> {
+    if (this.#signal.aborted) return Promise.reject(reasonOf(this.#signal));
+    const read = this.#iterator.next();
+    const result = new Promise<IteratorResult<Uint8Array>>(this.#track);
+    // Settles nothing once an abort has failed the read: the slot was cleared.
+    read.then(this.#arrived, this.#failed);
+    return result;
   }
 
   async return(): Promise<IteratorResult<Uint8Array>> {
@@ -433,6 +470,11 @@ class AbortableIterator implements AsyncIterator<Uint8Array> {
     // Stopped early without an abort (a failed part, a bad chunk): closed as for-of would.
     if (!this.#signal.aborted) await this.#iterator.return?.();
     return { done: true, value: undefined };
+  }
+
+  #clear(): void {
+    this.#resolve = ignore;
+    this.#reject = ignore;
   }
 }
 

@@ -155,6 +155,39 @@ describe('@armlib/s3 S3CacheManager clear over listing pages, and close with wor
       expect(source.destroyed, 'the source stream is destroyed').to.equal(true);
     });
 
+    it('stops writes whose async-generator sources stall, before and past the inline size', async function () {
+      // A stalled read that close() did not cut short would hang here: fail fast instead.
+      this.timeout(20_000);
+      const { cache, bucket, prefix, peer, client } = await open({});
+      const stalls: Promise<void>[] = [];
+      /** Yields `sizes`, then waits forever: return() queues behind that wait, so only a cut ends it. */
+      function stalling(sizes: readonly number[]): AsyncGenerator<Uint8Array> {
+        let stalled: () => void = () => undefined;
+        stalls.push(
+          new Promise<void>((resolve) => {
+            stalled = resolve;
+          }),
+        );
+        return (async function* () {
+          for (const size of sizes) yield randomBytes(size);
+          stalled();
+          await new Promise<never>(() => undefined);
+        })();
+      }
+      const small = await cache.stage('stalled-small');
+      const large = await cache.stage('stalled-large');
+      const failures = [
+        rejectionOf(small.write('bin', stalling([1024]), { contentType: 'application/octet-stream' })),
+        // Past the 1 MiB kept in memory: the upload itself is reading when the source stalls.
+        rejectionOf(large.write('bin', stalling([MiB, MiB]), { contentType: 'application/octet-stream' })),
+      ];
+      await Promise.all(stalls);
+      await cache.close();
+      for (const failed of failures) expect(ClosedError.is(await failed), String(await failed)).to.equal(true);
+      expect(await listKeys(client, bucket, prefix)).to.deep.equal([]);
+      expect(await peer().head('stalled-large')).to.equal(undefined);
+    });
+
     it('stops a commit still writing its data: ClosedError, and none of it is left', async function () {
       const client = await ownClient();
       const { cache, bucket, prefix, peer } = await open({ client });

@@ -1,7 +1,8 @@
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
-import type { Container, ContainerModule } from 'inversify';
+import { ContainerModule } from 'inversify';
+import type { Container, ContainerModuleLoadOptions } from 'inversify';
 
 import { pointer } from '../config/validate.js';
 import { ArmError, ConfigError } from '../errors.js';
@@ -213,6 +214,35 @@ export function moduleFactoryFor(
     }
     return module;
   };
+}
+
+/**
+ * Confines the module of an adapter configured for one side only to that side. A module may bind
+ * both tokens (a bare `ContainerModule` backing either side, or a plugin whose factories share
+ * one module), and the other side's adapter binds its token too: in the one container both are
+ * loaded into, resolving that token would fail with inversify's "Ambiguous bindings". So the
+ * module sees the other side's token as a private identifier that nothing resolves: what it binds,
+ * checks, unbinds or hooks (`onActivation`, `onDeactivation`) there stays out of the other side's
+ * way, while everything else it does reaches the container unchanged.
+ *
+ * A module configured for both sides needs none of this: the caller loads it as is, once (loaded
+ * twice, it would bind its adapters twice).
+ */
+export function sideOnlyModule(module: ContainerModule, role: AdapterRole): ContainerModule {
+  const foreign = role === 'queue' ? TOKENS.CacheManager : TOKENS.QueueManager;
+  const parked = Symbol(`armlib: ${role === 'queue' ? 'cache' : 'queue'} token of a ${role}-only adapter module`);
+  return new ContainerModule((options) => {
+    // Every load option takes a service identifier first; wrapping them all, rather than a
+    // list of names, keeps an option a later inversify adds from bypassing the renaming.
+    const scoped = Object.fromEntries(
+      Object.entries(options).map(([name, option]) => {
+        if (typeof option !== 'function') return [name, option];
+        const call = option as (id: unknown, ...rest: unknown[]) => unknown;
+        return [name, (id: unknown, ...rest: unknown[]) => call(id === foreign ? parked : id, ...rest)];
+      }),
+    ) as unknown as ContainerModuleLoadOptions;
+    return module.load(scoped);
+  });
 }
 
 /**

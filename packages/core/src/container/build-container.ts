@@ -9,7 +9,13 @@ import { DefaultRequestManager } from '../manager/default-request-manager.js';
 import type { RequestManager } from '../manager/types.js';
 import { withDefaults } from '../settings.js';
 import { TOKENS } from '../tokens.js';
-import { checkSideBound, loadAdapterModules, loadAdapterPlugin, moduleFactoryFor } from './adapter-registry.js';
+import {
+  checkSideBound,
+  loadAdapterModules,
+  loadAdapterPlugin,
+  moduleFactoryFor,
+  sideOnlyModule,
+} from './adapter-registry.js';
 import type { AdapterRole } from './adapter-registry.js';
 
 /** Options of {@link buildContainer}. */
@@ -42,10 +48,18 @@ export async function buildContainer(config: ResolvedConfig, options: BuildConta
   container.bind(TOKENS.QueueOptions).toConstantValue(config.queue.options);
   container.bind(TOKENS.CacheOptions).toConstantValue(config.cache.options);
   // loadAsync accepts synchronous and asynchronous modules alike. A bare ContainerModule
-  // configured for both sides is one module: loaded twice, it would bind its adapter twice.
+  // configured for both sides is one module: loaded twice, it would bind its adapter twice. A
+  // module backing one side only must not bind the other side's token next to its own adapter.
   const { queue, cache } = config;
   const adapters = queue.adapter === cache.adapter ? `'${queue.adapter}'` : `'${queue.adapter}' or '${cache.adapter}'`;
-  await loadAdapterModules(container, [...new Set(modules)], adapters);
+  const [queueModule, cacheModule] = modules;
+  await loadAdapterModules(
+    container,
+    queueModule === cacheModule
+      ? [queueModule]
+      : [sideOnlyModule(queueModule, 'queue'), sideOnlyModule(cacheModule, 'cache')],
+    adapters,
+  );
   checkSideBound(container, 'queue', queue.adapter);
   checkSideBound(container, 'cache', cache.adapter);
   container.bind(TOKENS.RequestManager).to(DefaultRequestManager).inSingletonScope();

@@ -130,7 +130,7 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     this.#assertOpen();
     const request = normalizeRequest(input);
     const { key } = request;
-    if (options?.force !== true) {
+    if (!forced(options)) {
       const manifest = sync.cache.head(key);
       if (manifest !== undefined) {
         let found = manifest;
@@ -168,7 +168,7 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     const { key } = request;
     // When the cache was read: a run of the key finishing after it is not replaced (see below).
     let checkedAt: number | undefined;
-    if (options?.force !== true) {
+    if (!forced(options)) {
       checkedAt = this.clock.now();
       const manifest = await this.cache.head(key);
       if (manifest !== undefined) return this.#servedFromCache(request, manifest);
@@ -846,4 +846,12 @@ function dateMs(value: unknown, field: string): number {
   if (!(value instanceof Date) || Number.isNaN(value.getTime()))
     throw new InvalidRequestError(field, 'must be a valid Date');
   return value.getTime();
+}
+
+/** `options.force`, checked: a caller without types who wrote `force: 'yes'` is told, not ignored. */
+function forced(options: SubmitOptions | undefined): boolean {
+  if (options === undefined) return false;
+  const force = optionsArgument(options, 'options').force as unknown;
+  if (force === undefined || typeof force === 'boolean') return force === true;
+  throw new InvalidRequestError('options.force', `must be true or false, got ${showValue(force)}`);
 }

@@ -1,5 +1,5 @@
 import type { TimerHandle } from '../clock.js';
-import { TimeoutError } from '../errors.js';
+import { BackendError, TimeoutError } from '../errors.js';
 import type { RequestStatus } from '../model.js';
 import { isTerminal } from '../model.js';
 import type { DefaultRequestManager } from './default-request-manager.js';
@@ -13,9 +13,30 @@ function settled(status: RequestStatus): boolean {
   return isTerminal(status.state) || status.state === 'unknown';
 }
 
+function isTransient(error: unknown): error is BackendError {
+  return BackendError.is(error) && error.retryable;
+}
+
+function reportTransient(manager: DefaultRequestManager, key: string, error: BackendError): void {
+  manager.events.emit('error', { error, context: `waitFor '${key}': status read failed, polling on` });
+}
+
+/** The first status read; undefined when it failed with a transient backend error (the polls try again). */
+async function firstStatus(manager: DefaultRequestManager, key: string): Promise<RequestStatus | undefined> {
+  try {
+    return await manager.status(key);
+  } catch (error) {
+    if (!isTransient(error)) throw error;
+    reportTransient(manager, key, error);
+    return undefined;
+  }
+}
+
 /**
  * Resolves when the key reaches a terminal state (or is unknown). Events from this process wake
  * it at once; polling with backoff (100 ms doubling to 5 s) catches transitions made elsewhere.
+ * A status read failing with a retryable {@link BackendError} is reported as an `error` event and
+ * polled through; any other failure rejects the wait.
  */
 export async function waitForTerminal(
   manager: DefaultRequestManager,
@@ -24,8 +45,8 @@ export async function waitForTerminal(
 ): Promise<RequestStatus> {
   const { clock, events } = manager;
   options.signal?.throwIfAborted();
-  const first = await manager.status(key);
-  if (settled(first)) return first;
+  const first = await firstStatus(manager, key);
+  if (first !== undefined && settled(first)) return first;
   options.signal?.throwIfAborted();
 
   return new Promise<RequestStatus>((resolve, reject) => {
@@ -66,6 +87,12 @@ export async function waitForTerminal(
         },
         (error: unknown) => {
           checking = false;
+          // A backend hiccup (a throttled read, say) is told and polled through, as the worker
+          // does: the wait ends on the request's outcome, its timeout or its signal, not on one read.
+          if (isTransient(error)) {
+            reportTransient(manager, key, error);
+            return;
+          }
           finish(() => {
             reject(error instanceof Error ? error : new Error(String(error)));
           });

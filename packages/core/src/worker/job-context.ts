@@ -130,6 +130,22 @@ export class JobContext implements Job {
     if (sources !== undefined) for (const source of sources) source.stop(error);
   }
 
+  /**
+   * `work`, cut short by an abort of the job: a call to the backend that hangs cannot hold the
+   * handler past the point where its signal told it to stop. An abort for a lost lease rejects
+   * with {@link LeaseLostError}, as a refused heartbeat would.
+   */
+  async untilHalted<T>(work: Promise<T>): Promise<T> {
+    work.catch(ignore);
+    try {
+      return await Promise.race([work, this.#haltedPromise()]);
+    } catch (error) {
+      if (AbortedError.is(error) && error.reason === 'lease-lost')
+        throw new LeaseLostError(this.key, undefined, { cause: error });
+      throw error;
+    }
+  }
+
   /** See {@link #halted}. */
   #haltedPromise(): Promise<never> {
     if (this.#halted === undefined) {

@@ -197,7 +197,7 @@ export class WorkerRuntime implements Worker, JobHost {
       ...(message === undefined ? {} : { message }),
     });
     if (this.clock.now() - job.lastProgressSentAt >= PROGRESS_SEND_INTERVAL_MS) {
-      await this.#beat(job);
+      await job.untilHalted(this.#beat(job));
       // Progress presents the lease token: a worker that learns here that it lost the lease is told so.
       if (job.abortReason === 'lease-lost') throw new LeaseLostError(job.key);
     }
@@ -793,16 +793,18 @@ export class WorkerRuntime implements Worker, JobHost {
     // Handlers still running past the grace period: abort them and hand their leases back at once.
     // A job whose handler has returned is committing its result: it finishes, and is waited for
     // (releasing its lease under it would let its result show on a request queued again).
+    // Neither wait outlives the job's lease: a backend call that hangs (a half-open socket) would
+    // otherwise hold stop() and close() for ever, and past the lease the queue fences the job anyway.
     const finishing: Promise<void>[] = [];
     await Promise.all(
       [...this.#jobs.values()].map(async ({ job, done }) => {
         if (job.finishing) {
-          finishing.push(done);
+          finishing.push(this.#whileLeaseHolds(job, done));
           return;
         }
         if (job.aborted) return;
         job.abort('shutdown');
-        await this.#release(job.key, job.token);
+        await this.#whileLeaseHolds(job, this.#release(job.key, job.token));
       }),
     );
     await Promise.all(finishing);
@@ -828,6 +830,30 @@ export class WorkerRuntime implements Worker, JobHost {
    * `started` is false for a lease handed back unrun: no `claimed` was told for it, so no
    * `requeued` is either (a cancel that wins is told all the same: the request ended).
    */
+  /**
+   * Waits for `work` while the job's lease holds by this worker's clock (heartbeats that renew it
+   * extend the wait); gives up once it has run out.
+   */
+  async #whileLeaseHolds(job: JobContext, work: Promise<void>): Promise<void> {
+    let settled = false;
+    const watched = work.then(
+      () => (settled = true),
+      () => (settled = true),
+    );
+    while (!settled) {
+      const left = job.leaseExpiresAt - this.clock.now();
+      if (left <= 0) return;
+      let timer: TimerHandle | undefined;
+      await Promise.race([
+        watched,
+        new Promise<void>((resolve) => {
+          timer = this.clock.setTimeout(resolve, left);
+        }),
+      ]);
+      if (timer !== undefined) this.clock.clearTimeout(timer);
+    }
+  }
+
   async #release(key: string, token: string, started = true): Promise<void> {
     try {
       const retainUntil = this.#host.retainUntil();
