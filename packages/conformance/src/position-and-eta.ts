@@ -17,7 +17,8 @@ export function positionAndEtaTests(options: ConformanceOptions): void {
       const gated = new GatedHandler(env);
       manager.process(gated.handler, { concurrency: 1 });
       await gated.waitStarted(1, env.settings.pollMs);
-      const order = ['urgent', 'first', 'second', 'third'];
+      // Serving order: priority, then groups in turn ('elsewhere' has not had one; the runner's group has).
+      const order = ['urgent', 'third', 'first', 'second'];
       const submitted = [
         await manager.submit(req('first', { estimatedMs: 5_000 })),
         await manager.submit(req('second', { estimatedMs: 5_000 })),
@@ -25,7 +26,7 @@ export function positionAndEtaTests(options: ConformanceOptions): void {
         await manager.submit(req('third', { estimatedMs: 5_000, group: 'elsewhere' })),
       ];
       // What each submit answered: its place when it joined the line.
-      if (env.exactPosition) expect(submitted.map((s) => s.position)).to.deep.equal([1, 2, 1, 4]);
+      if (env.exactPosition) expect(submitted.map((s) => s.position)).to.deep.equal([1, 2, 1, 2]);
       for (const s of submitted) expect(s.etaMs).to.be.a('number').and.at.least(0);
 
       const running = await manager.status('runner');
@@ -39,19 +40,26 @@ export function positionAndEtaTests(options: ConformanceOptions): void {
       } else {
         for (const p of positions) expect(p).to.be.a('number').and.at.least(1);
       }
-      const etas = statuses.map((s) => s.etaMs ?? Number.NaN);
-      for (const eta of etas) expect(eta).to.be.a('number').and.at.least(0);
-      for (let i = 1; i < etas.length; i++) {
-        expect(etas[i], `eta of ${order[i] ?? ''} vs ${order[i - 1] ?? ''}`).to.be.at.least(etas[i - 1] ?? 0);
+      // ETAs grow with the positions the adapter gives (an estimated position orders them too).
+      const byPosition = statuses
+        .map((s) => ({ key: s.key, position: s.position ?? 0, eta: s.etaMs ?? Number.NaN }))
+        .sort((a, b) => a.position - b.position);
+      for (const { eta } of byPosition) expect(eta).to.be.a('number').and.at.least(0);
+      for (let i = 1; i < byPosition.length; i++) {
+        const [before, at] = [byPosition[i - 1], byPosition[i]];
+        expect(at?.eta, `eta of ${at?.key ?? ''} vs ${before?.key ?? ''}`).to.be.at.least(before?.eta ?? 0);
       }
-      expect(etas[etas.length - 1]).to.be.greaterThan(etas[0] ?? 0);
+      expect(byPosition[byPosition.length - 1]?.eta).to.be.greaterThan(byPosition[0]?.eta ?? 0);
 
       // The queue moves: positions drop as requests ahead are served.
       gated.open('runner');
       await env.until(() => gated.started.length >= 2, { stepMs: env.settings.pollMs, what: 'next claim' });
       expect(gated.started[1]).to.equal('urgent');
       expect((await manager.status('urgent')).position).to.equal(0);
-      if (env.exactPosition) expect((await manager.status('first')).position).to.equal(1);
+      if (env.exactPosition) {
+        expect((await manager.status('third')).position).to.equal(1);
+        expect((await manager.status('first')).position).to.equal(2);
+      }
       for (const key of [...order, 'runner']) gated.open(key);
       await untilTerminal(env, manager, ['runner', ...order], env.settings.pollMs);
       const done = await manager.status('third');
@@ -100,7 +108,39 @@ export function positionAndEtaTests(options: ConformanceOptions): void {
       const late = await queue.enqueue(entry('late', {}, { pendingExpiresAt: env.clock.now() }), { limits: {} });
       if (late.position !== undefined) expect(late.position).to.equal(await queue.position('late'));
       expect(await queue.position('late')).to.equal(undefined);
-      if (env.exactPosition) expect(stated.map(([, , read]) => read)).to.deep.equal([1, 1, 3, 3, 1]);
+      if (env.exactPosition) expect(stated.map(([, , read]) => read)).to.deep.equal([1, 1, 2, 3, 1]);
+    });
+
+    it('counts positions in the turns groups take, as claims serve them (SPI)', async function () {
+      const env = await open();
+      const { queue } = env;
+      const lease = { workerId: 'w', leaseMs: env.t(60_000), policies: {} };
+      for (const key of ['a1', 'a2', 'a3']) await queue.enqueue(entry(key, { group: 'a' }), { limits: {} });
+      for (const key of ['b1', 'b2', 'b3']) await queue.enqueue(entry(key, { group: 'b' }), { limits: {} });
+      await queue.enqueue(entry('c1', { group: 'c' }), { limits: {} });
+      // Urgent work in group b: b takes its turn there first, so at priority 0 it comes after a and c.
+      await queue.enqueue(entry('u1', { group: 'b', priority: 5 }), { limits: {} });
+      const serving = ['u1', 'a1', 'c1', 'b1', 'a2', 'b2', 'a3', 'b3'];
+      const pending = [...serving];
+      const snapshots: Record<string, number | undefined>[] = [];
+      while (pending.length > 0) {
+        const positions: Record<string, number | undefined> = {};
+        for (const key of pending) positions[key] = await queue.position(key);
+        snapshots.push(positions);
+        const claimed = await queue.claim(lease);
+        expect(claimed?.record.key, `claim ${String(snapshots.length)}`).to.equal(pending[0]);
+        pending.shift();
+      }
+      for (const [i, positions] of snapshots.entries()) {
+        const remaining = serving.slice(i);
+        if (env.exactPosition) {
+          // Each position is the request's place in the order the claims then took.
+          const exact = Object.fromEntries(remaining.map((key, at) => [key, at + 1]));
+          expect(positions, `before claim ${String(i + 1)}`).to.deep.equal(exact);
+        } else {
+          for (const key of remaining) expect(positions[key], key).to.be.a('number').and.at.least(1);
+        }
+      }
     });
 
     it('counts no request waiting out a retry backoff ahead of requests ready now (SPI)', async function () {

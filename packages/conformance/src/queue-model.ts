@@ -68,6 +68,17 @@ function servedBefore(a: ModelRecord, b: ModelRecord): number {
   return b.priority - a.priority || a.seq - b.seq;
 }
 
+function compareTurns(
+  a: readonly [number, number, number, string],
+  b: readonly [number, number, number, string],
+): number {
+  for (let i = 0; i < 3; i++) {
+    const d = (a[i] as number) - (b[i] as number);
+    if (d !== 0 && !Number.isNaN(d)) return d;
+  }
+  return a[3] < b[3] ? -1 : a[3] > b[3] ? 1 : 0;
+}
+
 /**
  * The reference semantics of the queue SPI, kept deliberately naive (scans everything) so that
  * it is easy to read against SPEC §3-§4. Time is passed in; nothing here is asynchronous.
@@ -319,13 +330,32 @@ export class QueueModel {
     this.#paused = paused;
   }
 
-  /** 1-based rank among all pending records (priority, then seq); undefined unless pending. */
+  /**
+   * 1-based place among pending records in serving order; undefined unless pending. Every ready
+   * record of a higher priority is ahead. At the record's own priority, where it is the k-th ready
+   * record of its group, each other group has min(its ready records there, k) ahead when its turn
+   * comes first, k − 1 otherwise. Turns: a group with ready work of a higher priority comes after
+   * those without any; then the least recent claim (time, then claim number), then the name.
+   */
   position(key: string, now: number): number | undefined {
     const r = this.get(key, now);
     if (r?.state !== 'pending') return undefined;
     // Requests waiting out a retry backoff are not ahead of anyone.
     const ready = this.all(now).filter((p) => p.state === 'pending' && p.readyAt <= now);
-    return ready.filter((p) => servedBefore(p, r) < 0).length + 1;
+    const turn = (group: string): [number, number, number, string] => {
+      const history = this.#groups.get(group) ?? { lastClaimAt: -Infinity, lastClaimSeq: 0 };
+      const hot = ready.some((p) => p.group === group && p.priority > r.priority);
+      return [hot ? 1 : 0, history.lastClaimAt, history.lastClaimSeq, group];
+    };
+    const own = turn(r.group);
+    const k = ready.filter((p) => p.group === r.group && p.priority === r.priority && p.seq < r.seq).length + 1;
+    let ahead = ready.filter((p) => p.priority > r.priority).length + k - 1;
+    for (const group of new Set(ready.map((p) => p.group))) {
+      if (group === r.group) continue;
+      const there = ready.filter((p) => p.group === group && p.priority === r.priority).length;
+      ahead += Math.min(there, compareTurns(turn(group), own) < 0 ? k : k - 1);
+    }
+    return ahead + 1;
   }
 
   /** Counts by state, overall and per group (groups with no record left out). */

@@ -50,7 +50,7 @@ import { DurationStats } from '../util/duration-stats.js';
 import { delayedHeap, Entry, GroupState, zeroCounts } from './queue-index/entry.js';
 import type { StateCounts } from './queue-index/entry.js';
 import { KeyTable } from './queue-index/key-table.js';
-import { PendingRank } from './queue-index/pending-rank.js';
+import { fairPosition } from './queue-index/fair-position.js';
 import { estimateRecordBytes } from './queue-index/record-size.js';
 import {
   cancelRequestedRecord,
@@ -164,7 +164,6 @@ export class MemoryQueueManager implements QueueManager {
   #ownerGcAt = 64;
   readonly #byState: StateCounts = zeroCounts();
 
-  readonly #rank = new PendingRank<Entry>();
   /** Every record by seq: entries while live, bare records once finished. */
   readonly #bySeq = new SeqIndex<Entry | QueueRecord>();
   readonly #delayed = delayedHeap();
@@ -314,7 +313,7 @@ export class MemoryQueueManager implements QueueManager {
     this.#live.set(e);
     this.#lookedUp = e;
     this.#bySeq.append(e, e.seq);
-    this.#rank.add(e, true);
+    e.group.rank.add(e, true);
     this.#byState.pending++;
     group.counts.pending++;
     if (owner !== undefined) this.#ownerPending.set(owner, (this.#ownerPending.get(owner) ?? 0) + 1);
@@ -342,7 +341,7 @@ export class MemoryQueueManager implements QueueManager {
   /** Position of a key without applying transitions. */
   #rankOf(key: string): number | undefined {
     const e = this.#entryOf(key);
-    return e === undefined ? undefined : this.#rank.rank(e);
+    return e === undefined ? undefined : fairPosition(e, this.#readyGroups);
   }
 
   /** The live entry of a key without applying transitions; reuses the entry of the last lookup. */
@@ -363,7 +362,7 @@ export class MemoryQueueManager implements QueueManager {
     this.#begin();
     const e = this.#live.get(key);
     // The rank index knows whether the entry is pending: no need to touch the record.
-    return e === undefined ? undefined : this.#rank.rank(e);
+    return e === undefined ? undefined : fairPosition(e, this.#readyGroups);
   }
 
   claim(options: ClaimOptions): Promise<Lease | undefined> {
@@ -412,7 +411,7 @@ export class MemoryQueueManager implements QueueManager {
       this.#pendingExpiry.remove(e);
       e.expireAt = Infinity;
     }
-    this.#rank.setPending(e, false);
+    e.group.rank.setPending(e, false);
     this.#byState.pending--;
     this.#byState.running++;
     group.counts.pending--;
@@ -711,7 +710,6 @@ export class MemoryQueueManager implements QueueManager {
     this.#groups.clear();
     this.#readyGroups.clear();
     this.#ownerPending.clear();
-    this.#rank.clear();
     this.#bySeq.clear();
     this.#delayed.clear();
     this.#pendingExpiry.clear();
@@ -763,7 +761,7 @@ export class MemoryQueueManager implements QueueManager {
     while ((e = this.#delayed.peek()) !== undefined && e.readyAt <= now) {
       this.#delayed.pop();
       // Its backoff is over: from now on it counts ahead of the records behind it.
-      this.#rank.setPending(e, true);
+      e.group.rank.setPending(e, true);
       this.#makeReady(e);
     }
   }
@@ -895,7 +893,7 @@ export class MemoryQueueManager implements QueueManager {
     e.record = record;
     e.readyAt = record.readyAt;
     // Back at its old place; while it waits out a backoff, the ready records behind it go first.
-    this.#rank.setPending(e, true, record.readyAt <= now);
+    e.group.rank.setPending(e, true, record.readyAt <= now);
     this.#byState.running--;
     this.#byState.pending++;
     e.group.counts.running--;
@@ -910,7 +908,7 @@ export class MemoryQueueManager implements QueueManager {
     const prevState = e.record.state;
     this.#live.delete(e.key);
     if (this.#lookedUp === e) this.#lookedUp = undefined;
-    this.#rank.remove(e);
+    e.group.rank.remove(e);
     this.#unschedule(e);
     this.#pendingExpiry.remove(e);
     this.#leases.remove(e);

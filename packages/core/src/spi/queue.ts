@@ -309,9 +309,15 @@ export interface QueueManager {
   /** The record, or undefined (also when past `retainUntil`). */
   get(key: string): Promise<QueueRecord | undefined>;
   /**
-   * 1-based position among pending in serving order (priority desc, then seq); undefined unless
-   * pending. Records waiting out a retry backoff (`readyAt` after now) are not counted ahead of
-   * others; such a record itself gets the place it would take if it were ready now.
+   * 1-based position among pending in serving order; undefined unless pending. Serving order is
+   * the order claims take records with no group policy in force: the highest priority first; at
+   * one priority the groups take turns (the least recently claimed group first: last claim time,
+   * then claim number, then name; a group that still has work of a higher priority takes its
+   * turns there first, so it comes after the groups that have none), each group in arrival order.
+   * So where the record is the k-th of its group at its priority, each other group has
+   * min(its records at that priority, k) ahead of it when its turn comes first, k − 1 otherwise.
+   * Records waiting out a retry backoff (`readyAt` after now) are not counted ahead of others;
+   * such a record itself gets the place it would take if it were ready now.
    */
   position(key: string): Promise<number | undefined>;
   /**

@@ -56,6 +56,7 @@ import { resolveFileQueueOptions } from './options.js';
 import type { FileQueueManagerOptions } from './options.js';
 import { FINISHED_STATES, rowToRecord } from './record-row.js';
 import type { RecordRow } from './record-row.js';
+import { positionAt } from './fair-position.js';
 import { DUE, RecordStore } from './record-store.js';
 import { toArmError } from './sqlite-errors.js';
 import { StatsStore } from './stats-store.js';
@@ -72,19 +73,16 @@ const STATE_SET: ReadonlySet<string> = new Set(QUEUE_STATES);
 /** A record created by the transaction in progress, and the enqueue result that states its position. */
 interface Unplaced {
   readonly result: { outcome: 'created'; record: QueueRecord; position?: number };
+  readonly grp: string;
   readonly priority: number;
-  readonly seq: number;
-  /** The time the position was worked out at. */
-  readonly now: number;
-  /** Its position when it was created (at the tail: the cheap side of the count). */
-  position: number;
 }
 
 /**
- * Calls that leave the pending records where they are: a record created before them in the same
- * transaction keeps the position it was given. A claim moves them, by one record at most, which
- * {@link FileQueueManager} takes into account; every other call (a fail may requeue ahead, a
- * cancel removes…) drops them, and their submits read the position once committed.
+ * Calls after which every pending record of a group and priority with a seq past one the
+ * transaction created is one it created too, still followed (the claim of one forgets it): the
+ * positions stated before the commit rely on it (see #statePositions). Every other call (a fail
+ * may requeue a record there, a cancel removes one…) forgets the records created before it, and
+ * their submits read the position once committed.
  */
 const KEEP_POSITIONS: ReadonlySet<string> = new Set(['enqueue', 'claim', 'complete', 'heartbeat']);
 
@@ -107,7 +105,8 @@ const JOURNAL_CHUNK = 1000;
  * Transitions due by time alone (lease expiry, pending expiry, retention) are applied by whichever
  * call first finds them due, in any process, and journaled in the database so that the next
  * sweep, in any process, reports each of them exactly once (as the memory queue buffers them).
- * Reads are single statements (consistent snapshots) and never wait for writers, unless a timed
+ * Reads are single statements (consistent snapshots; a position that needs more counts than its
+ * first statement runs them in a read transaction) and never wait for writers, unless a timed
  * transition is due, which they apply first (one index probe tells, asked by the statement that
  * reads for `get` and `position`), or transitions of this process wait for their commit, which
  * they join (so they see them). Inside a write transaction, the calls of a batch after the first
@@ -121,8 +120,10 @@ const JOURNAL_CHUNK = 1000;
  * late, and a process reuses the worker capacity and run-time statistics it read for
  * `statsCacheMs` (its own writes and expired worker reports count at once).
  *
- * Costs: every call is O(log n) but `position` (O(groups + the shorter side of the line: the
- * requests ahead or those behind, plus those ahead waiting out a backoff)), `claim`
+ * Costs: every call is O(log n) but `position` (O(groups with pending work + per group, the
+ * ranges of its line around the request but the longest, within a constant factor, plus those
+ * waiting out a backoff; a submit states its position for one such count per group and priority
+ * its transaction submitted to), `claim`
  * (O(groups with pending work), plus delayed retries at the head of a group), `prune` and `list`
  * with filters (scans), and `sweep` (O(transitions due)).
  */
@@ -147,10 +148,10 @@ export class FileQueueManager implements QueueManager {
   readonly #tx: Database.Transaction<(fn: () => unknown) => unknown>;
   readonly #group: GroupCommit;
   #closed = false;
-  /** Records the transaction in progress created, whose position is stated before it commits. */
-  #unplaced: Unplaced[] = [];
-  /** The lowest priority in {@link #unplaced} (meaningless while it is empty). */
-  #unplacedMinPriority = 0;
+  /** Records the transaction in progress created, by seq, whose position is stated before it commits. */
+  readonly #unplaced = new Map<number, Unplaced>();
+  /** The time of the latest call of the transaction in progress: what the positions it states are read at. */
+  #lastCallAt = 0;
   /** Transitions this process journaled since the last sweep or take (see takeTransitions). */
   #journaled = 0;
   readonly #busyTimeoutMs: number;
@@ -190,12 +191,12 @@ export class FileQueueManager implements QueueManager {
             this.#statePositions();
           },
           committed: () => {
-            this.#unplaced.length = 0;
+            this.#unplaced.clear();
             this.#records.forgetDue();
             stats.committed(this.#clock.now());
           },
           rolledBack: () => {
-            this.#unplaced.length = 0;
+            this.#unplaced.clear();
             this.#records.forgetDue();
             stats.rolledBack(this.#clock.now());
           },
@@ -264,54 +265,51 @@ export class FileQueueManager implements QueueManager {
     if (existing !== undefined) this.#records.delete(existing.seq);
     const row = this.#records.insert(entry, now);
     this.#stats.count('submitted', request.group, now);
-    // The position, worked out in the same transaction, spares the submit's status a read of its
-    // own. It is stated once the transaction's last call ran, unless a later call may have moved
-    // the record (see #statePositions): a record of higher priority goes ahead of the earlier ones.
+    // The position, stated by the enqueue, spares the submit's status a read of its own: worked
+    // out once the transaction's last call ran (see #statePositions).
     const result: Unplaced['result'] = { outcome: 'created', record: rowToRecord(row, request) };
-    if (request.priority > this.#unplacedMinPriority) {
-      this.#unplaced = this.#unplaced.filter((u) => u.priority >= request.priority);
-    }
-    // A record whose pending deadline has already come expires before anything reads it.
-    const position =
-      entry.pendingExpiresAt !== undefined && entry.pendingExpiresAt <= now
-        ? undefined
-        : this.#records.position(entry.key, now);
-    if (position !== undefined) {
-      if (this.#unplaced.length === 0 || request.priority < this.#unplacedMinPriority) {
-        this.#unplacedMinPriority = request.priority;
-      }
-      this.#unplaced.push({ result, priority: request.priority, seq: row.seq, now, position });
+    if (entry.pendingExpiresAt !== undefined && entry.pendingExpiresAt <= now) {
+      // It expires before anything reads it, by the next call or read: until then the records
+      // counted around it would not be those read once committed.
+      this.#unplaced.clear();
+    } else {
+      this.#unplaced.set(row.seq, { result, grp: request.group, priority: request.priority });
     }
     return result;
   }
 
   /**
-   * States, before the transaction commits, the position of each record it created that no later
-   * call of it may have moved in a way not accounted for: what `position` reads once it has
-   * committed. A later claim moves them up where it took a record ahead (see #claimedAhead); a
-   * completion or heartbeat leaves them; any other call (a cancel, a requeue…), a call rolled back
-   * or due transitions drop every earlier one, and an enqueue of higher priority the ones it goes
-   * ahead of; their submits read the position themselves. Working them out again here instead would count, for each, the records the batch
-   * added behind it.
+   * States, before the transaction commits, the position of each record it created and still
+   * follows: what `position` reads once it has committed (at the time of the last call). One
+   * placement per group and priority, of the newest such record (at the tail of its line: the
+   * cheap side of the count), gives them all: the records of that line ahead of it with a larger
+   * seq than another are the ones this transaction created (see {@link KEEP_POSITIONS}), so the
+   * k-th from the end is the k-th behind it, and the groups' turns around them are the same.
+   * Working each out on its own instead would count, for each, the records the batch added behind it.
    */
   #statePositions(): void {
-    for (const { result, position } of this.#unplaced) result.position = position;
-    this.#unplaced.length = 0;
-  }
-
-  /**
-   * A claim in the transaction that created records moves each of them up by one when the record
-   * it took was counted ahead of it (ahead in serving order and ready at the time its position was
-   * worked out); one it took itself is no longer pending, and one waiting to be ready counts
-   * differently: both are dropped.
-   */
-  #claimedAhead(claimed: RecordRow): void {
-    this.#unplaced = this.#unplaced.filter((u) => {
-      if (u.seq === claimed.seq || u.result.record.readyAt > u.now) return false;
-      const ahead = claimed.priority > u.priority || (claimed.priority === u.priority && claimed.seq < u.seq);
-      if (ahead && claimed.ready_at <= u.now) u.position--;
-      return true;
-    });
+    if (this.#unplaced.size === 0) return;
+    // Seqs grow within a transaction: each line's records are in seq order.
+    const lines = new Map<string, Unplaced[]>();
+    for (const u of this.#unplaced.values()) {
+      const id = `${String(u.priority)}\u0000${u.grp}`;
+      const line = lines.get(id);
+      if (line === undefined) lines.set(id, [u]);
+      else line.push(u);
+    }
+    this.#unplaced.clear();
+    try {
+      for (const line of lines.values()) {
+        const last = line.at(-1);
+        const placement =
+          last === undefined ? undefined : this.#records.placement(last.result.record.key, this.#lastCallAt);
+        if (placement === undefined) continue;
+        for (const [i, u] of line.entries())
+          u.result.position = positionAt(placement, placement.k - (line.length - 1 - i));
+      }
+    } catch {
+      // Positions are an extra: the submits read theirs once committed (the commit reports any failure).
+    }
   }
 
   get(key: string): Promise<QueueRecord | undefined> {
@@ -366,7 +364,7 @@ export class FileQueueManager implements QueueManager {
     const token = randomUUID();
     const row = this.#records.claim(picked.head.seq, now, token, now + options.leaseMs, options.workerId);
     this.#stats.runningChanged();
-    if (this.#unplaced.length > 0) this.#claimedAhead(row);
+    this.#unplaced.delete(row.seq);
     this.#control.recordClaim(row.grp, now, picked.intervalMs);
     this.#stats.count('claimed', row.grp, now);
     return { token, record: rowToRecord(row) };
@@ -675,13 +673,14 @@ export class FileQueueManager implements QueueManager {
     this.#assertOpen();
     return this.#group.add(what, () => {
       const now = this.#clock.now();
+      this.#lastCallAt = now;
       if (this.#records.dueInTransaction(now)) this.#advance(now, undefined);
-      if (!KEEP_POSITIONS.has(what)) this.#unplaced.length = 0;
+      if (!KEEP_POSITIONS.has(what)) this.#unplaced.clear();
       try {
         return fn(now);
       } catch (error) {
-        // Rolled back to its savepoint: a claim of it may already have moved the positions.
-        this.#unplaced.length = 0;
+        // Rolled back to its savepoint: what it changed before it threw is undone, and not followed.
+        this.#unplaced.clear();
         throw error;
       }
     });
@@ -803,7 +802,7 @@ export class FileQueueManager implements QueueManager {
    */
   #advance(now: number, retainUntil: number | undefined): void {
     // Requeued and expired records may move the ones this transaction created.
-    this.#unplaced.length = 0;
+    this.#unplaced.clear();
     let dropped = 0;
     // One record at a time, in seq order: after a long stop, the records due at once may be many
     // more than fit in memory together (each read whole, its request included).

@@ -4,6 +4,8 @@ import type { ErrorInfo, NewQueueEntry, QueueRecord, QueueState } from '@armlib/
 
 import { errorJson, RECORD_COLUMNS, rawToRow, rawToRowAt } from './record-row.js';
 import type { RecordRow } from './record-row.js';
+import { PositionReader } from './fair-position.js';
+import type { Placement } from './fair-position.js';
 
 type Db = Database.Database;
 type Stmt<P extends unknown[], R = unknown> = Database.Statement<P, R>;
@@ -60,9 +62,8 @@ export class RecordStore {
   readonly #complete: Stmt<Nullable[], unknown[]>;
   readonly #setRetention: Stmt<[number, number, number, string, number]>;
   readonly #dropUnretained: Stmt<[number, string, number]>;
-  readonly #position: Stmt<[{ key: string; now: number }], { pos: number }>;
+  readonly #positions: PositionReader;
   readonly #getUnlessDue: Stmt<[number, string], unknown[]>;
-  readonly #positionUnlessDue: Stmt<[{ key: string; now: number }], unknown[]>;
   readonly #due: Stmt<[number], { due: number }>;
   readonly #minDue: Stmt<[], number | null>;
   /**
@@ -138,52 +139,12 @@ export class RecordStore {
     this.#dropUnretained = db.prepare(
       'DELETE FROM records WHERE seq = ? AND key = ? AND finished_at = ? AND retain_until IS NULL',
     );
-    // Records ahead in serving order, group by group: range counts on the claim index per group
-    // with pending work, so no second index over all pending records is written on every claim.
-    // Every other pending record is either ahead or behind, and the groups table counts them all:
-    // so the shorter side is counted, as the record's place among its group and priority suggests
-    // (a fresh submit, at the tail, counts next to nothing instead of the whole queue). Exact
-    // either way; the guess only decides the cost.
-    //
-    // Records waiting out a retry backoff (ready_at after @now) are served after every ready one,
-    // so none of them counts ahead of the record: either side takes away those ahead of it, found
-    // in the small records_backoff index (a filter on ready_at in the range counts would cost a
-    // column read per record counted). A record itself waiting counts the ready ones ahead, plus one.
-    const waitingAhead = `(SELECT count(*) FROM records x INDEXED BY records_backoff
-                   WHERE x.state = 'pending' AND x.ready_at > x.submitted_at AND x.grp = g.name
-                     AND x.ready_at > @now AND (x.priority > r.priority OR (x.priority = r.priority AND x.seq < r.seq)))`;
-    const position = `SELECT CASE
-         WHEN r.seq - (SELECT min(seq) FROM records
-                       WHERE state = 'pending' AND grp = r.grp AND priority = r.priority)
-              <= (SELECT max(seq) FROM records
-                  WHERE state = 'pending' AND grp = r.grp AND priority = r.priority) - r.seq
-         THEN coalesce((SELECT sum(
-                  (SELECT count(*) FROM records x
-                   WHERE x.state = 'pending' AND x.grp = g.name AND x.priority > r.priority)
-                + (SELECT count(*) FROM records x
-                   WHERE x.state = 'pending' AND x.grp = g.name AND x.priority = r.priority AND x.seq < r.seq)
-                - ${waitingAhead})
-                FROM groups g WHERE g.pending > 0), 0) + 1
-         ELSE coalesce((SELECT sum(g.pending
-                - (SELECT count(*) FROM records x
-                   WHERE x.state = 'pending' AND x.grp = g.name AND x.priority < r.priority)
-                - (SELECT count(*) FROM records x
-                   WHERE x.state = 'pending' AND x.grp = g.name AND x.priority = r.priority AND x.seq > r.seq)
-                - ${waitingAhead})
-                FROM groups g WHERE g.pending > 0), 0)
-       END AS pos
-       FROM records r WHERE r.key = @key AND r.state = 'pending'`;
-    this.#position = db.prepare(position);
+    this.#positions = new PositionReader(db);
     // Reads outside a transaction ask whether a transition is due in the statement that reads
     // (one snapshot, one statement fewer); the row is null when the key has none.
     this.#getUnlessDue = db
       .prepare<[number, string], unknown[]>(
         `SELECT ${DUE_PROBE}, r.* FROM (SELECT 1) LEFT JOIN (SELECT ${RECORD_COLUMNS} FROM records) r ON r.key = ?`,
-      )
-      .raw();
-    this.#positionUnlessDue = db
-      .prepare<[{ key: string; now: number }], unknown[]>(
-        `SELECT EXISTS (SELECT 1 FROM records WHERE due_at <= @now), (${position})`,
       )
       .raw();
     this.#due = db.prepare('SELECT 1 AS due FROM records WHERE due_at <= ? LIMIT 1');
@@ -427,16 +388,24 @@ export class RecordStore {
     return a[1] === null ? undefined : rawToRowAt(a, 1);
   }
 
-  /** 1-based place of a pending record among those ready at `now` (see the statement); undefined unless pending. */
-  position(key: string, now: number): number | undefined {
-    return this.#position.get({ key, now })?.pos;
+  /**
+   * Where a pending record stands in serving order among the records ready at `now` (see
+   * {@link PositionReader}); undefined unless pending.
+   */
+  placement(key: string, now: number): Placement | undefined {
+    const placed = this.#positions.place(key, now, false);
+    return placed === 'due' ? undefined : placed;
   }
 
-  /** {@link position}, or {@link DUE} when a transition is due at `now`. */
+  /** 1-based place of a pending record among those ready at `now`; undefined unless pending. */
+  position(key: string, now: number): number | undefined {
+    return this.placement(key, now)?.position;
+  }
+
+  /** {@link position}, or {@link DUE} (and nothing else read) when a transition is due at `now`. */
   positionUnlessDue(key: string, now: number): number | undefined | typeof DUE {
-    const a = this.#positionUnlessDue.get({ key, now });
-    if (a === undefined || a[0] === 1) return DUE;
-    return (a[1] as number | null) ?? undefined;
+    const placed = this.#positions.place(key, now, true);
+    return placed === 'due' ? DUE : placed?.position;
   }
 
   /** Whether some timed transition is due at `now` (one index probe). */

@@ -8,9 +8,9 @@ import { claimOptions, entry, NO_LIMITS, T0 } from './fixtures.js';
 import { makeTempDir, removeTempDir } from './temp-dir.js';
 
 /**
- * The file queue counts a position from whichever side of the line looks shorter (ahead of the
- * record or behind it): every position must still be exact, as the memory queue's are, wherever
- * the record stands among groups, priorities, claims and requeued records.
+ * The file queue counts a position from the short ranges of each group's line and derives the
+ * long one: every position must still be exact, as the memory queue's are (serving order, the
+ * groups in turn), wherever the record stands among groups, priorities, claims and requeued records.
  */
 describe('FileQueueManager: exact positions from either side', function () {
   let dir: string;
@@ -113,6 +113,101 @@ describe('FileQueueManager: exact positions from either side', function () {
       await expectSamePositions(keys);
       await clock.advance(1_000);
     }
+  });
+
+  it('matches the memory queue where lines are long enough to be counted in several steps', async function () {
+    // Ranges longer than the first statement counts (and than some later caps) on every side of
+    // the records read, some of them waiting out a backoff, so every way to a count is taken.
+    let seed = 7;
+    const random = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed % n;
+    };
+    const keys: string[] = [];
+    const pending: Promise<unknown>[] = [];
+    for (let i = 0; i < 1500; i++) {
+      const key = `m${String(i)}`;
+      keys.push(key);
+      const extra = { group: ['a', 'b', 'c'][random(3)] ?? 'a', priority: [0, 0, 0, 2, -1][random(5)] ?? 0 };
+      pending.push(memory.enqueue(entry(key, extra), NO_LIMITS), file.enqueue(entry(key, extra), NO_LIMITS));
+    }
+    await Promise.all(pending);
+    const error = { code: 'BUSY', message: 'busy', retryable: true };
+    for (let i = 0; i < 200; i++) {
+      const options = claimOptions({ groups: [['a', 'b', 'c'][i % 3] ?? 'a'] });
+      const lease = await memory.claim(options);
+      const same = await file.claim(options);
+      expect(same?.record.key).to.equal(lease?.record.key);
+      if (lease === undefined || same === undefined || i % 2 === 1) continue;
+      // Half come back waiting out a backoff: they keep their place, and count ahead of nobody.
+      const retryAt = clock.now() + 1_000;
+      await memory.fail(lease.record.key, lease.token, { error, retryAt });
+      await file.fail(same.record.key, same.token, { error, retryAt });
+    }
+    const sample = keys.filter((_, i) => i % 7 === 0 || i < 40 || i >= keys.length - 40);
+    await expectSamePositions(sample);
+    await clock.advance(1_000);
+    await expectSamePositions(sample);
+  });
+
+  it('counts the turns groups take from the claim history another process wrote', async function () {
+    for (const [key, group] of [
+      ['a1', 'a'],
+      ['a2', 'a'],
+      ['a3', 'a'],
+      ['b1', 'b'],
+      ['b2', 'b'],
+      ['c1', 'c'],
+    ] as const) {
+      await onBoth((q) => q.enqueue(entry(key, { group }), NO_LIMITS));
+    }
+    // A second queue on the same directory, as another process: it only reads what the first wrote.
+    const reader = new FileQueueManager({ dir }, clock);
+    try {
+      const keys = ['a1', 'a2', 'a3', 'b1', 'b2', 'c1'];
+      const read = async (): Promise<Record<string, number | undefined>> => {
+        const positions: Record<string, number | undefined> = {};
+        for (const key of keys) positions[key] = await reader.position(key);
+        return positions;
+      };
+      // Never claimed: the groups take turns by name.
+      expect(await read()).to.deep.equal({ a1: 1, b1: 2, c1: 3, a2: 4, b2: 5, a3: 6 });
+      for (const expected of [
+        // a claimed last: its next turn comes after b's and c's.
+        { a1: undefined, b1: 1, c1: 2, a2: 3, b2: 4, a3: 5 },
+        { a1: undefined, b1: undefined, c1: 1, a2: 2, b2: 3, a3: 4 },
+      ]) {
+        const lease = await memory.claim(claimOptions());
+        const same = await file.claim(claimOptions());
+        expect(same?.record.key).to.equal(lease?.record.key);
+        await clock.advance(1);
+        expect(await read()).to.deep.equal(expected);
+        await expectSamePositions(keys);
+      }
+    } finally {
+      await reader.close();
+    }
+  });
+
+  it('states positions in the turns of groups for records created together, as read once committed', async function () {
+    // One group commit: each call runs in this order in one transaction. The claim takes x1 (x
+    // and y never claimed: by name), the urgent record puts y's turns at priority 0 after x's.
+    const [x1, y1, x2, taken, y2, urgent, x3] = await Promise.all([
+      file.enqueue(entry('x1', { group: 'x' }), NO_LIMITS),
+      file.enqueue(entry('y1', { group: 'y' }), NO_LIMITS),
+      file.enqueue(entry('x2', { group: 'x' }), NO_LIMITS),
+      file.claim(claimOptions()),
+      file.enqueue(entry('y2', { group: 'y' }), NO_LIMITS),
+      file.enqueue(entry('urgent', { group: 'y', priority: 3 }), NO_LIMITS),
+      file.enqueue(entry('x3', { group: 'x' }), NO_LIMITS),
+    ]);
+    expect(taken?.record.key).to.equal('x1');
+    expect(x1.position).to.equal(undefined);
+    const stated = { y1: y1.position, x2: x2.position, y2: y2.position, urgent: urgent.position, x3: x3.position };
+    const read: Record<string, number | undefined> = {};
+    for (const key of Object.keys(stated)) read[key] = await file.position(key);
+    expect(stated).to.deep.equal(read);
+    expect(read).to.deep.equal({ urgent: 1, x2: 2, y1: 3, x3: 4, y2: 5 });
   });
 
   it('states the position of a record created in a transaction that also claims, completes and beats', async function () {

@@ -3,6 +3,7 @@ import type { NormalizedRequest } from '../../request.js';
 import type { QueueRecord } from '../../spi/queue.js';
 import type { LiveView } from '../../spi/sync.js';
 import { IndexedHeap } from './indexed-heap.js';
+import { PendingRank } from './pending-rank.js';
 import type { RankItem } from './pending-rank.js';
 import { TimeQueue, timeHeap } from './time-queue.js';
 
@@ -126,6 +127,8 @@ export class GroupState {
    */
   readonly ready = new TimeQueue<Entry>(negativePriority, getSched, setSched);
   readonly counts: StateCounts = zeroCounts();
+  /** Positions of the group's pending records, by priority then arrival (see `fairPosition`). */
+  readonly rank = new PendingRank<Entry>();
   lastClaimAt = -Infinity;
   /** Global claim counter at the last claim: orders groups whose ready times tie within a ms. */
   lastClaimSeq = 0;

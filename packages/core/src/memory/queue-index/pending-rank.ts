@@ -150,6 +150,35 @@ export class PendingRank<T extends RankItem> {
     if (lane.live === 0 && ++this.#emptyLanes > MAX_EMPTY_LANES) this.#dropEmptyLanes();
   }
 
+  /** Whether the item is indexed here and pending (ready or waiting out a backoff). */
+  isPending(item: T): boolean {
+    return item.rankSlot >= 0 && item.rankPending;
+  }
+
+  /** Pending, ready items of the item's priority that arrived before it. */
+  before(item: T): number {
+    return this.#laneOf(item).before(item);
+  }
+
+  /** Pending, ready items of a higher priority than `priority`. */
+  countedAbove(priority: number): number {
+    let n = 0;
+    for (const lane of this.#ordered) {
+      if (lane.priority <= priority) break;
+      n += lane.counted;
+    }
+    return n;
+  }
+
+  /** Pending, ready items of exactly `priority`. */
+  countedAt(priority: number): number {
+    for (const lane of this.#ordered) {
+      if (lane.priority === priority) return lane.counted;
+      if (lane.priority < priority) break;
+    }
+    return 0;
+  }
+
   /** 1-based position of a pending item, or undefined when the item is not pending here. */
   rank(item: T): number | undefined {
     // Reads only the item and its lane's tree: at a million items every other memory access is
