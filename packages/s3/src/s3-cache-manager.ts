@@ -87,11 +87,12 @@ const AFTER_FOLDER = '~';
  *
  * A manifest this cache cannot read (damaged, or written by a newer armlib) makes `head`, `get`,
  * `url`, `promote` and commits of its key fail with a {@link BackendError}; `list` and `sweep`
- * skip the key, and `delete` and `clear` remove the manifest (its data is left to `clear` and, once
- * the manifest is gone, to `sweep`'s orphan collection, since nothing says which objects it names).
+ * skip the key, and `delete` and `clear` remove the manifest (its data is left, once the manifest
+ * is gone, to the orphan collection of `sweep` and `clear`, since nothing says which objects it names).
  *
  * Orphans: data no manifest names (a commit that crashed before its manifest, a failed background
- * delete) is collected by `sweep` once older than `orphanGraceMs`; a commit that could not write
+ * delete) is collected by `sweep` and `clear` once older than `orphanGraceMs`, never earlier: it
+ * may be a commit in flight, whose manifest comes last. A commit that could not write
  * its manifest within its deadline (a quarter of `orphanGraceMs`, at most 6 h, after its first data
  * write) gives up, so that none of it can still be published then.
  */
@@ -354,53 +355,67 @@ export class S3CacheManager implements CacheManager {
   }
 
   /**
-   * Deletes every object of `area` (results, their data, leftovers) and returns how many results
-   * (manifests) went. One ListObjectsV2 pass; the objects of a key folder are deleted together
-   * once the listing has shown all of them, its manifest first: a folder's data sorts before its
-   * manifest, so a folder the page ends with waits for the next page (as in `sweep`). A clear that
-   * fails or is stopped part way thus leaves each key whole or gone, never a manifest whose data
-   * was deleted. Stops between pages when the cache is closed.
+   * Deletes the results of `area` and its leftovers, and returns how many results (manifests)
+   * went. One ListObjectsV2 pass, one GET per manifest listed (eight at a time), DeleteObjects in
+   * batches of up to 1000: each listed manifest goes, as read then (a manifest that went since the
+   * listing is not counted), and after it the data objects it names.
+   *
+   * A commit writes its manifest last, so data that no manifest read names may be a commit in
+   * flight whose manifest comes later: it goes only once S3's LastModified is older than
+   * `orphanGraceMs` by the manager's clock (no commit writes its manifest that long after its data:
+   * see {@link sweep}), and after the key's manifest(s) are read again, as `sweep` collects
+   * orphans. Younger unnamed objects, whatever their names, stay for a later clear (or sweep, or
+   * the bucket's lifecycle rule): deleting them could leave a manifest written after the listing
+   * naming data that is gone. So a commit that lands while the clear runs (a new result, or one
+   * replacing a result the clear removes) keeps its data and stands afterwards, whole: it committed
+   * after the clear began. A manifest this cache cannot read goes, and its folder's data counts as
+   * unnamed (which objects it names is unknown; it may be a newer armlib's commit in flight).
+   *
+   * A key folder is cleared once the listing has shown all of it, its manifest first: a folder's
+   * data sorts before its manifest, so a folder the page ends with waits for the next page (as in
+   * `sweep`). A clear that fails or is stopped part way thus leaves each key whole or gone, never a
+   * manifest whose data was deleted. Stops between pages when the cache is closed.
    */
   async clear(area: CacheArea): Promise<number> {
     return this.#track(async () => {
-      const prefix = this.#layout.area(assertCacheArea(area));
+      assertCacheArea(area);
       let cleared = 0;
-      let carried: string[] = [];
+      let carried: ListedFolder | undefined;
       let token: string | undefined;
       do {
         if (token !== undefined) this.#assertOpen();
-        const page = await this.#store.list(prefix, token === undefined ? {} : { token });
-        const objects = [...carried, ...page.objects];
+        // Ages count from before the listing, as in sweep.
+        const listedAt = this.#clock.now();
+        const page = await this.#store.list(this.#layout.area(area), token === undefined ? {} : { token });
+        // Objects with other names belong to no manifest this cache reads: they go once old, whatever the page.
+        const strays: string[] = [];
+        const folders = this.#foldersOf(area, page.listed, listedAt, carried, strays);
         token = page.next;
-        // The objects of the page's last key folder, which may go on in the next page.
-        carried = token === undefined ? [] : this.#lastFolder(prefix, objects);
-        const complete = objects.slice(0, objects.length - carried.length);
-        const manifests = complete.filter((k) => this.#layout.keyOfManifest(area, k) !== undefined);
-        // Manifests first, so that no reader finds a manifest whose data was already deleted.
-        await this.#store.deleteAllOrThrow(manifests);
-        cleared += manifests.length;
-        await this.#store.deleteAllOrThrow(complete.filter((k) => this.#layout.keyOfManifest(area, k) === undefined));
+        carried = token === undefined ? undefined : folders.pop();
+        cleared += await this.#clearFolders(area, folders, strays);
       } while (token !== undefined);
       return cleared;
     });
   }
 
   /**
-   * The trailing objects of `objects` (listed under `prefix`, in listing order) that share the
-   * last one's key folder: the folder's objects sort together, and may go on in the next page.
-   * An object right under `prefix` has no folder.
+   * Clears complete key folders (see {@link clear}): their manifests as read now go first (one
+   * that went since the listing is not counted), then the data those name, the old data nothing
+   * names and `strays`. Returns how many manifests went; a refused delete is an error.
    */
-  #lastFolder(prefix: string, objects: readonly string[]): string[] {
-    const folderOf = (objectKey: string): string | undefined => {
-      const slash = objectKey.indexOf('/', prefix.length);
-      return slash < 0 ? undefined : objectKey.slice(0, slash + 1);
-    };
-    const last = objects.at(-1);
-    const folder = last === undefined ? undefined : folderOf(last);
-    if (folder === undefined) return [];
-    let from = objects.length - 1;
-    while (from > 0 && (objects[from - 1] as string).startsWith(folder)) from--;
-    return objects.slice(from);
+  async #clearFolders(area: CacheArea, folders: readonly ListedFolder[], strays: readonly string[]): Promise<number> {
+    const read = await this.#readFolders(area, folders);
+    const results = read.flatMap(({ folder, manifest }): StoredResult[] => {
+      if (manifest === undefined) return [];
+      return manifest instanceof Unreadable
+        ? [{ manifest: this.#layout.manifest(area, folder.key), data: [] }]
+        : [this.#resultOf(area, manifest)];
+    });
+    await this.#store.deleteAllOrThrow(results.map((r) => r.manifest));
+    // Read again once the manifests are gone: a commit (or promotion) that named old data since stays whole.
+    const orphans = await this.#orphansOf(area, read);
+    await this.#store.deleteAllOrThrow([...results.flatMap((r) => r.data), ...orphans, ...strays]);
+    return results.length;
   }
 
   /**
@@ -447,30 +462,60 @@ export class S3CacheManager implements CacheManager {
   /**
    * The key folders of a page of a non-delimited listing of `area`, in listing order (`carried`,
    * a folder the previous page ended with, first): whether its manifest is listed, and its data
-   * objects older than the grace period as of `listedAt`. Objects with other names are ignored.
+   * objects older than the grace period as of `listedAt`. Objects with other names are ignored,
+   * or, with `strays`, added to it when older than the grace period.
    */
   #foldersOf(
     area: CacheArea,
     listed: readonly ListedObject[],
     listedAt: number,
     carried: ListedFolder | undefined,
+    strays?: string[],
   ): ListedFolder[] {
     const folders = new Map<string, ListedFolder>();
     if (carried !== undefined) folders.set(carried.key, carried);
     const grace = this.#options.orphanGraceMs;
     for (const { key: objectKey, lastModified } of listed) {
+      // NaN (no LastModified) is never old.
+      const old = listedAt - lastModified > grace;
       const object = this.#layout.parse(area, objectKey);
-      if (object.kind === 'other') continue;
+      if (object.kind === 'other') {
+        if (old) strays?.push(objectKey);
+        continue;
+      }
       let folder = folders.get(object.key);
       if (folder === undefined) {
         folder = { key: object.key, manifest: false, old: [] };
         folders.set(object.key, folder);
       }
       if (object.kind === 'manifest') folder.manifest = true;
-      // NaN (no LastModified) is never old.
-      else if (listedAt - lastModified > grace) folder.old.push({ objectKey, commitId: object.commitId });
+      else if (old) folder.old.push({ objectKey, commitId: object.commitId });
     }
     return [...folders.values()];
+  }
+
+  /**
+   * Reads the manifests `folders` list (eight at a time): each folder with its manifest as read
+   * now (undefined when none was listed, or it went since) and its old data that manifest does
+   * not name (all of it when the manifest cannot be read: which objects it names is unknown).
+   */
+  async #readFolders(area: CacheArea, folders: readonly ListedFolder[]): Promise<ReadFolder[]> {
+    const read = await mapLimit(folders, PARALLEL_CALLS, (f) =>
+      f.manifest ? this.#readOrUnreadable(area, f.key) : Promise.resolve(undefined),
+    );
+    return folders.map((folder, i) => {
+      const manifest = read[i];
+      const named = manifest instanceof Unreadable ? undefined : manifest?.commitId;
+      // A folder whose old data all belongs to the commit its manifest names costs nothing more.
+      return { folder, manifest, suspects: folder.old.filter((o) => o.commitId !== named) };
+    });
+  }
+
+  /** Of the suspects of `folders`, the objects no manifest names by reads made now ({@link #unnamed}). */
+  async #orphansOf(area: CacheArea, folders: readonly ReadFolder[]): Promise<string[]> {
+    const suspects = folders.filter((f) => f.suspects.length > 0);
+    const orphans = await mapLimit(suspects, PARALLEL_CALLS, (f) => this.#unnamed(area, f.folder.key, f.suspects));
+    return orphans.flat();
   }
 
   /**
@@ -485,24 +530,14 @@ export class S3CacheManager implements CacheManager {
     folders: readonly ListedFolder[],
     state: SweepState,
   ): Promise<void> {
-    const read = await mapLimit(folders, PARALLEL_CALLS, (f) =>
-      f.manifest ? this.#readOrUnreadable(area, f.key) : Promise.resolve(undefined),
+    const read = (await this.#readFolders(area, folders)).filter((f) => !(f.manifest instanceof Unreadable));
+    const due = read.flatMap(({ manifest: m }) =>
+      m !== undefined && !(m instanceof Unreadable) && m.createdAt < olderThan ? [m] : [],
     );
-    const due: StoredManifest[] = [];
-    const suspects: { key: string; old: OldData[] }[] = [];
-    folders.forEach((folder, i) => {
-      const manifest = read[i];
-      if (manifest instanceof Unreadable) return;
-      if (manifest !== undefined && manifest.createdAt < olderThan) due.push(manifest);
-      // A folder whose old data all belongs to the commit its manifest names costs nothing more.
-      const old = folder.old.filter((o) => o.commitId !== manifest?.commitId);
-      if (old.length > 0) suspects.push({ key: folder.key, old });
-    });
     const outcome = await this.#sweepDue(area, due);
     state.swept += outcome.swept;
     state.refused.push(...outcome.refused);
-    const orphans = await mapLimit(suspects, PARALLEL_CALLS, (s) => this.#unnamed(area, s.key, s.old));
-    state.orphans.push(...orphans.flat());
+    state.orphans.push(...(await this.#orphansOf(area, read)));
   }
 
   /**
@@ -1061,6 +1096,14 @@ interface ListedFolder {
   manifest: boolean;
   /** Its data objects older than the grace period. */
   readonly old: OldData[];
+}
+
+/** A listed key folder with its manifest as read after the listing (see S3CacheManager's #readFolders). */
+interface ReadFolder {
+  readonly folder: ListedFolder;
+  readonly manifest: StoredManifest | Unreadable | undefined;
+  /** Its old data that `manifest` does not name. */
+  readonly suspects: readonly OldData[];
 }
 
 /** A data object older than the grace period, and the commit it belongs to. */

@@ -4,11 +4,12 @@ import { expect } from 'chai';
 
 import { BackendError } from '@armlib/core';
 
+import type { S3CacheManager } from '../src/index.js';
 import { newId } from '../src/layout.js';
 import { commitDeadlineOf } from '../src/options.js';
-import { holdOnce, recordCommands, refuseDeletes } from './harness/faults.js';
+import { holdOnce, recordCommands, refuseDeletes, smallPages } from './harness/faults.js';
 import type { CommandInput } from './harness/faults.js';
-import { bytes, commitText, listKeys, readText, rejectionOf, useCaches } from './harness/fixture.js';
+import { bytes, collect, commitText, listKeys, readText, rejectionOf, useCaches } from './harness/fixture.js';
 import type { OpenedCache } from './harness/fixture.js';
 
 const MINUTE = 60_000;
@@ -184,6 +185,140 @@ describe('@armlib/s3 S3CacheManager orphan collection', function () {
       expect(seen.filter((c) => c === 'ListObjectsV2Command')).to.have.length(5);
       expect(await listKeys(client, bucket, area)).to.deep.equal(results);
       expect(await cache.sweep('persistent', clock.now() + 1)).to.equal(2);
+      expect(await listKeys(client, bucket, area)).to.deep.equal([]);
+    });
+  });
+
+  describe('clear', function () {
+    /**
+     * Commits `formats` to `key` through a peer with a client of its own, held right before its
+     * manifest PUT (its data is written): `release()` lets it finish, `commit` is its outcome.
+     */
+    async function heldCommit(
+      opened: OpenedCache,
+      key: string,
+      formats: Record<string, string>,
+    ): Promise<{ commit: Promise<unknown>; release: () => void }> {
+      const client = await ownClient();
+      const hold = holdOnce(
+        client,
+        (command, input) => command === 'PutObjectCommand' && keyOf(input).endsWith(`/${key}/manifest.json`),
+      );
+      const commit = commitText(opened.peer({ client }), key, formats);
+      // Observed now, so that a rejection before the hold is reported by the test, not as unhandled.
+      commit.catch(() => undefined);
+      await Promise.race([hold.reached, commit]);
+      return { commit, release: hold.release };
+    }
+
+    /**
+     * Clears `area` while `held` waits, and what the clear left there; the commit is released
+     * whatever happens (the caches close after each test, and wait for it).
+     */
+    async function clearWhileHeld(
+      opened: OpenedCache,
+      held: { release: () => void },
+      area: 'temporary' | 'persistent',
+    ): Promise<{ cleared: number; left: string[] }> {
+      try {
+        const cleared = await opened.cache.clear(area);
+        return { cleared, left: await listKeys(opened.client, opened.bucket, `${opened.prefix}${area}/`) };
+      } finally {
+        held.release();
+      }
+    }
+
+    /** The promise of the cache: a key has no result, or one whose every format reads whole. */
+    async function expectWholeOrGone(cache: S3CacheManager, key: string): Promise<boolean> {
+      const manifest = await cache.head(key);
+      if (manifest === undefined) return false;
+      for (const format of Object.keys(manifest.formats)) {
+        const body = await cache.get(key, format);
+        expect(body, `${key}/${format}: a manifest names it, its data is gone`).to.not.equal(undefined);
+        expect((await collect(body?.body)).length, `${key}/${format}`).to.equal(manifest.formats[format]?.size);
+      }
+      return true;
+    }
+
+    it('leaves the data of a commit that has not written its manifest yet', async function () {
+      const opened = await openNow();
+      const { cache, client, bucket, prefix } = opened;
+      const held = await heldCommit(opened, 'k', { txt: 'in flight', csv: 'in, flight' });
+      const data = await listKeys(client, bucket, `${prefix}temporary/k/`);
+      expect(data).to.have.length(2);
+
+      const { cleared, left } = await clearWhileHeld(opened, held, 'temporary');
+      await held.commit;
+      // It committed after the clear began: it stands, whole.
+      expect(await expectWholeOrGone(cache, 'k')).to.equal(true);
+      expect(cleared).to.equal(0);
+      // Fresh and named by no manifest listed: the commit's manifest may come later (it did).
+      expect(left).to.deep.equal(data);
+      expect(await readText(cache, 'k', 'txt')).to.equal('in flight');
+      expect(await readText(cache, 'k', 'csv')).to.equal('in, flight');
+    });
+
+    it('removes a result and leaves the data of its replacement in flight', async function () {
+      const opened = await openNow();
+      const { cache, client, bucket, prefix } = opened;
+      const folder = `${prefix}temporary/k/`;
+      await commitText(cache, 'k', { txt: 'first', csv: 'first' });
+      const first = await listKeys(client, bucket, folder);
+      const held = await heldCommit(opened, 'k', { txt: 'second' });
+      const second = (await listKeys(client, bucket, folder)).filter((k) => !first.includes(k));
+      expect(second).to.have.length(1);
+
+      const { cleared, left } = await clearWhileHeld(opened, held, 'temporary');
+      await held.commit;
+      // Committed after the clear began: the key has a whole result again.
+      expect(await expectWholeOrGone(cache, 'k')).to.equal(true);
+      expect(cleared).to.equal(1);
+      // The result the clear listed went whole; the replacement's data (fresh, unnamed) stayed.
+      expect(left).to.deep.equal(second);
+      expect(await readText(cache, 'k', 'txt')).to.equal('second');
+      expect(await cache.get('k', 'csv')).to.equal(undefined);
+    });
+
+    it('collects unnamed objects only once older than orphanGraceMs, with a page’s reads', async function () {
+      const client = await ownClient();
+      // Pages of 2 objects: folders straddle pages.
+      smallPages(client, 2);
+      const seen = recordCommands(client);
+      const { cache, clock, bucket, prefix } = await openNow({ client });
+      const area = `${prefix}persistent/`;
+      await commitText(cache, 'a', { csv: 'a', txt: 'a' }, 'persistent');
+      await commitText(cache, 'b', { txt: 'b' }, 'persistent');
+      // A temporary result, and copies of it in the persistent area as a promotion makes them.
+      await commitText(cache, 'p', { txt: 'p' });
+      const commitId = (await listKeys(client, bucket, `${prefix}temporary/p/`))[0]?.split('/').at(-2) ?? '';
+      const promoting = `${area}p/${commitId}/txt`;
+      // A crashed commit, one next to a result, names this layout does not make, and a newer
+      // armlib's manifest (unreadable: which objects it names is unknown) with its data.
+      const orphans = [`${area}a/${newId('c')}/txt`, `${area}c/${newId('c')}/csv`, `${area}c/${newId('c')}/txt`];
+      const strays = [`${area}stray`, `${area}c/notes.txt`];
+      const newer = [`${area}d/${newId('c')}/txt`, `${area}d/manifest.json`];
+      for (const key of [...orphans, ...strays, promoting, ...newer]) await put(client, bucket, key, 'x');
+      await put(client, bucket, `${area}d/manifest.json`, JSON.stringify({ v: 2, key: 'd' }));
+      const unnamed = [...orphans, ...strays, promoting, newer[0] as string].sort();
+
+      // Younger than the grace period: every result and manifest goes, nothing unnamed.
+      await clock.advance(GRACE - MINUTE);
+      seen.length = 0;
+      expect(await cache.clear('persistent')).to.equal(3);
+      expect(await listKeys(client, bucket, area)).to.deep.equal(unnamed);
+      // One GET per manifest listed, and no read more when nothing is old.
+      expect(seen.filter((c) => c.startsWith('GetObjectCommand'))).to.deep.equal(
+        ['a', 'b', 'd'].map((k) => `GetObjectCommand ${area}${k}/manifest.json`),
+      );
+
+      await clock.advance(2 * MINUTE);
+      expect(await cache.clear('persistent')).to.equal(0);
+      // The temporary manifest names the promoted copy's commit: a promotion may still write a
+      // persistent manifest naming it.
+      expect(await listKeys(client, bucket, area)).to.deep.equal([promoting]);
+      expect(await readText(cache, 'p', 'txt')).to.equal('p');
+      expect(await cache.delete('p')).to.equal(1);
+      expect(await cache.clear('persistent')).to.equal(0);
       expect(await listKeys(client, bucket, area)).to.deep.equal([]);
     });
   });

@@ -132,7 +132,7 @@ describe('@armlib/s3 S3CacheManager', function () {
     });
 
     it('shows nothing for data objects without a manifest (a crash before the commit point)', async function () {
-      const { cache, client, bucket, prefix } = await open();
+      const { cache, client, clock, bucket, prefix } = await open();
       // What a process killed between copying and writing the manifest leaves behind.
       const orphan = `${prefix}temporary/crashed/c0-0000000000000000/csv`;
       await client.send(new PutObjectCommand({ Bucket: bucket, Key: orphan, Body: 'half', ContentType: 'text/csv' }));
@@ -142,7 +142,11 @@ describe('@armlib/s3 S3CacheManager', function () {
       expect((await cache.list('temporary', { limit: 10 })).items).to.deep.equal([]);
       expect(await cache.promote('crashed')).to.equal(false);
       expect(await cache.delete('crashed')).to.equal(0);
-      // clear() removes such leftovers too, and counts results only.
+      // clear() counts results only, and removes such leftovers once older than orphanGraceMs
+      // (24 h by default, S3's LastModified being the real time): before, a commit may be in flight.
+      expect(await cache.clear('temporary')).to.equal(0);
+      expect(await listKeys(client, bucket, `${prefix}temporary/`)).to.deep.equal([orphan]);
+      await clock.set(Date.now() + 25 * 3_600_000);
       expect(await cache.clear('temporary')).to.equal(0);
       expect(await listKeys(client, bucket, `${prefix}temporary/`)).to.deep.equal([]);
     });
