@@ -14,7 +14,7 @@ import type { S3StreamingResult } from './s3-streaming.js';
 import { dependentReadNs } from './memory-latency.js';
 import { fixed, int, machineInfo, mib, table, writeResults } from './report.js';
 import { collectGarbage } from './stats.js';
-import { measureStatusReads } from './status-read.js';
+import { HOT_KEYS, measureStatusReads } from './status-read.js';
 import type { StatusReadResult } from './status-read.js';
 
 const { values } = parseArgs({
@@ -101,6 +101,9 @@ for (const pending of QUEUE_SIZES) {
 const smallest = statusReads[0];
 const largest = statusReads[statusReads.length - 1];
 const statusRatio = smallest !== undefined && largest !== undefined ? largest.statusUs / smallest.statusUs : Number.NaN;
+// The same read over the same number of distinct requests at both sizes (see hotStatusUs).
+const hotStatusRatio =
+  smallest !== undefined && largest !== undefined ? largest.hotStatusUs / smallest.hotStatusUs : Number.NaN;
 // The machine's floor under those reads: one dependent access within each size's working set.
 const bytesPerPending =
   largest === undefined ? Number.NaN : (largest.heapAfterBytes - largest.heapBeforeBytes) / largest.pending;
@@ -135,13 +138,22 @@ say(
 say('');
 say('Status with position (keys spread across the queue)');
 for (const line of table(
-  ['pending', 'fill s', 'reads', 'status µs/read', 'position µs/read', 'heapUsed after fill'],
+  [
+    'pending',
+    'fill s',
+    'reads',
+    'status µs/read',
+    'position µs/read',
+    `status µs/read, ${int(HOT_KEYS)} keys`,
+    'heapUsed after fill',
+  ],
   statusReads.map((r) => [
     int(r.pending),
     fixed(r.fillMs / 1000, 2),
     int(r.reads),
     fixed(r.statusUs, 2),
     fixed(r.positionUs, 2),
+    fixed(r.hotStatusUs, 2),
     mib(r.heapAfterBytes),
   ]),
 )) {
@@ -150,6 +162,10 @@ for (const line of table(
 say(
   `  ratio ${int(largest?.pending ?? Number.NaN)} vs ${int(smallest?.pending ?? Number.NaN)} pending: ${fixed(statusRatio, 2)}× ` +
     `(goal ≤ ${String(GOAL_STATUS_RATIO)}×: ${statusRatio <= GOAL_STATUS_RATIO ? 'met' : 'not met'})`,
+);
+say(
+  `  ratio of the same read over the same ${int(HOT_KEYS)} requests (spread evenly; the records stay in cache at both sizes): ` +
+    `${fixed(hotStatusRatio, 2)}× (${hotStatusRatio <= GOAL_STATUS_RATIO ? 'within' : 'beyond'} ${String(GOAL_STATUS_RATIO)}×)`,
 );
 if (largest !== undefined && machine.exposeGc) {
   say(
@@ -184,6 +200,7 @@ const path = await writeResults(resolve(values.out), startedAt, {
   lifecycle,
   statusReads,
   statusRatio,
+  hotStatusRatio,
   memoryLatency,
   memory:
     largest === undefined

@@ -32,7 +32,17 @@ export interface StatusReadResult {
   readonly statusUs: number;
   /** The queue SPI's `position(key)` alone, µs per read (median round). */
   readonly positionUs: number;
+  /**
+   * `status(key)` of the same {@link HOT_KEYS} keys over and over, spread evenly across the queue,
+   * µs per read (median round): every queue size reads as many distinct requests, so the records
+   * read stay in cache alike and what is left is the cost of the queue's size to the read itself
+   * (its index and position), not the latency of main memory.
+   */
+  readonly hotStatusUs: number;
 }
+
+/** Distinct keys read by the `hotStatusUs` measurement at every queue size. */
+export const HOT_KEYS = 1_000;
 
 /**
  * A stride near the golden ratio of the queue length and coprime with it: consecutive reads land far
@@ -82,6 +92,12 @@ export async function measureStatusReads(options: StatusReadOptions): Promise<St
     const positionTiming = await timeReads(options, async (j) => {
       if ((await queue.position(spread(j))) === undefined) throw new Error(`no position for ${spread(j)}`);
     });
+    const hot = Math.min(HOT_KEYS, options.pending);
+    const hotStride = Math.floor(options.pending / hot);
+    const hotTiming = await timeReads(options, async (j) => {
+      const status = await rm.status(keyAt((j % hot) * hotStride));
+      if (status.position === undefined) throw new Error(`status of ${status.key} has no position`);
+    });
     return {
       pending: options.pending,
       fillMs,
@@ -90,6 +106,7 @@ export async function measureStatusReads(options: StatusReadOptions): Promise<St
       reads: statusTiming.reads,
       statusUs: statusTiming.usPerRead,
       positionUs: positionTiming.usPerRead,
+      hotStatusUs: hotTiming.usPerRead,
     };
   } finally {
     await rm.close();
