@@ -477,11 +477,28 @@ describe('worker runtime', () => {
     await r.clock.advance(10);
     let stopped = false;
     void worker.stop({ graceMs: 0 }).then(() => (stopped = true));
-    await r.clock.advance(500);
-    expect(stopped, 'waits while the lease holds').to.equal(false);
+    // The lease ran out at about 3,001; the wait gives it one lease more.
+    await r.clock.advance(3500);
+    expect(stopped, 'waits while the lease (and one more) holds').to.equal(false);
     await r.clock.advance(1000);
-    expect(stopped, 'gives up once the lease has run out').to.equal(true);
+    expect(stopped, 'gives up once it has run out').to.equal(true);
     expect(r.cache.commits, 'nothing was committed').to.have.length(0);
+  });
+
+  it('stops within two leases when a completion hangs while heartbeats go on renewing the lease', async () => {
+    r = rig({ leaseMs: 3000 });
+    const worker = r.rm.process(async (job) => {
+      await job.write('csv', 'result');
+    });
+    r.queue.heldCompletes = gate();
+    await r.rm.submit({ uri: '/hung-complete' });
+    await commitAll(r, () => r.queue.calls.includes('complete'));
+    let stopped = false;
+    void worker.stop({ graceMs: 0 }).then(() => (stopped = true));
+    for (let t = 0; t < 5500; t += 500) await r.clock.advance(500);
+    expect(stopped, 'waits while the lease (renewed) holds').to.equal(false);
+    for (let t = 0; t < 1500; t += 500) await r.clock.advance(500);
+    expect(stopped, 'gives up at the deadline set when the stop began').to.equal(true);
   });
 
   it('rejects job.progress() with LeaseLostError when the lease runs out while its heartbeat hangs', async () => {

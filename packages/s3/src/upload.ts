@@ -430,17 +430,25 @@ class AbortableIterator implements AsyncIterator<Uint8Array> {
     this.#reject = reject;
   };
 
-  readonly #arrived = (next: IteratorResult<Uint8Array>): void => {
+  readonly #arrived = (next: unknown): void => {
+    // A producer that breaks the iterator protocol fails the read, as `for await` would.
+    if (typeof next !== 'object' || next === null) {
+      this.#failed(new TypeError(`iterator result ${String(next)} is not an object`));
+      return;
+    }
+    const result = next as IteratorResult<Uint8Array>;
     const resolve = this.#resolve;
     this.#clear();
     // The producer is done: the signal, which outlives the upload, must not keep this alive.
-    if (next.done === true) this.#signal.removeEventListener('abort', this.#onAbort);
-    resolve(next);
+    if (result.done === true) this.#signal.removeEventListener('abort', this.#onAbort);
+    resolve(result);
   };
 
   readonly #failed = (error: unknown): void => {
     const reject = this.#reject;
     this.#clear();
+    // Failed (the producer, or the abort): no later read follows, so the listener goes too.
+    this.#signal.removeEventListener('abort', this.#onAbort);
     reject(error);
   };
 
@@ -458,7 +466,14 @@ class AbortableIterator implements AsyncIterator<Uint8Array> {
 
   next(): Promise<IteratorResult<Uint8Array>> {
     if (this.#signal.aborted) return Promise.reject(reasonOf(this.#signal));
-    const read = this.#iterator.next();
+    let read: Promise<unknown>;
+    try {
+      // A synchronous result (or throw) is accepted, as Promise.race and `for await` accept it.
+      read = Promise.resolve(this.#iterator.next());
+    } catch (error) {
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- passes on what the producer threw
+      read = Promise.reject(error);
+    }
     const result = new Promise<IteratorResult<Uint8Array>>(this.#track);
     // Settles nothing once an abort has failed the read: the slot was cleared.
     read.then(this.#arrived, this.#failed);

@@ -160,6 +160,35 @@ describe('@armlib/s3 S3CacheManager clear over listing pages, and close with wor
       expect(source.destroyed, 'the source stream is destroyed').to.equal(true);
     });
 
+    it('takes async-iterable sources whose next() answers synchronously, and refuses one that breaks the protocol', async function () {
+      this.timeout(20_000);
+      const { cache } = await open({});
+      const options = { contentType: 'application/octet-stream' };
+      const chunks = [Buffer.from('abc'), Buffer.from('def')];
+      // next() returns plain results, not promises: accepted, as for await accepts them.
+      const plain: AsyncIterable<Uint8Array> = {
+        [Symbol.asyncIterator]: () => {
+          let i = 0;
+          return {
+            next: () => (i < chunks.length ? { done: false, value: chunks[i++] } : { done: true, value: undefined }),
+          } as unknown as AsyncIterator<Uint8Array>;
+        },
+      };
+      const staged = await cache.stage('plain-next');
+      await staged.write('bin', plain, options);
+      await staged.commit('temporary');
+      expect((await cache.head('plain-next'))?.formats['bin']?.size).to.equal(6);
+      // A result that is not an object fails the write (it used to leave it pending for ever).
+      const broken: AsyncIterable<Uint8Array> = {
+        [Symbol.asyncIterator]: () => ({ next: () => Promise.resolve(42) }) as unknown as AsyncIterator<Uint8Array>,
+      };
+      const other = await cache.stage('broken-next');
+      const failure = await rejectionOf(other.write('bin', broken, options));
+      expect(failure, String(failure)).to.be.instanceOf(Error);
+      await other.abort();
+      await cache.close();
+    });
+
     it('stops writes whose async-generator sources stall, before and past the inline size', async function () {
       // A stalled read that close() did not cut short would hang here: fail fast instead.
       this.timeout(20_000);

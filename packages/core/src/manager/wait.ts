@@ -91,6 +91,11 @@ export async function waitForTerminal(
           // does: the wait ends on the request's outcome, its timeout or its signal, not on one read.
           if (isTransient(error)) {
             reportTransient(manager, key, error);
+            // An event that came while the read was failing is acted on now, not at the next poll.
+            if (recheck) {
+              recheck = false;
+              check();
+            }
             return;
           }
           finish(() => {

@@ -793,8 +793,9 @@ export class WorkerRuntime implements Worker, JobHost {
     // Handlers still running past the grace period: abort them and hand their leases back at once.
     // A job whose handler has returned is committing its result: it finishes, and is waited for
     // (releasing its lease under it would let its result show on a request queued again).
-    // Neither wait outlives the job's lease: a backend call that hangs (a half-open socket) would
-    // otherwise hold stop() and close() for ever, and past the lease the queue fences the job anyway.
+    // Neither wait outlives the job's lease by more than one lease: a backend call that hangs (a
+    // half-open socket) would otherwise hold stop() and close() for ever, and past the lease the
+    // queue fences the job anyway.
     const finishing: Promise<void>[] = [];
     await Promise.all(
       [...this.#jobs.values()].map(async ({ job, done }) => {
@@ -826,34 +827,29 @@ export class WorkerRuntime implements Worker, JobHost {
   }
 
   /**
+   * Waits for `work` until the job's lease, as it stands when the wait begins, has run out, and one
+   * lease more: a deadline fixed once, since heartbeats that go on renewing the lease (on another
+   * socket) would otherwise keep a wait on a call that hangs going for ever. Past it the worker
+   * stops renewing, and the queue fences the job.
+   */
+  async #whileLeaseHolds(job: JobContext, work: Promise<void>): Promise<void> {
+    const now = this.clock.now();
+    const left = Math.max(job.leaseExpiresAt, now) + this.#leaseMs - now;
+    let timer: TimerHandle | undefined;
+    await Promise.race([
+      work.catch(() => undefined),
+      new Promise<void>((resolve) => {
+        timer = this.clock.setTimeout(resolve, left);
+      }),
+    ]);
+    if (timer !== undefined) this.clock.clearTimeout(timer);
+  }
+
+  /**
    * Hands a lease back (not counted as an attempt), so another worker takes the request at once.
    * `started` is false for a lease handed back unrun: no `claimed` was told for it, so no
    * `requeued` is either (a cancel that wins is told all the same: the request ended).
    */
-  /**
-   * Waits for `work` while the job's lease holds by this worker's clock (heartbeats that renew it
-   * extend the wait); gives up once it has run out.
-   */
-  async #whileLeaseHolds(job: JobContext, work: Promise<void>): Promise<void> {
-    let settled = false;
-    const watched = work.then(
-      () => (settled = true),
-      () => (settled = true),
-    );
-    while (!settled) {
-      const left = job.leaseExpiresAt - this.clock.now();
-      if (left <= 0) return;
-      let timer: TimerHandle | undefined;
-      await Promise.race([
-        watched,
-        new Promise<void>((resolve) => {
-          timer = this.clock.setTimeout(resolve, left);
-        }),
-      ]);
-      if (timer !== undefined) this.clock.clearTimeout(timer);
-    }
-  }
-
   async #release(key: string, token: string, started = true): Promise<void> {
     try {
       const retainUntil = this.#host.retainUntil();
