@@ -380,20 +380,10 @@ export class S3CacheManager implements CacheManager {
     return this.#track(async () => {
       assertCacheArea(area);
       let cleared = 0;
-      let carried: ListedFolder | undefined;
-      let token: string | undefined;
-      do {
-        if (token !== undefined) this.#assertOpen();
-        // Ages count from before the listing, as in sweep.
-        const listedAt = this.#clock.now();
-        const page = await this.#store.list(this.#layout.area(area), token === undefined ? {} : { token });
-        // Objects with other names belong to no manifest this cache reads: they go once old, whatever the page.
-        const strays: string[] = [];
-        const folders = this.#foldersOf(area, page.listed, listedAt, carried, strays);
-        token = page.next;
-        carried = token === undefined ? undefined : folders.pop();
+      // Objects with other names belong to no manifest this cache reads: they go once old, whatever the page.
+      await this.#forEachPage(area, true, async (folders, strays) => {
         cleared += await this.#clearFolders(area, folders, strays);
-      } while (token !== undefined);
+      });
       return cleared;
     });
   }
@@ -438,25 +428,40 @@ export class S3CacheManager implements CacheManager {
       assertCacheArea(area);
       checkOlderThan(olderThan);
       const state: SweepState = { swept: 0, orphans: [], refused: [] };
-      let carried: ListedFolder | undefined;
-      let token: string | undefined;
-      do {
-        // Closed meanwhile: stops between pages (what is left is swept next time).
-        if (token !== undefined) this.#assertOpen();
-        // Ages count from before the listing: whatever was written before it, a manifest included, is in it.
-        const listedAt = this.#clock.now();
-        const page = await this.#store.list(this.#layout.area(area), token === undefined ? {} : { token });
-        const folders = this.#foldersOf(area, page.listed, listedAt, carried);
-        token = page.next;
-        // The page's last key folder may go on in the next page: it is swept with the rest of it.
-        carried = token === undefined ? undefined : folders.pop();
+      await this.#forEachPage(area, false, async (folders) => {
         await this.#sweepFolders(area, olderThan, folders, state);
         await this.#collect(state, DELETE_BATCH);
-      } while (token !== undefined);
+      });
       await this.#collect(state, 1);
       if (state.refused.length > 0) throw refusalError(state.refused);
       return state.swept;
     });
+  }
+
+  /**
+   * One ListObjectsV2 pass over `area` (no delimiter), handing `handle` each page's complete key
+   * folders (see {@link #foldersOf}) and, with `withStrays`, its old objects of other names. The
+   * page's last folder may go on in the next page: it is handed on with the rest of it. Ages count
+   * from before each listing: whatever was written before it, a manifest included, is in it. Stops
+   * between pages when the cache is closed (what is left is for next time).
+   */
+  async #forEachPage(
+    area: CacheArea,
+    withStrays: boolean,
+    handle: (folders: ListedFolder[], strays: string[]) => Promise<void>,
+  ): Promise<void> {
+    let carried: ListedFolder | undefined;
+    let token: string | undefined;
+    do {
+      if (token !== undefined) this.#assertOpen();
+      const listedAt = this.#clock.now();
+      const page = await this.#store.list(this.#layout.area(area), token === undefined ? {} : { token });
+      const strays: string[] = [];
+      const folders = this.#foldersOf(area, page.listed, listedAt, carried, withStrays ? strays : undefined);
+      token = page.next;
+      carried = token === undefined ? undefined : folders.pop();
+      await handle(folders, strays);
+    } while (token !== undefined);
   }
 
   /**
