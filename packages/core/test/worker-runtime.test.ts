@@ -119,7 +119,16 @@ class ScriptedQueue extends ForwardingQueueManager {
   /** Status reads (`get`) still to fail, and with what. */
   getFailures: Error[] = [];
 
+  /** When set, the `nth` status read from now waits for `gate`, then fails with `error`. */
+  heldGet: { nth: number; gate: Gate<void>; error: Error; reached: boolean } | undefined;
+
   override get(key: string): Promise<QueueRecord | undefined> {
+    const held = this.heldGet;
+    if (held !== undefined && --held.nth === 0) {
+      this.heldGet = undefined;
+      held.reached = true;
+      return held.gate.promise.then(() => Promise.reject(held.error));
+    }
     const failure = this.getFailures.shift();
     return failure === undefined ? this.inner.get(key) : Promise.reject(failure);
   }
@@ -548,6 +557,34 @@ describe('worker runtime', () => {
     const other = await r.rm.submit({ uri: '/wait-fails' });
     r.queue.getFailures.push(new BackendError('access denied', { retryable: false }));
     await expect(r.rm.waitFor(other.key, { timeoutMs: 60_000 })).to.be.rejectedWith(BackendError, /access denied/);
+  });
+
+  it('acts at once on a completion told while a failing status read of its waitFor was in flight', async () => {
+    r = rig();
+    const { key } = await r.rm.submit({ uri: '/wait-recheck' });
+    // The waitFor's second read (its check right after it subscribed) hangs, then fails retryably.
+    const held = { nth: 2, gate: gate(), error: new BackendError('throttled', { retryable: true }), reached: false };
+    r.queue.heldGet = held;
+    let outcome = 'waiting';
+    void r.rm.waitFor(key, { timeoutMs: 60_000 }).then(
+      (status) => (outcome = status.state),
+      (error: unknown) => (outcome = String(error)),
+    );
+    await r.clock.tick();
+    expect(held.reached, 'the second read is in flight').to.equal(true);
+    let completed = false;
+    r.rm.events.on('completed', (e) => {
+      if (e.key === key) completed = true;
+    });
+    recordRuns(r, 1);
+    await commitAll(r, () => completed);
+    expect(completed).to.equal(true);
+    expect(outcome, 'the completion waits for the read in flight').to.equal('waiting');
+    // The read fails; the completion told meanwhile is acted on now, not at the next poll (the
+    // clock stands still from here, so no poll comes).
+    held.gate.open();
+    await r.clock.tick();
+    expect(outcome).to.equal('completed');
   });
 
   /** A job whose handler has returned and whose commit is held (leaseMs 300). */
