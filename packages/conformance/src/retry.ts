@@ -6,7 +6,10 @@ import { resolveContext, useEnv } from './context.js';
 import { EventLog, readText, req, untilTerminal } from './helpers.js';
 import type { ConformanceOptions } from './types.js';
 
-/** §3.1 fail: retries with exponential backoff and full jitter, PermanentError, maxAttempts. */
+/**
+ * §3.1 fail: retries with exponential backoff and jitter (checked within [0, d]; core uses equal
+ * jitter, [d/2, d]), PermanentError, maxAttempts.
+ */
 export function retryTests(options: ConformanceOptions): void {
   const ctx = resolveContext(options);
   describe('retries and backoff', function () {

@@ -9,7 +9,8 @@ import { pointer, showValue } from './validate.js';
  * object); an empty value counts as unset, and unknown `ARMLIB_*` variables are ignored.
  *
  * - `ARMLIB_CONFIG` — path of a JSON config file, used when `createRequestManager()` gets no
- *   config (relative paths resolve against the working directory). Without it, the default
+ *   config (a relative path resolves against the `cwd` option of `createRequestManager` /
+ *   `loadConfig`, by default `process.cwd()`). Without it, the default
  *   configuration is used.
  * - `ARMLIB_QUEUE_ADAPTER`, `ARMLIB_CACHE_ADAPTER` — adapter name (`memory`, `file`, `dynamodb`,
  *   `s3`) or module specifier. Switching to a different adapter drops the options the file gave

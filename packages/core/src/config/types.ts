@@ -15,9 +15,13 @@ export interface AdapterConfig {
 
 /** An armlib configuration, as written in a JSON file or passed to `createRequestManager`. */
 export interface ArmConfig {
-  /** The queue backend (default: the default configuration's queue). */
+  /**
+   * The queue backend. Left out of a given config it is the `memory` adapter; only
+   * `createRequestManager()` with no config at all (and no `ARMLIB_CONFIG`) uses the default
+   * configuration's file queue.
+   */
   queue?: AdapterConfig;
-  /** The cache backend (default: the default configuration's cache). */
+  /** The cache backend; left out, as for {@link ArmConfig.queue} (`memory`, or the default configuration's file cache). */
   cache?: AdapterConfig;
   /** Manager settings; missing ones take their defaults. */
   manager?: Partial<ManagerSettings>;
