@@ -25,11 +25,12 @@ export interface BodyOptions {
  * (a dropped connection, a gzip error, a body shorter than the range) reach the reader as a
  * retryable {@link BackendError} keeping the original as `cause`, like every other S3 failure.
  */
-export function openBody(object: Readable, options: BodyOptions): Readable {
+export function openBody(object: Readable, options: BodyOptions): RangeBody {
   return new RangeBody(object, options);
 }
 
-class RangeBody extends Readable {
+/** The stream {@link openBody} returns. */
+export class RangeBody extends Readable {
   readonly #object: Readable;
   /** The object, or the gunzip reading it. */
   readonly #source: Readable;
@@ -38,6 +39,8 @@ class RangeBody extends Readable {
   #offset = 0;
   /** Ended, failed or destroyed: whatever the sources do after that is of no interest. */
   #settled = false;
+  /** Set by {@link cut} while nobody listened for errors: the reader gets it at its next read. */
+  #cutBy: Error | undefined;
 
   constructor(object: Readable, options: BodyOptions) {
     super();
@@ -70,7 +73,25 @@ class RangeBody extends Readable {
   }
 
   override _read(): void {
+    if (this.#cutBy !== undefined) {
+      this.destroy(this.#cutBy);
+      return;
+    }
     this.#source.resume();
+  }
+
+  /**
+   * Stops the S3 body now (its connection is about to go) and fails this stream with `error` as
+   * it is, not wrapped: e.g. core's `ClosedError` when the cache closes. Nothing once the stream
+   * has ended or failed (what it already delivered stays readable). A stream nobody listens to for
+   * errors yet (got, not yet read) fails at its first read instead: an 'error' event without a
+   * listener would end the process.
+   */
+  cut(error: Error): void {
+    if (this.#settled) return;
+    this.#release();
+    if (this.listenerCount('error') > 0) this.destroy(error);
+    else this.#cutBy = error;
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {

@@ -41,6 +41,7 @@ import type {
 
 import { mapLimit } from './concurrency.js';
 import { openBody } from './download.js';
+import type { RangeBody } from './download.js';
 import { isNotFound, isRetryable, toBackendError } from './errors.js';
 import { newId, S3Layout } from './layout.js';
 import { compareResults, decodeManifest, encodeManifest, orderAfter, publicManifest } from './manifest.js';
@@ -108,8 +109,13 @@ export class S3CacheManager implements CacheManager {
   readonly #staging: StagingHost;
   /** Clean-up running after a commit returned. */
   readonly #background = new Set<Promise<void>>();
-  /** Writes, commits, promotions, deletes, clears and sweeps in flight (settled versions): close() waits for them. */
+  /**
+   * Every call in flight that sends requests (reads included: a read cut off by the client's
+   * destruction would fail with a socket error), as settled versions: close() waits for them.
+   */
   readonly #operations = new Set<Promise<void>>();
+  /** Bodies `get` handed out that are still streaming, when the cache owns the client: close() cuts them. */
+  readonly #bodies = new Set<RangeBody>();
   /** Staged results neither committed nor aborted: close() aborts them. */
   readonly #staged = new Set<S3StagedResult>();
   /** One per upload in flight: close() stops them. */
@@ -154,7 +160,10 @@ export class S3CacheManager implements CacheManager {
    * Outside us-east-1 the bucket is created in the client's region.
    */
   async ensureBucket(): Promise<void> {
-    this.#assertOpen();
+    return this.#track(() => this.#ensureBucket());
+  }
+
+  async #ensureBucket(): Promise<void> {
     const { client, bucket } = this.#options;
     try {
       await client.send(new HeadBucketCommand({ Bucket: bucket }));
@@ -187,14 +196,23 @@ export class S3CacheManager implements CacheManager {
   }
 
   async head(key: string, area?: CacheArea): Promise<ResultManifest | undefined> {
-    this.#assertOpen();
-    assertValidKey(key);
-    const found = await this.#find(key, area === undefined ? undefined : assertCacheArea(area));
-    return found === undefined ? undefined : publicManifest(found);
+    return this.#track(async () => {
+      assertValidKey(key);
+      const found = await this.#find(key, area === undefined ? undefined : assertCacheArea(area));
+      return found === undefined ? undefined : publicManifest(found);
+    });
   }
 
+  /**
+   * Streams one format (see {@link CacheManager.get}). The body streams from the S3 response: the
+   * caller must read it to its end or destroy it, which frees the connection. See {@link close}
+   * for what a close does to a body still streaming.
+   */
   async get(key: string, format: string, options: CacheGetOptions = {}): Promise<CachedBody | undefined> {
-    this.#assertOpen();
+    return this.#track(() => this.#get(key, format, options));
+  }
+
+  async #get(key: string, format: string, options: CacheGetOptions): Promise<CachedBody | undefined> {
     assertValidKey(key);
     assertValidFormat(format);
     const { range: requested } = cacheGetOptions(options);
@@ -224,7 +242,10 @@ export class S3CacheManager implements CacheManager {
   }
 
   async url(key: string, format: string, options: CacheUrlOptions): Promise<string | undefined> {
-    this.#assertOpen();
+    return this.#track(() => this.#url(key, format, options));
+  }
+
+  async #url(key: string, format: string, options: CacheUrlOptions): Promise<string | undefined> {
     assertValidKey(key);
     assertValidFormat(format);
     const expires = cacheUrlExpiry(options);
@@ -240,6 +261,15 @@ export class S3CacheManager implements CacheManager {
     return this.#store.presignGet(this.#layout.data(manifest.area, key, manifest.commitId, format), expires);
   }
 
+  /**
+   * Moves the temporary result of `key` to the persistent area (see {@link CacheManager.promote}):
+   * copies its data under the same commit id, writes the persistent manifest, then removes the
+   * temporary result. Right after the manifest write, beside the read of the temporary manifest
+   * made then anyway, each copy is checked (one HeadObject per format): a delete, clear or sweep
+   * may have removed the same result, published by a concurrent promotion of it, between these
+   * copies and this write. Then the manifest just written names deleted data: it goes, and the
+   * temporary result, if still there, is promoted again (false when it is gone).
+   */
   async promote(key: string): Promise<boolean> {
     return this.#track(async () => {
       assertValidKey(key);
@@ -306,7 +336,21 @@ export class S3CacheManager implements CacheManager {
     await this.#store.putText(this.#layout.manifest('persistent', key), encodeManifest(promoted), 'application/json');
     // Once more after the write (S3 has no conditional writes to make the two one step): a commit
     // that landed in the temporary area meanwhile is newer, so it stays and this promotion is undone.
-    const after = await this.#read('temporary', key);
+    // Beside that read (no round trip more), the copies are checked: see below.
+    const [after, whole] = await Promise.all([this.#read('temporary', key), this.#allThere(targets)]);
+    if (!whole) {
+      // Copies this manifest names are gone. Two promotions of one result write the same objects:
+      // a delete, clear or sweep removed the result a concurrent promotion of it published
+      // (manifest, then data) after these copies were made, and this write brought the manifest
+      // back naming nothing. The deleter reads the manifest again after its data delete
+      // (#removeIfRewritten); of its read and this check, the later one sees the other's write, so
+      // one of the two removes such a manifest. This one goes, as it was read now.
+      const published = await this.#readOrUnreadable('persistent', key);
+      if (sameCommit(published, promoted)) await this.#removeResults([this.#resultOf('persistent', promoted)]);
+      // Still there, the temporary result is promoted again with fresh copies; gone, it was
+      // promoted by someone else (and deleted since), or deleted.
+      return after === undefined ? false : 'superseded';
+    }
     if (after === undefined) {
       // Gone: a concurrent promotion of the same result finished first (same objects, same
       // manifest), or a persistent commit that replaced this one since settled and removed it.
@@ -333,6 +377,14 @@ export class S3CacheManager implements CacheManager {
     return true;
   }
 
+  /**
+   * Deletes the result of `key` from one or both areas (see {@link CacheManager.delete}): each
+   * manifest as read right before, then the data it names. In the persistent area the manifest is
+   * read once more after the data went (one GET): two promotions of one temporary result write
+   * the same objects, so one that copied them before this delete and writes its manifest after it
+   * brings back a manifest naming deleted data; it goes again. (The promotion checks its copies
+   * after its manifest write: of the two checks the later one sees the other's write.)
+   */
   async delete(key: string, area?: CacheArea): Promise<number> {
     return this.#track(async () => {
       assertValidKey(key);
@@ -348,7 +400,9 @@ export class S3CacheManager implements CacheManager {
           found instanceof Unreadable
             ? { manifest: this.#layout.manifest(a, key), data: [] }
             : this.#resultOf(a, found);
-        deleted += await this.#removeResults([result]);
+        const gone = await this.#removeResults([result]);
+        deleted += gone;
+        if (gone > 0 && !(found instanceof Unreadable)) await this.#removeIfRewritten(a, [found]);
       }
       return deleted;
     });
@@ -375,6 +429,10 @@ export class S3CacheManager implements CacheManager {
    * data sorts before its manifest, so a folder the page ends with waits for the next page (as in
    * `sweep`). A clear that fails or is stopped part way thus leaves each key whole or gone, never a
    * manifest whose data was deleted. Stops between pages when the cache is closed.
+   *
+   * In the persistent area each result removed costs one GET more, once its data went: a
+   * concurrent promotion of the same temporary result may have written its manifest again, naming
+   * that data, and such a manifest goes again (see {@link delete}).
    */
   async clear(area: CacheArea): Promise<number> {
     return this.#track(async () => {
@@ -405,6 +463,8 @@ export class S3CacheManager implements CacheManager {
     // Read again once the manifests are gone: a commit (or promotion) that named old data since stays whole.
     const orphans = await this.#orphansOf(area, read);
     await this.#store.deleteAllOrThrow([...results.flatMap((r) => r.data), ...orphans, ...strays]);
+    const removed = read.flatMap(({ manifest: m }) => (m === undefined || m instanceof Unreadable ? [] : [m]));
+    await this.#removeIfRewritten(area, removed);
     return results.length;
   }
 
@@ -421,7 +481,8 @@ export class S3CacheManager implements CacheManager {
    *
    * One ListObjectsV2 pass over the area (1000 objects a page), one GET per manifest listed (its
    * `createdAt`), then only where there is something to collect: the manifest(s) read again right
-   * before the data goes, and DeleteObjects in batches of up to 1000.
+   * before the data goes, and DeleteObjects in batches of up to 1000. In the persistent area, one
+   * GET more per result removed, once its data went (see {@link delete}).
    */
   async sweep(area: CacheArea, olderThan: number): Promise<number> {
     return this.#track(async () => {
@@ -584,6 +645,7 @@ export class S3CacheManager implements CacheManager {
     let swept = 0;
     const garbage: string[] = [];
     const refused: RefusedDelete[] = [];
+    const removed: StoredManifest[] = [];
     for (let at = 0; at < due.length; at += PARALLEL_CALLS) {
       const batch = due.slice(at, at + PARALLEL_CALLS);
       const now = await Promise.all(batch.map((m) => this.#readOrUnreadable(area, m.key)));
@@ -592,13 +654,19 @@ export class S3CacheManager implements CacheManager {
       swept += outcome.gone.length;
       garbage.push(...outcome.gone.flatMap((r) => r.data));
       refused.push(...outcome.refused);
+      const kept = new Set(outcome.refused.map((r) => r.key));
+      removed.push(...unchanged.filter((m) => !kept.has(this.#layout.manifest(area, m.key))));
     }
     await this.#discard(garbage);
+    await this.#removeIfRewritten(area, removed);
     return { swept, refused };
   }
 
   async list(area: CacheArea, options: { limit: number; cursor?: string }): Promise<CacheListPage> {
-    this.#assertOpen();
+    return this.#track(() => this.#list(area, options));
+  }
+
+  async #list(area: CacheArea, options: { limit: number; cursor?: string }): Promise<CacheListPage> {
     assertCacheArea(area);
     const { limit, after } = cacheListOptions(CURSOR_TAG, options);
     const items: ResultManifest[] = [];
@@ -636,10 +704,18 @@ export class S3CacheManager implements CacheManager {
    * fail with ClosedError; staged results neither committed nor aborted are aborted (their staged
    * objects deleted). A commit in flight that has not yet passed its last check before the
    * manifest write (fence and deadline) stops there with ClosedError and deletes its data; one
-   * past it finishes (manifest and settling: never a half state). Resolves once every operation
-   * in flight (commits, promotions, deletes, clears and sweeps, which stop between listing pages)
-   * and the background clean-up have settled, then destroys the client if the cache made it.
-   * Reads in flight are not waited for.
+   * past it finishes (manifest and settling: never a half state). Reads in flight (`head`, `get`
+   * up to its response headers, `url`, `list`, `ensureBucket`) finish normally, with the answer
+   * they would have had. Resolves once every call in flight (reads, commits, promotions, deletes,
+   * clears and sweeps, which stop between listing pages) and the background clean-up have
+   * settled, then destroys the client if the cache made it: no request the cache sent is still in
+   * flight then, so none fails with a socket error.
+   *
+   * Bodies `get` handed out are not waited for (a caller may never read one). With a client the
+   * cache made, each one still streaming is cut when the client is destroyed: its reader gets what
+   * the body had already passed on, then core's ClosedError (at its next read when it was not reading
+   * yet). With a client of the application's (`client`), which stays open, they stream on to their
+   * end, as a file cache's open files do.
    */
   async close(): Promise<void> {
     this.#closing ??= this.#shutDown();
@@ -656,7 +732,11 @@ export class S3CacheManager implements CacheManager {
     while (this.#operations.size > 0 || this.#background.size > 0) {
       await Promise.allSettled([...this.#operations, ...this.#background]);
     }
-    if (this.#options.ownsClient) this.#options.client.destroy();
+    if (!this.#options.ownsClient) return;
+    // Their connections go with the client: a ClosedError says why, rather than a socket error.
+    const cut = new ClosedError('s3 cache manager was closed while the body streamed');
+    for (const body of this.#bodies) body.cut(cut);
+    this.#options.client.destroy();
   }
 
   /** Runs `work` as an operation close() waits for; ClosedError once closed. */
@@ -728,7 +808,9 @@ export class S3CacheManager implements CacheManager {
       const object = await this.#store.getStream(objectKey);
       if (object === undefined) return undefined;
       const size = stored.info.size;
-      return openBody(object.body, { objectKey, gunzip: true, start: range.start, end: range.end, size });
+      return this.#handOut(
+        openBody(object.body, { objectKey, gunzip: true, start: range.start, end: range.end, size }),
+      );
     }
     if (range.length === 0) {
       // Nothing to read, but the object must still be there.
@@ -748,7 +830,17 @@ export class S3CacheManager implements CacheManager {
         { retryable: false },
       );
     }
-    return openBody(object.body, { objectKey, gunzip: false, start: 0, end: range.length - 1, size: object.length });
+    return this.#handOut(
+      openBody(object.body, { objectKey, gunzip: false, start: 0, end: range.length - 1, size: object.length }),
+    );
+  }
+
+  /** Notes a body `get` hands out, for close() to cut while it streams (only a client the cache destroys cuts it). */
+  #handOut(body: RangeBody): RangeBody {
+    if (!this.#options.ownsClient) return body;
+    this.#bodies.add(body);
+    body.once('close', () => this.#bodies.delete(body));
+    return body;
   }
 
   #upload(
@@ -1030,6 +1122,46 @@ export class S3CacheManager implements CacheManager {
     await this.#discard(gone.flatMap((r) => r.data));
     if (refused.length > 0) throw refusalError(refused);
     return gone.length;
+  }
+
+  /**
+   * After a delete, clear or sweep removed `removed` from `area`, manifests first, then their
+   * data: in the persistent area a promotion of the same temporary result may have written one of
+   * those manifests again in between. Two promotions of one result write the same objects under
+   * the same commit id, so one that copied before the other published, and wrote its manifest
+   * after the delete removed the other's, names data that is gone (or about to go). Each key's
+   * manifest is read once more, after the data delete (one GET per persistent key removed): one
+   * naming a removed commit goes again, with its data. The promotion checks its copies after its
+   * manifest write (see #promoteCopying): of that check and this read, the later one sees the
+   * other's write, so no manifest is left naming deleted data. Nothing in the temporary area:
+   * only a commit writes a manifest there, once, under a fresh commit id.
+   */
+  async #removeIfRewritten(area: CacheArea, removed: readonly StoredManifest[]): Promise<void> {
+    if (area !== 'persistent') return;
+    let pending = removed;
+    for (let round = 1; pending.length > 0; round++) {
+      const now = await mapLimit(pending, PARALLEL_CALLS, (m) => this.#readOrUnreadable(area, m.key));
+      const back = pending.filter((m, i) => sameCommit(now[i], m));
+      if (back.length === 0) return;
+      if (round > MAX_READ_ATTEMPTS) {
+        throw new BackendError(
+          `persistent result '${(back[0] as StoredManifest).key}' kept being promoted again while it was deleted; try again`,
+          { retryable: true },
+        );
+      }
+      const { gone, refused } = await this.#deleteManifests(back.map((m) => this.#resultOf(area, m)));
+      await this.#discard(gone.flatMap((r) => r.data));
+      if (refused.length > 0) throw refusalError(refused);
+      // Each time, a promotion that read the temporary manifest before the first one removed it
+      // may do it again: there are only so many of those.
+      pending = back;
+    }
+  }
+
+  /** Whether every object of `keys` is there (one HeadObject each, eight at a time). */
+  async #allThere(keys: readonly string[]): Promise<boolean> {
+    const there = await mapLimit(keys, PARALLEL_CALLS, (k) => this.#store.exists(k));
+    return there.every(Boolean);
   }
 
   /** One DeleteObjects per 1000 manifests; which went and which S3 refused. */

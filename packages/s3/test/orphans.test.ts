@@ -306,9 +306,11 @@ describe('@armlib/s3 S3CacheManager orphan collection', function () {
       seen.length = 0;
       expect(await cache.clear('persistent')).to.equal(3);
       expect(await listKeys(client, bucket, area)).to.deep.equal(unnamed);
-      // One GET per manifest listed, and no read more when nothing is old.
+      // One GET per manifest listed, and no read more when nothing is old, but one per persistent
+      // result removed once its data went (a promotion of the same commit may have written its
+      // manifest again): not for d, whose manifest could not be read.
       expect(seen.filter((c) => c.startsWith('GetObjectCommand'))).to.deep.equal(
-        ['a', 'b', 'd'].map((k) => `GetObjectCommand ${area}${k}/manifest.json`),
+        ['a', 'a', 'b', 'b', 'd'].map((k) => `GetObjectCommand ${area}${k}/manifest.json`),
       );
 
       await clock.advance(2 * MINUTE);

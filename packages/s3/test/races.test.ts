@@ -5,7 +5,7 @@ import { expect } from 'chai';
 import { BackendError } from '@armlib/core';
 
 import type { S3CacheManager } from '../src/index.js';
-import { injectFault, recordCommands } from './harness/faults.js';
+import { holdOnce, injectFault, recordCommands } from './harness/faults.js';
 import type { CommandInput } from './harness/faults.js';
 import {
   barrier,
@@ -22,6 +22,11 @@ import type { OpenedCache } from './harness/fixture.js';
 /** The object key a command names, if any. */
 function keyOf(input: CommandInput): string {
   return typeof input['Key'] === 'string' ? input['Key'] : '';
+}
+
+/** The object keys a DeleteObjects command names. */
+function deletedKeys(input: CommandInput): string[] {
+  return ((input as unknown as DeleteObjectsCommandInput).Delete?.Objects ?? []).map((o) => o.Key ?? '');
 }
 
 /**
@@ -193,6 +198,77 @@ describe('@armlib/s3 S3CacheManager under concurrency and partial failures', fun
       await commitText(cache, 'k', { txt: 'newer' }, 'persistent');
       expect(await cache.head('k', 'temporary')).to.equal(undefined);
       expect(await readText(cache, 'k', 'txt')).to.equal('newer');
+    });
+  });
+
+  describe('two promotions of one result and a delete', function () {
+    /**
+     * Commits a temporary result `k`, and starts a promotion of it by a peer that has copied its
+     * data and made its last checks, its persistent manifest PUT held; then promotes `k` all the
+     * way with the opened cache (the same objects, the temporary result gone).
+     */
+    async function promotedWithOneHeld(): Promise<{
+      opened: OpenedCache;
+      promoting: Promise<boolean>;
+      release: () => void;
+    }> {
+      const opened = await open();
+      const { cache } = opened;
+      await commitText(cache, 'k', { txt: 'promoted' }, 'temporary');
+      const client = await ownClient();
+      const held = holdOnce(
+        client,
+        (command, input) => command === 'PutObjectCommand' && keyOf(input).endsWith('/persistent/k/manifest.json'),
+      );
+      const promoting = opened.peer({ client }).promote('k');
+      await held.reached;
+      expect(await cache.promote('k')).to.equal(true);
+      expect(await cache.head('k', 'temporary')).to.equal(undefined);
+      return { opened, promoting, release: held.release };
+    }
+
+    /** A result that shows must read whole: a manifest naming deleted data is the failure. */
+    async function expectWholeOrGone(cache: S3CacheManager): Promise<void> {
+      if ((await cache.head('k')) === undefined) return;
+      expect(await readText(cache, 'k', 'txt'), 'the manifest names deleted data').to.equal('promoted');
+    }
+
+    it('a promotion whose manifest write comes after a clear removed the same result removes that manifest', async function () {
+      const { opened, promoting, release } = await promotedWithOneHeld();
+      const { cache, client, bucket, prefix } = opened;
+      // The clear removes the promoted result: its manifest, then its data, which the held
+      // promotion's copies are (same commit id, same objects).
+      expect(await cache.clear('persistent')).to.equal(1);
+      release();
+      // Its manifest PUT brought the manifest back naming that data: it finds its copies gone.
+      const promoted = await promoting;
+      await expectWholeOrGone(cache);
+      expect(promoted).to.equal(false);
+      expect(await cache.head('k')).to.equal(undefined);
+      expect(await listKeys(client, bucket, prefix)).to.deep.equal([]);
+    });
+
+    it('a delete removes a manifest that a promotion of the same result wrote again before its data delete', async function () {
+      const { opened, promoting, release } = await promotedWithOneHeld();
+      const { cache, client, bucket, prefix } = opened;
+      // The delete removed the manifest; its data delete waits until the held promotion is over.
+      const deleterClient = await ownClient();
+      const heldData = holdOnce(
+        deleterClient,
+        (command, input) =>
+          command === 'DeleteObjectsCommand' && deletedKeys(input).some((k) => /\/persistent\/k\/c[^/]+\/txt$/.test(k)),
+      );
+      const deleting = opened.peer({ client: deleterClient }).delete('k', 'persistent');
+      await heldData.reached;
+      expect(await cache.head('k')).to.equal(undefined);
+      release();
+      // Its manifest PUT brought the manifest back, and its copies were still there.
+      expect(await promoting).to.equal(true);
+      heldData.release();
+      expect(await deleting).to.equal(1);
+      await expectWholeOrGone(cache);
+      expect(await cache.head('k')).to.equal(undefined);
+      expect(await listKeys(client, bucket, prefix)).to.deep.equal([]);
     });
   });
 

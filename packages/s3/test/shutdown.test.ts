@@ -1,15 +1,20 @@
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { expect } from 'chai';
 
-import { BackendError, chunksOf, ClosedError } from '@armlib/core';
+import { BackendError, chunksOf, ClosedError, ManualClock } from '@armlib/core';
 
+import { S3CacheManager } from '../src/index.js';
 import { newId } from '../src/layout.js';
+import { encodeManifest } from '../src/manifest.js';
 import { failCalls, holdOnce, recordCommands, smallPages } from './harness/faults.js';
 import type { CommandInput } from './harness/faults.js';
-import { bytes, commitText, listKeys, readText, rejectionOf, useCaches } from './harness/fixture.js';
+import { bytes, collect, commitText, listKeys, readText, rejectionOf, useCaches } from './harness/fixture.js';
 
 const MiB = 1024 * 1024;
 
@@ -19,6 +24,90 @@ async function* chunked(data: Buffer): AsyncGenerator<Uint8Array> {
 
 function keyOf(input: CommandInput): string {
   return typeof input['Key'] === 'string' ? input['Key'] : '';
+}
+
+const STAND_IN_BUCKET = 'armlib-close';
+
+/** An S3 stand-in (see {@link standIn}) and the means to steer it. */
+interface StandIn {
+  readonly url: string;
+  /** Resolves once the persistent manifest of `k` was asked for. */
+  readonly manifestAsked: Promise<void>;
+  /** Sends the answer to that request (held until then with `holdManifest`). */
+  readonly answer: () => void;
+  readonly close: () => Promise<void>;
+}
+
+/**
+ * An S3 stand-in holding one persistent result `k` with one format `csv` of 2 KiB: the manifest
+ * is answered at once, or with `holdManifest` only once `answer()` is called (a slow S3: the
+ * request is on the wire meanwhile); the data gets its headers and first KiB, and never the rest.
+ * Everything else is a 404. s3rver cannot be slowed down like this, and a cache only destroys a
+ * client it made itself, so the tests of close() with its own client talk to this.
+ */
+async function standIn(holdManifest: boolean): Promise<StandIn> {
+  const commitId = newId('c');
+  const manifest = encodeManifest({
+    key: 'k',
+    area: 'persistent',
+    createdAt: 1_000_000,
+    commitId,
+    formats: { csv: { info: { size: 2048, contentType: 'text/csv' }, storedSize: 2048 } },
+  });
+  let asked!: () => void;
+  const manifestAsked = new Promise<void>((resolve) => (asked = resolve));
+  let answer!: () => void;
+  const answered = new Promise<void>((resolve) => (answer = resolve));
+  const server = http.createServer((req, res) => {
+    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    if (path === `/${STAND_IN_BUCKET}/persistent/k/manifest.json`) {
+      asked();
+      void (holdManifest ? answered : Promise.resolve()).then(() =>
+        res.writeHead(200, { 'Content-Type': 'application/json' }).end(manifest),
+      );
+    } else if (path === `/${STAND_IN_BUCKET}/persistent/k/${commitId}/csv`) {
+      res.writeHead(200, { 'Content-Type': 'text/csv', 'Content-Length': '2048' });
+      res.write(Buffer.alloc(1024, 'x'));
+    } else {
+      res
+        .writeHead(404, { 'Content-Type': 'application/xml' })
+        .end('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchKey</Code><Message>none</Message></Error>');
+    }
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${String(port)}`,
+    manifestAsked,
+    answer,
+    close: async () => {
+      answer();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => {
+        server.close(() => {
+          resolve();
+        });
+      });
+    },
+  };
+}
+
+/**
+ * A cache on `url` that makes (and so destroys) its own client. One SDK attempt: a request cut
+ * off by the client's destruction fails visibly instead of being sent again on a new connection.
+ */
+function cacheOn(url: string): S3CacheManager {
+  return new S3CacheManager(
+    {
+      bucket: STAND_IN_BUCKET,
+      region: 'us-east-1',
+      endpoint: url,
+      forcePathStyle: true,
+      clientConfig: { credentials: { accessKeyId: 'fake', secretAccessKey: 'fake' }, maxAttempts: 1 },
+    },
+    new ManualClock(),
+  );
 }
 
 describe('@armlib/s3 S3CacheManager clear over listing pages, and close with work in flight', function () {
@@ -265,6 +354,55 @@ describe('@armlib/s3 S3CacheManager clear over listing pages, and close with wor
       await closed;
       expect(order).to.deep.equal(['committed', 'closed']);
       expect(await readText(peer(), 'late', 'csv')).to.equal('late');
+    });
+
+    it('lets a read in flight finish before it destroys its own client, and refuses reads made meanwhile', async function () {
+      const server = await standIn(true);
+      const cache = cacheOn(server.url);
+      try {
+        const order: string[] = [];
+        const reading = cache.head('k').then((manifest) => {
+          order.push('read');
+          return manifest;
+        });
+        // The request is on the wire, its answer not yet sent.
+        await server.manifestAsked;
+        const closing = cache.close().then(() => order.push('closed'));
+        expect(ClosedError.is(await rejectionOf(cache.head('k')))).to.equal(true);
+        expect(ClosedError.is(await rejectionOf(cache.list('persistent', { limit: 10 })))).to.equal(true);
+        server.answer();
+        // It used to fail with a socket error: close() destroyed the client under it.
+        expect((await reading)?.area).to.equal('persistent');
+        await closing;
+        expect(order).to.deep.equal(['read', 'closed']);
+      } finally {
+        await cache.close();
+        await server.close();
+      }
+    });
+
+    it('does not wait for a body handed out; with its own client, the body then fails with ClosedError', async function () {
+      const server = await standIn(false);
+      const cache = cacheOn(server.url);
+      try {
+        // Headers and 1 KiB of 2 KiB came; the rest never will.
+        const got = await cache.get('k', 'csv');
+        expect(got?.size).to.equal(2048);
+        await cache.close();
+        const failure = await rejectionOf(collect(got?.body));
+        expect(ClosedError.is(failure), String(failure)).to.equal(true);
+      } finally {
+        await cache.close();
+        await server.close();
+      }
+    });
+
+    it('leaves a body handed out streaming when the client is the application’s', async function () {
+      const { cache } = await open();
+      await commitText(cache, 'k', { txt: Buffer.alloc(256 * 1024, 'y') });
+      const got = await cache.get('k', 'txt');
+      await cache.close();
+      expect(await collect(got?.body)).to.deep.equal(Buffer.alloc(256 * 1024, 'y'));
     });
   });
 });
