@@ -2,6 +2,7 @@ import type { Clock } from './clock.js';
 import { loadConfig } from './config/load.js';
 import type { ArmConfig } from './config/types.js';
 import { buildContainer, resolveRequestManager } from './container/build-container.js';
+import { InvalidRequestError } from './errors.js';
 import type { RequestManager } from './manager/types.js';
 
 /** Options of {@link createRequestManager}. */
@@ -27,6 +28,13 @@ export async function createRequestManager(
   config?: ArmConfig | string,
   options: CreateRequestManagerOptions = {},
 ): Promise<RequestManager> {
+  const given: unknown = options;
+  if (given === null || typeof given !== 'object' || Array.isArray(given)) {
+    throw new InvalidRequestError(
+      'options',
+      `must be an object ({ env?, clock?, cwd? }), got ${given === null ? 'null' : typeof given}`,
+    );
+  }
   const loadOptions = {
     ...(options.env === undefined ? {} : { env: options.env }),
     ...(options.cwd === undefined ? {} : { cwd: options.cwd }),

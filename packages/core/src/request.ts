@@ -165,6 +165,15 @@ function checkParams(params: unknown): CheckedParams {
   if (params === null || typeof params !== 'object' || Array.isArray(params)) {
     throw new InvalidRequestError('params', 'must be an object of name -> string | string[]');
   }
+  // URLSearchParams, a Map or a class instance keeps its pairs out of its own properties: read as
+  // an object it would be empty, and different requests would share one key.
+  const proto: unknown = Object.getPrototypeOf(params);
+  if (proto !== Object.prototype && proto !== null) {
+    throw new InvalidRequestError(
+      'params',
+      `must be a plain object of name -> string | string[], got ${Object.prototype.toString.call(params).slice(8, -1)} (for URLSearchParams, build one: each name with searchParams.getAll(name))`,
+    );
+  }
   const entries = Object.entries(params as Record<string, unknown>);
   if (entries.length > REQUEST_LIMITS.paramNames) {
     throw new InvalidRequestError('params', `more than ${String(REQUEST_LIMITS.paramNames)} names`);

@@ -2,7 +2,7 @@ import path from 'node:path';
 
 import { loadAdapterPlugin, moduleFactoryFor } from '../container/adapter-registry.js';
 import type { AdapterRole } from '../container/adapter-registry.js';
-import { ArmError, ConfigError } from '../errors.js';
+import { ArmError, ConfigError, InvalidRequestError } from '../errors.js';
 import type { ConfigIssue } from '../errors.js';
 import { DEFAULT_SETTINGS, withDefaults } from '../settings.js';
 import type { GroupPolicies, ManagerSettings } from '../settings.js';
@@ -22,6 +22,24 @@ export interface LoadConfigOptions {
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** The options of {@link loadConfig} checked, with their defaults. */
+function loadOptions(options: unknown): { env: NodeJS.ProcessEnv; cwd: string } {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new InvalidRequestError(
+      'options',
+      `must be an object ({ env?, cwd? }), got ${options === null ? 'null' : typeof options}`,
+    );
+  }
+  const { env, cwd } = options as Record<string, unknown>;
+  if (env !== undefined && (env === null || typeof env !== 'object')) {
+    throw new InvalidRequestError('options.env', 'must be an object of environment variables');
+  }
+  if (cwd !== undefined && (typeof cwd !== 'string' || cwd === '' || cwd.includes('\0'))) {
+    throw new InvalidRequestError('options.cwd', 'must be a non-empty path without NUL bytes');
+  }
+  return { env: (env as NodeJS.ProcessEnv | undefined) ?? process.env, cwd: path.resolve(cwd ?? process.cwd()) };
 }
 
 /** What a `queue` or `cache` section left out of a config is: the memory adapter. */
@@ -75,7 +93,7 @@ async function checkAdapter(section: unknown, role: AdapterRole, baseDir: string
     const validate =
       role === 'queue' ? plugin.validateQueueOptions?.bind(plugin) : plugin.validateCacheOptions?.bind(plugin);
     const optionsPath = pointer(role, 'options');
-    const issues = (validate?.(options ?? {}) ?? []).map((issue) => prefixIssue(optionsPath, issue));
+    const issues = adapterIssues(validate, options ?? {}, adapter).map((issue) => prefixIssue(optionsPath, issue));
     if (issues.length > 0) return issues;
     // With valid options, the factory must give a container module (checked by its shape). The
     // module is not loaded here: a plugin may construct in `load` (toConstantValue(new …)), and
@@ -89,6 +107,40 @@ async function checkAdapter(section: unknown, role: AdapterRole, baseDir: string
     }
     return [{ path: pointer(role, 'adapter'), message: error.message, cause: error.cause ?? error }];
   }
+}
+
+/**
+ * What an adapter's own option check says. A check that throws something other than a
+ * {@link ConfigError}, or answers with something other than a list of issues, is a fault of the
+ * adapter: reported as one issue on the options, with the cause kept.
+ */
+function adapterIssues(
+  validate: ((options: Record<string, unknown>) => ConfigIssue[]) | undefined,
+  options: Record<string, unknown>,
+  adapter: string,
+): ConfigIssue[] {
+  if (validate === undefined) return [];
+  let answer: unknown;
+  try {
+    answer = validate(options);
+  } catch (error) {
+    if (ArmError.is(error)) throw error;
+    return [{ path: '', message: `adapter '${adapter}' failed to check its options: ${String(error)}`, cause: error }];
+  }
+  if (answer === undefined) return [];
+  if (!Array.isArray(answer) || !answer.every(isIssue)) {
+    return [
+      {
+        path: '',
+        message: `adapter '${adapter}' answered its option check with something other than a list of issues`,
+      },
+    ];
+  }
+  return answer;
+}
+
+function isIssue(value: unknown): value is ConfigIssue {
+  return isPlainObject(value) && typeof value['path'] === 'string' && typeof value['message'] === 'string';
 }
 
 function resolveAdapter(section: unknown): ResolvedAdapterConfig {
@@ -106,8 +158,7 @@ function resolveAdapter(section: unknown): ResolvedAdapterConfig {
  * name each bad field by its JSON-pointer path. Nothing is constructed here.
  */
 export async function loadConfig(input?: ArmConfig | string, options: LoadConfigOptions = {}): Promise<ResolvedConfig> {
-  const env = options.env ?? process.env;
-  const cwd = path.resolve(options.cwd ?? process.cwd());
+  const { env, cwd } = loadOptions(options);
   const loose: unknown = input;
   if (loose === null) {
     // Only undefined means "the default": a null is a mistake upstream (a missing lookup), not a choice.
@@ -127,9 +178,28 @@ export async function loadConfig(input?: ArmConfig | string, options: LoadConfig
     raw = await readJsonFile(source);
   }
 
-  const overridden = applyEnvOverrides(withMissingSections(raw), env);
+  if (raw !== undefined && (typeof raw === 'function' || typeof raw === 'symbol' || typeof raw === 'bigint')) {
+    throw new ConfigError('invalid armlib configuration', [
+      { path: '', message: `must be a config object or the path of a JSON file, got a ${typeof raw}` },
+    ]);
+  }
+  let overridden: ReturnType<typeof applyEnvOverrides>;
+  let issues: ConfigIssue[];
+  try {
+    overridden = applyEnvOverrides(withMissingSections(raw), env);
+    issues = validateConfigShape(overridden.config);
+  } catch (error) {
+    if (ArmError.is(error)) throw error;
+    // A getter that throws or a proxy trap in the given object: the config cannot be read.
+    throw new ConfigError(
+      'invalid armlib configuration',
+      [{ path: '', message: `cannot be read: ${String(error)}`, cause: error }],
+      {
+        cause: error,
+      },
+    );
+  }
   const config = overridden.config;
-  const issues = validateConfigShape(config);
   const shapeOk = issues.length === 0 && overridden.issues.length === 0;
   const typed = config as ArmConfig;
   const manager = shapeOk ? withDefaults(typed.manager) : DEFAULT_SETTINGS;

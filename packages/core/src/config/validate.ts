@@ -31,6 +31,9 @@ export function showValue(value: unknown): string {
   if (typeof value === 'object' && value !== null) return 'an object';
   // JSON.parse turns 1e400 into Infinity, which JSON.stringify would show as null.
   if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
+  // JSON.stringify throws on a BigInt and gives undefined for a symbol or a function.
+  if (typeof value === 'bigint') return `${String(value)}n`;
+  if (typeof value === 'symbol' || typeof value === 'function') return `a ${typeof value}`;
   const text = JSON.stringify(value);
   return text.length > 60 ? `${text.slice(0, 60)}…` : text;
 }

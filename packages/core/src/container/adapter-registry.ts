@@ -143,32 +143,47 @@ export function isAdapterPlugin(value: unknown): value is AdapterPlugin {
 export async function loadAdapterPlugin(adapter: string, baseDir: string): Promise<AdapterPlugin> {
   if (adapter === 'memory') return memoryAdapter;
   let mod: unknown;
-  const builtin = BUILTIN_ADAPTER_PACKAGES[adapter];
+  // An own property only: 'constructor' or 'toString' is a module specifier, not Object.prototype's member.
+  const builtin = Object.hasOwn(BUILTIN_ADAPTER_PACKAGES, adapter) ? BUILTIN_ADAPTER_PACKAGES[adapter] : undefined;
   if (builtin !== undefined) {
     mod = await importPackage(builtin, baseDir, adapter);
   } else if (adapter.startsWith('file:')) {
     let filePath: string;
     try {
-      filePath = new URL(adapter).pathname;
+      filePath = decodeURIComponent(new URL(adapter).pathname);
     } catch (error) {
       throw new ConfigError(`adapter '${adapter}' is not a valid file: URL`, [], { cause: error });
     }
-    mod = await importFile(adapter, `'${adapter}'`, decodeURIComponent(filePath));
+    mod = await importFile(adapter, `'${adapter}'`, filePath);
   } else if (isRelative(adapter) || path.isAbsolute(adapter)) {
     const filePath = path.resolve(baseDir, adapter);
     mod = await importFile(pathToFileURL(filePath).href, `'${adapter}'`, filePath);
   } else {
     mod = await importPackage(adapter, baseDir);
   }
-  const plugin = pluginOf(mod, adapter);
-  if (!isAdapterPlugin(plugin)) {
+  let plugin: unknown;
+  let shaped: boolean;
+  try {
+    plugin = pluginOf(mod, adapter);
+    shaped = isAdapterPlugin(plugin);
+  } catch (error) {
+    // A getter that throws, a proxy trap: the module's export cannot even be inspected.
+    throw new ConfigError(
+      `cannot read the adapter plugin exported by module '${adapter}': ${describeError(error)}`,
+      [],
+      {
+        cause: error,
+      },
+    );
+  }
+  if (!shaped) {
     throw new ConfigError(
       `module '${adapter}' does not export an armlib adapter plugin: expected an 'armlibAdapter' (or default) ` +
         'export that is either a plugin (a name and a queueModule and/or cacheModule function returning an ' +
         'inversify ContainerModule) or an inversify ContainerModule',
     );
   }
-  return plugin;
+  return plugin as AdapterPlugin;
 }
 
 function describeValue(value: unknown): string {

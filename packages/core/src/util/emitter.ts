@@ -1,5 +1,7 @@
 import { EventEmitter } from 'node:events';
 
+import { InvalidRequestError } from '../errors.js';
+
 /** Listener of event `K`. */
 export type Listener<E, K extends keyof E> = (payload: E[K]) => void;
 
@@ -15,11 +17,13 @@ export class TypedEmitter<E extends { error: { error: unknown; context: string }
   }
 
   on<K extends keyof E & string>(event: K, listener: Listener<E, K>): this {
+    checkListener(event, listener);
     this.#inner.on(event, listener);
     return this;
   }
 
   once<K extends keyof E & string>(event: K, listener: Listener<E, K>): this {
+    checkListener(event, listener);
     this.#inner.once(event, listener);
     return this;
   }
@@ -50,5 +54,16 @@ export class TypedEmitter<E extends { error: { error: unknown; context: string }
 
   removeAllListeners(): void {
     this.#inner.removeAllListeners();
+  }
+}
+
+/** A subscription from plain JavaScript may pass anything: refused with a typed error naming it. */
+function checkListener(event: unknown, listener: unknown): void {
+  if (typeof event !== 'string') throw new InvalidRequestError('event', `must be an event name, got ${typeof event}`);
+  if (typeof listener !== 'function') {
+    throw new InvalidRequestError(
+      'listener',
+      `must be a function, got ${listener === null ? 'null' : typeof listener}`,
+    );
   }
 }
