@@ -36,6 +36,8 @@ import type {
   ResultManifest,
   StagedResult,
 } from '@armlib/core';
+
+import { makeDirectories } from '../make-directories.js';
 import {
   CREATE_FLAGS,
   dirState,
@@ -428,7 +430,8 @@ export class FileCacheManager implements CacheManager {
     if (this.#store !== undefined) return this.#store;
     const root = this.#layout.root;
     try {
-      fs.mkdirSync(root, { recursive: true, mode: 0o755 });
+      // Not Node's recursive mkdir: it loops for ever on an ENOENT under an existing parent (/proc).
+      makeDirectories(root, 0o755);
     } catch (error) {
       throw new ConfigError('cannot create the file cache directory', [{ path: '/dir', message: String(error) }], {
         cause: error,

@@ -5,6 +5,7 @@ import Database from 'better-sqlite3';
 
 import { BackendError, ConfigError } from '@armlib/core';
 
+import { makeDirectories } from '../make-directories.js';
 import type { ResolvedFileQueueOptions } from './options.js';
 import { DB_FILE, SCHEMA_SQL, SCHEMA_VERSION } from './schema.js';
 import { toArmError } from './sqlite-errors.js';
@@ -17,7 +18,8 @@ const DB_FILES = [DB_FILE, `${DB_FILE}-wal`, `${DB_FILE}-shm`, `${DB_FILE}-journ
 /**
  * Opens (creating when needed) `<dir>/queue.sqlite` in WAL mode with the schema in place.
  *
- * Confinement: the directory is created with `mkdir -p` and must be a real directory; it and the
+ * Confinement: the directory is created like `mkdir -p` ({@link makeDirectories}, not Node's
+ * recursive mode, which hangs under `/proc`) and must be a real directory; it and the
  * database files must not be symlinks, so a link planted in the root cannot send the queue's
  * writes elsewhere. Throws `ConfigError` for those, `BackendError` for anything the file system
  * or SQLite refuses (a corrupt file, a newer schema, no permission).
@@ -48,9 +50,9 @@ function prepareDirectory(dir: string): void {
   }
   if (existing === undefined) {
     try {
-      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      makeDirectories(dir, 0o700);
     } catch (error) {
-      throw toArmError(error, `creating the directory '${dir}'`);
+      throw toArmError(error, `creating the directory '${dir}' (the dir option)`);
     }
   }
   for (const name of DB_FILES) {

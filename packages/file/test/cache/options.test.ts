@@ -6,6 +6,7 @@ import { expect } from 'chai';
 import { ConfigError, ManualClock } from '@armlib/core';
 
 import { checkFileCacheOptions, FileCacheManager } from '../../src/cache/file-cache-manager.js';
+import { childOutcome } from '../child-outcome.js';
 import { put, tempDir } from './support.js';
 import type { TempDir } from './support.js';
 
@@ -93,6 +94,31 @@ describe('file cache: options', function () {
     } finally {
       process.chdir(cwd);
     }
+  });
+
+  it('creates a deep chain of missing directories on first use', async function () {
+    const levels = Array.from({ length: 10 }, (_, i) => `d${String(i)}`);
+    const dir = join(tmp.path, ...levels);
+    const cache = new FileCacheManager({ dir }, new ManualClock());
+    await put(cache, 'k', 'temporary', { csv: 'x' });
+    await cache.close();
+    expect(fs.existsSync(join(dir, 'temporary'))).to.equal(true);
+  });
+
+  // Node 20's recursive mkdir loops for ever (blocking the event loop) when mkdir answers ENOENT
+  // under an existing parent, as under /proc: run in a child, killed and failing if it hangs.
+  it('reports a dir it cannot create (under /proc) as a ConfigError on /dir naming it, without hanging', function () {
+    const outcome = childOutcome(`
+      const cache = new file.FileCacheManager({ dir: '/proc/armlib-test/x' });
+      try {
+        await cache.head('k');
+      } finally {
+        await cache.close();
+      }
+    `);
+    expect(outcome.name, JSON.stringify(outcome)).to.equal('ConfigError');
+    expect(outcome.issues?.map((issue) => issue.path)).to.deep.equal(['/dir']);
+    expect(outcome.issues?.[0]?.message).to.include('/proc/armlib-test');
   });
 
   it('routes URLs under urlPrefix and reports its capabilities', async function () {

@@ -8,6 +8,7 @@ import { ConfigError, loadConfig, ManualClock, TOKENS } from '@armlib/core';
 
 import { checkFileQueueOptions, FileQueueManager } from '../../src/queue/file-queue-manager.js';
 import type { FileQueueManagerOptions } from '../../src/queue/file-queue-manager.js';
+import { childOutcome } from '../child-outcome.js';
 import { entry, NO_LIMITS, T0 } from './fixtures.js';
 import { makeTempDir, removeTempDir } from './temp-dir.js';
 
@@ -134,6 +135,37 @@ describe('FileQueueManager: options', function () {
     } finally {
       await q.close();
     }
+  });
+
+  it('creates a deep chain of missing directories, readable by its owner only', async function () {
+    const levels = Array.from({ length: 10 }, (_, i) => `d${String(i)}`);
+    const deep = path.join(dir, ...levels);
+    const q = new FileQueueManager({ dir: deep }, new ManualClock(T0));
+    try {
+      expect(fs.existsSync(path.join(deep, 'queue.sqlite'))).to.equal(true);
+      for (let depth = 1; depth <= levels.length; depth++) {
+        expect(fs.statSync(path.join(dir, ...levels.slice(0, depth))).mode & 0o077).to.equal(0);
+      }
+    } finally {
+      await q.close();
+    }
+  });
+
+  // Node 20's recursive mkdir loops for ever (blocking the event loop) when mkdir answers ENOENT
+  // under an existing parent, as under /proc: run in a child, killed and failing if it hangs.
+  it('reports a dir it cannot create (under /proc) as a BackendError naming it and the option, without hanging', function () {
+    const outcome = childOutcome(`new file.FileQueueManager({ dir: '/proc/armlib-test/x' });`);
+    expect(outcome.name, JSON.stringify(outcome)).to.equal('BackendError');
+    expect(outcome.message).to.include("creating the directory '/proc/armlib-test/x' (the dir option)");
+    expect(outcome.retryable).to.equal(false);
+  });
+
+  it('reports it the same through createRequestManager', function () {
+    const outcome = childOutcome(
+      `await core.createRequestManager({ queue: { adapter: 'file', options: { dir: '/proc/armlib-test/x' } } });`,
+    );
+    expect(outcome.name, JSON.stringify(outcome)).to.equal('BackendError');
+    expect(outcome.message).to.include("'/proc/armlib-test/x' (the dir option)");
   });
 
   it('is built by the container from the queue options and clock tokens', async function () {
