@@ -3,9 +3,10 @@ import { inject, injectable } from 'inversify';
 import type { Clock, TimerHandle } from '../clock.js';
 import { assertManagerSettings, groupPolicyIssues } from '../config/validate.js';
 import { ClosedError, InvalidRequestError } from '../errors.js';
-import { assertValidFormat, assertValidKey, GROUP_PATTERN, showValue } from '../keys.js';
+import { assertValidFormat, assertValidKey, GROUP_PATTERN, printable, showValue } from '../keys.js';
 import type { BatchRequest, RequestStatus, ResultBody } from '../model.js';
 import { QUEUE_STATES } from '../model.js';
+import type { QueueState } from '../model.js';
 import { isValidOwner, normalizeRequest } from '../request.js';
 import type { NormalizedRequest } from '../request.js';
 import { withDefaults } from '../settings.js';
@@ -314,36 +315,29 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
 
   async list(given?: ListQuery): Promise<{ items: RequestStatus[]; cursor?: string }> {
     this.#assertOpen();
-    const query = optionsArgument(given, 'query');
-    const limit = query.limit ?? 100;
-    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT) {
+    // Each field is read once, and what was checked is what the queue gets (see readOption).
+    const query = optionsOf(given, 'query');
+    const limit: unknown = readOption(query, 'limit') ?? 100;
+    if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT) {
       throw new InvalidRequestError('limit', `must be an integer from 1 to ${String(MAX_LIST_LIMIT)}`);
     }
-    const states = query.state === undefined ? undefined : Array.isArray(query.state) ? query.state : [query.state];
-    states?.forEach((s, i) => {
-      if (!(QUEUE_STATES as readonly string[]).includes(s)) {
-        throw new InvalidRequestError(
-          `state[${String(i)}]`,
-          `${showValue(s)} is not one of ${QUEUE_STATES.join(', ')}`,
-        );
-      }
-    });
-    const group: unknown = query.group;
+    const states = listStates(readOption(query, 'state'));
+    const group: unknown = readOption(query, 'group');
     if (group !== undefined && (typeof group !== 'string' || !GROUP_PATTERN.test(group))) {
       throw new InvalidRequestError('group', `${showValue(group)} is not a valid group name`);
     }
-    const owner: unknown = query.owner;
+    const owner: unknown = readOption(query, 'owner');
     if (owner !== undefined && !isValidOwner(owner)) {
       throw new InvalidRequestError('owner', `${showValue(owner)} is not a valid owner (1-200 printable characters)`);
     }
-    if (query.cursor !== undefined && typeof query.cursor !== 'string')
-      throw new InvalidRequestError('cursor', 'must be a string');
+    const cursor: unknown = readOption(query, 'cursor');
+    if (cursor !== undefined && typeof cursor !== 'string') throw new InvalidRequestError('cursor', 'must be a string');
     const page = await this.queue.list({
       limit,
       ...(states === undefined ? {} : { states }),
-      ...(query.group === undefined ? {} : { group: query.group }),
-      ...(query.owner === undefined ? {} : { owner: query.owner }),
-      ...(query.cursor === undefined ? {} : { cursor: query.cursor }),
+      ...(group === undefined ? {} : { group }),
+      ...(owner === undefined ? {} : { owner }),
+      ...(cursor === undefined ? {} : { cursor }),
     });
     // Selected by the queue record's state, described as status() describes them: a settled
     // record's key is completed while the cache holds its result (a failed forced rebuild of a
@@ -365,19 +359,23 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
   async waitFor(key: string, given?: WaitOptions): Promise<RequestStatus> {
     this.#assertOpen();
     assertValidKey(key);
-    const options = optionsArgument(given, 'options');
-    const signal: unknown = options.signal;
+    const options = optionsOf(given, 'options');
+    const signal: unknown = readOption(options, 'signal');
     if (signal !== undefined && !(signal instanceof AbortSignal)) {
       throw new InvalidRequestError('signal', `must be an AbortSignal, got ${showValue(signal)}`);
     }
-    const { timeoutMs } = options;
+    const timeoutMs: unknown = readOption(options, 'timeoutMs');
     if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || Number.isNaN(timeoutMs) || timeoutMs < 0)) {
       throw new InvalidRequestError(
         'timeoutMs',
         `must be a number of milliseconds, 0 or more; got ${showValue(timeoutMs)}`,
       );
     }
-    return waitForTerminal(this, key, options);
+    // The checked copy, not the caller's object: a getter asked again could answer differently.
+    const checked: WaitOptions = {};
+    if (signal !== undefined) checked.signal = signal;
+    if (timeoutMs !== undefined) checked.timeoutMs = timeoutMs;
+    return waitForTerminal(this, key, checked);
   }
 
   async read(key: string, format?: string): Promise<ResultBody | undefined> {
@@ -394,12 +392,17 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
 
   async resultUrl(key: string, format?: string, given?: { expiresInSec?: number }): Promise<string | undefined> {
     this.#assertOpen();
-    const options = optionsArgument(given, 'options');
+    const options = optionsOf(given, 'options');
     assertValidKey(key);
     const name = format ?? this.settings.defaultFormat;
     assertValidFormat(name);
-    const expiresInSec = options.expiresInSec ?? DEFAULT_URL_EXPIRY_SEC;
-    if (!Number.isInteger(expiresInSec) || expiresInSec < 1 || expiresInSec > 7 * 24 * 3600) {
+    const expiresInSec: unknown = readOption(options, 'expiresInSec') ?? DEFAULT_URL_EXPIRY_SEC;
+    if (
+      typeof expiresInSec !== 'number' ||
+      !Number.isInteger(expiresInSec) ||
+      expiresInSec < 1 ||
+      expiresInSec > 7 * 24 * 3600
+    ) {
       throw new InvalidRequestError('expiresInSec', 'must be an integer from 1 to 604800 (7 days)');
     }
     return this.cache.url(key, name, { expiresInSec });
@@ -457,9 +460,9 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
 
   async clearTemporary(given?: { olderThan?: Date }): Promise<number> {
     this.#assertOpen();
-    const options = optionsArgument(given, 'options');
-    if (options.olderThan === undefined) return this.cache.clear('temporary');
-    return this.cache.sweep('temporary', dateMs(options.olderThan, 'olderThan'));
+    const olderThan = readOption(optionsOf(given, 'options'), 'olderThan');
+    if (olderThan === undefined) return this.cache.clear('temporary');
+    return this.cache.sweep('temporary', dateMs(olderThan, 'olderThan'));
   }
 
   async clearAll(): Promise<void> {
@@ -470,9 +473,8 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
 
   async prune(given?: { finishedBefore?: Date }): Promise<number> {
     this.#assertOpen();
-    const options = optionsArgument(given, 'options');
-    const before =
-      options.finishedBefore === undefined ? Number.MAX_SAFE_INTEGER : dateMs(options.finishedBefore, 'finishedBefore');
+    const finishedBefore = readOption(optionsOf(given, 'options'), 'finishedBefore');
+    const before = finishedBefore === undefined ? Number.MAX_SAFE_INTEGER : dateMs(finishedBefore, 'finishedBefore');
     return this.queue.prune(before);
   }
 
@@ -482,6 +484,8 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
   }
 
   configureGroup(group: string, policy: GroupPolicy): void {
+    // After close there is no worker left for a policy to govern: refused, as every call then is.
+    this.#assertOpen();
     if (typeof group !== 'string' || !GROUP_PATTERN.test(group)) {
       throw new InvalidRequestError('group', `${showValue(group)} is not a valid group name`);
     }
@@ -493,15 +497,18 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
         `must be an object of minIntervalMs, maxConcurrent and maxQueueLength, got ${showValue(given)}`,
       );
     }
+    // Each field is read once, into a copy that is checked and then kept: a getter asked again
+    // could answer differently from what was checked.
+    const copy = readPolicy(group, given);
     // The config file's rules: unknown fields (a typo) are refused, not dropped with the caps they meant.
-    const issues = groupPolicyIssues(group, policy);
+    const issues = groupPolicyIssues(group, copy);
     if (issues.length > 0) {
       const field = (issues[0]?.path ?? '').slice(1).split('/').join('.');
       throw new InvalidRequestError(field, issues.map((issue) => issue.message).join('; '));
     }
     const checked: { -readonly [K in keyof GroupPolicy]: GroupPolicy[K] } = {};
     for (const field of ['minIntervalMs', 'maxConcurrent', 'maxQueueLength'] as const) {
-      const value = policy[field];
+      const value = copy[field] as GroupPolicy[typeof field];
       if (value !== undefined) checked[field] = value;
     }
     this.#groups[group] = checked;
@@ -842,16 +849,109 @@ function isLive(record: QueueRecord | undefined): record is QueueRecord & { stat
   return record !== undefined && (record.state === 'pending' || record.state === 'running');
 }
 
+/**
+ * The time of a Date, read by Date's own method: anything without a date inside (a proxy of a
+ * Date, an object made to pass `instanceof`) is refused, where asking it would throw a TypeError.
+ */
 function dateMs(value: unknown, field: string): number {
-  if (!(value instanceof Date) || Number.isNaN(value.getTime()))
-    throw new InvalidRequestError(field, 'must be a valid Date');
-  return value.getTime();
+  let ms = Number.NaN;
+  try {
+    ms = getTime.call(value as Date);
+  } catch {
+    // Not a Date: refused below.
+  }
+  if (Number.isNaN(ms)) throw new InvalidRequestError(field, `must be a valid Date, got ${showValue(value)}`);
+  return ms;
 }
+
+const getTime: (this: Date) => number = Object.getOwnPropertyDescriptor(Date.prototype, 'getTime')?.value as (
+  this: Date,
+) => number;
 
 /** `options.force`, checked: a caller without types who wrote `force: 'yes'` is told, not ignored. */
 function forced(options: SubmitOptions | undefined): boolean {
   if (options === undefined) return false;
-  const force = optionsArgument(options, 'options').force as unknown;
+  const force: unknown = readOption(optionsOf(options, 'options'), 'force', 'options.force');
   if (force === undefined || typeof force === 'boolean') return force === true;
   throw new InvalidRequestError('options.force', `must be true or false, got ${showValue(force)}`);
+}
+
+/**
+ * {@link optionsArgument}, total: an object that cannot even be looked at (a revoked proxy) is
+ * refused with InvalidRequestError naming `name`, as what is not an object is.
+ */
+function optionsOf<T extends object>(given: T | undefined, name: string): T {
+  try {
+    return optionsArgument(given, name);
+  } catch (error) {
+    if (InvalidRequestError.is(error)) throw error;
+    throw cannotRead(name, error);
+  }
+}
+
+/**
+ * `options[field]`, read once: a getter or proxy trap that throws is still the caller's input, and
+ * is refused with InvalidRequestError naming the field (as normalizeRequest refuses a request that
+ * cannot be read), not passed on raw. Read once so that what is checked is what is used.
+ */
+function readOption<T extends object, K extends keyof T & (string | number)>(
+  options: T,
+  field: K,
+  name = String(field),
+): T[K] {
+  try {
+    return options[field];
+  } catch (error) {
+    throw cannotRead(name, error);
+  }
+}
+
+/** The states of a list query, copied and checked index by index (a hole is refused as undefined). */
+function listStates(state: ListQuery['state']): QueueState[] | undefined {
+  if (state === undefined) return undefined;
+  if (!Array.isArray(state)) return [checkedState(state, 'state')];
+  const states: QueueState[] = [];
+  // A plain loop, not forEach: forEach skips holes, which the queue would then refuse under its own name.
+  for (let i = 0; i < state.length; i++) {
+    const field = `state[${String(i)}]`;
+    states.push(checkedState(readOption(state as readonly unknown[], i, field), field));
+  }
+  return states;
+}
+
+function checkedState(state: unknown, field: string): QueueState {
+  if (!(QUEUE_STATES as readonly unknown[]).includes(state)) {
+    throw new InvalidRequestError(field, `${showValue(state)} is not one of ${QUEUE_STATES.join(', ')}`);
+  }
+  return state as QueueState;
+}
+
+/**
+ * A copy of a group policy's own fields, each read once; a field whose getter throws is refused by
+ * its path (`groups.<group>.<field>`, as the checks of its value name it).
+ */
+function readPolicy(group: string, policy: object): Record<string, unknown> {
+  let fields: string[];
+  try {
+    fields = Object.keys(policy);
+  } catch (error) {
+    throw cannotRead(`groups.${group}`, error);
+  }
+  const copy: Record<string, unknown> = {};
+  for (const field of fields)
+    copy[field] = readOption(policy as Record<string, unknown>, field, `groups.${group}.${printable(field)}`);
+  return copy;
+}
+
+function cannotRead(field: string, error: unknown): InvalidRequestError {
+  return new InvalidRequestError(field, `cannot be read: ${errorText(error)}`, { cause: error });
+}
+
+/** A thrown value's message, for an error about it; never throws. */
+function errorText(error: unknown): string {
+  try {
+    return error instanceof Error ? error.message : String(error);
+  } catch {
+    return 'unknown error';
+  }
 }

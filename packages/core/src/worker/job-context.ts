@@ -1,15 +1,14 @@
-import type { Readable } from 'node:stream';
-
 import type { Clock } from '../clock.js';
 import { assertValidContentType, contentTypeFor } from '../content-type.js';
 import { AbortedError, ClosedError, ConflictError, InvalidRequestError, LeaseLostError } from '../errors.js';
 import type { AbortReason } from '../errors.js';
-import { assertValidFormat } from '../keys.js';
+import { assertValidFormat, showValue } from '../keys.js';
 import type { CacheArea } from '../model.js';
 import type { Job, WriteData } from '../manager/types.js';
 import type { NormalizedRequest } from '../request.js';
 import type { CacheManager, CacheWriteOptions, ResultManifest, StagedResult } from '../spi/cache.js';
 import type { SyncCacheOps, SyncStagedResult } from '../spi/sync.js';
+import { optionsArgument } from '../util/arguments.js';
 import { toByteChunks } from '../util/streams.js';
 
 /** Callbacks from a job to the worker that runs it. */
@@ -175,17 +174,13 @@ export class JobContext implements Job {
     // Not async: bytes in memory written to a cache that takes them at once need no promise of
     // their own (the settled one is shared), and a failure is a rejection as from an async method.
     let writeOptions: CacheWriteOptions;
+    let iterate: StreamMethod | undefined;
     try {
       this.#assertUsable('write');
       assertValidFormat(format, 'format');
-      if (!isWritable(data)) {
-        throw new InvalidRequestError(
-          'data',
-          'write() takes a string, a Uint8Array, a Readable or an AsyncIterable of bytes',
-        );
-      }
+      iterate = streamMethod(data);
       // `?? null` also catches a null from untyped callers, which means "the default" as before.
-      const contentType = options?.contentType ?? null;
+      const contentType = contentTypeOption(options) ?? null;
       if (contentType !== null) assertValidContentType(contentType);
       writeOptions = contentType === null ? defaultWriteOptions(format) : { contentType };
       const syncCache = this.#host.syncCache;
@@ -198,7 +193,7 @@ export class JobContext implements Job {
     } catch (error) {
       return this.#failed(format, error);
     }
-    const written = this.#write(format, data, writeOptions);
+    const written = this.#write(format, data, writeOptions, iterate);
     // A handler that does not await its write must not bring the process down when it fails: the
     // failure is kept, and fails the run (see writeFailure), whether or not anyone awaited it.
     written.catch(ignore);
@@ -219,14 +214,19 @@ export class JobContext implements Job {
     return rejection;
   }
 
-  async #write(format: string, data: WriteData, writeOptions: CacheWriteOptions): Promise<void> {
+  async #write(
+    format: string,
+    data: WriteData,
+    writeOptions: CacheWriteOptions,
+    iterate: StreamMethod | undefined,
+  ): Promise<void> {
     const staged = this.#stagedResult;
     // A stream is read through a source that an abort stops (bytes in memory need none).
     let source: StoppableSource | undefined;
     let chunks: AsyncIterable<Uint8Array>;
-    if (typeof data === 'string' || data instanceof Uint8Array) chunks = toByteChunks(data);
+    if (iterate === undefined) chunks = toByteChunks(data);
     else {
-      source = new StoppableSource(data);
+      source = new StoppableSource(data as object, iterate);
       (this.#sources ??= new Set()).add(source);
       chunks = toByteChunks(source as AsyncIterable<Uint8Array>);
     }
@@ -368,19 +368,103 @@ function defaultWriteOptions(format: string): CacheWriteOptions {
   return options;
 }
 
-function isWritable(data: unknown): data is WriteData {
-  if (typeof data === 'string' || data instanceof Uint8Array) return true;
-  return typeof data === 'object' && data !== null && Symbol.asyncIterator in data;
+/** The `Symbol.asyncIterator` method of a stream written, read once (see {@link streamMethod}). */
+type StreamMethod = (this: object) => unknown;
+
+/**
+ * Checks what a handler writes: bytes in memory (undefined), or a stream, whose
+ * `Symbol.asyncIterator` method is returned. The method is read once, here: a getter or proxy
+ * asked again could answer differently. Anything else, a source that cannot even be read (a
+ * proxy whose trap throws) included, is the handler's mistake, the same on every attempt:
+ * {@link InvalidRequestError} naming `data`, which fails the run without a retry.
+ */
+function streamMethod(data: unknown): StreamMethod | undefined {
+  let method: unknown;
+  try {
+    if (typeof data === 'string' || data instanceof Uint8Array) return undefined;
+    if (typeof data === 'object' && data !== null)
+      method = (data as Partial<AsyncIterable<unknown>>)[Symbol.asyncIterator];
+  } catch (error) {
+    throw unreadable('the data written', error);
+  }
+  if (typeof method !== 'function') {
+    throw new InvalidRequestError(
+      'data',
+      'write() takes a string, a Uint8Array, a Readable or an AsyncIterable of bytes',
+    );
+  }
+  return method as StreamMethod;
+}
+
+/** The `contentType` of write()'s options, which must be an object when given (read once). */
+function contentTypeOption(options: unknown): unknown {
+  let checked: { contentType?: unknown };
+  try {
+    checked = optionsArgument(options as { contentType?: unknown } | undefined, 'options');
+  } catch (error) {
+    // optionsArgument's own refusal, or a revoked proxy that Array.isArray cannot look into.
+    if (InvalidRequestError.is(error)) throw error;
+    throw new InvalidRequestError('options', `cannot be read: ${errorText(error)}`, { cause: error });
+  }
+  try {
+    return checked.contentType;
+  } catch (error) {
+    throw new InvalidRequestError('contentType', `cannot be read: ${errorText(error)}`, { cause: error });
+  }
+}
+
+/** A stream written whose shape (not its producer) failed: a getter or proxy trap threw when read. */
+function unreadable(what: string, error: unknown): InvalidRequestError {
+  return new InvalidRequestError('data', `${what} cannot be read: ${errorText(error)}`, { cause: error });
+}
+
+/** A thrown value's message, for an error about it; never throws. */
+function errorText(error: unknown): string {
+  try {
+    return error instanceof Error ? error.message : String(error);
+  } catch {
+    return 'unknown error';
+  }
+}
+
+/**
+ * An iterator's answer, checked and copied (each field read once); the error to reject with when
+ * it is a primitive (a `next()` that resolves to `5`) or a result whose fields cannot be read:
+ * InvalidRequestError naming `data`, where `for await` would throw a TypeError that the run would
+ * retry as a handler error.
+ */
+function iteratorResult(result: unknown): IteratorResult<unknown> | InvalidRequestError {
+  if (Object(result) !== result) {
+    return new InvalidRequestError(
+      'data',
+      `the stream's iterator answered ${showValue(result)}, expected an iterator result ({ done, value })`,
+    );
+  }
+  try {
+    const { done, value } = result as { done?: unknown; value?: unknown };
+    return { done: Boolean(done), value } as IteratorResult<unknown>;
+  } catch (error) {
+    return unreadable("the stream's iterator result", error);
+  }
 }
 
 /**
  * The source of a stream write, read through a job: once the job is aborted, a read in progress
  * ends at once (with the job's AbortedError) and the source is told to stop producing, so that the
  * cache's staged write ends and lets go of what it holds even when the source would never end.
+ *
+ * What the source's own methods (`Symbol.asyncIterator`, `next`, `return`) throw or reject with is
+ * the producer's failure and is passed on as it is, as a handler's own error would be (retried
+ * unless typed otherwise). What they hand back is checked: an iterator that is not an object or
+ * has no `next` method, a result that is not an object, are the handler's mistake
+ * ({@link InvalidRequestError} naming `data`, not retried).
  */
 class StoppableSource implements AsyncIterable<unknown> {
-  readonly #source: Readable | AsyncIterable<Uint8Array>;
-  #iterator: AsyncIterator<unknown> | undefined;
+  readonly #source: object;
+  readonly #iterate: StreamMethod;
+  #iterator: object | undefined;
+  /** The source iterator's `return` method, if it has one (read once). */
+  #return: ((this: object, value?: unknown) => unknown) | undefined;
   #stopped: AbortedError | undefined;
   /**
    * Ends the read in progress. One reference, replaced per read (not a race against one promise
@@ -388,13 +472,35 @@ class StoppableSource implements AsyncIterable<unknown> {
    */
   #rejectRead: ((error: AbortedError) => void) | undefined;
 
-  constructor(source: Readable | AsyncIterable<Uint8Array>) {
+  constructor(source: object, iterate: StreamMethod) {
     this.#source = source;
+    this.#iterate = iterate;
   }
 
   [Symbol.asyncIterator](): AsyncIterator<unknown> {
-    const iterator: AsyncIterator<unknown> = this.#source[Symbol.asyncIterator]();
-    this.#iterator = iterator;
+    const iterator = this.#iterate.call(this.#source);
+    if (Object(iterator) !== iterator) {
+      throw new InvalidRequestError(
+        'data',
+        `the stream's Symbol.asyncIterator method returned ${showValue(iterator)}, expected an iterator`,
+      );
+    }
+    let next: unknown;
+    let returnMethod: unknown;
+    try {
+      next = (iterator as { next?: unknown }).next;
+      returnMethod = (iterator as { return?: unknown }).return;
+    } catch (error) {
+      throw unreadable("the stream's iterator", error);
+    }
+    if (typeof next !== 'function') {
+      throw new InvalidRequestError('data', "the stream's iterator has no next() method");
+    }
+    const source = iterator as object;
+    this.#iterator = source;
+    // Only ever called to stop the source: one that is not a function is taken as none.
+    const stop = typeof returnMethod === 'function' ? (returnMethod as (value?: unknown) => unknown) : undefined;
+    this.#return = stop;
     return {
       next: () => {
         const stopped = this.#stopped;
@@ -403,11 +509,17 @@ class StoppableSource implements AsyncIterable<unknown> {
           this.#rejectRead = reject;
           // Promise.resolve: one tick, not the two of adopting a thenable, and a source whose
           // next() returns a plain result still works (one whose next() throws rejects this promise).
-          Promise.resolve(iterator.next()).then(resolve, reject);
+          Promise.resolve((next as () => unknown).call(source)).then((result) => {
+            const checked = iteratorResult(result);
+            if (checked instanceof InvalidRequestError) reject(checked);
+            else resolve(checked);
+          }, reject);
         });
       },
-      return: (value?: unknown) =>
-        iterator.return === undefined ? Promise.resolve({ done: true, value }) : iterator.return(value),
+      return: async (value?: unknown) => {
+        if (stop !== undefined) await stop.call(source, value);
+        return { done: true, value };
+      },
     };
   }
 
@@ -418,14 +530,17 @@ class StoppableSource implements AsyncIterable<unknown> {
     this.#rejectRead?.(error);
     const source = this.#source;
     // A Readable's iterator waits for the read in progress before it returns: destroy it instead.
-    if (isDestroyable(source)) {
-      source.destroy();
-      return;
-    }
     try {
-      this.#iterator?.return?.().catch(ignore);
+      if (isDestroyable(source)) {
+        source.destroy();
+        return;
+      }
+      const iterator = this.#iterator;
+      if (iterator !== undefined && this.#return !== undefined) {
+        Promise.resolve(this.#return.call(iterator)).catch(ignore);
+      }
     } catch {
-      // A source whose return() throws has nothing more to stop.
+      // A source that cannot be read or whose return() throws has nothing more to stop.
     }
   }
 }
