@@ -39,7 +39,7 @@ export class RangeBody extends Readable {
   #offset = 0;
   /** Ended, failed or destroyed: whatever the sources do after that is of no interest. */
   #settled = false;
-  /** Set by {@link cut} while nobody listened for errors: the reader gets it at its next read. */
+  /** Set by {@link cut} while nobody listened for errors nor read yet: the reader gets it at its first read. */
   #cutBy: Error | undefined;
 
   constructor(object: Readable, options: BodyOptions) {
@@ -83,14 +83,17 @@ export class RangeBody extends Readable {
   /**
    * Stops the S3 body now (its connection is about to go) and fails this stream with `error` as
    * it is, not wrapped: e.g. core's `ClosedError` when the cache closes. Nothing once the stream
-   * has ended or failed (what it already delivered stays readable). A stream nobody listens to for
-   * errors yet (got, not yet read) fails at its first read instead: an 'error' event without a
-   * listener would end the process.
+   * has ended or failed (what it already delivered stays readable). An 'error' event without a
+   * listener would end the process, so a stream nobody listens to for errors fails at its first
+   * read when it was never read (got, not yet read), and is destroyed quietly, as on any other
+   * failure, when it was (piped, or read with 'data' listeners alone): its reader is waiting for
+   * data that will not come, and gets 'close'.
    */
   cut(error: Error): void {
     if (this.#settled) return;
     this.#release();
     if (this.listenerCount('error') > 0) this.destroy(error);
+    else if (this.readableFlowing !== null) this.destroy();
     else this.#cutBy = error;
   }
 

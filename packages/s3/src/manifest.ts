@@ -29,9 +29,21 @@ export interface StoredManifest {
    * (the commit id's time stands in). See {@link compareResults}.
    */
   readonly order?: number;
+  /**
+   * Set on a persistent result a promotion wrote: the commit id of the temporary result it copied.
+   * Each promotion copies into a fresh commit id of its own (two promotions of one result never
+   * write the same objects), so this, not `commitId`, says which result it is: see {@link sourceOf}.
+   * Absent in commits, and in manifests of promotions made before it existed (which kept the
+   * temporary commit id, so `commitId` says it).
+   */
+  readonly promotedFrom?: string;
 }
 
-/** Version of the manifest object's JSON; bumped on incompatible changes. */
+/**
+ * Version of the manifest object's JSON; bumped on incompatible changes. Optional fields added
+ * since (`order`, `promotedFrom`) did not bump it: a manifest without them reads as before, and
+ * an armlib that does not know them ignores them.
+ */
 const MANIFEST_VERSION = 1;
 
 interface ManifestJson {
@@ -42,6 +54,7 @@ interface ManifestJson {
   commitId: string;
   fence?: number;
   order?: number;
+  promotedFrom?: string;
   formats: Record<
     string,
     { size: number; contentType: string; contentEncoding?: string; stored?: { encoding: 'gzip'; size: number } }
@@ -67,6 +80,7 @@ export function encodeManifest(m: StoredManifest): string {
     commitId: m.commitId,
     ...(m.fence === undefined ? {} : { fence: m.fence }),
     ...(m.order === undefined ? {} : { order: m.order }),
+    ...(m.promotedFrom === undefined ? {} : { promotedFrom: m.promotedFrom }),
     formats,
   };
   return JSON.stringify(json);
@@ -130,10 +144,12 @@ function fromJson(raw: unknown, objectKey: string): StoredManifest {
       throw corrupt(objectKey, `bad ${field}`);
     }
   }
+  if (j.promotedFrom !== undefined && typeof j.promotedFrom !== 'string') throw corrupt(objectKey, 'bad promotedFrom');
   return {
     ...base,
     ...(j.fence === undefined ? {} : { fence: j.fence }),
     ...(j.order === undefined ? {} : { order: j.order }),
+    ...(j.promotedFrom === undefined ? {} : { promotedFrom: j.promotedFrom }),
   };
 }
 
@@ -142,13 +158,24 @@ function fromJson(raw: unknown, objectKey: string): StoredManifest {
  * to different areas, each finding the other's manifest, agree on which one stays. Fences decide
  * when both have one (a later claim's result beats a stalled worker's); then the commit order,
  * which puts a commit after every result it found and replaced whatever the hosts' clocks say;
- * then the commit ids, an arbitrary tie-break both sides see alike.
+ * then the ids of the commits that made them (a promoted result's source: see {@link sourceOf}), an
+ * arbitrary tie-break both sides see alike.
  */
 export function compareResults(a: StoredManifest, b: StoredManifest): number {
   if (a.fence !== undefined && b.fence !== undefined && a.fence !== b.fence) return a.fence - b.fence;
   const byOrder = orderOf(a) - orderOf(b);
   if (byOrder !== 0) return byOrder;
-  return a.commitId < b.commitId ? -1 : a.commitId > b.commitId ? 1 : 0;
+  // A promoted result ranks as the commit it was promoted from.
+  const [x, y] = [sourceOf(a), sourceOf(b)];
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/**
+ * Which result a manifest holds, whatever area it is in: the commit id of the commit that made
+ * it (for a promoted result, that of the temporary result it was copied from).
+ */
+export function sourceOf(m: StoredManifest): string {
+  return m.promotedFrom ?? m.commitId;
 }
 
 /** The order of a new commit `commitId` that replaces the results in `replaced`. */
@@ -158,7 +185,8 @@ export function orderAfter(commitId: string, replaced: readonly (StoredManifest 
   return order;
 }
 
-function orderOf(m: StoredManifest): number {
+/** Where `m` ranks among its key's results (see {@link StoredManifest.order}). */
+export function orderOf(m: StoredManifest): number {
   return m.order ?? idTime(m.commitId);
 }
 

@@ -44,7 +44,15 @@ import { openBody } from './download.js';
 import type { RangeBody } from './download.js';
 import { isNotFound, isRetryable, toBackendError } from './errors.js';
 import { newId, S3Layout } from './layout.js';
-import { compareResults, decodeManifest, encodeManifest, orderAfter, publicManifest } from './manifest.js';
+import {
+  compareResults,
+  decodeManifest,
+  encodeManifest,
+  orderAfter,
+  orderOf,
+  publicManifest,
+  sourceOf,
+} from './manifest.js';
 import type { StoredFormat, StoredManifest } from './manifest.js';
 import { resolveS3CacheOptions } from './options.js';
 import type { ResolvedS3CacheOptions, S3CacheManagerOptions } from './options.js';
@@ -110,8 +118,9 @@ export class S3CacheManager implements CacheManager {
   /** Clean-up running after a commit returned. */
   readonly #background = new Set<Promise<void>>();
   /**
-   * Every call in flight that sends requests (reads included: a read cut off by the client's
-   * destruction would fail with a socket error), as settled versions: close() waits for them.
+   * Every call in flight that sends requests, as settled versions: close() waits for them. Reads
+   * only when the cache owns the client (a read cut off by the client's destruction would fail
+   * with a socket error); the application's client stays open, and its reads may have no timeout.
    */
   readonly #operations = new Set<Promise<void>>();
   /** Bodies `get` handed out that are still streaming, when the cache owns the client: close() cuts them. */
@@ -160,7 +169,7 @@ export class S3CacheManager implements CacheManager {
    * Outside us-east-1 the bucket is created in the client's region.
    */
   async ensureBucket(): Promise<void> {
-    return this.#track(() => this.#ensureBucket());
+    return this.#trackRead(() => this.#ensureBucket());
   }
 
   async #ensureBucket(): Promise<void> {
@@ -196,7 +205,7 @@ export class S3CacheManager implements CacheManager {
   }
 
   async head(key: string, area?: CacheArea): Promise<ResultManifest | undefined> {
-    return this.#track(async () => {
+    return this.#trackRead(async () => {
       assertValidKey(key);
       const found = await this.#find(key, area === undefined ? undefined : assertCacheArea(area));
       return found === undefined ? undefined : publicManifest(found);
@@ -209,7 +218,7 @@ export class S3CacheManager implements CacheManager {
    * for what a close does to a body still streaming.
    */
   async get(key: string, format: string, options: CacheGetOptions = {}): Promise<CachedBody | undefined> {
-    return this.#track(() => this.#get(key, format, options));
+    return this.#trackRead(() => this.#get(key, format, options));
   }
 
   async #get(key: string, format: string, options: CacheGetOptions): Promise<CachedBody | undefined> {
@@ -221,7 +230,7 @@ export class S3CacheManager implements CacheManager {
       const manifest = await this.#find(key);
       const stored = manifest === undefined ? undefined : formatOf(manifest, format);
       // The same commit in the same area twice: its data is really gone (expired, or a crashed
-      // clean-up), so absent. (A promotion keeps the commit id but moves the data to the other area.)
+      // clean-up), so absent. (A promotion that moved the result meanwhile names its own copies.)
       const attemptId = manifest === undefined ? undefined : `${manifest.area}/${manifest.commitId}`;
       if (manifest === undefined || stored === undefined || attemptId === tried) return undefined;
       tried = attemptId;
@@ -242,7 +251,7 @@ export class S3CacheManager implements CacheManager {
   }
 
   async url(key: string, format: string, options: CacheUrlOptions): Promise<string | undefined> {
-    return this.#track(() => this.#url(key, format, options));
+    return this.#trackRead(() => this.#url(key, format, options));
   }
 
   async #url(key: string, format: string, options: CacheUrlOptions): Promise<string | undefined> {
@@ -263,12 +272,14 @@ export class S3CacheManager implements CacheManager {
 
   /**
    * Moves the temporary result of `key` to the persistent area (see {@link CacheManager.promote}):
-   * copies its data under the same commit id, writes the persistent manifest, then removes the
-   * temporary result. Right after the manifest write, beside the read of the temporary manifest
-   * made then anyway, each copy is checked (one HeadObject per format): a delete, clear or sweep
-   * may have removed the same result, published by a concurrent promotion of it, between these
-   * copies and this write. Then the manifest just written names deleted data: it goes, and the
-   * temporary result, if still there, is promoted again (false when it is gone).
+   * copies its data under a fresh commit id of its own (as a commit does), writes the persistent
+   * manifest (keeping the result's `createdAt`, fence and order, and naming the temporary commit
+   * as `promotedFrom`), then removes the temporary result. Two promotions of one result thus never
+   * write the same objects: a delete, clear or sweep that removes one's result deletes only that
+   * one's copies, and a manifest written after it names its own, whole. A promotion that finds the
+   * result already promoted by another writes nothing and removes its copies; one whose manifest
+   * a concurrent promotion replaced leaves its copies to the orphan collection, as a losing
+   * commit does.
    */
   async promote(key: string): Promise<boolean> {
     return this.#track(async () => {
@@ -291,20 +302,31 @@ export class S3CacheManager implements CacheManager {
   async #promoteOnce(key: string): Promise<boolean | 'superseded'> {
     const temporary = await this.#read('temporary', key);
     if (temporary === undefined) return false;
-    // Same commit id in the persistent area: a concurrent promotion of the same result writes the same objects.
-    const targets = this.#dataKeys({ ...temporary, area: 'persistent' });
+    const promoted: StoredManifest = {
+      ...temporary,
+      area: 'persistent',
+      commitId: newId('c'),
+      promotedFrom: temporary.commitId,
+      // The result keeps its rank: a commit made after it still replaces it, one made before does not.
+      order: orderOf(temporary),
+    };
+    const targets = this.#dataKeys(promoted);
     try {
-      return await this.#promoteCopying(temporary, targets);
+      return await this.#promoteCopying(temporary, promoted, targets);
     } catch (error) {
-      // The copies made so far go, unless the persistent manifest names them: this promotion
-      // published before a later step failed (or a concurrent promotion of the same result did).
-      await this.#discardUnlessNamed('persistent', key, temporary.commitId, targets);
+      // The copies made so far go, unless this promotion published them before a later step failed
+      // (nobody else writes under its commit id).
+      await this.#discardUnlessNamed('persistent', key, promoted.commitId, targets);
       throw error;
     }
   }
 
-  /** Copies `temporary` to `targets` and publishes it there (see {@link #promoteOnce}). */
-  async #promoteCopying(temporary: StoredManifest, targets: readonly string[]): Promise<boolean | 'superseded'> {
+  /** Copies `temporary` to `targets` and publishes them as `promoted` (see {@link #promoteOnce}). */
+  async #promoteCopying(
+    temporary: StoredManifest,
+    promoted: StoredManifest,
+    targets: readonly string[],
+  ): Promise<boolean | 'superseded'> {
     const { key, commitId } = temporary;
     const started = this.#clock.now();
     const copied = await mapLimit(Object.keys(temporary.formats), PARALLEL_CALLS, (format, index) =>
@@ -315,11 +337,19 @@ export class S3CacheManager implements CacheManager {
     // copied, and must not be replaced by it.
     const [now, previous] = await Promise.all([this.#read('temporary', key), this.#read('persistent', key)]);
     if (now?.commitId !== commitId) {
-      // Promoted, replaced or deleted by someone else while we copied.
-      await this.#discardUnlessNamed('persistent', key, commitId, targets);
+      // Promoted, replaced or deleted by someone else while we copied: no manifest names these copies.
+      await this.#discard(targets);
       return now === undefined ? false : 'superseded';
     }
-    if (previous !== undefined && previous.commitId !== commitId && compareResults(previous, temporary) > 0) {
+    if (previous !== undefined && sourceOf(previous) === commitId) {
+      // A concurrent promotion of the same result published it: its manifest stays (writing this
+      // one would only make its copies garbage), these copies go, and the temporary result, read
+      // just now, goes as that promotion would remove it.
+      await this.#discard(targets);
+      await this.#removeResults([this.#resultOf('temporary', temporary)]);
+      return true;
+    }
+    if (previous !== undefined && compareResults(previous, temporary) > 0) {
       // A newer result was committed to the persistent area: the temporary one is superseded (that
       // commit's settling removes it), so nothing is promoted.
       await this.#discard(targets);
@@ -330,60 +360,43 @@ export class S3CacheManager implements CacheManager {
         retryable: false,
       });
     }
-    const promoted: StoredManifest = { ...temporary, area: 'persistent' };
     // The copies go with the error, through #promoteOnce.
     await this.#checkDeadline(`promotion of '${key}'`, started, []);
     await this.#store.putText(this.#layout.manifest('persistent', key), encodeManifest(promoted), 'application/json');
+    // The persistent manifest no longer names the previous result (a different one, read right
+    // before the write): its data is garbage. Nobody writes a manifest naming it again.
+    if (previous !== undefined) await this.#discard(this.#dataKeys(previous));
     // Once more after the write (S3 has no conditional writes to make the two one step): a commit
     // that landed in the temporary area meanwhile is newer, so it stays and this promotion is undone.
-    // Beside that read (no round trip more), the copies are checked: see below.
-    const [after, whole] = await Promise.all([this.#read('temporary', key), this.#allThere(targets)]);
-    if (!whole) {
-      // Copies this manifest names are gone. Two promotions of one result write the same objects:
-      // a delete, clear or sweep removed the result a concurrent promotion of it published
-      // (manifest, then data) after these copies were made, and this write brought the manifest
-      // back naming nothing. The deleter reads the manifest again after its data delete
-      // (#removeIfRewritten); of its read and this check, the later one sees the other's write, so
-      // one of the two removes such a manifest. This one goes, as it was read now.
-      const published = await this.#readOrUnreadable('persistent', key);
-      if (sameCommit(published, promoted)) await this.#removeResults([this.#resultOf('persistent', promoted)]);
-      // Still there, the temporary result is promoted again with fresh copies; gone, it was
-      // promoted by someone else (and deleted since), or deleted.
-      return after === undefined ? false : 'superseded';
-    }
+    const after = await this.#read('temporary', key);
     if (after === undefined) {
-      // Gone: a concurrent promotion of the same result finished first (same objects, same
-      // manifest), or a persistent commit that replaced this one since settled and removed it.
+      // Gone: a concurrent promotion of the same result removed it (having written its manifest
+      // before or after this one), a persistent commit that replaced this one since settled and
+      // removed it, or a delete.
       const published = await this.#read('persistent', key);
-      if (published?.commitId !== commitId) {
-        await this.#discard(targets);
-        if (previous !== undefined && previous.commitId !== published?.commitId) {
-          await this.#discard(this.#dataKeys(previous));
-        }
-        return false;
-      }
-      return true;
+      if (published?.commitId === promoted.commitId) return true;
+      // This manifest was replaced or deleted: nothing names these copies.
+      await this.#discard(targets);
+      return published !== undefined && sourceOf(published) === commitId;
     }
     if (after.commitId !== commitId) {
-      // Read right before the delete: a result committed there since is not ours to remove.
+      // Read right before the delete: a result committed there since is not ours to remove. Only
+      // this promotion's copies go with its manifest: nobody else writes under its commit id.
       const published = await this.#read('persistent', key);
-      if (published?.commitId === commitId) await this.#removeResults([this.#resultOf('persistent', promoted)]);
+      if (published?.commitId === promoted.commitId)
+        await this.#removeResults([this.#resultOf('persistent', promoted)]);
       else await this.#discard(targets);
       return 'superseded';
     }
-    // The persistent manifest no longer names the previous result: its data is garbage.
-    if (previous !== undefined && previous.commitId !== commitId) await this.#discard(this.#dataKeys(previous));
     await this.#removeResults([this.#resultOf('temporary', temporary)]);
     return true;
   }
 
   /**
    * Deletes the result of `key` from one or both areas (see {@link CacheManager.delete}): each
-   * manifest as read right before, then the data it names. In the persistent area the manifest is
-   * read once more after the data went (one GET): two promotions of one temporary result write
-   * the same objects, so one that copied them before this delete and writes its manifest after it
-   * brings back a manifest naming deleted data; it goes again. (The promotion checks its copies
-   * after its manifest write: of the two checks the later one sees the other's write.)
+   * manifest as read right before, then the data it names. No other writer names that data again
+   * (commits and promotions each write under a fresh commit id), so a manifest written after the
+   * delete names data of its own.
    */
   async delete(key: string, area?: CacheArea): Promise<number> {
     return this.#track(async () => {
@@ -400,9 +413,7 @@ export class S3CacheManager implements CacheManager {
           found instanceof Unreadable
             ? { manifest: this.#layout.manifest(a, key), data: [] }
             : this.#resultOf(a, found);
-        const gone = await this.#removeResults([result]);
-        deleted += gone;
-        if (gone > 0 && !(found instanceof Unreadable)) await this.#removeIfRewritten(a, [found]);
+        deleted += await this.#removeResults([result]);
       }
       return deleted;
     });
@@ -429,10 +440,6 @@ export class S3CacheManager implements CacheManager {
    * data sorts before its manifest, so a folder the page ends with waits for the next page (as in
    * `sweep`). A clear that fails or is stopped part way thus leaves each key whole or gone, never a
    * manifest whose data was deleted. Stops between pages when the cache is closed.
-   *
-   * In the persistent area each result removed costs one GET more, once its data went: a
-   * concurrent promotion of the same temporary result may have written its manifest again, naming
-   * that data, and such a manifest goes again (see {@link delete}).
    */
   async clear(area: CacheArea): Promise<number> {
     return this.#track(async () => {
@@ -463,8 +470,6 @@ export class S3CacheManager implements CacheManager {
     // Read again once the manifests are gone: a commit (or promotion) that named old data since stays whole.
     const orphans = await this.#orphansOf(area, read);
     await this.#store.deleteAllOrThrow([...results.flatMap((r) => r.data), ...orphans, ...strays]);
-    const removed = read.flatMap(({ manifest: m }) => (m === undefined || m instanceof Unreadable ? [] : [m]));
-    await this.#removeIfRewritten(area, removed);
     return results.length;
   }
 
@@ -481,8 +486,7 @@ export class S3CacheManager implements CacheManager {
    *
    * One ListObjectsV2 pass over the area (1000 objects a page), one GET per manifest listed (its
    * `createdAt`), then only where there is something to collect: the manifest(s) read again right
-   * before the data goes, and DeleteObjects in batches of up to 1000. In the persistent area, one
-   * GET more per result removed, once its data went (see {@link delete}).
+   * before the data goes, and DeleteObjects in batches of up to 1000.
    */
   async sweep(area: CacheArea, olderThan: number): Promise<number> {
     return this.#track(async () => {
@@ -609,10 +613,11 @@ export class S3CacheManager implements CacheManager {
   /**
    * Of `old` data in the folder of `key`, those no manifest names, by reads made after the
    * listing and right before the delete. In the persistent area the temporary manifest is read
-   * first: a promotion copies a temporary commit under its own commit id, possibly over copies a
-   * failed promotion left (whose listed age is then stale), and until it has written the
-   * persistent manifest the temporary one names that commit; after, the persistent one does.
-   * Nothing when a manifest cannot be read.
+   * first: a promotion made by an armlib before `promotedFrom` existed copies a temporary commit
+   * under that commit's id, possibly over copies a failed promotion left (whose listed age is then
+   * stale), and until it has written the persistent manifest the temporary one names that commit.
+   * (Promotions now copy under fresh commit ids, young until their manifest is written.) Nothing
+   * when a manifest cannot be read.
    */
   async #unnamed(area: CacheArea, key: string, old: readonly OldData[]): Promise<string[]> {
     const named = new Set<string>();
@@ -645,7 +650,6 @@ export class S3CacheManager implements CacheManager {
     let swept = 0;
     const garbage: string[] = [];
     const refused: RefusedDelete[] = [];
-    const removed: StoredManifest[] = [];
     for (let at = 0; at < due.length; at += PARALLEL_CALLS) {
       const batch = due.slice(at, at + PARALLEL_CALLS);
       const now = await Promise.all(batch.map((m) => this.#readOrUnreadable(area, m.key)));
@@ -654,16 +658,13 @@ export class S3CacheManager implements CacheManager {
       swept += outcome.gone.length;
       garbage.push(...outcome.gone.flatMap((r) => r.data));
       refused.push(...outcome.refused);
-      const kept = new Set(outcome.refused.map((r) => r.key));
-      removed.push(...unchanged.filter((m) => !kept.has(this.#layout.manifest(area, m.key))));
     }
     await this.#discard(garbage);
-    await this.#removeIfRewritten(area, removed);
     return { swept, refused };
   }
 
   async list(area: CacheArea, options: { limit: number; cursor?: string }): Promise<CacheListPage> {
-    return this.#track(() => this.#list(area, options));
+    return this.#trackRead(() => this.#list(area, options));
   }
 
   async #list(area: CacheArea, options: { limit: number; cursor?: string }): Promise<CacheListPage> {
@@ -704,18 +705,23 @@ export class S3CacheManager implements CacheManager {
    * fail with ClosedError; staged results neither committed nor aborted are aborted (their staged
    * objects deleted). A commit in flight that has not yet passed its last check before the
    * manifest write (fence and deadline) stops there with ClosedError and deletes its data; one
-   * past it finishes (manifest and settling: never a half state). Reads in flight (`head`, `get`
-   * up to its response headers, `url`, `list`, `ensureBucket`) finish normally, with the answer
-   * they would have had. Resolves once every call in flight (reads, commits, promotions, deletes,
-   * clears and sweeps, which stop between listing pages) and the background clean-up have
-   * settled, then destroys the client if the cache made it: no request the cache sent is still in
-   * flight then, so none fails with a socket error.
+   * past it finishes (manifest and settling: never a half state). Resolves once every write,
+   * commit, promotion, delete, clear and sweep in flight (clears and sweeps stop between listing
+   * pages) and the background clean-up have settled.
+   *
+   * With a client the cache made, close() also waits for the reads in flight (`head`, `get` up to
+   * its response headers, `url`, `list`, `ensureBucket`), which finish with the answer they would
+   * have had, then destroys the client: no request the cache sent is still in flight then, so none
+   * fails with a socket error. With a client of the application's (`client`), which close() leaves
+   * open, reads in flight are not waited for (the cache sets no timeout on them, so one could stall
+   * close() for ever): they go on, and finish as that client lets them.
    *
    * Bodies `get` handed out are not waited for (a caller may never read one). With a client the
    * cache made, each one still streaming is cut when the client is destroyed: its reader gets what
-   * the body had already passed on, then core's ClosedError (at its next read when it was not reading
-   * yet). With a client of the application's (`client`), which stays open, they stream on to their
-   * end, as a file cache's open files do.
+   * the body had already passed on, then core's ClosedError (at its first read when it was not
+   * reading yet; a body read without an 'error' listener, e.g. piped, is destroyed and emits
+   * 'close'). With a client of the application's they stream on to their end, as a file cache's
+   * open files do.
    */
   async close(): Promise<void> {
     this.#closing ??= this.#shutDown();
@@ -737,6 +743,17 @@ export class S3CacheManager implements CacheManager {
     const cut = new ClosedError('s3 cache manager was closed while the body streamed');
     for (const body of this.#bodies) body.cut(cut);
     this.#options.client.destroy();
+  }
+
+  /**
+   * Runs a read: as an operation close() waits for when the cache owns the client (close destroys
+   * it), else as it is (close leaves the application's client open, and a read on it may stall
+   * for as long as that client lets it). ClosedError once closed, either way.
+   */
+  #trackRead<T>(work: () => Promise<T>): Promise<T> {
+    if (this.#options.ownsClient) return this.#track(work);
+    this.#assertOpen();
+    return work();
   }
 
   /** Runs `work` as an operation close() waits for; ClosedError once closed. */
@@ -1077,7 +1094,7 @@ export class S3CacheManager implements CacheManager {
     // A result the other area no longer shows (replaced or deleted since) is garbage.
     if (replaced !== undefined && !sameCommit(rival, replaced)) garbage.push(...this.#dataKeys(replaced));
     // Nothing there, a manifest of a newer armlib (left to itself), or this very commit promoted.
-    if (rival === undefined || rival instanceof Unreadable || rival.commitId === commitId) return true;
+    if (rival === undefined || rival instanceof Unreadable || sourceOf(rival) === sourceOf(manifest)) return true;
     if (compareResults(manifest, rival) > 0) {
       // Its data joins the background clean-up: one round trip less before the commit returns.
       const { gone, refused } = await this.#deleteManifests([this.#resultOf(other, rival)]);
@@ -1124,46 +1141,6 @@ export class S3CacheManager implements CacheManager {
     return gone.length;
   }
 
-  /**
-   * After a delete, clear or sweep removed `removed` from `area`, manifests first, then their
-   * data: in the persistent area a promotion of the same temporary result may have written one of
-   * those manifests again in between. Two promotions of one result write the same objects under
-   * the same commit id, so one that copied before the other published, and wrote its manifest
-   * after the delete removed the other's, names data that is gone (or about to go). Each key's
-   * manifest is read once more, after the data delete (one GET per persistent key removed): one
-   * naming a removed commit goes again, with its data. The promotion checks its copies after its
-   * manifest write (see #promoteCopying): of that check and this read, the later one sees the
-   * other's write, so no manifest is left naming deleted data. Nothing in the temporary area:
-   * only a commit writes a manifest there, once, under a fresh commit id.
-   */
-  async #removeIfRewritten(area: CacheArea, removed: readonly StoredManifest[]): Promise<void> {
-    if (area !== 'persistent') return;
-    let pending = removed;
-    for (let round = 1; pending.length > 0; round++) {
-      const now = await mapLimit(pending, PARALLEL_CALLS, (m) => this.#readOrUnreadable(area, m.key));
-      const back = pending.filter((m, i) => sameCommit(now[i], m));
-      if (back.length === 0) return;
-      if (round > MAX_READ_ATTEMPTS) {
-        throw new BackendError(
-          `persistent result '${(back[0] as StoredManifest).key}' kept being promoted again while it was deleted; try again`,
-          { retryable: true },
-        );
-      }
-      const { gone, refused } = await this.#deleteManifests(back.map((m) => this.#resultOf(area, m)));
-      await this.#discard(gone.flatMap((r) => r.data));
-      if (refused.length > 0) throw refusalError(refused);
-      // Each time, a promotion that read the temporary manifest before the first one removed it
-      // may do it again: there are only so many of those.
-      pending = back;
-    }
-  }
-
-  /** Whether every object of `keys` is there (one HeadObject each, eight at a time). */
-  async #allThere(keys: readonly string[]): Promise<boolean> {
-    const there = await mapLimit(keys, PARALLEL_CALLS, (k) => this.#store.exists(k));
-    return there.every(Boolean);
-  }
-
   /** One DeleteObjects per 1000 manifests; which went and which S3 refused. */
   async #deleteManifests(
     results: readonly StoredResult[],
@@ -1174,7 +1151,10 @@ export class S3CacheManager implements CacheManager {
     return { gone: results.filter((r) => !kept.has(r.manifest)), refused };
   }
 
-  /** Deletes `keys` unless the manifest at `key` in `area` names `commitId` (kept when that cannot be read). */
+  /**
+   * Deletes `keys` unless the manifest at `key` in `area` names `commitId` (kept when that cannot
+   * be read): the data of a commit or promotion that may have published before it failed.
+   */
   async #discardUnlessNamed(area: CacheArea, key: string, commitId: string, keys: readonly string[]): Promise<void> {
     let found: StoredManifest | Unreadable | undefined;
     try {

@@ -4,7 +4,6 @@ import {
   CopyObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
-  HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
 } from '@aws-sdk/client-s3';
@@ -125,17 +124,6 @@ export class S3Store {
     } catch (error) {
       if (isNotFound(error)) return undefined;
       throw toBackendError(error, `GetObject ${key}`);
-    }
-  }
-
-  /** Whether an object is there (one HeadObject). */
-  async exists(key: string): Promise<boolean> {
-    try {
-      await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
-      return true;
-    } catch (error) {
-      if (isNotFound(error)) return false;
-      throw toBackendError(error, `HeadObject ${key}`);
     }
   }
 

@@ -1,4 +1,4 @@
-import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import type { DeleteObjectsCommandInput, S3Client } from '@aws-sdk/client-s3';
 import { expect } from 'chai';
 
@@ -27,6 +27,12 @@ function keyOf(input: CommandInput): string {
 /** The object keys a DeleteObjects command names. */
 function deletedKeys(input: CommandInput): string[] {
   return ((input as unknown as DeleteObjectsCommandInput).Delete?.Objects ?? []).map((o) => o.Key ?? '');
+}
+
+/** The text of an object. */
+async function getText(client: S3Client, bucket: string, key: string): Promise<string> {
+  const out = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  return (await out.Body?.transformToString()) ?? '';
 }
 
 /**
@@ -205,7 +211,7 @@ describe('@armlib/s3 S3CacheManager under concurrency and partial failures', fun
     /**
      * Commits a temporary result `k`, and starts a promotion of it by a peer that has copied its
      * data and made its last checks, its persistent manifest PUT held; then promotes `k` all the
-     * way with the opened cache (the same objects, the temporary result gone).
+     * way with the opened cache (copies of its own, the temporary result gone).
      */
     async function promotedWithOneHeld(): Promise<{
       opened: OpenedCache;
@@ -233,22 +239,21 @@ describe('@armlib/s3 S3CacheManager under concurrency and partial failures', fun
       expect(await readText(cache, 'k', 'txt'), 'the manifest names deleted data').to.equal('promoted');
     }
 
-    it('a promotion whose manifest write comes after a clear removed the same result removes that manifest', async function () {
+    it('a promotion whose manifest write comes after a clear removed the same result names its own copies', async function () {
       const { opened, promoting, release } = await promotedWithOneHeld();
       const { cache, client, bucket, prefix } = opened;
-      // The clear removes the promoted result: its manifest, then its data, which the held
-      // promotion's copies are (same commit id, same objects).
+      // The clear removes the promoted result: its manifest, then its data (the other promotion's
+      // copies, under a commit id of its own).
       expect(await cache.clear('persistent')).to.equal(1);
       release();
-      // Its manifest PUT brought the manifest back naming that data: it finds its copies gone.
-      const promoted = await promoting;
+      // Its manifest, written after the clear, names its own copies: the result is back, whole.
+      expect(await promoting).to.equal(true);
       await expectWholeOrGone(cache);
-      expect(promoted).to.equal(false);
-      expect(await cache.head('k')).to.equal(undefined);
-      expect(await listKeys(client, bucket, prefix)).to.deep.equal([]);
+      expect((await cache.head('k'))?.area).to.equal('persistent');
+      expect(await listKeys(client, bucket, prefix)).to.have.length(2);
     });
 
-    it('a delete removes a manifest that a promotion of the same result wrote again before its data delete', async function () {
+    it('a delete leaves whole a manifest that a promotion of the same result wrote before the delete’s data delete', async function () {
       const { opened, promoting, release } = await promotedWithOneHeld();
       const { cache, client, bucket, prefix } = opened;
       // The delete removed the manifest; its data delete waits until the held promotion is over.
@@ -262,13 +267,135 @@ describe('@armlib/s3 S3CacheManager under concurrency and partial failures', fun
       await heldData.reached;
       expect(await cache.head('k')).to.equal(undefined);
       release();
-      // Its manifest PUT brought the manifest back, and its copies were still there.
+      // Its manifest, written after the delete removed the other's, names its own copies.
       expect(await promoting).to.equal(true);
       heldData.release();
+      // The delete's data delete takes the other promotion's copies only.
       expect(await deleting).to.equal(1);
       await expectWholeOrGone(cache);
-      expect(await cache.head('k')).to.equal(undefined);
-      expect(await listKeys(client, bucket, prefix)).to.deep.equal([]);
+      expect((await cache.head('k'))?.area).to.equal('persistent');
+      expect(await listKeys(client, bucket, prefix)).to.have.length(2);
+    });
+
+    // Review finding: a promotion that undid itself by key (its copies gone) deleted the objects a
+    // third promotion of the same result, made after the delete, had just written, as all of them
+    // shared one commit id.
+    for (const variant of ['manifest', 'data'] as const) {
+      it(`a promotion made after a delete stands whatever an earlier promotion of the same result does (its ${variant} delete)`, async function () {
+        const opened = await open();
+        const { cache, client, bucket, prefix } = opened;
+        await commitText(cache, 'k', { txt: 'promoted' }, 'temporary');
+        const clientB = await ownClient();
+        const clientC = await ownClient();
+        // B copied and checked, its manifest PUT waits; a delete of the persistent area by B
+        // (the undo of old) waits too, should it come.
+        const putB = holdOnce(
+          clientB,
+          (command, input) => command === 'PutObjectCommand' && keyOf(input).endsWith('/persistent/k/manifest.json'),
+        );
+        const undoB = holdOnce(
+          clientB,
+          (command, input) =>
+            command === 'DeleteObjectsCommand' &&
+            deletedKeys(input).some((k) =>
+              variant === 'manifest'
+                ? k.endsWith('/persistent/k/manifest.json')
+                : /\/persistent\/k\/c[^/]+\/txt$/.test(k),
+            ),
+        );
+        // C published its manifest; its removal of the temporary result waits.
+        const tempC = holdOnce(
+          clientC,
+          (command, input) =>
+            command === 'DeleteObjectsCommand' &&
+            deletedKeys(input).some((k) => k.endsWith('/temporary/k/manifest.json')),
+        );
+        const promotingB = opened.peer({ client: clientB }).promote('k');
+        await putB.reached;
+        const promotingC = opened.peer({ client: clientC }).promote('k');
+        await tempC.reached;
+        // The persistent result (C's) is deleted, start to finish.
+        expect(await cache.delete('k', 'persistent')).to.equal(1);
+        putB.release();
+        // B goes on to its end, or to its delete of the persistent area, which waits.
+        const bSettled = promotingB.then(
+          () => 'settled',
+          () => 'settled',
+        );
+        await Promise.race([undoB.reached, bSettled]);
+        // A promotion started after the delete returned.
+        const promotedA = await cache.promote('k');
+        undoB.release();
+        const promotedB = await promotingB;
+        tempC.release();
+        expect(await promotingC).to.equal(true);
+        // Whichever of A and B promoted after the delete, nothing deleted its result since.
+        expect(promotedA || promotedB).to.equal(true);
+        expect(await readText(cache, 'k', 'txt'), 'promoted result lost').to.equal('promoted');
+        expect((await cache.head('k'))?.area).to.equal('persistent');
+        // One result, its copies, nothing else: the deleted result's copies went with it.
+        expect(await listKeys(client, bucket, prefix)).to.have.length(2);
+      });
+    }
+
+    it('a promotion finding the result already promoted by another writes nothing and removes its copies', async function () {
+      const opened = await open();
+      const { cache, client, bucket, prefix } = opened;
+      await commitText(cache, 'k', { txt: 'promoted' }, 'temporary');
+      const clientB = await ownClient();
+      const clientC = await ownClient();
+      // B's first copy waits until C has published.
+      const copyB = holdOnce(clientB, (command) => command === 'CopyObjectCommand');
+      const tempC = holdOnce(
+        clientC,
+        (command, input) =>
+          command === 'DeleteObjectsCommand' &&
+          deletedKeys(input).some((k) => k.endsWith('/temporary/k/manifest.json')),
+      );
+      const seenB = recordCommands(clientB);
+      const promotingB = opened.peer({ client: clientB }).promote('k');
+      await copyB.reached;
+      const promotingC = opened.peer({ client: clientC }).promote('k');
+      await tempC.reached;
+      const published = await cache.head('k', 'persistent');
+      copyB.release();
+      const promotedB = await promotingB;
+      tempC.release();
+      expect(await promotingC).to.equal(true);
+      expect(promotedB).to.equal(true);
+      expect(seenB.filter((c) => c.startsWith('PutObjectCommand'))).to.deep.equal([]);
+      expect(await cache.head('k', 'persistent')).to.deep.equal(published);
+      expect(await cache.head('k', 'temporary')).to.equal(undefined);
+      expect(await readText(cache, 'k', 'txt')).to.equal('promoted');
+      expect(await listKeys(client, bucket, prefix)).to.have.length(2);
+    });
+
+    it('reads a result promoted before promotions had commit ids of their own as the same result', async function () {
+      const { cache, client, bucket, prefix } = await open();
+      await commitText(cache, 'k', { txt: 'promoted' }, 'temporary');
+      // As such a promotion left it after its manifest write: same commit id, no promotedFrom.
+      const keys = await listKeys(client, bucket, `${prefix}temporary/k/`);
+      const data = keys.find((k) => !k.endsWith('/manifest.json')) ?? '';
+      const manifest = await getText(client, bucket, `${prefix}temporary/k/manifest.json`);
+      const old = JSON.parse(manifest) as Record<string, unknown>;
+      expect(old).to.not.have.property('promotedFrom');
+      await client.send(
+        new PutObjectCommand({ Bucket: bucket, Key: data.replace('/temporary/', '/persistent/'), Body: 'promoted' }),
+      );
+      await client.send(
+        new PutObjectCommand({
+          Bucket: bucket,
+          Key: `${prefix}persistent/k/manifest.json`,
+          Body: JSON.stringify({ ...old, area: 'persistent' }),
+        }),
+      );
+      // Already promoted: this promotion writes nothing, and finishes that one's work.
+      expect(await cache.promote('k')).to.equal(true);
+      expect(await cache.head('k', 'temporary')).to.equal(undefined);
+      expect(await readText(cache, 'k', 'txt')).to.equal('promoted');
+      expect(await listKeys(client, bucket, prefix)).to.deep.equal(
+        [`${prefix}persistent/k/manifest.json`, data.replace('/temporary/', '/persistent/')].sort(),
+      );
     });
   });
 

@@ -2,9 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 
-import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { expect } from 'chai';
 
 import { BackendError, chunksOf, ClosedError, ManualClock } from '@armlib/core';
@@ -14,7 +14,16 @@ import { newId } from '../src/layout.js';
 import { encodeManifest } from '../src/manifest.js';
 import { failCalls, holdOnce, recordCommands, smallPages } from './harness/faults.js';
 import type { CommandInput } from './harness/faults.js';
-import { bytes, collect, commitText, listKeys, readText, rejectionOf, useCaches } from './harness/fixture.js';
+import {
+  bytes,
+  collect,
+  commitText,
+  listKeys,
+  readText,
+  rejectionOf,
+  settleTurns,
+  useCaches,
+} from './harness/fixture.js';
 
 const MiB = 1024 * 1024;
 
@@ -393,6 +402,93 @@ describe('@armlib/s3 S3CacheManager clear over listing pages, and close with wor
         expect(ClosedError.is(failure), String(failure)).to.equal(true);
       } finally {
         await cache.close();
+        await server.close();
+      }
+    });
+
+    // Review finding: a body read without an 'error' listener was left waiting for a read that
+    // never came (the cut was kept for the next _read, which a flowing stream had already made).
+    it('ends a body piped or read with data listeners alone with close when it cuts it', async function () {
+      const server = await standIn(false);
+      const cache = cacheOn(server.url);
+      try {
+        const piped = (await cache.get('k', 'csv'))?.body;
+        const read = (await cache.get('k', 'csv'))?.body;
+        if (piped === undefined || read === undefined) throw new Error('no body');
+        // Each has passed on the first KiB of 2 KiB (the rest never comes) to its reader.
+        let firstPiped!: () => void;
+        const pipedFirst = new Promise<void>((resolve) => (firstPiped = resolve));
+        let sunk = 0;
+        piped.pipe(
+          new Writable({
+            write(chunk: Buffer, _encoding, callback) {
+              sunk += chunk.length;
+              if (sunk >= 1024) firstPiped();
+              callback();
+            },
+          }),
+        );
+        let firstRead!: () => void;
+        const readFirst = new Promise<void>((resolve) => (firstRead = resolve));
+        let got = 0;
+        read.on('data', (chunk: Buffer) => {
+          got += chunk.length;
+          if (got >= 1024) firstRead();
+        });
+        await Promise.all([pipedFirst, readFirst]);
+        // Not events.once: it listens for 'error' too.
+        const closed = Promise.all(
+          [piped, read].map(
+            (body) =>
+              new Promise<void>((resolve) =>
+                body.on('close', () => {
+                  resolve();
+                }),
+              ),
+          ),
+        );
+        await cache.close();
+        // Destroyed by the close itself: no 'error' event, which nobody listens to.
+        expect([piped.destroyed, read.destroyed]).to.deep.equal([true, true]);
+        await closed;
+        expect([sunk, got]).to.deep.equal([1024, 1024]);
+      } finally {
+        await cache.close();
+        await server.close();
+      }
+    });
+
+    // Review finding: close() waited for reads on the application's client, where the cache sets
+    // no timeout, so a stalled read stalled close() as long.
+    it('does not wait for reads in flight on the application’s client, and refuses calls made after', async function () {
+      const server = await standIn(true);
+      const client = new S3Client({
+        region: 'us-east-1',
+        endpoint: server.url,
+        forcePathStyle: true,
+        credentials: { accessKeyId: 'fake', secretAccessKey: 'fake' },
+        maxAttempts: 1,
+      });
+      const cache = new S3CacheManager({ bucket: STAND_IN_BUCKET, client }, new ManualClock());
+      try {
+        const reading = cache.head('k');
+        // The request is on the wire, its answer held.
+        await server.manifestAsked;
+        let closed = false;
+        const closing = cache.close().then(() => (closed = true));
+        // Nothing to wait for: close() resolves on promise callbacks alone, the read still held.
+        await settleTurns();
+        expect(closed).to.equal(true);
+        expect(ClosedError.is(await rejectionOf(cache.head('k')))).to.equal(true);
+        expect(ClosedError.is(await rejectionOf(cache.get('k', 'csv')))).to.equal(true);
+        server.answer();
+        // The client stays open: the read finishes with its answer.
+        expect((await reading)?.area).to.equal('persistent');
+        await closing;
+      } finally {
+        server.answer();
+        await cache.close();
+        client.destroy();
         await server.close();
       }
     });
