@@ -1,7 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Readable, Writable } from 'node:stream';
 
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
@@ -13,6 +11,7 @@ import { S3CacheManager } from '../src/index.js';
 import { newId } from '../src/layout.js';
 import { encodeManifest } from '../src/manifest.js';
 import { failCalls, holdOnce, recordCommands, smallPages } from './harness/faults.js';
+import { listenOnLoopback, notFound } from './harness/stand-in-server.js';
 import type { CommandInput } from './harness/faults.js';
 import {
   bytes,
@@ -78,28 +77,10 @@ async function standIn(holdManifest: boolean): Promise<StandIn> {
       res.writeHead(200, { 'Content-Type': 'text/csv', 'Content-Length': '2048' });
       res.write(Buffer.alloc(1024, 'x'));
     } else {
-      res
-        .writeHead(404, { 'Content-Type': 'application/xml' })
-        .end('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchKey</Code><Message>none</Message></Error>');
+      notFound(res);
     }
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${String(port)}`,
-    manifestAsked,
-    answer,
-    close: async () => {
-      answer();
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => {
-        server.close(() => {
-          resolve();
-        });
-      });
-    },
-  };
+  return { ...(await listenOnLoopback(server, answer)), manifestAsked, answer };
 }
 
 /**

@@ -1,6 +1,4 @@
-import { once } from 'node:events';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 
 import { S3Client } from '@aws-sdk/client-s3';
 import { expect } from 'chai';
@@ -13,6 +11,7 @@ import { newId } from '../src/layout.js';
 import { encodeManifest } from '../src/manifest.js';
 import { clientConfigOf } from '../src/options.js';
 import { collect, rejectionOf } from './harness/fixture.js';
+import { listenOnLoopback, notFound } from './harness/stand-in-server.js';
 import { silentServer, unacceptingServer } from '@armlib/conformance';
 
 const BUCKET = 'armlib-timeouts';
@@ -75,26 +74,12 @@ async function trickleServer(
       }, everyMs);
       timers.add(timer);
     } else {
-      res
-        .writeHead(404, { 'Content-Type': 'application/xml' })
-        .end('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchKey</Code><Message>none</Message></Error>');
+      notFound(res);
     }
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${String(port)}`,
-    close: async () => {
-      for (const timer of timers) clearInterval(timer);
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => {
-        server.close(() => {
-          resolve();
-        });
-      });
-    },
-  };
+  return listenOnLoopback(server, () => {
+    for (const timer of timers) clearInterval(timer);
+  });
 }
 
 describe('@armlib/s3 client timeouts', function () {
