@@ -96,9 +96,12 @@ export type AreaObject =
   | { readonly kind: 'data'; readonly key: string; readonly commitId: string; readonly format: string }
   | { readonly kind: 'other' };
 
-/** A fresh id for a commit or a staging: time-ordered for humans reading a listing, random for uniqueness. */
-export function newId(prefix: 'c' | 's'): string {
-  return `${prefix}${Date.now().toString(36)}-${randomBytes(8).toString('hex')}`;
+/**
+ * A fresh id for a commit or a staging: time-ordered for humans reading a listing, random for
+ * uniqueness. Its time is `notBefore` when the clock is behind it.
+ */
+export function newId(prefix: 'c' | 's', notBefore = 0): string {
+  return `${prefix}${Math.max(Date.now(), notBefore).toString(36)}-${randomBytes(8).toString('hex')}`;
 }
 
 /** The creation time (epoch ms) a commit or staging id carries; 0 for anything else. */

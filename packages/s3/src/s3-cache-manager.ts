@@ -43,7 +43,7 @@ import { mapLimit } from './concurrency.js';
 import { openBody } from './download.js';
 import type { RangeBody } from './download.js';
 import { isNotFound, isRetryable, toBackendError } from './errors.js';
-import { newId, S3Layout } from './layout.js';
+import { idTime, newId, S3Layout } from './layout.js';
 import {
   compareResults,
   decodeManifest,
@@ -279,7 +279,9 @@ export class S3CacheManager implements CacheManager {
    * one's copies, and a manifest written after it names its own, whole. A promotion that finds the
    * result already promoted by another writes nothing and removes its copies; one whose manifest
    * a concurrent promotion replaced leaves its copies to the orphan collection, as a losing
-   * commit does.
+   * commit does. A temporary commit found after the manifest write is promoted instead when it is
+   * newer; an older one (which read the key before this result landed) removes itself as it
+   * settles, and the promotion stands.
    */
   async promote(key: string): Promise<boolean> {
     return this.#track(async () => {
@@ -305,7 +307,9 @@ export class S3CacheManager implements CacheManager {
     const promoted: StoredManifest = {
       ...temporary,
       area: 'persistent',
-      commitId: newId('c'),
+      // Sorts after its source: an armlib from before `promotedFrom` breaks ties on the commit id,
+      // and must not take the promotion for older than the result it copied.
+      commitId: newId('c', idTime(temporary.commitId) + 1),
       promotedFrom: temporary.commitId,
       // The result keeps its rank: a commit made after it still replaces it, one made before does not.
       order: orderOf(temporary),
@@ -339,14 +343,17 @@ export class S3CacheManager implements CacheManager {
     if (now?.commitId !== commitId) {
       // Promoted, replaced or deleted by someone else while we copied: no manifest names these copies.
       await this.#discard(targets);
-      return now === undefined ? false : 'superseded';
+      if (now !== undefined) return 'superseded';
+      // Gone: promoted already when the persistent manifest (read alongside) holds it.
+      return previous !== undefined && sourceOf(previous) === commitId;
     }
     if (previous !== undefined && sourceOf(previous) === commitId) {
       // A concurrent promotion of the same result published it: its manifest stays (writing this
       // one would only make its copies garbage), these copies go, and the temporary result, read
-      // just now, goes as that promotion would remove it.
-      await this.#discard(targets);
+      // just now, goes as that promotion would remove it: first, so that the delete follows that
+      // read by one round trip only (these copies go after, or through #promoteOnce on a failure).
       await this.#removeResults([this.#resultOf('temporary', temporary)]);
+      await this.#discard(targets);
       return true;
     }
     if (previous !== undefined && compareResults(previous, temporary) > 0) {
@@ -380,8 +387,16 @@ export class S3CacheManager implements CacheManager {
       return published !== undefined && sourceOf(published) === commitId;
     }
     if (after.commitId !== commitId) {
-      // Read right before the delete: a result committed there since is not ours to remove. Only
-      // this promotion's copies go with its manifest: nobody else writes under its commit id.
+      // A result committed there since is not ours to remove. An older one (a commit that read
+      // the key before this promotion's result landed) stays behind it: its own settling finds this
+      // manifest newer and removes itself, so undoing this one too would leave the key empty.
+      if (compareResults(after, promoted) <= 0) {
+        // The result copied is replaced there: nothing names its data any more.
+        await this.#discard(this.#dataKeys(temporary));
+        return true;
+      }
+      // A newer one stays instead. Only this promotion's copies go with its manifest: nobody else
+      // writes under its commit id.
       const published = await this.#read('persistent', key);
       if (published?.commitId === promoted.commitId)
         await this.#removeResults([this.#resultOf('persistent', promoted)]);
@@ -1076,8 +1091,9 @@ export class S3CacheManager implements CacheManager {
    * Adds the data no manifest names any more to `garbage`. A failure to delete the other area's
    * manifest is reported: the old result would still show.
    *
-   * False when this commit's manifest was deleted and nothing newer stands (see {@link #stands}):
-   * the commit must be made again.
+   * False when this commit's manifest was deleted and nothing newer stands (see {@link #stands},
+   * and {@link #outlived} for a persistent commit that yielded to a temporary result being
+   * promoted): the commit must be made again.
    */
   async #settle(
     manifest: StoredManifest,
@@ -1104,9 +1120,30 @@ export class S3CacheManager implements CacheManager {
     }
     // A newer commit of the key landed in the other area meanwhile: this one is superseded at once.
     const mine = await this.#readOrUnreadable(area, key);
-    if (sameCommit(mine, manifest)) await this.#removeResults([this.#resultOf(area, manifest)]);
-    else garbage.push(...this.#dataKeys(manifest));
-    return true;
+    if (!sameCommit(mine, manifest)) {
+      garbage.push(...this.#dataKeys(manifest));
+      return true;
+    }
+    await this.#removeResults([this.#resultOf(area, manifest)]);
+    // A temporary rival may be moving here: a promotion whose manifest this commit replaced.
+    if (other === 'persistent') return true;
+    return this.#outlived(manifest);
+  }
+
+  /**
+   * After a persistent commit removed itself for a newer temporary result (`#settle`): a
+   * promotion of that rival may have written its manifest before this commit's, which replaced
+   * it, and then removed the temporary result; the key then has no result. The temporary area is
+   * read again (one GET, only on this rare branch); when the rival is gone, the persistent one too
+   * (one GET more). False when neither shows a result at least as new as this commit: it is made
+   * again (its data went with its manifest).
+   */
+  async #outlived(manifest: StoredManifest): Promise<boolean> {
+    const { key } = manifest;
+    // The rival, or another result since (a newer commit, or a newer armlib's manifest).
+    if ((await this.#readOrUnreadable('temporary', key)) !== undefined) return true;
+    const theirs = await this.#readOrUnreadable('persistent', key);
+    return theirs instanceof Unreadable || (theirs !== undefined && compareResults(theirs, manifest) >= 0);
   }
 
   /**

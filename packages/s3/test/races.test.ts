@@ -598,4 +598,117 @@ describe('@armlib/s3 S3CacheManager under concurrency and partial failures', fun
       expect(await readText(cache, 'k', 'c')).to.equal('c');
     });
   });
+
+  describe('promoted commit ids', function () {
+    it('sorts the promoted commit id after its source, even one from a clock ahead', async function () {
+      const { cache, client, bucket, prefix } = await open();
+      await commitText(cache, 'k', { txt: 'ahead' }, 'temporary');
+      // The temporary result as a host whose clock is an hour ahead would have committed it.
+      const source = `c${(Date.now() + 3_600_000).toString(36)}-0123456789abcdef`;
+      const manifest = JSON.parse(await getText(client, bucket, `${prefix}temporary/k/manifest.json`)) as {
+        commitId: string;
+      };
+      await client.send(
+        new PutObjectCommand({ Bucket: bucket, Key: `${prefix}temporary/k/${source}/txt`, Body: 'ahead' }),
+      );
+      await client.send(
+        new PutObjectCommand({
+          Bucket: bucket,
+          Key: `${prefix}temporary/k/manifest.json`,
+          Body: JSON.stringify({ ...manifest, commitId: source }),
+        }),
+      );
+      expect(await cache.promote('k')).to.equal(true);
+      const promoted = JSON.parse(await getText(client, bucket, `${prefix}persistent/k/manifest.json`)) as {
+        commitId: string;
+        promotedFrom: string;
+      };
+      expect(promoted.promotedFrom).to.equal(source);
+      // An armlib from before promotedFrom breaks ties on the commit id: the promotion must not rank older.
+      expect(promoted.commitId > source).to.equal(true);
+      expect(await readText(cache, 'k', 'txt')).to.equal('ahead');
+    });
+  });
+
+  describe('a promotion and a commit that read the key before it', function () {
+    const isManifest = (area: string) => (input: CommandInput) => keyOf(input).endsWith(`/${area}/k/manifest.json`);
+    const isPut = (area: string) => (command: string, input: CommandInput) =>
+      command === 'PutObjectCommand' && isManifest(area)(input);
+    const isGet = (area: string) => (command: string, input: CommandInput) =>
+      command === 'GetObjectCommand' && isManifest(area)(input);
+    const isDelete = (area: string) => (command: string, input: CommandInput) =>
+      command === 'DeleteObjectsCommand' && deletedKeys(input).some((k) => k.endsWith(`/${area}/k/manifest.json`));
+
+    /** Commit ids carry the time in ms: waiting for the next one makes a later commit rank newer. */
+    async function nextMillisecond(): Promise<void> {
+      const start = Date.now();
+      while (Date.now() <= start) await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+
+    it('keeps a result when an older persistent commit replaced the promotion and yielded to its source', async function () {
+      const opened = await open();
+      const { cache } = opened;
+      const clientA = await ownClient();
+      const clientC = await ownClient();
+      // An older persistent commit that read both areas empty; its manifest PUT waits.
+      const putA = holdOnce(clientA, isPut('persistent'));
+      const older = commitText(opened.peer({ client: clientA }), 'k', { txt: 'older' }, 'persistent');
+      await putA.reached;
+      await nextMillisecond();
+      await commitText(cache, 'k', { txt: 'newer' }, 'temporary');
+      // The promotion has written its manifest and read the temporary one; its delete waits.
+      const deleteC = holdOnce(clientC, isDelete('temporary'));
+      const promotion = opened.peer({ client: clientC }).promote('k');
+      await deleteC.reached;
+      // The older commit replaces the promotion's manifest, finds the temporary result newer and
+      // removes itself; its delete waits while the promotion removes the temporary result.
+      const selfDeleteA = holdOnce(clientA, isDelete('persistent'));
+      putA.release();
+      await selfDeleteA.reached;
+      deleteC.release();
+      expect(await promotion).to.equal(true);
+      selfDeleteA.release();
+      // Having removed itself, it reads both areas again, finds neither and commits once more.
+      expect((await older).area).to.equal('persistent');
+      expect((await cache.head('k'))?.area).to.equal('persistent');
+      expect(await readText(cache, 'k', 'txt')).to.equal('older');
+    });
+
+    it('keeps the promotion when an older temporary commit lands behind it and yields to it', async function () {
+      const opened = await open();
+      const { cache } = opened;
+      const clientA = await ownClient();
+      const clientC = await ownClient();
+      // An older temporary commit that read both areas empty; its manifest PUT waits.
+      const putA = holdOnce(clientA, isPut('temporary'));
+      const older = commitText(opened.peer({ client: clientA }), 'k', { txt: 'older' }, 'temporary');
+      await putA.reached;
+      await nextMillisecond();
+      await commitText(cache, 'k', { txt: 'newer' }, 'temporary');
+      // The promotion writes its manifest; its read of the temporary one after the write waits.
+      const putC = holdOnce(clientC, isPut('persistent'));
+      const promotion = opened.peer({ client: clientC }).promote('k');
+      await putC.reached;
+      const afterC = holdOnce(clientC, isGet('temporary'));
+      putC.release();
+      await afterC.reached;
+      // The older commit lands in the temporary area, finds the promotion newer and removes
+      // itself; that delete waits until the promotion is done or about to undo itself.
+      const selfDeleteA = holdOnce(clientA, isDelete('temporary'));
+      putA.release();
+      await selfDeleteA.reached;
+      const undoC = holdOnce(clientC, isDelete('persistent'));
+      afterC.release();
+      const promoted = await Promise.race([promotion, undoC.reached.then(() => undefined)]);
+      selfDeleteA.release();
+      expect((await older).area).to.equal('temporary');
+      undoC.release();
+      expect(promoted ?? (await promotion)).to.equal(true);
+      expect((await cache.head('k'))?.area).to.equal('persistent');
+      expect(await readText(cache, 'k', 'txt')).to.equal('newer');
+      expect(await cache.head('k', 'temporary')).to.equal(undefined);
+      // Only the promotion's manifest and copy are left: the replaced result's data went too.
+      expect(await listKeys(opened.client, opened.bucket, opened.prefix)).to.have.length(2);
+    });
+  });
 });
