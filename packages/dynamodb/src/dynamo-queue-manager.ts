@@ -1064,6 +1064,10 @@ export class DynamoQueueManager implements QueueManager {
   // ---------------------------------------------------------------- statistics
 
   async activity(minutes: number): Promise<ActivityBucket[]> {
+    // Checked before any request: each minute is one Query, and only a day of them is kept (TTL).
+    if (!Number.isSafeInteger(minutes) || minutes < 0) {
+      throw new InvalidRequestError('minutes', `must be an integer >= 0, got ${String(minutes)}`);
+    }
     const now = await this.#begin();
     await this.#flush();
     return this.#activity.read(minutes, now);

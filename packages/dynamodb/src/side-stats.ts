@@ -98,10 +98,9 @@ export class ActivityBuffer {
   /** The last `minutes` minutes, oldest first, summed over every process's items. */
   async read(minutes: number, now: number): Promise<ActivityBucket[]> {
     const current = Math.floor(now / MINUTE) * MINUTE;
-    const starts = Array.from(
-      { length: Math.max(0, Math.floor(minutes)) },
-      (_, i) => current - (minutes - 1 - i) * MINUTE,
-    );
+    // Minutes beyond those kept (TTL) would be empty Queries: capped, as the memory queue caps them.
+    const n = Math.min(Math.max(0, Math.floor(minutes)), ACTIVITY_KEEP_MS / MINUTE);
+    const starts = Array.from({ length: n }, (_, i) => current - (n - 1 - i) * MINUTE);
     return Promise.all(
       starts.map(async (minute) => {
         const { items } = await this.db.queryAll(

@@ -436,6 +436,24 @@ for (const kind of selectedBackends()) {
       expect(stats?.p95Ms).to.equal(1_000);
     });
 
+    it('refuses a count of minutes that is not an integer >= 0 before sending anything (one Query per minute)', async function () {
+      const q = table.queue(clock);
+      try {
+        for (const minutes of [1e5 + 0.5, Number.POSITIVE_INFINITY, 1.5, Number.NaN, -1, '3']) {
+          const error: unknown = await q.activity(minutes as number).then(
+            () => undefined,
+            (e: unknown) => e,
+          );
+          expect(InvalidRequestError.is(error), `${String(minutes)}: ${String(error)}`).to.equal(true);
+          expect((error as InvalidRequestError).field).to.equal('minutes');
+        }
+        // More minutes than a day (what the table keeps) are capped, not one Query each.
+        expect(await q.activity(100_000)).to.have.length(24 * 60);
+      } finally {
+        await q.close();
+      }
+    });
+
     it('keeps every buffered count and run time that a failed flush did not write, for the next flush', async function () {
       const q = table.queue(clock, { flushIntervalMs: 3_600_000 });
       try {

@@ -174,11 +174,11 @@ export function checkS3CacheOptions(options: unknown): ConfigIssue[] {
   const prefix = o['prefix'];
   if (
     prefix !== undefined &&
-    (typeof prefix !== 'string' || prefix.startsWith('/') || prefix.length > MAX_PREFIX_LENGTH)
+    (typeof prefix !== 'string' || prefix.startsWith('/') || prefix.length > MAX_PREFIX_LENGTH || !isSafePrefix(prefix))
   ) {
     issues.push({
       path: '/prefix',
-      message: `must be a string of at most ${MAX_PREFIX_LENGTH} characters not starting with '/', got ${describe(prefix)}`,
+      message: `must be a string of at most ${MAX_PREFIX_LENGTH} characters not starting with '/', without '.' or '..' segments, control characters or unpaired surrogates, got ${describe(prefix)}`,
     });
   }
   for (const field of ['region', 'endpoint'] as const) {
@@ -338,4 +338,20 @@ function describe(value: unknown): string {
   } catch {
     return Object.prototype.toString.call(value);
   }
+}
+
+/**
+ * Whether a prefix names one place: no `.` or `..` segment (an S3-compatible server that
+ * normalises paths would put the objects outside the prefix, where another cache's clear would
+ * reach them and this cache's would not), no control character (NUL fails every request), and
+ * well-formed UTF-16 (a lone surrogate cannot be encoded into a request).
+ */
+function isSafePrefix(prefix: string): boolean {
+  // eslint-disable-next-line no-control-regex -- control characters are what this refuses
+  if (/[\u0000-\u001f\u007f]/.test(prefix) || !isWellFormed(prefix)) return false;
+  return !prefix.split('/').some((segment) => segment === '.' || segment === '..');
+}
+
+function isWellFormed(text: string): boolean {
+  return !/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(text);
 }

@@ -32,6 +32,15 @@ describe('@armlib/s3 options', function () {
     expect(checkS3CacheOptions({ bucket: 'b-b', client: new S3Client({ region: 'us-east-1' }) })).to.deep.equal([]);
   });
 
+  it("refuses a prefix with '.' or '..' segments, control characters or unpaired surrogates", function () {
+    for (const prefix of ['tenantA/../', '../x/', 'a/./b/', '..', 'a\u0000b/', 'a\nb/', '\ud800/', 'x\udc00/']) {
+      expect(paths({ bucket: 'ok-bucket', prefix }), JSON.stringify(prefix)).to.deep.equal(['/prefix']);
+    }
+    for (const prefix of ['', 'armlib/', 'a..b/', '.hidden/', 'tenant-\u00e9/', '\ud83d\ude00/']) {
+      expect(paths({ bucket: 'ok-bucket', prefix }), JSON.stringify(prefix)).to.deep.equal([]);
+    }
+  });
+
   it('names every bad field by its path', function () {
     expect(paths(undefined)).to.deep.equal(['']);
     expect(paths([])).to.deep.equal(['']);

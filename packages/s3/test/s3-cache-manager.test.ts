@@ -296,6 +296,26 @@ describe('@armlib/s3 S3CacheManager', function () {
       expect((await collect((await cache.get('race', 'json'))?.body)).toString()).to.equal('"v2"');
     });
 
+    it('refuses at the write a content type or coding no HTTP header can carry, and still commits the other formats', async function () {
+      const { cache } = await open();
+      const staged = await cache.stage('headers');
+      await staged.write('good', bytes('precious'), { contentType: 'text/plain' });
+      for (const [field, options] of [
+        ['contentType', { contentType: 'text/plain\r\nX-Evil: 1' }],
+        ['contentType', { contentType: 'text/pla\u00efn' }],
+        ['contentType', { contentType: `text/${'x'.repeat(100_000)}` }],
+        ['contentEncoding', { contentType: 'text/plain', contentEncoding: 'gzip\r\nX-Evil: 1' }],
+        ['contentEncoding', { contentType: 'text/plain', contentEncoding: 'gz\u0000ip' }],
+      ] as const) {
+        const error = await rejectionOf(staged.write('bad', bytes('x'), options));
+        expect(InvalidRequestError.is(error), String(error)).to.equal(true);
+        expect((error as InvalidRequestError).field).to.equal(field);
+      }
+      await staged.commit('persistent');
+      expect((await collect((await cache.get('headers', 'good'))?.body)).toString()).to.equal('precious');
+      expect(await cache.get('headers', 'bad')).to.equal(undefined);
+    });
+
     it('refuses writes and commits after a commit, and cleans staged objects on abort', async function () {
       const { cache, client, bucket, prefix } = await open();
       const staged = await cache.stage('sealed');
