@@ -45,7 +45,10 @@ export interface QueueRecord {
   readonly retainUntil?: number;
 }
 
-/** What the manager asks an adapter to enqueue. */
+/**
+ * What the manager asks an adapter to enqueue: a request as `normalizeRequest` returns it, under its
+ * key. The manager validated it; adapters take it as it is (see docs/adapters.md).
+ */
 export interface NewQueueEntry {
   readonly key: string;
   readonly request: NormalizedRequest;
