@@ -1,4 +1,5 @@
 import { InvalidRequestError } from './errors.js';
+import { cannotRead } from './util/arguments.js';
 import { assertValidKey, compareStrings, deriveKeyFromCanonical, GROUP_PATTERN, printable } from './keys.js';
 import type { BatchRequest, JsonValue, Params } from './model.js';
 
@@ -39,7 +40,7 @@ export function normalizeRequest(input: unknown): NormalizedRequest {
   } catch (error) {
     if (InvalidRequestError.is(error)) throw error;
     // A getter that throws, a proxy trap, a value that cannot be read: still the caller's input.
-    throw new InvalidRequestError('request', `cannot be read: ${errorText(error)}`, { cause: error });
+    throw cannotRead('request', error);
   }
 }
 
@@ -301,14 +302,6 @@ function copyJson(value: unknown, field: string, depth: number, ancestors: objec
     return copy;
   } finally {
     ancestors.pop();
-  }
-}
-
-function errorText(error: unknown): string {
-  try {
-    return error instanceof Error ? error.message : String(error);
-  } catch {
-    return 'unknown error';
   }
 }
 

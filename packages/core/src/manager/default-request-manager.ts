@@ -41,7 +41,7 @@ import type {
   WorkerOptions,
 } from './types.js';
 import { waitForTerminal } from './wait.js';
-import { optionsArgument } from '../util/arguments.js';
+import { cannotRead, optionsArgument, readOption } from '../util/arguments.js';
 
 const MAX_LIST_LIMIT = 1000;
 
@@ -316,7 +316,7 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
   async list(given?: ListQuery): Promise<{ items: RequestStatus[]; cursor?: string }> {
     this.#assertOpen();
     // Each field is read once, and what was checked is what the queue gets (see readOption).
-    const query = optionsOf(given, 'query');
+    const query = optionsArgument(given, 'query');
     const limit: unknown = readOption(query, 'limit') ?? 100;
     if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT) {
       throw new InvalidRequestError('limit', `must be an integer from 1 to ${String(MAX_LIST_LIMIT)}`);
@@ -359,7 +359,7 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
   async waitFor(key: string, given?: WaitOptions): Promise<RequestStatus> {
     this.#assertOpen();
     assertValidKey(key);
-    const options = optionsOf(given, 'options');
+    const options = optionsArgument(given, 'options');
     const signal: unknown = readOption(options, 'signal');
     if (signal !== undefined && !(signal instanceof AbortSignal)) {
       throw new InvalidRequestError('signal', `must be an AbortSignal, got ${showValue(signal)}`);
@@ -392,7 +392,7 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
 
   async resultUrl(key: string, format?: string, given?: { expiresInSec?: number }): Promise<string | undefined> {
     this.#assertOpen();
-    const options = optionsOf(given, 'options');
+    const options = optionsArgument(given, 'options');
     assertValidKey(key);
     const name = format ?? this.settings.defaultFormat;
     assertValidFormat(name);
@@ -460,7 +460,7 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
 
   async clearTemporary(given?: { olderThan?: Date }): Promise<number> {
     this.#assertOpen();
-    const olderThan = readOption(optionsOf(given, 'options'), 'olderThan');
+    const olderThan = readOption(optionsArgument(given, 'options'), 'olderThan');
     if (olderThan === undefined) return this.cache.clear('temporary');
     return this.cache.sweep('temporary', dateMs(olderThan, 'olderThan'));
   }
@@ -473,7 +473,7 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
 
   async prune(given?: { finishedBefore?: Date }): Promise<number> {
     this.#assertOpen();
-    const finishedBefore = readOption(optionsOf(given, 'options'), 'finishedBefore');
+    const finishedBefore = readOption(optionsArgument(given, 'options'), 'finishedBefore');
     const before = finishedBefore === undefined ? Number.MAX_SAFE_INTEGER : dateMs(finishedBefore, 'finishedBefore');
     return this.queue.prune(before);
   }
@@ -871,39 +871,9 @@ const getTime: (this: Date) => number = Object.getOwnPropertyDescriptor(Date.pro
 /** `options.force`, checked: a caller without types who wrote `force: 'yes'` is told, not ignored. */
 function forced(options: SubmitOptions | undefined): boolean {
   if (options === undefined) return false;
-  const force: unknown = readOption(optionsOf(options, 'options'), 'force', 'options.force');
+  const force: unknown = readOption(optionsArgument(options, 'options'), 'force', 'options.force');
   if (force === undefined || typeof force === 'boolean') return force === true;
   throw new InvalidRequestError('options.force', `must be true or false, got ${showValue(force)}`);
-}
-
-/**
- * {@link optionsArgument}, total: an object that cannot even be looked at (a revoked proxy) is
- * refused with InvalidRequestError naming `name`, as what is not an object is.
- */
-function optionsOf<T extends object>(given: T | undefined, name: string): T {
-  try {
-    return optionsArgument(given, name);
-  } catch (error) {
-    if (InvalidRequestError.is(error)) throw error;
-    throw cannotRead(name, error);
-  }
-}
-
-/**
- * `options[field]`, read once: a getter or proxy trap that throws is still the caller's input, and
- * is refused with InvalidRequestError naming the field (as normalizeRequest refuses a request that
- * cannot be read), not passed on raw. Read once so that what is checked is what is used.
- */
-function readOption<T extends object, K extends keyof T & (string | number)>(
-  options: T,
-  field: K,
-  name = String(field),
-): T[K] {
-  try {
-    return options[field];
-  } catch (error) {
-    throw cannotRead(name, error);
-  }
 }
 
 /** The states of a list query, copied and checked index by index (a hole is refused as undefined). */
@@ -941,17 +911,4 @@ function readPolicy(group: string, policy: object): Record<string, unknown> {
   for (const field of fields)
     copy[field] = readOption(policy as Record<string, unknown>, field, `groups.${group}.${printable(field)}`);
   return copy;
-}
-
-function cannotRead(field: string, error: unknown): InvalidRequestError {
-  return new InvalidRequestError(field, `cannot be read: ${errorText(error)}`, { cause: error });
-}
-
-/** A thrown value's message, for an error about it; never throws. */
-function errorText(error: unknown): string {
-  try {
-    return error instanceof Error ? error.message : String(error);
-  } catch {
-    return 'unknown error';
-  }
 }

@@ -8,7 +8,7 @@ import type { Job, WriteData } from '../manager/types.js';
 import type { NormalizedRequest } from '../request.js';
 import type { CacheManager, CacheWriteOptions, ResultManifest, StagedResult } from '../spi/cache.js';
 import type { SyncCacheOps, SyncStagedResult } from '../spi/sync.js';
-import { optionsArgument } from '../util/arguments.js';
+import { errorText, optionsArgument, readOption } from '../util/arguments.js';
 import { toByteChunks } from '../util/streams.js';
 
 /** Callbacks from a job to the worker that runs it. */
@@ -398,33 +398,12 @@ function streamMethod(data: unknown): StreamMethod | undefined {
 
 /** The `contentType` of write()'s options, which must be an object when given (read once). */
 function contentTypeOption(options: unknown): unknown {
-  let checked: { contentType?: unknown };
-  try {
-    checked = optionsArgument(options as { contentType?: unknown } | undefined, 'options');
-  } catch (error) {
-    // optionsArgument's own refusal, or a revoked proxy that Array.isArray cannot look into.
-    if (InvalidRequestError.is(error)) throw error;
-    throw new InvalidRequestError('options', `cannot be read: ${errorText(error)}`, { cause: error });
-  }
-  try {
-    return checked.contentType;
-  } catch (error) {
-    throw new InvalidRequestError('contentType', `cannot be read: ${errorText(error)}`, { cause: error });
-  }
+  return readOption(optionsArgument(options as { contentType?: unknown } | undefined, 'options'), 'contentType');
 }
 
 /** A stream written whose shape (not its producer) failed: a getter or proxy trap threw when read. */
 function unreadable(what: string, error: unknown): InvalidRequestError {
   return new InvalidRequestError('data', `${what} cannot be read: ${errorText(error)}`, { cause: error });
-}
-
-/** A thrown value's message, for an error about it; never throws. */
-function errorText(error: unknown): string {
-  try {
-    return error instanceof Error ? error.message : String(error);
-  } catch {
-    return 'unknown error';
-  }
 }
 
 /**
