@@ -12,6 +12,7 @@ import { createReportHandler } from './handler.js';
 import { LinesView } from './lines-view.js';
 import type { LiveView, TrackedRequest } from './live-view.js';
 import { simulation } from './report.js';
+import { makeOutDir } from './make-out-dir.js';
 import { saveResults } from './results.js';
 import type { SavedFile } from './results.js';
 import { metricsLines, summaryLines } from './summary.js';
@@ -76,6 +77,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const workScale = options.workScale ?? 1;
   const live = options.live ?? (options.out === undefined && process.stdout.isTTY);
   const requestSet = await loadDemoRequests(options.requestsPath);
+  // Before any work: an --out that cannot be made fails the run at once, not after it.
+  await makeOutDir(options.outDir);
   const rm = await createRequestManager(options.config);
   try {
     for (const [group, policy] of Object.entries(requestSet.groups)) rm.configureGroup(group, policy);

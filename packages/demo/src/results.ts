@@ -1,9 +1,10 @@
 import { createWriteStream } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 
 import type { RequestManager, RequestStatus } from '@armlib/core';
+
+import { makeOutDir } from './make-out-dir.js';
 
 /** A result format saved to disk. */
 export interface SavedFile {
@@ -16,13 +17,15 @@ export interface SavedFile {
 /**
  * Streams every format of every completed request from the manager into `<outDir>/<key>.<format>`
  * (keys and format names are file-name safe by construction). Creates `outDir` when needed.
+ *
+ * @throws ConfigError naming `--out` when `outDir` cannot be created (see {@link makeOutDir}).
  */
 export async function saveResults(
   rm: RequestManager,
   statuses: readonly RequestStatus[],
   outDir: string,
 ): Promise<SavedFile[]> {
-  await mkdir(outDir, { recursive: true });
+  await makeOutDir(outDir);
   const saved: SavedFile[] = [];
   for (const status of statuses) {
     if (status.state !== 'completed') continue;

@@ -238,6 +238,8 @@ export class DynamoQueueManager implements QueueManager {
 
   /** Creates the table when missing (idempotent); see {@link ensureTable}. */
   async ensureTable(): Promise<EnsureTableResult> {
+    // Not through #begin, which calls this method: a closed manager's client may be destroyed.
+    this.#checkOpen();
     return ensureTable(this.#client, this.tableName);
   }
 
@@ -1119,8 +1121,12 @@ export class DynamoQueueManager implements QueueManager {
 
   // ---------------------------------------------------------------- helpers
 
-  async #begin(): Promise<number> {
+  #checkOpen(): void {
     if (this.#closed) throw new ClosedError('dynamodb queue is closed');
+  }
+
+  async #begin(): Promise<number> {
+    this.#checkOpen();
     if (this.#options.ensureTable) {
       this.#ready ??= this.ensureTable().catch((error: unknown) => {
         this.#ready = undefined;

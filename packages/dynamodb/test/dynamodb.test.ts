@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import { DynamoDBClient, GetItemCommand, QueryCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import {
   BackendError,
+  ClosedError,
   ConfigError,
   createRequestManager,
   InvalidRequestError,
@@ -162,6 +163,44 @@ for (const kind of selectedBackends()) {
       await q.close();
       const { deleteTable } = await import('../src/index.js');
       await deleteTable(table.client, fresh);
+    });
+
+    it('throws ClosedError from every call after close, ensureTable included', async function () {
+      await queue.enqueue({ key: 'k', request: request('k'), maxAttempts: 1 }, { limits: {} });
+      await queue.close();
+      const calls: [string, () => Promise<unknown>][] = [
+        ['ensureTable', () => queue.ensureTable()],
+        ['enqueue', () => queue.enqueue({ key: 'k2', request: request('k2'), maxAttempts: 1 }, { limits: {} })],
+        ['get', () => queue.get('k')],
+        ['position', () => queue.position('k')],
+        ['claim', () => queue.claim({ leaseMs: 1_000, workerId: 'w', policies: {} })],
+        ['claimMany', () => queue.claimMany({ leaseMs: 1_000, workerId: 'w', policies: {} }, 2)],
+        ['heartbeat', () => queue.heartbeat('k', 't', { leaseMs: 1_000 })],
+        ['complete', () => queue.complete('k', 't', { durationMs: 1 })],
+        ['fail', () => queue.fail('k', 't', { error: { code: 'E', message: 'e', retryable: false } })],
+        ['release', () => queue.release('k', 't', { countAttempt: false })],
+        ['acknowledgeCancel', () => queue.acknowledgeCancel('k', 't', {})],
+        ['cancel', () => queue.cancel('k', {})],
+        ['list', () => queue.list({ limit: 10 })],
+        ['counts', () => queue.counts()],
+        ['prune', () => queue.prune(0)],
+        ['sweep', () => queue.sweep()],
+        ['setPaused', () => queue.setPaused(true)],
+        ['isPaused', () => queue.isPaused()],
+        ['activity', () => queue.activity(1)],
+        ['uriStats', () => queue.uriStats()],
+        ['reportWorker', () => queue.reportWorker('w', 1, 1_000)],
+        ['removeWorker', () => queue.removeWorker('w')],
+        ['capacity', () => queue.capacity()],
+        ['flush', () => queue.flush()],
+      ];
+      for (const [name, call] of calls) {
+        const error = await call().then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(ClosedError.is(error), `${name}: ${String(error)}`).to.equal(true);
+      }
     });
 
     it('sends no Scan through a whole lifecycle, list, counts, sweep, prune and metrics reads', async function () {
