@@ -14,6 +14,8 @@ import type { S3StreamingResult } from './s3-streaming.js';
 import { dependentReadNs } from './memory-latency.js';
 import { fixed, int, machineInfo, mib, table, writeResults } from './report.js';
 import { collectGarbage } from './stats.js';
+import { measureManyGroups } from './many-groups.js';
+import type { ManyGroupsResult } from './many-groups.js';
 import { HOT_KEYS, measureStatusReads } from './status-read.js';
 import type { StatusReadResult } from './status-read.js';
 
@@ -33,6 +35,9 @@ const maxMs = positive('seconds', values.seconds ?? (quick ? '3' : '8')) * 1000;
 const CONCURRENCIES = [1, 10, 100] as const;
 const BASELINE_CONCURRENCY = 10;
 const QUEUE_SIZES = quick ? [1_000, 100_000] : [1_000, 1_000_000];
+const GROUP_COUNTS = [10, 10_000];
+const MANY_GROUPS_REQUESTS = quick ? 10_000 : 20_000;
+const MANY_GROUPS_SUBMITS = quick ? 500 : 2_000;
 const GOAL_LIFECYCLES_PER_SECOND = 100_000;
 const GOAL_STATUS_RATIO = 2;
 const GOAL_STREAM_RSS_MB = 100;
@@ -98,6 +103,16 @@ for (const pending of QUEUE_SIZES) {
   statusReads.push(await measureStatusReads({ pending, reads: 50_000, maxMs: 3000 }));
   collectGarbage();
 }
+// Work spread over many groups (one per tenant): claims and positions across groups.
+const manyGroups: ManyGroupsResult[] = [];
+for (const groups of GROUP_COUNTS) {
+  say(`memory, ${int(MANY_GROUPS_REQUESTS)} requests in ${int(groups)} groups…`);
+  manyGroups.push(
+    await measureManyGroups({ groups, requests: MANY_GROUPS_REQUESTS, concurrency: 10, submits: MANY_GROUPS_SUBMITS }),
+  );
+  collectGarbage();
+}
+
 const smallest = statusReads[0];
 const largest = statusReads[statusReads.length - 1];
 const statusRatio = smallest !== undefined && largest !== undefined ? largest.statusUs / smallest.statusUs : Number.NaN;
@@ -181,6 +196,16 @@ if (memoryLatency.length > 0) {
   );
 }
 
+say('');
+say(`Many groups: memory backend, ${int(MANY_GROUPS_REQUESTS)} requests spread over the groups round robin`);
+for (const line of table(
+  ['groups', 'worker jobs/s (concurrency 10)', 'submit + status µs'],
+  manyGroups.map((r) => [int(r.groups), int(r.drainPerSecond), fixed(r.submitStatusUs, 1)]),
+)) {
+  say(`  ${line}`);
+}
+say('  (claims find the group whose turn it is in O(log groups); a position still counts every group with ready work)');
+
 let backends: BackendResults | undefined;
 if (!values['memory-only']) {
   say('');
@@ -199,6 +224,7 @@ const path = await writeResults(resolve(values.out), startedAt, {
   settings: { ...driveOptions, payloadBytes: PAYLOAD.length, quick },
   lifecycle,
   statusReads,
+  manyGroups,
   statusRatio,
   hotStatusRatio,
   memoryLatency,

@@ -7,7 +7,9 @@ import { QueueModel } from './queue-model.js';
 import type { ModelErrorCode, ModelOutcome, ModelPolicy, ModelRecord, ModelSweep } from './queue-model.js';
 
 const KEYS = ['k0', 'k1', 'k2', 'k3'] as const;
-const GROUPS = ['ga', 'gb'] as const;
+// Policies name ga and gb only (policyArb): gc is always a group without one, so claims choose
+// between groups judged by their policy and groups served in plain turn order.
+const GROUPS = ['ga', 'gb', 'gc'] as const;
 
 /** Which lease token a fenced call presents. */
 export type TokenChoice = 'current' | 'stale' | 'bogus';
@@ -86,7 +88,7 @@ export function queueCommandArb(): fc.Arbitrary<QueueCommand> {
       arbitrary: fc.record(
         {
           op: fc.constant('claim' as const),
-          groups: fc.constantFrom(['ga'], ['gb'], ['ga', 'gb']),
+          groups: fc.constantFrom(['ga'], ['gb'], ['ga', 'gb'], ['gb', 'gc']),
           leaseMs: fc.constantFrom(100, 1_000, 5_000, 5_000),
           // With max: one claimMany, which must equal that many claims in a row.
           max: fc.constantFrom(2, 3),

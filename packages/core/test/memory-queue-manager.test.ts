@@ -291,6 +291,61 @@ describe('MemoryQueueManager', () => {
       expect(await claimedKeys(5)).to.deep.equal(['z', 'a1', 'b1', 'a2', 'b2']);
     });
 
+    it('takes turns across many groups as a scan of every group does, policies or not', async () => {
+      // Claims without `groups` take the first group of the turn order; claims naming every group
+      // judge each one. Both queues get the same records and claims, so they must agree throughout.
+      const scanning = create();
+      const names = Array.from({ length: 120 }, (_, i) => `g${String(i).padStart(3, '0')}`);
+      const policies = {
+        g007: { maxConcurrent: 1 },
+        g050: { minIntervalMs: 3 },
+        g051: { minIntervalMs: 2, maxConcurrent: 2 },
+        g119: {},
+      };
+      let seed = 7;
+      const next = (n: number): number => {
+        seed = (seed * 1103515245 + 12345) % 2 ** 31;
+        return seed % n;
+      };
+      try {
+        for (let i = 0; i < 600; i++) {
+          const e = entry(`k${String(i)}`, { group: names[next(names.length)] ?? 'g000', priority: next(3) });
+          await queue.enqueue(e, NO_LIMITS);
+          await scanning.enqueue(e, NO_LIMITS);
+        }
+        const order: string[] = [];
+        for (let step = 0; step < 700; step++) {
+          if (step % 3 === 0) await clock.advance(1);
+          const lease = await queue.claim(claimOptions({ policies }));
+          const scanned = await scanning.claim(claimOptions({ policies, groups: names }));
+          expect(lease?.record.key, `claim ${String(step)} after ${order.slice(-5).join(', ')}`).to.equal(
+            scanned?.record.key,
+          );
+          if (lease === undefined || scanned === undefined) continue;
+          order.push(lease.record.key);
+          // Every other job ends at once, so maxConcurrent frees its group now and then.
+          if (step % 2 === 0) {
+            await queue.complete(lease.record.key, lease.token, { durationMs: 1 });
+            await scanning.complete(scanned.record.key, scanned.token, { durationMs: 1 });
+          }
+        }
+        expect(order.length).to.be.greaterThan(300);
+      } finally {
+        await scanning.close();
+      }
+    });
+
+    it('serves a group whose policy was dropped after a claim set it aside', async () => {
+      await add('p1', { group: 'p', priority: 1 });
+      await add('p2', { group: 'p', priority: 1 });
+      await add('f1', { group: 'f' });
+      const capped = { p: { maxConcurrent: 1 } };
+      expect(await claimedKeys(1, { policies: capped })).to.deep.equal(['p1']);
+      expect(await claimedKeys(1, { policies: capped })).to.deep.equal(['f1']);
+      // Without its policy, p is an ordinary group again and its turn has come.
+      expect(await claimedKeys(1)).to.deep.equal(['p2']);
+    });
+
     it('does not claim a record before its readyAt', async () => {
       await add('k');
       const lease = await claim();

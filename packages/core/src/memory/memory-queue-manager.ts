@@ -50,6 +50,7 @@ import { DurationStats } from '../util/duration-stats.js';
 import { delayedHeap, Entry, GroupState, zeroCounts } from './queue-index/entry.js';
 import type { StateCounts } from './queue-index/entry.js';
 import { KeyTable } from './queue-index/key-table.js';
+import { ReadyGroups } from './queue-index/ready-groups.js';
 import { fairPosition } from './queue-index/fair-position.js';
 import { estimateRecordBytes } from './queue-index/record-size.js';
 import {
@@ -158,7 +159,7 @@ export class MemoryQueueManager implements QueueManager {
   readonly #finished: ByteLru<QueueRecord>;
   readonly #groups = new Map<string, GroupState>();
   /** Groups with at least one ready pending record. */
-  readonly #readyGroups = new Set<GroupState>();
+  readonly #readyGroups = new ReadyGroups();
   #groupGcAt = 64;
   readonly #ownerPending = new Map<string, number>();
   #ownerGcAt = 64;
@@ -341,7 +342,7 @@ export class MemoryQueueManager implements QueueManager {
   /** Position of a key without applying transitions. */
   #rankOf(key: string): number | undefined {
     const e = this.#entryOf(key);
-    return e === undefined ? undefined : fairPosition(e, this.#readyGroups);
+    return e === undefined ? undefined : fairPosition(e, this.#readyGroups.all);
   }
 
   /** The live entry of a key without applying transitions; reuses the entry of the last lookup. */
@@ -362,7 +363,7 @@ export class MemoryQueueManager implements QueueManager {
     this.#begin();
     const e = this.#live.get(key);
     // The rank index knows whether the entry is pending: no need to touch the record.
-    return e === undefined ? undefined : fairPosition(e, this.#readyGroups);
+    return e === undefined ? undefined : fairPosition(e, this.#readyGroups.all);
   }
 
   claim(options: ClaimOptions): Promise<Lease | undefined> {
@@ -420,6 +421,7 @@ export class MemoryQueueManager implements QueueManager {
     this.#leases.push(e);
     group.lastClaimAt = now;
     group.lastClaimSeq = ++this.#claimSeq;
+    this.#readyGroups.reorder(group);
     this.#activity.record('claimed', group.name, now);
     return { token, record };
   }
@@ -839,25 +841,41 @@ export class MemoryQueueManager implements QueueManager {
   /** The best group to claim from now, or undefined when none may be claimed from. */
   #pickGroup(options: ClaimOptions, now: number): GroupState | undefined {
     const policies = options.policies;
+    if (options.groups !== undefined) return this.#bestOf(options.groups, policies, now);
+    // A group without a policy may be claimed from whenever it has ready work, and the turn order
+    // keeps the first of those; only groups with a policy are judged one by one.
+    const free = this.#readyGroups.firstWithout(policies);
+    // The clock went back past a claim: that group must wait (as claimableAt says); judge them all.
+    if (free !== undefined && free.lastClaimAt > now) return this.#bestOf(this.#readyGroups.all, policies, now);
+    let best = free;
+    let bestReadyAt = free?.lastClaimAt ?? 0;
+    for (const name of Object.keys(policies)) {
+      const g = this.#groups.get(name);
+      if (g === undefined) continue;
+      const readyAt = claimableAt(g, policies, now);
+      if (readyAt !== undefined && (best === undefined || outranks(g, readyAt, best, bestReadyAt))) {
+        best = g;
+        bestReadyAt = readyAt;
+      }
+    }
+    return best;
+  }
+
+  /** The best group to claim from now among `candidates` (group objects or names), each judged by its policy. */
+  #bestOf(
+    candidates: Iterable<GroupState | string>,
+    policies: ClaimOptions['policies'],
+    now: number,
+  ): GroupState | undefined {
     let best: GroupState | undefined;
     let bestReadyAt = 0;
-    if (options.groups === undefined) {
-      for (const g of this.#readyGroups) {
-        const readyAt = claimableAt(g, policies, now);
-        if (readyAt !== undefined && (best === undefined || outranks(g, readyAt, best, bestReadyAt))) {
-          best = g;
-          bestReadyAt = readyAt;
-        }
-      }
-    } else {
-      for (const name of options.groups) {
-        const g = this.#groups.get(name);
-        if (g === undefined) continue;
-        const readyAt = claimableAt(g, policies, now);
-        if (readyAt !== undefined && (best === undefined || outranks(g, readyAt, best, bestReadyAt))) {
-          best = g;
-          bestReadyAt = readyAt;
-        }
+    for (const candidate of candidates) {
+      const g = typeof candidate === 'string' ? this.#groups.get(candidate) : candidate;
+      if (g === undefined) continue;
+      const readyAt = claimableAt(g, policies, now);
+      if (readyAt !== undefined && (best === undefined || outranks(g, readyAt, best, bestReadyAt))) {
+        best = g;
+        bestReadyAt = readyAt;
       }
     }
     return best;
@@ -877,6 +895,7 @@ export class MemoryQueueManager implements QueueManager {
     e.sched = ready;
     ready.push(e);
     if (ready.size === 1) this.#readyGroups.add(e.group);
+    else if (ready.peek() === e) this.#readyGroups.reorder(e.group);
   }
 
   #unschedule(e: Entry): void {
@@ -884,7 +903,9 @@ export class MemoryQueueManager implements QueueManager {
     if (heap === undefined) return;
     heap.remove(e);
     e.sched = undefined;
-    if (heap === e.group.ready && heap.size === 0) this.#readyGroups.delete(e.group);
+    if (heap !== e.group.ready) return;
+    if (heap.size === 0) this.#readyGroups.delete(e.group);
+    else this.#readyGroups.reorder(e.group);
   }
 
   /** running → pending (retry, release, lease expiry) at its old place in the order. */

@@ -134,6 +134,8 @@ export class GroupState {
   lastClaimSeq = 0;
   /** Largest `minIntervalMs` seen for this group: the group is kept at least that long after a claim. */
   maxIntervalMs = 0;
+  /** Slot in the queue's turn order of ready groups; owned by `ReadyGroups` (`-1` when not ready). */
+  turnPos = -1;
 
   constructor(name: string) {
     this.name = name;
