@@ -3,13 +3,16 @@ import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 
+import { deriveKey } from '@armlib/core';
+
 import type { LifecycleSystem } from './drive.js';
 import { FILE_BENCH_PARENT, fileRequestManager, freshDir, removeDirs } from './file-system.js';
 
 /** What a worker child sends its parent. */
 interface ChildMessage {
   readonly ready?: boolean;
-  readonly completed?: readonly (readonly [string, number])[];
+  /** Indices of the requests completed. */
+  readonly completed?: readonly number[];
 }
 
 /**
@@ -32,6 +35,11 @@ export async function fileProcessesSystem(
   const rm = fileRequestManager(dir);
   const script = fileURLToPath(new URL('./file-worker-child.js', import.meta.url));
   const children: ChildProcess[] = [];
+  // Keys by request index, as submit returned them; a completion reported before its submit call
+  // returned derives the key as submit did.
+  const keys: string[] = [];
+  const keyOfIndex = (index: number): string =>
+    keys[index] ?? deriveKey({ uri: '/bench/report', params: { run, i: String(index) } });
   let onCompleted: (key: string, index: number) => void = () => undefined;
   const close = async (): Promise<void> => {
     try {
@@ -61,7 +69,7 @@ export async function fileProcessesSystem(
         });
         child.on('message', (message: ChildMessage) => {
           if (message.ready === true) resolve();
-          for (const [key, index] of message.completed ?? []) onCompleted(key, index);
+          for (const index of message.completed ?? []) onCompleted(keyOfIndex(index), index);
         });
       });
       await ready;
@@ -74,7 +82,8 @@ export async function fileProcessesSystem(
   }
   return {
     async submit(index) {
-      await rm.submit({ uri: '/bench/report', params: { run, i: String(index) } });
+      const request = { uri: '/bench/report', params: { run, i: String(index) } };
+      keys[index] = (await rm.submit(request)).key;
     },
     onCompleted(callback) {
       onCompleted = callback;
