@@ -17,7 +17,7 @@ import {
 import { MemoryQueueManager } from '../src/memory/memory-queue-manager.js';
 import type { MemoryQueueManagerOptions } from '../src/memory/memory-queue-manager.js';
 import type { NormalizedRequest } from '../src/request.js';
-import type { ClaimOptions, EnqueueOptions, Lease, NewQueueEntry, QueueRecord } from '../src/spi/queue.js';
+import type { ClaimOptions, EnqueueOptions, GroupPolicy, Lease, NewQueueEntry, QueueRecord } from '../src/spi/queue.js';
 import { TOKENS } from '../src/tokens.js';
 
 use(chaiAsPromised);
@@ -344,6 +344,34 @@ describe('MemoryQueueManager', () => {
       expect(await claimedKeys(1, { policies: capped })).to.deep.equal(['f1']);
       // Without its policy, p is an ordinary group again and its turn has come.
       expect(await claimedKeys(1)).to.deep.equal(['p2']);
+    });
+
+    it('judges a group named by a non-enumerable policy, as Object.hasOwn reads policies', async () => {
+      await add('c1', { group: 'constructor' });
+      const policies = Object.defineProperty({}, 'constructor', { value: { maxConcurrent: 1 }, enumerable: false });
+      expect(await claimedKeys(2, { policies })).to.deep.equal(['c1']);
+    });
+
+    it('keeps every group in turn when reading the policies throws midway', async () => {
+      for (const g of ['a', 'b', 'c']) await add(`${g}1`, { group: g });
+      let reads = 0;
+      const policies = new Proxy<Record<string, GroupPolicy>>(
+        { a: {}, b: {} },
+        {
+          getOwnPropertyDescriptor(target, name) {
+            if (++reads === 3) throw new Error('policies unreadable');
+            return Reflect.getOwnPropertyDescriptor(target, name);
+          },
+        },
+      );
+      await expect(queue.claim(claimOptions({ policies }))).to.be.rejectedWith('policies unreadable');
+      expect(await claimedKeys(4)).to.deep.equal(['a1', 'b1', 'c1']);
+    });
+
+    it('skips entries of `groups` that are not group names', async () => {
+      await add('a1', { group: 'a' });
+      const groups = [null, 1, 'a'] as unknown as string[];
+      expect(await claimedKeys(2, { groups })).to.deep.equal(['a1']);
     });
 
     it('does not claim a record before its readyAt', async () => {

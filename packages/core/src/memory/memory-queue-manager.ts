@@ -847,30 +847,25 @@ export class MemoryQueueManager implements QueueManager {
     const free = this.#readyGroups.firstWithout(policies);
     // The clock went back past a claim: that group must wait (as claimableAt says); judge them all.
     if (free !== undefined && free.lastClaimAt > now) return this.#bestOf(this.#readyGroups.all, policies, now);
-    let best = free;
-    let bestReadyAt = free?.lastClaimAt ?? 0;
-    for (const name of Object.keys(policies)) {
-      const g = this.#groups.get(name);
-      if (g === undefined) continue;
-      const readyAt = claimableAt(g, policies, now);
-      if (readyAt !== undefined && (best === undefined || outranks(g, readyAt, best, bestReadyAt))) {
-        best = g;
-        bestReadyAt = readyAt;
-      }
-    }
-    return best;
+    // Every own name, enumerable or not: claimableAt reads a policy by Object.hasOwn.
+    return this.#bestOf(Object.getOwnPropertyNames(policies), policies, now, free);
   }
 
-  /** The best group to claim from now among `candidates` (group objects or names), each judged by its policy. */
+  /**
+   * The best group to claim from now among `candidates` (group objects or names), each judged by
+   * its policy, and `start` (a group claimable now whose ready time is its last claim), if given.
+   */
   #bestOf(
     candidates: Iterable<GroupState | string>,
     policies: ClaimOptions['policies'],
     now: number,
+    start?: GroupState,
   ): GroupState | undefined {
-    let best: GroupState | undefined;
-    let bestReadyAt = 0;
+    let best = start;
+    let bestReadyAt = start?.lastClaimAt ?? 0;
     for (const candidate of candidates) {
-      const g = typeof candidate === 'string' ? this.#groups.get(candidate) : candidate;
+      // A name that is not a string (a direct caller's `groups`) names no group, as before.
+      const g = candidate instanceof GroupState ? candidate : this.#groups.get(candidate);
       if (g === undefined) continue;
       const readyAt = claimableAt(g, policies, now);
       if (readyAt !== undefined && (best === undefined || outranks(g, readyAt, best, bestReadyAt))) {

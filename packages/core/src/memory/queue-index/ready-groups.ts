@@ -50,12 +50,16 @@ export class ReadyGroups {
     let first = turns.peek();
     if (first === undefined || !Object.hasOwn(policies, first.name)) return first;
     const aside: GroupState[] = [];
-    while (first !== undefined && Object.hasOwn(policies, first.name)) {
-      aside.push(first);
-      turns.pop();
-      first = turns.peek();
+    try {
+      while (first !== undefined && Object.hasOwn(policies, first.name)) {
+        aside.push(first);
+        turns.pop();
+        first = turns.peek();
+      }
+    } finally {
+      // Even when reading `policies` throws (a proxy): a group left out would never be served again.
+      for (const group of aside) turns.push(group);
     }
-    for (const group of aside) turns.push(group);
     return first;
   }
 }
