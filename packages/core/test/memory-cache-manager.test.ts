@@ -76,6 +76,51 @@ describe('MemoryCacheManager', () => {
       expect(() => create(42 as unknown as MemoryCacheManagerOptions)).to.throw(ConfigError, /must be an object/);
     });
 
+    it('refuses options it cannot read with a ConfigError naming the field, never the raw error', () => {
+      const pathsOf = (options: unknown): string[] => {
+        try {
+          new MemoryCacheManager(options as MemoryCacheManagerOptions, clock);
+        } catch (error) {
+          expect(ConfigError.is(error), String(error)).to.equal(true);
+          return (error as ConfigError).issues.map((i) => i.path);
+        }
+        return [];
+      };
+      const throwing = Object.defineProperty({}, 'urlPrefix', {
+        enumerable: true,
+        get: () => {
+          throw new Error('boom');
+        },
+      });
+      const { proxy: revoked, revoke } = Proxy.revocable({}, {});
+      revoke();
+      expect(pathsOf(throwing)).to.deep.equal(['/urlPrefix']);
+      expect(pathsOf(revoked)).to.deep.equal(['']);
+      expect(
+        pathsOf(
+          new Proxy(
+            {},
+            {
+              ownKeys: () => {
+                throw new Error('trap');
+              },
+            },
+          ),
+        ),
+      ).to.deep.equal(['']);
+      expect(pathsOf({ maxTemporaryBytes: 10n })).to.deep.equal(['/maxTemporaryBytes']);
+      expect(
+        pathsOf({
+          urlPrefix: {
+            toJSON: () => {
+              throw new Error('boom');
+            },
+          },
+        }),
+      ).to.deep.equal(['/urlPrefix']);
+      expect(pathsOf('x')).to.deep.equal(['']);
+    });
+
     it('accepts missing options, and rejects unknown names as the other adapters do', async () => {
       const none = new MemoryCacheManager(undefined, clock);
       await none.close();

@@ -106,6 +106,48 @@ describe('MemoryQueueManager', () => {
       expect(issuesOf(undefined)).to.deep.equal([]);
     });
 
+    it('refuses options it cannot read with a ConfigError naming the field, never the raw error', () => {
+      const issuesOf = (options: unknown): { path: string; message: string }[] => {
+        try {
+          new MemoryQueueManager(options as MemoryQueueManagerOptions, clock);
+        } catch (error) {
+          expect(ConfigError.is(error), String(error)).to.equal(true);
+          return [...(error as ConfigError).issues];
+        }
+        return [];
+      };
+      const throwing = (name: string): object =>
+        Object.defineProperty({}, name, {
+          enumerable: true,
+          get: () => {
+            throw new Error('boom');
+          },
+        });
+      const { proxy: revoked, revoke } = Proxy.revocable({}, {});
+      revoke();
+      const [issue] = issuesOf(throwing('maxFinishedBytes'));
+      expect(issue).to.include({ path: '/maxFinishedBytes', message: 'cannot be read: boom' });
+      expect(issue).to.have.property('cause').that.is.instanceOf(Error);
+      expect(issuesOf(throwing('other')).map((i) => i.path)).to.deep.equal(['/other']);
+      expect(issuesOf(revoked).map((i) => i.path)).to.deep.equal(['']);
+      const trap = new Proxy(
+        {},
+        {
+          get: () => {
+            throw new Error('trap');
+          },
+        },
+      );
+      expect(issuesOf(trap).map((i) => i.path)).to.deep.equal(['/maxFinishedBytes']);
+      const unprintable = {
+        toString: () => {
+          throw new Error('boom');
+        },
+      };
+      expect(issuesOf({ maxFinishedBytes: unprintable }).map((i) => i.path)).to.deep.equal(['/maxFinishedBytes']);
+      expect(issuesOf(5).map((i) => i.path)).to.deep.equal(['']);
+    });
+
     it('resolves from a container with its options and clock', async () => {
       const container = new Container();
       container.bind(TOKENS.QueueOptions).toConstantValue({ maxFinishedBytes: 1024 });

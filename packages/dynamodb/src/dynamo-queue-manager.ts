@@ -83,7 +83,7 @@ import {
 import { itemSize, MAX_ENQUEUE_ITEM_BYTES, TRANSITION_ROOM } from './item-size.js';
 import { LiveCounts } from './live-counts.js';
 import type { CapReservation } from './live-counts.js';
-import { resolveClient, resolveDynamoOptions } from './options.js';
+import { readDynamoOptions, resolveClient, resolveDynamoOptions } from './options.js';
 import type { DynamoQueueManagerOptions, ResolvedDynamoOptions } from './options.js';
 import { PauseControl } from './pause.js';
 import { ActivityBuffer, DurationBuffer, WorkerRegistry } from './side-stats.js';
@@ -216,10 +216,11 @@ export class DynamoQueueManager implements QueueManager {
     @inject(TOKENS.QueueOptions) options: DynamoQueueManagerOptions = {},
     @inject(TOKENS.Clock) clock: Clock = new SystemClock(),
   ) {
-    this.#options = resolveDynamoOptions(options);
+    const given = readDynamoOptions(options);
+    this.#options = resolveDynamoOptions(given);
     this.tableName = this.#options.tableName;
     this.#clock = clock;
-    const { client, owned } = resolveClient(options);
+    const { client, owned } = resolveClient(given);
     this.#client = client;
     this.#ownsClient = owned;
     this.#db = new Db(client, this.tableName);

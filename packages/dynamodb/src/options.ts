@@ -1,6 +1,6 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { DynamoDBClientConfig } from '@aws-sdk/client-dynamodb';
-import { ConfigError } from '@armlib/core';
+import { checkReadable, ConfigError, readAdapterOptions } from '@armlib/core';
 import type { ConfigIssue } from '@armlib/core';
 
 /** Suffix appended to `tablePrefix` when no `tableName` is given. */
@@ -116,14 +116,14 @@ function checkInteger(o: Record<string, unknown>, name: string, min: number, max
   const v = o[name];
   if (v === undefined) return;
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) {
-    issues.push({ path: `/${name}`, message: `must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}` });
+    issues.push({ path: `/${name}`, message: `must be an integer from ${min} to ${max}, got ${describe(v)}` });
   }
 }
 
 function checkString(o: Record<string, unknown>, name: string, issues: ConfigIssue[]): void {
   const v = o[name];
   if (v !== undefined && (typeof v !== 'string' || v.length === 0)) {
-    issues.push({ path: `/${name}`, message: `must be a non-empty string, got ${JSON.stringify(v)}` });
+    issues.push({ path: `/${name}`, message: `must be a non-empty string, got ${describe(v)}` });
   }
 }
 
@@ -158,7 +158,7 @@ export function checkDynamoQueueOptions(options: unknown): ConfigIssue[] {
     try {
       new URL(options['endpoint']);
     } catch {
-      issues.push({ path: '/endpoint', message: `must be a URL, got ${JSON.stringify(options['endpoint'])}` });
+      issues.push({ path: '/endpoint', message: `must be a URL, got ${describe(options['endpoint'])}` });
     }
   }
   if (options['client'] !== undefined && options['clientConfig'] !== undefined) {
@@ -167,7 +167,10 @@ export function checkDynamoQueueOptions(options: unknown): ConfigIssue[] {
       message: 'give either /client or /clientConfig, not both (/client and /clientConfig are both set)',
     });
   }
-  if (options['client'] !== undefined && !isDynamoClient(options['client'])) {
+  if (
+    options['client'] !== undefined &&
+    checkReadable('/client', issues, () => isDynamoClient(options['client'])) === false
+  ) {
     issues.push({ path: '/client', message: 'must be a DynamoDBClient (send, middlewareStack and config)' });
   }
   // A ready client carries its own region, endpoint and timeouts: these would be ignored, and a
@@ -180,12 +183,16 @@ export function checkDynamoQueueOptions(options: unknown): ConfigIssue[] {
       });
     }
   }
-  if (options['clientConfig'] !== undefined && !isObject(options['clientConfig'])) {
+  const config = options['clientConfig'];
+  const configIsObject = config === undefined ? false : checkReadable('/clientConfig', issues, () => isObject(config));
+  if (config !== undefined && configIsObject === false) {
     issues.push({ path: '/clientConfig', message: 'must be an object (a DynamoDBClientConfig)' });
   }
   // A request handler of the user's is used as it is: the timeouts would be silently dropped.
-  const config = options['clientConfig'];
-  if (isObject(config) && config['requestHandler'] !== undefined) {
+  const ownHandler =
+    configIsObject === true &&
+    checkReadable('/clientConfig', issues, () => (config as Record<string, unknown>)['requestHandler'] !== undefined);
+  if (ownHandler === true) {
     for (const [name, field] of [
       ['connectTimeoutMs', 'connectionTimeout'],
       ['requestTimeoutMs', 'socketTimeout'],
@@ -211,12 +218,31 @@ export function checkDynamoQueueOptions(options: unknown): ConfigIssue[] {
   return issues;
 }
 
+/** A value for an error message; never throws (a bigint, a toJSON that throws). */
+function describe(value: unknown): string {
+  if (value === undefined || typeof value === 'symbol' || typeof value === 'function') return typeof value;
+  try {
+    return JSON.stringify(value);
+  } catch {
+    return typeof value;
+  }
+}
+
 function tableNameOf(o: Record<string, unknown>): string | undefined {
   const name = o['tableName'];
   if (typeof name === 'string') return name;
   const prefix = o['tablePrefix'];
   if (typeof prefix === 'string') return `${prefix}${TABLE_SUFFIX}`;
   return undefined;
+}
+
+/**
+ * The options as given to the constructor, each field read once into a plain object (see
+ * `readAdapterOptions`): a getter or proxy trap that throws is a {@link ConfigError} naming the
+ * field. What {@link resolveDynamoOptions} and {@link resolveClient} are given.
+ */
+export function readDynamoOptions(options: unknown): DynamoQueueManagerOptions | undefined {
+  return readAdapterOptions(options, KNOWN, 'invalid dynamodb queue options') as DynamoQueueManagerOptions | undefined;
 }
 
 /** Validates (throwing {@link ConfigError} with every issue) and applies defaults. */

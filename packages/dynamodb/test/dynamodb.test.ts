@@ -26,7 +26,7 @@ import {
   ensureTable,
   measureLifecycleCost,
 } from '../src/index.js';
-import type { CommandCounter } from '../src/index.js';
+import type { CommandCounter, DynamoQueueManagerOptions } from '../src/index.js';
 import { Db } from '../src/db.js';
 import { recordPk, recordSk, workShard } from '../src/layout.js';
 import { DurationBuffer } from '../src/side-stats.js';
@@ -70,6 +70,49 @@ describe('@armlib/dynamodb options', function () {
     expect(new DynamoQueueManager({ tablePrefix: 'prod-', region: 'eu-west-1' }, new ManualClock()).tableName).to.equal(
       'prod-armlib-queue',
     );
+  });
+
+  it('refuses options it cannot read with a ConfigError naming the field, never the raw error', function () {
+    const pathsOf = (options: unknown): string[] => {
+      try {
+        new DynamoQueueManager(options as DynamoQueueManagerOptions, new ManualClock());
+      } catch (error) {
+        expect(ConfigError.is(error), String(error)).to.equal(true);
+        return (error as ConfigError).issues.map((i) => i.path);
+      }
+      return [];
+    };
+    const boom = (): never => {
+      throw new Error('boom');
+    };
+    const { proxy: revoked, revoke } = Proxy.revocable({}, {});
+    revoke();
+    expect(pathsOf(Object.defineProperty({}, 'tableName', { enumerable: true, get: boom }))).to.deep.equal([
+      '/tableName',
+    ]);
+    expect(pathsOf(revoked)).to.deep.equal(['']);
+    expect(pathsOf(new Proxy({}, { ownKeys: boom }))).to.deep.equal(['']);
+    expect(pathsOf({ shards: 4n })).to.deep.equal(['/shards']);
+    expect(pathsOf({ clientConfig: revoked })).to.deep.equal(['/clientConfig']);
+    expect(
+      pathsOf({
+        clientConfig: {
+          get requestHandler() {
+            return boom();
+          },
+        },
+      }),
+    ).to.deep.equal(['/clientConfig']);
+    expect(
+      pathsOf({
+        client: {
+          get send() {
+            return boom();
+          },
+        },
+      }),
+    ).to.deep.equal(['/client']);
+    expect(pathsOf('x')).to.deep.equal(['']);
   });
 
   it('rejects region and endpoint given together with a ready client, naming both paths', function () {

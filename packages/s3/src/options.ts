@@ -3,7 +3,7 @@ import { constants } from 'node:buffer';
 import { S3Client } from '@aws-sdk/client-s3';
 import type { S3ClientConfig } from '@aws-sdk/client-s3';
 
-import { ConfigError } from '@armlib/core';
+import { checkReadable, ConfigError, readAdapterOptions } from '@armlib/core';
 import type { ConfigIssue } from '@armlib/core';
 
 /** Options of {@link S3CacheManager} (the `cache.options` of a config using the `s3` adapter). */
@@ -241,10 +241,18 @@ function clientIssues(o: Record<string, unknown>): ConfigIssue[] {
   const issues: ConfigIssue[] = [];
   const client = o['client'];
   const config = o['clientConfig'];
-  if (client !== undefined && !isS3Client(client)) {
+  if (client !== undefined && checkReadable('/client', issues, () => isS3Client(client)) === false) {
     issues.push({ path: '/client', message: 'must be an S3Client from @aws-sdk/client-s3' });
   }
-  if (config !== undefined && (typeof config !== 'object' || config === null || Array.isArray(config))) {
+  const configIsObject =
+    config === undefined
+      ? false
+      : checkReadable(
+          '/clientConfig',
+          issues,
+          () => typeof config === 'object' && config !== null && !Array.isArray(config),
+        );
+  if (config !== undefined && configIsObject === false) {
     issues.push({ path: '/clientConfig', message: `must be an S3ClientConfig object, got ${describe(config)}` });
   }
   if (client !== undefined) {
@@ -259,7 +267,10 @@ function clientIssues(o: Record<string, unknown>): ConfigIssue[] {
     }
   }
   // A request handler of the user's is used as it is: the timeouts would be silently dropped.
-  if (typeof config === 'object' && config !== null && (config as S3ClientConfig).requestHandler !== undefined) {
+  const ownHandler =
+    configIsObject === true &&
+    checkReadable('/clientConfig', issues, () => (config as S3ClientConfig).requestHandler !== undefined);
+  if (ownHandler === true) {
     for (const [field, handlerField] of TIMEOUT_FIELDS) {
       if (o[field] !== undefined) {
         issues.push({
@@ -272,8 +283,10 @@ function clientIssues(o: Record<string, unknown>): ConfigIssue[] {
   return issues;
 }
 
-/** Validates `raw` and builds (or takes) the client. Throws {@link ConfigError} naming every bad field. */
-export function resolveS3CacheOptions(raw: unknown): ResolvedS3CacheOptions {
+/** Validates `options` and builds (or takes) the client. Throws {@link ConfigError} naming every bad field. */
+export function resolveS3CacheOptions(options: unknown): ResolvedS3CacheOptions {
+  // Each field read once: a getter or proxy trap that throws is a ConfigError naming it.
+  const raw = readAdapterOptions(options, KNOWN, 'invalid s3 cache options');
   const issues = checkS3CacheOptions(raw);
   if (issues.length > 0) throw new ConfigError('invalid s3 cache options', issues);
   const o = raw as S3CacheManagerOptions;
@@ -332,11 +345,17 @@ function isS3Client(value: unknown): value is S3Client {
 
 function describe(value: unknown): string {
   if (typeof value === 'string') return `'${value}'`;
-  if (value === undefined || typeof value === 'function' || typeof value === 'bigint') return String(value);
+  if (value === undefined || typeof value === 'function' || typeof value === 'bigint' || typeof value === 'symbol') {
+    return String(value);
+  }
   try {
     return JSON.stringify(value);
   } catch {
-    return Object.prototype.toString.call(value);
+    try {
+      return Object.prototype.toString.call(value);
+    } catch {
+      return typeof value; // a revoked proxy
+    }
   }
 }
 

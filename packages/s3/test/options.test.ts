@@ -132,6 +132,40 @@ describe('@armlib/s3 options', function () {
     expect((caught as ConfigError).issues.map((i) => i.path)).to.deep.equal(['/keyPrefx']);
   });
 
+  it('refuses options it cannot read with a ConfigError naming the field, never the raw error', function () {
+    const pathsOf = (options: unknown): string[] => {
+      try {
+        new S3CacheManager(options as S3CacheManagerOptions);
+      } catch (error) {
+        expect(ConfigError.is(error), String(error)).to.equal(true);
+        return (error as ConfigError).issues.map((i) => i.path);
+      }
+      return [];
+    };
+    const boom = (): never => {
+      throw new Error('boom');
+    };
+    const { proxy: revoked, revoke } = Proxy.revocable({}, {});
+    revoke();
+    expect(pathsOf(Object.defineProperty({}, 'bucket', { enumerable: true, get: boom }))).to.deep.equal(['/bucket']);
+    expect(pathsOf(revoked)).to.deep.equal(['']);
+    expect(pathsOf(new Proxy({ bucket: 'ok-bucket' }, { ownKeys: boom }))).to.deep.equal(['']);
+    expect(pathsOf({ bucket: 'ok-bucket', clientConfig: revoked })).to.deep.equal(['/clientConfig']);
+    expect(
+      pathsOf({
+        bucket: 'ok-bucket',
+        clientConfig: {
+          get requestHandler() {
+            return boom();
+          },
+        },
+      }),
+    ).to.deep.equal(['/clientConfig']);
+    expect(pathsOf({ bucket: 'ok-bucket', client: revoked })).to.deep.equal(['/client']);
+    expect(pathsOf({ bucket: 'ok-bucket', prefix: revoked })).to.deep.equal(['/prefix']);
+    expect(pathsOf(null)).to.deep.equal(['']);
+  });
+
   it('throws a ConfigError from the constructor, before any I/O', function () {
     let caught: unknown;
     try {

@@ -31,6 +31,7 @@ import type {
 import { SYNC_OPS } from '../spi/sync.js';
 import type { SyncCacheOps, SyncStagedResult } from '../spi/sync.js';
 import { TOKENS } from '../tokens.js';
+import { readAdapterOptions } from '../util/arguments.js';
 import { ByteLru } from '../util/byte-lru.js';
 import {
   assertCacheArea,
@@ -462,7 +463,8 @@ function freezeManifest(manifest: ResultManifest): ResultManifest {
   });
 }
 
-function resolveOptions(raw: unknown): Readonly<Required<MemoryCacheManagerOptions>> {
+function resolveOptions(given: unknown): Readonly<Required<MemoryCacheManagerOptions>> {
+  const raw = readAdapterOptions(given, Object.keys(MEMORY_CACHE_DEFAULTS), 'invalid memory cache options');
   if (raw === undefined || raw === null) return MEMORY_CACHE_DEFAULTS;
   if (typeof raw !== 'object' || Array.isArray(raw)) {
     throw new ConfigError('invalid memory cache options', [{ path: '', message: 'must be an object' }]);
@@ -497,7 +499,12 @@ function resolveOptions(raw: unknown): Readonly<Required<MemoryCacheManagerOptio
 
 function describe(value: unknown): string {
   if (typeof value === 'string') return `'${value}'`;
-  return value === undefined || typeof value === 'function' ? String(value) : JSON.stringify(value);
+  if (value === undefined || typeof value === 'function' || typeof value === 'symbol') return String(value);
+  try {
+    return JSON.stringify(value);
+  } catch {
+    return typeof value; // a bigint, a toJSON that throws
+  }
 }
 
 function areasOf(area: CacheArea | undefined): readonly CacheArea[] {

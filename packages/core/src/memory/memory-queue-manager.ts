@@ -45,6 +45,7 @@ import { SYNC_OPS } from '../spi/sync.js';
 import type { SyncQueueOps } from '../spi/sync.js';
 import { TOKENS } from '../tokens.js';
 import { ActivityTracker } from '../util/activity.js';
+import { readAdapterOptions } from '../util/arguments.js';
 import { ByteLru } from '../util/byte-lru.js';
 import { DurationStats } from '../util/duration-stats.js';
 import { delayedHeap, Entry, GroupState, zeroCounts } from './queue-index/entry.js';
@@ -87,7 +88,8 @@ interface WorkerReport {
   expiresAt: number;
 }
 
-function validateOptions(options: unknown): { maxFinishedBytes: number } {
+function validateOptions(given: unknown): { maxFinishedBytes: number } {
+  const options = readAdapterOptions(given, ['maxFinishedBytes'], 'invalid memory queue options');
   if (options === undefined || options === null) return { maxFinishedBytes: DEFAULT_MAX_FINISHED_BYTES };
   if (typeof options !== 'object' || Array.isArray(options)) {
     throw new ConfigError('invalid memory queue options', [{ path: '', message: 'must be an object' }]);
@@ -100,10 +102,22 @@ function validateOptions(options: unknown): { maxFinishedBytes: number } {
   }
   const max = (options as MemoryQueueManagerOptions).maxFinishedBytes ?? DEFAULT_MAX_FINISHED_BYTES;
   if (typeof max !== 'number' || !Number.isSafeInteger(max) || max < 0) {
-    issues.push({ path: '/maxFinishedBytes', message: `must be an integer number of bytes >= 0, got ${String(max)}` });
+    issues.push({
+      path: '/maxFinishedBytes',
+      message: `must be an integer number of bytes >= 0, got ${showOption(max)}`,
+    });
   }
   if (issues.length > 0) throw new ConfigError('invalid memory queue options', issues);
   return { maxFinishedBytes: max };
+}
+
+/** `value` for an error message; never throws (an object whose toString throws, a revoked proxy). */
+function showOption(value: unknown): string {
+  try {
+    return String(value);
+  } catch {
+    return typeof value;
+  }
 }
 
 function encodeCursor(seq: number): string {

@@ -1,4 +1,5 @@
-import { InvalidRequestError } from '../errors.js';
+import { ConfigError, InvalidRequestError } from '../errors.js';
+import type { ConfigIssue } from '../errors.js';
 import { showValue } from '../keys.js';
 
 /**
@@ -59,5 +60,66 @@ export function errorText(error: unknown): string {
     return error instanceof Error ? error.message : String(error);
   } catch {
     return 'unknown error';
+  }
+}
+
+/**
+ * An adapter's options object read once, for its constructor to check and use: each `known` field
+ * (inherited ones too) and each other own enumerable name is read once into a plain object, so a
+ * getter or proxy trap that throws is refused with {@link ConfigError} (`message`, an issue
+ * `/<field>: cannot be read: …` with the error as cause) instead of escaping raw, and what is checked
+ * is what is used. A field read as undefined is left out (undefined keeps the default). An object
+ * that cannot even be looked at (a revoked proxy, an `ownKeys` trap that throws) is refused with an
+ * issue at path `''`. Anything else that is not an object (undefined, null, `5`, an array) is
+ * returned as it is, for the adapter's own check to accept or refuse as before.
+ *
+ * @param options - the options as given to the constructor.
+ * @param known - the adapter's option names.
+ * @param message - the message of the `ConfigError`, e.g. `'invalid file queue options'`.
+ */
+export function readAdapterOptions(options: unknown, known: Iterable<string>, message: string): unknown {
+  if (typeof options !== 'object' || options === null) return options;
+  const issues: ConfigIssue[] = [];
+  const refuse = (): ConfigError => {
+    const causes = issues.map((issue) => issue.cause);
+    return new ConfigError(message, issues, { cause: causes.length === 1 ? causes[0] : new AggregateError(causes) });
+  };
+  const given = options as Record<string, unknown>;
+  let names: string[];
+  try {
+    if (Array.isArray(options)) return options;
+    names = Object.keys(given);
+  } catch (error) {
+    issues.push({ path: '', message: `cannot be read: ${errorText(error)}`, cause: error });
+    throw refuse();
+  }
+  const copy = Object.create(null) as Record<string, unknown>;
+  for (const name of new Set([...known, ...names])) {
+    try {
+      const value = given[name];
+      if (value !== undefined) copy[name] = value;
+    } catch (error) {
+      issues.push({ path: `/${name}`, message: `cannot be read: ${errorText(error)}`, cause: error });
+    }
+  }
+  if (issues.length > 0) throw refuse();
+  return copy;
+}
+
+/**
+ * `check()` of a nested option value (a client, a client config), or undefined when a getter or
+ * proxy trap in it throws: that is then a {@link ConfigIssue} at `path` (`cannot be read: …`, the
+ * error as cause), for the adapter's {@link ConfigError}.
+ *
+ * @param path - the option's JSON-pointer path, e.g. `/client`.
+ * @param issues - where the issue goes.
+ * @param check - reads and checks the value; true when it is acceptable.
+ */
+export function checkReadable(path: string, issues: ConfigIssue[], check: () => boolean): boolean | undefined {
+  try {
+    return check();
+  } catch (error) {
+    issues.push({ path, message: `cannot be read: ${errorText(error)}`, cause: error });
+    return undefined;
   }
 }

@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 
-import { ConfigError } from '@armlib/core';
+import { ConfigError, readAdapterOptions } from '@armlib/core';
 import type { ConfigIssue } from '@armlib/core';
 
 /** Options of {@link FileCacheManager} (the `cache.options` of a config using the `file` adapter). */
@@ -92,7 +92,9 @@ export function checkFileCacheOptions(options: unknown): ConfigIssue[] {
 }
 
 /** Validates and completes the options; throws {@link ConfigError} listing every issue. */
-export function resolveFileCacheOptions(options: unknown): ResolvedFileCacheOptions {
+export function resolveFileCacheOptions(raw: unknown): ResolvedFileCacheOptions {
+  // Each field read once: a getter or proxy trap that throws is a ConfigError naming it.
+  const options = readAdapterOptions(raw, KNOWN_OPTIONS, 'invalid file cache options');
   const issues = checkFileCacheOptions(options);
   if (issues.length > 0) throw new ConfigError('invalid file cache options', issues);
   const given = (options ?? {}) as FileCacheManagerOptions;
@@ -106,5 +108,10 @@ export function resolveFileCacheOptions(options: unknown): ResolvedFileCacheOpti
 
 function describe(value: unknown): string {
   if (typeof value === 'string') return `'${value.replace(/\0/g, '\\0')}'`;
-  return value === undefined || typeof value === 'function' ? String(value) : JSON.stringify(value);
+  if (value === undefined || typeof value === 'function' || typeof value === 'symbol') return String(value);
+  try {
+    return JSON.stringify(value);
+  } catch {
+    return typeof value; // a bigint, a toJSON that throws
+  }
 }

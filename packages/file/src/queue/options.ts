@@ -1,6 +1,6 @@
 import path from 'node:path';
 
-import { ConfigError } from '@armlib/core';
+import { ConfigError, readAdapterOptions } from '@armlib/core';
 import type { ConfigIssue } from '@armlib/core';
 
 /** Options of the file queue (the `queue.options` of a config using the `file` adapter). */
@@ -106,10 +106,12 @@ export function checkFileQueueOptions(options: unknown): ConfigIssue[] {
 }
 
 /** Validates (throwing `ConfigError` with every issue) and applies the defaults. */
-export function resolveFileQueueOptions(options: FileQueueManagerOptions | null | undefined): ResolvedFileQueueOptions {
+export function resolveFileQueueOptions(given: FileQueueManagerOptions | null | undefined): ResolvedFileQueueOptions {
+  // Each field read once: a getter or proxy trap that throws is a ConfigError naming it.
+  const options = readAdapterOptions(given, KNOWN, 'invalid file queue options');
   const issues = checkFileQueueOptions(options);
   if (issues.length > 0) throw new ConfigError('invalid file queue options', issues);
-  const o = options ?? {};
+  const o = (options ?? {}) as FileQueueManagerOptions;
   return {
     dir: path.resolve(process.cwd(), o.dir ?? DEFAULT_DIR),
     durability: o.durability ?? 'normal',
@@ -121,7 +123,11 @@ export function resolveFileQueueOptions(options: FileQueueManagerOptions | null 
 function show(value: unknown): string {
   if (typeof value === 'string') return `'${value.length > 40 ? `${value.slice(0, 40)}…` : value}'`;
   if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
+  try {
+    if (Array.isArray(value)) return 'an array';
+  } catch {
+    // A revoked proxy: an object.
+  }
   if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
   return `a ${typeof value}`;
 }

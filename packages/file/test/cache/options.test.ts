@@ -6,6 +6,7 @@ import { expect } from 'chai';
 import { ConfigError, ManualClock } from '@armlib/core';
 
 import { checkFileCacheOptions, FileCacheManager } from '../../src/cache/file-cache-manager.js';
+import type { FileCacheManagerOptions } from '../../src/cache/file-cache-manager.js';
 import { childOutcome } from '../child-outcome.js';
 import { put, tempDir } from './support.js';
 import type { TempDir } from './support.js';
@@ -64,6 +65,45 @@ describe('file cache: options', function () {
         JSON.stringify(options),
       ).to.deep.equal(paths);
     }
+  });
+
+  it('refuses options it cannot read with a ConfigError naming the field, without touching the disk', function () {
+    const dir = join(tmp.path, 'never-created');
+    const pathsOf = (options: unknown): string[] => {
+      try {
+        new FileCacheManager(options as FileCacheManagerOptions, new ManualClock());
+      } catch (error) {
+        expect(ConfigError.is(error), String(error)).to.equal(true);
+        return (error as ConfigError).issues.map((i) => i.path);
+      }
+      return [];
+    };
+    const throwing = Object.defineProperty({ dir }, 'urlPrefix', {
+      enumerable: true,
+      get: () => {
+        throw new Error('boom');
+      },
+    });
+    const { proxy: revoked, revoke } = Proxy.revocable({}, {});
+    revoke();
+    expect(pathsOf(throwing)).to.deep.equal(['/urlPrefix']);
+    expect(pathsOf(revoked)).to.deep.equal(['']);
+    expect(
+      pathsOf(
+        new Proxy(
+          { dir },
+          {
+            get: () => {
+              throw new Error('trap');
+            },
+          },
+        ),
+      ),
+    ).to.deep.equal(['/dir', '/durability', '/urlPrefix', '/inlineMaxBytes']);
+    expect(pathsOf({ dir, inlineMaxBytes: 10n })).to.deep.equal(['/inlineMaxBytes']);
+    expect(pathsOf(null)).to.deep.equal([]);
+    expect(pathsOf('x')).to.deep.equal(['']);
+    expect(fs.existsSync(dir)).to.equal(false);
   });
 
   it('throws a ConfigError with the same issues from the constructor, without touching the disk', function () {

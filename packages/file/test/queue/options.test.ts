@@ -124,6 +124,41 @@ describe('FileQueueManager: options', function () {
     expect(fs.existsSync(target)).to.equal(false);
   });
 
+  it('refuses options it cannot read with a ConfigError naming the field, creating nothing', function () {
+    const target = path.join(dir, 'never');
+    const make = (options: unknown) => () =>
+      new FileQueueManager(options as FileQueueManagerOptions, new ManualClock(T0));
+    const throwing = Object.defineProperty({ dir: target }, 'durability', {
+      enumerable: true,
+      get: () => {
+        throw new Error('boom');
+      },
+    });
+    const { proxy: revoked, revoke } = Proxy.revocable({}, {});
+    revoke();
+    expect(configIssues(make(throwing))[0]).to.include({ path: '/durability', message: 'cannot be read: boom' });
+    expect(configIssues(make(revoked)).map((i) => i.path)).to.deep.equal(['']);
+    const trap = new Proxy(
+      { dir: target },
+      {
+        get: () => {
+          throw new Error('trap');
+        },
+      },
+    );
+    expect(configIssues(make(trap)).map((i) => i.path)).to.deep.equal([
+      '/dir',
+      '/durability',
+      '/busyTimeoutMs',
+      '/statsCacheMs',
+    ]);
+    expect(configIssues(make({ dir: target, busyTimeoutMs: revoked })).map((i) => i.path)).to.deep.equal([
+      '/busyTimeoutMs',
+    ]);
+    expect(configIssues(make(5)).map((i) => i.path)).to.deep.equal(['']);
+    expect(fs.existsSync(target)).to.equal(false);
+  });
+
   it('creates the directory (mkdir -p), resolves a relative dir against the working directory', async function () {
     const nested = path.join(dir, 'a', 'b', 'c');
     const relative = path.relative(process.cwd(), nested);
