@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 
 import { deriveKey } from '@armlib/core';
+import type { BatchRequest } from '@armlib/core';
 
 import type { LifecycleSystem } from './drive.js';
 import { FILE_BENCH_PARENT, fileRequestManager, freshDir, removeDirs } from './file-system.js';
@@ -38,8 +39,8 @@ export async function fileProcessesSystem(
   // Keys by request index, as submit returned them; a completion reported before its submit call
   // returned derives the key as submit did.
   const keys: string[] = [];
-  const keyOfIndex = (index: number): string =>
-    keys[index] ?? deriveKey({ uri: '/bench/report', params: { run, i: String(index) } });
+  const requestOf = (index: number): BatchRequest => ({ uri: '/bench/report', params: { run, i: String(index) } });
+  const keyOfIndex = (index: number): string => keys[index] ?? deriveKey(requestOf(index));
   let onCompleted: (key: string, index: number) => void = () => undefined;
   const close = async (): Promise<void> => {
     try {
@@ -82,8 +83,7 @@ export async function fileProcessesSystem(
   }
   return {
     async submit(index) {
-      const request = { uri: '/bench/report', params: { run, i: String(index) } };
-      keys[index] = (await rm.submit(request)).key;
+      keys[index] = (await rm.submit(requestOf(index))).key;
     },
     onCompleted(callback) {
       onCompleted = callback;

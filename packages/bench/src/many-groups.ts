@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 
-import type { RequestManager } from '@armlib/core';
+import type { BatchRequest, RequestManager } from '@armlib/core';
 
 import { memoryRequestManager } from './armlib-system.js';
 
@@ -65,11 +65,7 @@ export async function measureManyGroups(options: ManyGroupsOptions): Promise<Man
     await fill(read, groups, requests, 'r');
     const started = performance.now();
     for (let i = 0; i < submits; i++) {
-      const status = await read.submit({
-        uri: '/bench/tenant',
-        params: { i: `s${String(i)}` },
-        group: group(i, groups),
-      });
+      const status = await read.submit(tenantRequest('s', i, groups));
       await read.status(status.key);
     }
     submitStatusUs = ((performance.now() - started) / submits) * 1000;
@@ -81,10 +77,11 @@ export async function measureManyGroups(options: ManyGroupsOptions): Promise<Man
 
 async function fill(rm: RequestManager, groups: number, requests: number, tag: string): Promise<void> {
   for (let i = 0; i < requests; i++) {
-    await rm.submit({ uri: '/bench/tenant', params: { i: `${tag}${String(i)}` }, group: group(i, groups) });
+    await rm.submit(tenantRequest(tag, i, groups));
   }
 }
 
-function group(i: number, groups: number): string {
-  return `tenant-${String(i % groups)}`;
+/** Request number `i` of a run (`tag`), in group `tenant-<i mod groups>`. */
+function tenantRequest(tag: string, i: number, groups: number): BatchRequest {
+  return { uri: '/bench/tenant', params: { i: `${tag}${String(i)}` }, group: `tenant-${String(i % groups)}` };
 }

@@ -51,7 +51,7 @@ import { DurationStats } from '../util/duration-stats.js';
 import { delayedHeap, Entry, GroupState, zeroCounts } from './queue-index/entry.js';
 import type { StateCounts } from './queue-index/entry.js';
 import { KeyTable } from './queue-index/key-table.js';
-import { ReadyGroups } from './queue-index/ready-groups.js';
+import { outranks, ReadyGroups } from './queue-index/ready-groups.js';
 import { fairPosition } from './queue-index/fair-position.js';
 import { estimateRecordBytes } from './queue-index/record-size.js';
 import {
@@ -1017,20 +1017,6 @@ function claimableAt(g: GroupState, policies: ClaimOptions['policies'], now: num
   }
   const readyAt = g.lastClaimAt + interval;
   return readyAt > now ? undefined : readyAt;
-}
-
-/**
- * Whether group `g` should be claimed from before `best`: its best record's priority, then the
- * earlier ready time (fairness), then the earlier last claim (ready times that tie within a ms),
- * then the name.
- */
-function outranks(g: GroupState, readyAt: number, best: GroupState, bestReadyAt: number): boolean {
-  const p = (g.ready.peek() as Entry).priority;
-  const q = (best.ready.peek() as Entry).priority;
-  if (p !== q) return p > q;
-  if (readyAt !== bestReadyAt) return readyAt < bestReadyAt;
-  if (g.lastClaimSeq !== best.lastClaimSeq) return g.lastClaimSeq < best.lastClaimSeq;
-  return g.name < best.name;
 }
 
 /** A rejection with what a synchronous operation threw (the adapter throws typed errors only). */

@@ -90,7 +90,7 @@ export function readAdapterOptions(options: unknown, known: Iterable<string>, me
     if (Array.isArray(options)) return options;
     names = Object.keys(given);
   } catch (error) {
-    issues.push({ path: '', message: `cannot be read: ${errorText(error)}`, cause: error });
+    issues.push(unreadable('', error));
     throw refuse();
   }
   const copy = Object.create(null) as Record<string, unknown>;
@@ -99,7 +99,7 @@ export function readAdapterOptions(options: unknown, known: Iterable<string>, me
       const value = given[name];
       if (value !== undefined) copy[name] = value;
     } catch (error) {
-      issues.push({ path: `/${name}`, message: `cannot be read: ${errorText(error)}`, cause: error });
+      issues.push(unreadable(`/${name}`, error));
     }
   }
   if (issues.length > 0) throw refuse();
@@ -119,7 +119,12 @@ export function checkReadable(path: string, issues: ConfigIssue[], check: () => 
   try {
     return check();
   } catch (error) {
-    issues.push({ path, message: `cannot be read: ${errorText(error)}`, cause: error });
+    issues.push(unreadable(path, error));
     return undefined;
   }
+}
+
+/** The issue of an option at `path` that threw when read, with the error as cause. */
+function unreadable(path: string, error: unknown): ConfigIssue {
+  return { path, message: `cannot be read: ${errorText(error)}`, cause: error };
 }

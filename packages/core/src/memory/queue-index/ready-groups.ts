@@ -64,13 +64,23 @@ export class ReadyGroups {
   }
 }
 
+/** The turn order of groups without a policy: {@link outranks} with each ready time its last claim. */
 function takesTurnBefore(a: GroupState, b: GroupState): boolean {
-  const p = (a.ready.peek() as Entry).priority;
-  const q = (b.ready.peek() as Entry).priority;
+  return outranks(a, a.lastClaimAt, b, b.lastClaimAt);
+}
+
+/**
+ * Whether group `g` should be claimed from before `best`: its best record's priority, then the
+ * earlier ready time (fairness), then the earlier last claim (ready times that tie within a ms),
+ * then the name.
+ */
+export function outranks(g: GroupState, readyAt: number, best: GroupState, bestReadyAt: number): boolean {
+  const p = (g.ready.peek() as Entry).priority;
+  const q = (best.ready.peek() as Entry).priority;
   if (p !== q) return p > q;
-  if (a.lastClaimAt !== b.lastClaimAt) return a.lastClaimAt < b.lastClaimAt;
-  if (a.lastClaimSeq !== b.lastClaimSeq) return a.lastClaimSeq < b.lastClaimSeq;
-  return a.name < b.name;
+  if (readyAt !== bestReadyAt) return readyAt < bestReadyAt;
+  if (g.lastClaimSeq !== best.lastClaimSeq) return g.lastClaimSeq < best.lastClaimSeq;
+  return g.name < best.name;
 }
 
 function getTurnPos(group: GroupState): number {
