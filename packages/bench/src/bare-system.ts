@@ -26,7 +26,8 @@ export function bareSystem(concurrency: number, payload: Uint8Array, run: string
   let stopped = false;
 
   const handler = (record: BareRecord): Promise<void> => {
-    record.result = payload.slice();
+    // A copy, as armlib's memory cache keeps one (`slice` of a Buffer, the payload, is a view).
+    record.result = Buffer.from(payload);
     return Promise.resolve();
   };
 
