@@ -26,7 +26,8 @@ export { MEMORY_CACHE_DEFAULTS, MemoryCacheManager } from './memory/memory-cache
 export { MemoryQueueManager } from './memory/memory-queue-manager.js';
 export type { MemoryQueueManagerOptions } from './memory/memory-queue-manager.js';
 export type { MemoryCacheManagerOptions } from './memory/memory-cache-manager.js';
-export { checkReadable, errorText, readAdapterOptions } from './util/arguments.js';
+export { checkReadable, errorText, readAdapterOptions, tryReadAdapterOptions } from './util/arguments.js';
+export type { ReadAdapterOptions } from './util/arguments.js';
 export { checkByteRange, chunksOf, countingIterable, readAll, sliceRange } from './util/bytes.js';
 export {
   assertCacheArea,

@@ -1,6 +1,6 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { DynamoDBClientConfig } from '@aws-sdk/client-dynamodb';
-import { checkReadable, ConfigError, readAdapterOptions } from '@armlib/core';
+import { checkReadable, ConfigError, readAdapterOptions, tryReadAdapterOptions } from '@armlib/core';
 import type { ConfigIssue } from '@armlib/core';
 
 /** Suffix appended to `tablePrefix` when no `tableName` is given. */
@@ -131,7 +131,11 @@ function checkString(o: Record<string, unknown>, name: string, issues: ConfigIss
  * Checks DynamoDB queue options without any I/O; each issue's path is relative to the options
  * object (`/clientConfig`, `/shards`, …). An empty list means the options are usable.
  */
-export function checkDynamoQueueOptions(options: unknown): ConfigIssue[] {
+export function checkDynamoQueueOptions(given: unknown): ConfigIssue[] {
+  // Each field read once: a getter or proxy trap that throws is an issue naming it, not a throw.
+  const read = tryReadAdapterOptions(given, KNOWN);
+  if (read.issues.length > 0) return read.issues;
+  const options = read.value;
   if (options === undefined || options === null) return [];
   if (!isObject(options)) return [{ path: '', message: 'must be an object' }];
   const issues: ConfigIssue[] = [];

@@ -115,6 +115,25 @@ describe('@armlib/dynamodb options', function () {
     expect(pathsOf('x')).to.deep.equal(['']);
   });
 
+  it('checkDynamoQueueOptions returns options it cannot read as issues naming the field, never throwing', function () {
+    const boom = (): never => {
+      throw new Error('boom');
+    };
+    const { proxy: revoked, revoke } = Proxy.revocable({}, {});
+    revoke();
+    const [issue, ...others] = checkDynamoQueueOptions(
+      Object.defineProperty({ tableName: 't' }, 'shards', { enumerable: true, get: boom }),
+    );
+    expect(others).to.deep.equal([]);
+    expect(issue).to.include({ path: '/shards', message: 'cannot be read: boom' });
+    expect((issue?.cause as Error | undefined)?.message).to.equal('boom');
+    expect(checkDynamoQueueOptions(revoked).map((i) => i.path)).to.deep.equal(['']);
+    expect(checkDynamoQueueOptions(new Proxy({}, { ownKeys: boom })).map((i) => i.path)).to.deep.equal(['']);
+    expect(checkDynamoQueueOptions(new Proxy({ tableName: 't' }, { get: boom })).map((i) => i.path)).to.include(
+      '/tableName',
+    );
+  });
+
   it('rejects region and endpoint given together with a ready client, naming both paths', function () {
     const client = new DynamoDBClient({ region: 'eu-west-1' });
     try {

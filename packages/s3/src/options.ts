@@ -3,7 +3,7 @@ import { constants } from 'node:buffer';
 import { S3Client } from '@aws-sdk/client-s3';
 import type { S3ClientConfig } from '@aws-sdk/client-s3';
 
-import { checkReadable, ConfigError, readAdapterOptions } from '@armlib/core';
+import { checkReadable, ConfigError, readAdapterOptions, tryReadAdapterOptions } from '@armlib/core';
 import type { ConfigIssue } from '@armlib/core';
 
 /** Options of {@link S3CacheManager} (the `cache.options` of a config using the `s3` adapter). */
@@ -153,7 +153,11 @@ const KNOWN: ReadonlySet<string> = new Set<keyof S3CacheManagerOptions>([
  * (`keyPrefx`) is not silently dropped; options left for another adapter do not reach this
  * check, since switching `cache.adapter` by environment variable drops the file's options.
  */
-export function checkS3CacheOptions(options: unknown): ConfigIssue[] {
+export function checkS3CacheOptions(given: unknown): ConfigIssue[] {
+  // Each field read once: a getter or proxy trap that throws is an issue naming it, not a throw.
+  const read = tryReadAdapterOptions(given, KNOWN);
+  if (read.issues.length > 0) return read.issues;
+  const options = read.value;
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
     return [{ path: '', message: `must be an object with at least a bucket, got ${describe(options)}` }];
   }

@@ -166,6 +166,25 @@ describe('@armlib/s3 options', function () {
     expect(pathsOf(null)).to.deep.equal(['']);
   });
 
+  it('checkS3CacheOptions returns options it cannot read as issues naming the field, never throwing', function () {
+    const boom = (): never => {
+      throw new Error('boom');
+    };
+    const { proxy: revoked, revoke } = Proxy.revocable({}, {});
+    revoke();
+    const [issue, ...others] = checkS3CacheOptions(
+      Object.defineProperty({ bucket: 'ok-bucket' }, 'prefix', { enumerable: true, get: boom }),
+    );
+    expect(others).to.deep.equal([]);
+    expect(issue).to.include({ path: '/prefix', message: 'cannot be read: boom' });
+    expect((issue?.cause as Error | undefined)?.message).to.equal('boom');
+    expect(checkS3CacheOptions(revoked).map((i) => i.path)).to.deep.equal(['']);
+    expect(checkS3CacheOptions(new Proxy({}, { ownKeys: boom })).map((i) => i.path)).to.deep.equal(['']);
+    expect(checkS3CacheOptions(new Proxy({ bucket: 'ok-bucket' }, { get: boom })).map((i) => i.path)).to.include(
+      '/bucket',
+    );
+  });
+
   it('throws a ConfigError from the constructor, before any I/O', function () {
     let caught: unknown;
     try {

@@ -78,21 +78,39 @@ export function errorText(error: unknown): string {
  * @param message - the message of the `ConfigError`, e.g. `'invalid file queue options'`.
  */
 export function readAdapterOptions(options: unknown, known: Iterable<string>, message: string): unknown {
-  if (typeof options !== 'object' || options === null) return options;
-  const issues: ConfigIssue[] = [];
-  const refuse = (): ConfigError => {
-    const causes = issues.map((issue) => issue.cause);
-    return new ConfigError(message, issues, { cause: causes.length === 1 ? causes[0] : new AggregateError(causes) });
-  };
+  const { value, issues } = tryReadAdapterOptions(options, known);
+  if (issues.length === 0) return value;
+  const causes = issues.map((issue) => issue.cause);
+  throw new ConfigError(message, issues, { cause: causes.length === 1 ? causes[0] : new AggregateError(causes) });
+}
+
+/** What {@link tryReadAdapterOptions} read. */
+export interface ReadAdapterOptions {
+  /** The plain copy (or the value itself when it is not an object, or an array); undefined when `issues` is not empty. */
+  readonly value: unknown;
+  /** One issue per field that threw when read (path `/<field>`), or one at path `''`; empty when all was read. */
+  readonly issues: ConfigIssue[];
+}
+
+/**
+ * {@link readAdapterOptions} for an adapter's check function, which returns issues instead of
+ * throwing: the fields that cannot be read come back as issues (`cannot be read: …`, the error as
+ * cause), and the check goes on with `value` only when there are none.
+ *
+ * @param options - the options as given.
+ * @param known - the adapter's option names.
+ */
+export function tryReadAdapterOptions(options: unknown, known: Iterable<string>): ReadAdapterOptions {
+  if (typeof options !== 'object' || options === null) return { value: options, issues: [] };
   const given = options as Record<string, unknown>;
   let names: string[];
   try {
-    if (Array.isArray(options)) return options;
+    if (Array.isArray(options)) return { value: options, issues: [] };
     names = Object.keys(given);
   } catch (error) {
-    issues.push(unreadable('', error));
-    throw refuse();
+    return { value: undefined, issues: [unreadable('', error)] };
   }
+  const issues: ConfigIssue[] = [];
   const copy = Object.create(null) as Record<string, unknown>;
   for (const name of new Set([...known, ...names])) {
     try {
@@ -102,8 +120,7 @@ export function readAdapterOptions(options: unknown, known: Iterable<string>, me
       issues.push(unreadable(`/${name}`, error));
     }
   }
-  if (issues.length > 0) throw refuse();
-  return copy;
+  return issues.length === 0 ? { value: copy, issues } : { value: undefined, issues };
 }
 
 /**

@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 
-import { ConfigError, readAdapterOptions } from '@armlib/core';
+import { ConfigError, readAdapterOptions, tryReadAdapterOptions } from '@armlib/core';
 import type { ConfigIssue } from '@armlib/core';
 
 /** Options of {@link FileCacheManager} (the `cache.options` of a config using the `file` adapter). */
@@ -52,7 +52,11 @@ const MAX_INLINE_BYTES = 65536;
  * issue: a misspelt `durabilty` would otherwise run with the default durability unnoticed (the
  * config loader drops options written for another adapter when an environment variable switches it).
  */
-export function checkFileCacheOptions(options: unknown): ConfigIssue[] {
+export function checkFileCacheOptions(raw: unknown): ConfigIssue[] {
+  // Each field read once: a getter or proxy trap that throws is an issue naming it, not a throw.
+  const read = tryReadAdapterOptions(raw, KNOWN_OPTIONS);
+  if (read.issues.length > 0) return read.issues;
+  const options = read.value;
   if (options === undefined || options === null) return [];
   if (typeof options !== 'object' || Array.isArray(options)) return [{ path: '', message: 'must be an object' }];
   const given = options as Record<string, unknown>;

@@ -1,6 +1,6 @@
 import path from 'node:path';
 
-import { ConfigError, readAdapterOptions } from '@armlib/core';
+import { ConfigError, readAdapterOptions, tryReadAdapterOptions } from '@armlib/core';
 import type { ConfigIssue } from '@armlib/core';
 
 /** Options of the file queue (the `queue.options` of a config using the `file` adapter). */
@@ -56,7 +56,11 @@ const KNOWN: ReadonlySet<string> = new Set(['dir', 'durability', 'busyTimeoutMs'
  * `undefined` is not, as undefined keeps the default. Switching adapters by environment variable
  * still works: the configuration drops the options written for the other adapter.
  */
-export function checkFileQueueOptions(options: unknown): ConfigIssue[] {
+export function checkFileQueueOptions(given: unknown): ConfigIssue[] {
+  // Each field read once: a getter or proxy trap that throws is an issue naming it, not a throw.
+  const read = tryReadAdapterOptions(given, KNOWN);
+  if (read.issues.length > 0) return read.issues;
+  const options = read.value;
   if (options === undefined || options === null) return [];
   if (typeof options !== 'object' || Array.isArray(options)) return [{ path: '', message: 'must be an object' }];
   const issues: ConfigIssue[] = [];

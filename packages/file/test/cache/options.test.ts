@@ -106,6 +106,28 @@ describe('file cache: options', function () {
     expect(fs.existsSync(dir)).to.equal(false);
   });
 
+  it('checkFileCacheOptions returns options it cannot read as issues naming the field, never throwing', function () {
+    const boom = (): never => {
+      throw new Error('boom');
+    };
+    const { proxy: revoked, revoke } = Proxy.revocable({}, {});
+    revoke();
+    const [issue, ...others] = checkFileCacheOptions(
+      Object.defineProperty({ dir: 'c' }, 'urlPrefix', { enumerable: true, get: boom }),
+    );
+    expect(others).to.deep.equal([]);
+    expect(issue).to.include({ path: '/urlPrefix', message: 'cannot be read: boom' });
+    expect((issue?.cause as Error | undefined)?.message).to.equal('boom');
+    expect(checkFileCacheOptions(revoked).map((i) => i.path)).to.deep.equal(['']);
+    expect(checkFileCacheOptions(new Proxy({}, { ownKeys: boom })).map((i) => i.path)).to.deep.equal(['']);
+    expect(checkFileCacheOptions(new Proxy({ dir: 'c' }, { get: boom })).map((i) => i.path)).to.deep.equal([
+      '/dir',
+      '/durability',
+      '/urlPrefix',
+      '/inlineMaxBytes',
+    ]);
+  });
+
   it('throws a ConfigError with the same issues from the constructor, without touching the disk', function () {
     const dir = join(tmp.path, 'never-created');
     let thrown: unknown;

@@ -159,6 +159,28 @@ describe('FileQueueManager: options', function () {
     expect(fs.existsSync(target)).to.equal(false);
   });
 
+  it('checkFileQueueOptions returns options it cannot read as issues naming the field, never throwing', function () {
+    const boom = (): never => {
+      throw new Error('boom');
+    };
+    const { proxy: revoked, revoke } = Proxy.revocable({}, {});
+    revoke();
+    const [issue, ...others] = checkFileQueueOptions(
+      Object.defineProperty({ dir: 'q' }, 'durability', { enumerable: true, get: boom }),
+    );
+    expect(others).to.deep.equal([]);
+    expect(issue).to.include({ path: '/durability', message: 'cannot be read: boom' });
+    expect((issue?.cause as Error | undefined)?.message).to.equal('boom');
+    expect(checkFileQueueOptions(revoked).map((i) => i.path)).to.deep.equal(['']);
+    expect(checkFileQueueOptions(new Proxy({}, { ownKeys: boom })).map((i) => i.path)).to.deep.equal(['']);
+    expect(checkFileQueueOptions(new Proxy({ dir: 'q' }, { get: boom })).map((i) => i.path)).to.deep.equal([
+      '/dir',
+      '/durability',
+      '/busyTimeoutMs',
+      '/statsCacheMs',
+    ]);
+  });
+
   it('creates the directory (mkdir -p), resolves a relative dir against the working directory', async function () {
     const nested = path.join(dir, 'a', 'b', 'c');
     const relative = path.relative(process.cwd(), nested);
