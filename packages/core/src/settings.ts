@@ -30,6 +30,14 @@ export interface ManagerSettings {
   defaultEstimatedMs: number;
 }
 
+/**
+ * Bounds of `leaseMs`, in the `manager` settings and a worker's own options alike: the setting is
+ * a worker's default, so a value a worker would refuse must not pass as a setting either.
+ */
+export const LEASE_MS_BOUNDS = Object.freeze({ min: 10, max: 24 * 3_600_000 });
+/** Bounds of `pollMs`, in the `manager` settings and a worker's own options alike. */
+export const POLL_MS_BOUNDS = Object.freeze({ min: 1, max: 3_600_000 });
+
 /** Defaults applied to every missing setting. */
 export const DEFAULT_SETTINGS: Readonly<ManagerSettings> = Object.freeze({
   leaseMs: 30_000,

@@ -228,9 +228,28 @@ describe('config', () => {
       expect(error.message).to.include(path.join(FIXTURES, 'invalid-many.json'));
     });
 
+    it('bounds leaseMs and pollMs as a worker bounds its own (the settings are its defaults)', async () => {
+      for (const [manager, path, message] of [
+        [{ leaseMs: 9 }, '/manager/leaseMs', 'must be an integer from 10 to 86400000, got 9'],
+        [{ leaseMs: 3 * 86_400_000 }, '/manager/leaseMs', 'must be an integer from 10 to 86400000, got 259200000'],
+        [{ pollMs: 0 }, '/manager/pollMs', 'must be an integer from 1 to 3600000, got 0'],
+        [{ pollMs: 3_600_001 }, '/manager/pollMs', 'must be an integer from 1 to 3600000, got 3600001'],
+      ] as const) {
+        const error = await configError(loadConfig({ queue: { adapter: 'memory' }, manager }, { env: NO_ENV }));
+        expect(issueAt(error, path)).to.equal(message);
+      }
+      const ok = await loadConfig(
+        { queue: { adapter: 'memory' }, manager: { leaseMs: 10, pollMs: 3_600_000 } },
+        {
+          env: NO_ENV,
+        },
+      );
+      expect(ok.manager).to.include({ leaseMs: 10, pollMs: 3_600_000 });
+    });
+
     it('says what was expected and what was found', async () => {
       const error = await configError(loadConfig(path.join(FIXTURES, 'invalid-many.json'), { env: NO_ENV }));
-      expect(issueAt(error, '/manager/leaseMs')).to.match(/^must be an integer from 1 to \d+, got -5$/);
+      expect(issueAt(error, '/manager/leaseMs')).to.equal('must be an integer from 10 to 86400000, got -5');
       expect(issueAt(error, '/manager/maxAttempts')).to.equal(
         'must be an integer >= 1 (at most 2^53 - 1), got "three"',
       );

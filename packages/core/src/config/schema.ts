@@ -1,4 +1,5 @@
 import { FORMAT_PATTERN, GROUP_PATTERN } from '../keys.js';
+import { LEASE_MS_BOUNDS, POLL_MS_BOUNDS } from '../settings.js';
 import type { ManagerSettings } from '../settings.js';
 import type { GroupPolicy } from '../spi/queue.js';
 
@@ -26,7 +27,7 @@ function int(minimum: number, maximum = Number.MAX_SAFE_INTEGER): ConfigSchema {
 
 // Typed by the settings' keys so that adding a setting without a schema entry fails to compile.
 const MANAGER_PROPERTIES: Record<keyof ManagerSettings, ConfigSchema> = {
-  leaseMs: int(1, MAX_TIMER_MS),
+  leaseMs: int(LEASE_MS_BOUNDS.min, LEASE_MS_BOUNDS.max),
   maxAttempts: int(1),
   retryBaseMs: int(0, MAX_TIMER_MS),
   retryMaxMs: int(0, MAX_TIMER_MS),
@@ -40,7 +41,7 @@ const MANAGER_PROPERTIES: Record<keyof ManagerSettings, ConfigSchema> = {
   },
   maxQueueLength: int(0),
   maxPendingPerOwner: int(0),
-  pollMs: int(1, MAX_TIMER_MS),
+  pollMs: int(POLL_MS_BOUNDS.min, POLL_MS_BOUNDS.max),
   sweepMs: int(1, MAX_TIMER_MS),
   targetWaitMs: int(1),
   defaultEstimatedMs: int(0),

@@ -6,6 +6,7 @@ import { BackendError, ClosedError, InvalidRequestError, LeaseLostError } from '
 import type { AbortReason } from '../errors.js';
 import { GROUP_PATTERN, showValue } from '../keys.js';
 import type { Handler, ManagerEvents, Worker, WorkerOptions } from '../manager/types.js';
+import { LEASE_MS_BOUNDS, POLL_MS_BOUNDS } from '../settings.js';
 import type { ManagerSettings } from '../settings.js';
 import type { CacheManager } from '../spi/cache.js';
 import type { ClaimOptions, GroupPolicy, Lease, QueueManager } from '../spi/queue.js';
@@ -117,8 +118,14 @@ export class WorkerRuntime implements Worker, JobHost {
     this.#host = host;
     this.#handler = handler;
     this.#concurrency = intOption(options.concurrency, 'concurrency', 1, 1, MAX_CONCURRENCY);
-    this.#leaseMs = intOption(options.leaseMs, 'leaseMs', host.settings.leaseMs, 10, 24 * 3600_000);
-    this.#pollMs = intOption(options.pollMs, 'pollMs', host.settings.pollMs, 1, 3600_000);
+    this.#leaseMs = intOption(
+      options.leaseMs,
+      'leaseMs',
+      host.settings.leaseMs,
+      LEASE_MS_BOUNDS.min,
+      LEASE_MS_BOUNDS.max,
+    );
+    this.#pollMs = intOption(options.pollMs, 'pollMs', host.settings.pollMs, POLL_MS_BOUNDS.min, POLL_MS_BOUNDS.max);
     if (options.groups !== undefined) {
       if (!Array.isArray(options.groups) || options.groups.length === 0) {
         throw new InvalidRequestError('groups', 'must be a non-empty array of group names');
