@@ -17,6 +17,10 @@ const RETRYABLE_NAMES = new Set([
   'ServiceUnavailable',
   'TimeoutError',
   'NetworkingError',
+  // Temporary credentials ran out (HTTP 400): the SDK's provider refreshes them, so a retry
+  // succeeds (as the DynamoDB adapter reads ExpiredTokenException).
+  'ExpiredToken',
+  'ExpiredTokenException',
 ]);
 
 // Node / undici socket errors: the connection failed, not the request.

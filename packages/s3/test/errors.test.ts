@@ -22,6 +22,7 @@ describe('@armlib/s3 error translation', function () {
       sdkError('TooManyRequestsException', 429),
       sdkError('Unknown', 502),
       sdkError('RequestTimeout', 400),
+      sdkError('ExpiredToken', 400),
       sdkError('TimeoutError'),
       Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }),
       Object.assign(new Error('connect'), { code: 'ECONNREFUSED' }),
