@@ -10,7 +10,7 @@ import { S3CacheManager } from '../../src/index.js';
 
 /**
  * Where the tests store objects. By default an in-process s3rver on a random loopback port with a
- * temporary directory; with `ARMLIB_TEST_REAL_AWS=1` (and `ARMLIB_S3_ENDPOINT` unset) real S3,
+ * temporary directory; with `ARMLIB_TEST_REAL_AWS=1` real S3,
  * using the default credential chain, `AWS_REGION` and the bucket `ARMLIB_TEST_S3_BUCKET`.
  *
  * Isolation: one bucket per test process, and one fresh key prefix per {@link S3TestEnv.newPrefix}
@@ -47,8 +47,7 @@ after(async function () {
 });
 
 async function start(): Promise<S3TestEnv> {
-  const real = process.env['ARMLIB_TEST_REAL_AWS'] === '1' && process.env['ARMLIB_S3_ENDPOINT'] === undefined;
-  return real ? startReal() : startS3rver();
+  return process.env['ARMLIB_TEST_REAL_AWS'] === '1' ? startReal() : startS3rver();
 }
 
 async function startS3rver(): Promise<S3TestEnv> {
