@@ -11,7 +11,7 @@ import { drive } from './drive.js';
 import type { DriveOptions, LifecycleSystem, ThroughputResult } from './drive.js';
 import type { FileStreamingResult } from './file-streaming.js';
 import type { S3StreamingResult } from './s3-streaming.js';
-import { dependentReadNs } from './memory-latency.js';
+import { dependentReadNs, pageTouchUs } from './memory-latency.js';
 import { fixed, int, machineInfo, mib, table, writeResults } from './report.js';
 import { collectGarbage } from './stats.js';
 import { measureManyGroups } from './many-groups.js';
@@ -128,6 +128,7 @@ const memoryLatency = Number.isFinite(bytesPerPending)
       return { pending: r.pending, workingSetBytes: bytes, dependentReadNs: dependentReadNs(bytes) };
     })
   : [];
+const pageTouch = pageTouchUs();
 const bestArmlib = Math.max(...lifecycle.filter((r) => r.system === 'armlib memory').map((r) => r.perSecond));
 
 say('');
@@ -149,6 +150,10 @@ for (const line of table(
 }
 say(
   `  goal ≥ ${int(GOAL_LIFECYCLES_PER_SECOND)}/s: best armlib ${int(bestArmlib)}/s (${bestArmlib >= GOAL_LIFECYCLES_PER_SECOND ? 'met' : 'not met'})`,
+);
+say(
+  `  this machine: writing a 4 KiB page of fresh memory costs ${fixed(pageTouch.firstTouchUs, 2)} µs the first time ` +
+    `(a page fault), ${fixed(pageTouch.rewriteUs, 2)} µs once mapped; each lifecycle keeps its record and its result`,
 );
 say('');
 say('Status with position (keys spread across the queue)');
@@ -228,6 +233,7 @@ const path = await writeResults(resolve(values.out), startedAt, {
   statusRatio,
   hotStatusRatio,
   memoryLatency,
+  pageTouch,
   memory:
     largest === undefined
       ? undefined

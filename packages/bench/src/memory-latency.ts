@@ -34,3 +34,30 @@ export function dependentReadNs(bytes: number, reads = 2_000_000): number {
   if (at < 0) throw new Error('unreachable');
   return ns;
 }
+
+/** What writing fresh memory costs, from {@link pageTouchUs}. */
+export interface PageTouchCost {
+  /** µs per 4 KiB page written for the first time (the kernel maps a zeroed page on the fault). */
+  readonly firstTouchUs: number;
+  /** µs per 4 KiB page written again, once mapped: the copying alone. */
+  readonly rewriteUs: number;
+}
+
+/**
+ * Writes `bytes` of never-touched memory twice and times each pass per 4 KiB page: the first pays
+ * a page fault per page, the second only the copying. Memory a process keeps growing (records and
+ * results a lifecycle keeps, a heap being filled) pays the first figure; on a virtual machine
+ * whose faults are costly it is far above the second.
+ */
+export function pageTouchUs(bytes = 64 * 1024 * 1024): PageTouchCost {
+  const pages = Math.max(1, Math.floor(bytes / 4096));
+  // Uninitialised and large: the allocator maps it fresh, so no page of it is resident yet.
+  const memory = Buffer.allocUnsafeSlow(pages * 4096);
+  let started = process.hrtime.bigint();
+  memory.fill(1);
+  const first = Number(process.hrtime.bigint() - started) / 1000 / pages;
+  started = process.hrtime.bigint();
+  memory.fill(2);
+  const again = Number(process.hrtime.bigint() - started) / 1000 / pages;
+  return { firstTouchUs: first, rewriteUs: again };
+}
