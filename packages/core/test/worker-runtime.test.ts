@@ -885,6 +885,61 @@ function later(clock: ManualClock, ms: number): Promise<void> {
   return new Promise<void>((resolve) => clock.setTimeout(resolve, ms));
 }
 
+/** A clock whose time can jump without firing the timers due meanwhile: a process that stalled. */
+class StallClock extends ManualClock {
+  offset = 0;
+  override now(): number {
+    return super.now() + this.offset;
+  }
+}
+
+describe('worker runtime, a job whose lease ran out while its process stalled', () => {
+  for (const path of ['sync', 'promise'] as const) {
+    it(`tells no progress of it once another attempt runs the request (${path} path)`, async () => {
+      const clock = new StallClock();
+      const memory = new MemoryQueueManager({}, clock);
+      const rm = buildRequestManager({
+        queue: path === 'sync' ? memory : new ForwardingQueueManager(memory),
+        cache: new MemoryCacheManager({}, clock),
+        clock,
+        settings: { leaseMs: 3000, sweepMs: 60_000 },
+      });
+      try {
+        const progress: number[] = [];
+        rm.events.on('progress', (e) => progress.push(e.progress));
+        const computed = gate();
+        let lateProgress: Promise<unknown> | undefined;
+        rm.process(
+          async (job) => {
+            if (job.attempt === 1) {
+              await computed.promise;
+              lateProgress = rejectionOf(job.progress(90, 'almost done'));
+              await lateProgress;
+              throw job.signal.reason;
+            }
+            await job.progress(10, 'attempt 2 started');
+            await new Promise<never>(() => undefined);
+          },
+          { concurrency: 2 },
+        );
+        const { key } = await rm.submit({ uri: '/stalls', key: 'k' });
+        await clock.tick();
+        clock.offset += 4000; // past the 3 s lease, with no heartbeat timer fired
+        await rm.sweep(); // requeued; the second slot claims attempt 2
+        await clock.tick();
+        computed.open();
+        await clock.tick();
+        expect(LeaseLostError.is(await lateProgress)).to.equal(true);
+        expect(progress).to.deep.equal([10]);
+        const status = await rm.status(key);
+        expect(status).to.include({ state: 'running', attempts: 2, progress: 10 });
+      } finally {
+        await rm.close();
+      }
+    });
+  }
+});
+
 describe('worker runtime, on the sync and the promise path', () => {
   let b: Bench | undefined;
   afterEach(async () => {

@@ -197,6 +197,13 @@ export class WorkerRuntime implements Worker, JobHost {
   }
 
   async reportProgress(job: JobContext, percent: number, message: string | undefined): Promise<void> {
+    // A job whose lease ran out (its process stalled past it) may no longer hold the request: it
+    // may be pending again or run by another attempt, whose progress an event from this one would
+    // contradict. Nothing is told, and the job learns it lost the lease, as a heartbeat would.
+    if (this.#leaseLapsed(job)) {
+      job.abort('lease-lost');
+      throw new LeaseLostError(job.key);
+    }
     job.unsentProgress = { percent, message };
     this.#host.emitKeyed('progress', {
       key: job.key,
@@ -208,6 +215,11 @@ export class WorkerRuntime implements Worker, JobHost {
       // Progress presents the lease token: a worker that learns here that it lost the lease is told so.
       if (job.abortReason === 'lease-lost') throw new LeaseLostError(job.key);
     }
+  }
+
+  /** The job lost its lease, or its lease ran out while it was not finishing (its process stalled). */
+  #leaseLapsed(job: JobContext): boolean {
+    return job.abortReason === 'lease-lost' || (this.clock.now() >= job.leaseExpiresAt && !job.finishing);
   }
 
   async #pump(): Promise<void> {
