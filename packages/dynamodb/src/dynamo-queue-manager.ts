@@ -90,7 +90,8 @@ import { ActivityBuffer, DurationBuffer, WorkerRegistry } from './side-stats.js'
 import { ensureTable } from './table.js';
 import { checkTableLayout } from './table-layout.js';
 import type { EnsureTableResult } from './table.js';
-import { UncertainWrites } from './uncertain-writes.js';
+import { LeaseSlots } from './lease-slots.js';
+import { UncertainWrites, UnsettledWrites } from './uncertain-writes.js';
 
 const LEASE_EXPIRED: ErrorInfo = Object.freeze({
   code: 'LEASE_EXPIRED',
@@ -104,6 +105,29 @@ const SLOT_REPAIR_MS = 60_000;
 const READ_REUSE_MS = 250;
 /** Expiries this process applied outside a sweep, kept for the next one to report; beyond this they are not reported. */
 const MAX_UNREPORTED = 100_000;
+
+/** What a sweep writes of a record it finds due. */
+type SweepKind = 'requeued' | 'failed' | 'cancelled' | 'expired';
+
+/** A sweep's transition write: enough to recognise it on the record and report it. */
+interface SweepWrite {
+  readonly key: string;
+  readonly writeId: string;
+  readonly kind: SweepKind;
+  /** The expired lease (none for a pending expiry): its token, and the group its slot may be in. */
+  readonly lease: { readonly token: string; readonly group: string } | undefined;
+  /** The sweep's time. */
+  readonly at: number;
+}
+
+/** A claim whose outcome is unknown: its record may run under its token, held by no one. */
+interface UnsettledClaim {
+  readonly key: string;
+  readonly token: string;
+  readonly group: string;
+  /** It took a group slot (under its token). */
+  readonly slot: boolean;
+}
 
 /** A list position: the last record listed, by seq and then key (two processes may draw one seq). */
 interface ListCursor {
@@ -193,6 +217,12 @@ export class DynamoQueueManager implements QueueManager {
   /** Last claim per group by this process (fairness between groups without a policy item). */
   readonly #lastClaim: ClaimHistory = new Map();
   readonly #uncertain = new UncertainWrites();
+  /** Group slots of the leases this process's claims returned, for the calls that end in LeaseLostError. */
+  readonly #leaseSlots = new LeaseSlots();
+  /** Sweep transitions whose outcome is unknown, by write id: the next sweep reads and reports them. */
+  readonly #unsettledSweeps = new UnsettledWrites<SweepWrite>();
+  /** Claims whose outcome is unknown, by lease token: the next claim or sweep undoes them. */
+  readonly #unsettledClaims = new UnsettledWrites<UnsettledClaim>();
   #claimSeq = 0;
   #ready: Promise<EnsureTableResult | undefined> | undefined;
   /** The check of this process's shard options against the table's, once (again after a failure). */
@@ -505,6 +535,8 @@ export class DynamoQueueManager implements QueueManager {
    * shard; undefined when a shard's head holds a pause marker.
    */
   async #readRound(batch: ClaimBatch): Promise<ClaimRound | undefined> {
+    // A request an earlier claim may have left running under no one's lease is claimable again first.
+    await this.#settleClaims(this.#clock.now());
     let groupItems = new Map<string, GroupItemState>();
     if (batch.usesGroupItems) {
       // Slots this process failed to give back go first, so that they count as free again at once.
@@ -542,7 +574,17 @@ export class DynamoQueueManager implements QueueManager {
     const policy = policyOf(options, c.group);
     let slot: { prevLc: number | undefined } | undefined;
     if (needsGroupItem(policy) && policy !== undefined) {
-      const taken = await this.#groups.take(c.group, policy, c.key, token, now);
+      let taken: { prevLc: number | undefined } | false;
+      try {
+        taken = await this.#groups.take(c.group, policy, c.key, token, now);
+      } catch (error) {
+        // The take may have landed before it failed (its answer lost): the slot would be held by a
+        // token nobody has until the repair pass, two passes a minute apart. The release is
+        // conditional on this token, so it does nothing when the take did not land; one the table
+        // refuses is owed and retried by the next claim or sweep.
+        await this.#groups.releaseOrOwe(c.group, c.key, token);
+        throw error;
+      }
       if (taken === false) return 'group-blocked';
       slot = taken;
     }
@@ -576,11 +618,16 @@ export class DynamoQueueManager implements QueueManager {
       // out): only the record tells, by this claim's token. Landed, the lease is returned (else the
       // request would sit running under a token nobody holds until its lease ran out).
       const seen = await this.#readAfterFailure(c.key);
-      if (seen === 'unknown' || seen?.[A.leaseToken] !== token) {
-        // Not claimed: the slot goes back now instead of leaking until the repair pass. When the
-        // record cannot be read either, the slot stays taken for the repair pass (the safe side
-        // of the cap: the claim may have landed).
-        if (slot !== undefined && seen !== 'unknown') await this.#giveBackSlot(c.group, c.key, token, slot.prevLc, now);
+      if (seen === 'unknown') {
+        // The claim may have landed: the request would run under a token nobody holds, and its
+        // lease running out would cost it an attempt it never ran. The next claim or sweep undoes
+        // it (see #settleClaims); the slot stays taken until then (the safe side of the cap).
+        this.#unsettledClaims.remember(token, { key: c.key, token, group: c.group, slot: slot !== undefined });
+        throw error;
+      }
+      if (seen?.[A.leaseToken] !== token) {
+        // Not claimed: the slot goes back now instead of leaking until the repair pass.
+        if (slot !== undefined) await this.#giveBackSlot(c.group, c.key, token, slot.prevLc, now);
         throw error;
       }
       out = { ok: true, item: seen };
@@ -598,6 +645,7 @@ export class DynamoQueueManager implements QueueManager {
     if (slot !== undefined) {
       const item = groupItems.get(c.group);
       groupItems.set(c.group, { running: (item?.running ?? 0) + 1, lastClaimAt: now });
+      this.#leaseSlots.held(token, { group: c.group, key: c.key });
     }
     this.#lastClaim.set(c.group, { at: now, seq: ++this.#claimSeq });
     this.#live.adjust(record.group, record.owner, 'pending', 'running');
@@ -609,6 +657,56 @@ export class DynamoQueueManager implements QueueManager {
   // ---------------------------------------------------------------- fenced calls
 
   async heartbeat(key: string, token: string, options: HeartbeatOptions): Promise<HeartbeatResult> {
+    return this.#asHolder(key, token, () => this.#heartbeat(key, token, options));
+  }
+
+  async complete(key: string, token: string, options: CompleteOptions): Promise<QueueRecord> {
+    return this.#asHolder(key, token, () => this.#complete(key, token, options));
+  }
+
+  async fail(key: string, token: string, options: FailOptions): Promise<QueueRecord> {
+    return this.#asHolder(key, token, () => this.#fail(key, token, options));
+  }
+
+  async release(key: string, token: string, options: ReleaseOptions): Promise<QueueRecord> {
+    return this.#asHolder(key, token, () => this.#release(key, token, options));
+  }
+
+  async acknowledgeCancel(key: string, token: string, options: CancelOptions): Promise<QueueRecord> {
+    return this.#asHolder(key, token, () => this.#acknowledgeCancel(key, token, options));
+  }
+
+  /**
+   * A lease holder's call. One that ends in LeaseLostError gives back the group slot its lease
+   * held: the call may be a misread (a transition that landed, its answer lost, the record moved
+   * on — re-submitted, claimed — before the SDK's retry could find its write id), after which no
+   * bookkeeping of this process would ever give the slot back.
+   */
+  async #asHolder<T>(key: string, token: string, call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (error) {
+      if (LeaseLostError.is(error)) await this.#lostLeaseSlot(key, token);
+      throw error;
+    }
+  }
+
+  /**
+   * The slot of a lease lost (or misread as lost), given back when the record no longer runs
+   * under its token — the repair pass's rule, applied at once. A record still running under it
+   * (its lease ran out, no sweep yet) keeps the slot until the sweep that ends it gives it back;
+   * an unreadable record leaves it to the repair pass. The release is conditional on the token:
+   * a slot freed already (by the sweep that took the lease) is left alone.
+   */
+  async #lostLeaseSlot(key: string, token: string): Promise<void> {
+    const slot = this.#leaseSlots.end(token, key);
+    if (slot === undefined) return;
+    const seen = await this.#readAfterFailure(key);
+    if (seen === 'unknown' || (seen?.[A.state] === 'running' && seen[A.leaseToken] === token)) return;
+    await this.#groups.releaseOrOwe(slot.group, key, token);
+  }
+
+  async #heartbeat(key: string, token: string, options: HeartbeatOptions): Promise<HeartbeatResult> {
     const now = await this.#begin();
     checkLeaseMs(options.leaseMs);
     const leaseExpiresAt = now + options.leaseMs;
@@ -636,7 +734,7 @@ export class DynamoQueueManager implements QueueManager {
     return { cancelRequested: item[A.cancelRequested] === true, leaseExpiresAt };
   }
 
-  async complete(key: string, token: string, options: CompleteOptions): Promise<QueueRecord> {
+  async #complete(key: string, token: string, options: CompleteOptions): Promise<QueueRecord> {
     const now = await this.#begin();
     const e = new Expr();
     this.#finishExpr(e, 'completed', now, options.retainUntil, undefined);
@@ -651,7 +749,7 @@ export class DynamoQueueManager implements QueueManager {
     return record;
   }
 
-  async fail(key: string, token: string, options: FailOptions): Promise<QueueRecord> {
+  async #fail(key: string, token: string, options: FailOptions): Promise<QueueRecord> {
     const now = await this.#begin();
     if (options.retryAt === undefined) {
       const e = new Expr();
@@ -673,7 +771,7 @@ export class DynamoQueueManager implements QueueManager {
     return this.#cancelRunning(key, token, now, options.retainUntil, options.error);
   }
 
-  async release(key: string, token: string, options: ReleaseOptions): Promise<QueueRecord> {
+  async #release(key: string, token: string, options: ReleaseOptions): Promise<QueueRecord> {
     const now = await this.#begin();
     const e = new Expr();
     this.#pendingAgainExpr(e, key, now, undefined, options.countAttempt ? 0 : -1);
@@ -682,7 +780,7 @@ export class DynamoQueueManager implements QueueManager {
     return this.#cancelRunning(key, token, now, options.retainUntil, undefined);
   }
 
-  async acknowledgeCancel(key: string, token: string, options: CancelOptions): Promise<QueueRecord> {
+  async #acknowledgeCancel(key: string, token: string, options: CancelOptions): Promise<QueueRecord> {
     const now = await this.#begin();
     return this.#cancelRunning(key, token, now, options.retainUntil, undefined, true);
   }
@@ -907,6 +1005,10 @@ export class DynamoQueueManager implements QueueManager {
       this.#queryWork((shard) => pendingPk(shard), '#gs >= :lo', { ':lo': PENDING_SK_MIN }, now),
     ]);
     try {
+      // Claims and transitions of this process whose outcome was unknown come first: what landed
+      // is reported (and its slot given back), a claim that landed is undone.
+      await this.#settleClaims(now);
+      await this.#settleSweeps(result);
       await this.#sweepLeases(leaseKeys, now, retainUntil, result);
       await this.#sweepPendingExpiry(expiredKeys, now, retainUntil, result);
     } catch (error) {
@@ -931,6 +1033,9 @@ export class DynamoQueueManager implements QueueManager {
     } catch {
       // Slots still owed stay owed; the repair pass runs again within a minute.
     }
+    // A pause or resume whose process died half-way is finished here; a failure is tried again by
+    // a later sweep.
+    await this.#pause.repair(now).catch(() => undefined);
     try {
       await this.#flush();
     } catch {
@@ -947,7 +1052,7 @@ export class DynamoQueueManager implements QueueManager {
         if (r?.state !== 'running' || r.leaseToken === undefined || (r.leaseExpiresAt ?? Infinity) > now) break;
         const token = r.leaseToken;
         const e = new Expr();
-        let kind: 'cancelled' | 'failed' | 'requeued';
+        let kind: SweepKind;
         if (r.cancelRequested === true) {
           kind = 'cancelled';
           this.#finishExpr(e, 'cancelled', now, retainUntil, undefined);
@@ -958,10 +1063,11 @@ export class DynamoQueueManager implements QueueManager {
           kind = 'requeued';
           this.#pendingAgainExpr(e, key, now, undefined, 0);
         }
-        const writeId = randomUUID();
-        e.set(A.writeId, writeId);
+        const write: SweepWrite = { key, writeId: randomUUID(), kind, lease: { token, group: r.group }, at: now };
+        e.set(A.writeId, write.writeId);
         const expired = `${e.n(A.state)} = ${e.v('running')} AND ${e.n(A.leaseToken)} = ${e.v(token)} AND ${e.n(A.leaseExpiresAt)} <= ${e.v(now)}`;
-        const out = await this.#db.update(
+        const item = await this.#sweepWrite(
+          write,
           {
             Key: this.#recordKey(key),
             UpdateExpression: e.update(),
@@ -972,22 +1078,11 @@ export class DynamoQueueManager implements QueueManager {
           },
           'UpdateItem(lease expiry)',
         );
-        this.#forget(key);
-        // A retried update whose first attempt landed finds its own write: the transition is ours to report.
-        const item = out.ok ? out.item : await this.#landed(key, writeId, out.old);
         if (item === undefined) {
           r = await this.#read(key, now);
           continue;
         }
-        if (kind === 'requeued') {
-          result.requeued.push(await this.#requeued(item, token));
-        } else {
-          const record = await this.#finished(item, token, 'running');
-          if (kind === 'failed') {
-            this.#activity.record('failed', record.group, now);
-            result.failed.push(record);
-          } else result.cancelled.push(record);
-        }
+        await this.#reportSwept(write, item, result);
         break;
       }
     }
@@ -1002,9 +1097,10 @@ export class DynamoQueueManager implements QueueManager {
     for (const key of keys) {
       const e = new Expr();
       this.#finishExpr(e, 'expired', now, retainUntil, undefined);
-      const writeId = randomUUID();
-      e.set(A.writeId, writeId);
-      const out = await this.#db.update(
+      const write: SweepWrite = { key, writeId: randomUUID(), kind: 'expired', lease: undefined, at: now };
+      e.set(A.writeId, write.writeId);
+      const item = await this.#sweepWrite(
+        write,
         {
           Key: this.#recordKey(key),
           UpdateExpression: e.update(),
@@ -1013,9 +1109,109 @@ export class DynamoQueueManager implements QueueManager {
         },
         'UpdateItem(expire)',
       );
-      this.#forget(key);
-      const item = out.ok ? out.item : await this.#landed(key, writeId, out.old);
-      if (item !== undefined) result.expired.push(await this.#finished(item, undefined, 'pending'));
+      if (item !== undefined) await this.#reportSwept(write, item, result);
+    }
+  }
+
+  /**
+   * A sweep's transition: the item when it landed (a retry of the SDK or a failed write whose
+   * answer was lost finds its write id on the record), undefined when its condition failed. A
+   * write that throws is read back: the record has moved on when it landed, so no later sweep
+   * would find it due again, and its report and slot would be lost. Landed, it is returned;
+   * not landed, the error is thrown; unreadable, it is kept for the next sweep
+   * ({@link DynamoQueueManager.#settleSweeps}) and the error thrown.
+   */
+  async #sweepWrite(write: SweepWrite, input: Parameters<Db['update']>[0], op: string): Promise<Item | undefined> {
+    let out: WriteOutcome;
+    try {
+      out = await this.#db.update(input, op);
+    } catch (error) {
+      this.#forget(write.key);
+      const seen = await this.#readAfterFailure(write.key);
+      if (seen === 'unknown') this.#unsettledSweeps.remember(write.writeId, write);
+      else if (seen?.[A.writeId] === write.writeId) return seen;
+      throw error;
+    }
+    this.#forget(write.key);
+    return out.ok ? out.item : this.#landed(write.key, write.writeId, out.old);
+  }
+
+  /** Bookkeeping and report of a sweep's transition that landed. */
+  async #reportSwept(write: SweepWrite, item: Item, result: SweepResult): Promise<void> {
+    const token = write.lease?.token;
+    if (write.kind === 'expired' || token === undefined) {
+      result.expired.push(await this.#finished(item, undefined, 'pending'));
+    } else if (write.kind === 'requeued') {
+      result.requeued.push(await this.#requeued(item, token));
+    } else {
+      const record = await this.#finished(item, token, 'running');
+      if (write.kind === 'failed') {
+        this.#activity.record('failed', record.group, write.at);
+        result.failed.push(record);
+      } else result.cancelled.push(record);
+    }
+  }
+
+  /**
+   * Sweep transitions of this process whose outcome was unknown: each landed one (its write id on
+   * the record) is reported now. A requeued record may have been claimed since (a claim keeps
+   * the write id): it is reported as it is, as the requeue did happen. One whose record has moved
+   * on past another write since is not reported (its id is gone). Either way the slot of its lease
+   * is given back when the record no longer runs under that lease — the repair pass's rule, not
+   * the record's slot flag, which a later claim rewrites; conditional on the token, so a slot
+   * freed already is left alone. One that cannot be read yet waits for the next sweep.
+   */
+  async #settleSweeps(result: SweepResult): Promise<void> {
+    for (const [id, write] of this.#unsettledSweeps.list()) {
+      const seen = await this.#readAfterFailure(write.key);
+      if (seen === 'unknown') continue;
+      this.#unsettledSweeps.forget(id);
+      const lease = write.lease;
+      if (seen?.[A.writeId] === write.writeId) await this.#reportSwept(write, seen, result);
+      if (lease !== undefined && !(seen?.[A.state] === 'running' && seen[A.leaseToken] === lease.token)) {
+        await this.#groups.releaseOrOwe(lease.group, write.key, lease.token);
+      }
+    }
+  }
+
+  /**
+   * Claims of this process whose outcome was unknown (the update and its read-back both threw): a
+   * record running under such a claim's token is held by no one, and its lease running out would
+   * charge it an attempt it never ran. It goes back to pending with its attempts unchanged (as a
+   * release with `countAttempt: false`), and the slot the claim took is given back. A record no
+   * longer running under the token (the claim did not land, or a sweep ended it) gives the slot
+   * back only; one with a cancel requested is left to the sweep, which cancels it. Never throws:
+   * what cannot be settled now waits for the next claim or sweep.
+   */
+  async #settleClaims(now: number): Promise<void> {
+    for (const [id, claim] of this.#unsettledClaims.list()) {
+      try {
+        const e = new Expr();
+        this.#pendingAgainExpr(e, claim.key, now, undefined, -1);
+        e.set(A.writeId, randomUUID());
+        const out = await this.#db.update(
+          {
+            Key: this.#recordKey(claim.key),
+            UpdateExpression: e.update(),
+            ConditionExpression: `${e.n(A.state)} = ${e.v('running')} AND ${e.n(A.leaseToken)} = ${e.v(claim.token)} AND attribute_not_exists(${e.n(A.cancelRequested)})`,
+            ...e.attributes(),
+          },
+          'UpdateItem(undo claim)',
+        );
+        this.#forget(claim.key);
+        // Not counted back to pending: the claim was never counted as running.
+        if (out.ok) {
+          const record = decodeRecord(out.item);
+          if (record !== undefined && out.item !== undefined) await this.#releaseSlotOf(out.item, record, claim.token);
+        } else if (claim.slot) {
+          const current = out.old ?? (await this.#db.get(this.#recordKey(claim.key), 'GetItem(record)'));
+          const running = current?.[A.state] === 'running' && current[A.leaseToken] === claim.token;
+          if (!running) await this.#groups.releaseOrOwe(claim.group, claim.key, claim.token);
+        }
+        this.#unsettledClaims.forget(id);
+      } catch {
+        // The table still refuses: tried again by the next claim or sweep.
+      }
     }
   }
 
@@ -1326,6 +1522,7 @@ export class DynamoQueueManager implements QueueManager {
    * the repair pass frees it should this process die first).
    */
   async #releaseSlotOf(item: Item, record: QueueRecord, token: string): Promise<void> {
+    this.#leaseSlots.end(token, record.key);
     if (item[A.groupSlot] !== true) return;
     await this.#groups.releaseOrOwe(record.group, record.key, token);
   }

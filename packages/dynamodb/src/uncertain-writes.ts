@@ -47,3 +47,33 @@ export class UncertainWrites {
     this.#ids.set(slot, writeId);
   }
 }
+
+/**
+ * Writes other than a lease holder's whose outcome could not be learnt (the write threw, and so
+ * did the read that should have told): a sweep's transition, a claim. No caller calls them again,
+ * so the process itself settles them later (its next sweep or claim) by reading the record: kept
+ * by an id until then, at most `max` of them (beyond that the new ones are not kept; what they left
+ * behind is what a process dying there leaves, and the sweep and the repair pass deal with it).
+ */
+export class UnsettledWrites<T> {
+  readonly #pending = new Map<string, T>();
+
+  constructor(private readonly max = MAX_REMEMBERED) {}
+
+  get size(): number {
+    return this.#pending.size;
+  }
+
+  remember(id: string, write: T): void {
+    if (this.#pending.size < this.max) this.#pending.set(id, write);
+  }
+
+  /** The writes kept, oldest first (a copy: the caller forgets them as it settles them). */
+  list(): [string, T][] {
+    return [...this.#pending];
+  }
+
+  forget(id: string): void {
+    this.#pending.delete(id);
+  }
+}
