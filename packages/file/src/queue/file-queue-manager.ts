@@ -530,9 +530,11 @@ export class FileQueueManager implements QueueManager {
   takeTransitions(options: SweepOptions = {}): SweepResult | undefined {
     // Only after this process journaled a transition (rare: an expiry seen by one of its calls),
     // so that the calls of every lifecycle pay nothing for it; and never waiting for the write
-    // lock on the event loop: with a batch waiting to commit, or another process holding the
-    // lock, the next sweep reports them instead.
-    if (this.#journaled === 0 || this.#closed || this.#group.pending) return undefined;
+    // lock on the event loop: with another process holding it, the next sweep reports them
+    // instead. Other calls of this process waiting for their group commit are no reason to wait:
+    // no transaction is open between batches, and the worker takes right after a claim that
+    // applied an expiry, so that the `requeued` of the old attempt is told before the new `claimed`.
+    if (this.#journaled === 0 || this.#closed) return undefined;
     this.#db.exec('PRAGMA busy_timeout = 0');
     try {
       const { more, ...part } = this.#immediate(() => this.#takeJournal(options.retainUntil, this.#clock.now()));

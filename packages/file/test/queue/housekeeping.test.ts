@@ -104,6 +104,26 @@ describe('FileQueueManager: housekeeping in sweeps', function () {
     expect(rows(dir, 'sweep_journal')).to.equal(0);
   });
 
+  it('hands over the requeue a claim applied while other calls of the process wait for their commit', async function () {
+    await queue.enqueue(entry('a'), NO_LIMITS);
+    // Another process claimed it and died: its lease runs out.
+    const dead = new FileQueueManager({ dir }, clock);
+    try {
+      expect(await dead.claim(claimOptions({ workerId: 'killed' }))).to.not.equal(undefined);
+    } finally {
+      await dead.close();
+    }
+    await clock.advance(LEASE_MS + 1);
+    const lease = await queue.claim(claimOptions());
+    expect(lease?.record).to.include({ key: 'a', attempts: 2 });
+    // Any other call of this process, in the same turn: it waits for the next group commit.
+    const other = queue.reportWorker('w2', 1, LEASE_MS);
+    const taken = queue.takeTransitions({});
+    await other;
+    expect(taken?.requeued.map((r) => r.key)).to.deep.equal(['a']);
+    expect((await queue.sweep()).requeued).to.deep.equal([]);
+  });
+
   it('applies many due transitions at once and hands them over in parts, in order, none twice', async function () {
     // Three leases that will run out (back to pending), then 2,300 requests that will expire.
     for (const key of ['r1', 'r2', 'r3']) await queue.enqueue(entry(key), NO_LIMITS);
