@@ -59,6 +59,47 @@ function retentionOnDemand(manager: { retainUntil(): number | undefined }): Swee
   });
 }
 
+/**
+ * An event in a key's line of held events (see DefaultRequestManager#holdEvents): told once
+ * `done`, after those before it; `emit` undefined when there is nothing to tell.
+ */
+interface HeldEvent {
+  emit: (() => void) | undefined;
+  done: boolean;
+  /** The attempt a held `claimed` tells of. */
+  readonly claimed?: number;
+}
+
+/** The place in line of a submit in progress: done once it has set its event, or has none. */
+interface SubmitPlace extends HeldEvent {
+  readonly key: string;
+  /** The attempt of its status, read as running: that attempt's claim came before the read. */
+  running?: number;
+}
+
+/** A held event; a `claimed` one keeps its attempt (see afterItsClaim). */
+function heldEvent<K extends KeyedEvent>(name: K, payload: ManagerEvents[K], emit: () => void): HeldEvent {
+  if (name !== 'claimed') return { emit, done: true };
+  return { emit, done: true, claimed: (payload as ManagerEvents['claimed']).attempt };
+}
+
+/**
+ * Moves a submit's event, whose status was read running at `attempt`, after the held `claimed` of
+ * that attempt (or an earlier one): the claim came between the submit taking its place and its
+ * read, and a listener must not see the request running before it is told of the claim.
+ */
+function afterItsClaim(line: HeldEvent[], place: SubmitPlace, attempt: number): void {
+  const from = line.indexOf(place);
+  let to = from;
+  for (let i = from + 1; i < line.length; i++) {
+    const claimed = line[i]?.claimed;
+    if (claimed !== undefined && claimed <= attempt) to = i;
+  }
+  if (to === from) return;
+  line.splice(from, 1);
+  line.splice(to, 0, place);
+}
+
 /** A cache lookup that failed (see list). */
 const FAILED_HEAD: unique symbol = Symbol('failed head');
 /** How long a read of the pause flag serves status reads, ms. */
@@ -80,10 +121,12 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
   readonly settings: Readonly<ManagerSettings>;
   readonly #groups: GroupPolicies;
   readonly #workers = new Set<WorkerRuntime>();
+  /** How to end each waitFor still waiting (see trackWait). */
+  readonly #waits = new Set<() => void>();
   #sweepTimer: TimerHandle | undefined;
   #closed: Promise<void> | undefined;
-  /** Events held per key while a submit of the key prepares its own (see #holdEvents). */
-  readonly #held = new Map<string, (() => void)[]>();
+  /** Events held per key, in order, while submits of the key prepare their own (see #holdEvents). */
+  readonly #held = new Map<string, HeldEvent[]>();
   /** Enqueue options without a group cap, with and without an owner quota (built on first use). */
   #plainEnqueueOptions: EnqueueOptions | undefined;
   #ownerEnqueueOptions: EnqueueOptions | undefined;
@@ -139,6 +182,8 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
           found = { ...manifest, area: 'persistent' };
         }
         const record = sync.queue.lookup(key);
+        // The lookup may have ended a forced rebuild of the key (expired): that is told first.
+        this.#reportTransitions(undefined);
         const status = isLive(record) ? this.#liveStatusSync(sync.queue, record) : completedStatus(record, found);
         this.events.emit('deduplicated', { key, status });
         return status;
@@ -180,10 +225,10 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
         ? { key, request, maxAttempts, pendingExpiresAt: this.clock.now() + pendingTtlMs }
         : { key, request, maxAttempts };
     const enqueueOptions = this.#enqueueOptions(request.group, request.owner);
-    // From the enqueue until this submit has told of it, the key's other events in this process (a
+    // From the enqueue until this submit has told of it, the key's later events in this process (a
     // worker polling here may claim and even finish the request meanwhile) wait, so that listeners
-    // see `submitted` before `claimed`. Undefined when a concurrent submit of the key holds them.
-    const release = this.#holdEvents(key);
+    // see `submitted` before `claimed`.
+    const place = this.#holdEvents(key);
     try {
       let result = await this.queue.enqueue(
         entry,
@@ -198,7 +243,7 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
         result = await this.queue.enqueue(entry, enqueueOptions);
       }
       // The enqueue may have ended an earlier entry of the key (expired): that is told first.
-      this.#reportTransitions(release === undefined ? undefined : key);
+      this.#reportTransitions(place);
       // Status first: a worker woken in this process could claim the request before we read it.
       const record = result.record;
       const status = isLive(record)
@@ -207,55 +252,102 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
       if (result.outcome === 'created') this.#wakeWorkers();
       const event = result.outcome === 'created' ? 'submitted' : 'deduplicated';
       // The payload is built only for someone to see it.
-      if (this.events.listenerCount(event) > 0) {
-        if (release === undefined) this.emitKeyed(event, { key, status });
-        else this.events.emit(event, { key, status });
-      }
+      if (this.events.listenerCount(event) > 0)
+        this.#tellAt(place, status, () => this.events.emit(event, { key, status }));
       return status;
     } finally {
-      release?.();
+      this.#release(place);
     }
   }
 
   /**
-   * Holds the events of `key` told through {@link emitKeyed} until the returned function runs,
-   * which tells them in order; undefined when they are held already.
+   * Takes the place in line of the event of a submit of `key`: the key's events told through
+   * {@link emitKeyed} from now on wait until the submit has told its own (see {@link #release}).
+   * Each concurrent submit of the key takes its own place, so that its `deduplicated`, whose status
+   * may be read while the request is still pending, is not told after a `claimed` that came later.
    */
-  #holdEvents(key: string): (() => void) | undefined {
-    if (this.#held.has(key)) return undefined;
-    const held: (() => void)[] = [];
-    this.#held.set(key, held);
-    return () => {
-      this.#held.delete(key);
-      for (const emit of held) emit();
-    };
+  #holdEvents(key: string): SubmitPlace {
+    const place: SubmitPlace = { key, emit: undefined, done: false };
+    const line = this.#held.get(key);
+    if (line === undefined) this.#held.set(key, [place]);
+    else line.push(place);
+    return place;
+  }
+
+  /** Sets the event of a submit, carrying `status`, to be told at its place in line (see #release). */
+  #tellAt(place: SubmitPlace, status: RequestStatus, emit: () => void): void {
+    place.emit = emit;
+    if (status.state === 'running') place.running = status.attempts;
+  }
+
+  /** Ends a submit's place in line (telling its event, if it set one) and tells what no longer waits. */
+  #release(place: SubmitPlace): void {
+    place.done = true;
+    const line = this.#held.get(place.key);
+    if (line === undefined) return;
+    if (place.running !== undefined) afterItsClaim(line, place, place.running);
+    // One by one from the head: a listener told here may add to the line (a submit of its own).
+    for (let head = line[0]; head?.done === true; head = line[0]) {
+      line.shift();
+      head.emit?.();
+    }
+    // A listener may have emptied the line and started a new one: only this one is dropped.
+    if (line.length === 0 && this.#held.get(place.key) === line) this.#held.delete(place.key);
   }
 
   /**
-   * Tells an event of one request: at once, or right after the submit of its key in progress in
-   * this process has told of it (see {@link #holdEvents}), so that the events of a key keep the
-   * order of its transitions.
+   * Tells an event of one request: at once, or right after the submits of its key in progress in
+   * this process have told of theirs (see {@link #holdEvents}), so that the events of a key keep
+   * the order of its transitions.
    */
   emitKeyed<K extends KeyedEvent>(name: K, payload: ManagerEvents[K]): void {
-    const held = this.#held.size === 0 ? undefined : this.#held.get(payload.key);
-    if (held === undefined) this.events.emit(name, payload);
-    else
-      held.push(() => {
-        this.events.emit(name, payload);
-      });
+    const line = this.#held.size === 0 ? undefined : this.#held.get(payload.key);
+    if (line === undefined) this.events.emit(name, payload);
+    else line.push(heldEvent(name, payload, () => this.events.emit(name, payload)));
+  }
+
+  /**
+   * Tells an event of `place`'s key that happened before that submit's own: at once when no
+   * earlier submit of the key is still in progress, else right before its place in line.
+   */
+  #emitBefore(place: SubmitPlace, emit: () => void): void {
+    const line = this.#held.get(place.key);
+    const at = line === undefined ? -1 : line.indexOf(place);
+    if (line === undefined || at <= 0) emit();
+    else line.splice(at, 0, { emit, done: true });
   }
 
   /** The status of a submit answered from the cache (promoting a temporary result for a sticky request). */
   async #servedFromCache(request: NormalizedRequest, manifest: ResultManifest): Promise<RequestStatus> {
     const { key } = request;
-    let found = manifest;
-    if (request.sticky === true && manifest.area === 'temporary' && (await this.cache.promote(key))) {
-      found = { ...manifest, area: 'persistent' };
+    const found =
+      request.sticky === true && manifest.area === 'temporary' ? await this.#promoted(key, manifest) : manifest;
+    // A live record (a forced rebuild) may be read as pending while a worker here claims it: the
+    // claim is told after this submit's `deduplicated`, as for a submit that enqueues.
+    const place = this.#holdEvents(key);
+    try {
+      const record = await this.queue.get(key);
+      // The read may have ended a forced rebuild of the key (expired): that is told first.
+      this.#reportTransitions(place);
+      const status = isLive(record) ? await this.#liveStatus(record) : completedStatus(record, found);
+      if (this.events.listenerCount('deduplicated') > 0) {
+        this.#tellAt(place, status, () => this.events.emit('deduplicated', { key, status }));
+      }
+      return status;
+    } finally {
+      this.#release(place);
     }
-    const record = await this.queue.get(key);
-    const status = isLive(record) ? await this.#liveStatus(record) : completedStatus(record, found);
-    this.emitKeyed('deduplicated', { key, status });
-    return status;
+  }
+
+  /**
+   * `manifest`, a temporary result, once a sticky submit asked to keep it. When there is no
+   * temporary result left to promote, a concurrent sticky submit most likely promoted it since
+   * `manifest` was read: the cache is read again, so that this submit does not report the stale
+   * area (it keeps `manifest` when the result is gone altogether, cleared meanwhile).
+   */
+  async #promoted(key: string, manifest: ResultManifest): Promise<ResultManifest> {
+    if (await this.cache.promote(key)) return { ...manifest, area: 'persistent' };
+    return (await this.cache.head(key)) ?? manifest;
   }
 
   status(key: string): Promise<RequestStatus> {
@@ -269,9 +361,12 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
       const live = queue.live(key);
       const record = live === undefined ? queue.finished(key) : undefined;
       const manifest = sync.cache.head(key);
-      return Promise.resolve(
-        live !== undefined ? this.#liveViewStatus(queue, live) : this.#settledStatus(key, record, manifest),
-      );
+      const status =
+        live !== undefined ? this.#liveViewStatus(queue, live) : this.#settledStatus(key, record, manifest);
+      // What the reads applied lazily (an expiry) is told now, not at the next sweep: nobody should
+      // see a state (here, or in waitFor and metrics) whose event has not been told yet.
+      this.#reportTransitions(undefined);
+      return Promise.resolve(status);
     } catch (error) {
       return rejected(error);
     }
@@ -285,8 +380,10 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     const manifestRead = settleLater(this.cache.head(key));
     const record = await recordRead;
     const manifest = await manifestRead;
-    // `return await`: handing back the inner promise from an async function would cost two more ticks.
-    return isLive(record) ? await this.#liveStatus(record) : this.#settledStatus(key, record, manifest);
+    const status = isLive(record) ? await this.#liveStatus(record) : this.#settledStatus(key, record, manifest);
+    // As in status(): what the reads applied lazily is told before the caller sees it.
+    this.#reportTransitions(undefined);
+    return status;
   }
 
   async cancel(key: string): Promise<RequestStatus> {
@@ -294,6 +391,8 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     assertValidKey(key);
     const retainUntil = this.retainUntil();
     const result = await this.queue.cancel(key, retainUntil === undefined ? {} : { retainUntil });
+    // The cancel may have applied a lease that ran out (requeued) before its own transition.
+    this.#reportTransitions(undefined);
     if (result.outcome === 'cancelled') this.emitKeyed('cancelled', { key, running: false });
     // Status before the abort: a local worker acknowledges the cancel as soon as its handler
     // returns, and the caller should see the request as its cancel left it (running, cancel
@@ -353,6 +452,7 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
         return manifest === FAILED_HEAD ? recordStatus(record) : this.#statusOf(record.key, record, manifest);
       }),
     );
+    this.#reportTransitions(undefined);
     return page.cursor === undefined ? { items } : { items, cursor: page.cursor };
   }
 
@@ -475,12 +575,16 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     this.#assertOpen();
     const finishedBefore = readOption(optionsArgument(given, 'options'), 'finishedBefore');
     const before = finishedBefore === undefined ? Number.MAX_SAFE_INTEGER : dateMs(finishedBefore, 'finishedBefore');
-    return this.queue.prune(before);
+    const pruned = await this.queue.prune(before);
+    this.#reportTransitions(undefined);
+    return pruned;
   }
 
   async metrics(): Promise<Metrics> {
     this.#assertOpen();
-    return computeMetrics(this.queue, this.clock.now(), this.settings);
+    const metrics = await computeMetrics(this.queue, this.clock.now(), this.settings);
+    this.#reportTransitions(undefined);
+    return metrics;
   }
 
   configureGroup(group: string, policy: GroupPolicy): void {
@@ -542,8 +646,11 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     this.#reportTransitions(undefined);
   }
 
-  /** {@link reportTransitions}; the events of `submitting` (whose submit holds its key's events) are told at once. */
-  #reportTransitions(submitting: string | undefined): void {
+  /**
+   * {@link reportTransitions}; the events of the key of `submitting` (a submit in progress, whose
+   * enqueue applied them) go before that submit's own, see {@link #emitBefore}.
+   */
+  #reportTransitions(submitting: SubmitPlace | undefined): void {
     const queue = this.queue;
     if (queue.takeTransitions === undefined) return;
     // Runs on every submit and claim, and nearly always finds nothing: the retention is computed
@@ -568,13 +675,13 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
   }
 
   /**
-   * Tells what a sweep (or a take) applied. The events of `unheld` go out at once: they happened
-   * before the submit that holds that key's events enqueued its own. The caller wakes the workers
-   * for requeued requests, once its last part is told.
+   * Tells what a sweep (or a take) applied. The events of the key of `submitting` go before that
+   * submit's own: they happened before its enqueue. The caller wakes the workers for requeued
+   * requests, once its last part is told.
    */
-  #emitSwept(result: SweepResult, unheld?: string): void {
+  #emitSwept(result: SweepResult, submitting?: SubmitPlace): void {
     const tell = <K extends KeyedEvent>(name: K, payload: ManagerEvents[K]): void => {
-      if (payload.key === unheld) this.events.emit(name, payload);
+      if (payload.key === submitting?.key) this.#emitBefore(submitting, () => this.events.emit(name, payload));
       else this.emitKeyed(name, payload);
     };
     for (const r of result.requeued) tell('requeued', { key: r.key, reason: 'lease-expired' });
@@ -600,6 +707,18 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     return ms > 0 ? this.clock.now() + ms : undefined;
   }
 
+  /**
+   * Registers a waitFor in progress (see waitForTerminal): `end` rejects it with a `ClosedError`
+   * and clears its timers, which close() does for every wait left. Returns the function that
+   * unregisters it, once it settled.
+   */
+  trackWait(end: () => void): () => void {
+    this.#waits.add(end);
+    return () => {
+      this.#waits.delete(end);
+    };
+  }
+
   detach(worker: WorkerRuntime): void {
     this.#workers.delete(worker);
   }
@@ -614,6 +733,10 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
     this.#sweepTimer = undefined;
     await Promise.all([...this.#workers].map((w) => w.stop({ graceMs: 0 })));
     await Promise.allSettled([this.queue.close(), this.cache.close()]);
+    // A wait would otherwise settle only at its next poll (up to 5 s later, never on a manual
+    // clock), its timer keeping the process alive meanwhile.
+    for (const end of [...this.#waits]) end();
+    this.#waits.clear();
     this.events.removeAllListeners();
   }
 

@@ -227,7 +227,7 @@ export interface RequestManager {
    * finished record).
    */
   list(query?: ListQuery): Promise<{ items: RequestStatus[]; cursor?: string }>;
-  /** Resolves on a terminal state. */
+  /** Resolves on a terminal state; rejects with `ClosedError` when the manager is closed meanwhile. */
   waitFor(key: string, options?: WaitOptions): Promise<RequestStatus>;
   /** Streams a stored format (default `manager.defaultFormat`). */
   read(key: string, format?: string): Promise<ResultBody | undefined>;
@@ -270,6 +270,9 @@ export interface RequestManager {
    * throws is reported on `error` and breaks nothing. `close()` removes every listener.
    */
   readonly events: TypedEmitter<ManagerEvents>;
-  /** Stops workers and timers and closes the adapters. */
+  /**
+   * Stops workers and timers, rejects every `waitFor` still waiting with `ClosedError` and closes
+   * the adapters.
+   */
   close(): Promise<void>;
 }

@@ -1,5 +1,5 @@
 import type { TimerHandle } from '../clock.js';
-import { BackendError, TimeoutError } from '../errors.js';
+import { BackendError, ClosedError, TimeoutError } from '../errors.js';
 import type { RequestStatus } from '../model.js';
 import { isTerminal } from '../model.js';
 import type { DefaultRequestManager } from './default-request-manager.js';
@@ -36,7 +36,8 @@ async function firstStatus(manager: DefaultRequestManager, key: string): Promise
  * Resolves when the key reaches a terminal state (or is unknown). Events from this process wake
  * it at once; polling with backoff (100 ms doubling to 5 s) catches transitions made elsewhere.
  * A status read failing with a retryable {@link BackendError} is reported as an `error` event and
- * polled through; any other failure rejects the wait.
+ * polled through; any other failure rejects the wait. `close()` of the manager rejects it with a
+ * {@link ClosedError} at once.
  */
 export async function waitForTerminal(
   manager: DefaultRequestManager,
@@ -56,10 +57,17 @@ export async function waitForTerminal(
     let done = false;
     let checking = false;
     let recheck = false;
+    // close() of the manager ends the wait at once, rather than at its next poll.
+    const untrack = manager.trackWait(() => {
+      finish(() => {
+        reject(new ClosedError());
+      });
+    });
 
     const finish = (fn: () => void): void => {
       if (done) return;
       done = true;
+      untrack();
       if (pollTimer !== undefined) clock.clearTimeout(pollTimer);
       if (timeoutTimer !== undefined) clock.clearTimeout(timeoutTimer);
       for (const name of WATCHED) events.off(name, onEvent);
