@@ -32,6 +32,7 @@ import { recordPk, recordSk, workShard } from '../src/layout.js';
 import { DurationBuffer } from '../src/side-stats.js';
 import { selectedBackends, uniqueTableName } from './harness/emulator.js';
 import { createTestTable, useBackend } from './harness/fixture.js';
+import { addMiddleware } from './harness/middleware.js';
 import type { TestTable } from './harness/fixture.js';
 
 chai.use(chaiAsPromised);
@@ -1483,29 +1484,6 @@ interface WriteHooks {
   /** Runs before each command until it returns true. */
   before: ((target: string, body: string) => Promise<boolean>) | undefined;
   remove(): void;
-}
-
-/**
- * Runs `around` for every command `client` sends until `remove()`: it gets the command's target
- * (`DynamoDB_20120810.UpdateItem`), its input as JSON text (enough to pick out a write by its key
- * or condition) and `send`, which passes the command on and resolves with its answer. In the
- * deserialize step: after signing and the SDK's retries loop, so what `around` holds back has not
- * reached the table, and each retry comes through again.
- */
-function addMiddleware(
-  client: DynamoDBClient,
-  around: (target: string, body: string, send: () => Promise<unknown>) => Promise<unknown>,
-): { remove(): void } {
-  const name = `armlibMiddleware${String(++intercepts)}`;
-  client.middlewareStack.add(
-    (next) => async (args) => {
-      const target = (args.request as { headers?: Record<string, string> }).headers?.['x-amz-target'] ?? '';
-      const body = JSON.stringify((args as { input?: unknown }).input ?? null);
-      return (await around(target, body, () => next(args))) as Awaited<ReturnType<typeof next>>;
-    },
-    { step: 'deserialize', name, override: true },
-  );
-  return { remove: () => client.middlewareStack.remove(name) };
 }
 
 /**

@@ -15,6 +15,7 @@ import { pauseKey, pauseStateKey } from '../src/layout.js';
 import { PauseControl } from '../src/pause.js';
 import { selectedBackends } from './harness/emulator.js';
 import { createTestTable, useBackend } from './harness/fixture.js';
+import { addMiddleware } from './harness/middleware.js';
 import type { TestTable } from './harness/fixture.js';
 
 /** The queues' shard count (the default), which the PauseControl under test must match. */
@@ -25,32 +26,9 @@ function request(key: string): NormalizedRequest {
   return { uri: '/test', key, group: 'default', priority: 0 };
 }
 
-let middlewares = 0;
-
-/**
- * Runs `around` for every command of `client` until `remove()`, with its target
- * (`DynamoDB_20120810.PutItem`) and its input as JSON text. In the deserialize step, below the
- * SDK's retries: what `around` holds back or refuses has not reached the table.
- */
-function intercept(
-  client: DynamoDBClient,
-  around: (target: string, body: string, send: () => Promise<unknown>) => Promise<unknown>,
-): { remove(): void } {
-  const name = `armlibPauseRepair${String(++middlewares)}`;
-  client.middlewareStack.add(
-    (next) => async (args) => {
-      const target = (args.request as { headers?: Record<string, string> }).headers?.['x-amz-target'] ?? '';
-      const body = JSON.stringify((args as { input?: unknown }).input ?? null);
-      return (await around(target, body, () => next(args))) as Awaited<ReturnType<typeof next>>;
-    },
-    { step: 'deserialize', name, override: true },
-  );
-  return { remove: () => client.middlewareStack.remove(name) };
-}
-
 /** Refuses (AccessDenied, which the SDK does not retry) every command `match` accepts until removed. */
 function refuse(client: DynamoDBClient, match: (target: string, body: string) => boolean): { remove(): void } {
-  return intercept(client, (target, body, send) =>
+  return addMiddleware(client, (target, body, send) =>
     match(target, body)
       ? Promise.reject(Object.assign(new Error('denied'), { name: 'AccessDeniedException', $metadata: {} }))
       : send(),
@@ -60,7 +38,7 @@ function refuse(client: DynamoDBClient, match: (target: string, body: string) =>
 /** The commands `client` sends while `body` runs, by target. */
 async function commandsDuring(client: DynamoDBClient, body: () => Promise<unknown>): Promise<string[]> {
   const seen: string[] = [];
-  const spy = intercept(client, (target, _body, send) => {
+  const spy = addMiddleware(client, (target, _body, send) => {
     seen.push(target.split('.').pop() ?? target);
     return send();
   });
@@ -150,7 +128,7 @@ for (const kind of selectedBackends()) {
       try {
         // The repair's marker of shard 1 reaches the table only after another process resumed.
         let held = false;
-        const hold = intercept(table.client, async (target, body, send) => {
+        const hold = addMiddleware(table.client, async (target, body, send) => {
           if (!held && isMarkerPut(target, body) && body.includes('PAUSE#1')) {
             held = true;
             await other.setPaused(false);
