@@ -219,7 +219,16 @@ export class WorkerRuntime implements Worker, JobHost {
 
   /** The job lost its lease, or its lease ran out while it was not finishing (its process stalled). */
   #leaseLapsed(job: JobContext): boolean {
-    return job.abortReason === 'lease-lost' || (this.clock.now() >= job.leaseExpiresAt && !job.finishing);
+    return job.abortReason === 'lease-lost' || this.#leaseOver(job, this.clock.now());
+  }
+
+  /**
+   * The job's lease is over by this process's own clock, and the job is not finishing: a job whose
+   * handler has returned learns from its fenced calls whether it still holds the lease, and its
+   * signal is not aborted on a guess (the run may well complete).
+   */
+  #leaseOver(job: JobContext, now: number): boolean {
+    return now >= job.leaseExpiresAt && !job.finishing;
   }
 
   async #pump(): Promise<void> {
@@ -729,10 +738,8 @@ export class WorkerRuntime implements Worker, JobHost {
         return;
       }
       if (progress !== undefined) job.unsentProgress ??= progress;
-      // A backend hiccup: keep going while the lease is still ours by our own clock. A job whose
-      // handler has returned learns whether it still holds the lease from its fenced calls: its
-      // signal is not aborted on a guess (the run may well complete).
-      if (this.clock.now() >= job.leaseExpiresAt && !job.finishing) job.abort('lease-lost');
+      // A backend hiccup: keep going while the lease is still ours by our own clock.
+      if (this.#leaseOver(job, this.clock.now())) job.abort('lease-lost');
       if (!ClosedError.is(error))
         this.#host.events.emit('error', { error, context: `worker ${this.id}: heartbeat '${job.key}'` });
     } finally {
@@ -770,7 +777,7 @@ export class WorkerRuntime implements Worker, JobHost {
         continue;
       }
       // No answer, and the lease is over by our own clock: as when a beat fails (see #beat).
-      if (now >= job.leaseExpiresAt && !job.finishing) job.abort('lease-lost');
+      if (this.#leaseOver(job, now)) job.abort('lease-lost');
     }
     // A stopping worker claims no more: its capacity is not announced again.
     if (!this.#stopping) this.#report();
