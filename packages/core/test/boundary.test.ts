@@ -95,8 +95,9 @@ describe('the boundary refuses plain-JavaScript mistakes with typed errors', () 
           throw new Error('getter exploded');
         },
       };
+      // The getter is the manager field's: reported there (the root is readable).
       expect(await issuesOf(loadConfig(throwing, { env: {} }))).to.deep.equal([
-        ': cannot be read: Error: getter exploded',
+        '/manager: cannot be read: Error: getter exploded',
       ]);
       const trapped = new Proxy(
         {},

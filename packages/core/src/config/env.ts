@@ -1,6 +1,8 @@
 import type { ConfigIssue } from '../errors.js';
 import { DEFAULT_SETTINGS } from '../settings.js';
 import type { ManagerSettings } from '../settings.js';
+import { readOption } from '../util/arguments.js';
+import { readFields } from './read-config.js';
 import { settingSchema } from './schema.js';
 import { pointer, showValue } from './validate.js';
 
@@ -54,8 +56,10 @@ export interface EnvOverrides {
 type Env = Readonly<Record<string, string | undefined>>;
 type Section = 'queue' | 'cache';
 
-function read(env: Env, name: string): string | undefined {
-  const value = env[name];
+/** The value of variable `name`; an empty value counts as unset. */
+export function readEnv(env: Env, name: string): string | undefined {
+  // The caller's environment object: one that throws when read is refused by name, not passed on raw.
+  const value = readOption(env, name, `options.env.${name}`);
   return value === undefined || value === '' ? undefined : value;
 }
 
@@ -78,7 +82,7 @@ function parseJsonObject(
   path: string,
   issues: ConfigIssue[],
 ): Record<string, unknown> | undefined {
-  const raw = read(env, name);
+  const raw = readEnv(env, name);
   if (raw === undefined) return undefined;
   let parsed: unknown;
   try {
@@ -110,8 +114,11 @@ function overrideSection(
   const next: Record<string, unknown> = { ...current };
   const adapterVar = section === 'queue' ? ENV_VARS.queueAdapter : ENV_VARS.cacheAdapter;
   const optionsVar = section === 'queue' ? ENV_VARS.queueOptions : ENV_VARS.cacheOptions;
+  // The adapter's options are kept by reference until a variable merges into them: then each is
+  // read once, one that throws reported at its own path (see readFields).
+  const optionsPath = pointer(section, 'options');
 
-  const adapter = read(env, adapterVar);
+  const adapter = readEnv(env, adapterVar);
   if (adapter !== undefined) {
     // Options written for another adapter would only be rejected by the new one.
     if (next['adapter'] !== adapter) delete next['options'];
@@ -119,17 +126,18 @@ function overrideSection(
     sources.set(pointer(section, 'adapter'), adapterVar);
   }
 
-  const dir = read(env, ENV_VARS.dir);
+  const dir = readEnv(env, ENV_VARS.dir);
   if (dir !== undefined && next['adapter'] === 'file') {
-    next['options'] = { ...(isPlainObject(next['options']) ? next['options'] : {}), dir };
+    const given = next['options'];
+    next['options'] = { ...(isPlainObject(given) ? readFields(given, optionsPath, issues) : {}), dir };
     sources.set(pointer(section, 'options', 'dir'), ENV_VARS.dir);
   }
 
-  const options = parseJsonObject(env, optionsVar, pointer(section, 'options'), issues);
+  const options = parseJsonObject(env, optionsVar, optionsPath, issues);
   const base = next['options'];
   // Malformed file options are left for validation to report rather than silently replaced.
   if (options !== undefined && (base === undefined || isPlainObject(base))) {
-    next['options'] = { ...base, ...options };
+    next['options'] = { ...(base === undefined ? {} : readFields(base, optionsPath, issues)), ...options };
     for (const key of Object.keys(options)) sources.set(pointer(section, 'options', key), optionsVar);
   }
 
@@ -143,7 +151,7 @@ function overrideManager(config: Record<string, unknown>, env: Env, sources: Map
   let changed = false;
   for (const key of Object.keys(DEFAULT_SETTINGS) as (keyof ManagerSettings)[]) {
     const name = settingEnvVar(key);
-    const raw = read(env, name);
+    const raw = readEnv(env, name);
     if (raw === undefined) continue;
     next[key] = coerce(raw, settingSchema(key).type);
     sources.set(pointer('manager', key), name);

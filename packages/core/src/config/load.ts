@@ -6,9 +6,12 @@ import { ArmError, ConfigError, InvalidRequestError } from '../errors.js';
 import type { ConfigIssue } from '../errors.js';
 import { DEFAULT_SETTINGS, withDefaults } from '../settings.js';
 import type { GroupPolicies, ManagerSettings } from '../settings.js';
+import { cannotRead, readOption } from '../util/arguments.js';
 import { DEFAULT_CONFIG } from './defaults.js';
-import { applyEnvOverrides, attributeIssue, ENV_VARS } from './env.js';
+import { applyEnvOverrides, attributeIssue, ENV_VARS, readEnv } from './env.js';
 import { readJsonFile } from './json-file.js';
+import { cannotReadIssue, isInside, readConfig } from './read-config.js';
+import { CONFIG_SCHEMA } from './schema.js';
 import type { ArmConfig, ResolvedAdapterConfig, ResolvedConfig } from './types.js';
 import { pointer, validateConfigShape } from './validate.js';
 
@@ -26,13 +29,23 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 
 /** The options of {@link loadConfig} checked, with their defaults. */
 function loadOptions(options: unknown): { env: NodeJS.ProcessEnv; cwd: string } {
-  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+  let isArray: boolean;
+  try {
+    isArray = Array.isArray(options);
+  } catch (error) {
+    // A revoked proxy cannot even be asked whether it is an array.
+    throw cannotRead('options', error);
+  }
+  if (options === null || typeof options !== 'object' || isArray) {
     throw new InvalidRequestError(
       'options',
       `must be an object ({ env?, cwd? }), got ${options === null ? 'null' : typeof options}`,
     );
   }
-  const { env, cwd } = options as Record<string, unknown>;
+  // Each read once, and a getter that throws is refused by its name (see readOption).
+  const given = options as Record<string, unknown>;
+  const env = readOption(given, 'env', 'options.env');
+  const cwd = readOption(given, 'cwd', 'options.cwd');
   if (env !== undefined && (env === null || typeof env !== 'object')) {
     throw new InvalidRequestError('options.env', 'must be an object of environment variables');
   }
@@ -71,6 +84,14 @@ function prefixIssue(prefix: string, issue: ConfigIssue): ConfigIssue {
   const rest = issue.path === '' || issue.path.startsWith('/') ? issue.path : `/${issue.path}`;
   const prefixed = { path: `${prefix}${rest}`, message: issue.message };
   return issue.cause === undefined ? prefixed : { ...prefixed, cause: issue.cause };
+}
+
+/**
+ * `issues` without those about a value that could not be read or lies inside one: left out of the
+ * config, such a value would also be reported as missing (a required adapter, …), which it is not.
+ */
+function withoutUnreadable(issues: readonly ConfigIssue[], unreadable: readonly ConfigIssue[]): ConfigIssue[] {
+  return issues.filter((issue) => !unreadable.some((bad) => isInside(issue.path, bad.path)));
 }
 
 /** The `cause` of an error listing `issues`: the one error behind them, or all of them. */
@@ -166,8 +187,8 @@ export async function loadConfig(input?: ArmConfig | string, options: LoadConfig
       { path: '', message: 'must be a config object or the path of a JSON file, got null' },
     ]);
   }
-  const fromEnv = env[ENV_VARS.config];
-  const given = input ?? (fromEnv === undefined || fromEnv === '' ? DEFAULT_CONFIG : fromEnv);
+  const fromEnv = readEnv(env, ENV_VARS.config);
+  const given = input ?? fromEnv ?? DEFAULT_CONFIG;
 
   let raw: unknown = given;
   let baseDir = cwd;
@@ -183,21 +204,19 @@ export async function loadConfig(input?: ArmConfig | string, options: LoadConfig
       { path: '', message: `must be a config object or the path of a JSON file, got a ${typeof raw}` },
     ]);
   }
+  // Read once into plain data: a getter, proxy trap or revoked proxy in a config given in code is
+  // reported at its own path (and nothing reads it again below).
+  const read = readConfig(raw, CONFIG_SCHEMA);
   let overridden: ReturnType<typeof applyEnvOverrides>;
   let issues: ConfigIssue[];
   try {
-    overridden = applyEnvOverrides(withMissingSections(raw), env);
+    overridden = applyEnvOverrides(withMissingSections(read.config), env);
     issues = validateConfigShape(overridden.config);
   } catch (error) {
     if (ArmError.is(error)) throw error;
-    // A getter that throws or a proxy trap in the given object: the config cannot be read.
-    throw new ConfigError(
-      'invalid armlib configuration',
-      [{ path: '', message: `cannot be read: ${String(error)}`, cause: error }],
-      {
-        cause: error,
-      },
-    );
+    // Nothing left to throw here once the config was read; kept so that no raw error escapes.
+    const issue = cannotReadIssue('', error);
+    throw new ConfigError('invalid armlib configuration', [issue], { cause: error });
   }
   const config = overridden.config;
   const shapeOk = issues.length === 0 && overridden.issues.length === 0;
@@ -212,9 +231,13 @@ export async function loadConfig(input?: ArmConfig | string, options: LoadConfig
     issues.push(...queueIssues, ...cacheIssues);
   }
 
-  if (issues.length > 0 || overridden.issues.length > 0) {
+  if (issues.length > 0 || overridden.issues.length > 0 || read.unreadable.length > 0) {
     const where = source === undefined ? '' : ` in ${source}`;
-    const all = [...overridden.issues, ...issues.map((issue) => attributeIssue(issue, overridden.sources))];
+    const all = [
+      ...read.unreadable,
+      ...overridden.issues,
+      ...withoutUnreadable(issues, read.unreadable).map((issue) => attributeIssue(issue, overridden.sources)),
+    ];
     throw new ConfigError(`invalid armlib configuration${where}`, all, causeOf(all));
   }
   const resolved: ResolvedConfig = {

@@ -184,7 +184,9 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
         const record = sync.queue.lookup(key);
         // The lookup may have ended a forced rebuild of the key (expired): that is told first.
         this.#reportTransitions(undefined);
-        const status = isLive(record) ? this.#liveStatusSync(sync.queue, record) : completedStatus(record, found);
+        const status = isLive(record)
+          ? this.#liveStatusSync(sync.queue, record)
+          : completedStatus(record, found, request);
         this.events.emit('deduplicated', { key, status });
         return status;
       }
@@ -329,7 +331,7 @@ export class DefaultRequestManager implements RequestManager, WorkerHost {
       const record = await this.queue.get(key);
       // The read may have ended a forced rebuild of the key (expired): that is told first.
       this.#reportTransitions(place);
-      const status = isLive(record) ? await this.#liveStatus(record) : completedStatus(record, found);
+      const status = isLive(record) ? await this.#liveStatus(record) : completedStatus(record, found, request);
       if (this.events.listenerCount('deduplicated') > 0) {
         this.#tellAt(place, status, () => this.events.emit('deduplicated', { key, status }));
       }

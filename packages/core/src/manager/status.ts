@@ -1,4 +1,4 @@
-import type { RequestStatus, ResultInfo } from '../model.js';
+import type { BatchRequest, RequestStatus, ResultInfo } from '../model.js';
 import type { ResultManifest } from '../spi/cache.js';
 import type { QueueRecord } from '../spi/queue.js';
 
@@ -101,8 +101,16 @@ export function queuedStatus(record: QueueRecord, position: number, etaMs: numbe
   return status;
 }
 
-/** Status of a key whose result is in the cache; the queue record adds history when it still exists. */
-export function completedStatus(record: QueueRecord | undefined, manifest: ResultManifest): RequestStatus {
+/**
+ * Status of a key whose result is in the cache; the queue record adds history when it still exists.
+ * `submitted`: the request of a submit this status answers, which describes the request when the
+ * record is not the run that made the result.
+ */
+export function completedStatus(
+  record: QueueRecord | undefined,
+  manifest: ResultManifest,
+  submitted?: BatchRequest,
+): RequestStatus {
   if (record?.state === 'completed' && record.startedAt !== undefined && record.finishedAt !== undefined) {
     // The usual case (every completion event, every read of a finished key): one literal in the
     // same field order as the general path below, instead of a copy grown field by field and then
@@ -135,11 +143,13 @@ export function completedStatus(record: QueueRecord | undefined, manifest: Resul
   }
   // The record describes a later run (a forced rebuild that failed, …) or is gone: the cache
   // speaks, and of the record only what the runs share (the request) is kept; its times and
-  // attempts belong to the other run.
+  // attempts belong to the other run. Its sticky, group, priority and owner (not part of the key)
+  // are that run's too: a submit served here is described by its own request instead.
+  const request = submitted ?? record?.request;
   const status: RequestStatus =
-    record === undefined
+    request === undefined
       ? { key: manifest.key, state: 'completed', attempts: 0 }
-      : { key: manifest.key, state: 'completed', request: record.request, attempts: 0 };
+      : { key: manifest.key, state: 'completed', request, attempts: 0 };
   status.finishedAt = iso(manifest.createdAt) ?? '';
   status.progress = 100;
   status.result = resultInfo(manifest);
