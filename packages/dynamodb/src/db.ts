@@ -15,10 +15,12 @@ import { isConditionFailed, translateError } from './errors.js';
 /**
  * Outcome of a conditional write: the new item (and, for a put asking `ReturnValues: 'ALL_OLD'`, the
  * item it replaced), or the condition failed (with the old item when the backend returns it).
+ * `retried`: the SDK sent the write more than once, so an earlier attempt may have landed and
+ * had its answer lost (the failed condition may then be this very write's own effect).
  */
 export type WriteOutcome =
   | { readonly ok: true; readonly item: Item | undefined; readonly old?: Item | undefined }
-  | { readonly ok: false; readonly old: Item | undefined };
+  | { readonly ok: false; readonly old: Item | undefined; readonly retried: boolean };
 
 type Update = Omit<UpdateCommandInput, 'TableName'>;
 type Put = Omit<PutCommandInput, 'TableName'>;
@@ -128,7 +130,23 @@ function conditionOutcome(error: unknown, op: string): WriteOutcome {
   if (!isConditionFailed(error)) throw translateError(error, op);
   // DynamoDB Local returns the old item; dynalite does not (callers read it then).
   const item = (error as { Item?: unknown }).Item;
-  return { ok: false, old: typeof item === 'object' && item !== null ? unmarshallLoose(item) : undefined };
+  return {
+    ok: false,
+    old: typeof item === 'object' && item !== null ? unmarshallLoose(item) : undefined,
+    retried: attemptsOf(error) > 1,
+  };
+}
+
+/**
+ * How many times the SDK sent the call that ended in `error`: its retry middleware writes it on
+ * the error it gives up with. 1 when unknown (a retry strategy that does not say): the callers
+ * then read the failed condition as someone else's doing, as they would without retries.
+ */
+function attemptsOf(error: unknown): number {
+  const metadata = (error as { $metadata?: unknown }).$metadata;
+  const attempts =
+    typeof metadata === 'object' && metadata !== null ? (metadata as { attempts?: unknown }).attempts : undefined;
+  return typeof attempts === 'number' && Number.isSafeInteger(attempts) ? attempts : 1;
 }
 
 /**

@@ -52,6 +52,7 @@ import {
   encodeRequest,
   isExpired,
   isFinished,
+  isLapsed,
   lapsedView,
   ttlSeconds,
 } from './codec.js';
@@ -375,27 +376,32 @@ export class DynamoQueueManager implements QueueManager {
       keep === undefined
         ? finished
         : `(${finished} AND (attribute_not_exists(${e.n(A.finishedAt)}) OR ${e.n(A.finishedAt)} < ${e.v(keep)}))`;
-    // So is a pending record past its deadline (see isLapsed): reads report it expired already,
-    // whether or not a sweep wrote it so. It holds no result, so keepFinishedSince does not keep it.
-    const lapsed = `(${e.n(A.state)} = ${e.v('pending')} AND ${e.n(A.pendingExpiresAt)} <= ${e.v(now)} AND ${e.n(A.attempts)} = ${e.v(0)})`;
     // Never over the record this very put made (its first attempt landed, its answer was lost, and
     // the request has run since): the SDK's retry must not queue it again.
     const notOurs = `(attribute_not_exists(${e.n(A.enqueueId)}) OR ${e.n(A.enqueueId)} <> ${e.v(writeId)})`;
-    const condition = `attribute_not_exists(${e.n(KEY_ATTRS.pk)}) OR ((${replaceable} OR ${lapsed}) AND ${notOurs})`;
-    const out = await this.#db.put(
+    // A pending record past its deadline is replaced too (reads report it expired already; it holds
+    // no result, so keepFinishedSince does not keep it), but not by this put: see #overLapsed.
+    const condition = `attribute_not_exists(${e.n(KEY_ATTRS.pk)}) OR (${replaceable} AND ${notOurs})`;
+    let out = await this.#db.put(
       { Item: item, ConditionExpression: condition, ReturnValues: 'ALL_OLD', ...e.attributes() },
       'PutItem(enqueue)',
     );
     this.#forget(key);
     // DynamoDB returns the item that failed the condition; dynalite does not, so it is read.
-    const oldItem = out.ok ? undefined : (out.old ?? (await this.#db.get(this.#recordKey(key), 'GetItem(record)')));
+    let oldItem = out.ok ? undefined : (out.old ?? (await this.#db.get(this.#recordKey(key), 'GetItem(record)')));
+    // The lapsed record this enqueue replaced: its expiry is reported from here, as it is never swept.
+    let replaced: QueueRecord | undefined;
+    const seen = decodeRecord(oldItem);
+    if (!out.ok && !ownWrite(oldItem, writeId) && seen !== undefined && isLapsed(seen, now)) {
+      out = await this.#overLapsed(item, seen, oldItem, now);
+      oldItem = out.ok ? undefined : (out.old ?? (await this.#db.get(this.#recordKey(key), 'GetItem(record)')));
+      if (out.ok || ownWrite(oldItem, writeId)) replaced = seen;
+    }
     const old = decodeRecord(oldItem);
     // A retried put whose first attempt landed (its answer was lost) finds its own record, in
     // whatever state another host has moved it to since (even finished).
-    if (out.ok || oldItem?.[A.writeId] === writeId || oldItem?.[A.enqueueId] === writeId) {
-      // A lapsed record replaced here is never swept: its expiry is reported from here.
-      const replaced = out.ok ? decodeRecord(out.old) : undefined;
-      if (replaced?.state === 'pending') this.#lapsedGone(replaced);
+    if (out.ok || ownWrite(oldItem, writeId)) {
+      if (replaced !== undefined) this.#lapsedGone(replaced);
       if (place === undefined) this.#live.adjust(request.group, request.owner, undefined, 'pending');
       else place.commit();
       this.#activity.record('submitted', request.group, now);
@@ -407,10 +413,40 @@ export class DynamoQueueManager implements QueueManager {
     if (old !== undefined && isFinished(old.state) && keep !== undefined && (old.finishedAt ?? -Infinity) >= keep) {
       return { outcome: 'existing', record: old };
     }
-    const live = old !== undefined && !isFinished(old.state) ? old : await this.#readLive(key, now);
+    // A lapsed record met here is one that another writer put in place of the one #overLapsed
+    // aimed at: it is expired to every read, so the put is tried again (readLive leaves it out).
+    const live =
+      old !== undefined && !isFinished(old.state) && !isLapsed(old, now) ? old : await this.#readLive(key, now);
     if (live === undefined) return 'retry'; // finished meanwhile: try the put again
     const joined = await this.#joinSticky(live, entry, now);
     return joined === undefined ? 'retry' : { outcome: 'existing', record: joined };
+  }
+
+  /**
+   * The put of an enqueue in place of one lapsed record (pending past its deadline, never claimed:
+   * see isLapsed), conditioned on that very record (its enqueue id, or its seq for a record written
+   * without one). Its expiry is reported by the enqueue, so the enqueue must know what its put
+   * replaced even when the put's answer is lost and the SDK's retry meets its own record: a put
+   * that may replace only this record has replaced it if it landed at all. The first put does not
+   * replace lapsed records for that reason (it cannot tell, from a retry, whether it replaced
+   * nothing, a finished record or a lapsed one); replacing one costs a second put, and the normal
+   * path (no record, or a finished one) stays one put.
+   */
+  async #overLapsed(item: Item, lapsed: QueueRecord, lapsedItem: Item | undefined, now: number): Promise<WriteOutcome> {
+    const e = new Expr();
+    const enqueueId = lapsedItem?.[A.enqueueId];
+    const same =
+      typeof enqueueId === 'string'
+        ? `${e.n(A.enqueueId)} = ${e.v(enqueueId)}`
+        : `attribute_not_exists(${e.n(A.enqueueId)}) AND ${e.n(A.seq)} = ${e.v(lapsed.seq)}`;
+    // The sweep's expiry condition (isLapsed), so that the two never both apply to one record.
+    const stillLapsed = `${e.n(A.state)} = ${e.v('pending')} AND ${e.n(A.pendingExpiresAt)} <= ${e.v(now)} AND ${e.n(A.attempts)} = ${e.v(0)}`;
+    const out = await this.#db.put(
+      { Item: item, ConditionExpression: `${same} AND ${stillLapsed}`, ReturnValues: 'ALL_OLD', ...e.attributes() },
+      'PutItem(enqueue over lapsed)',
+    );
+    this.#forget(lapsed.key);
+    return out;
   }
 
   /** The live record, made sticky when the entry is and it is not; undefined when it finished meanwhile. */
@@ -935,11 +971,27 @@ export class DynamoQueueManager implements QueueManager {
         'DeleteItem(prune)',
       );
       this.#forget(r.key);
-      if (!out.ok || retained) continue;
+      if (retained || !(out.ok || (await this.#deletedByRetry(r.key, out)))) continue;
       dropped++;
       if (lapsed) this.#lapsedGone(r);
     }
     return dropped;
+  }
+
+  /**
+   * Whether a prune's delete whose condition failed deleted the record after all: the SDK sent it
+   * again (an earlier attempt timed out, its connection dropped, a 5xx) and the retry found no
+   * record, i.e. the earlier attempt landed and its answer was lost. A delete leaves nothing to
+   * recognise it by, so one case reads the same and is counted too: another process's prune
+   * deleting the record between the attempts of one whose first attempt did not land (both then
+   * count it). A record of the key found instead (queued again since) is not counted: whether this
+   * delete removed the record before it, or the enqueue replaced it, cannot be told either.
+   */
+  async #deletedByRetry(key: string, out: WriteOutcome & { ok: false }): Promise<boolean> {
+    // The delete asks for no old item, so the record is read: only here, after a failed condition
+    // of a retried delete, so a prune without faults costs what it did.
+    if (!out.retried || out.old !== undefined) return false;
+    return (await this.#db.get(this.#recordKey(key), 'GetItem(record)')) === undefined;
   }
 
   /**
@@ -1580,6 +1632,11 @@ function leaseValid(r: QueueRecord, token: string, now: number): boolean {
 /** Transitions a sweep has written so far. */
 function sweptCount(result: SweepResult): number {
   return result.requeued.length + result.failed.length + result.expired.length + result.cancelled.length;
+}
+
+/** Whether `item` is the record of the enqueue that wrote with `writeId` (see A.enqueueId). */
+function ownWrite(item: Item | undefined, writeId: string): boolean {
+  return item?.[A.writeId] === writeId || item?.[A.enqueueId] === writeId;
 }
 
 /**
