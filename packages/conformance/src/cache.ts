@@ -259,6 +259,62 @@ export function cacheTests(options: ConformanceOptions): void {
       expect(await readText(await cache.get('bad-fence', 'csv'))).to.equal('kept');
     });
 
+    it('refuses a commit whose stillHeld says the lease ran out, and keeps the earlier result (SPI)', async function () {
+      const env = await open();
+      const { cache } = env;
+      const earlier = await cache.stage('still-held');
+      await earlier.write('csv', bytesOf('earlier'), { contentType: 'text/csv' });
+      await earlier.commit('persistent', { fence: 100 });
+      // Big enough for a file or object of its own where small formats travel in the manifest.
+      const big = 'y'.repeat(256 * 1024);
+      for (const area of ['temporary', 'persistent'] as const) {
+        const stale = await cache.stage('still-held');
+        await stale.write('csv', bytesOf(big), { contentType: 'text/csv' });
+        let asked = 0;
+        const error = await rejectionOf(
+          stale.commit(area, {
+            fence: 200,
+            stillHeld: () => {
+              asked++;
+              return false;
+            },
+          }),
+        );
+        expect(LeaseLostError.is(error), String(error)).to.equal(true);
+        expect(asked).to.be.greaterThan(0);
+      }
+      expect((await cache.head('still-held'))?.area).to.equal('persistent');
+      expect(await readText(await cache.get('still-held', 'csv'))).to.equal('earlier');
+      // Asked, and held: the commit publishes.
+      const held = await cache.stage('still-held');
+      await held.write('csv', bytesOf('held'), { contentType: 'text/csv' });
+      let asked = 0;
+      const manifest = await held.commit('temporary', {
+        fence: 200,
+        stillHeld: () => {
+          asked++;
+          return true;
+        },
+      });
+      expect(manifest.fence).to.equal(200);
+      expect(asked).to.be.greaterThan(0);
+      expect(await readText(await cache.get('still-held', 'csv'))).to.equal('held');
+    });
+
+    it('refuses a commit whose stillHeld is not a function, and keeps the staged result open (SPI)', async function () {
+      const env = await open();
+      const { cache } = env;
+      const staged = await cache.stage('bad-still-held');
+      await staged.write('csv', bytesOf('kept'), { contentType: 'text/csv' });
+      for (const stillHeld of [true, 'yes', 1]) {
+        const error = await rejectionOf(staged.commit('temporary', { stillHeld } as unknown as { fence: number }));
+        expect(InvalidRequestError.is(error) && error.field, String(error)).to.equal('stillHeld');
+      }
+      expect(await cache.head('bad-still-held')).to.equal(undefined);
+      await staged.commit('temporary', { stillHeld: () => true });
+      expect(await readText(await cache.get('bad-still-held', 'csv'))).to.equal('kept');
+    });
+
     it('keeps the fence of a promoted result, so a stale commit still cannot replace it (SPI)', async function () {
       const env = await open();
       const { cache } = env;

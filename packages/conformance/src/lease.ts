@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 
 import { LeaseLostError } from '@armlib/core';
-import type { Job, QueueManager } from '@armlib/core';
+import type { CacheManager, Job, QueueManager, StagedResult } from '@armlib/core';
 
 import { defer, resolveContext, shield, useEnv } from './context.js';
 import type { Deferred } from './context.js';
@@ -231,6 +231,96 @@ export function leaseTests(options: ConformanceOptions): void {
       expect(await readText(await second.read('fenced', 'csv'))).to.equal('attempt 2');
       expect(await second.read('fenced', 'json')).to.equal(undefined);
     });
+
+    it('never shows the result of a worker whose lease ran out before its commit landed, even once the next attempt is cancelled', async function () {
+      const env = await open();
+      // The first process stalls between its worker's commit call and the commit point (a blocked
+      // event loop, a stopped VM), its heartbeats held too; its lease runs out meanwhile and the
+      // second process claims the request. No result exists yet for the fence to meet.
+      const stall = { on: true, held: [] as Deferred<void>[] };
+      const commits = { gate: env.defer(), entered: false, outcome: undefined as string | undefined };
+      const first = await env.otherProcess(
+        {},
+        { queue: stallingHeartbeats(env.queue, stall), cache: stallingCommits(env.cache, commits) },
+      );
+      const second = env.manager();
+      first.process(async (job) => {
+        await job.write('csv', `attempt ${String(job.attempt)}`);
+      });
+      await second.submit(req('stalled-commit'));
+      await env.until(() => commits.entered, { stepMs: env.settings.pollMs, what: "the first worker's commit call" });
+      let secondRunning = false;
+      second.process(async (job) => {
+        secondRunning = true;
+        await new Promise<void>((resolve) => {
+          job.signal.addEventListener('abort', () => {
+            resolve();
+          });
+        });
+        job.signal.throwIfAborted();
+      });
+      await env.until(() => secondRunning, {
+        stepMs: env.settings.pollMs,
+        maxMs: env.settings.leaseMs * 4,
+        what: 'the second attempt to start',
+      });
+      commits.gate.resolve();
+      await env.until(() => commits.outcome !== undefined, { stepMs: env.settings.pollMs, what: 'the stalled commit' });
+      expect(commits.outcome).to.equal('LeaseLostError');
+      expect((await second.status('stalled-commit')).state).to.equal('running');
+      expect(await second.read('stalled-commit', 'csv')).to.equal(undefined);
+      await second.cancel('stalled-commit');
+      await untilTerminal(env, second, ['stalled-commit'], env.settings.pollMs, env.settings.leaseMs * 4);
+      const status = await second.status('stalled-commit');
+      expect(status.state).to.equal('cancelled');
+      expect(status.result).to.equal(undefined);
+      expect(await second.read('stalled-commit', 'csv')).to.equal(undefined);
+      stall.on = false;
+      for (const held of stall.held) held.resolve();
+    });
+  });
+}
+
+/**
+ * The cache with each staged result's commit held at `state.gate` before it reaches the adapter,
+ * its outcome noted (the error's name, or 'published'); no synchronous twins, so that every commit
+ * takes this path.
+ */
+function stallingCommits(
+  cache: CacheManager,
+  state: { gate: Deferred<void>; entered: boolean; outcome: string | undefined },
+): CacheManager {
+  const shielded = shield(cache);
+  return new Proxy(shielded, {
+    get(obj, prop) {
+      if (typeof prop === 'symbol') return undefined;
+      if (prop === 'stage') {
+        return async (...args: Parameters<CacheManager['stage']>): Promise<StagedResult> => {
+          const staged = await cache.stage(...args);
+          return new Proxy(staged, {
+            get(inner, name) {
+              if (name === 'commit') {
+                return async (...commitArgs: Parameters<StagedResult['commit']>) => {
+                  state.entered = true;
+                  await state.gate.promise;
+                  try {
+                    const manifest = await staged.commit(...commitArgs);
+                    state.outcome = 'published';
+                    return manifest;
+                  } catch (error) {
+                    state.outcome = LeaseLostError.is(error) ? 'LeaseLostError' : String(error);
+                    throw error;
+                  }
+                };
+              }
+              const value: unknown = Reflect.get(inner, name, inner);
+              return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(inner) : value;
+            },
+          });
+        };
+      }
+      return Reflect.get(obj, prop, obj) as unknown;
+    },
   });
 }
 

@@ -31,6 +31,7 @@ export type { ReadAdapterOptions } from './util/arguments.js';
 export { checkByteRange, chunksOf, countingIterable, readAll, sliceRange } from './util/bytes.js';
 export {
   assertCacheArea,
+  assertStillHeld,
   cacheGetOptions,
   cacheListOptions,
   cacheUrlExpiry,

@@ -8,6 +8,7 @@ import { inject, injectable } from 'inversify';
 
 import {
   assertCacheArea,
+  assertStillHeld,
   assertValidFormat,
   assertValidKey,
   BackendError,
@@ -149,7 +150,8 @@ export class S3CacheManager implements CacheManager {
       ended: (staged) => this.#staged.delete(staged),
       stagedKey: (stageId, seq, format) => this.#layout.staged(stageId, seq, format),
       upload: (objectKey, data, options) => this.#upload(objectKey, data, options),
-      publish: (key, area, formats, published, fence) => this.#publish(key, area, formats, published, fence),
+      publish: (key, area, formats, published, fence, stillHeld) =>
+        this.#publish(key, area, formats, published, fence, stillHeld),
       discard: (keys) => this.#discard(keys),
     };
   }
@@ -916,11 +918,12 @@ export class S3CacheManager implements CacheManager {
     formats: ReadonlyMap<string, StagedFormat>,
     published: () => void,
     fence?: number,
+    stillHeld?: () => boolean,
   ): Promise<ResultManifest> {
     this.#assertOpen();
     assertCacheArea(area);
     const entries = [...formats];
-    let { manifest, previous } = await this.#writeCommit(key, area, entries, fence, true);
+    let { manifest, previous } = await this.#writeCommit(key, area, entries, fence, stillHeld, true);
     published();
     // The staged objects are garbage once a manifest names their copies (data no manifest names is added by #settle).
     const garbage = entries.flatMap(([, s]) => (s.kind === 'uploaded' ? [s.objectKey] : []));
@@ -930,7 +933,7 @@ export class S3CacheManager implements CacheManager {
       // #settle): the key has no result. Once more, with data of its own (the other commit may
       // have deleted this one's data), from the staged formats, which are still there.
       // Past its fence check once already: it finishes even if the cache was closed meanwhile.
-      ({ manifest, previous } = await this.#writeCommit(key, area, entries, fence, false));
+      ({ manifest, previous } = await this.#writeCommit(key, area, entries, fence, stillHeld, false));
       if (await this.#settle(manifest, previous, garbage)) return publicManifest(manifest);
       throw new BackendError(
         `commit of '${key}' was undone twice by overlapping commits of the key to the other area; try again`,
@@ -952,6 +955,7 @@ export class S3CacheManager implements CacheManager {
     area: CacheArea,
     entries: readonly [string, StagedFormat][],
     fence: number | undefined,
+    stillHeld: (() => boolean) | undefined,
     stopIfClosed: boolean,
   ): Promise<{ manifest: StoredManifest; previous: Record<CacheArea, StoredManifest | undefined> }> {
     const commitId = newId('c');
@@ -982,6 +986,14 @@ export class S3CacheManager implements CacheManager {
       ),
     };
     await this.#checkDeadline(`commit of '${key}'`, started, targets);
+    // The committing worker's lease, asked last, right before the manifest (the commit point):
+    // its data was uploaded for as long as it took (see CommitOptions.stillHeld).
+    try {
+      assertStillHeld(key, stillHeld);
+    } catch (error) {
+      await this.#discard(targets);
+      throw error;
+    }
     await this.#putManifest(manifest, targets);
     return { manifest, previous };
   }

@@ -57,6 +57,7 @@ export interface StagingHost {
     formats: ReadonlyMap<string, StagedFormat>,
     published: () => void,
     fence: number | undefined,
+    stillHeld: CommitOptions['stillHeld'],
   ): Promise<ResultManifest>;
   /** Best-effort deletion of staged objects (leftovers expire under the lifecycle rule). */
   discard(objectKeys: readonly string[]): Promise<void>;
@@ -161,6 +162,7 @@ export class S3StagedResult implements StagedResult {
           this.#state = 'committed';
         },
         options?.fence,
+        options?.stillHeld,
       );
     } catch (error) {
       // Failed before the manifest was written: still open, so the caller may retry or abort.

@@ -35,6 +35,7 @@ import { readAdapterOptions } from '../util/arguments.js';
 import { ByteLru } from '../util/byte-lru.js';
 import {
   assertCacheArea,
+  assertStillHeld,
   cacheGetOptions,
   cacheListOptions,
   cacheUrlExpiry,
@@ -405,7 +406,13 @@ class MemoryStagedResult implements SyncStagedResult {
   }
 
   commit(area: CacheArea, options?: CommitOptions): Promise<ResultManifest> {
-    return run(() => this.commitNow(area, commitFence(options)));
+    return run(() => {
+      const fence = commitFence(options);
+      // The commit point is now (a synchronous publish): the lease is asked here, last.
+      this.#assertWritable('commit');
+      assertStillHeld(this.key, options?.stillHeld);
+      return this.commitNow(area, fence);
+    });
   }
 
   commitNow(area: CacheArea, fence?: number): ResultManifest {

@@ -24,6 +24,16 @@ export interface CommitOptions {
    * no fence, so any later commit may replace it).
    */
   readonly fence?: number;
+  /**
+   * Asked at the commit point, as late as the backend allows (inside the transaction that
+   * publishes, right before an object store's manifest write): `false` refuses the commit with
+   * `LeaseLostError` and publishes nothing. The worker runtime passes whether its lease is still
+   * unexpired by its clock: a worker whose process stalled between its last lease check and its
+   * commit landing (a blocked event loop, a stopped VM) must not publish once another worker may
+   * have claimed the request, before that worker has a result of its own for the fence to meet.
+   * Absent: no check.
+   */
+  readonly stillHeld?: () => boolean;
 }
 
 /** Options of {@link StagedResult.write}. */

@@ -1,8 +1,8 @@
-import { InvalidRequestError } from '../errors.js';
+import { InvalidRequestError, LeaseLostError } from '../errors.js';
 import { assertValidKey, showValue } from '../keys.js';
 import { CACHE_AREAS } from '../model.js';
 import type { CacheArea } from '../model.js';
-import type { CacheGetOptions } from '../spi/cache.js';
+import type { CacheGetOptions, CommitOptions } from '../spi/cache.js';
 import { optionsArgumentError } from './arguments.js';
 import { checkByteRange } from './bytes.js';
 
@@ -48,7 +48,21 @@ export function decodeKeyCursor(tag: string, cursor: unknown): string {
 export function commitFence(options: unknown): number | undefined {
   if (options === undefined || options === null) return undefined;
   if (typeof options !== 'object') throw new InvalidRequestError('options', 'must be an object');
-  return checkFence((options as { fence?: unknown }).fence);
+  const { fence, stillHeld } = options as { fence?: unknown; stillHeld?: unknown };
+  if (stillHeld !== undefined && typeof stillHeld !== 'function') {
+    throw new InvalidRequestError('stillHeld', `must be a function, got ${showValue(stillHeld)}`);
+  }
+  return checkFence(fence);
+}
+
+/**
+ * At the commit point: throws `LeaseLostError` when a commit's `stillHeld` (see `CommitOptions`)
+ * says the committing worker's lease ran out. The options are checked by {@link commitFence} first.
+ */
+export function assertStillHeld(key: string, stillHeld: CommitOptions['stillHeld']): void {
+  if (stillHeld !== undefined && !stillHeld()) {
+    throw new LeaseLostError(key, `commit of '${key}' refused: the lease of the worker committing it ran out first`);
+  }
 }
 
 /** {@link commitFence} of the fence alone (no options object to build on a synchronous commit). */

@@ -288,11 +288,20 @@ export class JobContext implements Job {
   /** Publishes every written format (the commit point). */
   commit(area: CacheArea): Promise<ResultManifest> {
     // Not async: returning the adapter's promise from an async function would cost two more ticks.
-    // The fence orders this commit after those of earlier claims of the key (see CommitOptions).
-    const options = { fence: this.startedAt };
+    // The fence orders this commit after those of earlier claims of the key; stillHeld is asked
+    // at the commit point, which may come a stall later than the worker's last look at its lease
+    // (see CommitOptions).
+    const options = { fence: this.startedAt, stillHeld: () => this.#stillHeld() };
     const staged = this.#stagedResult;
     if (staged !== undefined) return staged.commit(area, options);
     return this.#stage().then((s) => s.commit(area, options));
+  }
+
+  /** Whether the lease is unexpired by this process's clock and no heartbeat found it lost. */
+  #stillHeld(): boolean {
+    return (
+      this.#host.clock.now() < this.leaseExpiresAt && this.#abortReason !== 'lease-lost' && !this.leaseLostAfterReturn
+    );
   }
 
   /** Throws the staged output away. Never throws. */

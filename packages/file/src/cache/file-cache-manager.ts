@@ -154,8 +154,8 @@ export class FileCacheManager implements CacheManager {
       },
       stagingPath: (id, format, suffix) => this.#layout.stagingPath(id, format, suffix),
       inlineMaxBytes: this.#options.inlineMaxBytes,
-      publish: (key, area, files, inline, formats, fence) =>
-        this.#track(this.#publish(key, area, files, inline, formats, this.#clock.now(), fence)),
+      publish: (key, area, files, inline, formats, fence, stillHeld) =>
+        this.#track(this.#publish(key, area, files, inline, formats, this.#clock.now(), fence, undefined, stillHeld)),
       release: (staged) => this.#open.delete(staged),
     };
   }
@@ -533,6 +533,7 @@ export class FileCacheManager implements CacheManager {
     createdAt: number,
     fence?: number,
     promoting?: string,
+    stillHeld?: () => boolean,
   ): Promise<ResultManifest> {
     // Called from a commit or promotion that has prepared the store (and that close() waits for).
     this.#assertNotClosed();
@@ -562,7 +563,7 @@ export class FileCacheManager implements CacheManager {
       // commit stalled that long (a suspended VM, a stopped process) gives up instead of writing a
       // row that names files a sweep may have removed. Half the grace leaves a margin for clocks.
       const deadline = shardDir === undefined ? undefined : (idTime(commit) ?? Date.now()) + STALE_COMMIT_MS / 2;
-      replaced = await store.publish(stored, fence, promoting, deadline);
+      replaced = await store.publish(stored, fence, promoting, deadline, stillHeld);
     } catch (error) {
       // Unpublished files go back to staging (unless the transaction committed after all, and only
       // its report failed): the staged result stays open, and a retried commit needs them there.

@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3';
 
-import { BackendError, LeaseLostError } from '@armlib/core';
+import { assertStillHeld, BackendError, LeaseLostError } from '@armlib/core';
 import type { CacheArea } from '@armlib/core';
 
 import { GroupCommit } from '../queue/group-commit.js';
@@ -183,7 +183,13 @@ export class ResultStore {
    * time), the transaction refuses, retryably, once it is past: the data files moved in for this
    * commit would then be old enough for a sweep to take them for orphans.
    */
-  publish(result: StoredResult, fence?: number, promoting?: string, filesDeadline?: number): Promise<StoredResult[]> {
+  publish(
+    result: StoredResult,
+    fence?: number,
+    promoting?: string,
+    filesDeadline?: number,
+    stillHeld?: () => boolean,
+  ): Promise<StoredResult[]> {
     return this.#group.add(`committing '${result.key}'`, () => {
       if (filesDeadline !== undefined && Date.now() > filesDeadline) {
         throw new BackendError(
@@ -191,6 +197,9 @@ export class ResultStore {
           { retryable: true },
         );
       }
+      // Asked in the transaction that publishes: the group commit runs a turn of the event loop
+      // (or a stall) after the commit was called.
+      assertStillHeld(result.key, stillHeld);
       return this.#publishIn(result, fence, promoting);
     });
   }

@@ -41,6 +41,7 @@ export interface StagingHost {
     inline: ReadonlyMap<string, Buffer>,
     formats: Readonly<Record<string, FormatInfo>>,
     fence: number | undefined,
+    stillHeld: CommitOptions['stillHeld'],
   ): Promise<ResultManifest>;
   /** The staging is finished (committed or aborted): the cache stops tracking it. */
   release(staged: FileStagedResult): void;
@@ -196,7 +197,15 @@ export class FileStagedResult implements StagedResult {
   async #commit(area: CacheArea, options: CommitOptions | undefined): Promise<ResultManifest> {
     let manifest: ResultManifest;
     try {
-      manifest = await this.#host.publish(this.key, area, this.#files, this.#inline, this.#formats, options?.fence);
+      manifest = await this.#host.publish(
+        this.key,
+        area,
+        this.#files,
+        this.#inline,
+        this.#formats,
+        options?.fence,
+        options?.stillHeld,
+      );
     } catch (error) {
       // Not published: still open, so the caller may retry or abort.
       this.#state = 'open';
