@@ -424,6 +424,33 @@ export function cacheTests(options: ConformanceOptions): void {
         ['olderThan', 'sweep NaN', () => cache.sweep('temporary', Number.NaN)],
         ['options', 'commit a string', () => staged.commit('temporary', 'soon' as never)],
         ['contentType', 'write null', () => staged.write('csv', bytesOf('x'), null as never)],
+        // Served as HTTP headers: nothing that could inject another header, or that no header can carry.
+        [
+          'contentType',
+          'write a content type with CR/LF',
+          () => staged.write('csv', bytesOf('x'), { contentType: 'text/csv\r\nX-Injected: 1' }),
+        ],
+        [
+          'contentType',
+          'write a content type with no subtype',
+          () => staged.write('csv', bytesOf('x'), { contentType: 'csv' }),
+        ],
+        [
+          'contentType',
+          'write a non-ASCII content type',
+          () => staged.write('csv', bytesOf('x'), { contentType: 'text/csv; name="ü"' }),
+        ],
+        [
+          'contentEncoding',
+          'write a content encoding with CR/LF',
+          () =>
+            staged.write('csv', bytesOf('x'), { contentType: 'text/csv', contentEncoding: 'gzip\r\nX-Injected: 1' }),
+        ],
+        [
+          'contentEncoding',
+          'write an empty content encoding',
+          () => staged.write('csv', bytesOf('x'), { contentType: 'text/csv', contentEncoding: ' ' }),
+        ],
       ];
       // A lookup that finds nothing checks its options all the same.
       for (const key of ['present', 'absent']) {

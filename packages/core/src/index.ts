@@ -35,6 +35,7 @@ export {
   cacheGetOptions,
   cacheListOptions,
   cacheUrlExpiry,
+  cacheWriteOptions,
   checkOlderThan,
   commitFence,
   decodeKeyCursor,

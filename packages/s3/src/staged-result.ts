@@ -1,11 +1,9 @@
 import {
-  assertValidContentType,
   assertValidFormat,
+  cacheWriteOptions,
   commitFence,
   ConflictError,
-  InvalidRequestError,
   LeaseLostError,
-  MAX_CONTENT_TYPE_LENGTH,
 } from '@armlib/core';
 import type {
   CacheArea,
@@ -97,7 +95,7 @@ export class S3StagedResult implements StagedResult {
   async #write(format: string, data: AsyncIterable<Uint8Array>, options: CacheWriteOptions): Promise<FormatInfo> {
     this.#assertWritable('write');
     assertValidFormat(format);
-    const checked = checkWriteOptions(options);
+    const checked = cacheWriteOptions(options);
     const objectKey = this.#host.stagedKey(this.#stageId, this.#seq++, format);
     this.#writing++;
     let result: InlineFormat | UploadedFormat;
@@ -211,28 +209,3 @@ function ignore(): void {
   // The commit's own caller hears of its outcome.
 }
 
-/** Comma-separated content-coding tokens (RFC 9110 §8.4), printable ASCII only. */
-const CONTENT_CODING = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+(?:[ \t]*,[ \t]*[A-Za-z0-9!#$%&'*+.^_`|~-]+)*$/;
-
-function checkWriteOptions(options: CacheWriteOptions): CacheWriteOptions {
-  const { contentType, contentEncoding } = (options as Partial<CacheWriteOptions> | undefined) ?? {};
-  if (typeof contentType !== 'string' || contentType.trim() === '') {
-    throw new InvalidRequestError('contentType', 'must be a non-empty string');
-  }
-  // Both travel as HTTP headers of the PUT: a value no header can carry (CR/LF, NUL, non-ASCII,
-  // oversized) would fail every commit of the staged result, losing its valid formats too.
-  assertValidContentType(contentType, 'contentType');
-  if (contentEncoding === undefined) return { contentType };
-  if (
-    typeof contentEncoding !== 'string' ||
-    contentEncoding.trim() === '' ||
-    contentEncoding.length > MAX_CONTENT_TYPE_LENGTH ||
-    !CONTENT_CODING.test(contentEncoding)
-  ) {
-    throw new InvalidRequestError(
-      'contentEncoding',
-      'must be content codings as an HTTP header carries them (e.g. "gzip", "gzip, br")',
-    );
-  }
-  return { contentType, contentEncoding };
-}

@@ -9,7 +9,6 @@ import {
   ClosedError,
   ConfigError,
   ConflictError,
-  InvalidRequestError,
   LeaseLostError,
 } from '../errors.js';
 import type { ConfigIssue } from '../errors.js';
@@ -39,6 +38,7 @@ import {
   cacheGetOptions,
   cacheListOptions,
   cacheUrlExpiry,
+  cacheWriteOptions,
   checkFence,
   checkOlderThan,
   commitFence,
@@ -352,7 +352,7 @@ class MemoryStagedResult implements SyncStagedResult {
     try {
       this.#assertWritable('write');
       assertValidFormat(format);
-      info = formatInfo(options);
+      info = cacheWriteOptions(options);
       // Chunks already in memory (what jobs write) are taken at once: no promise per chunk, no await.
       if (isSyncIterable(data)) return Promise.resolve({ ...this.#keep(format, info, readAllSync(data)) });
     } catch (error) {
@@ -381,7 +381,7 @@ class MemoryStagedResult implements SyncStagedResult {
   writeBytes(format: string, bytes: Uint8Array, options: CacheWriteOptions): FormatInfo {
     this.#assertWritable('write');
     assertValidFormat(format);
-    const info = formatInfo(options);
+    const info = cacheWriteOptions(options);
     // Copied, as every write copies its chunks: the caller may reuse its buffer.
     const copy = Buffer.allocUnsafe(bytes.byteLength);
     copy.set(bytes);
@@ -440,18 +440,6 @@ class MemoryStagedResult implements SyncStagedResult {
       throw new ConflictError(`cannot ${operation} staged result '${this.key}': it was already ${this.#state}`);
     }
   }
-}
-
-function formatInfo(options: CacheWriteOptions): Omit<FormatInfo, 'size'> {
-  const { contentType, contentEncoding } = (options as Partial<CacheWriteOptions> | undefined) ?? {};
-  if (typeof contentType !== 'string' || contentType.trim() === '') {
-    throw new InvalidRequestError('contentType', 'must be a non-empty string');
-  }
-  if (contentEncoding === undefined) return { contentType };
-  if (typeof contentEncoding !== 'string' || contentEncoding.trim() === '') {
-    throw new InvalidRequestError('contentEncoding', 'must be a non-empty string when given');
-  }
-  return { contentType, contentEncoding };
 }
 
 function freezeManifest(manifest: ResultManifest): ResultManifest {

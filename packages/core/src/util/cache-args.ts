@@ -1,8 +1,9 @@
+import { assertValidContentType, MAX_CONTENT_TYPE_LENGTH } from '../content-type.js';
 import { InvalidRequestError, LeaseLostError } from '../errors.js';
 import { assertValidKey, showValue } from '../keys.js';
 import { CACHE_AREAS } from '../model.js';
 import type { CacheArea } from '../model.js';
-import type { CacheGetOptions, CommitOptions } from '../spi/cache.js';
+import type { CacheGetOptions, CacheWriteOptions, CommitOptions } from '../spi/cache.js';
 import { optionsArgumentError } from './arguments.js';
 import { checkByteRange } from './bytes.js';
 
@@ -125,4 +126,34 @@ function cacheOptions(options: unknown): Record<string, unknown> {
   const error = optionsArgumentError(options, 'options');
   if (error !== undefined) throw error;
   return (options ?? {}) as Record<string, unknown>;
+}
+
+/** Comma-separated content-coding tokens (RFC 9110 §8.4), printable ASCII only. */
+const CONTENT_CODING = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+(?:[ \t]*,[ \t]*[A-Za-z0-9!#$%&'*+.^_`|~-]+)*$/;
+
+/**
+ * The options of a staged result's `write`, checked at an adapter's boundary: a media type and
+ * content codings as an HTTP header carries them. Results are served with these as headers (by the
+ * host, or by an object store's signed URL), so a CR/LF, NUL, non-ASCII or oversized value must
+ * never be stored; throws `InvalidRequestError` naming `contentType` or `contentEncoding`.
+ */
+export function cacheWriteOptions(options: unknown): CacheWriteOptions {
+  const { contentType, contentEncoding } = (options as Partial<CacheWriteOptions> | undefined) ?? {};
+  if (typeof contentType !== 'string' || contentType.trim() === '') {
+    throw new InvalidRequestError('contentType', 'must be a non-empty string');
+  }
+  assertValidContentType(contentType, 'contentType');
+  if (contentEncoding === undefined) return { contentType };
+  if (
+    typeof contentEncoding !== 'string' ||
+    contentEncoding.trim() === '' ||
+    contentEncoding.length > MAX_CONTENT_TYPE_LENGTH ||
+    !CONTENT_CODING.test(contentEncoding)
+  ) {
+    throw new InvalidRequestError(
+      'contentEncoding',
+      'must be content codings as an HTTP header carries them (e.g. "gzip", "gzip, br")',
+    );
+  }
+  return { contentType, contentEncoding };
 }

@@ -1,4 +1,4 @@
-import { assertValidFormat, commitFence, ConflictError, InvalidRequestError, LeaseLostError } from '@armlib/core';
+import { assertValidFormat, cacheWriteOptions, commitFence, ConflictError, LeaseLostError } from '@armlib/core';
 import type {
   CacheArea,
   CacheWriteOptions,
@@ -95,7 +95,7 @@ export class FileStagedResult implements StagedResult {
     try {
       this.#assertWritable('write');
       assertValidFormat(format);
-      info = formatInfo(options);
+      info = cacheWriteOptions(options);
     } catch (error) {
       await closeSource(source);
       throw error;
@@ -257,16 +257,4 @@ export class FileStagedResult implements StagedResult {
 
 function ignore(): void {
   // The commit's own caller hears of its outcome.
-}
-
-function formatInfo(options: CacheWriteOptions): Omit<FormatInfo, 'size'> {
-  const { contentType, contentEncoding } = (options as Partial<CacheWriteOptions> | undefined) ?? {};
-  if (typeof contentType !== 'string' || contentType.trim() === '') {
-    throw new InvalidRequestError('contentType', 'must be a non-empty string');
-  }
-  if (contentEncoding === undefined) return { contentType };
-  if (typeof contentEncoding !== 'string' || contentEncoding.trim() === '') {
-    throw new InvalidRequestError('contentEncoding', 'must be a non-empty string when given');
-  }
-  return { contentType, contentEncoding };
 }
