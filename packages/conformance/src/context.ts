@@ -166,6 +166,13 @@ export class TestEnv {
     return this.#settings;
   }
 
+  /** Steps the clock's readings back by `ms` (see {@link SteppingClock}). */
+  stepClockBack(ms: number): void {
+    if (!(this.clock instanceof SteppingClock))
+      throw new Error('this environment was built with a clock that cannot step back');
+    this.clock.stepBack(ms);
+  }
+
   /** A duration scaled to the adapter's clock granularity. */
   t(ms: number): number {
     return ms * this.scale;
@@ -308,12 +315,30 @@ export function useEnv(context: ConformanceContext): () => Promise<TestEnv> {
     for (const env of envs) await env.close();
   });
   return async () => {
-    const clock = new ManualClock();
+    const clock = new SteppingClock();
     const instance = await context.create({ clock });
     const env = new TestEnv(context, clock, instance);
     open.push(env);
     return env;
   };
+}
+
+/**
+ * A manual clock whose readings can also step back, as a wall clock does on an NTP step or when a
+ * VM resumes (a `ManualClock` never goes back). Timers keep their due times on the clock's own
+ * time line, which only moves forward.
+ */
+export class SteppingClock extends ManualClock {
+  #back = 0;
+
+  override now(): number {
+    return super.now() - this.#back;
+  }
+
+  /** Makes every later reading `ms` lower. */
+  stepBack(ms: number): void {
+    this.#back += ms;
+  }
 }
 
 /** The same adapter with `close` made a no-op, for a second manager that must not close shared adapters. */

@@ -2,6 +2,7 @@ import { cacheTests } from './cache.js';
 import { cancelTests } from './cancel.js';
 import { capsAndQuotaTests } from './caps-and-quota.js';
 import { claimOrderTests } from './claim-order.js';
+import { clockStepBackTests } from './clock-step-back.js';
 import { concurrencyCapTests } from './concurrency-cap.js';
 import { resolveContext } from './context.js';
 import { groupFairnessTests } from './group-fairness.js';
@@ -21,6 +22,7 @@ export const CONFORMANCE_GROUPS = [
   keysAndDedupeTests,
   claimOrderTests,
   groupFairnessTests,
+  clockStepBackTests,
   concurrencyCapTests,
   leaseTests,
   retryTests,

@@ -137,9 +137,15 @@ export class ClaimRound {
     const policy = policyOf(this.#batch.options, group);
     const item = this.groupItems.get(group);
     if (policy?.maxConcurrent !== undefined && (item?.running ?? 0) >= policy.maxConcurrent) return undefined;
+    const now = this.#batch.now;
+    const interval = policy?.minIntervalMs ?? 0;
     const last = Math.max(this.#lastClaim.get(group)?.at ?? -Infinity, item?.lastClaimAt ?? -Infinity);
-    const ready = last + (policy?.minIntervalMs ?? 0);
-    return ready > this.#batch.now ? undefined : ready;
+    // A last claim more than an interval ahead of the clock: the clock stepped back (NTP, a resumed
+    // VM). Counted as it stands, the group would claim nothing until the clock caught up (without
+    // an interval too); it is ready now instead, as the group item's condition agrees (see
+    // GroupSlots.take). Less than an interval ahead may be another host's clock: the interval holds.
+    const ready = last > now + interval ? now : last + interval;
+    return ready > now ? undefined : ready;
   };
 
   /**

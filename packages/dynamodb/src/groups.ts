@@ -87,7 +87,15 @@ export class GroupSlots {
     const e = new Expr();
     const conditions: string[] = [];
     const interval = policy.minIntervalMs ?? 0;
-    if (interval > 0) conditions.push(`(attribute_not_exists(${e.n('lc')}) OR ${e.n('lc')} <= ${e.v(now - interval)})`);
+    // A last claim more than an interval ahead is taken for a clock that stepped back (as
+    // ClaimRound.readyTime does): left to block, it would hold the group until the clock caught up.
+    // One less than an interval ahead may be another host's clock, and keeps the group waiting.
+    if (interval > 0) {
+      const lc = e.n('lc');
+      conditions.push(
+        `(attribute_not_exists(${lc}) OR ${lc} <= ${e.v(now - interval)} OR ${lc} > ${e.v(now + interval)})`,
+      );
+    }
     if (policy.maxConcurrent !== undefined) conditions.push(`size(${e.n('run')}) < ${e.v(policy.maxConcurrent)}`);
     e.set('lc', now);
     // Keyed by the claim's token, not the request's key: two claimers racing for one request each

@@ -175,6 +175,8 @@ export class MemoryQueueManager implements QueueManager {
   /** Groups with at least one ready pending record. */
   readonly #readyGroups = new ReadyGroups();
   #groupGcAt = 64;
+  /** The latest claim time of any group: a clock now before it has stepped back past a claim. */
+  #latestClaimAt = -Infinity;
   readonly #ownerPending = new Map<string, number>();
   #ownerGcAt = 64;
   readonly #byState: StateCounts = zeroCounts();
@@ -434,6 +436,8 @@ export class MemoryQueueManager implements QueueManager {
     this.#ownerLeftPending(record.owner);
     this.#leases.push(e);
     group.lastClaimAt = now;
+    // Not below the latest: #pickGroup brought every claim time after `now` back to it.
+    this.#latestClaimAt = now;
     group.lastClaimSeq = ++this.#claimSeq;
     this.#readyGroups.reorder(group);
     this.#activity.record('claimed', group.name, now);
@@ -854,15 +858,31 @@ export class MemoryQueueManager implements QueueManager {
 
   /** The best group to claim from now, or undefined when none may be claimed from. */
   #pickGroup(options: ClaimOptions, now: number): GroupState | undefined {
+    if (now < this.#latestClaimAt) this.#rebaseClaims(now);
     const policies = options.policies;
     if (options.groups !== undefined) return this.#bestOf(options.groups, policies, now);
-    // A group without a policy may be claimed from whenever it has ready work, and the turn order
-    // keeps the first of those; only groups with a policy are judged one by one.
+    // A group without a policy may be claimed from whenever it has ready work (no claim time lies
+    // after `now`), and the turn order keeps the first of those; only groups with a policy are
+    // judged one by one.
     const free = this.#readyGroups.firstWithout(policies);
-    // The clock went back past a claim: that group must wait (as claimableAt says); judge them all.
-    if (free !== undefined && free.lastClaimAt > now) return this.#bestOf(this.#readyGroups.all, policies, now);
     // Every own name, enumerable or not: claimableAt reads a policy by Object.hasOwn.
     return this.#bestOf(Object.getOwnPropertyNames(policies), policies, now, free);
+  }
+
+  /**
+   * The clock stepped back (NTP, a resumed VM) past claims: their times come back to `now`. Left
+   * after `now`, a group would count as claimed in the future and claim nothing until the clock
+   * caught up (for a group without any interval too); brought back, it waits out at most its
+   * interval from now. Claim numbers are kept, so groups keep their turns among themselves.
+   * O(groups), once per step back.
+   */
+  #rebaseClaims(now: number): void {
+    for (const g of this.#groups.values()) {
+      if (g.lastClaimAt <= now) continue;
+      g.lastClaimAt = now;
+      if (this.#readyGroups.all.has(g)) this.#readyGroups.reorder(g);
+    }
+    this.#latestClaimAt = now;
   }
 
   /**

@@ -34,6 +34,7 @@ export class ControlStore {
   readonly #setMeta: Stmt<[number, string]>;
   readonly #bumpMeta: Stmt<[number, string], { value: number }>;
   readonly #touchGroup: Stmt<[number, number, string]>;
+  readonly #rebaseClaim: Stmt<[number, string, number]>;
   readonly #collectGroups: Stmt<[number]>;
   readonly #groupCount: Stmt<[], { n: number }>;
   readonly #journalSize: Stmt<[], { n: number | null }>;
@@ -52,6 +53,8 @@ export class ControlStore {
          max_interval_ms = max(max_interval_ms, ?)
        WHERE name = ?`,
     );
+    // Lowers a claim time only: one at or before `now` is history the interval rightly counts from.
+    this.#rebaseClaim = db.prepare('UPDATE groups SET last_claim_at = ? WHERE name = ? AND last_claim_at > ?');
     // A group's history must outlive its records by its longest interval, else a group emptied and
     // refilled at once would skip its interval.
     this.#collectGroups = db.prepare(
@@ -79,6 +82,14 @@ export class ControlStore {
   /** Records a claim in `group`: its time, a fresh global claim number, the interval in force. */
   recordClaim(group: string, now: number, intervalMs: number): void {
     this.#touchGroup.run(now, intervalMs, group);
+  }
+
+  /**
+   * Moves a claim time that lies after `now` (the clock stepped back) to `now`, keeping the claim
+   * number and so the group's turn among groups claimed at the same time.
+   */
+  rebaseClaim(group: string, now: number): void {
+    this.#rebaseClaim.run(now, group, now);
   }
 
   addDropped(n: number): void {

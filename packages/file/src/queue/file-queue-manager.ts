@@ -4,6 +4,7 @@ import type Database from 'better-sqlite3';
 import { inject, injectable } from 'inversify';
 
 import {
+  BackendError,
   checkClaimMax,
   ClosedError,
   ConflictError,
@@ -50,11 +51,11 @@ import type { SweepKind } from './control-store.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
 import { GroupCommit } from './group-commit.js';
 import type { LockWait } from './group-commit.js';
-import { pickHead } from './group-pick.js';
+import { pickHead, rebaseFutureClaims } from './group-pick.js';
 import { openQueueDatabase } from './open-database.js';
 import { resolveFileQueueOptions } from './options.js';
 import type { FileQueueManagerOptions } from './options.js';
-import { FINISHED_STATES, rowToRecord } from './record-row.js';
+import { FINISHED_STATES, readRow, rowToRecord, UNREADABLE_RECORD } from './record-row.js';
 import type { RecordRow } from './record-row.js';
 import { positionAt } from './fair-position.js';
 import { DUE, RecordStore } from './record-store.js';
@@ -358,16 +359,45 @@ export class FileQueueManager implements QueueManager {
   }
 
   #claim(options: ClaimOptions, now: number): Lease | undefined {
-    // A paused queue has no heads (the pause check is part of that statement).
-    const picked = pickHead(this.#records.heads(now), options, now);
-    if (picked === undefined) return undefined;
-    const token = randomUUID();
-    const row = this.#records.claim(picked.head.seq, now, token, now + options.leaseMs, options.workerId);
+    for (;;) {
+      // A paused queue has no heads (the pause check is part of that statement).
+      const heads = this.#records.heads(now);
+      rebaseFutureClaims(heads, now, (group) => {
+        this.#control.rebaseClaim(group, now);
+      });
+      const picked = pickHead(heads, options, now);
+      if (picked === undefined) return undefined;
+      const token = randomUUID();
+      const row = this.#records.claim(picked.head.seq, now, token, now + options.leaseMs, options.workerId);
+      this.#stats.runningChanged();
+      this.#unplaced.delete(row.seq);
+      const record = readRow(row);
+      if (record instanceof BackendError) {
+        // Left pending, it would stay its group's head and fail every claim (the records behind it
+        // would never run): it fails at once instead, in this transaction, and the choice is made
+        // again. Not a claim of its group (no interval spent on it) nor a transition to report.
+        this.#setAside(row, now, record);
+        continue;
+      }
+      this.#control.recordClaim(row.grp, now, picked.intervalMs);
+      this.#stats.count('claimed', row.grp, now);
+      return { token, record };
+    }
+  }
+
+  /**
+   * Fails a pending or running record that cannot be read, with {@link UNREADABLE_RECORD}: it
+   * leaves the claim order and the deadline index, and keeps no retention (`prune` removes it, a
+   * submit of its key replaces it). It stays unreadable: `get` reports it as a `BackendError`.
+   */
+  #setAside(row: RecordRow, now: number, error: BackendError): void {
+    this.#records.finish(row, 'failed', now, undefined, {
+      code: UNREADABLE_RECORD,
+      message: error.message,
+      retryable: false,
+    });
     this.#stats.runningChanged();
-    this.#unplaced.delete(row.seq);
-    this.#control.recordClaim(row.grp, now, picked.intervalMs);
-    this.#stats.count('claimed', row.grp, now);
-    return { token, record: rowToRecord(row) };
+    this.#stats.count('failed', row.grp, now);
   }
 
   heartbeat(key: string, token: string, options: HeartbeatOptions): Promise<HeartbeatResult> {
@@ -454,6 +484,13 @@ export class FileQueueManager implements QueueManager {
       this.#write('cancel', (now): CancelResult => {
         const row = this.#records.get(key);
         if (row === undefined) return { outcome: 'missing' };
+        if (readRow(row) instanceof BackendError) {
+          // Nothing can be done with a record that cannot be read but take it away: its key is
+          // free again (a submit makes a fresh record), as if it had never been there.
+          this.#records.delete(row.seq);
+          if (row.state === 'running') this.#stats.runningChanged();
+          return { outcome: 'missing' };
+        }
         if (row.state === 'pending') {
           return { outcome: 'cancelled', record: this.#finish(row, 'cancelled', now, options.retainUntil, undefined) };
         }
@@ -482,8 +519,15 @@ export class FileQueueManager implements QueueManager {
       return this.#read('list', () => {
         const rows = this.#records.list(after, states, query.group ?? null, query.owner ?? null, limit + 1);
         const more = rows.length > limit;
-        const items = (more ? rows.slice(0, limit) : rows).map((r) => rowToRecord(r));
-        const last = items[items.length - 1];
+        const page = more ? rows.slice(0, limit) : rows;
+        // A record that cannot be read is left out (`get` of its key reports it), not the whole
+        // page: the page may then hold fewer than `limit`; the cursor still moves past it.
+        const items: QueueRecord[] = [];
+        for (const row of page) {
+          const record = readRow(row);
+          if (!(record instanceof BackendError)) items.push(record);
+        }
+        const last = page[page.length - 1];
         return more && last !== undefined ? { items, cursor: encodeCursor(last.seq) } : { items };
       });
     });
@@ -811,6 +855,14 @@ export class FileQueueManager implements QueueManager {
     for (const seq of this.#records.dueSeqs(now)) {
       const row = this.#records.bySeq(seq);
       if (row === undefined) continue;
+      if (row.state === 'running' || row.state === 'pending') {
+        // Its transition reads it: failing on a record that cannot be read would fail every write for good.
+        const read = readRow(row);
+        if (read instanceof BackendError) {
+          this.#setAside(row, now, read);
+          continue;
+        }
+      }
       if (row.state === 'running') this.#leaseExpired(row, now, retainUntil);
       else if (row.state === 'pending') {
         // Only never-claimed records carry a deadline: a claim clears it for good.

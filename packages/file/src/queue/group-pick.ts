@@ -9,6 +9,24 @@ export interface PickedHead {
 }
 
 /**
+ * Brings back to `now` the claim time of every head's group that lies after `now`: the clock
+ * stepped back (NTP, a resumed VM) past a claim, or another process's clock runs ahead. Left
+ * alone, such a group would count as claimed in the future and, its ready time never past,
+ * claim nothing until the clock caught up: minutes or hours for a group without any interval.
+ * Rebased, it waits out at most its interval from now. `rebase` writes the new time (the
+ * caller's transaction): stored, the wait is bounded across calls and processes; the heads
+ * are changed in place for the choice that follows.
+ */
+export function rebaseFutureClaims(heads: GroupHead[], now: number, rebase: (group: string) => void): void {
+  for (const head of heads) {
+    if (head.last_claim_at !== null && head.last_claim_at > now) {
+      rebase(head.grp);
+      head.last_claim_at = now;
+    }
+  }
+}
+
+/**
  * Chooses among the heads of groups with ready work, as the memory queue does (SharQ): a group
  * is a candidate when allowed by `options.groups`, under its `maxConcurrent` and past its ready
  * time (last claim + `minIntervalMs`); the best head priority wins, then the earliest ready

@@ -1,3 +1,4 @@
+import { BackendError, QUEUE_STATES } from '@armlib/core';
 import type { ErrorInfo, NormalizedRequest, QueueRecord, QueueState } from '@armlib/core';
 
 /** One row of the `records` table, as better-sqlite3 returns it (absent fields are null). */
@@ -76,16 +77,50 @@ export function rawToRowAt(a: readonly unknown[], o: number): RecordRow {
 
 type MutableRecord = { -readonly [K in keyof QueueRecord]: QueueRecord[K] };
 
+const KNOWN_STATES: ReadonlySet<string> = new Set(QUEUE_STATES);
+
+/**
+ * The error code a claim stores on a record it could not read and so failed at once (see
+ * {@link readRow}): what a row damaged by hand, or written by another armlib version, becomes.
+ */
+export const UNREADABLE_RECORD = 'UNREADABLE_RECORD';
+
 /**
  * The SPI view of a row: optional fields present only when set, exactly as the memory queue
  * builds its records (a claim drops `pendingExpiresAt`, a requeue drops what the run reported,
- * a finished record keeps it), so both adapters hand out the same shapes.
+ * a finished record keeps it), so both adapters hand out the same shapes. Throws the
+ * non-retryable `BackendError` of {@link readRow} for a row it cannot read.
  */
 export function rowToRecord(row: RecordRow, request?: NormalizedRequest): QueueRecord {
+  const read = readRow(row, request);
+  if (read instanceof BackendError) throw read;
+  return read;
+}
+
+/**
+ * {@link rowToRecord}, or, for a row that cannot be read (a state outside QueueState, a request
+ * or error that is not a JSON object), the `BackendError` that says which record and why:
+ * returned, not thrown, so that a claim, a list or a cancel can step past the row instead of
+ * failing on it every time (such a row never becomes readable by itself).
+ */
+export function readRow(row: RecordRow, request?: NormalizedRequest): QueueRecord | BackendError {
+  let parsedRequest: NormalizedRequest;
+  let error: ErrorInfo | undefined;
+  try {
+    if (!KNOWN_STATES.has(row.state)) throw new Error(`unknown state '${row.state}'`);
+    // The caller's object when it has one: parsing the stored JSON again would give an equal copy.
+    parsedRequest = request ?? (parseObject(row.request, 'request') as unknown as NormalizedRequest);
+    if (row.error !== null) error = parseObject(row.error, 'error') as unknown as ErrorInfo;
+  } catch (cause) {
+    const why = cause instanceof Error ? cause.message : String(cause);
+    return new BackendError(`file queue: the record of '${row.key}' (seq ${String(row.seq)}) cannot be read: ${why}`, {
+      cause,
+      retryable: false,
+    });
+  }
   const r: MutableRecord = {
     key: row.key,
-    // The caller's object when it has one: parsing the stored JSON again would give an equal copy.
-    request: request ?? (JSON.parse(row.request) as NormalizedRequest),
+    request: parsedRequest,
     state: row.state,
     group: row.grp,
     priority: row.priority,
@@ -105,9 +140,17 @@ export function rowToRecord(row: RecordRow, request?: NormalizedRequest): QueueR
   if (row.progress !== null) r.progress = row.progress;
   if (row.message !== null) r.message = row.message;
   if (row.cancel_requested === 1) r.cancelRequested = true;
-  if (row.error !== null) r.error = JSON.parse(row.error) as ErrorInfo;
+  if (error !== undefined) r.error = error;
   if (row.retain_until !== null) r.retainUntil = row.retain_until;
   return r;
+}
+
+/** A stored JSON column that must hold an object (a string, a number or null would make a broken record). */
+function parseObject(json: string, column: string): Record<string, unknown> {
+  const value: unknown = JSON.parse(json);
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new Error(`${column} is not a JSON object`);
+  return value as Record<string, unknown>;
 }
 
 /** The stored form of an error: only the fields of ErrorInfo. */
