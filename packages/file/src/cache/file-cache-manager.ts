@@ -37,6 +37,7 @@ import type {
   StagedResult,
 } from '@armlib/core';
 
+import { DatabaseIdentity } from '../database-identity.js';
 import { makeDirectories } from '../make-directories.js';
 import {
   CREATE_FLAGS,
@@ -129,6 +130,8 @@ export class FileCacheManager implements CacheManager {
   /** Commits, promotions and deletions under way: close() lets them finish before it closes the database. */
   readonly #inFlight = new Set<Promise<void>>();
   #store: ResultStore | undefined;
+  /** The open database file is still the one at its path (see {@link DatabaseIdentity}); set with #store. */
+  #identity: DatabaseIdentity | undefined;
   /** close() was called: nothing new starts (what is under way finishes). */
   #closing = false;
   /** The database is closed. */
@@ -341,6 +344,9 @@ export class FileCacheManager implements CacheManager {
     this.#assertOpen();
     assertCacheArea(area);
     const store = this.#prepare();
+    // Compared at every sweep, whatever the interval: a process whose only call is the request
+    // manager's periodic sweep reports a removed directory on its error event.
+    this.#identity?.checkNow(this.#clock.now());
     checkOlderThan(olderThan);
     collectStaging(this.#layout.staging);
     return this.#track(this.#sweep(store, area, olderThan));
@@ -427,7 +433,11 @@ export class FileCacheManager implements CacheManager {
    */
   #prepare(): ResultStore {
     this.#assertOpen();
-    if (this.#store !== undefined) return this.#store;
+    if (this.#store !== undefined) {
+      // Once per interval, a clock read and a comparison otherwise (see DatabaseIdentity).
+      this.#identity?.check(this.#clock.now());
+      return this.#store;
+    }
     const root = this.#layout.root;
     try {
       // Not Node's recursive mkdir: it loops for ever on an ENOENT under an existing parent (/proc).
@@ -452,8 +462,11 @@ export class FileCacheManager implements CacheManager {
     const layout = checkLayoutVersion(this.#layout, this.#durable);
     ensureDir(this.#layout.staging);
     for (const area of CACHE_AREAS) ensureDir(this.#layout.areaDir(area));
-    const store = new ResultStore(openCacheDatabase(this.#layout.inside(join(root, CACHE_DB_FILE)), this.#durable));
+    const dbPath = this.#layout.inside(join(root, CACHE_DB_FILE));
+    const store = new ResultStore(openCacheDatabase(dbPath, this.#durable));
+    let identity: DatabaseIdentity;
     try {
+      identity = new DatabaseIdentity(dbPath, 'file cache', this.#clock.now());
       if (layout !== 'current') migrateFlatLayout(this.#layout, store, this.#durable);
       collectStaging(this.#layout.staging);
     } catch (error) {
@@ -461,6 +474,7 @@ export class FileCacheManager implements CacheManager {
       throw error;
     }
     this.#store = store;
+    this.#identity = identity;
     return store;
   }
 
@@ -538,6 +552,8 @@ export class FileCacheManager implements CacheManager {
     // Called from a commit or promotion that has prepared the store (and that close() waits for).
     this.#assertNotClosed();
     const store = this.#store ?? this.#prepare();
+    // Before the files move: a commit into a removed database fails with them still staged.
+    this.#identity?.check(this.#clock.now());
     assertCacheArea(area);
     const commit = newId();
     let shardDir: string | undefined;

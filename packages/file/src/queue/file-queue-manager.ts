@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import path from 'node:path';
 
 import type Database from 'better-sqlite3';
 import { inject, injectable } from 'inversify';
@@ -46,6 +47,7 @@ import type {
   WorkerCapacity,
 } from '@armlib/core';
 
+import { DatabaseIdentity } from '../database-identity.js';
 import { ControlStore } from './control-store.js';
 import type { SweepKind } from './control-store.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
@@ -54,6 +56,7 @@ import type { LockWait } from './group-commit.js';
 import { pickHead, rebaseFutureClaims } from './group-pick.js';
 import { openQueueDatabase } from './open-database.js';
 import { resolveFileQueueOptions } from './options.js';
+import { DB_FILE } from './schema.js';
 import type { FileQueueManagerOptions } from './options.js';
 import { FINISHED_STATES, readRow, rowToRecord, UNREADABLE_RECORD } from './record-row.js';
 import type { RecordRow } from './record-row.js';
@@ -156,6 +159,8 @@ export class FileQueueManager implements QueueManager {
   /** Transitions this process journaled since the last sweep or take (see takeTransitions). */
   #journaled = 0;
   readonly #busyTimeoutMs: number;
+  /** The open database file is still the one at its path (see {@link DatabaseIdentity}). */
+  readonly #identity: DatabaseIdentity;
 
   /**
    * Opens (creating when needed) the queue database under `options.dir`.
@@ -175,6 +180,7 @@ export class FileQueueManager implements QueueManager {
     this.#clock = clock;
     const db = openQueueDatabase(resolved);
     try {
+      this.#identity = new DatabaseIdentity(path.join(resolved.dir, DB_FILE), 'file queue', clock.now());
       this.#records = new RecordStore(db);
       this.#control = new ControlStore(db);
       this.#stats = new StatsStore(db, resolved.statsCacheMs);
@@ -188,7 +194,11 @@ export class FileQueueManager implements QueueManager {
             stats.undo(mark);
           },
           beforeCommit: () => {
-            if (stats.activityDue(this.#clock.now())) stats.flushActivity();
+            const now = this.#clock.now();
+            // The calls a batch took before one of them found the file gone must not be
+            // acknowledged either: the whole batch rolls back with the error.
+            this.#identity.check(now);
+            if (stats.activityDue(now)) stats.flushActivity();
             this.#statePositions();
           },
           committed: () => {
@@ -557,6 +567,10 @@ export class FileQueueManager implements QueueManager {
       if (retainUntil !== undefined && Number.isNaN(retainUntil)) {
         throw new InvalidRequestError('retainUntil', 'must be a time in epoch ms');
       }
+      // Compared at every sweep, whatever the interval: a process whose only call is the request
+      // manager's periodic sweep reports a removed directory on its error event.
+      this.#assertOpen();
+      this.#identity.checkNow(this.#clock.now());
       return this.#solo('sweep', () => {
         const now = this.#clock.now();
         this.#advance(now, retainUntil);
@@ -578,7 +592,8 @@ export class FileQueueManager implements QueueManager {
     // instead. Other calls of this process waiting for their group commit are no reason to wait:
     // no transaction is open between batches, and the worker takes right after a claim that
     // applied an expiry, so that the `requeued` of the old attempt is told before the new `claimed`.
-    if (this.#journaled === 0 || this.#closed) return undefined;
+    // Nor into a file found removed: the call just made failed, and nothing it reports is shared.
+    if (this.#journaled === 0 || this.#closed || this.#identity.lost) return undefined;
     this.#db.exec('PRAGMA busy_timeout = 0');
     try {
       const { more, ...part } = this.#immediate(() => this.#takeJournal(options.retainUntil, this.#clock.now()));
@@ -691,7 +706,8 @@ export class FileQueueManager implements QueueManager {
 
   /**
    * Writes this process's batched activity counts and closes the database (SQLite checkpoints
-   * the WAL when the last connection goes). Idempotent.
+   * the WAL when the last connection goes). Idempotent. A database found removed or replaced is
+   * closed without them, and without an error: closing is the remedy for that.
    */
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -699,6 +715,11 @@ export class FileQueueManager implements QueueManager {
       this.#solo('close', () => {
         this.#stats.flushActivity();
       });
+    } catch (error) {
+      if (!this.#identity.lost) throw error;
+      // Found removed or replaced (now or before): closing is the remedy, not a failure. The
+      // calls still waiting for their group commit fail at it with that error (see beforeCommit).
+      this.#group.flush();
     } finally {
       this.#closed = true;
       try {
@@ -832,8 +853,14 @@ export class FileQueueManager implements QueueManager {
     return result;
   }
 
+  /**
+   * Every call's first step: the queue is open, and its database file is still the one at its
+   * path, compared once per interval (a clock read and a comparison on the other calls; see
+   * {@link DatabaseIdentity}).
+   */
   #assertOpen(): void {
     if (this.#closed) throw new ClosedError('file queue is closed');
+    this.#identity.check(this.#clock.now());
   }
 
   /** Journals a transition applied by time, for the next sweep or take to report. */
