@@ -51,7 +51,12 @@ async function lostDatabase(promise: Promise<unknown>, file: string, how: 'remov
 }
 
 /** Replaces `<dir>/<name>` by a fresh file of the same kind, made in `scratch` by `make`. */
-async function replaceFile(dir: string, name: string, scratch: string, make: (dir: string) => Promise<void>): Promise<void> {
+async function replaceFile(
+  dir: string,
+  name: string,
+  scratch: string,
+  make: (dir: string) => Promise<void>,
+): Promise<void> {
   await make(scratch);
   fs.renameSync(path.join(scratch, name), path.join(dir, name));
 }

@@ -1,10 +1,4 @@
-import {
-  assertValidFormat,
-  cacheWriteOptions,
-  commitFence,
-  ConflictError,
-  LeaseLostError,
-} from '@armlib/core';
+import { assertValidFormat, cacheWriteOptions, commitFence, ConflictError, LeaseLostError } from '@armlib/core';
 import type {
   CacheArea,
   CacheWriteOptions,
@@ -208,4 +202,3 @@ export class S3StagedResult implements StagedResult {
 function ignore(): void {
   // The commit's own caller hears of its outcome.
 }
-

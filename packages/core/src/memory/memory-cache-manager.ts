@@ -4,13 +4,7 @@ import { inject, injectable } from 'inversify';
 
 import { SystemClock } from '../clock.js';
 import type { Clock } from '../clock.js';
-import {
-  BackendError,
-  ClosedError,
-  ConfigError,
-  ConflictError,
-  LeaseLostError,
-} from '../errors.js';
+import { BackendError, ClosedError, ConfigError, ConflictError, LeaseLostError } from '../errors.js';
 import type { ConfigIssue } from '../errors.js';
 import { assertValidFormat, assertValidKey, compareStrings } from '../keys.js';
 import { CACHE_AREAS } from '../model.js';
