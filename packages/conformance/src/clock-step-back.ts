@@ -44,6 +44,21 @@ export function clockStepBackTests(options: ConformanceOptions): void {
       expect((await env.queue.claim(capped))?.record.key).to.equal('c');
     });
 
+    it('keeps the turns of groups claimed before the step (SPI)', async function () {
+      const env = await open();
+      await env.queue.enqueue(entry('a1', { group: 'first' }), { limits: {} });
+      expect((await env.queue.claim(claimOptions(env)))?.record.key).to.equal('a1');
+      await env.clock.advance(env.t(10));
+      await env.queue.enqueue(entry('b1', { group: 'second' }), { limits: {} });
+      expect((await env.queue.claim(claimOptions(env)))?.record.key).to.equal('b1');
+      env.stepClockBack(env.t(STEP_MS));
+      await env.queue.enqueue(entry('b2', { group: 'second' }), { limits: {} });
+      await env.queue.enqueue(entry('a2', { group: 'first' }), { limits: {} });
+      // Both last claims lie ahead of the clock: the group claimed less recently still goes first.
+      expect((await env.queue.claim(claimOptions(env)))?.record.key).to.equal('a2');
+      expect((await env.queue.claim(claimOptions(env)))?.record.key).to.equal('b2');
+    });
+
     it('makes a group with minIntervalMs wait at most its interval, not until the clock catches up (SPI)', async function () {
       const env = await open();
       await claimThenStepBack(env, 'a');

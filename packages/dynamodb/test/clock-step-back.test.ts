@@ -1,4 +1,4 @@
-import { ManualClock } from '@armlib/core';
+import { SteppingClock } from '@armlib/conformance';
 import type { ClaimOptions, GroupPolicy, NewQueueEntry } from '@armlib/core';
 import { expect } from 'chai';
 
@@ -9,14 +9,6 @@ import type { TestTable } from './harness/fixture.js';
 
 /** How far the wall clock steps back (an NTP correction, a resumed VM). */
 const STEP_MS = 60_000;
-
-/** A ManualClock whose readings can step back by `back` ms, as a wall clock does (ManualClock never goes back). */
-class SteppedClock extends ManualClock {
-  back = 0;
-  override now(): number {
-    return super.now() - this.back;
-  }
-}
 
 function entry(key: string): NewQueueEntry {
   return { key, request: { uri: '/test', key, group: 'default', priority: 0 }, maxAttempts: 3 };
@@ -30,12 +22,12 @@ for (const kind of selectedBackends()) {
   describe(`@armlib/dynamodb on ${kind}: the wall clock steps back`, function () {
     const backend = useBackend(kind);
     let table: TestTable;
-    let clock: SteppedClock;
+    let clock: SteppingClock;
     let queue: DynamoQueueManager;
 
     beforeEach(async function () {
       table = await createTestTable(backend());
-      clock = new SteppedClock();
+      clock = new SteppingClock();
       queue = table.queue(clock);
     });
 
@@ -48,7 +40,7 @@ for (const kind of selectedBackends()) {
     async function claimThenStepBack(key: string, policy?: GroupPolicy): Promise<void> {
       await queue.enqueue(entry(key), { limits: {} });
       expect((await queue.claim(claimOptions(policy)))?.record.key).to.equal(key);
-      clock.back = STEP_MS;
+      clock.stepBack(STEP_MS);
     }
 
     it('takes a claim time more than one interval ahead for a step back, then spaces claims again', async function () {
@@ -65,7 +57,7 @@ for (const kind of selectedBackends()) {
     it('keeps the interval after a claim time less than one interval ahead (a clock behind another host)', async function () {
       const spaced = { minIntervalMs: 500 };
       await claimThenStepBack('a', spaced);
-      clock.back = 100;
+      clock.stepBack(100);
       await queue.enqueue(entry('b'), { limits: {} });
       expect(await queue.claim(claimOptions(spaced))).to.equal(undefined);
       await clock.advance(599);
